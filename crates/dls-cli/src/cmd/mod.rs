@@ -1,0 +1,4 @@
+//! One module per group of subcommands.
+
+pub(crate) mod message;
+pub(crate) mod secure_mode;

@@ -1,0 +1,58 @@
+//! `dls`: a DLS-style provisioning service for enterprise desk phones, and its tools.
+//!
+//! Exit codes, for every subcommand: 0 success, 2 usage error, 3 malformed input,
+//! 4 authentication failure, 1 anything else. Errors go to stderr as one line.
+
+mod cmd;
+mod exit;
+mod io;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// DLS-style provisioning service for OpenStage / OpenScape desk phones (WPI).
+#[derive(Debug, Parser)]
+#[command(name = "dls", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode and encode WPI messages.
+    #[command(subcommand)]
+    Message(cmd::message::MessageCmd),
+    /// Generate bootstrap PINs.
+    #[command(subcommand)]
+    Pin(cmd::secure_mode::PinCmd),
+    /// Seal and open the encrypted `secure-mode-data` bundle.
+    #[command(subcommand, name = "secure-mode-data")]
+    SecureModeData(cmd::secure_mode::SecureModeDataCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            // clap prints help and version on stdout, errors on stderr.
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Message(c) => cmd::message::run(c),
+        Command::Pin(c) => cmd::secure_mode::run_pin(c),
+        Command::SecureModeData(c) => cmd::secure_mode::run_secure_mode_data(c),
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            let code = exit::code_of(&e);
+            eprintln!("dls: {}", exit::one_line(&e));
+            ExitCode::from(code)
+        }
+    }
+}
