@@ -2,16 +2,16 @@
 
 use std::borrow::Cow;
 
+use quick_xml::Reader;
 use quick_xml::XmlVersion;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesRef, BytesStart, Event};
-use quick_xml::Reader;
 
 use crate::error::{DecodeError, DecodeErrorKind as K};
 use crate::types::{
-    Action, DLS_NAMESPACE, DlsMessage, Fragment, Header, Item, ItemList, ItemStatus, Message,
-    ReasonForContact, ReplyStatus, WorkpointMessage,
+    Action, DLS_NAMESPACE, DlsMessage, Fragment, Header, Item, ItemList, ItemStatus, Message, ReasonForContact,
+    ReplyStatus, WorkpointMessage,
 };
 
 /// Hard limits on what [`decode_with`] accepts. Every field has a safe default.
@@ -100,6 +100,9 @@ pub fn decode_item_list(input: &[u8], limits: &Limits) -> Result<ItemList, Decod
     p.epilogue()?;
     Ok(items)
 }
+
+/// The most attributes one element may carry.
+const MAX_ATTRIBUTES: usize = 16;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -249,22 +252,19 @@ impl<'i, 'l> Parser<'i, 'l> {
     fn header(&self, e: &BytesStart<'i>) -> Result<Header, DecodeError> {
         let mut h = Header::default();
         let mut nonce = None;
-        for a in e.attributes().with_checks(true) {
-            let a = a.map_err(|err| self.err(K::Syntax(err.to_string())))?;
-            match a.key.local_name().as_ref() {
-                "nonce" => nonce = Some(self.attr_value(&a, "Message", "nonce")?.into_owned()),
+        self.each_attr(e, |p, key, a| {
+            match key {
+                "nonce" => nonce = Some(p.attr_value(a, "Message", "nonce")?.into_owned()),
                 "maxItems" => {
-                    let v = self.attr_value(&a, "Message", "maxItems")?;
+                    let v = p.attr_value(a, "Message", "maxItems")?;
                     let n = v.trim().parse::<i64>().ok().filter(|n| *n >= -1);
-                    h.max_items = Some(n.ok_or_else(|| self.invalid("Message", "maxItems", &v))?);
+                    h.max_items = Some(n.ok_or_else(|| p.invalid("Message", "maxItems", &v))?);
                 }
-                "fragment" => {
-                    let v = self.attr_value(&a, "Message", "fragment")?;
-                    h.fragment = Some(Fragment::from_wire(v.trim()));
-                }
+                "fragment" => h.fragment = Some(Fragment::from_wire(p.attr_value(a, "Message", "fragment")?.trim())),
                 _ => {}
             }
-        }
+            Ok(())
+        })?;
         h.nonce = match nonce {
             Some(n) if !n.trim().is_empty() => n,
             Some(n) => return Err(self.invalid("Message", "nonce", &n)),
@@ -331,14 +331,16 @@ impl<'i, 'l> Parser<'i, 'l> {
     fn reason(&mut self, e: &BytesStart<'i>, empty: bool) -> Result<ReasonForContact, DecodeError> {
         let mut action = None;
         let mut status = None;
-        for a in e.attributes().with_checks(true) {
-            let a = a.map_err(|err| self.err(K::Syntax(err.to_string())))?;
-            match a.key.local_name().as_ref() {
-                "action" => action = Some(Action::from_wire(self.attr_value(&a, "ReasonForContact", "action")?.trim())),
-                "status" => status = Some(ReplyStatus::from_wire(self.attr_value(&a, "ReasonForContact", "status")?.trim())),
+        self.each_attr(e, |p, key, a| {
+            match key {
+                "action" => action = Some(Action::from_wire(p.attr_value(a, "ReasonForContact", "action")?.trim())),
+                "status" => {
+                    status = Some(ReplyStatus::from_wire(p.attr_value(a, "ReasonForContact", "status")?.trim()))
+                }
                 _ => {}
             }
-        }
+            Ok(())
+        })?;
         let text = if empty { String::new() } else { self.text_content("ReasonForContact")? };
         let text = text.trim();
         if text.is_empty() {
@@ -349,7 +351,10 @@ impl<'i, 'l> Parser<'i, 'l> {
 
     /// The items of an `ItemList` whose start tag was just read, at nesting `depth`.
     fn item_list(&mut self, depth: usize) -> Result<ItemList, DecodeError> {
-        let mut items = Vec::new();
+        // An item takes at least ~16 bytes of XML, typically 60+: reserve for the typical
+        // case so that the list is not regrown a dozen times.
+        let estimate = (self.input.len() - self.pos) / 64;
+        let mut items = Vec::with_capacity(estimate.min(self.limits.max_items));
         loop {
             let (e, empty) = match self.next()? {
                 Event::Start(e) => (e, false),
@@ -380,27 +385,25 @@ impl<'i, 'l> Parser<'i, 'l> {
 
     fn item_attributes(&self, e: &BytesStart<'i>) -> Result<Item, DecodeError> {
         let mut item = Item::default();
-        let mut name = None;
-        for a in e.attributes().with_checks(true) {
-            let a = a.map_err(|err| self.err(K::Syntax(err.to_string())))?;
-            match a.key.local_name().as_ref() {
-                "name" => name = Some(self.attr_value(&a, "Item", "name")?.into_owned()),
+        self.each_attr(e, |p, key, a| {
+            match key {
+                "name" => item.name = p.attr_value(a, "Item", "name")?.into_owned(),
                 "index" => {
-                    let v = self.attr_value(&a, "Item", "index")?;
+                    let v = p.attr_value(a, "Item", "index")?;
                     let t = v.trim();
                     let ok = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
                     let n = ok.then(|| t.parse::<u32>().ok()).flatten();
-                    item.index = Some(n.ok_or_else(|| self.invalid("Item", "index", &v))?);
+                    item.index = Some(n.ok_or_else(|| p.invalid("Item", "index", &v))?);
                 }
-                "status" => item.status = Some(ItemStatus::from_wire(self.attr_value(&a, "Item", "status")?.trim())),
-                "type" => item.item_type = Some(self.attr_value(&a, "Item", "type")?.into_owned()),
+                "status" => item.status = Some(ItemStatus::from_wire(p.attr_value(a, "Item", "status")?.trim())),
+                "type" => item.item_type = Some(p.attr_value(a, "Item", "type")?.into_owned()),
                 _ => {}
             }
+            Ok(())
+        })?;
+        if item.name.is_empty() {
+            return Err(self.err(K::MissingAttribute { element: "Item", attribute: "name" }));
         }
-        item.name = match name {
-            Some(n) if !n.is_empty() => n,
-            _ => return Err(self.err(K::MissingAttribute { element: "Item", attribute: "name" })),
-        };
         Ok(item)
     }
 
@@ -420,7 +423,9 @@ impl<'i, 'l> Parser<'i, 'l> {
                     return Err(self.err(K::UnexpectedElement(format!("{name}> inside <{element}"))));
                 }
                 Event::Eof => return Err(self.err(K::UnexpectedEof)),
-                Event::Decl(_) | Event::DocType(_) => return Err(self.err(K::Syntax("misplaced declaration".to_owned()))),
+                Event::Decl(_) | Event::DocType(_) => {
+                    return Err(self.err(K::Syntax("misplaced declaration".to_owned())));
+                }
             };
             out = Some(match out {
                 None => piece,
@@ -433,9 +438,9 @@ impl<'i, 'l> Parser<'i, 'l> {
         match r.resolve_char_ref() {
             Ok(Some(c)) if is_xml_char(c) => Ok(c.to_string()),
             Ok(Some(_)) | Err(_) => Err(self.err(K::InvalidCharRef(truncate(r)))),
-            Ok(None) => resolve_predefined_entity(r)
-                .map(str::to_owned)
-                .ok_or_else(|| self.err(K::UnknownEntity(truncate(r)))),
+            Ok(None) => {
+                resolve_predefined_entity(r).map(str::to_owned).ok_or_else(|| self.err(K::UnknownEntity(truncate(r))))
+            }
         }
     }
 
@@ -469,7 +474,41 @@ impl<'i, 'l> Parser<'i, 'l> {
         }
     }
 
-    fn attr_value(&self, a: &Attribute<'i>, element: &'static str, attribute: &'static str) -> Result<Cow<'i, str>, DecodeError> {
+    /// Calls `f` with each attribute of `e`, refusing duplicates and more than
+    /// [`MAX_ATTRIBUTES`] (checked here without allocating).
+    fn each_attr<'e>(
+        &self,
+        e: &'e BytesStart<'i>,
+        mut f: impl FnMut(&Self, &str, &Attribute<'e>) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        let mut seen: [&'e str; MAX_ATTRIBUTES] = [""; MAX_ATTRIBUTES];
+        for (n, a) in e.attributes().with_checks(false).enumerate() {
+            let a = a.map_err(|err| self.err(K::Syntax(err.to_string())))?;
+            let key: &'e str = a.key.0;
+            if seen[..n].contains(&key) {
+                return Err(self.err(K::Syntax(format!("duplicate attribute {key}"))));
+            }
+            if n == MAX_ATTRIBUTES {
+                return Err(self.err(K::Syntax(format!("more than {MAX_ATTRIBUTES} attributes on one element"))));
+            }
+            seen[n] = key;
+            // Attribute names rarely carry a prefix: look for one only when there is a ':'.
+            let local = if key.contains(':') { a.key.local_name().into_inner() } else { key };
+            f(self, local, &a)?;
+        }
+        Ok(())
+    }
+
+    fn attr_value<'a>(
+        &self,
+        a: &Attribute<'a>,
+        element: &'static str,
+        attribute: &'static str,
+    ) -> Result<Cow<'a, str>, DecodeError> {
+        // Nothing to resolve or normalise: the common case, without a second pass.
+        if !a.value.bytes().any(|b| matches!(b, b'&' | b'\t' | b'\n' | b'\r')) {
+            return Ok(a.value.clone());
+        }
         match a.normalized_value_with(XmlVersion::Implicit1_0, 1, resolve_predefined_entity) {
             Ok(v) => {
                 if let Cow::Owned(s) = &v {
@@ -508,13 +547,21 @@ pub(crate) fn is_xml_char(c: char) -> bool {
 /// The offset of the first character XML 1.0 does not allow (control characters,
 /// U+FFFE, U+FFFF), in valid UTF-8.
 fn first_illegal_char(b: &[u8]) -> Option<usize> {
-    b.iter().enumerate().find_map(|(i, &c)| {
-        let bad = match c {
-            0x00..=0x08 | 0x0B | 0x0C | 0x0E..=0x1F => true,
-            // U+FFFE and U+FFFF are EF BF BE / EF BF BF.
-            0xEF => b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)),
-            _ => false,
-        };
-        bad.then_some(i)
-    })
+    const BLOCK: usize = 32;
+    let suspect = |c: u8| (c < 0x20) & (c != b'\n') & (c != b'\t') & (c != b'\r') | (c == 0xEF);
+    let bad_at = |i: usize| match b[i] {
+        0xEF => b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)),
+        c => c < 0x20 && !matches!(c, b'\n' | b'\t' | b'\r'),
+    };
+    // Whole blocks with nothing suspect are skipped; the flag computation vectorises.
+    let mut block_start = 0;
+    for chunk in b.chunks(BLOCK) {
+        if chunk.iter().fold(false, |acc, &c| acc | suspect(c)) {
+            if let Some(i) = (block_start..block_start + chunk.len()).find(|&i| bad_at(i)) {
+                return Some(i);
+            }
+        }
+        block_start += chunk.len();
+    }
+    None
 }

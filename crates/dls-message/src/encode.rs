@@ -186,7 +186,13 @@ fn text(out: &mut String, value: &str, field: &'static str, escaping: ValueEscap
 /// Appends `value` escaped. In attributes, white space other than the space is written as
 /// character references so that attribute-value normalisation keeps it; in text, `\r` is,
 /// so that line-end normalisation keeps it.
-fn escape(out: &mut String, value: &str, field: &'static str, in_attr: bool, escaping: ValueEscaping) -> Result<(), EncodeError> {
+fn escape(
+    out: &mut String,
+    value: &str,
+    field: &'static str,
+    in_attr: bool,
+    escaping: ValueEscaping,
+) -> Result<(), EncodeError> {
     let bytes = value.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {

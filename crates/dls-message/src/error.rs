@@ -3,9 +3,13 @@
 
 use std::fmt;
 
-/// What is wrong with a document, and where.
+/// What is wrong with a document, and where. (Boxed, so that results stay small on the
+/// decoder's hot path.)
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DecodeError {
+pub struct DecodeError(Box<Inner>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Inner {
     kind: DecodeErrorKind,
     offset: usize,
     line: usize,
@@ -80,31 +84,31 @@ impl DecodeError {
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
         let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
-        Self { kind, offset, line, column }
+        Self(Box::new(Inner { kind, offset, line, column }))
     }
 
     /// The kind of problem.
     #[must_use]
     pub fn kind(&self) -> &DecodeErrorKind {
-        &self.kind
+        &self.0.kind
     }
 
     /// The byte offset in the input where the problem was found.
     #[must_use]
     pub fn offset(&self) -> usize {
-        self.offset
+        self.0.offset
     }
 
     /// The line (from 1) of [`Self::offset`].
     #[must_use]
     pub fn line(&self) -> usize {
-        self.line
+        self.0.line
     }
 
     /// The column (from 1, in characters) of [`Self::offset`].
     #[must_use]
     pub fn column(&self) -> usize {
-        self.column
+        self.0.column
     }
 }
 
@@ -114,18 +118,25 @@ impl fmt::Display for DecodeErrorKind {
             Self::TooLarge { size, limit } => write!(f, "document of {size} bytes exceeds the limit of {limit} bytes"),
             Self::InvalidUtf8 => f.write_str("document is not valid UTF-8"),
             Self::DoctypeForbidden => f.write_str("document type declarations (<!DOCTYPE) are not allowed"),
-            Self::UnknownEntity(e) => write!(f, "unknown entity reference &{e}; (only the five XML entities and character references are allowed)"),
+            Self::UnknownEntity(e) => write!(
+                f,
+                "unknown entity reference &{e}; (only the five XML entities and character references are allowed)"
+            ),
             Self::InvalidCharRef(e) => write!(f, "invalid character reference &{e};"),
             Self::Syntax(e) => write!(f, "XML syntax error: {e}"),
             Self::TooDeep { limit } => write!(f, "elements nest deeper than {limit} levels"),
             Self::TooManyItems { limit } => write!(f, "more than {limit} items"),
             Self::UnexpectedRoot(r) => write!(f, "unexpected root element <{r}> (want WorkpointMessage or DLSMessage)"),
-            Self::WrongNamespace(ns) => write!(f, "unexpected namespace \"{ns}\" (want http://www.siemens.com/DLS or none)"),
+            Self::WrongNamespace(ns) => {
+                write!(f, "unexpected namespace \"{ns}\" (want http://www.siemens.com/DLS or none)")
+            }
             Self::MissingElement(e) => write!(f, "missing element <{e}>"),
             Self::UnexpectedElement(e) => write!(f, "unexpected element <{e}>"),
             Self::UnexpectedText => f.write_str("unexpected text between elements"),
             Self::MissingAttribute { element, attribute } => write!(f, "<{element}> has no {attribute} attribute"),
-            Self::InvalidAttribute { element, attribute, value } => write!(f, "<{element}> has an invalid {attribute}=\"{value}\""),
+            Self::InvalidAttribute { element, attribute, value } => {
+                write!(f, "<{element}> has an invalid {attribute}=\"{value}\"")
+            }
             Self::UnexpectedEof => f.write_str("document ends before its root element is closed"),
         }
     }
@@ -133,7 +144,7 @@ impl fmt::Display for DecodeErrorKind {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (line {}, column {}, byte {})", self.kind, self.line, self.column, self.offset)
+        write!(f, "{} (line {}, column {}, byte {})", self.0.kind, self.0.line, self.0.column, self.0.offset)
     }
 }
 

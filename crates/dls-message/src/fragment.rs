@@ -167,7 +167,8 @@ mod tests {
         assert!(parts.len() > 1);
         let mut rejoined = Vec::new();
         for (n, part) in parts.into_iter().enumerate() {
-            let msg: Message = DlsMessage::new("0123456789ABCDEF0123456789ABCDEF", Action::WriteItems, Some(part.clone())).into();
+            let msg: Message =
+                DlsMessage::new("0123456789ABCDEF0123456789ABCDEF", Action::WriteItems, Some(part.clone())).into();
             let len = encode(&msg, &EncodeOptions::default()).expect("encodes").len();
             assert!(len <= limits.max_bytes, "part {n} is {len} bytes");
             rejoined.extend(part);
@@ -184,7 +185,9 @@ mod tests {
 
     #[test]
     fn custom_grouping() {
-        let items: Vec<Item> = (0..6).map(|i| Item::indexed(if i % 2 == 0 { "function-key-def" } else { "key-label-unicode" }, i / 2, "v")).collect();
+        let items: Vec<Item> = (0..6)
+            .map(|i| Item::indexed(if i % 2 == 0 { "function-key-def" } else { "key-label-unicode" }, i / 2, "v"))
+            .collect();
         let parts = split_by(items, &FragmentLimits::for_max_items(Some(3)), |i| i.index).expect("fits");
         for part in &parts {
             assert_eq!(part.len(), 2, "{part:?}");

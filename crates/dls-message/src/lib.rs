@@ -42,6 +42,6 @@ pub use encode::{EncodeOptions, ValueEscaping, encode, encode_item_list};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use mac::{MacAddr, MacAddrError};
 pub use types::{
-    Action, DLS_NAMESPACE, DlsMessage, Fragment, Header, Item, ItemList, ItemStatus, Message,
-    Reason, ReasonForContact, ReplyStatus, WorkpointMessage,
+    Action, DLS_NAMESPACE, DlsMessage, Fragment, Header, Item, ItemList, ItemStatus, Message, Reason, ReasonForContact,
+    ReplyStatus, WorkpointMessage,
 };

@@ -134,7 +134,15 @@ mod tests {
 
     #[test]
     fn refusals() {
-        for s in ["", "00:01:e3:25:ea", "00:01-e3:25:ea:13", "00:01:e3:25:ea:1g", "0001E325EA1", "00.01.e3.25.ea.13", "ä001E325EA1"] {
+        for s in [
+            "",
+            "00:01:e3:25:ea",
+            "00:01-e3:25:ea:13",
+            "00:01:e3:25:ea:1g",
+            "0001E325EA1",
+            "00.01.e3.25.ea.13",
+            "ä001E325EA1",
+        ] {
             assert_eq!(MacAddr::parse(s), Err(MacAddrError), "{s}");
         }
     }

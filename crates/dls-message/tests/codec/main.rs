@@ -1,0 +1,7 @@
+//! The codec's integration tests, one module per topic.
+
+mod common;
+mod hostile;
+mod properties;
+mod samples;
+mod schema;
