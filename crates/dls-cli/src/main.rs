@@ -21,6 +21,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the DLS service.
+    Serve(Box<cmd::serve::ServeArgs>),
+    /// Manage devices (through the admin API of a running service).
+    #[command(subcommand)]
+    Device(cmd::admin::DeviceCmd),
+    /// Manage configuration profiles (through the admin API).
+    #[command(subcommand)]
+    Profile(cmd::admin::ProfileCmd),
     /// Decode and encode WPI messages.
     #[command(subcommand)]
     Message(cmd::message::MessageCmd),
@@ -43,6 +51,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Serve(a) => cmd::serve::run(*a),
+        Command::Device(c) => cmd::admin::run_device(c),
+        Command::Profile(c) => cmd::admin::run_profile(c),
         Command::Message(c) => cmd::message::run(c),
         Command::Pin(c) => cmd::secure_mode::run_pin(c),
         Command::SecureModeData(c) => cmd::secure_mode::run_secure_mode_data(c),

@@ -335,7 +335,7 @@ impl<'i, 'l> Parser<'i, 'l> {
             match key {
                 "action" => action = Some(Action::from_wire(p.attr_value(a, "ReasonForContact", "action")?.trim())),
                 "status" => {
-                    status = Some(ReplyStatus::from_wire(p.attr_value(a, "ReasonForContact", "status")?.trim()))
+                    status = Some(ReplyStatus::from_wire(p.attr_value(a, "ReasonForContact", "status")?.trim()));
                 }
                 _ => {}
             }

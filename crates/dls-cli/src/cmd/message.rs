@@ -37,9 +37,11 @@ pub(crate) fn run(cmd: MessageCmd) -> anyhow::Result<()> {
         }
         MessageCmd::Encode { file, legacy_sanitise } => {
             let input = read_input(file.as_deref())?;
-            let msg: Message = serde_json::from_slice(&input).map_err(|e| malformed(format!("not a message in JSON: {e}")))?;
+            let msg: Message =
+                serde_json::from_slice(&input).map_err(|e| malformed(format!("not a message in JSON: {e}")))?;
             let escaping = if legacy_sanitise { ValueEscaping::LegacySanitise } else { ValueEscaping::Standard };
-            let xml = dls_message::encode(&msg, &EncodeOptions::default().with_value_escaping(escaping)).map_err(malformed)?;
+            let xml = dls_message::encode(&msg, &EncodeOptions::default().with_value_escaping(escaping))
+                .map_err(malformed)?;
             std::io::stdout().lock().write_all(xml.as_bytes())?;
         }
     }

@@ -1,4 +1,6 @@
 //! One module per group of subcommands.
 
+pub(crate) mod admin;
 pub(crate) mod message;
 pub(crate) mod secure_mode;
+pub(crate) mod serve;

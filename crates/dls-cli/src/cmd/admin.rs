@@ -1,0 +1,323 @@
+//! `dls device …` and `dls profile …`: clients of a running service's admin API. They find
+//! the service through its data directory (the admin address and token `serve` writes
+//! there) or through `--server URL --token T`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use dls_engine::Profile;
+use dls_message::MacAddr;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::exit::{AUTH, MALFORMED, OTHER, fail, malformed};
+
+/// Where the admin API is.
+#[derive(Debug, Args)]
+pub(crate) struct Target {
+    /// The service's data directory (holds the admin address and token).
+    #[arg(long, env = "DLS_DATA_DIR", default_value = "dls-data", global = true)]
+    data_dir: PathBuf,
+    /// The admin API's URL (e.g. http://127.0.0.1:18081), instead of the data directory's.
+    #[arg(long, env = "DLS_SERVER", global = true)]
+    server: Option<String>,
+    /// The admin token, instead of the data directory's (prefer the environment variable).
+    #[arg(long, env = "DLS_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeviceCmd {
+    /// Register a device before its first contact.
+    Add {
+        /// Its MAC address (any common spelling).
+        #[arg(long)]
+        mac: String,
+        /// A profile to assign (repeatable, in order).
+        #[arg(long = "profile")]
+        profiles: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List devices.
+    List {
+        /// Only devices with this profile.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Only devices of this type (e.g. "OpenStage 60").
+        #[arg(long)]
+        device_type: Option<String>,
+        /// Only devices whose MAC or number contains this.
+        #[arg(long)]
+        search: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show a device with its inventory (JSON).
+    Show {
+        /// Its MAC address.
+        mac: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Replace a device's profiles.
+    Assign {
+        /// Its MAC address.
+        mac: String,
+        /// The profiles, in order (none: remove all).
+        #[arg(long = "profile")]
+        profiles: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show a device's merged desired configuration (JSON).
+    Desired {
+        /// Its MAC address.
+        mac: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Forget a device.
+    Delete {
+        /// Its MAC address.
+        mac: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProfileCmd {
+    /// Create or replace a profile from a TOML file.
+    Set {
+        /// The profile's name (`global` applies to every device).
+        name: String,
+        /// The TOML file: optional `device-type`, `reassert-on-local-changes`,
+        /// `legacy-value-sanitising`, then `[[item]]` tables with `name`, `value`, `index`.
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List profiles (JSON).
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show one profile (JSON).
+    Show {
+        /// The profile's name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a profile.
+    Delete {
+        /// The profile's name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+struct Client {
+    authority: String,
+    token: String,
+}
+
+impl Client {
+    fn new(t: &Target) -> anyhow::Result<Self> {
+        let url = match &t.server {
+            Some(s) => s.clone(),
+            None => std::fs::read_to_string(t.data_dir.join("admin-url")).with_context(|| {
+                format!(
+                    "no running service found in {} (start `dls serve`, or pass --server and --token)",
+                    t.data_dir.display()
+                )
+            })?,
+        };
+        let token = match &t.token {
+            Some(s) => s.clone(),
+            None => std::fs::read_to_string(t.data_dir.join("admin-token"))
+                .with_context(|| format!("reading the admin token in {}", t.data_dir.display()))?,
+        };
+        let url = url.trim();
+        let authority = url
+            .strip_prefix("http://")
+            .map(|rest| rest.trim_end_matches('/').to_owned())
+            .ok_or_else(|| crate::exit::usage(format!("the admin URL must start with http://, not {url:?}")))?;
+        Ok(Self { authority, token: token.trim().to_owned() })
+    }
+
+    fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<serde_json::Value> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), self.call_async(method, path, body))
+                .await
+                .map_err(|_| fail(OTHER, "the admin API did not answer within 30 s"))?
+        })
+    }
+
+    async fn call_async(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<serde_json::Value> {
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .with_context(|| format!("connecting to the admin API at {} (is `dls serve` running?)", self.authority))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, &self.authority)
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token));
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let resp = sender.send_request(req.body(Full::new(Bytes::from(body.unwrap_or_default())))?).await?;
+        let status = resp.status();
+        let bytes = Limited::new(resp.into_body(), 256 << 20)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+            .to_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value.get("error").and_then(|e| e.as_str()).unwrap_or("request failed").to_owned();
+        let code = match status {
+            StatusCode::BAD_REQUEST => MALFORMED,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => AUTH,
+            _ => OTHER,
+        };
+        Err(fail(code, format!("{message} ({})", status.as_u16())))
+    }
+}
+
+fn mac(s: &str) -> anyhow::Result<MacAddr> {
+    MacAddr::parse(s).map_err(|e| malformed(format!("{s:?}: {e}")))
+}
+
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn run_device(cmd: DeviceCmd) -> anyhow::Result<()> {
+    match cmd {
+        DeviceCmd::Add { mac: m, profiles, target } => {
+            let m = mac(&m)?;
+            let body = serde_json::json!({ "mac": m.to_string(), "profiles": profiles });
+            let v = Client::new(&target)?.call(Method::POST, "/api/v1/devices", Some(serde_json::to_vec(&body)?))?;
+            print_json(&v)
+        }
+        DeviceCmd::List { profile, device_type, search, json, target } => {
+            let mut q = Vec::new();
+            for (k, v) in [("profile", profile), ("device-type", device_type), ("search", search)] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", query_escape(&v)));
+                }
+            }
+            let path =
+                if q.is_empty() { "/api/v1/devices".to_owned() } else { format!("/api/v1/devices?{}", q.join("&")) };
+            let v = Client::new(&target)?.call(Method::GET, &path, None)?;
+            if json {
+                return print_json(&v);
+            }
+            println!(
+                "{:<12}  {:<20}  {:<14}  {:<16}  {:<12}  PROFILES",
+                "MAC", "TYPE", "VERSION", "E164", "LAST CONTACT"
+            );
+            for d in v.as_array().into_iter().flatten() {
+                let s = |k: &str| d.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_owned();
+                let last =
+                    d.get("last_contact").and_then(serde_json::Value::as_u64).map_or("-".to_owned(), |t| t.to_string());
+                let profiles: Vec<&str> = d
+                    .get("profiles")
+                    .and_then(|p| p.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str())
+                    .collect();
+                println!(
+                    "{:<12}  {:<20}  {:<14}  {:<16}  {:<12}  {}",
+                    s("mac"),
+                    s("device_type"),
+                    s("software_version"),
+                    s("e164"),
+                    last,
+                    profiles.join(",")
+                );
+            }
+            Ok(())
+        }
+        DeviceCmd::Show { mac: m, target } => {
+            let m = mac(&m)?;
+            print_json(&Client::new(&target)?.call(Method::GET, &format!("/api/v1/devices/{m}"), None)?)
+        }
+        DeviceCmd::Assign { mac: m, profiles, target } => {
+            let m = mac(&m)?;
+            let body = serde_json::json!({ "profiles": profiles });
+            let v = Client::new(&target)?.call(
+                Method::PATCH,
+                &format!("/api/v1/devices/{m}"),
+                Some(serde_json::to_vec(&body)?),
+            )?;
+            print_json(&v)
+        }
+        DeviceCmd::Desired { mac: m, target } => {
+            let m = mac(&m)?;
+            print_json(&Client::new(&target)?.call(Method::GET, &format!("/api/v1/devices/{m}/desired"), None)?)
+        }
+        DeviceCmd::Delete { mac: m, target } => {
+            let m = mac(&m)?;
+            Client::new(&target)?.call(Method::DELETE, &format!("/api/v1/devices/{m}"), None)?;
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn run_profile(cmd: ProfileCmd) -> anyhow::Result<()> {
+    match cmd {
+        ProfileCmd::Set { name, file, target } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let profile: Profile = toml::from_str(&text)
+                .map_err(|e| malformed(format!("{}: {}", file.display(), e.to_string().replace('\n', " "))))?;
+            let v = Client::new(&target)?.call(
+                Method::PUT,
+                &format!("/api/v1/profiles/{}", query_escape(&name)),
+                Some(serde_json::to_vec(&profile)?),
+            )?;
+            print_json(&v)
+        }
+        ProfileCmd::List { target } => {
+            print_json(&Client::new(&target)?.call(Method::GET, "/api/v1/profiles", None)?)
+        }
+        ProfileCmd::Show { name, target } => print_json(&Client::new(&target)?.call(
+            Method::GET,
+            &format!("/api/v1/profiles/{}", query_escape(&name)),
+            None,
+        )?),
+        ProfileCmd::Delete { name, target } => {
+            Client::new(&target)?.call(Method::DELETE, &format!("/api/v1/profiles/{}", query_escape(&name)), None)?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `dls serve`: the service, configured by flags, environment and a TOML file (flags win).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use dls_engine::config::UnknownDevicePolicy;
+use dls_server::{Config, LOGIN_SERVICE_PATH, ServerError};
+use tracing_subscriber::EnvFilter;
+
+use crate::exit::{fail, usage};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum UnknownDevices {
+    Register,
+    Reject,
+}
+
+/// Options of `dls serve`. Every option can also be set in the `--config` file (same
+/// names, kebab-case); flags override the file.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// A TOML configuration file.
+    #[arg(long, env = "DLS_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory (database, keys, certificates, admin token). Default ./dls-data.
+    #[arg(long, env = "DLS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The default-mode WPI listener (TLS). Default 0.0.0.0:18443.
+    #[arg(long)]
+    wpi_listen: Option<SocketAddr>,
+    /// The admin API listener. Default 127.0.0.1:18081.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// A DNS name or IP address phones use to reach the service (repeatable).
+    #[arg(long = "server-name")]
+    server_names: Vec<String>,
+    /// Keep-alive idle timeout in seconds (at least 30).
+    #[arg(long)]
+    idle_timeout_secs: Option<u64>,
+    /// The largest request body in bytes.
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// The most concurrent connections per listener.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// A full inventory older than this (seconds) is read again at start-up.
+    #[arg(long)]
+    inventory_max_age_secs: Option<u64>,
+    /// Devices never seen before: register them, or reject them.
+    #[arg(long, value_enum)]
+    unknown_devices: Option<UnknownDevices>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
+    let mut config = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Config::from_toml(&text).map_err(|e| usage(format!("{}: {e}", p.display())))?
+        }
+        None => Config::default(),
+    };
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(a) = args.wpi_listen {
+        config.wpi_listen = a;
+    }
+    if let Some(a) = args.admin_listen {
+        config.admin_listen = a;
+    }
+    config.server_names.extend(args.server_names);
+    if let Some(v) = args.idle_timeout_secs {
+        config.idle_timeout_secs = v;
+    }
+    if let Some(v) = args.max_body_bytes {
+        config.max_body_bytes = v;
+    }
+    if let Some(v) = args.max_connections {
+        config.max_connections = v;
+    }
+    if let Some(v) = args.inventory_max_age_secs {
+        config.inventory_max_age_secs = v;
+    }
+    if let Some(u) = args.unknown_devices {
+        config.unknown_devices = match u {
+            UnknownDevices::Register => UnknownDevicePolicy::Register,
+            UnknownDevices::Reject => UnknownDevicePolicy::Reject,
+        };
+    }
+    config.validate().map_err(usage)?;
+    Ok((config, args.log_json))
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let (config, log_json) = config_of(args)?;
+    let filter = EnvFilter::try_from_env("DLS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if log_json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_ansi(ansi).with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    rt.block_on(async move {
+        let running = dls_server::start(config).await.map_err(|e| match e {
+            ServerError::Config(m) => usage(m),
+            other => fail(crate::exit::OTHER, other),
+        })?;
+        println!("dls: WPI (default mode) on https://{}{LOGIN_SERVICE_PATH}", running.wpi_addr);
+        println!("dls: admin API on http://{}", running.admin_addr);
+        wait_for_signal().await?;
+        eprintln!("dls: shutting down; finishing interactions in flight");
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The `dls` binary driven as a user drives it: arguments, stdin, stdout, exit codes.
+
+mod common;
+mod message;
+mod secure_mode;

@@ -1,0 +1,448 @@
+//! The verifier: [`Config`], [`Request`], and [`Verifier::verify`].
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::algorithm::{Algorithm, HashFn};
+use crate::credentials::CredentialLookup;
+use crate::header::{Authorization, ParseError, decode_ext_value};
+use crate::nonce::{NonceKey, short_b64};
+use crate::outcome::{BadRequest, ChallengeReason, Outcome};
+use crate::replay::{NonceId, Replay, ReplayCache};
+use crate::throttle::{Throttle, ThrottleConfig};
+
+/// Nonces issued up to this many seconds "in the future" (the caller's clock stepped back)
+/// are still accepted.
+const FUTURE_TOLERANCE_SECS: u64 = 60;
+
+/// Verifier settings. Start from [`Config::new`] and change fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The realm (1 to 256 characters, no control characters).
+    pub realm: String,
+    /// The challenges offered, one `WWW-Authenticate` value each, in order. Default: `[MD5]`
+    /// (devices in the field may handle only that); `[SHA-256, MD5]` offers both. A client may
+    /// answer with any algorithm whose hash function is offered, `-sess` variants included.
+    /// `SHA-512-256` is accepted only when offered.
+    pub challenges: Vec<Algorithm>,
+    /// How long a nonce is usable, seconds (default 300).
+    pub nonce_lifetime_secs: u64,
+    /// Accept RFC 2069 responses (no `qop`, so no `cnonce`/`nc`; each nonce is then good for
+    /// one request). Default false: only for a legacy device family that needs it.
+    pub allow_rfc2069: bool,
+    /// Send `userhash=true` in challenges (clients may hash the username). Default false.
+    /// Hashed usernames from clients are accepted either way when the lookup supports them.
+    pub offer_userhash: bool,
+    /// Longest `Authorization` value accepted, bytes (default 4096).
+    pub max_header_len: usize,
+    /// Nonces held by the `nc` replay cache (default 16384).
+    pub replay_capacity: usize,
+    /// Throttling of failures.
+    pub throttle: ThrottleConfig,
+}
+
+impl Config {
+    /// Defaults for `realm`.
+    pub fn new(realm: impl Into<String>) -> Self {
+        Self {
+            realm: realm.into(),
+            challenges: vec![Algorithm::Md5],
+            nonce_lifetime_secs: 300,
+            allow_rfc2069: false,
+            offer_userhash: false,
+            max_header_len: 4096,
+            replay_capacity: 16384,
+            throttle: ThrottleConfig::default(),
+        }
+    }
+}
+
+/// A configuration the verifier cannot work with (the server is at fault, not a client).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The realm is empty, longer than 256 bytes, or has control characters.
+    #[error("realm must be 1 to 256 bytes without control characters")]
+    Realm,
+    /// No challenge algorithm.
+    #[error("at least one challenge algorithm is needed")]
+    NoChallenge,
+    /// A nonce lifetime of zero.
+    #[error("nonce lifetime must be at least 1 second")]
+    NonceLifetime,
+    /// The operating system gave no random bytes for the secret.
+    #[error("no random secret: {0}")]
+    Random(String),
+}
+
+/// One request, as the verifier needs it.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    /// The method, as in the request line (`GET`).
+    pub method: &'a str,
+    /// The request target, as in the request line (`/provisioning/001a2b3c4d5e.xml`).
+    pub target: &'a str,
+    /// The `Authorization` header value, if any.
+    pub authorization: Option<&'a [u8]>,
+    /// The client's address, for throttling.
+    pub source: IpAddr,
+    /// The time, unix seconds.
+    pub now: u64,
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("target", &self.target)
+            .field("authorization_len", &self.authorization.map(<[u8]>::len))
+            .field("source", &self.source)
+            .field("now", &self.now)
+            .finish()
+    }
+}
+
+struct State {
+    replay: ReplayCache,
+    throttle: Throttle,
+}
+
+/// Verifies Digest `Authorization` headers. `Sync`: share one per realm; the replay cache and
+/// throttle sit behind a short internal lock, never held while the lookup runs.
+pub struct Verifier {
+    config: Config,
+    accepted: Vec<HashFn>,
+    key: NonceKey,
+    opaque: String,
+    dummy_password: Zeroizing<String>,
+    seq: AtomicU64,
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// The digest parameters after validation.
+struct DigestResponse<'a> {
+    username: Username<'a>,
+    realm: &'a str,
+    nonce: &'a str,
+    uri: &'a str,
+    response: String,
+    algorithm: Algorithm,
+    cnonce: Option<&'a str>,
+    /// `(qop, nc as sent, nc)`.
+    qop: Option<(&'a str, &'a str, u32)>,
+    opaque: Option<&'a str>,
+}
+
+enum Username<'a> {
+    Plain(&'a str),
+    Decoded(String),
+    Hashed(&'a str),
+}
+
+impl Verifier {
+    /// A verifier keyed with `secret` (32 random bytes). Nonces stay valid across verifiers
+    /// with the same secret; the replay cache does not, so a secret kept across restarts lets
+    /// a header captured shortly before a restart be replayed until its nonce expires.
+    pub fn new(config: Config, secret: &[u8; 32]) -> Result<Self, ConfigError> {
+        let realm = &config.realm;
+        if realm.is_empty() || realm.len() > 256 || realm.chars().any(char::is_control) {
+            return Err(ConfigError::Realm);
+        }
+        if config.challenges.is_empty() {
+            return Err(ConfigError::NoChallenge);
+        }
+        if config.nonce_lifetime_secs == 0 {
+            return Err(ConfigError::NonceLifetime);
+        }
+        let key = NonceKey::new(secret);
+        let opaque = short_b64(&key.derive(b"opaque", realm.as_bytes()));
+        let dummy_password = Zeroizing::new(hex::encode(key.derive(b"dummy password", realm.as_bytes())));
+        let mut accepted: Vec<HashFn> = config.challenges.iter().map(|a| a.hash()).collect();
+        accepted.dedup();
+        let state = State {
+            replay: ReplayCache::new(config.replay_capacity, config.nonce_lifetime_secs),
+            throttle: Throttle::new(config.throttle.clone()),
+        };
+        Ok(Self { config, accepted, key, opaque, dummy_password, seq: AtomicU64::new(0), state: Mutex::new(state) })
+    }
+
+    /// A verifier with a fresh random secret (`getrandom`).
+    pub fn with_random_secret(config: Config) -> Result<Self, ConfigError> {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        getrandom::fill(secret.as_mut_slice()).map_err(|e| ConfigError::Random(e.to_string()))?;
+        Self::new(config, &secret)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Nonces held by the `nc` replay cache (at most `replay_capacity`).
+    pub fn replay_cache_len(&self) -> usize {
+        self.lock().replay.len()
+    }
+
+    /// Keys held by the throttle.
+    pub fn throttle_len(&self) -> usize {
+        self.lock().throttle.len()
+    }
+
+    /// Decides one request. Sans-IO: no clock, no logging; at most one lookup call.
+    pub fn verify<L: CredentialLookup + ?Sized>(&self, req: &Request<'_>, lookup: &L) -> Outcome {
+        let now = req.now;
+        let Some(raw) = req.authorization else {
+            return self.challenge(now, false, ChallengeReason::NoCredentials);
+        };
+        if raw.len() > self.config.max_header_len {
+            return bad(BadRequest::TooLarge { limit: self.config.max_header_len });
+        }
+        let auth = match Authorization::parse(raw) {
+            Ok(a) => a,
+            Err(ParseError::NotDigest) => return self.challenge(now, false, ChallengeReason::OtherScheme),
+            Err(e) => return bad(e.into()),
+        };
+        let r = match self.validate(&auth) {
+            Ok(r) => r,
+            Err(e) => return bad(e),
+        };
+        if r.uri != req.target {
+            return bad(BadRequest::UriMismatch);
+        }
+        if r.realm != self.config.realm {
+            return self.challenge(now, false, ChallengeReason::RealmMismatch);
+        }
+        if let Some(retry_after_secs) = self.lock().throttle.check(req.source, None, now) {
+            return Outcome::Throttled { retry_after_secs };
+        }
+
+        let hash = r.algorithm.hash();
+        let (username, credential) = match &r.username {
+            Username::Plain(u) => ((*u).to_owned(), lookup.credential(u)),
+            Username::Decoded(u) => (u.clone(), lookup.credential(u)),
+            Username::Hashed(h) => match lookup.credential_by_userhash(&h.to_ascii_lowercase(), hash) {
+                Some((u, c)) => (u, Some(c)),
+                None => ((*h).to_owned(), None),
+            },
+        };
+        if let Some(retry_after_secs) = self.lock().throttle.check(req.source, Some(&username), now) {
+            return Outcome::Throttled { retry_after_secs };
+        }
+
+        // Unknown users, and users without a usable H(A1), cost what a password user costs.
+        let known = credential.is_some();
+        let stored = credential.as_ref().and_then(|c| c.ha1(hash, &username, &self.config.realm));
+        let usable = stored.is_some();
+        let ha1 = match stored {
+            Some(h) => h,
+            None => hash.hex(&[username.as_bytes(), self.config.realm.as_bytes(), self.dummy_password.as_bytes()]),
+        };
+        let expected = expected_response(&r, req.method, &ha1);
+        let correct = bool::from(expected.as_bytes().ct_eq(r.response.as_bytes())) && usable;
+        let nonce = self.open_nonce(&r, now);
+
+        if !correct {
+            self.lock().throttle.record_failure(req.source, &username, now);
+            let reason = match (known, usable) {
+                (false, _) => ChallengeReason::UnknownUser,
+                (true, false) => ChallengeReason::NoCredentialForAlgorithm,
+                (true, true) => ChallengeReason::WrongResponse,
+            };
+            return self.challenge(now, false, reason);
+        }
+        let Some(nonce) = nonce else {
+            return self.challenge(now, true, ChallengeReason::StaleNonce);
+        };
+        // RFC 2069 has no nc: its nonce is good for one request.
+        let nc = r.qop.map_or(1, |(_, _, nc)| nc);
+        let verdict = {
+            let mut state = self.lock();
+            let verdict = state.replay.check(nonce, nc, now);
+            if verdict.is_ok() {
+                state.throttle.record_success(req.source, &username, now);
+            }
+            verdict
+        };
+        match verdict {
+            Ok(()) => Outcome::Accept { username, algorithm: r.algorithm },
+            Err(Replay::Seen) => self.challenge(now, false, ChallengeReason::Replayed),
+            Err(_) => self.challenge(now, true, ChallengeReason::StaleNonce),
+        }
+    }
+
+    /// The nonce's identity when it is ours, unexpired, and came with our `opaque`.
+    fn open_nonce(&self, r: &DigestResponse<'_>, now: u64) -> Option<NonceId> {
+        let id = self.key.open(r.nonce);
+        let opaque_ok = r.opaque.is_some_and(|o| bool::from(o.as_bytes().ct_eq(self.opaque.as_bytes())));
+        let id = id.filter(|_| opaque_ok)?;
+        let fresh = id.issued.saturating_add(self.config.nonce_lifetime_secs) >= now
+            && id.issued <= now.saturating_add(FUTURE_TOLERANCE_SECS);
+        fresh.then_some(id)
+    }
+
+    fn challenge(&self, now: u64, stale: bool, reason: ChallengeReason) -> Outcome {
+        let nonce = self.key.issue(NonceId { issued: now, seq: self.seq.fetch_add(1, Ordering::Relaxed) });
+        let realm = quote(&self.config.realm);
+        let userhash = if self.config.offer_userhash { ", userhash=true" } else { "" };
+        let stale_param = if stale { ", stale=true" } else { "" };
+        let www_authenticate = self
+            .config
+            .challenges
+            .iter()
+            .map(|a| {
+                format!(
+                    "Digest realm=\"{realm}\", qop=\"auth\", algorithm={a}, nonce=\"{nonce}\", \
+                     opaque=\"{}\"{userhash}{stale_param}",
+                    self.opaque
+                )
+            })
+            .collect();
+        Outcome::Challenge { www_authenticate, stale, reason }
+    }
+
+    fn validate<'a>(&self, auth: &'a Authorization) -> Result<DigestResponse<'a>, BadRequest> {
+        let need = |name: &'static str| auth.param(name).ok_or(BadRequest::MissingParameter(name));
+        let userhash = match auth.param("userhash") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(_) => return Err(BadRequest::BadUserhash),
+        };
+        let username = match (auth.param("username"), auth.param("username*")) {
+            (Some(_), Some(_)) => return Err(BadRequest::AmbiguousUsername),
+            (Some(u), None) if userhash => Username::Hashed(u),
+            (Some(u), None) => Username::Plain(u),
+            (None, Some(_)) if userhash => return Err(BadRequest::AmbiguousUsername),
+            (None, Some(ext)) => Username::Decoded(decode_ext_value(ext).ok_or(BadRequest::BadUsernameEncoding)?),
+            (None, None) => return Err(BadRequest::MissingParameter("username")),
+        };
+        let algorithm = match auth.param("algorithm") {
+            None => Algorithm::Md5,
+            Some(name) => Algorithm::from_name(name).ok_or(BadRequest::UnsupportedAlgorithm)?,
+        };
+        if !self.accepted.contains(&algorithm.hash()) {
+            return Err(BadRequest::UnsupportedAlgorithm);
+        }
+        let cnonce = auth.param("cnonce");
+        let qop = match auth.param("qop") {
+            Some(q) if q.eq_ignore_ascii_case("auth") => {
+                let nc_raw = need("nc")?;
+                let valid = !nc_raw.is_empty() && nc_raw.len() <= 8 && nc_raw.bytes().all(|c| c.is_ascii_hexdigit());
+                let nc = u32::from_str_radix(nc_raw, 16)
+                    .ok()
+                    .filter(|&n| valid && n > 0)
+                    .ok_or(BadRequest::BadNonceCount)?;
+                if cnonce.is_none() {
+                    return Err(BadRequest::MissingParameter("cnonce"));
+                }
+                Some((q, nc_raw, nc))
+            }
+            Some(_) => return Err(BadRequest::UnsupportedQop),
+            None if !self.config.allow_rfc2069 => return Err(BadRequest::Rfc2069NotAllowed),
+            None if algorithm.is_session() && cnonce.is_none() => return Err(BadRequest::MissingParameter("cnonce")),
+            None => None,
+        };
+        let response = need("response")?;
+        if response.len() != algorithm.hash().hex_len() || !response.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(BadRequest::BadResponse);
+        }
+        Ok(DigestResponse {
+            username,
+            realm: need("realm")?,
+            nonce: need("nonce")?,
+            uri: need("uri")?,
+            response: response.to_ascii_lowercase(),
+            algorithm,
+            cnonce,
+            qop,
+            opaque: auth.param("opaque"),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn bad(reason: BadRequest) -> Outcome {
+    Outcome::BadRequest { reason }
+}
+
+/// RFC 7616 section 3.4.1 (and RFC 2069 without `qop`).
+fn expected_response(r: &DigestResponse<'_>, method: &str, ha1: &str) -> Zeroizing<String> {
+    let hash = r.algorithm.hash();
+    let cnonce = r.cnonce.unwrap_or("").as_bytes();
+    let ha1 = if r.algorithm.is_session() {
+        hash.hex(&[ha1.as_bytes(), r.nonce.as_bytes(), cnonce])
+    } else {
+        Zeroizing::new(ha1.to_owned())
+    };
+    let ha2 = hash.hex(&[method.as_bytes(), r.uri.as_bytes()]);
+    match r.qop {
+        Some((qop, nc, _)) => {
+            hash.hex(&[ha1.as_bytes(), r.nonce.as_bytes(), nc.as_bytes(), cnonce, qop.as_bytes(), ha2.as_bytes()])
+        }
+        None => hash.hex(&[ha1.as_bytes(), r.nonce.as_bytes(), ha2.as_bytes()]),
+    }
+}
+
+/// The content of a quoted-string.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors() {
+        let secret = [1; 32];
+        assert_eq!(Verifier::new(Config::new(""), &secret).err(), Some(ConfigError::Realm));
+        assert_eq!(Verifier::new(Config::new("a\nb"), &secret).err(), Some(ConfigError::Realm));
+        assert_eq!(Verifier::new(Config::new("x".repeat(257)), &secret).err(), Some(ConfigError::Realm));
+        let mut c = Config::new("r");
+        c.challenges.clear();
+        assert_eq!(Verifier::new(c, &secret).err(), Some(ConfigError::NoChallenge));
+        let mut c = Config::new("r");
+        c.nonce_lifetime_secs = 0;
+        assert_eq!(Verifier::new(c, &secret).err(), Some(ConfigError::NonceLifetime));
+        assert!(Verifier::with_random_secret(Config::new("r")).is_ok());
+    }
+
+    #[test]
+    fn realm_is_quoted_in_challenges() {
+        let v = Verifier::new(Config::new(r#"a"b\c"#), &[1; 32]).expect("test value");
+        let Outcome::Challenge { www_authenticate, .. } = v.challenge(0, false, ChallengeReason::NoCredentials) else {
+            panic!()
+        };
+        let parsed = Authorization::parse(www_authenticate[0].as_bytes()).expect("test value");
+        assert_eq!(parsed.param("realm"), Some(r#"a"b\c"#));
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let v = Verifier::new(Config::new("r"), &[0xab; 32]).expect("test value");
+        let d = format!("{v:?}");
+        assert!(!d.contains(v.dummy_password.as_str()) && !d.contains("171, 171"), "{d}");
+    }
+}

@@ -1,0 +1,45 @@
+//! The engine's policies.
+
+/// What the engine does with a device it has never seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownDevicePolicy {
+    /// Register it and provision it with what applies to everyone (the default).
+    #[default]
+    Register,
+    /// Answer with a bare `CleanUp` and record nothing.
+    Reject,
+}
+
+/// The engine's policies. The defaults are what a fresh install does.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// A device whose full inventory is older than this (seconds) is read again
+    /// (`ReadAllItems`) at its next start-up. Default: one day.
+    pub inventory_max_age_secs: u64,
+    /// Unknown devices: register (default) or reject.
+    pub unknown_devices: UnknownDevicePolicy,
+    /// The most items collected from one fragmented phone reply. Default 20,000.
+    pub max_collected_items: usize,
+    /// The most bytes of item names and values collected from one fragmented reply.
+    /// Default 4 MiB.
+    pub max_collected_bytes: usize,
+    /// The key that makes the fingerprints of written values ([`crate::diff::fingerprint`])
+    /// useless to anyone who reads the store without it. 32 random bytes, kept by the shell.
+    pub fingerprint_key: [u8; 32],
+}
+
+impl EngineConfig {
+    /// The defaults, with the given fingerprint key.
+    #[must_use]
+    pub fn new(fingerprint_key: [u8; 32]) -> Self {
+        Self {
+            inventory_max_age_secs: 24 * 3600,
+            unknown_devices: UnknownDevicePolicy::Register,
+            max_collected_items: 20_000,
+            max_collected_bytes: 4 << 20,
+            fingerprint_key,
+        }
+    }
+}

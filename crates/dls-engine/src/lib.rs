@@ -1,0 +1,29 @@
+//! The DLS protocol engine, sans-IO.
+//!
+//! The engine holds no sockets, no clock and no database. For every message a phone sends,
+//! the service's shell gives it what it knows — the device's [`DeviceSnapshot`], the
+//! interaction's [`Session`] (if the message belongs to one), the device's desired
+//! configuration ([`Desired`]) and the time — and gets back an [`Output`]: the
+//! `DLSMessage` to answer with, the session to keep (or none, when the interaction is
+//! over) and the [`Change`]s to persist, which the shell commits in one transaction
+//! *before* it sends the reply. Everything here is deterministic and tested in memory.
+//!
+//! * [`Engine`]: the entry point, [`Engine::handle`].
+//! * [`session`]: the state of one interaction between two messages.
+//! * [`device`]: what the engine knows of a device, and the [`Change`]s it asks for.
+//! * [`desired`]: profiles and their layering into one desired configuration.
+//! * [`diff`]: which items must be written, given what the phone reported.
+//! * [`config`]: the engine's policies.
+
+pub mod config;
+pub mod desired;
+pub mod device;
+pub mod diff;
+mod engine;
+pub mod session;
+
+pub use config::EngineConfig;
+pub use desired::{Desired, Profile};
+pub use device::{Change, DeviceSnapshot, ItemKey, Note, UnixTime, WriteOutcome, WrittenRecord};
+pub use engine::{Engine, Input, Output};
+pub use session::Session;

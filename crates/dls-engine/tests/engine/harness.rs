@@ -1,0 +1,140 @@
+//! An in-memory shell: keeps one device's snapshot and session, applies changes.
+
+use dls_engine::desired::{Profile, resolve};
+use dls_engine::{Change, Desired, DeviceSnapshot, Engine, EngineConfig, Input, ItemKey, Output, Session, UnixTime};
+use dls_message::{
+    Action, DlsMessage, Fragment, Header, Item, ItemStatus, Reason, ReasonForContact, ReplyStatus, WorkpointMessage,
+};
+
+pub(crate) const MAC: &str = "00:1A:E8:3C:4D:5E";
+pub(crate) const KEY: [u8; 32] = [42; 32];
+
+pub(crate) struct Shell {
+    pub(crate) engine: Engine,
+    pub(crate) device: DeviceSnapshot,
+    pub(crate) desired: Desired,
+    pub(crate) session: Option<Session>,
+    pub(crate) now: UnixTime,
+    pub(crate) log: Vec<Change>,
+    pub(crate) deployment: Vec<Item>,
+    pub(crate) phone_cleanup: Option<Option<String>>,
+    pub(crate) contacts: usize,
+}
+
+impl Shell {
+    pub(crate) fn new() -> Self {
+        Self::with_config(EngineConfig::new(KEY))
+    }
+
+    pub(crate) fn with_config(config: EngineConfig) -> Self {
+        Self {
+            engine: Engine::new(config),
+            device: DeviceSnapshot::unknown(),
+            desired: Desired::default(),
+            session: None,
+            now: UnixTime(1_000_000),
+            log: Vec::new(),
+            deployment: Vec::new(),
+            phone_cleanup: None,
+            contacts: 0,
+        }
+    }
+
+    pub(crate) fn set_profile(&mut self, items: Vec<Item>) {
+        let p = Profile { name: "global".into(), items, ..Profile::default() };
+        self.desired = resolve(&[p], None, &[], &[]);
+    }
+
+    /// One message through the engine; the changes are applied like a store would.
+    pub(crate) fn send(&mut self, msg: &WorkpointMessage) -> Output {
+        let out = self.engine.handle(Input {
+            now: self.now,
+            message: msg,
+            session: self.session.take(),
+            device: &self.device,
+            desired: &self.desired,
+        });
+        for c in &out.changes {
+            self.apply(c);
+        }
+        self.log.extend(out.changes.iter().cloned());
+        self.session.clone_from(&out.session);
+        out
+    }
+
+    fn apply(&mut self, c: &Change) {
+        let d = &mut self.device;
+        match c {
+            Change::Register => d.known = true,
+            Change::Contact { .. } => self.contacts += 1,
+            Change::Nonce(n) => d.recent_nonces.push(n.clone()),
+            Change::MergeInventory(items) => {
+                for i in items.iter().filter(|i| i.status.is_none()) {
+                    match d.inventory.iter_mut().find(|x| x.name == i.name && x.index == i.index) {
+                        Some(x) => x.value.clone_from(&i.value),
+                        None => d.inventory.push(i.clone()),
+                    }
+                }
+            }
+            Change::ReplaceInventory { items, at } => {
+                d.inventory = items.iter().filter(|i| i.status.is_none()).cloned().collect();
+                d.inventory_at = Some(*at);
+            }
+            Change::Written(records) => {
+                for (k, r) in records {
+                    d.written.insert(k.clone(), r.clone());
+                }
+            }
+            Change::DeploymentStatus(items) => self.deployment.clone_from(items),
+            Change::PhoneCleanUp { reason } => self.phone_cleanup = Some(reason.clone()),
+            other => panic!("unknown change {other:?}"),
+        }
+    }
+
+    pub(crate) fn written(&self, name: &str) -> Option<&dls_engine::WrittenRecord> {
+        self.device.written.get(&ItemKey { name: name.into(), index: None })
+    }
+}
+
+pub(crate) fn basic_items() -> Vec<Item> {
+    vec![
+        Item::new("device-type", "OpenStage 60"),
+        Item::new("software-version", "V3 R5.12.0"),
+        Item::new("mac-addr", MAC),
+        Item::new("e164", "4989700712"),
+        Item::new("contact-me-uri", "http://192.0.2.41:8085/contact_dls.html/ContactDLS"),
+        Item::new("configuration-changed-flag", "false"),
+    ]
+}
+
+pub(crate) fn msg(nonce: &str, reason: ReasonForContact, items: Option<Vec<Item>>) -> WorkpointMessage {
+    WorkpointMessage {
+        header: Header { nonce: nonce.into(), max_items: Some(-1), fragment: Some(Fragment::Final) },
+        reason,
+        items,
+    }
+}
+
+pub(crate) fn start_up(nonce: &str) -> WorkpointMessage {
+    msg(nonce, ReasonForContact::new(Reason::StartUp), Some(basic_items()))
+}
+
+pub(crate) fn reply(nonce: &str, action: Action, status: ReplyStatus, items: Option<Vec<Item>>) -> WorkpointMessage {
+    msg(nonce, ReasonForContact::reply_to(action, status), items)
+}
+
+pub(crate) fn inventory() -> Vec<Item> {
+    let mut v = basic_items();
+    v.extend([
+        Item::new("sntp-addr", "ntp.old.example"),
+        Item::new("country-iso", "DE"),
+        Item::indexed("function-key-def", 0, "30"),
+        Item::new("user-pwd-unicode", "").with_status(ItemStatus::Failed),
+    ]);
+    v
+}
+
+pub(crate) fn assert_clean_up(m: &DlsMessage, nonce: &str) {
+    assert_eq!(m.action, Action::CleanUp, "{m:?}");
+    assert_eq!(m.header.nonce, nonce);
+}

@@ -1,0 +1,7 @@
+//! The engine, driven in memory: a tiny "shell" applies its changes to an in-memory
+//! device, exactly as the real service commits them to the store.
+
+mod flows;
+mod harness;
+mod properties;
+mod refusals;

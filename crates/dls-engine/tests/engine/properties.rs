@@ -1,0 +1,118 @@
+//! Random phone behaviour never panics and always ends in `CleanUp`.
+
+use dls_engine::Output;
+use dls_message::{Action, Fragment, Item, ItemStatus, Reason, ReasonForContact, ReplyStatus};
+use proptest::prelude::*;
+
+use crate::harness::*;
+
+#[derive(Clone, Debug)]
+enum Choice {
+    Accept { fragment_next: bool, refuse_first: bool },
+    Fail,
+    Busy,
+    WrongAction,
+    Garbage(u8),
+}
+
+fn choice() -> impl Strategy<Value = Choice> {
+    prop_oneof![
+        6 => (any::<bool>(), any::<bool>()).prop_map(|(fragment_next, refuse_first)| Choice::Accept { fragment_next, refuse_first }),
+        1 => Just(Choice::Fail),
+        1 => Just(Choice::Busy),
+        1 => Just(Choice::WrongAction),
+        1 => any::<u8>().prop_map(Choice::Garbage),
+    ]
+}
+
+fn opening() -> impl Strategy<Value = Reason> {
+    prop::sample::select(vec![
+        Reason::StartUp,
+        Reason::Solicited,
+        Reason::LocalChanges,
+        Reason::InventoryChanges,
+        Reason::Status,
+        Reason::CleanUp,
+        Reason::ReplyTo,
+        Reason::Other("x".into()),
+    ])
+}
+
+/// The phone's next message, given the DLS's last answer and a random choice.
+fn answer(nonce: &str, last: &Output, c: &Choice) -> dls_message::WorkpointMessage {
+    let action = match last.reply.action {
+        Action::GetNextFragment => Action::ReadAllItems,
+        ref a => a.clone(),
+    };
+    match c {
+        Choice::Accept { fragment_next, refuse_first } => {
+            let mut items: Vec<Item> = last.reply.items.clone().unwrap_or_else(inventory);
+            if *refuse_first {
+                if let Some(first) = items.first_mut() {
+                    first.status = Some(ItemStatus::Failed);
+                }
+            } else if action == Action::WriteItems {
+                items.clear();
+            }
+            let mut m = reply(nonce, action, ReplyStatus::Accepted, Some(items));
+            if *fragment_next {
+                m.header.fragment = Some(Fragment::Next);
+            }
+            m
+        }
+        Choice::Fail => reply(nonce, action, ReplyStatus::Failed, None),
+        Choice::Busy => reply(nonce, action, ReplyStatus::Busy, None),
+        Choice::WrongAction => reply(nonce, Action::Restart, ReplyStatus::Accepted, None),
+        Choice::Garbage(b) => msg(nonce, ReasonForContact::new(Reason::Other(format!("g{b}"))), None),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn every_interaction_ends_in_clean_up(
+        opening in opening(),
+        desired in prop::collection::vec(("[a-z]{1,8}", prop::option::of(0u32..4), "[a-z0-9]{0,6}"), 0..20),
+        max_items in prop::option::of(1i64..6),
+        choices in prop::collection::vec(choice(), 1..60),
+        known in any::<bool>(),
+    ) {
+        let mut sh = Shell::new();
+        sh.set_profile(desired.into_iter().map(|(n, i, v)| Item { index: i, ..Item::new(n, v) }).collect());
+        if known {
+            sh.device.known = true;
+            sh.device.inventory = inventory();
+            sh.device.inventory_at = Some(sh.now);
+        }
+        let mut first = msg("N0", ReasonForContact::new(opening), Some(basic_items()));
+        first.header.max_items = max_items;
+        let mut out = sh.send(&first);
+        prop_assert_eq!(&out.reply.header.nonce, "N0");
+        let mut steps = 0;
+        for (i, c) in choices.iter().enumerate() {
+            if out.session.is_none() {
+                prop_assert_eq!(&out.reply.action, &Action::CleanUp);
+                break;
+            }
+            if let Some(limit) = max_items {
+                if out.reply.action == Action::WriteItems {
+                    prop_assert!(out.reply.items.as_ref().map_or(0, Vec::len) <= usize::try_from(limit).unwrap_or(usize::MAX));
+                }
+            }
+            let nonce = format!("N{}", i % 3);
+            let m = answer(&nonce, &out, c);
+            out = sh.send(&m);
+            prop_assert_eq!(&out.reply.header.nonce, &nonce);
+            steps += 1;
+        }
+        // A phone that keeps accepting finishes: drive it to the end.
+        while out.session.is_some() {
+            prop_assert!(steps < 10_000, "does not end");
+            let m = answer("N9", &out, &Choice::Accept { fragment_next: false, refuse_first: false });
+            out = sh.send(&m);
+            steps += 1;
+        }
+        prop_assert_eq!(out.reply.action, Action::CleanUp);
+    }
+}

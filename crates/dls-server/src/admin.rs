@@ -1,0 +1,276 @@
+//! The admin API: JSON over HTTP with a bearer token, on a loopback port by default.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/healthz` | liveness, no token |
+//! | GET | `/api/v1/devices?profile=&device-type=&search=&limit=` | list devices |
+//! | POST | `/api/v1/devices` | add `{"mac", "profiles", "overrides"}` |
+//! | GET | `/api/v1/devices/{mac}` | a device with its inventory |
+//! | PATCH | `/api/v1/devices/{mac}` | change `{"profiles"?, "overrides"?}` |
+//! | DELETE | `/api/v1/devices/{mac}` | forget a device |
+//! | GET | `/api/v1/devices/{mac}/desired` | its merged desired configuration |
+//! | GET | `/api/v1/profiles` | list profiles |
+//! | GET, PUT, DELETE | `/api/v1/profiles/{name}` | one profile |
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dls_engine::Profile;
+use dls_message::MacAddr;
+use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, Store, StoreError};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tracing::{info, warn};
+use zeroize::Zeroizing;
+
+use crate::http::Resp;
+
+pub(crate) struct AdminState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) token: Zeroizing<String>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) body_timeout: Duration,
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{\"error\":\"response not serialisable\"}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// An admin request's failure: its status and a one-line message, rendered as
+/// `{"error": "…"}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    fn response(&self) -> Resp {
+        let mut r = json(self.status, &serde_json::json!({ "error": self.message }));
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        r
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(status, message)
+}
+
+fn store_error(e: &StoreError) -> ApiError {
+    let status = match e {
+        StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
+        StoreError::Conflict { .. } => StatusCode::CONFLICT,
+        StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = %e, "admin request failed in the store");
+        return error(status, "internal error");
+    }
+    error(status, e.to_string())
+}
+
+fn authorised(req: &Request<Incoming>, token: &str) -> bool {
+    let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(given) = v.strip_prefix("Bearer ").map(str::trim) else { return false };
+    given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+}
+
+/// Runs a store call off the executor.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(store_error(&e)),
+        Err(_) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")),
+    }
+}
+
+async fn body_json<T: for<'de> Deserialize<'de>>(state: &AdminState, req: Request<Incoming>) -> Result<T, ApiError> {
+    let bytes = match crate::http::read_body(req, state.max_body_bytes, state.body_timeout).await {
+        Ok(b) => b,
+        Err(crate::http::BodyError::TooLarge) => return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")),
+        Err(crate::http::BodyError::Timeout) => return Err(error(StatusCode::REQUEST_TIMEOUT, "request body not received in time")),
+        Err(crate::http::BodyError::Broken) => return Err(error(StatusCode::BAD_REQUEST, "request body could not be read")),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
+}
+
+fn parse_mac(s: &str) -> Result<MacAddr, ApiError> {
+    MacAddr::parse(s).map_err(|e| error(StatusCode::BAD_REQUEST, format!("{s:?}: {e}")))
+}
+
+/// Decodes `%XX` and `+` in a query component.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn filter_of(query: Option<&str>) -> Result<DeviceFilter, ApiError> {
+    let mut f = DeviceFilter::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v).ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad percent-encoding in query"))?;
+        match k {
+            "profile" => f.profile = Some(v),
+            "device-type" => f.device_type = Some(v),
+            "search" => f.search = Some(v),
+            "limit" => f.limit = Some(v.parse().map_err(|_| error(StatusCode::BAD_REQUEST, "limit must be a number"))?),
+            other => return Err(error(StatusCode::BAD_REQUEST, format!("unknown query parameter {other:?}"))),
+        }
+    }
+    Ok(f)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDevice {
+    mac: String,
+    #[serde(flatten)]
+    spec: DeviceSpec,
+}
+
+pub(crate) async fn handle(state: Arc<AdminState>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    let path = req.uri().path().to_owned();
+    if path == "/healthz" {
+        return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
+    }
+    if !path.starts_with("/api/v1/") {
+        return error(StatusCode::NOT_FOUND, "not found").response();
+    }
+    if !authorised(&req, &state.token) {
+        warn!(%peer, "admin request without a valid token");
+        let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").response();
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    let method = req.method().clone();
+    let segments: Vec<String> = path.trim_start_matches("/api/v1/").split('/').map(str::to_owned).collect();
+    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let resp = route(&state, req, &method, &seg).await.unwrap_or_else(|e| e.response());
+    info!(%method, path, status = resp.status().as_u16(), "admin request");
+    resp
+}
+
+async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg: &[&str]) -> Result<Resp, ApiError> {
+    let store = &state.store;
+    match (method.clone(), seg) {
+        (Method::GET, ["devices"]) => {
+            let filter = filter_of(req.uri().query())?;
+            let list = blocking(store, move |s| s.list_devices(&filter)).await?;
+            Ok(json(StatusCode::OK, &list))
+        }
+        (Method::POST, ["devices"]) => {
+            let new: NewDevice = body_json(state, req).await?;
+            let mac = parse_mac(&new.mac)?;
+            blocking(store, move |s| s.add_device(mac, &new.spec)).await?;
+            let details = blocking(store, move |s| s.device(mac)).await?;
+            Ok(json(StatusCode::CREATED, &details))
+        }
+        (Method::GET, ["devices", mac]) => {
+            let mac = parse_mac(mac)?;
+            match blocking(store, move |s| s.device(mac)).await? {
+                Some(d) => Ok(json(StatusCode::OK, &d)),
+                None => Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found"))),
+            }
+        }
+        (Method::PATCH, ["devices", mac]) => {
+            let mac = parse_mac(mac)?;
+            let update: DeviceUpdate = body_json(state, req).await?;
+            blocking(store, move |s| s.update_device(mac, &update)).await?;
+            let details = blocking(store, move |s| s.device(mac)).await?;
+            Ok(json(StatusCode::OK, &details))
+        }
+        (Method::DELETE, ["devices", mac]) => {
+            let mac = parse_mac(mac)?;
+            if blocking(store, move |s| s.delete_device(mac)).await? {
+                Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": mac })))
+            } else {
+                Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found")))
+            }
+        }
+        (Method::GET, ["devices", mac, "desired"]) => {
+            let mac = parse_mac(mac)?;
+            let desired = blocking(store, move |s| s.desired(mac)).await?;
+            Ok(json(StatusCode::OK, &desired))
+        }
+        (Method::GET, ["profiles"]) => Ok(json(StatusCode::OK, &blocking(store, |s| s.profiles()).await?)),
+        (Method::GET, ["profiles", name]) => {
+            let n = (*name).to_owned();
+            match blocking(store, move |s| s.profile(&n)).await? {
+                Some(p) => Ok(json(StatusCode::OK, &p)),
+                None => Err(error(StatusCode::NOT_FOUND, format!("profile {name:?} not found"))),
+            }
+        }
+        (Method::PUT, ["profiles", name]) => {
+            let mut profile: Profile = body_json(state, req).await?;
+            profile.name = (*name).to_owned();
+            let p = profile.clone();
+            blocking(store, move |s| s.put_profile(&p)).await?;
+            Ok(json(StatusCode::OK, &profile))
+        }
+        (Method::DELETE, ["profiles", name]) => {
+            let n = (*name).to_owned();
+            if blocking(store, move |s| s.delete_profile(&n)).await? {
+                Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": name })))
+            } else {
+                Err(error(StatusCode::NOT_FOUND, format!("profile {name:?} not found")))
+            }
+        }
+        (_, ["devices"] | ["devices", _] | ["devices", _, "desired"] | ["profiles"] | ["profiles", _]) => {
+            Err(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
+        }
+        _ => Err(error(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(percent_decode("OpenStage%2060").as_deref(), Some("OpenStage 60"));
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%FF"), None);
+    }
+}

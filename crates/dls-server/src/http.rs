@@ -1,0 +1,200 @@
+//! The listeners: accept with a connection cap, TLS handshake with a deadline, HTTP/1.1
+//! with keep-alive and header limits, graceful shutdown. Shared by every port.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+/// Every response has a complete body of known length (phones cannot read chunked
+/// bodies): hyper writes an exact `Content-Length`.
+pub(crate) type Resp = Response<Full<Bytes>>;
+
+/// Limits of one listener.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ListenerLimits {
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) tls_handshake_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// A plain-text response.
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// Says whether a listener may close its connections (no interaction in progress).
+pub(crate) type Drained = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Serves connections from `listener` until `shutdown` turns true; then stops accepting,
+/// waits until `drained` says no interaction is in progress, and lets the requests in
+/// flight finish — all within the grace period.
+pub(crate) async fn serve<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: H,
+    limits: ListenerLimits,
+    mut shutdown: watch::Receiver<bool>,
+    drained: Option<Drained>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let local = listener.local_addr().ok();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: do not spin.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            warn!(%peer, limit = limits.max_connections, "connection refused: too many connections");
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .header_read_timeout(limits.idle_timeout)
+                .max_buf_size(limits.max_header_bytes.max(8192))
+                .max_headers(64);
+            let svc = hyper::service::service_fn(move |req| {
+                let fut = handler(req, peer);
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            let result = match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc)).await,
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+                None => watcher.watch(builder.serve_connection(TokioIo::new(tcp), svc)).await,
+            };
+            if let Err(e) = result {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
+    debug!(?local, open = graceful.count(), "listener closed; finishing interactions in flight");
+    if let Some(drained) = drained {
+        while !drained() && tokio::time::Instant::now() < deadline && graceful.count() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
+        warn!(?local, "shutdown grace period over; closing remaining connections");
+    }
+}
+
+/// Why a request body was not read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// Over the limit (`413`).
+    TooLarge,
+    /// Not received in time (`408`).
+    Timeout,
+    /// The client broke off (`400`).
+    Broken,
+}
+
+impl BodyError {
+    pub(crate) fn response(&self) -> Resp {
+        let mut r = match self {
+            Self::TooLarge => text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+            Self::Timeout => text(StatusCode::REQUEST_TIMEOUT, "request body not received in time\n"),
+            Self::Broken => text(StatusCode::BAD_REQUEST, "request body could not be read\n"),
+        };
+        r.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+        r
+    }
+}
+
+/// The most bytes read and thrown away after a body went over its limit, so that the
+/// client has sent its request before the `413` (closing on unread data would reset the
+/// connection and lose the answer).
+const DRAIN_BYTES: usize = 8 << 20;
+
+/// Reads a request body of at most `limit` bytes within `timeout`.
+pub(crate) async fn read_body(req: Request<Incoming>, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = req.into_body();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf: Vec<u8> =
+        Vec::with_capacity(declared.map_or(8192, |n| usize::try_from(n).unwrap_or(limit)).min(limit));
+    let mut over = false;
+    let mut drained = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) if over => return Err(BodyError::TooLarge),
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(None) if over => return Err(BodyError::TooLarge),
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Ok(Some(Err(_))) if over => return Err(BodyError::TooLarge),
+            Ok(Some(Err(_))) => return Err(BodyError::Broken),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if over {
+            drained += data.len();
+            if drained > DRAIN_BYTES {
+                return Err(BodyError::TooLarge);
+            }
+        } else if buf.len() + data.len() > limit {
+            over = true;
+            buf = Vec::new();
+        } else {
+            buf.extend_from_slice(&data);
+        }
+    }
+}

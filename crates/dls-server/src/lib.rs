@@ -1,0 +1,141 @@
+//! The DLS service: the async shell around the sans-IO engine.
+//!
+//! * [`start`]: prepares the data directory ([`datadir`], [`pki`]), opens the store and
+//!   binds the listeners; returns a [`Running`] service.
+//! * [`config`]: every setting, with the defaults of a zero-configuration start.
+//! * `wpi`: the phones' endpoint, `POST /DeploymentService/LoginService` — read, decode,
+//!   run the engine off the executor under the device's lock, commit, reply.
+//! * `admin`: the admin API (JSON, bearer token).
+//! * `http`: listeners with connection caps, TLS deadlines, keep-alive and graceful
+//!   shutdown; `sessions`: interactions in progress, by cookie.
+//! * [`tls`]: the one place the TLS provider and versions are chosen.
+
+mod admin;
+pub mod config;
+pub mod datadir;
+mod error;
+mod http;
+pub mod pki;
+mod sessions;
+pub mod tls;
+mod wpi;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dls_engine::{Engine, EngineConfig};
+use dls_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tracing::info;
+use zeroize::Zeroizing;
+
+pub use config::Config;
+pub use datadir::DataDir;
+pub use error::ServerError;
+pub use wpi::LOGIN_SERVICE_PATH;
+
+use crate::datadir::names;
+use crate::http::ListenerLimits;
+
+/// A running service.
+#[derive(Debug)]
+pub struct Running {
+    /// The default-mode WPI listener's address.
+    pub wpi_addr: SocketAddr,
+    /// The admin API's address.
+    pub admin_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections, lets interactions in flight finish (up to the
+    /// configured grace period) and returns when every listener has stopped.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts the service with `config`: creates the data directory on first start (database,
+/// CA, server certificate, admin token), binds the listeners, and serves until
+/// [`Running::shutdown`].
+///
+/// # Errors
+/// [`ServerError`]: bad configuration, an unusable data directory, a port in use, …
+pub async fn start(config: Config) -> Result<Running, ServerError> {
+    config.validate().map_err(ServerError::Config)?;
+    let dir = DataDir::open(&config.data_dir)?;
+    let pki = pki::Pki::load_or_create(&dir, &config.server_names)?;
+    let token = Zeroizing::new(hex::encode(&*dir.secret(names::ADMIN_TOKEN, 32)?));
+    let mut fingerprint_key = [0u8; 32];
+    fingerprint_key.copy_from_slice(&dir.secret(names::FINGERPRINT_KEY, 32)?);
+    let db = dir.file(names::DATABASE);
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || SqliteStore::open(&db))
+            .await
+            .map_err(|e| ServerError::Config(e.to_string()))??,
+    );
+
+    let mut engine_config = EngineConfig::new(fingerprint_key);
+    engine_config.inventory_max_age_secs = config.inventory_max_age_secs;
+    engine_config.unknown_devices = config.unknown_devices;
+
+    let wpi_listener = bind(config.wpi_listen).await?;
+    let admin_listener = bind(config.admin_listen).await?;
+    let wpi_addr = wpi_listener.local_addr().map_err(|e| ServerError::io("reading the WPI address", e))?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| ServerError::io("reading the admin address", e))?;
+    dir.write_private(names::ADMIN_URL, format!("http://{admin_addr}\n").as_bytes())?;
+
+    let limits = ListenerLimits {
+        max_connections: config.max_connections,
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+        tls_handshake_timeout: Duration::from_secs(config.tls_handshake_timeout_secs),
+        max_header_bytes: config.max_header_bytes,
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+    };
+    let body_timeout = Duration::from_secs(config.body_timeout_secs);
+    let wpi_state = Arc::new(wpi::WpiState {
+        engine: Engine::new(engine_config),
+        store: store.clone(),
+        sessions: sessions::Sessions::new(Duration::from_secs(config.session_timeout_secs), config.max_sessions),
+        locks: wpi::DeviceLocks::new(1024),
+        max_body_bytes: config.max_body_bytes,
+        body_timeout,
+        in_flight: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let admin_state = Arc::new(admin::AdminState { store, token, max_body_bytes: 4 << 20, body_timeout });
+
+    let (tx, rx) = watch::channel(false);
+    let tls = TlsAcceptor::from(tls::default_mode(&pki)?);
+    let drain_state = wpi_state.clone();
+    let drained: http::Drained = Arc::new(move || drain_state.is_idle());
+    let wpi_task = tokio::spawn(http::serve(
+        wpi_listener,
+        Some(tls),
+        move |req, peer| wpi::handle(wpi_state.clone(), req, peer),
+        limits,
+        rx.clone(),
+        Some(drained),
+    ));
+    let admin_task = tokio::spawn(http::serve(
+        admin_listener,
+        None,
+        move |req, peer| admin::handle(admin_state.clone(), req, peer),
+        ListenerLimits { max_connections: 64, ..limits },
+        rx,
+        None,
+    ));
+    info!(%wpi_addr, %admin_addr, data_dir = %dir.path().display(), "DLS service started");
+    Ok(Running { wpi_addr, admin_addr, shutdown: tx, tasks: vec![wpi_task, admin_task] })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|e| ServerError::io(format!("binding {addr}"), e))
+}

@@ -1,0 +1,159 @@
+//! The service's PKI: a CA made on first start (or, later, an enterprise CA configured by
+//! the operator), and the TLS server certificate it issues, with the names phones use to
+//! reach the service as subject alternative names.
+
+use std::net::IpAddr;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+use crate::datadir::{DataDir, names};
+use crate::error::ServerError;
+
+/// The CA and the server certificate, as loaded or made at start.
+pub struct Pki {
+    /// The CA certificate (PEM): what phones must trust.
+    pub ca_cert_pem: String,
+    ca_key_pem: Zeroizing<String>,
+    /// The server certificate (PEM).
+    pub server_cert_pem: String,
+    server_key_pem: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki").finish_non_exhaustive()
+    }
+}
+
+impl Pki {
+    /// Loads the CA from the data directory, making one on first start, and issues a fresh
+    /// server certificate for `names` (DNS names or IP addresses) plus `localhost`,
+    /// `127.0.0.1`, `::1` and the host name.
+    ///
+    /// # Errors
+    /// [`ServerError::Pki`] when keys or certificates cannot be made or read.
+    pub fn load_or_create(dir: &DataDir, server_names: &[String]) -> Result<Self, ServerError> {
+        let (ca_cert_pem, ca_key_pem) = match (dir.read(names::CA_CERT)?, dir.read(names::CA_KEY)?) {
+            (Some(c), Some(k)) => (utf8(&c, names::CA_CERT)?, Zeroizing::new(utf8(&k, names::CA_KEY)?)),
+            (None, None) => {
+                let (c, k) = make_ca()?;
+                dir.write_private(names::CA_KEY, k.as_bytes())?;
+                dir.write_private(names::CA_CERT, c.as_bytes())?;
+                (c, k)
+            }
+            _ => {
+                return Err(ServerError::Pki(
+                    "only one of ca.crt and ca.key exists: restore the other or remove both".into(),
+                ));
+            }
+        };
+        let ca_key = KeyPair::from_pem(&ca_key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)?;
+        let server_key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn("DLS server");
+        params.subject_alt_names = sans(server_names)?;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(397);
+        params.use_authority_key_identifier_extension = true;
+        let server_cert = params.signed_by(&server_key, &issuer)?;
+        let server_cert_pem = server_cert.pem();
+        let server_key_pem = Zeroizing::new(server_key.serialize_pem());
+        dir.write_private(names::SERVER_KEY, server_key_pem.as_bytes())?;
+        dir.write_private(names::SERVER_CERT, server_cert_pem.as_bytes())?;
+        Ok(Self { ca_cert_pem, ca_key_pem, server_cert_pem, server_key_pem })
+    }
+
+    /// The server's certificate chain (server certificate, then the CA) in DER.
+    pub(crate) fn server_chain(&self) -> Result<Vec<CertificateDer<'static>>, ServerError> {
+        let mut chain = parse_certs(&self.server_cert_pem)?;
+        chain.extend(parse_certs(&self.ca_cert_pem)?);
+        Ok(chain)
+    }
+
+    /// The server's private key in DER.
+    pub(crate) fn server_key(&self) -> Result<PrivateKeyDer<'static>, ServerError> {
+        PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
+            .map_err(|e| ServerError::Pki(format!("server key: {e}")))
+    }
+
+    /// The CA's key (PEM), for issuing device certificates.
+    #[must_use]
+    pub fn ca_key_pem(&self) -> &str {
+        &self.ca_key_pem
+    }
+}
+
+fn utf8(bytes: &[u8], name: &str) -> Result<String, ServerError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| ServerError::Pki(format!("{name} is not PEM text")))
+}
+
+fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, ServerError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServerError::Pki(format!("certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(ServerError::Pki("no certificate in PEM".into()));
+    }
+    Ok(certs)
+}
+
+fn dn(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "DLS");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn make_ca() -> Result<(String, Zeroizing<String>), ServerError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn("DLS CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(10 * 365);
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), Zeroizing::new(key.serialize_pem())))
+}
+
+/// The subject alternative names: the defaults, the host name, and the configured names.
+fn sans(extra: &[String]) -> Result<Vec<SanType>, ServerError> {
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    if let Some(h) = host_name() {
+        names.push(h);
+    }
+    names.extend(extra.iter().cloned());
+    let mut out: Vec<SanType> = Vec::new();
+    for n in names {
+        let san = match n.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(
+                n.clone()
+                    .try_into()
+                    .map_err(|_| ServerError::Config(format!("server name {n:?} is not a DNS name or IP address")))?,
+            ),
+        };
+        if !out.contains(&san) {
+            out.push(san);
+        }
+    }
+    Ok(out)
+}
+
+fn host_name() -> Option<String> {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let h = h.trim();
+    (!h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')).then(|| h.to_owned())
+}

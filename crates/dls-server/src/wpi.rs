@@ -1,0 +1,190 @@
+//! `POST /DeploymentService/LoginService`: the thin shell around the engine. It reads the
+//! body within limits, decodes it, finds the session, and — under the device's lock, off
+//! the async executor — loads the device, runs the engine and commits its changes in one
+//! transaction before the reply is sent.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dls_engine::{Desired, DeviceSnapshot, Engine, Input, Note, UnixTime};
+use dls_message::{EncodeOptions, MacAddr, Message};
+use dls_store::Store;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::http::{Resp, read_body, text};
+use crate::sessions::{Sessions, cookie_id, new_id};
+
+/// The only path phones post to.
+pub const LOGIN_SERVICE_PATH: &str = "/DeploymentService/LoginService";
+
+/// What the WPI handler shares between requests.
+pub(crate) struct WpiState {
+    pub(crate) engine: Engine,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) sessions: Sessions,
+    pub(crate) locks: DeviceLocks,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) body_timeout: Duration,
+    /// Requests being handled (their sessions are out of the table meanwhile).
+    pub(crate) in_flight: AtomicUsize,
+}
+
+impl WpiState {
+    /// Whether no interaction is in progress: no request being handled, no open session.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) == 0 && self.sessions.is_idle()
+    }
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight(Arc<WpiState>);
+
+impl InFlight {
+    fn enter(state: &Arc<WpiState>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::SeqCst);
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One lock per device (sharded), so that two messages of one device are never handled
+/// at the same time.
+pub(crate) struct DeviceLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl DeviceLocks {
+    pub(crate) fn new(shards: usize) -> Self {
+        Self((0..shards.max(1)).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+
+    fn of(&self, mac: Option<MacAddr>) -> &tokio::sync::Mutex<()> {
+        let o = mac.map_or([0; 6], |m| m.octets());
+        let h = o.iter().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(*b)));
+        &self.0[h % self.0.len()]
+    }
+}
+
+fn now() -> UnixTime {
+    UnixTime(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+}
+
+pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    let _in_flight = InFlight::enter(&state);
+    if req.uri().path() != LOGIN_SERVICE_PATH {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if req.method() != Method::POST {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    let cookie = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(cookie_id)
+        .map(str::to_owned);
+    let body = match read_body(req, state.max_body_bytes, state.body_timeout).await {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(%peer, error = ?e, "request body refused");
+            return e.response();
+        }
+    };
+    let message = match dls_message::decode(&body) {
+        Ok(Message::Workpoint(m)) => m,
+        Ok(Message::Dls(_)) => {
+            warn!(%peer, "a DLSMessage was posted to the DLS");
+            return text(StatusCode::BAD_REQUEST, "expected a WorkpointMessage, got a DLSMessage\n");
+        }
+        Err(e) => {
+            warn!(%peer, error = %e, "malformed message");
+            return text(StatusCode::BAD_REQUEST, format!("malformed message: {e}\n"));
+        }
+    };
+
+    let session = cookie.as_deref().and_then(|id| state.sessions.take(id));
+    let mac = Engine::identify(&message, session.as_ref());
+    let span = info_span!("interaction", mac = %mac.map_or_else(|| "-".to_owned(), |m| m.to_string()), nonce = %message.header.nonce, reason = %message.reason.value);
+    async move {
+        let _guard = state.locks.of(mac).lock().await;
+        let st = state.clone();
+        let msg = message.clone();
+        let had_session = session.is_some();
+        let outcome = tokio::task::spawn_blocking(move || -> Result<_, dls_store::StoreError> {
+            let (device, desired) = match mac {
+                Some(m) => (st.store.load_device(m)?, st.store.desired(m)?),
+                None => (DeviceSnapshot::unknown(), Desired::default()),
+            };
+            let out =
+                st.engine.handle(Input { now: now(), message: &msg, session, device: &device, desired: &desired });
+            if let (Some(m), false) = (mac, out.changes.is_empty()) {
+                st.store.apply(m, &out.changes)?;
+            }
+            Ok((out, desired.value_escaping))
+        })
+        .await;
+        let (out, escaping) = match outcome {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                error!(error = %e, "store failed; nothing sent");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+            }
+            Err(e) => {
+                error!(error = %e, "engine task failed");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+            }
+        };
+        for note in &out.notes {
+            match note {
+                Note::Refused(why) => warn!(why, "refused"),
+                other => info!(note = ?other, "protocol event"),
+            }
+        }
+        let xml = match dls_message::encode(
+            &out.reply.clone().into(),
+            &EncodeOptions::default().with_value_escaping(escaping),
+        ) {
+            Ok(x) => x,
+            Err(e) => {
+                error!(error = %e, "reply not encodable");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+            }
+        };
+        info!(action = %out.reply.action, items = out.reply.items.as_ref().map_or(0, Vec::len), "reply");
+        let mut resp = Response::new(Full::new(Bytes::from(xml)));
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
+        if let Some(s) = out.session {
+            // Keep the cookie the phone has; set one on the first response of an interaction.
+            let id = match (had_session, cookie) {
+                (true, Some(id)) => id,
+                _ => {
+                    let id = new_id();
+                    if let Ok(v) =
+                        HeaderValue::from_str(&format!("JSESSIONID={id}; Path=/DeploymentService; Secure; HttpOnly"))
+                    {
+                        resp.headers_mut().insert(header::SET_COOKIE, v);
+                    }
+                    id
+                }
+            };
+            if !id.is_empty() {
+                state.sessions.put(id, s);
+            }
+        }
+        resp
+    }
+    .instrument(span)
+    .await
+}

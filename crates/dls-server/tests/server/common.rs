@@ -1,0 +1,118 @@
+//! Starting a service for a test, and talking to it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dls_server::{Config, Running};
+use dls_workpoint::{ServerTrust, WpiClient};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+
+pub(crate) struct TestServer {
+    pub(crate) running: Option<Running>,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) wpi: SocketAddr,
+    pub(crate) admin: SocketAddr,
+}
+
+impl TestServer {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub(crate) async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::default();
+        config.data_dir = dir.path().join("data");
+        config.wpi_listen = "127.0.0.1:0".parse().expect("addr");
+        config.admin_listen = "127.0.0.1:0".parse().expect("addr");
+        config.shutdown_grace_secs = 5;
+        tweak(&mut config);
+        let running = dls_server::start(config).await.expect("service starts");
+        let (wpi, admin) = (running.wpi_addr, running.admin_addr);
+        Self { running: Some(running), dir, wpi, admin }
+    }
+
+    pub(crate) fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub(crate) fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.data().join("ca.crt")).expect("ca.crt")
+    }
+
+    /// A phone client that verifies the server against the service's CA (stricter than a
+    /// default-mode phone, which verifies nothing).
+    pub(crate) fn client(&self) -> WpiClient {
+        let mut c =
+            WpiClient::new(&format!("127.0.0.1:{}", self.wpi.port()), &ServerTrust::Verify(vec![self.ca_pem()]))
+                .expect("client");
+        c.set_timeout(Duration::from_secs(10));
+        c
+    }
+
+    pub(crate) fn token(&self) -> String {
+        std::fs::read_to_string(self.data().join("admin-token")).expect("token").trim().to_owned()
+    }
+
+    /// One admin API request; returns status and JSON.
+    pub(crate) async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        admin_request(self.admin, method, path, Some(&self.token()), body).await
+    }
+
+    pub(crate) async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+pub(crate) async fn admin_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("admin connects");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder().method(method).uri(path).header("host", addr.to_string());
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let body = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
+    let resp = sender.send_request(req.body(Full::new(Bytes::from(body))).expect("request")).await.expect("response");
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+/// Runs a command with a deadline, without blocking the runtime the service runs on;
+/// returns (exit code, stdout, stderr).
+pub(crate) async fn run(cmd: &mut tokio::process::Command, secs: u64) -> (i32, String, String) {
+    let name = format!("{cmd:?}");
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(secs), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not finish in {secs} s"))
+        .unwrap_or_else(|e| panic!("{name} must be installed for this test: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}

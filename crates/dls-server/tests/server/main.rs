@@ -1,0 +1,8 @@
+//! The service in-process on ephemeral ports, driven over real TLS: by the project's
+//! phone client, and by `curl` and `openssl s_client`, which nobody here wrote.
+
+mod admin;
+mod bad_input;
+mod common;
+mod flows;
+mod tls_clients;

@@ -1,0 +1,95 @@
+//! The DLS service's storage.
+//!
+//! * [`Store`]: the narrow interface the service uses. The protocol path needs three calls
+//!   per phone message — [`Store::load_device`], [`Store::desired`] and
+//!   [`Store::apply`] (all of one message's changes in one transaction); the admin API
+//!   needs the rest. A PostgreSQL backend for multi-node deployments would implement the
+//!   same trait; nothing above it would change.
+//! * [`model`]: the records the interface speaks in.
+//! * [`SqliteStore`]: the embedded implementation (one file, WAL, schema migrations).
+
+pub mod model;
+mod sqlite;
+
+use dls_engine::{Change, Desired, DeviceSnapshot, Profile};
+use dls_message::MacAddr;
+
+pub use model::{DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, WrittenSummary};
+pub use sqlite::SqliteStore;
+
+/// Why a storage call failed, by who is at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The caller asked for something that does not exist (HTTP 404).
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The caller asked to create something that exists already (HTTP 409).
+    #[error("{what} exists already")]
+    Conflict {
+        /// What exists.
+        what: String,
+    },
+    /// The caller's request is invalid (HTTP 400), e.g. a reserved or empty name.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The database file could not be created or opened: our own I/O (HTTP 500).
+    #[error("{0}")]
+    Io(String),
+    /// The database failed: our fault (HTTP 500).
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The database holds data this version cannot read, or is from a newer version.
+    #[error("store is corrupt or from a newer version: {0}")]
+    Corrupt(String),
+}
+
+/// The storage interface of the DLS service. Implementations are safe to share between
+/// threads; calls block (the async shell runs them off its executor).
+pub trait Store: Send + Sync + 'static {
+    // The protocol path.
+
+    /// What the engine needs to know of a device (an unknown device gives
+    /// [`DeviceSnapshot::unknown`]).
+    fn load_device(&self, mac: MacAddr) -> Result<DeviceSnapshot, StoreError>;
+
+    /// The device's desired configuration: its profiles layered (see
+    /// [`dls_engine::desired`]), for its reported `device-type`, assigned profiles and
+    /// overrides. An unknown device gets what applies to every device.
+    fn desired(&self, mac: MacAddr) -> Result<Desired, StoreError>;
+
+    /// Persists one message's changes for `mac`, all or nothing, in one transaction.
+    fn apply(&self, mac: MacAddr, changes: &[Change]) -> Result<(), StoreError>;
+
+    // The admin API.
+
+    /// Devices matching `filter`, ordered by MAC.
+    fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceSummary>, StoreError>;
+
+    /// One device with its inventory, or `None`.
+    fn device(&self, mac: MacAddr) -> Result<Option<DeviceDetails>, StoreError>;
+
+    /// Registers a device ahead of its first contact. [`StoreError::Conflict`] if known.
+    fn add_device(&self, mac: MacAddr, spec: &DeviceSpec) -> Result<(), StoreError>;
+
+    /// Changes a device's profiles or overrides. [`StoreError::NotFound`] if unknown.
+    fn update_device(&self, mac: MacAddr, update: &DeviceUpdate) -> Result<(), StoreError>;
+
+    /// Forgets a device and everything recorded about it. `false` if it was unknown.
+    fn delete_device(&self, mac: MacAddr) -> Result<bool, StoreError>;
+
+    /// Every profile, by name.
+    fn profiles(&self) -> Result<Vec<Profile>, StoreError>;
+
+    /// One profile, or `None`.
+    fn profile(&self, name: &str) -> Result<Option<Profile>, StoreError>;
+
+    /// Creates or replaces a profile (its `name` field names it).
+    fn put_profile(&self, profile: &Profile) -> Result<(), StoreError>;
+
+    /// Deletes a profile and its assignments. `false` if it did not exist.
+    fn delete_profile(&self, name: &str) -> Result<bool, StoreError>;
+}

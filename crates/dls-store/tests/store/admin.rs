@@ -1,0 +1,272 @@
+//! The admin API: devices and profiles, validation, listing.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dls_engine::desired::GLOBAL_PROFILE;
+use dls_engine::{Change, Profile, UnixTime};
+use dls_message::{Item, ItemStatus};
+use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, SqliteStore, Store, StoreError};
+
+use crate::{mac, profile, register, store};
+
+fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>, mentions: &str) {
+    match r {
+        Err(StoreError::Invalid(msg)) => assert!(msg.contains(mentions), "{msg:?} should mention {mentions:?}"),
+        other => panic!("want Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn add_device_then_read_it() {
+    let s = store();
+    s.put_profile(&profile("sales", None, &[])).expect("puts");
+    s.put_profile(&profile("floor-2", None, &[])).expect("puts");
+    let spec = DeviceSpec {
+        profiles: vec!["sales".into(), "floor-2".into()],
+        overrides: vec![Item::new("e164", "4711"), Item::indexed("function-key-def", 0, "1")],
+    };
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
+    s.add_device(mac(1), &spec).expect("adds");
+    let d = s.device(mac(1)).expect("reads").expect("exists");
+    assert!(d.registered_at >= UnixTime(before) && d.registered_at <= UnixTime(before + 60));
+    assert_eq!(d.summary.profiles, spec.profiles);
+    assert_eq!(d.overrides, spec.overrides);
+    assert_eq!(d.summary.last_contact, None);
+    assert!(d.inventory.is_empty() && d.written.is_empty() && d.last_deployment_status.is_empty());
+    // Known to the protocol path too, and a first contact keeps the registration.
+    assert!(s.load_device(mac(1)).expect("loads").known);
+    register(&s, mac(1), 5);
+    assert_eq!(s.device(mac(1)).expect("reads").expect("exists").registered_at, d.registered_at);
+
+    let err = s.add_device(mac(1), &DeviceSpec::default()).expect_err("exists");
+    assert!(matches!(err, StoreError::Conflict { ref what } if what.contains("0001E325EA01")), "{err:?}");
+}
+
+#[test]
+fn add_and_update_refuse_bad_specs() {
+    let s = store();
+    s.put_profile(&profile("sales", None, &[])).expect("puts");
+    assert_invalid(s.add_device(mac(1), &DeviceSpec { profiles: vec!["sals".into()], ..Default::default() }), "sals");
+    assert_invalid(
+        s.add_device(mac(1), &DeviceSpec { profiles: vec!["sales".into(), "sales".into()], ..Default::default() }),
+        "sales",
+    );
+    let with_status = Item::new("e164", "1").with_status(ItemStatus::Failed);
+    assert_invalid(s.add_device(mac(1), &DeviceSpec { overrides: vec![with_status], ..Default::default() }), "e164");
+    assert_invalid(
+        s.add_device(mac(1), &DeviceSpec { overrides: vec![Item::new("", "1")], ..Default::default() }),
+        "name",
+    );
+    let twice = vec![Item::indexed("k", 0, "1"), Item::indexed("k", 0, "2")];
+    assert_invalid(s.add_device(mac(1), &DeviceSpec { overrides: twice, ..Default::default() }), "\"k\"");
+    // Nothing was created.
+    assert_eq!(s.device(mac(1)).expect("reads"), None);
+
+    // The same key with and without index is fine.
+    let both = vec![Item::new("k", "1"), Item::indexed("k", 0, "2")];
+    s.add_device(mac(1), &DeviceSpec { profiles: vec!["sales".into()], overrides: both.clone() }).expect("adds");
+    assert_invalid(
+        s.update_device(mac(1), &DeviceUpdate { profiles: Some(vec!["nope".into()]), overrides: None }),
+        "nope",
+    );
+    let d = s.device(mac(1)).expect("reads").expect("exists");
+    assert_eq!(d.summary.profiles, vec!["sales"]);
+    assert_eq!(d.overrides, both);
+}
+
+#[test]
+fn update_device_changes_only_what_is_given() {
+    let s = store();
+    s.put_profile(&profile("a", None, &[])).expect("puts");
+    s.put_profile(&profile("b", None, &[])).expect("puts");
+    let err = s.update_device(mac(1), &DeviceUpdate::default()).expect_err("unknown");
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+
+    s.add_device(mac(1), &DeviceSpec { profiles: vec!["a".into()], overrides: vec![Item::new("x", "1")] })
+        .expect("adds");
+    s.update_device(mac(1), &DeviceUpdate { profiles: Some(vec!["b".into(), "a".into()]), overrides: None })
+        .expect("updates");
+    let d = s.device(mac(1)).expect("reads").expect("exists");
+    assert_eq!(d.summary.profiles, vec!["b", "a"]);
+    assert_eq!(d.overrides, vec![Item::new("x", "1")]);
+    s.update_device(mac(1), &DeviceUpdate { profiles: None, overrides: Some(vec![]) }).expect("updates");
+    let d = s.device(mac(1)).expect("reads").expect("exists");
+    assert_eq!(d.summary.profiles, vec!["b", "a"]);
+    assert!(d.overrides.is_empty());
+    s.update_device(mac(1), &DeviceUpdate { profiles: Some(vec![]), overrides: None }).expect("updates");
+    assert!(s.device(mac(1)).expect("reads").expect("exists").summary.profiles.is_empty());
+}
+
+#[test]
+fn delete_device_forgets_everything() {
+    let s = store();
+    s.put_profile(&profile("a", None, &[])).expect("puts");
+    s.add_device(mac(1), &DeviceSpec { profiles: vec!["a".into()], overrides: vec![Item::new("x", "1")] })
+        .expect("adds");
+    s.apply(
+        mac(1),
+        &[
+            Change::Nonce("n".into()),
+            Change::MergeInventory(vec![Item::new("e164", "1")]),
+            Change::Written(vec![(crate::key("p", None), crate::record(1, dls_engine::WriteOutcome::Accepted))]),
+        ],
+    )
+    .expect("applies");
+    register(&s, mac(2), 1);
+    assert!(s.delete_device(mac(1)).expect("deletes"));
+    assert!(!s.delete_device(mac(1)).expect("deletes"));
+    assert_eq!(s.device(mac(1)).expect("reads"), None);
+    assert!(!s.load_device(mac(1)).expect("loads").known);
+    // Registered again, it starts afresh.
+    register(&s, mac(1), 9);
+    let d = s.device(mac(1)).expect("reads").expect("exists");
+    assert!(d.inventory.is_empty() && d.overrides.is_empty() && d.written.is_empty() && d.summary.profiles.is_empty());
+    assert_eq!(s.load_device(mac(1)).expect("loads").recent_nonces, Vec::<String>::new());
+    // The profile and the other device are untouched.
+    assert!(s.profile("a").expect("reads").is_some());
+    assert!(s.device(mac(2)).expect("reads").is_some());
+}
+
+#[test]
+fn profiles_crud() {
+    let s = store();
+    assert!(s.profiles().expect("lists").is_empty());
+    assert_eq!(s.profile("nope").expect("reads"), None);
+    let full = Profile {
+        name: "os60".into(),
+        device_type: Some("OpenStage 60".into()),
+        reassert_on_local_changes: Some(true),
+        legacy_value_sanitising: Some(false),
+        items: vec![
+            Item::indexed("function-key-def", 0, "30"),
+            Item { item_type: Some("x".into()), ..Item::new("sntp-addr", "<&>") },
+        ],
+    };
+    s.put_profile(&full).expect("puts");
+    s.put_profile(&profile("b.x_y-1", None, &[])).expect("puts");
+    s.put_profile(&profile(GLOBAL_PROFILE, None, &[("a", None, "1")])).expect("puts");
+    assert_eq!(s.profile("os60").expect("reads"), Some(full));
+    let names: Vec<String> = s.profiles().expect("lists").into_iter().map(|p| p.name).collect();
+    assert_eq!(names, vec!["b.x_y-1", "global", "os60"]);
+    // Replace.
+    let replaced = profile("os60", None, &[("b", None, "2")]);
+    s.put_profile(&replaced).expect("puts");
+    assert_eq!(s.profile("os60").expect("reads"), Some(replaced));
+    assert_eq!(s.profiles().expect("lists").len(), 3);
+    // Delete.
+    assert!(s.delete_profile("os60").expect("deletes"));
+    assert!(!s.delete_profile("os60").expect("deletes"));
+    assert_eq!(s.profile("os60").expect("reads"), None);
+}
+
+#[test]
+fn profile_names_are_checked() {
+    let s = store();
+    for bad in ["", "a b", "../etc", "ä", "a/b", "tab\t", &"x".repeat(65)] {
+        assert_invalid(s.put_profile(&profile(bad, None, &[])), "profile name");
+    }
+    s.put_profile(&profile(&"x".repeat(64), None, &[])).expect("64 characters are fine");
+    assert_eq!(s.profiles().expect("lists").len(), 1);
+}
+
+#[test]
+fn deleting_a_profile_removes_its_assignments() {
+    let s = store();
+    for name in ["a", "b", "c"] {
+        s.put_profile(&profile(name, None, &[])).expect("puts");
+    }
+    s.add_device(mac(1), &DeviceSpec { profiles: vec!["a".into(), "b".into(), "c".into()], ..Default::default() })
+        .expect("adds");
+    s.add_device(mac(2), &DeviceSpec { profiles: vec!["b".into()], ..Default::default() }).expect("adds");
+    assert!(s.delete_profile("b").expect("deletes"));
+    assert_eq!(s.device(mac(1)).expect("reads").expect("exists").summary.profiles, vec!["a", "c"]);
+    assert!(s.device(mac(2)).expect("reads").expect("exists").summary.profiles.is_empty());
+    let filter = DeviceFilter { profile: Some("b".into()), ..Default::default() };
+    assert!(s.list_devices(&filter).expect("lists").is_empty());
+    // Re-created, it is not assigned again by itself.
+    s.put_profile(&profile("b", None, &[])).expect("puts");
+    assert!(s.list_devices(&filter).expect("lists").is_empty());
+}
+
+/// Three phones: 01 (OpenStage 60, e164 4711, sales), 02 (OpenStage 40, e164 +49 89 4712,
+/// sales and floor), 03 (nothing reported, floor).
+fn fleet() -> SqliteStore {
+    let s = store();
+    s.put_profile(&profile("sales", None, &[])).expect("puts");
+    s.put_profile(&profile("floor", None, &[])).expect("puts");
+    type Phone<'a> = (u8, Option<(&'a str, &'a str, &'a str)>, &'a [&'a str]);
+    let phones: [Phone<'_>; 3] = [
+        (3, None, &["floor"]),
+        (1, Some(("OpenStage 60", "V3 R5.1", "4711")), &["sales"]),
+        (2, Some(("OpenStage 40", "V3 R4.0", "+49 89 4712")), &["sales", "floor"]),
+    ];
+    for (n, inventory, profiles) in phones {
+        let profiles: Vec<String> = profiles.iter().map(|p| (*p).to_owned()).collect();
+        s.add_device(mac(n), &DeviceSpec { profiles, ..Default::default() }).expect("adds");
+        if let Some((device_type, version, e164)) = inventory {
+            s.apply(
+                mac(n),
+                &[
+                    crate::contact(100 + u64::from(n)),
+                    Change::ReplaceInventory {
+                        items: vec![
+                            Item::new("device-type", device_type),
+                            Item::new("software-version", version),
+                            Item::new("e164", e164),
+                            Item::indexed("e164", 1, "999"),
+                        ],
+                        at: UnixTime(100),
+                    },
+                ],
+            )
+            .expect("applies");
+        }
+    }
+    s
+}
+
+fn listed(s: &SqliteStore, filter: DeviceFilter) -> Vec<u8> {
+    s.list_devices(&filter).expect("lists").iter().map(|d| d.mac.octets()[5]).collect()
+}
+
+#[test]
+fn list_devices_with_filters() {
+    let s = fleet();
+    let all = s.list_devices(&DeviceFilter::default()).expect("lists");
+    assert_eq!(all.iter().map(|d| d.mac).collect::<Vec<_>>(), vec![mac(1), mac(2), mac(3)]);
+    assert_eq!(all[0].device_type.as_deref(), Some("OpenStage 60"));
+    assert_eq!(all[0].software_version.as_deref(), Some("V3 R5.1"));
+    assert_eq!(all[0].e164.as_deref(), Some("4711"));
+    assert_eq!(all[0].last_contact, Some(UnixTime(101)));
+    assert_eq!(all[1].profiles, vec!["sales", "floor"]);
+    assert_eq!((all[2].device_type.as_ref(), all[2].e164.as_ref(), all[2].last_contact), (None, None, None));
+    // The listing agrees with the details.
+    assert_eq!(s.device(mac(2)).expect("reads").expect("exists").summary, all[1]);
+
+    let f =
+        |profile: Option<&str>, device_type: Option<&str>, search: Option<&str>, limit: Option<usize>| DeviceFilter {
+            profile: profile.map(Into::into),
+            device_type: device_type.map(Into::into),
+            search: search.map(Into::into),
+            limit,
+        };
+    assert_eq!(listed(&s, f(Some("sales"), None, None, None)), vec![1, 2]);
+    assert_eq!(listed(&s, f(Some("floor"), None, None, None)), vec![2, 3]);
+    assert_eq!(listed(&s, f(Some("nope"), None, None, None)), Vec::<u8>::new());
+    assert_eq!(listed(&s, f(None, Some("OpenStage 40"), None, None)), vec![2]);
+    assert_eq!(listed(&s, f(None, Some("openstage 40"), None, None)), Vec::<u8>::new());
+    // Search: a MAC in any spelling and case, or part of an e164.
+    assert_eq!(listed(&s, f(None, None, Some("ea:03"), None)), vec![3]);
+    assert_eq!(listed(&s, f(None, None, Some("0001e325ea0"), None)), vec![1, 2, 3]);
+    assert_eq!(listed(&s, f(None, None, Some("471"), None)), vec![1, 2]);
+    assert_eq!(listed(&s, f(None, None, Some("89 47"), None)), vec![2]);
+    assert_eq!(listed(&s, f(None, None, Some("999"), None)), Vec::<u8>::new());
+    assert_eq!(listed(&s, f(None, None, Some(""), None)), vec![1, 2, 3]);
+    assert_eq!(listed(&s, f(None, None, Some(":"), None)), Vec::<u8>::new());
+    // Limit, and everything together.
+    assert_eq!(listed(&s, f(None, None, None, Some(2))), vec![1, 2]);
+    assert_eq!(listed(&s, f(None, None, None, Some(0))), Vec::<u8>::new());
+    assert_eq!(listed(&s, f(None, None, None, Some(usize::MAX))), vec![1, 2, 3]);
+    assert_eq!(listed(&s, f(Some("sales"), Some("OpenStage 60"), Some("4711"), Some(5))), vec![1]);
+    assert_eq!(listed(&s, f(Some("floor"), None, Some("471"), None)), vec![2]);
+}

@@ -1,0 +1,56 @@
+//! Integration tests of dls-store's SQLite implementation, one module per topic.
+
+mod admin;
+mod changes;
+mod desired;
+mod file;
+mod model;
+
+use dls_engine::{Change, ItemKey, Profile, UnixTime, WriteOutcome, WrittenRecord};
+use dls_message::{Item, MacAddr, Reason};
+use dls_store::{SqliteStore, Store};
+
+/// A fresh in-memory store.
+pub(crate) fn store() -> SqliteStore {
+    SqliteStore::open_in_memory().expect("in-memory store opens")
+}
+
+/// A device's MAC, by number.
+pub(crate) fn mac(n: u8) -> MacAddr {
+    MacAddr::from_bytes([0x00, 0x01, 0xE3, 0x25, 0xEA, n])
+}
+
+pub(crate) fn contact(at: u64) -> Change {
+    Change::Contact { at: UnixTime(at), reason: Reason::StartUp }
+}
+
+/// Registers `mac` as the engine does at a first contact.
+pub(crate) fn register(store: &SqliteStore, mac: MacAddr, at: u64) {
+    store.apply(mac, &[Change::Register, contact(at)]).expect("registers");
+}
+
+pub(crate) fn key(name: &str, index: Option<u32>) -> ItemKey {
+    ItemKey { name: name.into(), index }
+}
+
+pub(crate) fn record(byte: u8, outcome: WriteOutcome) -> WrittenRecord {
+    WrittenRecord { fingerprint: [byte; 32], outcome }
+}
+
+pub(crate) fn profile(name: &str, device_type: Option<&str>, items: &[(&str, Option<u32>, &str)]) -> Profile {
+    Profile {
+        name: name.into(),
+        device_type: device_type.map(Into::into),
+        items: items.iter().map(|(n, i, v)| Item { index: *i, ..Item::new(*n, *v) }).collect(),
+        ..Profile::default()
+    }
+}
+
+/// `(name, index, value)` of items, for compact assertions.
+pub(crate) fn triples(items: &[Item]) -> Vec<(String, Option<u32>, String)> {
+    items.iter().map(|i| (i.name.clone(), i.index, i.value.clone())).collect()
+}
+
+pub(crate) fn t(name: &str, index: Option<u32>, value: &str) -> (String, Option<u32>, String) {
+    (name.into(), index, value.into())
+}

@@ -1,0 +1,270 @@
+//! A phone: its items, and the phone's half of an interaction — start one, answer every
+//! DLS action the way a real phone does, until `CleanUp`.
+
+use std::collections::{BTreeSet, HashMap};
+
+use dls_message::fragment::{FragmentLimits, split_by};
+use dls_message::{
+    Action, DlsMessage, Fragment, Header, Item, ItemStatus, MacAddr, Reason, ReasonForContact, ReplyStatus,
+    WorkpointMessage,
+};
+
+use crate::client::{ClientError, WpiClient};
+
+/// Items a phone never lets the DLS write.
+const READ_ONLY: &[&str] = &[
+    "mac-addr",
+    "device-type",
+    "software-type",
+    "software-version",
+    "part-number",
+    "related-device-type",
+    "related-software-type",
+    "related-software-version",
+];
+
+/// The items a phone sends in every message that starts an interaction.
+const BASIC: &[&str] = &[
+    "device-type",
+    "related-device-type",
+    "software-type",
+    "related-software-type",
+    "software-version",
+    "related-software-version",
+    "contact-me-uri",
+    "mac-addr",
+    "configuration-changed-flag",
+    "part-number",
+    "e164",
+    "basic-e164",
+];
+
+/// Whether an item is write-only (never reported back): passwords.
+#[must_use]
+pub fn is_write_only(name: &str) -> bool {
+    name.contains("pwd") || name.contains("password")
+}
+
+/// A simulated phone.
+#[derive(Clone, Debug)]
+pub struct Phone {
+    mac: MacAddr,
+    /// The phone's items, in order; write-only items are kept but never reported.
+    items: Vec<Item>,
+    /// Items this phone does not know (writing them gets `unknown item`).
+    pub unknown_items: BTreeSet<String>,
+    /// The most items per reply fragment (`None`: one message), like a real phone's 50 kB cap.
+    pub reply_fragment_items: Option<usize>,
+    /// `maxItems` sent to the DLS (`-1`: no limit).
+    pub max_items: i64,
+    /// In a call: `WriteItems` is answered `busy`.
+    pub busy: bool,
+}
+
+/// What happened in one interaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Interaction {
+    /// The DLS actions received, in order.
+    pub actions: Vec<Action>,
+    /// Items written and accepted.
+    pub written: Vec<Item>,
+    /// Items refused, with their statuses.
+    pub refused: Vec<Item>,
+    /// Whether the final `CleanUp` asked the phone to call back (`send-solicited`).
+    pub send_solicited: bool,
+    /// The final `CleanUp`'s `cleanup-reason`, if any.
+    pub cleanup_reason: Option<String>,
+    /// Messages exchanged.
+    pub exchanges: usize,
+}
+
+/// The most messages one interaction may take before the phone gives up.
+pub const MAX_EXCHANGES: usize = 10_000;
+
+impl Phone {
+    /// A phone with typical identity items.
+    #[must_use]
+    pub fn new(mac: MacAddr) -> Self {
+        let items = vec![
+            Item::new("device-type", "OpenStage 60"),
+            Item::new("related-device-type", "OpenStage 60"),
+            Item::new("software-type", "Siemens SIP"),
+            Item::new("related-software-type", "Siemens SIP"),
+            Item::new("software-version", "V3 R5.12.0"),
+            Item::new("related-software-version", "V3 R5.12.0"),
+            Item::new("contact-me-uri", "http://127.0.0.1:8085/contact_dls.html/ContactDLS"),
+            Item::new("mac-addr", mac.colon_separated()),
+            Item::new("configuration-changed-flag", "false"),
+            Item::new("part-number", "S30817-S7403-A101-15"),
+            Item::new("e164", ""),
+            Item::new("basic-e164", ""),
+        ];
+        Self { mac, items, unknown_items: BTreeSet::new(), reply_fragment_items: None, max_items: -1, busy: false }
+    }
+
+    /// The phone's MAC.
+    #[must_use]
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    /// The value of an item, if the phone has it.
+    #[must_use]
+    pub fn get(&self, name: &str, index: Option<u32>) -> Option<&str> {
+        self.items.iter().find(|i| i.name == name && i.index == index).map(|i| i.value.as_str())
+    }
+
+    /// Sets an item (adding it if new).
+    pub fn set(&mut self, name: &str, index: Option<u32>, value: &str) {
+        match self.items.iter_mut().find(|i| i.name == name && i.index == index) {
+            Some(i) => value.clone_into(&mut i.value),
+            None => self.items.push(Item { index, ..Item::new(name, value) }),
+        }
+    }
+
+    /// Every item the phone reports (write-only items excluded).
+    #[must_use]
+    pub fn reported_items(&self) -> Vec<Item> {
+        self.items.iter().filter(|i| !is_write_only(&i.name)).cloned().collect()
+    }
+
+    fn basic_items(&self) -> Vec<Item> {
+        BASIC.iter().filter_map(|n| self.items.iter().find(|i| i.name == *n && i.index.is_none()).cloned()).collect()
+    }
+
+    fn message(
+        &self,
+        nonce: &str,
+        reason: ReasonForContact,
+        items: Option<Vec<Item>>,
+        fragment: Fragment,
+    ) -> WorkpointMessage {
+        WorkpointMessage {
+            header: Header { nonce: nonce.to_owned(), max_items: Some(self.max_items), fragment: Some(fragment) },
+            reason,
+            items,
+        }
+    }
+
+    /// Runs one interaction started for `reason`, answering every action until `CleanUp`.
+    ///
+    /// # Errors
+    /// [`ClientError`] when an exchange fails or the DLS breaks the protocol.
+    pub async fn interact(&mut self, client: &mut WpiClient, reason: Reason) -> Result<Interaction, ClientError> {
+        let nonce = new_nonce();
+        let mut report = Interaction::default();
+        let items = match reason {
+            Reason::LocalChanges | Reason::InventoryChanges => self.reported_items(),
+            _ => self.basic_items(),
+        };
+        let mut outgoing = self.message(&nonce, ReasonForContact::new(reason), Some(items), Fragment::Final);
+        let mut fragments: Vec<Vec<Item>> = Vec::new();
+        let mut answering = Action::ReadAllItems;
+        client.forget_session();
+        loop {
+            if report.exchanges >= MAX_EXCHANGES {
+                return Err(ClientError::Protocol("interaction does not end".into()));
+            }
+            let reply: DlsMessage = client.exchange(&outgoing).await?;
+            report.exchanges += 1;
+            report.actions.push(reply.action.clone());
+            outgoing = match reply.action {
+                Action::CleanUp => {
+                    report.send_solicited = reply.item("send-solicited") == Some("true");
+                    report.cleanup_reason = reply.item("cleanup-reason").map(str::to_owned);
+                    return Ok(report);
+                }
+                Action::ReadAllItems => {
+                    answering = Action::ReadAllItems;
+                    fragments = self.fragments(self.reported_items());
+                    self.next_fragment(&nonce, &answering, &mut fragments)
+                }
+                Action::ReadItems => {
+                    answering = Action::ReadItems;
+                    let wanted = reply.items.clone().unwrap_or_default();
+                    let items = wanted
+                        .into_iter()
+                        .map(|w| match self.get(&w.name, w.index) {
+                            Some(v) => Item { value: v.to_owned(), ..w },
+                            None => Item { value: String::new(), ..w }.with_status(ItemStatus::UnknownItem),
+                        })
+                        .collect();
+                    fragments = self.fragments(items);
+                    self.next_fragment(&nonce, &answering, &mut fragments)
+                }
+                Action::GetNextFragment => self.next_fragment(&nonce, &answering, &mut fragments),
+                Action::WriteItems if self.busy => self.message(
+                    &nonce,
+                    ReasonForContact::reply_to(Action::WriteItems, ReplyStatus::Busy),
+                    None,
+                    Fragment::Final,
+                ),
+                Action::WriteItems => {
+                    let mut statuses = Vec::new();
+                    for item in reply.items.clone().unwrap_or_default() {
+                        match self.write(&item) {
+                            Ok(()) => report.written.push(item),
+                            Err(status) => {
+                                let refused = Item { status: Some(status), ..item };
+                                report.refused.push(refused.clone());
+                                statuses.push(refused);
+                            }
+                        }
+                    }
+                    self.message(
+                        &nonce,
+                        ReasonForContact::reply_to(Action::WriteItems, ReplyStatus::Accepted),
+                        Some(statuses),
+                        Fragment::Final,
+                    )
+                }
+                other => {
+                    self.message(&nonce, ReasonForContact::reply_to(other, ReplyStatus::Failed), None, Fragment::Final)
+                }
+            };
+        }
+    }
+
+    fn write(&mut self, item: &Item) -> Result<(), ItemStatus> {
+        if READ_ONLY.contains(&item.name.as_str()) {
+            return Err(ItemStatus::ReadOnly);
+        }
+        if self.unknown_items.contains(&item.name) {
+            return Err(ItemStatus::UnknownItem);
+        }
+        self.set(&item.name, item.index, &item.value);
+        Ok(())
+    }
+
+    fn fragments(&self, items: Vec<Item>) -> Vec<Vec<Item>> {
+        let mut limits = FragmentLimits::default();
+        limits.max_items = self.reply_fragment_items;
+        let mut parts = split_by(items, &limits, |_| None::<()>).unwrap_or_default();
+        parts.reverse();
+        parts
+    }
+
+    fn next_fragment(&self, nonce: &str, action: &Action, fragments: &mut Vec<Vec<Item>>) -> WorkpointMessage {
+        let items = fragments.pop().unwrap_or_default();
+        let fragment = if fragments.is_empty() { Fragment::Final } else { Fragment::Next };
+        self.message(nonce, ReasonForContact::reply_to(action.clone(), ReplyStatus::Accepted), Some(items), fragment)
+    }
+}
+
+/// A fresh nonce: 16 random bytes as 32 upper-case hex digits.
+#[must_use]
+pub fn new_nonce() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // Without a random source, fall back to the time: unique enough for a simulator.
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        b = t.to_be_bytes();
+    }
+    hex::encode_upper(b)
+}
+
+/// An item map keyed by name and index (for comparisons in tests).
+#[must_use]
+pub fn item_map(items: &[Item]) -> HashMap<(String, Option<u32>), String> {
+    items.iter().map(|i| ((i.name.clone(), i.index), i.value.clone())).collect()
+}
