@@ -107,9 +107,15 @@ async fn blocking<T: Send + 'static>(
 async fn body_json<T: for<'de> Deserialize<'de>>(state: &AdminState, req: Request<Incoming>) -> Result<T, ApiError> {
     let bytes = match crate::http::read_body(req, state.max_body_bytes, state.body_timeout).await {
         Ok(b) => b,
-        Err(crate::http::BodyError::TooLarge) => return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")),
-        Err(crate::http::BodyError::Timeout) => return Err(error(StatusCode::REQUEST_TIMEOUT, "request body not received in time")),
-        Err(crate::http::BodyError::Broken) => return Err(error(StatusCode::BAD_REQUEST, "request body could not be read")),
+        Err(crate::http::BodyError::TooLarge) => {
+            return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+        }
+        Err(crate::http::BodyError::Timeout) => {
+            return Err(error(StatusCode::REQUEST_TIMEOUT, "request body not received in time"));
+        }
+        Err(crate::http::BodyError::Broken) => {
+            return Err(error(StatusCode::BAD_REQUEST, "request body could not be read"));
+        }
     };
     serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
 }

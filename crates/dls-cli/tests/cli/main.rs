@@ -3,3 +3,4 @@
 mod common;
 mod message;
 mod secure_mode;
+mod serve;

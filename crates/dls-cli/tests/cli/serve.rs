@@ -1,0 +1,207 @@
+//! `dls serve`, the real binary: zero-configuration start, phones provisioned, the CLI as
+//! admin client, SIGTERM, and SIGKILL at a random moment followed by a restart.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dls_message::{Action, MacAddr, Reason};
+use dls_workpoint::{Phone, ServerTrust, WpiClient};
+
+use crate::common::dls;
+
+struct Served {
+    child: Child,
+    wpi: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `dls serve` on ephemeral ports and waits for it to print its addresses.
+fn serve(data: &Path) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dls"))
+        .args(["serve", "--wpi-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("DLS_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dls serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut wpi = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains("admin API on http://") => break,
+            Ok(line) => {
+                if let Some(rest) = line.split("https://").nth(1) {
+                    wpi = rest.split('/').next().map(str::to_owned);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let wpi = wpi.expect("dls serve printed its WPI address");
+    Served { child, wpi }
+}
+
+fn client(s: &Served, data: &Path) -> WpiClient {
+    let ca = std::fs::read_to_string(data.join("ca.crt")).expect("ca.crt");
+    let mut c = WpiClient::new(&s.wpi, &ServerTrust::Verify(vec![ca])).expect("client");
+    c.set_timeout(Duration::from_secs(10));
+    c
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+fn profile(dir: &Path, items: usize, tag: &str) -> String {
+    let mut toml = String::new();
+    for i in 0..items {
+        toml.push_str(&format!("[[item]]\nname = \"key-label-unicode\"\nindex = {i}\nvalue = \"{tag} {i}\"\n"));
+    }
+    let p = dir.join(format!("{tag}.toml"));
+    std::fs::write(&p, toml).expect("profile file");
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn zero_configuration_start_then_phone_cli_and_sigterm() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let s = serve(&data);
+    let d = data.to_string_lossy().into_owned();
+
+    let run = dls(&["profile", "set", "global", &profile(tmp.path(), 3, "v1"), "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let mut phone = Phone::new(MacAddr::parse("00:1A:E8:00:00:01").expect("mac"));
+    let mut c = client(&s, &data);
+    let r = rt().block_on(phone.interact(&mut c, Reason::StartUp)).expect("start-up");
+    assert_eq!(r.actions, vec![Action::ReadAllItems, Action::WriteItems, Action::CleanUp]);
+    assert_eq!(phone.get("key-label-unicode", Some(2)), Some("v1 2"));
+
+    let run = dls(&["device", "list", "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("001AE8000001") && run.stdout.contains("OpenStage 60"), "{}", run.stdout);
+    let run = dls(&["device", "show", "00-1a-e8-00-00-01", "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let shown: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(shown["mac"], "001AE8000001");
+    let run = dls(&["device", "show", "001AE8000002", "--data-dir", &d], b"");
+    assert_eq!((run.code, run.stderr.lines().count()), (1, 1), "{}", run.stderr);
+    let run = dls(&["device", "show", "not-a-mac", "--data-dir", &d], b"");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let run = dls(
+        &[
+            "device",
+            "list",
+            "--server",
+            &std::fs::read_to_string(data.join("admin-url")).expect("url"),
+            "--token",
+            "wrong",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 4, "{}", run.stderr);
+
+    // A profile change reaches the phone at its next start-up, as a minimal diff.
+    std::fs::write(tmp.path().join("v2.toml"), "[[item]]\nname = \"key-label-unicode\"\nindex = 0\nvalue = \"v1 0\"\n[[item]]\nname = \"key-label-unicode\"\nindex = 1\nvalue = \"changed\"\n[[item]]\nname = \"key-label-unicode\"\nindex = 2\nvalue = \"v1 2\"\n").expect("write");
+    let run = dls(&["profile", "set", "global", &tmp.path().join("v2.toml").to_string_lossy(), "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let r = rt().block_on(phone.interact(&mut c, Reason::StartUp)).expect("start-up");
+    assert_eq!(r.actions, vec![Action::WriteItems, Action::CleanUp]);
+    assert_eq!(r.written.len(), 1);
+    assert_eq!(phone.get("key-label-unicode", Some(1)), Some("changed"));
+
+    // SIGTERM: a clean exit.
+    let mut s = s;
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = s.child.try_wait().expect("wait") {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "dls serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigkill_at_any_moment_loses_no_committed_change_and_leaves_no_half_update() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let d = data.to_string_lossy().into_owned();
+    let s = serve(&data);
+    // 12 items written in messages of 4: a device holds 0, 4, 8 or 12 of them, never another
+    // count, if every message's changes are committed whole.
+    assert_eq!(dls(&["profile", "set", "global", &profile(tmp.path(), 12, "x"), "--data-dir", &d], b"").code, 0);
+
+    let wpi = s.wpi.clone();
+    let ca = std::fs::read_to_string(data.join("ca.crt")).expect("ca.crt");
+    let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let done2 = done.clone();
+    let worker = std::thread::spawn(move || {
+        rt().block_on(async move {
+            for n in 0..2000u32 {
+                let mac = MacAddr::from_bytes([0x00, 0x1A, 0xE8, 0x10, (n >> 8) as u8, n as u8]);
+                let mut phone = Phone::new(mac);
+                phone.max_items = 4;
+                let Ok(mut c) = WpiClient::new(&wpi, &ServerTrust::Verify(vec![ca.clone()])) else { return };
+                c.set_timeout(Duration::from_secs(2));
+                match phone.interact(&mut c, Reason::StartUp).await {
+                    Ok(r) if r.actions.last() == Some(&Action::CleanUp) => {
+                        done2.lock().expect("lock").push(mac.to_string())
+                    }
+                    _ => return,
+                }
+            }
+        });
+    });
+    // Kill at a moment that depends on the clock, after some phones are through.
+    let wait = 300
+        + u64::from(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_millis()) % 700,
+        );
+    std::thread::sleep(Duration::from_millis(wait));
+    drop(s); // SIGKILL
+    worker.join().expect("worker");
+    let completed = done.lock().expect("lock").clone();
+    assert!(!completed.is_empty(), "some phones completed before the kill");
+    eprintln!("{} phones completed before SIGKILL", completed.len());
+
+    let _s = serve(&data);
+    let run = dls(&["device", "list", "--json", "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).expect("JSON");
+    let listed: Vec<String> = list.iter().filter_map(|v| v["mac"].as_str().map(str::to_owned)).collect();
+    for mac in &completed {
+        assert!(listed.contains(mac), "{mac} completed its interaction but is not stored");
+    }
+    for mac in &listed {
+        let run = dls(&["device", "show", mac, "--data-dir", &d], b"");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+        let written = v["written"].as_array().map_or(0, Vec::len);
+        assert_eq!(written % 4, 0, "{mac}: {written} items recorded as written: a half-applied message");
+        if completed.contains(mac) {
+            assert_eq!(written, 12, "{mac} finished: everything written is recorded");
+        }
+    }
+}
