@@ -26,9 +26,14 @@ enum Command {
     /// Manage devices (through the admin API of a running service).
     #[command(subcommand)]
     Device(cmd::admin::DeviceCmd),
+    /// Show the security audit log (through the admin API).
+    Audit(cmd::admin::AuditArgs),
     /// Manage configuration profiles (through the admin API).
     #[command(subcommand)]
     Profile(cmd::admin::ProfileCmd),
+    /// Simulate phones: one phone's interaction, or a fleet for load tests.
+    #[command(subcommand)]
+    Phone(cmd::phone::PhoneCmd),
     /// Decode and encode WPI messages.
     #[command(subcommand)]
     Message(cmd::message::MessageCmd),
@@ -54,6 +59,8 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd::serve::run(*a),
         Command::Device(c) => cmd::admin::run_device(c),
         Command::Profile(c) => cmd::admin::run_profile(c),
+        Command::Audit(a) => cmd::admin::run_audit(a),
+        Command::Phone(c) => cmd::phone::run(c),
         Command::Message(c) => cmd::message::run(c),
         Command::Pin(c) => cmd::secure_mode::run_pin(c),
         Command::SecureModeData(c) => cmd::secure_mode::run_secure_mode_data(c),

@@ -25,6 +25,14 @@ pub struct EngineConfig {
     /// The most bytes of item names and values collected from one fragmented reply.
     /// Default 4 MiB.
     pub max_collected_bytes: usize,
+    /// The security mode given to devices seen for the first time. Default `default`.
+    /// (`pin` registers them waiting for a PIN that an administrator issues.)
+    pub new_device_mode: crate::security::SecurityMode,
+    /// Wrong TANs allowed before the device's certificate is revoked and a new PIN is
+    /// required. Default 3.
+    pub max_tan_failures: u32,
+    /// A PIN expires this long after it was issued (seconds). Default 7 days.
+    pub pin_lifetime_secs: u64,
     /// The key that makes the fingerprints of written values ([`crate::diff::fingerprint`])
     /// useless to anyone who reads the store without it. 32 random bytes, kept by the shell.
     pub fingerprint_key: [u8; 32],
@@ -39,6 +47,9 @@ impl EngineConfig {
             unknown_devices: UnknownDevicePolicy::Register,
             max_collected_items: 20_000,
             max_collected_bytes: 4 << 20,
+            new_device_mode: crate::security::SecurityMode::Default,
+            max_tan_failures: 3,
+            pin_lifetime_secs: 7 * 24 * 3600,
             fingerprint_key,
         }
     }

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use dls_message::{Item, ItemStatus, MacAddr, Reason};
 
+use crate::security::{AuditEvent, IssuedCertificate, Security};
+
 /// Seconds since the Unix epoch, as given by the shell (the engine has no clock).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct UnixTime(pub u64);
@@ -65,6 +67,8 @@ pub struct DeviceSnapshot {
     pub written: HashMap<ItemKey, WrittenRecord>,
     /// Nonces the device used in its recent interactions (the store keeps a bounded number).
     pub recent_nonces: Vec<String>,
+    /// Its security mode and bootstrap state.
+    pub security: Security,
 }
 
 impl DeviceSnapshot {
@@ -79,8 +83,12 @@ impl DeviceSnapshot {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Change {
-    /// Register a device seen for the first time.
-    Register,
+    /// Register a device seen for the first time, in the security mode the policy for new
+    /// devices says.
+    Register {
+        /// Its security mode.
+        mode: crate::security::SecurityMode,
+    },
     /// The device made contact.
     Contact {
         /// When.
@@ -108,6 +116,31 @@ pub enum Change {
         /// The `cleanup-reason` item.
         reason: Option<String>,
     },
+    /// A client certificate was issued for a bootstrap: it becomes the device's current
+    /// certificate; the previous one, if any, is revoked.
+    IssueCertificate {
+        /// When.
+        at: UnixTime,
+        /// The certificate.
+        certificate: IssuedCertificate,
+    },
+    /// Bootstrapping completed: the device is in secure mode; its PIN is wiped.
+    Bootstrapped {
+        /// When.
+        at: UnixTime,
+    },
+    /// The device sent a wrong TAN: one more failure counted.
+    TanFailed,
+    /// Bootstrapping failed: a new PIN is required (the outstanding one is wiped); the
+    /// current certificate is revoked when `revoke_certificate`.
+    BootstrapFailed {
+        /// When.
+        at: UnixTime,
+        /// Whether to revoke the device's current certificate.
+        revoke_certificate: bool,
+    },
+    /// A security event for the audit log.
+    Audit(AuditEvent),
 }
 
 /// Something the shell should log: refusals and notable protocol events. Never holds

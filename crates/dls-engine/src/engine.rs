@@ -1,15 +1,20 @@
 //! [`Engine::handle`]: one phone message in, the reply and the state changes out.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use dls_message::fragment::{FragmentLimits, split, split_by};
 use dls_message::{Action, DlsMessage, Item, ItemList, MacAddr, Reason, ReplyStatus, WorkpointMessage};
+use subtle::ConstantTimeEq;
 
 use crate::config::{EngineConfig, UnknownDevicePolicy};
 use crate::desired::Desired;
 use crate::device::{Change, DeviceSnapshot, ItemKey, Note, UnixTime, WriteOutcome, WrittenRecord, mac_of};
 use crate::diff::{fingerprint, to_write};
+use crate::security::{AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapState, Channel, SecurityMode};
 use crate::session::{Awaiting, Session};
+
+/// The `cleanup-reason` for a wrong TAN, as the protocol reference words it.
+pub const WRONG_TAN: &str = "wrong TAN from device";
 
 /// The protocol engine. Cheap to share: it holds only its configuration.
 #[derive(Clone, Debug)]
@@ -24,6 +29,8 @@ pub struct Input<'a> {
     pub now: UnixTime,
     /// The phone's message.
     pub message: &'a WorkpointMessage,
+    /// The connection it came in on.
+    pub channel: &'a Channel,
     /// The interaction this message belongs to (by its session cookie), if any.
     pub session: Option<Session>,
     /// What the store knows of the device ([`Engine::identify`] says which device);
@@ -31,6 +38,8 @@ pub struct Input<'a> {
     pub device: &'a DeviceSnapshot,
     /// The device's desired configuration.
     pub desired: &'a Desired,
+    /// The bootstrap material, when [`Engine::bootstrap_needed`] asked for it.
+    pub bootstrap: Option<Bootstrap>,
 }
 
 /// The engine's answer.
@@ -60,22 +69,73 @@ impl Engine {
         &self.config
     }
 
-    /// Which device a message is about: its session's, or else its `mac-addr` item's.
+    /// Which device a message is about: on the secure port the one its certificate names;
+    /// otherwise its session's, or else its `mac-addr` item's.
     #[must_use]
-    pub fn identify(message: &WorkpointMessage, session: Option<&Session>) -> Option<MacAddr> {
-        session.map(|s| s.mac).or_else(|| mac_of(message.items.as_deref()))
+    pub fn identify(message: &WorkpointMessage, session: Option<&Session>, channel: &Channel) -> Option<MacAddr> {
+        match channel {
+            Channel::Secure { certificate_mac, .. } => *certificate_mac,
+            Channel::Default => session.map(|s| s.mac).or_else(|| mac_of(message.items.as_deref())),
+        }
+    }
+
+    /// Whether answering this message needs bootstrap material (a certificate, and for `pin`
+    /// the sealed bundle), which the shell then prepares and passes in [`Input::bootstrap`].
+    #[must_use]
+    pub fn bootstrap_needed(
+        &self,
+        now: UnixTime,
+        message: &WorkpointMessage,
+        session: Option<&Session>,
+        channel: &Channel,
+        device: &DeviceSnapshot,
+    ) -> Option<BootstrapKind> {
+        let opening = matches!(message.reason.value, Reason::StartUp | Reason::Solicited);
+        let in_session = session.is_some() && message.reason.value == Reason::ReplyTo;
+        if *channel != Channel::Default || !opening || in_session {
+            return None;
+        }
+        let (mode, state) = self.security_of(device);
+        if state != BootstrapState::NotBootstrapped {
+            return None;
+        }
+        match mode {
+            SecurityMode::Default => None,
+            SecurityMode::Nopin => Some(BootstrapKind::Nopin),
+            SecurityMode::Pin => self.pin_usable(now, device).then_some(BootstrapKind::Pin),
+        }
+    }
+
+    /// The mode and state that apply: a device not yet known gets the new-device policy.
+    fn security_of(&self, device: &DeviceSnapshot) -> (SecurityMode, BootstrapState) {
+        if device.known {
+            (device.security.mode, device.security.state)
+        } else if self.config.unknown_devices == UnknownDevicePolicy::Register {
+            (self.config.new_device_mode, BootstrapState::NotBootstrapped)
+        } else {
+            (SecurityMode::Default, BootstrapState::NotBootstrapped)
+        }
+    }
+
+    fn pin_usable(&self, now: UnixTime, device: &DeviceSnapshot) -> bool {
+        let s = &device.security;
+        s.tan.is_some() && s.pin_issued_at.is_some_and(|at| now.since(at) <= self.config.pin_lifetime_secs)
     }
 
     /// Answers one message.
     #[must_use]
     pub fn handle(&self, input: Input<'_>) -> Output {
-        let Input { now, message, session, device, desired } = input;
-        let mut run = Run { engine: self, now, message, device, desired, changes: Vec::new(), notes: Vec::new() };
-        let (reply, session) = match session {
-            Some(s) if message.reason.value == Reason::ReplyTo => run.continue_interaction(s),
-            Some(s) if message.reason.value == Reason::CleanUp => run.phone_clean_up(Some(s)),
-            // A new interaction (e.g. the phone restarted and kept its cookie): start afresh.
-            Some(_) | None => run.begin(),
+        let Input { now, message, channel, session, device, desired, bootstrap } = input;
+        let mut run =
+            Run { engine: self, now, message, channel, device, desired, changes: Vec::new(), notes: Vec::new() };
+        let (reply, session) = match run.check_channel() {
+            Err(refusal) => refusal,
+            Ok(()) => match session {
+                Some(s) if message.reason.value == Reason::ReplyTo => run.continue_interaction(s),
+                Some(_) if message.reason.value == Reason::CleanUp => run.phone_clean_up(),
+                // A new interaction (e.g. the phone restarted and kept its cookie): start afresh.
+                Some(_) | None => run.begin(bootstrap),
+            },
         };
         Output { reply, session, changes: run.changes, notes: run.notes }
     }
@@ -86,6 +146,7 @@ struct Run<'a> {
     engine: &'a Engine,
     now: UnixTime,
     message: &'a WorkpointMessage,
+    channel: &'a Channel,
     device: &'a DeviceSnapshot,
     desired: &'a Desired,
     changes: Vec<Change>,
@@ -103,11 +164,25 @@ impl Run<'_> {
         DlsMessage::new(self.nonce(), action, items)
     }
 
+    fn audit(&mut self, kind: AuditKind, detail: impl Into<String>) {
+        self.changes.push(Change::Audit(AuditEvent { at: self.now, kind, detail: detail.into() }));
+    }
+
     /// Ends the interaction without work: a bare `CleanUp`, nothing recorded.
     fn refuse(&mut self, why: &'static str) -> Answer {
         self.changes.clear();
         self.notes.push(Note::Refused(why));
         (self.reply(Action::CleanUp, None), None)
+    }
+
+    /// Ends the interaction with a `CleanUp` that says why, recording only `audit`.
+    fn refuse_with_reason(&mut self, why: &'static str, reason: &str, audit: Option<(AuditKind, String)>) -> Answer {
+        self.changes.clear();
+        self.notes.push(Note::Refused(why));
+        if let Some((kind, detail)) = audit {
+            self.audit(kind, detail);
+        }
+        (self.reply(Action::CleanUp, Some(vec![Item::new("cleanup-reason", reason)])), None)
     }
 
     /// Ends the interaction normally.
@@ -122,8 +197,39 @@ impl Run<'_> {
         !in_this && self.device.recent_nonces.iter().any(|x| x == n)
     }
 
+    /// On the secure port: the certificate must be the device's current one, and the
+    /// message must be about that device.
+    fn check_channel(&mut self) -> Result<(), Answer> {
+        let Channel::Secure { certificate_mac, certificate_serial } = self.channel else { return Ok(()) };
+        let Some(cert_mac) = certificate_mac else {
+            return Err(self.refuse("client certificate does not name a device"));
+        };
+        if let Some(claimed) = mac_of(self.message.items.as_deref()) {
+            if claimed != *cert_mac {
+                let detail = format!("certificate {certificate_serial} of {cert_mac} presented for {claimed}");
+                return Err(self.refuse_with_reason(
+                    "certificate names another device",
+                    "certificate does not match the device",
+                    Some((AuditKind::CertificateMismatch, detail)),
+                ));
+            }
+        }
+        if !self.device.known {
+            return Err(self.refuse("unknown device on the secure port"));
+        }
+        if self.device.security.certificate.as_deref() != Some(certificate_serial.as_str()) {
+            let detail = format!("certificate {certificate_serial} is not the device's current one");
+            return Err(self.refuse_with_reason(
+                "revoked or superseded certificate",
+                "certificate revoked",
+                Some((AuditKind::CertificateRefused, detail)),
+            ));
+        }
+        Ok(())
+    }
+
     /// A message that is not part of an interaction in progress.
-    fn begin(&mut self) -> Answer {
+    fn begin(&mut self, bootstrap: Option<Bootstrap>) -> Answer {
         let reason = self.message.reason.value.clone();
         if reason == Reason::ReplyTo {
             return self.refuse("reply-to without a session");
@@ -131,23 +237,31 @@ impl Run<'_> {
         if let Reason::Other(_) = reason {
             return self.refuse("unknown reason for contact");
         }
-        let Some(mac) = mac_of(self.message.items.as_deref()) else {
-            return self.refuse("no mac-addr in a message that starts an interaction");
+        let mac = match (self.channel, mac_of(self.message.items.as_deref())) {
+            (Channel::Secure { certificate_mac: Some(m), .. }, _) => *m,
+            (Channel::Default, Some(m)) => m,
+            _ => return self.refuse("no mac-addr in a message that starts an interaction"),
         };
         if self.nonce_replayed(None) {
             return self.refuse("nonce already used in an earlier interaction");
+        }
+        let (mode, state) = self.engine.security_of(self.device);
+        if *self.channel == Channel::Default && mode != SecurityMode::Default {
+            if let Some(refusal) = self.default_port_gate(mode, state, bootstrap.is_some()) {
+                return refusal;
+            }
         }
         if !self.device.known {
             if self.engine.config.unknown_devices == UnknownDevicePolicy::Reject {
                 return self.refuse("unknown device, and the policy rejects unknown devices");
             }
-            self.changes.push(Change::Register);
+            self.changes.push(Change::Register { mode });
         }
         self.changes.push(Change::Contact { at: self.now, reason: reason.clone() });
         self.changes.push(Change::Nonce(self.nonce()));
         let reported: Vec<Item> = self.message.items.iter().flatten().filter(|i| i.status.is_none()).cloned().collect();
 
-        let mut session = Session {
+        let session = Session {
             mac,
             reason: reason.clone(),
             started: self.now,
@@ -157,29 +271,38 @@ impl Run<'_> {
             collected: Vec::new(),
             collected_bytes: 0,
             pending_writes: VecDeque::new(),
+            opening: Vec::new(),
         };
         match reason {
             Reason::StartUp | Reason::Solicited => {
                 if !reported.is_empty() {
                     self.changes.push(Change::MergeInventory(reported.clone()));
                 }
-                let changed_flag = self.message.item("configuration-changed-flag").is_some_and(|v| v.trim() == "true");
-                let stale = self
-                    .device
-                    .inventory_at
-                    .is_none_or(|at| self.now.since(at) > self.engine.config.inventory_max_age_secs);
-                if !self.device.known || changed_flag || stale {
-                    session.awaiting = Awaiting::ReadAll;
-                    return (self.reply(Action::ReadAllItems, None), Some(session));
+                if let Some(b) = bootstrap {
+                    return self.send_bootstrap(session, b);
                 }
-                let inventory = merged(&self.device.inventory, &reported);
-                self.start_writes(session, &inventory)
+                if let Channel::Secure { certificate_serial, .. } = self.channel {
+                    if state == BootstrapState::NotBootstrapped {
+                        return self.secure_port_bootstrap(session, reported, mode, certificate_serial.clone());
+                    }
+                    if state == BootstrapState::Failed {
+                        return self.refuse_with_reason(
+                            "bootstrapping failed",
+                            "bootstrapping failed; a new PIN is required",
+                            None,
+                        );
+                    }
+                }
+                self.start_up(session, &reported)
             }
             Reason::LocalChanges | Reason::InventoryChanges => {
                 if !reported.is_empty() {
                     self.changes.push(Change::MergeInventory(reported.clone()));
                 }
-                if self.desired.reassert_on_local_changes {
+                // Never push configuration over the unauthenticated port to a device that is
+                // to be managed in secure mode.
+                let may_write = mode == SecurityMode::Default || *self.channel != Channel::Default;
+                if self.desired.reassert_on_local_changes && may_write {
                     let inventory = merged(&self.device.inventory, &reported);
                     self.start_writes(session, &inventory)
                 } else {
@@ -192,9 +315,73 @@ impl Run<'_> {
                 self.changes.push(Change::DeploymentStatus(deployment));
                 self.clean_up(false)
             }
-            Reason::CleanUp => self.phone_clean_up(None),
+            Reason::CleanUp => self.phone_clean_up(),
             _ => self.refuse("unexpected reason"),
         }
+    }
+
+    /// The default-mode port for a device configured for secure mode: bootstrap, or refuse.
+    fn default_port_gate(&mut self, mode: SecurityMode, state: BootstrapState, have_bootstrap: bool) -> Option<Answer> {
+        let opening = matches!(self.message.reason.value, Reason::StartUp | Reason::Solicited);
+        match state {
+            BootstrapState::Secured => Some(self.refuse_with_reason(
+                "device is in secure mode; refused on the default port",
+                "device is in secure mode",
+                Some((AuditKind::DefaultPortRefused, format!("{} on the default-mode port", self.message.reason.value))),
+            )),
+            BootstrapState::Failed if self.message.reason.value != Reason::CleanUp => Some(self.refuse_with_reason(
+                "bootstrapping failed; waiting for a new PIN",
+                "bootstrapping failed; a new PIN is required",
+                None,
+            )),
+            BootstrapState::NotBootstrapped if opening && !have_bootstrap => {
+                let audit = (mode == SecurityMode::Pin)
+                    .then(|| (AuditKind::PinUnavailable, "no PIN issued, or the PIN expired".to_owned()));
+                Some(self.refuse_with_reason("secure mode configured but no bootstrap possible", "no valid PIN", audit))
+            }
+            // Status reports and local changes of a device not bootstrapped yet are recorded;
+            // a phone clean-up is handled (retries exceeded).
+            _ => None,
+        }
+    }
+
+    fn send_bootstrap(&mut self, mut session: Session, bootstrap: Bootstrap) -> Answer {
+        let serial = bootstrap.certificate.serial.clone();
+        self.changes.push(Change::IssueCertificate { at: self.now, certificate: bootstrap.certificate });
+        self.audit(AuditKind::CertificateIssued, format!("serial {serial}"));
+        let kind = bootstrap.items.iter().find(|i| i.name == "goto-secure-mode").map_or("", |i| i.value.as_str());
+        let detail = format!("goto-secure-mode={kind}, certificate {serial}");
+        self.audit(AuditKind::BootstrapSent, detail);
+        session.awaiting = Awaiting::Bootstrap;
+        (self.reply(Action::WriteItems, Some(bootstrap.items)), Some(session))
+    }
+
+    /// The first message on the secure port of a device not bootstrapped yet.
+    fn secure_port_bootstrap(&mut self, mut session: Session, reported: Vec<Item>, mode: SecurityMode, serial: String) -> Answer {
+        if mode == SecurityMode::Pin {
+            if self.device.security.tan.is_none() {
+                return self.refuse_with_reason("no PIN outstanding", "no valid PIN", None);
+            }
+            session.awaiting = Awaiting::Tan;
+            session.opening = reported;
+            return (self.reply(Action::ReadItems, Some(vec![Item::new("bootstrapping-tan", "")])), Some(session));
+        }
+        self.changes.push(Change::Bootstrapped { at: self.now });
+        self.audit(AuditKind::Bootstrapped, format!("secure mode without PIN, certificate {serial}"));
+        self.start_up(session, &reported)
+    }
+
+    /// A start-up's work: read the inventory if needed, then write what differs.
+    fn start_up(&mut self, mut session: Session, reported: &[Item]) -> Answer {
+        let changed_flag = reported.iter().any(|i| i.name == "configuration-changed-flag" && i.value.trim() == "true");
+        let stale =
+            self.device.inventory_at.is_none_or(|at| self.now.since(at) > self.engine.config.inventory_max_age_secs);
+        if !self.device.known || changed_flag || stale {
+            session.awaiting = Awaiting::ReadAll;
+            return (self.reply(Action::ReadAllItems, None), Some(session));
+        }
+        let inventory = merged(&self.device.inventory, reported);
+        self.start_writes(session, &inventory)
     }
 
     /// Computes the writes against `inventory` and sends the first, or ends.
@@ -221,8 +408,20 @@ impl Run<'_> {
         }
     }
 
-    fn phone_clean_up(&mut self, _session: Option<Session>) -> Answer {
+    fn phone_clean_up(&mut self) -> Answer {
         let reason = self.message.item("cleanup-reason").map(str::to_owned);
+        let (mode, state) = self.engine.security_of(self.device);
+        if self.device.known
+            && mode == SecurityMode::Pin
+            && state == BootstrapState::NotBootstrapped
+            && reason.as_deref() == Some("password retries exceeded")
+        {
+            self.changes.push(Change::BootstrapFailed { at: self.now, revoke_certificate: true });
+            self.audit(AuditKind::BootstrapFailed, "password retries exceeded at the phone");
+            if let Some(serial) = self.device.security.certificate.clone() {
+                self.audit(AuditKind::CertificateRevoked, format!("serial {serial}: bootstrapping failed"));
+            }
+        }
         self.changes.push(Change::PhoneCleanUp { reason });
         self.clean_up(false)
     }
@@ -245,8 +444,61 @@ impl Run<'_> {
         match (&session.awaiting, answered) {
             (Awaiting::ReadAll, Some(Action::ReadAllItems)) => self.read_all_reply(session, status),
             (Awaiting::Write(_), Some(Action::WriteItems)) => self.write_reply(session, status),
+            (Awaiting::Bootstrap, Some(Action::WriteItems)) => self.bootstrap_reply(status),
+            (Awaiting::Tan, Some(Action::ReadItems)) => self.tan_reply(session, status),
             _ => self.refuse("reply-to for an action that was not asked"),
         }
+    }
+
+    fn bootstrap_reply(&mut self, status: Option<ReplyStatus>) -> Answer {
+        match status {
+            Some(ReplyStatus::Accepted) | None => self.clean_up(false),
+            Some(ReplyStatus::Busy) => {
+                self.notes.push(Note::Busy);
+                self.clean_up(true)
+            }
+            Some(other) => {
+                self.notes.push(Note::ActionFailed(format!("bootstrap WriteItems: {other}")));
+                self.clean_up(false)
+            }
+        }
+    }
+
+    fn tan_reply(&mut self, session: Session, status: Option<ReplyStatus>) -> Answer {
+        let given = self
+            .message
+            .items
+            .iter()
+            .flatten()
+            .find(|i| i.name == "bootstrapping-tan" && i.status.is_none())
+            .map(|i| i.value.trim().to_owned());
+        let expected = self.device.security.tan.clone().unwrap_or_default();
+        let right = matches!(status, Some(ReplyStatus::Accepted) | None)
+            && given.as_deref().is_some_and(|g| {
+                g.len() == expected.len() && !expected.is_empty() && bool::from(g.as_bytes().ct_eq(expected.as_bytes()))
+            });
+        if right {
+            self.changes.push(Change::Bootstrapped { at: self.now });
+            self.audit(AuditKind::TanRight, "TAN verified");
+            let serial = self.device.security.certificate.clone().unwrap_or_default();
+            self.audit(AuditKind::Bootstrapped, format!("secure mode with PIN, certificate {serial}"));
+            let opening = session.opening.clone();
+            let mut session = session;
+            session.opening = Vec::new();
+            return self.start_up(session, &opening);
+        }
+        let failures = self.device.security.tan_failures + 1;
+        let max = self.engine.config.max_tan_failures;
+        self.changes.push(Change::TanFailed);
+        self.audit(AuditKind::TanWrong, format!("attempt {failures} of {max}"));
+        if failures >= max {
+            self.changes.push(Change::BootstrapFailed { at: self.now, revoke_certificate: true });
+            self.audit(AuditKind::BootstrapFailed, format!("{failures} wrong TANs"));
+            let serial = self.device.security.certificate.clone().unwrap_or_default();
+            self.audit(AuditKind::CertificateRevoked, format!("serial {serial}: too many wrong TANs"));
+        }
+        self.notes.push(Note::Refused("wrong TAN"));
+        (self.reply(Action::CleanUp, Some(vec![Item::new("cleanup-reason", WRONG_TAN)])), None)
     }
 
     fn read_all_reply(&mut self, mut session: Session, status: Option<ReplyStatus>) -> Answer {
@@ -295,15 +547,15 @@ impl Run<'_> {
                 return self.clean_up(false);
             }
         }
-        let refused: Vec<&Item> = self.message.items.iter().flatten().filter(|i| i.status.is_some()).collect();
-        let refused_keys: HashSet<ItemKey> = refused.iter().map(|i| ItemKey::of(i)).collect();
+        let refused: HashMap<ItemKey, &Item> =
+            self.message.items.iter().flatten().filter(|i| i.status.is_some()).map(|i| (ItemKey::of(i), i)).collect();
         let key = &self.engine.config.fingerprint_key;
         let mut records = Vec::with_capacity(sent.len());
         let mut applied = Vec::new();
         let reported: HashSet<ItemKey> = self.device.inventory.iter().map(ItemKey::of).collect();
         for item in sent {
             let k = ItemKey::of(item);
-            let outcome = match refused.iter().find(|r| ItemKey::of(r) == k).and_then(|r| r.status.clone()) {
+            let outcome = match refused.get(&k).and_then(|r| r.status.clone()) {
                 Some(s) => WriteOutcome::Refused(s),
                 None => {
                     // Only values the phone reports anyway go into the inventory: a
@@ -316,8 +568,8 @@ impl Run<'_> {
             };
             records.push((k, WrittenRecord { fingerprint: fingerprint(key, item), outcome }));
         }
-        if !refused_keys.is_empty() {
-            self.notes.push(Note::ItemsRefused(refused_keys.len()));
+        if !refused.is_empty() {
+            self.notes.push(Note::ItemsRefused(refused.len()));
         }
         self.changes.push(Change::Written(records));
         if !applied.is_empty() {
@@ -330,8 +582,7 @@ impl Run<'_> {
 /// `base` updated with `newer` (by item key), in `base`'s order then new keys.
 fn merged(base: &[Item], newer: &[Item]) -> Vec<Item> {
     let mut out: Vec<Item> = base.to_vec();
-    let mut at: std::collections::HashMap<ItemKey, usize> =
-        out.iter().enumerate().map(|(i, item)| (ItemKey::of(item), i)).collect();
+    let mut at: HashMap<ItemKey, usize> = out.iter().enumerate().map(|(i, item)| (ItemKey::of(item), i)).collect();
     for n in newer {
         match at.get(&ItemKey::of(n)) {
             Some(&i) => out[i] = n.clone(),

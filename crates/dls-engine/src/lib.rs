@@ -13,6 +13,7 @@
 //! * [`device`]: what the engine knows of a device, and the [`Change`]s it asks for.
 //! * [`desired`]: profiles and their layering into one desired configuration.
 //! * [`diff`]: which items must be written, given what the phone reported.
+//! * [`security`]: secure mode — modes, bootstrap state, channels, audit events.
 //! * [`config`]: the engine's policies.
 
 pub mod config;
@@ -20,10 +21,14 @@ pub mod desired;
 pub mod device;
 pub mod diff;
 mod engine;
+pub mod security;
 pub mod session;
 
 pub use config::EngineConfig;
 pub use desired::{Desired, Profile};
 pub use device::{Change, DeviceSnapshot, ItemKey, Note, UnixTime, WriteOutcome, WrittenRecord};
-pub use engine::{Engine, Input, Output};
+pub use engine::{Engine, Input, Output, WRONG_TAN};
+pub use security::{
+    AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapState, Channel, IssuedCertificate, Security, SecurityMode,
+};
 pub use session::Session;

@@ -14,6 +14,10 @@ pub(crate) enum Awaiting {
     ReadAll,
     /// A `WriteItems` reply for these items.
     Write(ItemList),
+    /// The reply to the bootstrap `WriteItems` (`goto-secure-mode`).
+    Bootstrap,
+    /// The `ReadItems` reply with the `bootstrapping-tan`.
+    Tan,
 }
 
 /// One interaction in progress.
@@ -35,6 +39,8 @@ pub struct Session {
     pub(crate) collected_bytes: usize,
     /// `WriteItems` messages still to send.
     pub(crate) pending_writes: VecDeque<ItemList>,
+    /// The items of the message that opened the interaction (kept while the TAN is asked).
+    pub(crate) opening: Vec<Item>,
 }
 
 impl Session {

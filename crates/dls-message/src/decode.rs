@@ -7,6 +7,7 @@ use quick_xml::XmlVersion;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesRef, BytesStart, Event};
+use quick_xml::name::QName;
 
 use crate::error::{DecodeError, DecodeErrorKind as K};
 use crate::types::{
@@ -122,8 +123,15 @@ struct Parser<'i, 'l> {
     base: usize,
     reader: Reader<&'i [u8]>,
     limits: &'l Limits,
-    /// Start of the event last read, relative to the text.
+    /// Where the reader stood before the event last read, relative to the text: the start
+    /// of that event, unless `skipped_space`.
     pos: usize,
+    /// Whether the reader skipped white space before the event last read (see
+    /// [`Self::next_element`]); the event then starts after that white space.
+    skipped_space: bool,
+    /// Whether the text holds a carriage return anywhere (if not, no text needs line-end
+    /// normalisation).
+    carriage_returns: bool,
 }
 
 impl<'i, 'l> Parser<'i, 'l> {
@@ -137,17 +145,20 @@ impl<'i, 'l> Parser<'i, 'l> {
             Ok(t) => t,
             Err(e) => return Err(DecodeError::new(K::InvalidUtf8, input, base + e.valid_up_to())),
         };
-        if let Some(at) = first_illegal_char(text.as_bytes()) {
-            let kind = K::Syntax("character not allowed in XML".to_owned());
-            return Err(DecodeError::new(kind, input, base + at));
-        }
+        let carriage_returns = match check_chars(text.as_bytes()) {
+            Ok(cr) => cr,
+            Err(at) => {
+                let kind = K::Syntax("character not allowed in XML".to_owned());
+                return Err(DecodeError::new(kind, input, base + at));
+            }
+        };
         let mut reader = Reader::from_str(text);
         let cfg = reader.config_mut();
         cfg.trim_text(false);
         cfg.check_end_names = true;
         cfg.check_comments = true;
         cfg.expand_empty_elements = false;
-        Ok(Self { input, base, reader, limits, pos: 0 })
+        Ok(Self { input, base, reader, limits, pos: 0, skipped_space: false, carriage_returns })
     }
 
     fn err_at(&self, kind: K, pos: usize) -> DecodeError {
@@ -155,13 +166,42 @@ impl<'i, 'l> Parser<'i, 'l> {
     }
 
     fn err(&self, kind: K) -> DecodeError {
-        self.err_at(kind, self.pos)
+        self.err_at(kind, self.pos())
     }
 
+    /// Start of the event last read, relative to the text.
+    fn pos(&self) -> usize {
+        if self.skipped_space {
+            let rest = &self.input[self.base + self.pos..];
+            self.pos + rest.iter().take_while(|&&b| is_xml_space(b)).count()
+        } else {
+            self.pos
+        }
+    }
+
+    /// The next event.
     fn next(&mut self) -> Result<Event<'i>, DecodeError> {
+        self.read(false)
+    }
+
+    /// The next event where white space between elements means nothing: white space
+    /// before markup is skipped instead of being read as an event of its own.
+    fn next_element(&mut self) -> Result<Event<'i>, DecodeError> {
+        self.read(true)
+    }
+
+    #[inline(always)]
+    fn read(&mut self, skip_space: bool) -> Result<Event<'i>, DecodeError> {
         self.pos = pos_usize(self.reader.buffer_position());
+        self.skipped_space = skip_space;
+        self.reader.config_mut().trim_text_start = skip_space;
         match self.reader.read_event() {
             Ok(Event::DocType(_)) => Err(self.err(K::DoctypeForbidden)),
+            Ok(Event::Text(t)) => {
+                // Text keeps its leading white space: it starts where the reader stood.
+                self.skipped_space = false;
+                Ok(Event::Text(t))
+            }
             Ok(ev) => Ok(ev),
             Err(e) => {
                 let at = pos_usize(self.reader.error_position());
@@ -185,7 +225,7 @@ impl<'i, 'l> Parser<'i, 'l> {
     }
 
     fn check_root(&self, e: &BytesStart<'i>, empty: bool) -> Result<Root, DecodeError> {
-        let pos = self.pos;
+        let pos = self.pos();
         let local = e.local_name().into_inner().to_owned();
         let prefix = e.name().prefix().map(|p| p.into_inner());
         for a in e.attributes().with_checks(true) {
@@ -196,7 +236,7 @@ impl<'i, 'l> Parser<'i, 'l> {
                 Some(p) => key.strip_prefix("xmlns:") == Some(p),
             };
             if declares_ours {
-                let ns = self.attr_value(&a, "root", "xmlns")?;
+                let ns = self.attr_value(RawValue::new(&a.value), "root", "xmlns")?;
                 if ns != DLS_NAMESPACE {
                     return Err(self.err(K::WrongNamespace(truncate(&ns))));
                 }
@@ -274,7 +314,7 @@ impl<'i, 'l> Parser<'i, 'l> {
     }
 
     fn message(&mut self, kind: Kind, header: Header, empty: bool) -> Result<Message, DecodeError> {
-        let start = self.pos;
+        let start = self.pos();
         let mut reason = None;
         let mut action = None;
         let mut items: Option<ItemList> = None;
@@ -356,7 +396,7 @@ impl<'i, 'l> Parser<'i, 'l> {
         let estimate = (self.input.len() - self.pos) / 64;
         let mut items = Vec::with_capacity(estimate.min(self.limits.max_items));
         loop {
-            let (e, empty) = match self.next()? {
+            let (e, empty) = match self.next_element()? {
                 Event::Start(e) => (e, false),
                 Event::Empty(e) => (e, true),
                 Event::End(_) => return Ok(items),
@@ -365,7 +405,7 @@ impl<'i, 'l> Parser<'i, 'l> {
                     continue;
                 }
             };
-            if e.local_name().as_ref() != "Item" {
+            if e.name().as_ref() != "Item" && e.local_name().as_ref() != "Item" {
                 let name = e.name().as_ref().to_owned();
                 return Err(self.err(K::UnexpectedElement(name)));
             }
@@ -388,13 +428,7 @@ impl<'i, 'l> Parser<'i, 'l> {
         self.each_attr(e, |p, key, a| {
             match key {
                 "name" => item.name = p.attr_value(a, "Item", "name")?.into_owned(),
-                "index" => {
-                    let v = p.attr_value(a, "Item", "index")?;
-                    let t = v.trim();
-                    let ok = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-                    let n = ok.then(|| t.parse::<u32>().ok()).flatten();
-                    item.index = Some(n.ok_or_else(|| p.invalid("Item", "index", &v))?);
-                }
+                "index" => item.index = Some(p.item_index(a)?),
                 "status" => item.status = Some(ItemStatus::from_wire(p.attr_value(a, "Item", "status")?.trim())),
                 "type" => item.item_type = Some(p.attr_value(a, "Item", "type")?.into_owned()),
                 _ => {}
@@ -407,17 +441,59 @@ impl<'i, 'l> Parser<'i, 'l> {
         Ok(item)
     }
 
+    /// `Item@index`: digits only, at most `u32::MAX`, white space around allowed.
+    fn item_index(&self, a: RawValue<'_>) -> Result<u32, DecodeError> {
+        // Up to nine plain digits (the usual case) cannot overflow.
+        let digits = a.text.as_bytes();
+        if a.plain && !digits.is_empty() && digits.len() <= 9 && digits.iter().all(u8::is_ascii_digit) {
+            return Ok(digits.iter().fold(0, |n, &d| n * 10 + u32::from(d - b'0')));
+        }
+        let v = self.attr_value(a, "Item", "index")?;
+        let t = v.trim();
+        let ok = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        let n = ok.then(|| t.parse::<u32>().ok()).flatten();
+        n.ok_or_else(|| self.invalid("Item", "index", &v))
+    }
+
     /// The text of a leaf element whose start tag was just read, up to its end tag.
     /// Text is taken exactly, line endings normalised as XML requires.
     fn text_content(&mut self, element: &str) -> Result<String, DecodeError> {
-        let mut out: Option<Cow<'i, str>> = None;
+        // The common case, one piece of text without a carriage return and then the end
+        // tag, is copied once; anything else is gathered piece by piece.
+        let t = match self.next()? {
+            Event::Text(t) if !(self.carriage_returns && t.as_bytes().contains(&b'\r')) => t,
+            Event::End(_) => return Ok(String::new()),
+            ev => return self.text_pieces(element, String::new(), Some(ev)),
+        };
+        match self.next()? {
+            Event::End(_) => Ok(String::from(&*t)),
+            ev => {
+                let mut out = String::with_capacity(t.len() + 16);
+                out.push_str(&t);
+                self.text_pieces(element, out, Some(ev))
+            }
+        }
+    }
+
+    /// The rest of [`Self::text_content`]: appends every piece to `out` until the end tag,
+    /// starting with `pending` (an event already read) if any.
+    fn text_pieces(
+        &mut self,
+        element: &str,
+        mut out: String,
+        mut pending: Option<Event<'i>>,
+    ) -> Result<String, DecodeError> {
         loop {
-            let piece: Cow<'i, str> = match self.next()? {
-                Event::Text(t) => t.xml_content(XmlVersion::Implicit1_0),
-                Event::CData(c) => c.xml_content(XmlVersion::Implicit1_0),
-                Event::GeneralRef(r) => Cow::Owned(self.resolve_ref(&r)?),
-                Event::Comment(_) | Event::PI(_) => continue,
-                Event::End(_) => return Ok(out.map(Cow::into_owned).unwrap_or_default()),
+            let ev = match pending.take() {
+                Some(ev) => ev,
+                None => self.next()?,
+            };
+            match ev {
+                Event::Text(t) => push_eol_normalised(&mut out, &t),
+                Event::CData(c) => push_eol_normalised(&mut out, &c),
+                Event::GeneralRef(r) => self.push_ref(&mut out, &r)?,
+                Event::Comment(_) | Event::PI(_) => {}
+                Event::End(_) => return Ok(out),
                 Event::Start(e) | Event::Empty(e) => {
                     let name = e.name().as_ref().to_owned();
                     return Err(self.err(K::UnexpectedElement(format!("{name}> inside <{element}"))));
@@ -426,22 +502,21 @@ impl<'i, 'l> Parser<'i, 'l> {
                 Event::Decl(_) | Event::DocType(_) => {
                     return Err(self.err(K::Syntax("misplaced declaration".to_owned())));
                 }
-            };
-            out = Some(match out {
-                None => piece,
-                Some(prev) => Cow::Owned(prev.into_owned() + &piece),
-            });
+            }
         }
     }
 
-    fn resolve_ref(&self, r: &BytesRef<'i>) -> Result<String, DecodeError> {
+    /// Appends what the reference `r` stands for to `out`.
+    fn push_ref(&self, out: &mut String, r: &BytesRef<'i>) -> Result<(), DecodeError> {
         match r.resolve_char_ref() {
-            Ok(Some(c)) if is_xml_char(c) => Ok(c.to_string()),
-            Ok(Some(_)) | Err(_) => Err(self.err(K::InvalidCharRef(truncate(r)))),
-            Ok(None) => {
-                resolve_predefined_entity(r).map(str::to_owned).ok_or_else(|| self.err(K::UnknownEntity(truncate(r))))
-            }
+            Ok(Some(c)) if is_xml_char(c) => out.push(c),
+            Ok(Some(_)) | Err(_) => return Err(self.err(K::InvalidCharRef(truncate(r)))),
+            Ok(None) => match resolve_predefined_entity(r) {
+                Some(s) => out.push_str(s),
+                None => return Err(self.err(K::UnknownEntity(truncate(r)))),
+            },
         }
+        Ok(())
     }
 
     /// Events allowed between elements: white space, comments, PIs.
@@ -465,50 +540,86 @@ impl<'i, 'l> Parser<'i, 'l> {
                 Event::Start(_) => level += 1,
                 Event::End(_) if level == depth => return Ok(()),
                 Event::End(_) => level -= 1,
-                Event::GeneralRef(r) => {
-                    self.resolve_ref(&r)?;
-                }
+                Event::GeneralRef(r) => self.push_ref(&mut String::new(), &r)?,
                 Event::Eof => return Err(self.err(K::UnexpectedEof)),
                 _ => {}
             }
         }
     }
 
-    /// Calls `f` with each attribute of `e`, refusing duplicates and more than
-    /// [`MAX_ATTRIBUTES`] (checked here without allocating).
+    /// Calls `f` with the local name and value of each attribute of `e`, refusing
+    /// duplicates and more than [`MAX_ATTRIBUTES`] (checked here without allocating).
     fn each_attr<'e>(
         &self,
         e: &'e BytesStart<'i>,
-        mut f: impl FnMut(&Self, &str, &Attribute<'e>) -> Result<(), DecodeError>,
+        mut f: impl FnMut(&Self, &str, RawValue<'_>) -> Result<(), DecodeError>,
     ) -> Result<(), DecodeError> {
-        let mut seen: [&'e str; MAX_ATTRIBUTES] = [""; MAX_ATTRIBUTES];
-        for (n, a) in e.attributes().with_checks(false).enumerate() {
-            let a = a.map_err(|err| self.err(K::Syntax(err.to_string())))?;
-            let key: &'e str = a.key.0;
+        let raw = e.attributes_raw();
+        // Elements here carry four attributes at most: more go the slow way.
+        let mut seen: [&'e str; 4] = [""; 4];
+        let mut n = 0;
+        let mut at = 0;
+        loop {
+            let a = match next_attribute(raw.as_bytes(), at) {
+                Scan::End => return Ok(()),
+                Scan::Attribute(a) if n < seen.len() => a,
+                // Anything unusual, and the error it may be: quick-xml's, from here on.
+                _ => return self.each_attr_slow(e, n, f),
+            };
+            let key = &raw[a.key_start..a.key_end];
             if seen[..n].contains(&key) {
                 return Err(self.err(K::Syntax(format!("duplicate attribute {key}"))));
             }
-            if n == MAX_ATTRIBUTES {
-                return Err(self.err(K::Syntax(format!("more than {MAX_ATTRIBUTES} attributes on one element"))));
+            seen[n] = key;
+            n += 1;
+            let local = if a.prefixed { QName(key).local_name().into_inner() } else { key };
+            f(self, local, RawValue { text: &raw[a.value_start..a.value_end], plain: a.plain })?;
+            at = a.value_end + 1;
+        }
+    }
+
+    /// [`Self::each_attr`] with quick-xml's attribute iterator, for the shapes
+    /// [`next_attribute`] leaves to it (and the errors it reports). The first `done`
+    /// attributes were already passed to `f`.
+    #[cold]
+    fn each_attr_slow(
+        &self,
+        e: &BytesStart<'i>,
+        done: usize,
+        mut f: impl FnMut(&Self, &str, RawValue<'_>) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        let mut seen: [&str; MAX_ATTRIBUTES] = [""; MAX_ATTRIBUTES];
+        for (n, a) in e.attributes().with_checks(false).enumerate() {
+            let a = a.map_err(|err| self.err(K::Syntax(err.to_string())))?;
+            let key = a.key.0;
+            if n >= done {
+                if seen[..n].contains(&key) {
+                    return Err(self.err(K::Syntax(format!("duplicate attribute {key}"))));
+                }
+                if n == MAX_ATTRIBUTES {
+                    return Err(self.err(K::Syntax(format!("more than {MAX_ATTRIBUTES} attributes on one element"))));
+                }
             }
             seen[n] = key;
-            // Attribute names rarely carry a prefix: look for one only when there is a ':'.
-            let local = if key.contains(':') { a.key.local_name().into_inner() } else { key };
-            f(self, local, &a)?;
+            if n >= done {
+                let local = if key.contains(':') { a.key.local_name().into_inner() } else { key };
+                f(self, local, RawValue::new(&a.value))?;
+            }
         }
         Ok(())
     }
 
     fn attr_value<'a>(
         &self,
-        a: &Attribute<'a>,
+        value: RawValue<'a>,
         element: &'static str,
         attribute: &'static str,
     ) -> Result<Cow<'a, str>, DecodeError> {
         // Nothing to resolve or normalise: the common case, without a second pass.
-        if !a.value.bytes().any(|b| matches!(b, b'&' | b'\t' | b'\n' | b'\r')) {
-            return Ok(a.value.clone());
+        if value.plain {
+            return Ok(Cow::Borrowed(value.text));
         }
+        let a = Attribute { key: QName(attribute), value: Cow::Borrowed(value.text) };
         match a.normalized_value_with(XmlVersion::Implicit1_0, 1, resolve_predefined_entity) {
             Ok(v) => {
                 if let Cow::Owned(s) = &v {
@@ -527,12 +638,162 @@ impl<'i, 'l> Parser<'i, 'l> {
     }
 }
 
+/// An attribute's value as written between its quotes.
+#[derive(Clone, Copy)]
+struct RawValue<'a> {
+    text: &'a str,
+    /// Nothing in it to resolve or normalise: no `&`, tab, line feed or carriage return.
+    plain: bool,
+}
+
+impl<'a> RawValue<'a> {
+    fn new(text: &'a str) -> Self {
+        Self { text, plain: !text.bytes().any(needs_attr_normalising) }
+    }
+}
+
+const fn needs_attr_normalising(b: u8) -> bool {
+    matches!(b, b'&' | b'\t' | b'\n' | b'\r')
+}
+
+/// An attribute found by [`next_attribute`]: byte ranges in the tag's attribute text.
+struct ScannedAttribute {
+    key_start: usize,
+    key_end: usize,
+    /// The key holds a ':'.
+    prefixed: bool,
+    value_start: usize,
+    /// The closing quote.
+    value_end: usize,
+    plain: bool,
+}
+
+enum Scan {
+    /// No attribute left.
+    End,
+    Attribute(ScannedAttribute),
+    /// Something [`next_attribute`] leaves to quick-xml.
+    Unusual,
+}
+
+/// The attribute at or after byte `at` of a tag's attribute text (what follows its name),
+/// found as quick-xml's attribute iterator finds it, for the usual shape only: `key="value"`
+/// or `key='value'`, after white space or nothing. Anything else (white space around `=`, a
+/// value unquoted or unterminated, a key without a value) is [`Scan::Unusual`].
+fn next_attribute(b: &[u8], at: usize) -> Scan {
+    let mut i = at;
+    while b.get(i).is_some_and(|&c| is_xml_space(c)) {
+        i += 1;
+    }
+    if i >= b.len() {
+        return Scan::End;
+    }
+    let key_start = i;
+    // The key's first byte is taken whatever it is, as quick-xml does; the key ends at '='
+    // or white space (bytes up to 0x20, since no other control character gets this far).
+    let mut prefixed = b[key_start] == b':';
+    let mut i = key_start + 1;
+    let key_end = loop {
+        let found = find_byte(
+            b,
+            i,
+            |w| bytes_below(w, b'!') | bytes_equal(w, b'=') | bytes_equal(w, b':'),
+            |c| c == b'=' || c == b':' || is_xml_space(c),
+        );
+        match found {
+            Some(j) if b[j] == b':' => {
+                prefixed = true;
+                i = j + 1;
+            }
+            Some(j) if b[j] == b'=' => break j,
+            _ => return Scan::Unusual,
+        }
+    };
+    let quote = match b.get(key_end + 1) {
+        Some(&q @ (b'"' | b'\'')) => q,
+        _ => return Scan::Unusual,
+    };
+    let value_start = key_end + 2;
+    let mut plain = true;
+    let mut i = value_start;
+    let value_end = loop {
+        let found = find_byte(
+            b,
+            i,
+            |w| bytes_below(w, b'\r' + 1) | bytes_equal(w, quote) | bytes_equal(w, b'&'),
+            |c| c == quote || needs_attr_normalising(c),
+        );
+        match found {
+            Some(j) if b[j] == quote => break j,
+            Some(j) => {
+                plain = false;
+                i = j + 1;
+            }
+            None => return Scan::Unusual,
+        }
+    };
+    Scan::Attribute(ScannedAttribute { key_start, key_end, prefixed, value_start, value_end, plain })
+}
+
+/// Eight bytes at a time: `0x01` in each byte.
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+
+/// The high bit of each byte of `w` that is below `n` (`n` at most 0x80) is set. Bytes above
+/// a byte so marked may be marked wrongly; the lowest marked byte is always right.
+const fn bytes_below(w: u64, n: u8) -> u64 {
+    w.wrapping_sub(ONES * n as u64) & !w & (ONES << 7)
+}
+
+/// As [`bytes_below`], for the bytes of `w` equal to `c`.
+const fn bytes_equal(w: u64, c: u8) -> u64 {
+    bytes_below(w ^ (ONES * c as u64), 1)
+}
+
+/// The index of the first byte of `b`, from `i` on, for which `hit` holds. `mark` takes eight
+/// bytes (little-endian) and marks, as [`bytes_below`] does, at least every byte `hit` holds
+/// for: eight unmarked bytes are skipped at once.
+fn find_byte(b: &[u8], mut i: usize, mark: impl Fn(u64) -> u64, hit: impl Fn(u8) -> bool) -> Option<usize> {
+    loop {
+        if let Some(word) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+            let marked = mark(u64::from_le_bytes(*word));
+            if marked == 0 {
+                i += 8;
+                continue;
+            }
+            i += (marked.trailing_zeros() / 8) as usize;
+        }
+        if hit(*b.get(i)?) {
+            return Some(i);
+        }
+        i += 1;
+    }
+}
+
+const fn is_xml_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
 fn pos_usize(p: u64) -> usize {
     usize::try_from(p).unwrap_or(usize::MAX)
 }
 
 fn is_blank(t: &str) -> bool {
     t.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// Appends `s` to `out` with XML 1.0 line-end normalisation: `\r\n` and a lone `\r`
+/// become `\n`.
+fn push_eol_normalised(out: &mut String, s: &str) {
+    let mut rest = s;
+    while let Some(i) = rest.find('\r') {
+        out.push_str(&rest[..i]);
+        out.push('\n');
+        rest = &rest[i + 1..];
+        if let Some(after) = rest.strip_prefix('\n') {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
 }
 
 fn truncate(s: &str) -> String {
@@ -544,9 +805,10 @@ pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
-/// The offset of the first character XML 1.0 does not allow (control characters,
-/// U+FFFE, U+FFFF), in valid UTF-8.
-fn first_illegal_char(b: &[u8]) -> Option<usize> {
+/// Checks that `b` (valid UTF-8) holds only characters XML 1.0 allows: `Err` with the offset
+/// of the first one it does not (a control character, U+FFFE, U+FFFF), else `Ok` with whether
+/// `b` holds a carriage return (when it does not, no text needs line-end normalisation).
+fn check_chars(b: &[u8]) -> Result<bool, usize> {
     const BLOCK: usize = 32;
     let suspect = |c: u8| (c < 0x20) & (c != b'\n') & (c != b'\t') & (c != b'\r') | (c == 0xEF);
     let bad_at = |i: usize| match b[i] {
@@ -555,13 +817,16 @@ fn first_illegal_char(b: &[u8]) -> Option<usize> {
     };
     // Whole blocks with nothing suspect are skipped; the flag computation vectorises.
     let mut block_start = 0;
+    let mut carriage_return = false;
     for chunk in b.chunks(BLOCK) {
-        if chunk.iter().fold(false, |acc, &c| acc | suspect(c)) {
+        let (sus, cr) = chunk.iter().fold((false, false), |(s, r), &c| (s | suspect(c), r | (c == b'\r')));
+        carriage_return |= cr;
+        if sus {
             if let Some(i) = (block_start..block_start + chunk.len()).find(|&i| bad_at(i)) {
-                return Some(i);
+                return Err(i);
             }
         }
         block_start += chunk.len();
     }
-    None
+    Ok(carriage_return)
 }

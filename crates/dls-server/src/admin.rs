@@ -11,14 +11,18 @@
 //! | GET | `/api/v1/devices/{mac}/desired` | its merged desired configuration |
 //! | GET | `/api/v1/profiles` | list profiles |
 //! | GET, PUT, DELETE | `/api/v1/profiles/{name}` | one profile |
+//! | POST | `/api/v1/devices/{mac}/security` | `{"mode"?, "reset"?, "new_pin"?}`; answers `{"pin"}` when one was issued |
+//! | GET | `/api/v1/devices/{mac}/certificates` | the device's certificates |
+//! | GET | `/api/v1/audit?mac=&limit=` | the audit log, newest first |
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dls_engine::Profile;
 use dls_message::MacAddr;
-use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, Store, StoreError};
+use dls_engine::SecurityMode;
+use dls_secure_mode::Pin;
+use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, SecurityUpdate, Store, StoreError};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -169,11 +173,56 @@ fn filter_of(query: Option<&str>) -> Result<DeviceFilter, ApiError> {
 #[serde(deny_unknown_fields)]
 struct NewDevice {
     mac: String,
-    #[serde(flatten)]
-    spec: DeviceSpec,
+    #[serde(default)]
+    profiles: Vec<String>,
+    #[serde(default)]
+    overrides: Vec<dls_message::Item>,
+    /// With `pin`, a PIN is issued and returned.
+    #[serde(default)]
+    mode: Option<SecurityMode>,
 }
 
-pub(crate) async fn handle(state: Arc<AdminState>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityRequest {
+    #[serde(default)]
+    mode: Option<SecurityMode>,
+    #[serde(default)]
+    reset: bool,
+    #[serde(default)]
+    new_pin: bool,
+}
+
+/// Applies a security change; returns the PIN issued, if any.
+async fn change_security(store: &Arc<dyn Store>, mac: MacAddr, request: SecurityRequest) -> Result<Option<Zeroizing<String>>, ApiError> {
+    let pin = if request.new_pin {
+        let p = Pin::generate().map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("no PIN: {e}")))?;
+        Some(Zeroizing::new(p.digits().to_owned()))
+    } else {
+        None
+    };
+    let update = SecurityUpdate { mode: request.mode, reset: request.reset, new_pin: pin.clone() };
+    blocking(store, move |s| s.update_security(mac, &update)).await?;
+    Ok(pin)
+}
+
+fn audit_filter(query: Option<&str>) -> Result<(Option<MacAddr>, usize), ApiError> {
+    let mut mac = None;
+    let mut limit = 1000;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v).ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad percent-encoding in query"))?;
+        match k {
+            "mac" => mac = Some(parse_mac(&v)?),
+            "limit" => limit = v.parse().map_err(|_| error(StatusCode::BAD_REQUEST, "limit must be a number"))?,
+            other => return Err(error(StatusCode::BAD_REQUEST, format!("unknown query parameter {other:?}"))),
+        }
+    }
+    Ok((mac, limit))
+}
+
+pub(crate) async fn handle(state: Arc<AdminState>, req: Request<Incoming>, info: crate::http::ConnInfo) -> Resp {
+    let peer = info.peer;
     let path = req.uri().path().to_owned();
     if path == "/healthz" {
         return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
@@ -206,9 +255,39 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
         (Method::POST, ["devices"]) => {
             let new: NewDevice = body_json(state, req).await?;
             let mac = parse_mac(&new.mac)?;
-            blocking(store, move |s| s.add_device(mac, &new.spec)).await?;
+            let spec = DeviceSpec { profiles: new.profiles, overrides: new.overrides };
+            blocking(store, move |s| s.add_device(mac, &spec)).await?;
+            let pin = match new.mode {
+                Some(mode) => {
+                    let request = SecurityRequest { mode: Some(mode), reset: false, new_pin: mode == SecurityMode::Pin };
+                    change_security(store, mac, request).await?
+                }
+                None => None,
+            };
             let details = blocking(store, move |s| s.device(mac)).await?;
-            Ok(json(StatusCode::CREATED, &details))
+            let mut body = serde_json::to_value(&details).unwrap_or_default();
+            if let (Some(p), Some(obj)) = (pin, body.as_object_mut()) {
+                obj.insert("pin".into(), serde_json::Value::String(p.to_string()));
+            }
+            Ok(json(StatusCode::CREATED, &body))
+        }
+        (Method::POST, ["devices", mac, "security"]) => {
+            let mac = parse_mac(mac)?;
+            let request: SecurityRequest = body_json(state, req).await?;
+            let pin = change_security(store, mac, request).await?;
+            let body = match pin {
+                Some(p) => serde_json::json!({ "mac": mac, "pin": p.as_str() }),
+                None => serde_json::json!({ "mac": mac }),
+            };
+            Ok(json(StatusCode::OK, &body))
+        }
+        (Method::GET, ["devices", mac, "certificates"]) => {
+            let mac = parse_mac(mac)?;
+            Ok(json(StatusCode::OK, &blocking(store, move |s| s.certificates(mac)).await?))
+        }
+        (Method::GET, ["audit"]) => {
+            let (mac, limit) = audit_filter(req.uri().query())?;
+            Ok(json(StatusCode::OK, &blocking(store, move |s| s.audit(mac, limit)).await?))
         }
         (Method::GET, ["devices", mac]) => {
             let mac = parse_mac(mac)?;
@@ -260,7 +339,11 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
                 Err(error(StatusCode::NOT_FOUND, format!("profile {name:?} not found")))
             }
         }
-        (_, ["devices"] | ["devices", _] | ["devices", _, "desired"] | ["profiles"] | ["profiles", _]) => {
+        (
+            _,
+            ["devices"] | ["devices", _] | ["devices", _, "desired" | "security" | "certificates"] | ["profiles"]
+            | ["profiles", _] | ["audit"],
+        ) => {
             Err(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
         }
         _ => Err(error(StatusCode::NOT_FOUND, "not found")),

@@ -18,6 +18,29 @@ pub struct Config {
     pub wpi_listen: SocketAddr,
     /// The admin API listener (plain HTTP, bearer token). Default `127.0.0.1:18081`.
     pub admin_listen: SocketAddr,
+    /// The secure-mode WPI listener (mutual TLS). Default `0.0.0.0:18444`.
+    pub secure_listen: SocketAddr,
+    /// The port phones are told to use for secure mode (`dls-secure-port`), when it differs
+    /// from the listener's (NAT, port forwarding). Default: the listener's port.
+    pub secure_port_advertised: Option<u16>,
+    /// The security mode given to devices seen for the first time: `default`, `nopin`, or
+    /// `pin` (registered waiting for an administrator to issue a PIN). Default `default`.
+    pub new_device_mode: dls_engine::SecurityMode,
+    /// PBKDF2 iterations for `secure-mode-data` (at least 100,000). Default 600,000.
+    pub pin_iterations: u32,
+    /// `max-pin-retries` sent to phones. Default 3.
+    pub max_pin_retries: u32,
+    /// Wrong TANs before a device's certificate is revoked. Default 3.
+    pub max_tan_failures: u32,
+    /// A PIN expires this long after it is issued. Default 7 days.
+    pub pin_lifetime_secs: u64,
+    /// Validity of device certificates, in days. Default 3650.
+    pub device_certificate_days: u32,
+    /// An enterprise CA certificate (PEM) to use instead of the generated CA; with
+    /// `ca-key-file`.
+    pub ca_cert_file: Option<PathBuf>,
+    /// The enterprise CA's private key (PEM, PKCS#8).
+    pub ca_key_file: Option<PathBuf>,
     /// Extra DNS names and IP addresses phones use to reach the service (server
     /// certificate SANs).
     pub server_names: Vec<String>,
@@ -53,6 +76,16 @@ impl Default for Config {
             data_dir: PathBuf::from("dls-data"),
             wpi_listen: SocketAddr::from(([0, 0, 0, 0], 18443)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 18081)),
+            secure_listen: SocketAddr::from(([0, 0, 0, 0], 18444)),
+            secure_port_advertised: None,
+            new_device_mode: dls_engine::SecurityMode::Default,
+            pin_iterations: 600_000,
+            max_pin_retries: 3,
+            max_tan_failures: 3,
+            pin_lifetime_secs: 7 * 24 * 3600,
+            device_certificate_days: 3650,
+            ca_cert_file: None,
+            ca_key_file: None,
             server_names: Vec::new(),
             idle_timeout_secs: 60,
             body_timeout_secs: 30,
@@ -88,6 +121,15 @@ impl Config {
         }
         if self.max_connections == 0 || self.max_sessions == 0 {
             return Err("max-connections and max-sessions must be positive".into());
+        }
+        if self.pin_iterations < 100_000 || self.pin_iterations > 10_000_000 {
+            return Err("pin-iterations must be between 100000 and 10000000".into());
+        }
+        if self.max_pin_retries == 0 || self.max_tan_failures == 0 {
+            return Err("max-pin-retries and max-tan-failures must be positive".into());
+        }
+        if self.ca_cert_file.is_some() != self.ca_key_file.is_some() {
+            return Err("ca-cert-file and ca-key-file go together".into());
         }
         if self.max_header_bytes < 8192 {
             return Err("max-header-bytes must be at least 8192".into());

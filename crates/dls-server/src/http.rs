@@ -21,6 +21,35 @@ use tracing::{debug, warn};
 /// bodies): hyper writes an exact `Content-Length`.
 pub(crate) type Resp = Response<Full<Bytes>>;
 
+/// What a handler knows of the connection a request came in on.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SocketAddr,
+    /// The client certificate, on a listener that requires one (already verified by TLS).
+    pub(crate) client: Option<ClientIdentity>,
+}
+
+/// A verified client certificate: its subject CN and serial number.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientIdentity {
+    pub(crate) common_name: Option<String>,
+    /// Hex, upper case, without leading zero bytes.
+    pub(crate) serial: String,
+}
+
+fn client_identity(conn: &rustls::ServerConnection) -> Option<ClientIdentity> {
+    let der = conn.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
+    Some(ClientIdentity { common_name, serial: serial_hex(cert.raw_serial()) })
+}
+
+/// A serial number as upper-case hex without leading zero bytes.
+pub(crate) fn serial_hex(raw: &[u8]) -> String {
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len().saturating_sub(1));
+    hex::encode_upper(&raw[start..])
+}
+
 /// Limits of one listener.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ListenerLimits {
@@ -54,7 +83,7 @@ pub(crate) async fn serve<H, F>(
     mut shutdown: watch::Receiver<bool>,
     drained: Option<Drained>,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -91,14 +120,19 @@ pub(crate) async fn serve<H, F>(
                 .header_read_timeout(limits.idle_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192))
                 .max_headers(64);
-            let svc = hyper::service::service_fn(move |req| {
-                let fut = handler(req, peer);
-                async move { Ok::<_, Infallible>(fut.await) }
-            });
+            let service = move |info: ConnInfo| {
+                hyper::service::service_fn(move |req| {
+                    let fut = handler(req, info.clone());
+                    async move { Ok::<_, Infallible>(fut.await) }
+                })
+            };
             let result = match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc)).await,
+                        Ok(Ok(stream)) => {
+                            let info = ConnInfo { peer, client: client_identity(stream.get_ref().1) };
+                            watcher.watch(builder.serve_connection(TokioIo::new(stream), service(info))).await
+                        }
                         Ok(Err(e)) => {
                             debug!(%peer, error = %e, "TLS handshake failed");
                             return;
@@ -109,7 +143,10 @@ pub(crate) async fn serve<H, F>(
                         }
                     }
                 }
-                None => watcher.watch(builder.serve_connection(TokioIo::new(tcp), svc)).await,
+                None => {
+                    let info = ConnInfo { peer, client: None };
+                    watcher.watch(builder.serve_connection(TokioIo::new(tcp), service(info))).await
+                }
             };
             if let Err(e) = result {
                 debug!(%peer, error = %e, "connection ended with an error");

@@ -11,6 +11,7 @@
 //! * [`tls`]: the one place the TLS provider and versions are chosen.
 
 mod admin;
+mod bootstrap;
 pub mod config;
 pub mod datadir;
 mod error;
@@ -48,6 +49,8 @@ pub struct Running {
     pub wpi_addr: SocketAddr,
     /// The admin API's address.
     pub admin_addr: SocketAddr,
+    /// The secure-mode WPI listener's address (mutual TLS).
+    pub secure_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -72,7 +75,11 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running, ServerError> {
     config.validate().map_err(ServerError::Config)?;
     let dir = DataDir::open(&config.data_dir)?;
-    let pki = pki::Pki::load_or_create(&dir, &config.server_names)?;
+    let external_ca = match (&config.ca_cert_file, &config.ca_key_file) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        _ => None,
+    };
+    let pki = Arc::new(pki::Pki::load_with(&dir, &config.server_names, external_ca)?);
     let token = Zeroizing::new(hex::encode(&*dir.secret(names::ADMIN_TOKEN, 32)?));
     let mut fingerprint_key = [0u8; 32];
     fingerprint_key.copy_from_slice(&dir.secret(names::FINGERPRINT_KEY, 32)?);
@@ -86,10 +93,15 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let mut engine_config = EngineConfig::new(fingerprint_key);
     engine_config.inventory_max_age_secs = config.inventory_max_age_secs;
     engine_config.unknown_devices = config.unknown_devices;
+    engine_config.new_device_mode = config.new_device_mode;
+    engine_config.max_tan_failures = config.max_tan_failures;
+    engine_config.pin_lifetime_secs = config.pin_lifetime_secs;
 
     let wpi_listener = bind(config.wpi_listen).await?;
     let admin_listener = bind(config.admin_listen).await?;
+    let secure_listener = bind(config.secure_listen).await?;
     let wpi_addr = wpi_listener.local_addr().map_err(|e| ServerError::io("reading the WPI address", e))?;
+    let secure_addr = secure_listener.local_addr().map_err(|e| ServerError::io("reading the secure address", e))?;
     let admin_addr = admin_listener.local_addr().map_err(|e| ServerError::io("reading the admin address", e))?;
     dir.write_private(names::ADMIN_URL, format!("http://{admin_addr}\n").as_bytes())?;
 
@@ -108,18 +120,35 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         locks: wpi::DeviceLocks::new(1024),
         max_body_bytes: config.max_body_bytes,
         body_timeout,
+        bootstrap: bootstrap::BootstrapMaker {
+            pki: pki.clone(),
+            secure_port: config.secure_port_advertised.unwrap_or(secure_addr.port()),
+            pin_iterations: config.pin_iterations,
+            max_pin_retries: config.max_pin_retries,
+            certificate_days: config.device_certificate_days,
+        },
         in_flight: std::sync::atomic::AtomicUsize::new(0),
     });
     let admin_state = Arc::new(admin::AdminState { store, token, max_body_bytes: 4 << 20, body_timeout });
 
     let (tx, rx) = watch::channel(false);
     let tls = TlsAcceptor::from(tls::default_mode(&pki)?);
+    let secure_tls = TlsAcceptor::from(tls::secure_mode(&pki)?);
     let drain_state = wpi_state.clone();
     let drained: http::Drained = Arc::new(move || drain_state.is_idle());
+    let secure_state = wpi_state.clone();
     let wpi_task = tokio::spawn(http::serve(
         wpi_listener,
         Some(tls),
-        move |req, peer| wpi::handle(wpi_state.clone(), req, peer),
+        move |req, info| wpi::handle(wpi_state.clone(), req, info, false),
+        limits,
+        rx.clone(),
+        Some(drained.clone()),
+    ));
+    let secure_task = tokio::spawn(http::serve(
+        secure_listener,
+        Some(secure_tls),
+        move |req, info| wpi::handle(secure_state.clone(), req, info, true),
         limits,
         rx.clone(),
         Some(drained),
@@ -127,13 +156,13 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let admin_task = tokio::spawn(http::serve(
         admin_listener,
         None,
-        move |req, peer| admin::handle(admin_state.clone(), req, peer),
+        move |req, info| admin::handle(admin_state.clone(), req, info),
         ListenerLimits { max_connections: 64, ..limits },
         rx,
         None,
     ));
-    info!(%wpi_addr, %admin_addr, data_dir = %dir.path().display(), "DLS service started");
-    Ok(Running { wpi_addr, admin_addr, shutdown: tx, tasks: vec![wpi_task, admin_task] })
+    info!(%wpi_addr, %secure_addr, %admin_addr, data_dir = %dir.path().display(), "DLS service started");
+    Ok(Running { wpi_addr, admin_addr, secure_addr, shutdown: tx, tasks: vec![wpi_task, secure_task, admin_task] })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

@@ -3,10 +3,13 @@
 //! reach the service as subject alternative names.
 
 use std::net::IpAddr;
+use std::path::Path;
+
+use dls_message::MacAddr;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -40,7 +43,25 @@ impl Pki {
     /// # Errors
     /// [`ServerError::Pki`] when keys or certificates cannot be made or read.
     pub fn load_or_create(dir: &DataDir, server_names: &[String]) -> Result<Self, ServerError> {
-        let (ca_cert_pem, ca_key_pem) = match (dir.read(names::CA_CERT)?, dir.read(names::CA_KEY)?) {
+        Self::load_with(dir, server_names, None)
+    }
+
+    /// As [`Self::load_or_create`], with an enterprise CA (certificate and key PEM files)
+    /// instead of the generated one when `external` is given.
+    ///
+    /// # Errors
+    /// [`ServerError::Pki`] when keys or certificates cannot be made or read.
+    pub fn load_with(dir: &DataDir, server_names: &[String], external: Option<(&Path, &Path)>) -> Result<Self, ServerError> {
+        let stored = match external {
+            Some((cert, key)) => {
+                let read = |p: &Path| {
+                    std::fs::read_to_string(p).map_err(|e| ServerError::Pki(format!("reading {}: {e}", p.display())))
+                };
+                (Some(Zeroizing::new(read(cert)?.into_bytes())), Some(Zeroizing::new(read(key)?.into_bytes())))
+            }
+            None => (dir.read(names::CA_CERT)?, dir.read(names::CA_KEY)?),
+        };
+        let (ca_cert_pem, ca_key_pem) = match stored {
             (Some(c), Some(k)) => (utf8(&c, names::CA_CERT)?, Zeroizing::new(utf8(&k, names::CA_KEY)?)),
             (None, None) => {
                 let (c, k) = make_ca()?;
@@ -87,13 +108,84 @@ impl Pki {
             .map_err(|e| ServerError::Pki(format!("server key: {e}")))
     }
 
-    /// The CA's key (PEM), for issuing device certificates.
-    #[must_use]
-    pub fn ca_key_pem(&self) -> &str {
-        &self.ca_key_pem
+    /// Issues a client certificate for a device: a fresh ECDSA P-256 key, subject CN = the
+    /// normalised MAC, extended key usage clientAuth, a random 127-bit serial number.
+    ///
+    /// # Errors
+    /// [`ServerError::Pki`] when the key or certificate cannot be made.
+    pub fn issue_device_certificate(&self, mac: MacAddr, validity_days: u32) -> Result<DeviceCertificate, ServerError> {
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, KeyPair::from_pem(&self.ca_key_pem)?)?;
+        let key = KeyPair::generate()?;
+        let mut serial = [0u8; 16];
+        getrandom::fill(&mut serial).map_err(|e| ServerError::Pki(format!("no random source: {e}")))?;
+        serial[0] = (serial[0] & 0x7f) | 0x40; // positive, and no leading zero byte
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "DLS");
+        dn.push(DnType::CommonName, mac.to_string());
+        params.distinguished_name = dn;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        let not_after = now + Duration::days(i64::from(validity_days.max(1)));
+        params.not_before = now - Duration::hours(1);
+        params.not_after = not_after;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(DeviceCertificate {
+            cert_pem: cert.pem(),
+            key_pem: Zeroizing::new(key.serialize_pem()),
+            serial: crate::http::serial_hex(&serial),
+            not_after: u64::try_from(not_after.unix_timestamp()).unwrap_or(0),
+        })
+    }
+
+    /// The CA certificates (DER) client certificates must chain to.
+    pub(crate) fn ca_certs(&self) -> Result<Vec<CertificateDer<'static>>, ServerError> {
+        parse_certs(&self.ca_cert_pem)
+    }
+
+    /// The CA certificates as separate PEM blocks (one `dls-server-ca` item each).
+    pub(crate) fn ca_pems(&self) -> Vec<String> {
+        self.ca_certs()
+            .unwrap_or_default()
+            .iter()
+            .map(|der| pem_certificate(der.as_ref()))
+            .collect()
     }
 }
 
+/// A device's certificate and key, as sent in the bootstrap.
+pub struct DeviceCertificate {
+    /// The certificate (PEM).
+    pub cert_pem: String,
+    /// The private key (PEM PKCS#8, `BEGIN PRIVATE KEY`).
+    pub key_pem: Zeroizing<String>,
+    /// The serial number, hex upper case.
+    pub serial: String,
+    /// Expiry, Unix seconds.
+    pub not_after: u64,
+}
+
+impl std::fmt::Debug for DeviceCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCertificate").field("serial", &self.serial).field("not_after", &self.not_after).finish_non_exhaustive()
+    }
+}
+
+/// A DER certificate as PEM, in 64-character lines.
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----");
+    out
+}
 fn utf8(bytes: &[u8], name: &str) -> Result<String, ServerError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| ServerError::Pki(format!("{name} is not PEM text")))
 }

@@ -27,3 +27,25 @@ pub fn default_mode(pki: &Pki) -> Result<Arc<ServerConfig>, ServerError> {
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
+
+/// The secure port's TLS configuration: the same server certificate, and a client
+/// certificate required that chains to the device CA (checked with webpki, validity
+/// included). Revocation is checked per request against the store.
+///
+/// # Errors
+/// [`ServerError::Pki`] if the certificates or key are unusable.
+pub fn secure_mode(pki: &Pki) -> Result<Arc<ServerConfig>, ServerError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in pki.ca_certs()? {
+        roots.add(ca)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| ServerError::Pki(format!("client verifier: {e}")))?;
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(pki.server_chain()?, pki.server_key()?)?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}

@@ -3,12 +3,11 @@
 //! the async executor — loads the device, runs the engine and commits its changes in one
 //! transaction before the reply is sent.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dls_engine::{Desired, DeviceSnapshot, Engine, Input, Note, UnixTime};
+use dls_engine::{Channel, Desired, DeviceSnapshot, Engine, Input, Note, UnixTime};
 use dls_message::{EncodeOptions, MacAddr, Message};
 use dls_store::Store;
 use http_body_util::Full;
@@ -17,7 +16,8 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::http::{Resp, read_body, text};
+use crate::bootstrap::{BootstrapError, BootstrapMaker};
+use crate::http::{ConnInfo, Resp, read_body, text};
 use crate::sessions::{Sessions, cookie_id, new_id};
 
 /// The only path phones post to.
@@ -31,6 +31,7 @@ pub(crate) struct WpiState {
     pub(crate) locks: DeviceLocks,
     pub(crate) max_body_bytes: usize,
     pub(crate) body_timeout: Duration,
+    pub(crate) bootstrap: BootstrapMaker,
     /// Requests being handled (their sessions are out of the table meanwhile).
     pub(crate) in_flight: AtomicUsize,
 }
@@ -78,8 +79,18 @@ fn now() -> UnixTime {
     UnixTime(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
-pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+/// Handles one request on the default-mode port (`secure` false) or the secure port.
+pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: ConnInfo, secure: bool) -> Resp {
     let _in_flight = InFlight::enter(&state);
+    let peer = info.peer;
+    let channel = match (secure, &info.client) {
+        (false, _) => Channel::Default,
+        (true, Some(c)) => Channel::Secure {
+            certificate_mac: c.common_name.as_deref().and_then(|cn| MacAddr::parse(cn).ok()),
+            certificate_serial: c.serial.clone(),
+        },
+        (true, None) => return text(StatusCode::FORBIDDEN, "a client certificate is required\n"),
+    };
     if req.uri().path() != LOGIN_SERVICE_PATH {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
@@ -115,20 +126,38 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, peer: S
     };
 
     let session = cookie.as_deref().and_then(|id| state.sessions.take(id));
-    let mac = Engine::identify(&message, session.as_ref());
-    let span = info_span!("interaction", mac = %mac.map_or_else(|| "-".to_owned(), |m| m.to_string()), nonce = %message.header.nonce, reason = %message.reason.value);
+    let mac = Engine::identify(&message, session.as_ref(), &channel);
+    let span = info_span!(
+        "interaction",
+        port = if secure { "secure" } else { "default" },
+        mac = %mac.map_or_else(|| "-".to_owned(), |m| m.to_string()),
+        nonce = %message.header.nonce,
+        reason = %message.reason.value
+    );
     async move {
         let _guard = state.locks.of(mac).lock().await;
         let st = state.clone();
         let msg = message.clone();
         let had_session = session.is_some();
-        let outcome = tokio::task::spawn_blocking(move || -> Result<_, dls_store::StoreError> {
+        let outcome = tokio::task::spawn_blocking(move || -> Result<_, BootstrapError> {
             let (device, desired) = match mac {
                 Some(m) => (st.store.load_device(m)?, st.store.desired(m)?),
                 None => (DeviceSnapshot::unknown(), Desired::default()),
             };
-            let out =
-                st.engine.handle(Input { now: now(), message: &msg, session, device: &device, desired: &desired });
+            let now = now();
+            let bootstrap = match (mac, st.engine.bootstrap_needed(now, &msg, session.as_ref(), &channel, &device)) {
+                (Some(m), Some(kind)) => Some(st.bootstrap.prepare(kind, m, st.store.as_ref())?),
+                _ => None,
+            };
+            let out = st.engine.handle(Input {
+                now,
+                message: &msg,
+                channel: &channel,
+                session,
+                device: &device,
+                desired: &desired,
+                bootstrap,
+            });
             if let (Some(m), false) = (mac, out.changes.is_empty()) {
                 st.store.apply(m, &out.changes)?;
             }
@@ -138,7 +167,7 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, peer: S
         let (out, escaping) = match outcome {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => {
-                error!(error = %e, "store failed; nothing sent");
+                error!(error = %e, "message not handled; nothing sent");
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
             }
             Err(e) => {

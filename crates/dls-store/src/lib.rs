@@ -14,7 +14,10 @@ mod sqlite;
 use dls_engine::{Change, Desired, DeviceSnapshot, Profile};
 use dls_message::MacAddr;
 
-pub use model::{DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, WrittenSummary};
+pub use model::{
+    AuditRecord, CertificateRecord, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate,
+    SecuritySummary, SecurityUpdate, WrittenSummary,
+};
 pub use sqlite::SqliteStore;
 
 /// Why a storage call failed, by who is at fault.
@@ -92,4 +95,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a profile and its assignments. `false` if it did not exist.
     fn delete_profile(&self, name: &str) -> Result<bool, StoreError>;
+
+    // Secure mode.
+
+    /// Changes a device's security (mode, reset, new PIN) with its audit records, in one
+    /// transaction. [`StoreError::NotFound`] if unknown; [`StoreError::Invalid`] for a PIN
+    /// on a secured device without `reset`.
+    fn update_security(&self, mac: MacAddr, update: &SecurityUpdate) -> Result<(), StoreError>;
+
+    /// The device's outstanding PIN (digits), for sealing `secure-mode-data`; `None` if none.
+    fn pin(&self, mac: MacAddr) -> Result<Option<zeroize::Zeroizing<String>>, StoreError>;
+
+    /// The audit log, newest first, for one device or all, at most `limit` records.
+    fn audit(&self, mac: Option<MacAddr>, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The certificates issued to a device, newest first.
+    fn certificates(&self, mac: MacAddr) -> Result<Vec<CertificateRecord>, StoreError>;
 }

@@ -16,21 +16,35 @@
 //!   part of a key; `Some(0)` is the real index 0.
 //! * Nothing read back can make this module panic: a row it cannot understand is
 //!   [`StoreError::Corrupt`].
+//! * Secure mode: a device's outstanding PIN is kept in the clear (the file is private),
+//!   since sealing `secure-mode-data` needs it; only [`Store::pin`] reads it whole, the
+//!   engine gets its TAN, the admin API only whether there is one. It is wiped when the
+//!   device bootstraps, fails to, or is put back in default mode. At most one of a
+//!   device's certificates is unrevoked: its current one. The audit log is never pruned
+//!   and outlives deleted devices.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::ErrorKind;
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dls_engine::desired::resolve;
-use dls_engine::{Change, Desired, DeviceSnapshot, ItemKey, Profile, UnixTime, WriteOutcome, WrittenRecord};
+use dls_engine::{
+    AuditEvent, AuditKind, BootstrapState, Change, Desired, DeviceSnapshot, IssuedCertificate, ItemKey, Profile,
+    Security, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
+};
 use dls_message::{Item, ItemStatus, MacAddr};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Params, Row, TransactionBehavior, params};
+use zeroize::Zeroizing;
 
-use crate::model::{DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, WrittenSummary};
+use crate::model::{
+    AuditRecord, CertificateRecord, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate,
+    SecuritySummary, SecurityUpdate, WrittenSummary,
+};
 use crate::{Store, StoreError};
 
 /// `PRAGMA application_id` of a DLS database: "DLS1".
@@ -50,6 +64,24 @@ const STATEMENT_CACHE: usize = 64;
 
 /// The longest profile name.
 const MAX_PROFILE_NAME: usize = 64;
+
+/// The most audit records one call returns.
+const MAX_AUDIT_LIMIT: usize = 10_000;
+
+/// How many decimal digits a PIN has.
+const PIN_DIGITS: RangeInclusive<usize> = 9..=32;
+
+/// How many of the PIN's last digits make its TAN.
+const TAN_DIGITS: usize = 3;
+
+/// The longest certificate serial number, in hex digits (RFC 5280 allows 20 octets; some
+/// room beyond).
+const MAX_SERIAL: usize = 64;
+
+/// Why a certificate was revoked (`certificates.revoke_reason`).
+const SUPERSEDED: &str = "superseded";
+const REVOKED_BY_RESET: &str = "reset";
+const REVOKED_BY_BOOTSTRAP_FAILURE: &str = "bootstrap-failed";
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
 /// Never edit a released migration; append a new one.
@@ -120,6 +152,38 @@ const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL                                    -- JSON, without the name
     ) WITHOUT ROWID;
     ",
+    // 2: secure mode — a device's security state, its certificates, the audit log.
+    "
+    ALTER TABLE devices ADD COLUMN security_mode TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE devices ADD COLUMN bootstrap_state TEXT NOT NULL DEFAULT 'not-bootstrapped';
+    ALTER TABLE devices ADD COLUMN pin TEXT;                  -- digits; NULL: none outstanding
+    ALTER TABLE devices ADD COLUMN pin_issued_at INTEGER;
+    ALTER TABLE devices ADD COLUMN tan_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN certificate_serial TEXT;   -- the current certificate
+
+    -- `seq` orders a device's certificates by issue (the clock may go back; `seq` does not).
+    -- At most one of a device's certificates is unrevoked: its current one.
+    CREATE TABLE certificates (
+        seq           INTEGER PRIMARY KEY,
+        serial        TEXT NOT NULL UNIQUE,                  -- hex, upper case
+        mac           TEXT NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+        issued_at     INTEGER NOT NULL,
+        not_after     INTEGER NOT NULL,
+        revoked_at    INTEGER,
+        revoke_reason TEXT                                   -- `superseded`, `reset`, …
+    );
+    CREATE INDEX certificates_by_mac ON certificates (mac, seq);
+
+    -- Not a foreign key: the audit log outlives the devices it tells of.
+    CREATE TABLE audit (
+        seq    INTEGER PRIMARY KEY,
+        at     INTEGER NOT NULL,
+        mac    TEXT NOT NULL,
+        kind   TEXT NOT NULL,                                -- `AuditKind`, kebab-case
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_mac ON audit (mac, seq);
+    ",
 ];
 
 /// How hard SQLite syncs a commit to disk.
@@ -186,6 +250,7 @@ impl SqliteStore {
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let mut conn = Connection::open_in_memory().db()?;
         conn.pragma_update(None, "foreign_keys", true).db()?;
+        conn.pragma_update(None, "secure_delete", "FAST").db()?;
         migrate(&mut conn)?;
         Ok(Self::from_connection(conn))
     }
@@ -212,6 +277,9 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "synchronous", sync).db()?;
         conn.pragma_update(None, "foreign_keys", true).db()?;
+        // A wiped PIN is overwritten in its page, not only unlinked (older copies of the
+        // page may stay in the WAL until it is checkpointed and reused).
+        conn.pragma_update(None, "secure_delete", "FAST").db()?;
         migrate(&mut conn)?;
         Ok(Self::from_connection(conn))
     }
@@ -227,6 +295,24 @@ impl SqliteStore {
     #[must_use]
     pub fn schema_version() -> i64 {
         schema_latest()
+    }
+
+    /// Creates the database at `path` as an older version of dls left it: with only the
+    /// first `version` schema migrations applied (a database at that version or newer is
+    /// left as it is). For tests of the schema upgrades; not part of the API.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for a version this build does not know; otherwise as
+    /// [`Self::open`].
+    #[doc(hidden)]
+    pub fn create_at_schema_version(path: &Path, version: usize) -> Result<(), StoreError> {
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Invalid(format!("no schema version {version}")));
+        }
+        create_private(path)?;
+        let mut conn = Connection::open(path).db()?;
+        conn.busy_timeout(BUSY_TIMEOUT).db()?;
+        migrate_to(&mut conn, version)
     }
 
     /// The connection, for one call.
@@ -297,16 +383,22 @@ fn check_compatible(conn: &Connection) -> Result<usize, StoreError> {
 
 /// Applies the missing migrations in one transaction.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Applies the migrations up to schema version `target` in one transaction (never down).
+fn migrate_to(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
     // Again, under the write lock: another process may have migrated meanwhile.
     let start = check_compatible(&tx)?;
-    let Some(pending) = MIGRATIONS.get(start..).filter(|m| !m.is_empty()) else {
+    let Some(pending) = MIGRATIONS.get(start..target).filter(|m| !m.is_empty()) else {
         return Ok(());
     };
     for sql in pending {
         tx.execute_batch(sql).db()?;
     }
-    tx.pragma_update(None, "user_version", schema_latest()).db()?;
+    let version = i64::try_from(target).map_err(|_| StoreError::Invalid(format!("schema version {target}")))?;
+    tx.pragma_update(None, "user_version", version).db()?;
     tx.pragma_update(None, "application_id", APPLICATION_ID).db()?;
     tx.commit().db()
 }
@@ -391,6 +483,65 @@ fn items_from_json(json: &str) -> Result<Vec<Item>, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("stored items: {e}")))
 }
 
+fn mode_from_sql(text: &str) -> Result<SecurityMode, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt(format!("security mode {text:?}")))
+}
+
+fn state_to_sql(state: BootstrapState) -> &'static str {
+    match state {
+        BootstrapState::NotBootstrapped => "not-bootstrapped",
+        BootstrapState::Secured => "secured",
+        BootstrapState::Failed => "failed",
+    }
+}
+
+fn state_from_sql(text: &str) -> Result<BootstrapState, StoreError> {
+    match text {
+        "not-bootstrapped" => Ok(BootstrapState::NotBootstrapped),
+        "secured" => Ok(BootstrapState::Secured),
+        "failed" => Ok(BootstrapState::Failed),
+        other => Err(StoreError::Corrupt(format!("bootstrap state {other:?}"))),
+    }
+}
+
+/// An audit kind by its kebab-case name (the inverse of [`AuditKind::as_str`]).
+fn kind_from_sql(text: &str) -> Result<AuditKind, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| StoreError::Corrupt(format!("audit kind {text:?}")))
+}
+
+fn count_from_sql(v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("count {v}")))
+}
+
+fn is_pin(pin: &str) -> bool {
+    PIN_DIGITS.contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Checks a new PIN's form. The message never holds the PIN.
+fn check_pin(pin: &str) -> Result<(), StoreError> {
+    if is_pin(pin) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("a PIN is {} to {} decimal digits", PIN_DIGITS.start(), PIN_DIGITS.end())))
+    }
+}
+
+/// Checks a certificate serial number: 1 to 64 upper-case hex digits, as the engine
+/// compares it with the one a phone presents.
+fn check_serial(serial: &str) -> Result<(), StoreError> {
+    let valid = !serial.is_empty()
+        && serial.len() <= MAX_SERIAL
+        && serial.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "certificate serial number {serial:?}: use 1 to {MAX_SERIAL} upper-case hex digits"
+        )))
+    }
+}
+
 fn now() -> UnixTime {
     UnixTime(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
@@ -467,6 +618,79 @@ fn load_written(conn: &Connection, mac: &str) -> Result<Vec<(ItemKey, WrittenRec
         .collect()
 }
 
+/// A device's security columns, as read. The PIN itself is read only by `pin`.
+struct SecurityRow {
+    mode: SecurityMode,
+    state: BootstrapState,
+    /// The outstanding PIN's TAN: its last digits.
+    tan: Option<String>,
+    pin_issued_at: Option<UnixTime>,
+    tan_failures: u32,
+    /// The current certificate, if it exists and is not revoked.
+    certificate: Option<String>,
+}
+
+impl SecurityRow {
+    fn pin_outstanding(&self) -> bool {
+        self.tan.is_some()
+    }
+
+    fn into_security(self) -> Security {
+        Security {
+            mode: self.mode,
+            state: self.state,
+            tan: self.tan,
+            pin_issued_at: self.pin_issued_at,
+            tan_failures: self.tan_failures,
+            certificate: self.certificate,
+        }
+    }
+
+    fn into_summary(self) -> SecuritySummary {
+        SecuritySummary {
+            mode: self.mode,
+            state: self.state,
+            pin_outstanding: self.pin_outstanding(),
+            pin_issued_at: self.pin_issued_at,
+            tan_failures: self.tan_failures,
+            certificate: self.certificate,
+        }
+    }
+}
+
+/// A device's security, or `None` if the device is unknown.
+fn load_security(conn: &Connection, mac: &str) -> Result<Option<SecurityRow>, StoreError> {
+    type Columns = (String, String, Option<String>, Option<i64>, i64, Option<String>);
+    let row: Option<Columns> = conn
+        .prepare_cached(
+            // The TAN: the last `TAN_DIGITS` (3) of the PIN, which stays in the database.
+            "SELECT d.security_mode, d.bootstrap_state, substr(d.pin, -3), d.pin_issued_at, d.tan_failures,
+                    (SELECT c.serial FROM certificates c
+                     WHERE c.serial = d.certificate_serial AND c.mac = d.mac AND c.revoked_at IS NULL)
+             FROM devices d WHERE d.mac = ?1",
+        )
+        .db()?
+        .query_row([mac], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .optional()
+        .db()?;
+    let Some((mode, state, tan, pin_issued_at, tan_failures, certificate)) = row else {
+        return Ok(None);
+    };
+    if let Some(tan) = &tan {
+        if tan.len() != TAN_DIGITS || !tan.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(StoreError::Corrupt(format!("the PIN of device {mac} is not decimal digits")));
+        }
+    }
+    Ok(Some(SecurityRow {
+        mode: mode_from_sql(&mode)?,
+        state: state_from_sql(&state)?,
+        tan,
+        pin_issued_at: opt_time_from_sql(pin_issued_at)?,
+        tan_failures: count_from_sql(tan_failures)?,
+        certificate,
+    }))
+}
+
 fn load_profiles(conn: &Connection) -> Result<Vec<Profile>, StoreError> {
     let rows: Vec<(String, String)> =
         query_all(conn, "SELECT name, body FROM profiles ORDER BY name", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -531,12 +755,70 @@ fn insert_nonce(conn: &Connection, mac: &str, nonce: &str) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Makes `certificate` the device's current certificate, revoking the previous one.
+fn issue_certificate(
+    conn: &Connection,
+    mac: &str,
+    at: UnixTime,
+    certificate: &IssuedCertificate,
+) -> Result<(), StoreError> {
+    check_serial(&certificate.serial)?;
+    let (issued_at, not_after) = (time_to_sql(at)?, time_to_sql(certificate.not_after)?);
+    if conn.prepare_cached("SELECT 1 FROM certificates WHERE serial = ?1").db()?.exists([&certificate.serial]).db()? {
+        return Err(StoreError::Conflict { what: format!("certificate serial number {}", certificate.serial) });
+    }
+    revoke_certificates(conn, mac, at, SUPERSEDED)?;
+    conn.prepare_cached("INSERT INTO certificates (serial, mac, issued_at, not_after) VALUES (?1, ?2, ?3, ?4)")
+        .db()?
+        .execute(params![certificate.serial, mac, issued_at, not_after])
+        .db()?;
+    conn.prepare_cached("UPDATE devices SET certificate_serial = ?2 WHERE mac = ?1")
+        .db()?
+        .execute(params![mac, certificate.serial])
+        .db()?;
+    Ok(())
+}
+
+/// Revokes the device's current certificate (every unrevoked one: there is at most one)
+/// and clears `certificate_serial`. Gives the serial numbers revoked, oldest first.
+fn revoke_certificates(conn: &Connection, mac: &str, at: UnixTime, reason: &str) -> Result<Vec<String>, StoreError> {
+    let at = time_to_sql(at)?;
+    let serials: Vec<String> = query_all(
+        conn,
+        "SELECT serial FROM certificates WHERE mac = ?1 AND revoked_at IS NULL ORDER BY seq",
+        [mac],
+        |r| r.get(0),
+    )?;
+    if !serials.is_empty() {
+        conn.prepare_cached(
+            "UPDATE certificates SET revoked_at = ?2, revoke_reason = ?3 WHERE mac = ?1 AND revoked_at IS NULL",
+        )
+        .db()?
+        .execute(params![mac, at, reason])
+        .db()?;
+    }
+    conn.prepare_cached("UPDATE devices SET certificate_serial = NULL WHERE mac = ?1").db()?.execute([mac]).db()?;
+    Ok(serials)
+}
+
+fn insert_audit(conn: &Connection, mac: &str, at: UnixTime, kind: AuditKind, detail: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO audit (at, mac, kind, detail) VALUES (?1, ?2, ?3, ?4)")
+        .db()?
+        .execute(params![time_to_sql(at)?, mac, kind.as_str(), detail])
+        .db()?;
+    Ok(())
+}
+
 /// Applies one message's changes inside the caller's transaction.
 fn apply_changes(conn: &Connection, mac: &str, changes: &[Change]) -> Result<(), StoreError> {
     if !device_exists(conn, mac)? {
-        if !changes.iter().any(|c| matches!(c, Change::Register)) {
+        // The first Register of the batch gives the mode.
+        let Some(mode) = changes.iter().find_map(|c| match c {
+            Change::Register { mode } => Some(*mode),
+            _ => None,
+        }) else {
             return Err(StoreError::NotFound { what: format!("device {mac}") });
-        }
+        };
         let at = changes
             .iter()
             .find_map(|c| match c {
@@ -544,13 +826,17 @@ fn apply_changes(conn: &Connection, mac: &str, changes: &[Change]) -> Result<(),
                 _ => None,
             })
             .unwrap_or_default();
-        conn.execute("INSERT INTO devices (mac, registered_at) VALUES (?1, ?2)", params![mac, time_to_sql(at)?])
-            .db()?;
+        conn.execute(
+            "INSERT INTO devices (mac, registered_at, security_mode) VALUES (?1, ?2, ?3)",
+            params![mac, time_to_sql(at)?, mode.as_str()],
+        )
+        .db()?;
     }
     for change in changes {
         match change {
-            // Done above, before any other change of the batch.
-            Change::Register => {}
+            // Done above, before any other change of the batch. A known device keeps its
+            // registration time and its mode (an administrator may have changed it).
+            Change::Register { .. } => {}
             Change::Contact { at, reason } => {
                 conn.prepare_cached("UPDATE devices SET last_contact_at = ?2, last_reason = ?3 WHERE mac = ?1")
                     .db()?
@@ -604,6 +890,36 @@ fn apply_changes(conn: &Connection, mac: &str, changes: &[Change]) -> Result<(),
                     .execute(params![mac, reason])
                     .db()?;
             }
+            Change::IssueCertificate { at, certificate } => issue_certificate(conn, mac, *at, certificate)?,
+            Change::Bootstrapped { at } => {
+                time_to_sql(*at)?;
+                conn.prepare_cached(
+                    "UPDATE devices SET bootstrap_state = ?2, pin = NULL, pin_issued_at = NULL, tan_failures = 0
+                     WHERE mac = ?1",
+                )
+                .db()?
+                .execute(params![mac, state_to_sql(BootstrapState::Secured)])
+                .db()?;
+            }
+            Change::TanFailed => {
+                conn.prepare_cached("UPDATE devices SET tan_failures = min(tan_failures + 1, ?2) WHERE mac = ?1")
+                    .db()?
+                    .execute(params![mac, u32::MAX])
+                    .db()?;
+            }
+            Change::BootstrapFailed { at, revoke_certificate } => {
+                time_to_sql(*at)?;
+                conn.prepare_cached(
+                    "UPDATE devices SET bootstrap_state = ?2, pin = NULL, pin_issued_at = NULL WHERE mac = ?1",
+                )
+                .db()?
+                .execute(params![mac, state_to_sql(BootstrapState::Failed)])
+                .db()?;
+                if *revoke_certificate {
+                    revoke_certificates(conn, mac, *at, REVOKED_BY_BOOTSTRAP_FAILURE)?;
+                }
+            }
+            Change::Audit(AuditEvent { at, kind, detail }) => insert_audit(conn, mac, *at, *kind, detail)?,
             // A change this version does not know must not be dropped silently.
             _ => return Err(StoreError::Invalid("unsupported change".into())),
         }
@@ -700,12 +1016,14 @@ impl Store for SqliteStore {
             return Ok(DeviceSnapshot::unknown());
         };
         let nonces = query_all(&tx, "SELECT nonce FROM nonces WHERE mac = ?1 ORDER BY seq", [&mac], |r| r.get(0))?;
+        let security = load_security(&tx, &mac)?.map(SecurityRow::into_security).unwrap_or_default();
         Ok(DeviceSnapshot {
             known: true,
             inventory: load_inventory(&tx, &mac)?,
             inventory_at: opt_time_from_sql(inventory_at)?,
             written: load_written(&tx, &mac)?.into_iter().collect(),
             recent_nonces: nonces,
+            security,
         })
     }
 
@@ -818,6 +1136,7 @@ impl Store for SqliteStore {
             written,
             last_deployment_status: deployment.as_deref().map(items_from_json).transpose()?.unwrap_or_default(),
             last_phone_cleanup_reason: cleanup_reason,
+            security: load_security(&tx, &key)?.map(SecurityRow::into_summary).unwrap_or_default(),
         }))
     }
 
@@ -859,7 +1178,8 @@ impl Store for SqliteStore {
 
     fn delete_device(&self, mac: MacAddr) -> Result<bool, StoreError> {
         let inner = self.lock()?;
-        // One statement: its own transaction; the foreign keys delete the rest.
+        // One statement: its own transaction; the foreign keys delete the rest (its
+        // certificates too), except the audit log, which outlives the device.
         let deleted = inner.conn.execute("DELETE FROM devices WHERE mac = ?1", [mac.to_string()]).db()?;
         Ok(deleted > 0)
     }
@@ -902,5 +1222,156 @@ impl Store for SqliteStore {
         let deleted = tx.execute("DELETE FROM profiles WHERE name = ?1", [name]).db()?;
         tx.commit().db()?;
         Ok(deleted > 0)
+    }
+
+    /// In this order, each part audited: `reset` (which keeps an outstanding PIN), then
+    /// `mode` (only if it differs), then `new_pin` (9 to 32 ASCII digits, checked before
+    /// anything changes, like the refusal for a secured device). The audit records' time
+    /// is this host's clock.
+    fn update_security(&self, mac: MacAddr, update: &SecurityUpdate) -> Result<(), StoreError> {
+        if let Some(pin) = &update.new_pin {
+            check_pin(pin)?;
+        }
+        let key = mac.to_string();
+        let at = now();
+        let mut inner = self.lock()?;
+        let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
+        let Some(before) = load_security(&tx, &key)? else {
+            return Err(StoreError::NotFound { what: format!("device {key}") });
+        };
+        if update.new_pin.is_some() && before.state == BootstrapState::Secured && !update.reset {
+            return Err(StoreError::Invalid("device is bootstrapped; reset it first".into()));
+        }
+        let audit = |kind: AuditKind, detail: &str| insert_audit(&tx, &key, at, kind, detail);
+        let mut pin_outstanding = before.pin_outstanding();
+
+        if update.reset {
+            tx.prepare_cached("UPDATE devices SET bootstrap_state = ?2, tan_failures = 0 WHERE mac = ?1")
+                .db()?
+                .execute(params![key, state_to_sql(BootstrapState::NotBootstrapped)])
+                .db()?;
+            audit(AuditKind::DeviceReset, &format!("reset to not-bootstrapped (was {})", state_to_sql(before.state)))?;
+            for serial in revoke_certificates(&tx, &key, at, REVOKED_BY_RESET)? {
+                audit(AuditKind::CertificateRevoked, &format!("certificate {serial} revoked: {REVOKED_BY_RESET}"))?;
+            }
+        }
+
+        if let Some(mode) = update.mode.filter(|m| *m != before.mode) {
+            let wipe = mode == SecurityMode::Default && pin_outstanding;
+            tx.prepare_cached(
+                "UPDATE devices SET security_mode = ?2,
+                                    pin = CASE WHEN ?3 THEN NULL ELSE pin END,
+                                    pin_issued_at = CASE WHEN ?3 THEN NULL ELSE pin_issued_at END
+                 WHERE mac = ?1",
+            )
+            .db()?
+            .execute(params![key, mode.as_str(), wipe])
+            .db()?;
+            let mut detail = format!("from {} to {}", before.mode.as_str(), mode.as_str());
+            if wipe {
+                detail.push_str("; outstanding PIN wiped");
+                pin_outstanding = false;
+            }
+            audit(AuditKind::ModeChanged, &detail)?;
+        }
+
+        if let Some(pin) = &update.new_pin {
+            // A failed bootstrap may be retried with the new PIN.
+            tx.prepare_cached(
+                "UPDATE devices SET pin = ?2, pin_issued_at = ?3, tan_failures = 0,
+                                    bootstrap_state = CASE bootstrap_state WHEN ?4 THEN ?5 ELSE bootstrap_state END
+                 WHERE mac = ?1",
+            )
+            .db()?
+            .execute(params![
+                key,
+                pin.as_str(),
+                time_to_sql(at)?,
+                state_to_sql(BootstrapState::Failed),
+                state_to_sql(BootstrapState::NotBootstrapped)
+            ])
+            .db()?;
+            let detail = if pin_outstanding { "PIN issued, replacing the outstanding one" } else { "PIN issued" };
+            audit(AuditKind::PinIssued, detail)?;
+        }
+        tx.commit().db()
+    }
+
+    /// `Ok(None)` for an unknown device too. A stored PIN that is not 9 to 32 digits is
+    /// [`StoreError::Corrupt`] (never sealed into anything).
+    fn pin(&self, mac: MacAddr) -> Result<Option<Zeroizing<String>>, StoreError> {
+        let inner = self.lock()?;
+        let pin: Option<Zeroizing<String>> = inner
+            .conn
+            .prepare_cached("SELECT pin FROM devices WHERE mac = ?1 AND pin IS NOT NULL")
+            .db()?
+            .query_row([mac.to_string()], |r| r.get::<_, String>(0).map(Zeroizing::new))
+            .optional()
+            .db()?;
+        match pin {
+            Some(pin) if !is_pin(&pin) => Err(StoreError::Corrupt(format!(
+                "the PIN of device {mac} is not {} to {} decimal digits",
+                PIN_DIGITS.start(),
+                PIN_DIGITS.end()
+            ))),
+            pin => Ok(pin),
+        }
+    }
+
+    /// `limit` is capped at 10,000. Records of deleted devices are kept, and listed.
+    fn audit(&self, mac: Option<MacAddr>, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        let limit = i64::try_from(limit.min(MAX_AUDIT_LIMIT)).unwrap_or(0);
+        let inner = self.lock()?;
+        type AuditRow = (i64, String, String, String);
+        let row = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
+        // Two statements, so that the one for a device uses the index on (mac, seq).
+        let rows: Vec<AuditRow> = match mac {
+            Some(mac) => query_all(
+                &inner.conn,
+                "SELECT at, mac, kind, detail FROM audit WHERE mac = ?1 ORDER BY seq DESC LIMIT ?2",
+                params![mac.to_string(), limit],
+                row,
+            )?,
+            None => query_all(
+                &inner.conn,
+                "SELECT at, mac, kind, detail FROM audit ORDER BY seq DESC LIMIT ?1",
+                [limit],
+                row,
+            )?,
+        };
+        rows.into_iter()
+            .map(|(at, mac, kind, detail)| {
+                Ok(AuditRecord {
+                    at: time_from_sql(at)?,
+                    mac: mac_from_sql(&mac)?,
+                    kind: kind_from_sql(&kind)?,
+                    detail,
+                })
+            })
+            .collect()
+    }
+
+    /// Newest first by order of issue; empty for an unknown device (a deleted device's
+    /// certificates are deleted with it).
+    fn certificates(&self, mac: MacAddr) -> Result<Vec<CertificateRecord>, StoreError> {
+        let inner = self.lock()?;
+        type CertificateRow = (String, i64, i64, Option<i64>);
+        let rows: Vec<CertificateRow> = query_all(
+            &inner.conn,
+            "SELECT serial, issued_at, not_after, revoked_at FROM certificates WHERE mac = ?1 ORDER BY seq DESC",
+            [mac.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        rows.into_iter()
+            .map(|(serial, issued_at, not_after, revoked_at)| {
+                Ok(CertificateRecord {
+                    mac,
+                    serial,
+                    issued_at: time_from_sql(issued_at)?,
+                    not_after: time_from_sql(not_after)?,
+                    revoked_at: opt_time_from_sql(revoked_at)?,
+                })
+            })
+            .collect()
     }
 }

@@ -61,6 +61,65 @@ impl ClientError {
     }
 }
 
+/// One message of an exchange, as an observer sees it (see [`WpiClient::observe`]).
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum Traced<'a> {
+    /// A message about to be posted, with its XML.
+    Sent {
+        /// The message.
+        message: &'a WorkpointMessage,
+        /// Its XML, as posted.
+        xml: &'a str,
+    },
+    /// The DLS's answer, decoded, with the body it came in.
+    Received {
+        /// The answer.
+        message: &'a DlsMessage,
+        /// The body, as received.
+        body: &'a [u8],
+    },
+}
+
+impl Traced<'_> {
+    /// One line: direction, reason (with the action answered and the status) or action,
+    /// the item count, and whether more fragments follow, e.g.
+    /// `-> reply-to ReadAllItems accepted, 287 items` or `<- WriteItems, 20 items`.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let (arrow, what, header, items) = match self {
+            Self::Sent { message, .. } => {
+                let mut what = message.reason.value.to_string();
+                if let Some(a) = &message.reason.action {
+                    what = format!("{what} {a}");
+                }
+                if let Some(s) = &message.reason.status {
+                    what = format!("{what} {s}");
+                }
+                ("->", what, &message.header, message.items.as_ref().map_or(0, Vec::len))
+            }
+            Self::Received { message, .. } => {
+                ("<-", message.action.to_string(), &message.header, message.items.as_ref().map_or(0, Vec::len))
+            }
+        };
+        let more = if header.more_fragments() { " (more fragments follow)" } else { "" };
+        let plural = if items == 1 { "" } else { "s" };
+        format!("{arrow} {what}, {items} item{plural}{more}")
+    }
+
+    /// The message's XML as sent or received (invalid UTF-8 replaced).
+    #[must_use]
+    pub fn xml(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Self::Sent { xml, .. } => std::borrow::Cow::Borrowed(xml),
+            Self::Received { body, .. } => String::from_utf8_lossy(body),
+        }
+    }
+}
+
+/// A function shown every message a client sends and every answer it decodes.
+type Observer = Box<dyn FnMut(&Traced<'_>) + Send>;
+
 /// One phone's connection to a DLS.
 pub struct WpiClient {
     server: String,
@@ -70,6 +129,7 @@ pub struct WpiClient {
     cookie: Option<String>,
     timeout: Duration,
     connections: u64,
+    observer: Option<Observer>,
 }
 
 impl std::fmt::Debug for WpiClient {
@@ -110,6 +170,7 @@ impl WpiClient {
             cookie: None,
             timeout: Duration::from_secs(30),
             connections: 0,
+            observer: None,
         })
     }
 
@@ -130,9 +191,20 @@ impl WpiClient {
         self.cookie.as_deref()
     }
 
+    /// Shows `observer` every message [`exchange`](Self::exchange) sends and every answer it
+    /// decodes (e.g. to print an interaction); it does not change the exchange.
+    pub fn observe(&mut self, observer: impl FnMut(&Traced<'_>) + Send + 'static) {
+        self.observer = Some(Box::new(observer));
+    }
+
     /// Closes the connection (the next exchange opens a new one).
     pub fn close(&mut self) {
         self.sender = None;
+    }
+
+    /// Sets the session cookie (e.g. to replay an old one in a test).
+    pub fn set_cookie(&mut self, id: &str) {
+        self.cookie = Some(id.to_owned());
     }
 
     /// Forgets the session cookie.
@@ -166,6 +238,9 @@ impl WpiClient {
     pub async fn exchange(&mut self, message: &WorkpointMessage) -> Result<DlsMessage, ClientError> {
         let xml = dls_message::encode(&Message::Workpoint(message.clone()), &EncodeOptions::default())
             .map_err(|e| ClientError::Protocol(format!("message not encodable: {e}")))?;
+        if let Some(observe) = self.observer.as_mut() {
+            observe(&Traced::Sent { message, xml: &xml });
+        }
         let (status, headers, body) = self.post(xml.into_bytes()).await?;
         if status != StatusCode::OK {
             return Err(ClientError::Status {
@@ -186,7 +261,12 @@ impl WpiClient {
             }
         }
         match dls_message::decode(&body) {
-            Ok(Message::Dls(m)) if m.header.nonce == message.header.nonce => Ok(m),
+            Ok(Message::Dls(m)) if m.header.nonce == message.header.nonce => {
+                if let Some(observe) = self.observer.as_mut() {
+                    observe(&Traced::Received { message: &m, body: &body });
+                }
+                Ok(m)
+            }
             Ok(Message::Dls(m)) => Err(ClientError::Protocol(format!(
                 "answer carries nonce {} for {}",
                 m.header.nonce, message.header.nonce

@@ -1,7 +1,7 @@
 //! A phone: its items, and the phone's half of an interaction — start one, answer every
 //! DLS action the way a real phone does, until `CleanUp`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use dls_message::fragment::{FragmentLimits, split_by};
 use dls_message::{
@@ -10,6 +10,7 @@ use dls_message::{
 };
 
 use crate::client::{ClientError, WpiClient};
+use crate::secure::{PendingPin, PinOutcome, SecureMaterial};
 
 /// Items a phone never lets the DLS write.
 const READ_ONLY: &[&str] = &[
@@ -59,6 +60,15 @@ pub struct Phone {
     pub max_items: i64,
     /// In a call: `WriteItems` is answered `busy`.
     pub busy: bool,
+    /// What the user will type when the phone asks for the PIN, one entry per attempt.
+    pub pin_entries: VecDeque<String>,
+    /// After bootstrapping: certificate, key, CAs and secure port.
+    pub secure: Option<SecureMaterial>,
+    /// A `pin` bootstrap waiting for the user's PIN.
+    pub pending_pin: Option<PendingPin>,
+    /// The TAN (the PIN's last three digits) the phone answers `bootstrapping-tan` with;
+    /// set when the bundle opens (tests may change it to play a phone that lies).
+    pub tan: Option<String>,
 }
 
 /// What happened in one interaction.
@@ -76,6 +86,8 @@ pub struct Interaction {
     pub cleanup_reason: Option<String>,
     /// Messages exchanged.
     pub exchanges: usize,
+    /// `goto-secure-mode` received (`nopin` or `pin`), if the DLS started bootstrapping.
+    pub bootstrap: Option<String>,
 }
 
 /// The most messages one interaction may take before the phone gives up.
@@ -99,7 +111,37 @@ impl Phone {
             Item::new("e164", ""),
             Item::new("basic-e164", ""),
         ];
-        Self { mac, items, unknown_items: BTreeSet::new(), reply_fragment_items: None, max_items: -1, busy: false }
+        Self {
+            mac,
+            items,
+            unknown_items: BTreeSet::new(),
+            reply_fragment_items: None,
+            max_items: -1,
+            busy: false,
+            pin_entries: VecDeque::new(),
+            secure: None,
+            pending_pin: None,
+            tan: None,
+        }
+    }
+
+    /// A phone with typical identity items and `items` after them; an item whose name and
+    /// index the phone already has replaces it.
+    #[must_use]
+    pub fn with_items(mac: MacAddr, items: impl IntoIterator<Item = Item>) -> Self {
+        let mut phone = Self::new(mac);
+        let mut at: HashMap<(String, Option<u32>), usize> =
+            phone.items.iter().enumerate().map(|(n, i)| ((i.name.clone(), i.index), n)).collect();
+        for item in items {
+            match at.get(&(item.name.clone(), item.index)) {
+                Some(&n) => phone.items[n] = item,
+                None => {
+                    at.insert((item.name.clone(), item.index), phone.items.len());
+                    phone.items.push(item);
+                }
+            }
+        }
+        phone
     }
 
     /// The phone's MAC.
@@ -128,7 +170,10 @@ impl Phone {
         self.items.iter().filter(|i| !is_write_only(&i.name)).cloned().collect()
     }
 
-    fn basic_items(&self) -> Vec<Item> {
+    /// The items the phone sends in the message that starts an interaction (identity,
+    /// software, `mac-addr`, `configuration-changed-flag`, numbers).
+    #[must_use]
+    pub fn basic_items(&self) -> Vec<Item> {
         BASIC.iter().filter_map(|n| self.items.iter().find(|i| i.name == *n && i.index.is_none()).cloned()).collect()
     }
 
@@ -184,9 +229,13 @@ impl Phone {
                     let wanted = reply.items.clone().unwrap_or_default();
                     let items = wanted
                         .into_iter()
-                        .map(|w| match self.get(&w.name, w.index) {
-                            Some(v) => Item { value: v.to_owned(), ..w },
-                            None => Item { value: String::new(), ..w }.with_status(ItemStatus::UnknownItem),
+                        .map(|w| match (w.name.as_str(), self.get(&w.name, w.index)) {
+                            ("bootstrapping-tan", _) => match &self.tan {
+                                Some(t) => Item { value: t.clone(), ..w },
+                                None => Item { value: String::new(), ..w }.with_status(ItemStatus::Failed),
+                            },
+                            (_, Some(v)) => Item { value: v.to_owned(), ..w },
+                            (_, None) => Item { value: String::new(), ..w }.with_status(ItemStatus::UnknownItem),
                         })
                         .collect();
                     fragments = self.fragments(items);
@@ -199,6 +248,17 @@ impl Phone {
                     None,
                     Fragment::Final,
                 ),
+                Action::WriteItems if reply.item("goto-secure-mode").is_some() => {
+                    let items = reply.items.clone().unwrap_or_default();
+                    let status = match self.take_bootstrap(&items) {
+                        Ok(kind) => {
+                            report.bootstrap = Some(kind);
+                            ReplyStatus::Accepted
+                        }
+                        Err(_) => ReplyStatus::Failed,
+                    };
+                    self.message(&nonce, ReasonForContact::reply_to(Action::WriteItems, status), None, Fragment::Final)
+                }
                 Action::WriteItems => {
                     let mut statuses = Vec::new();
                     for item in reply.items.clone().unwrap_or_default() {
@@ -223,6 +283,76 @@ impl Phone {
                 }
             };
         }
+    }
+
+    /// Keeps what a bootstrap `WriteItems` delivered: the material itself (`nopin`), or the
+    /// sealed bundle until the user types the PIN (`pin`).
+    fn take_bootstrap(&mut self, items: &[Item]) -> Result<String, ClientError> {
+        let get = |n: &str| items.iter().find(|i| i.name == n).map(|i| i.value.clone());
+        match get("goto-secure-mode").as_deref() {
+            Some("nopin") => {
+                self.secure = Some(SecureMaterial::from_items(items)?);
+                Ok("nopin".into())
+            }
+            Some("pin") => {
+                let data = get("secure-mode-data").ok_or_else(|| ClientError::Protocol("pin bootstrap without secure-mode-data".into()))?;
+                let max = get("max-pin-retries").and_then(|v| v.trim().parse().ok()).unwrap_or(3);
+                self.pending_pin = Some(PendingPin { secure_mode_data: data, max_pin_retries: max, failures: 0 });
+                Ok("pin".into())
+            }
+            other => Err(ClientError::Protocol(format!("unknown goto-secure-mode {other:?}"))),
+        }
+    }
+
+    /// The user types the next PIN from [`Self::pin_entries`] (as the phone asks after a
+    /// `pin` bootstrap): opens the bundle, or counts a wrong PIN.
+    ///
+    /// # Errors
+    /// [`ClientError::Protocol`] when nothing is pending, no PIN is left to type, or the
+    /// bundle is malformed.
+    pub fn enter_pin(&mut self) -> Result<PinOutcome, ClientError> {
+        let typed = self.pin_entries.pop_front().ok_or_else(|| ClientError::Protocol("no PIN to type".into()))?;
+        let pending = self.pending_pin.as_mut().ok_or_else(|| ClientError::Protocol("no PIN requested".into()))?;
+        match crate::secure::open_bundle(pending, self.mac, &typed)? {
+            Ok((material, tan)) => {
+                self.secure = Some(material);
+                self.tan = Some(tan);
+                self.pending_pin = None;
+                Ok(PinOutcome::Opened)
+            }
+            Err(()) => {
+                pending.failures += 1;
+                if pending.failures >= pending.max_pin_retries {
+                    self.pending_pin = None;
+                    Ok(PinOutcome::RetriesExceeded)
+                } else {
+                    Ok(PinOutcome::Wrong { left: pending.max_pin_retries - pending.failures })
+                }
+            }
+        }
+    }
+
+    /// A client for the secure port of `host` (mutual TLS with the bootstrapped
+    /// certificate, the server verified against the delivered CAs).
+    ///
+    /// # Errors
+    /// [`ClientError::Protocol`] before bootstrapping; [`ClientError::Tls`] for unusable
+    /// material.
+    pub fn secure_client(&self, host: &str) -> Result<WpiClient, ClientError> {
+        let m = self.secure.as_ref().ok_or_else(|| ClientError::Protocol("not bootstrapped".into()))?;
+        WpiClient::with_tls(&format!("{host}:{}", m.port), m.client_config()?)
+    }
+
+    /// Ends an interaction from the phone's side (`clean-up`) with a `cleanup-reason`,
+    /// e.g. `password retries exceeded`; returns the DLS's answer.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the exchange fails.
+    pub async fn clean_up(&mut self, client: &mut WpiClient, reason: &str) -> Result<DlsMessage, ClientError> {
+        client.forget_session();
+        let items = vec![Item::new("mac-addr", self.mac.colon_separated()), Item::new("cleanup-reason", reason)];
+        let msg = self.message(&new_nonce(), ReasonForContact::new(Reason::CleanUp), Some(items), Fragment::Final);
+        client.exchange(&msg).await
     }
 
     fn write(&mut self, item: &Item) -> Result<(), ItemStatus> {

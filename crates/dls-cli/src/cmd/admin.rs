@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use dls_engine::Profile;
+use dls_engine::{Profile, SecurityMode};
 use dls_message::MacAddr;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -32,7 +32,8 @@ pub(crate) struct Target {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DeviceCmd {
-    /// Register a device before its first contact.
+    /// Register a device before its first contact. With `--mode pin`, prints the PIN
+    /// (digits only) and nothing else on stdout.
     Add {
         /// Its MAC address (any common spelling).
         #[arg(long)]
@@ -40,6 +41,33 @@ pub(crate) enum DeviceCmd {
         /// A profile to assign (repeatable, in order).
         #[arg(long = "profile")]
         profiles: Vec<String>,
+        /// Its security mode: default, nopin or pin.
+        #[arg(long)]
+        mode: Option<SecurityMode>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Change a device's security mode; with `pin`, prints the new PIN alone on stdout.
+    SetMode {
+        /// Its MAC address.
+        mac: String,
+        /// default, nopin or pin.
+        mode: SecurityMode,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Issue a fresh PIN (the old one stops working); prints it alone on stdout.
+    Pin {
+        /// Its MAC address.
+        mac: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Return a device to "not bootstrapped" (its certificate is revoked), e.g. after a
+    /// factory reset; for a `pin` device a new PIN is issued and printed alone on stdout.
+    Reset {
+        /// Its MAC address.
+        mac: String,
         #[command(flatten)]
         target: Target,
     },
@@ -220,13 +248,42 @@ fn query_escape(s: &str) -> String {
         .collect()
 }
 
+/// Prints the PIN in an answer alone on stdout, or says that none was issued.
+fn print_pin(v: &serde_json::Value) -> anyhow::Result<()> {
+    match v.get("pin").and_then(|p| p.as_str()) {
+        Some(p) => {
+            println!("{p}");
+            Ok(())
+        }
+        None => Err(fail(OTHER, "the service issued no PIN")),
+    }
+}
+
+fn security(target: &Target, m: MacAddr, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    Client::new(target)?.call(Method::POST, &format!("/api/v1/devices/{m}/security"), Some(serde_json::to_vec(&body)?))
+}
+
 pub(crate) fn run_device(cmd: DeviceCmd) -> anyhow::Result<()> {
     match cmd {
-        DeviceCmd::Add { mac: m, profiles, target } => {
+        DeviceCmd::Add { mac: m, profiles, mode, target } => {
             let m = mac(&m)?;
-            let body = serde_json::json!({ "mac": m.to_string(), "profiles": profiles });
+            let body = serde_json::json!({ "mac": m.to_string(), "profiles": profiles, "mode": mode });
             let v = Client::new(&target)?.call(Method::POST, "/api/v1/devices", Some(serde_json::to_vec(&body)?))?;
-            print_json(&v)
+            if mode == Some(SecurityMode::Pin) { print_pin(&v) } else { print_json(&v) }
+        }
+        DeviceCmd::SetMode { mac: m, mode, target } => {
+            let m = mac(&m)?;
+            let pin = mode == SecurityMode::Pin;
+            let v = security(&target, m, serde_json::json!({ "mode": mode, "new_pin": pin }))?;
+            if pin { print_pin(&v) } else { Ok(()) }
+        }
+        DeviceCmd::Pin { mac: m, target } => print_pin(&security(&target, mac(&m)?, serde_json::json!({ "new_pin": true }))?),
+        DeviceCmd::Reset { mac: m, target } => {
+            let m = mac(&m)?;
+            let shown = Client::new(&target)?.call(Method::GET, &format!("/api/v1/devices/{m}"), None)?;
+            let pin = shown.pointer("/security/mode").and_then(|v| v.as_str()) == Some("pin");
+            let v = security(&target, m, serde_json::json!({ "reset": true, "new_pin": pin }))?;
+            if pin { print_pin(&v) } else { Ok(()) }
         }
         DeviceCmd::List { profile, device_type, search, json, target } => {
             let mut q = Vec::new();
@@ -320,4 +377,42 @@ pub(crate) fn run_profile(cmd: ProfileCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `dls audit`: the security events of one device or of all.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Only this device's events.
+    #[arg(long)]
+    mac: Option<String>,
+    /// The most events (newest first).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+pub(crate) fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
+    let mut path = format!("/api/v1/audit?limit={}", args.limit);
+    if let Some(m) = &args.mac {
+        path.push_str(&format!("&mac={}", mac(m)?));
+    }
+    let v = Client::new(&args.target)?.call(Method::GET, &path, None)?;
+    if args.json {
+        return print_json(&v);
+    }
+    println!("{:<12}  {:<12}  {:<22}  DETAIL", "AT", "MAC", "EVENT");
+    for e in v.as_array().into_iter().flatten() {
+        println!(
+            "{:<12}  {:<12}  {:<22}  {}",
+            e.get("at").and_then(serde_json::Value::as_u64).unwrap_or(0),
+            e.get("mac").and_then(|x| x.as_str()).unwrap_or("-"),
+            e.get("kind").and_then(|x| x.as_str()).unwrap_or("-"),
+            e.get("detail").and_then(|x| x.as_str()).unwrap_or("")
+        );
+    }
+    Ok(())
 }

@@ -2,5 +2,6 @@
 
 pub(crate) mod admin;
 pub(crate) mod message;
+pub(crate) mod phone;
 pub(crate) mod secure_mode;
 pub(crate) mod serve;

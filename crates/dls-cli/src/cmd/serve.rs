@@ -33,6 +33,18 @@ pub(crate) struct ServeArgs {
     /// The admin API listener. Default 127.0.0.1:18081.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// The secure-mode WPI listener (mutual TLS). Default 0.0.0.0:18444.
+    #[arg(long)]
+    secure_listen: Option<SocketAddr>,
+    /// The secure port phones are told (behind NAT). Default: the listener's.
+    #[arg(long)]
+    secure_port_advertised: Option<u16>,
+    /// The security mode of devices seen for the first time: default, nopin or pin.
+    #[arg(long)]
+    new_device_mode: Option<dls_engine::SecurityMode>,
+    /// PBKDF2 iterations for secure-mode-data (at least 100000).
+    #[arg(long)]
+    pin_iterations: Option<u32>,
     /// A DNS name or IP address phones use to reach the service (repeatable).
     #[arg(long = "server-name")]
     server_names: Vec<String>,
@@ -73,6 +85,18 @@ fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
     if let Some(a) = args.admin_listen {
         config.admin_listen = a;
     }
+    if let Some(a) = args.secure_listen {
+        config.secure_listen = a;
+    }
+    if let Some(p) = args.secure_port_advertised {
+        config.secure_port_advertised = Some(p);
+    }
+    if let Some(m) = args.new_device_mode {
+        config.new_device_mode = m;
+    }
+    if let Some(n) = args.pin_iterations {
+        config.pin_iterations = n;
+    }
     config.server_names.extend(args.server_names);
     if let Some(v) = args.idle_timeout_secs {
         config.idle_timeout_secs = v;
@@ -112,6 +136,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             other => fail(crate::exit::OTHER, other),
         })?;
         println!("dls: WPI (default mode) on https://{}{LOGIN_SERVICE_PATH}", running.wpi_addr);
+        println!("dls: WPI (secure mode, mutual TLS) on https://{}{LOGIN_SERVICE_PATH}", running.secure_addr);
         println!("dls: admin API on http://{}", running.admin_addr);
         wait_for_signal().await?;
         eprintln!("dls: shutting down; finishing interactions in flight");

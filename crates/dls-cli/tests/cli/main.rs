@@ -2,5 +2,6 @@
 
 mod common;
 mod message;
+mod phone;
 mod secure_mode;
 mod serve;

@@ -13,7 +13,11 @@ use crate::common::dls;
 
 struct Served {
     child: Child,
+    /// The default-mode WPI address.
     wpi: String,
+    /// The secure-mode WPI address.
+    #[allow(dead_code)]
+    secure: String,
 }
 
 impl Drop for Served {
@@ -26,7 +30,8 @@ impl Drop for Served {
 /// Starts `dls serve` on ephemeral ports and waits for it to print its addresses.
 fn serve(data: &Path) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dls"))
-        .args(["serve", "--wpi-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--wpi-listen", "127.0.0.1:0", "--secure-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--pin-iterations", "100000", "--data-dir"])
         .arg(data)
         .env("DLS_LOG", "warn")
         .stdin(Stdio::null())
@@ -41,21 +46,25 @@ fn serve(data: &Path) -> Served {
             let _ = tx.send(line);
         }
     });
-    let mut wpi = None;
+    let (mut wpi, mut secure) = (None, None);
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) if line.contains("admin API on http://") => break,
             Ok(line) => {
-                if let Some(rest) = line.split("https://").nth(1) {
-                    wpi = rest.split('/').next().map(str::to_owned);
+                let addr = line.split("https://").nth(1).and_then(|rest| rest.split('/').next()).map(str::to_owned);
+                if line.contains("(default mode)") {
+                    wpi = addr;
+                } else if line.contains("(secure mode") {
+                    secure = addr;
                 }
             }
             Err(_) => {}
         }
     }
     let wpi = wpi.expect("dls serve printed its WPI address");
-    Served { child, wpi }
+    let secure = secure.expect("dls serve printed its secure address");
+    Served { child, wpi, secure }
 }
 
 fn client(s: &Served, data: &Path) -> WpiClient {

@@ -12,7 +12,7 @@ fn first_start_up(sh: &mut Shell) -> dls_engine::Output {
     assert_eq!(out.reply.action, Action::ReadAllItems);
     assert_eq!(out.reply.header.nonce, "N1");
     assert!(out.reply.items.is_none());
-    assert!(out.changes.contains(&Change::Register));
+    assert!(out.changes.contains(&Change::Register { mode: dls_engine::SecurityMode::Default }));
     assert!(out.session.is_some());
     sh.send(&reply("N1", Action::ReadAllItems, ReplyStatus::Accepted, Some(inventory())))
 }

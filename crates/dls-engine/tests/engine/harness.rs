@@ -1,7 +1,9 @@
 //! An in-memory shell: keeps one device's snapshot and session, applies changes.
 
 use dls_engine::desired::{Profile, resolve};
-use dls_engine::{Change, Desired, DeviceSnapshot, Engine, EngineConfig, Input, ItemKey, Output, Session, UnixTime};
+use dls_engine::{
+    BootstrapState, Change, Channel, Desired, DeviceSnapshot, Engine, EngineConfig, Input, ItemKey, Output, Session, UnixTime,
+};
 use dls_message::{
     Action, DlsMessage, Fragment, Header, Item, ItemStatus, Reason, ReasonForContact, ReplyStatus, WorkpointMessage,
 };
@@ -15,6 +17,9 @@ pub(crate) struct Shell {
     pub(crate) desired: Desired,
     pub(crate) session: Option<Session>,
     pub(crate) now: UnixTime,
+    pub(crate) channel: Channel,
+    pub(crate) bootstrap: Option<dls_engine::Bootstrap>,
+    pub(crate) audit: Vec<dls_engine::AuditKind>,
     pub(crate) log: Vec<Change>,
     pub(crate) deployment: Vec<Item>,
     pub(crate) phone_cleanup: Option<Option<String>>,
@@ -33,6 +38,9 @@ impl Shell {
             desired: Desired::default(),
             session: None,
             now: UnixTime(1_000_000),
+            channel: Channel::Default,
+            bootstrap: None,
+            audit: Vec::new(),
             log: Vec::new(),
             deployment: Vec::new(),
             phone_cleanup: None,
@@ -50,9 +58,11 @@ impl Shell {
         let out = self.engine.handle(Input {
             now: self.now,
             message: msg,
+            channel: &self.channel,
             session: self.session.take(),
             device: &self.device,
             desired: &self.desired,
+            bootstrap: self.bootstrap.take(),
         });
         for c in &out.changes {
             self.apply(c);
@@ -65,7 +75,27 @@ impl Shell {
     fn apply(&mut self, c: &Change) {
         let d = &mut self.device;
         match c {
-            Change::Register => d.known = true,
+            Change::Register { mode } => {
+                d.known = true;
+                d.security.mode = *mode;
+            }
+            Change::IssueCertificate { certificate, .. } => d.security.certificate = Some(certificate.serial.clone()),
+            Change::Bootstrapped { .. } => {
+                d.security.state = BootstrapState::Secured;
+                d.security.tan = None;
+                d.security.pin_issued_at = None;
+                d.security.tan_failures = 0;
+            }
+            Change::TanFailed => d.security.tan_failures += 1,
+            Change::BootstrapFailed { revoke_certificate, .. } => {
+                d.security.state = BootstrapState::Failed;
+                d.security.tan = None;
+                d.security.pin_issued_at = None;
+                if *revoke_certificate {
+                    d.security.certificate = None;
+                }
+            }
+            Change::Audit(e) => self.audit.push(e.kind),
             Change::Contact { .. } => self.contacts += 1,
             Change::Nonce(n) => d.recent_nonces.push(n.clone()),
             Change::MergeInventory(items) => {

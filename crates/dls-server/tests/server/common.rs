@@ -15,6 +15,7 @@ pub(crate) struct TestServer {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) wpi: SocketAddr,
     pub(crate) admin: SocketAddr,
+    pub(crate) secure: SocketAddr,
 }
 
 impl TestServer {
@@ -28,11 +29,13 @@ impl TestServer {
         config.data_dir = dir.path().join("data");
         config.wpi_listen = "127.0.0.1:0".parse().expect("addr");
         config.admin_listen = "127.0.0.1:0".parse().expect("addr");
+        config.secure_listen = "127.0.0.1:0".parse().expect("addr");
+        config.pin_iterations = 100_000;
         config.shutdown_grace_secs = 5;
         tweak(&mut config);
         let running = dls_server::start(config).await.expect("service starts");
-        let (wpi, admin) = (running.wpi_addr, running.admin_addr);
-        Self { running: Some(running), dir, wpi, admin }
+        let (wpi, admin, secure) = (running.wpi_addr, running.admin_addr, running.secure_addr);
+        Self { running: Some(running), dir, wpi, admin, secure }
     }
 
     pub(crate) fn data(&self) -> PathBuf {

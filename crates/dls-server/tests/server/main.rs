@@ -5,4 +5,5 @@ mod admin;
 mod bad_input;
 mod common;
 mod flows;
+mod secure;
 mod tls_clients;

@@ -4,13 +4,13 @@ use dls_engine::{Change, DeviceSnapshot, UnixTime, WriteOutcome};
 use dls_message::{Item, ItemStatus, Reason};
 use dls_store::{Store, StoreError};
 
-use crate::{contact, key, mac, record, register, store, t, triples};
+use crate::{REGISTER, contact, key, mac, record, register, store, t, triples};
 
 #[test]
 fn register_and_contact() {
     let s = store();
     assert_eq!(s.load_device(mac(1)).expect("loads"), DeviceSnapshot::unknown());
-    s.apply(mac(1), &[Change::Register, contact(100), Change::Nonce("n1".into())]).expect("applies");
+    s.apply(mac(1), &[REGISTER, contact(100), Change::Nonce("n1".into())]).expect("applies");
     let snap = s.load_device(mac(1)).expect("loads");
     assert!(snap.known);
     assert_eq!(snap.recent_nonces, vec!["n1"]);
@@ -21,8 +21,7 @@ fn register_and_contact() {
     assert_eq!(d.last_reason.as_deref(), Some("start-up"));
 
     // Registering again is harmless: the registration time stays.
-    s.apply(mac(1), &[Change::Register, Change::Contact { at: UnixTime(200), reason: Reason::Solicited }])
-        .expect("applies");
+    s.apply(mac(1), &[REGISTER, Change::Contact { at: UnixTime(200), reason: Reason::Solicited }]).expect("applies");
     let d = s.device(mac(1)).expect("reads").expect("exists");
     assert_eq!(d.registered_at, UnixTime(100));
     assert_eq!(d.summary.last_contact, Some(UnixTime(200)));
@@ -39,9 +38,9 @@ fn register_and_contact() {
 fn register_takes_the_time_of_the_contact_in_the_batch() {
     let s = store();
     // Register after the contact in the batch: still registered before anything else.
-    s.apply(mac(1), &[contact(42), Change::Register]).expect("applies");
+    s.apply(mac(1), &[contact(42), REGISTER]).expect("applies");
     assert_eq!(s.device(mac(1)).expect("reads").expect("exists").registered_at, UnixTime(42));
-    s.apply(mac(2), &[Change::Register]).expect("applies");
+    s.apply(mac(2), &[REGISTER]).expect("applies");
     let d = s.device(mac(2)).expect("reads").expect("exists");
     assert_eq!(d.registered_at, UnixTime(0));
     assert_eq!(d.summary.last_contact, None);
@@ -249,7 +248,7 @@ fn a_failing_batch_leaves_no_trace() {
     let bad_last = |first: bool| {
         let mut batch = vec![];
         if first {
-            batch.push(Change::Register);
+            batch.push(REGISTER);
         }
         batch.extend([
             contact(1000),
@@ -275,7 +274,7 @@ fn a_failing_batch_leaves_no_trace() {
     s.apply(
         mac(1),
         &[
-            Change::Register,
+            REGISTER,
             contact(10),
             Change::Nonce("early".into()),
             Change::ReplaceInventory { items: vec![Item::new("x", "0")], at: UnixTime(10) },
@@ -293,10 +292,10 @@ fn a_failing_batch_leaves_no_trace() {
 #[test]
 fn times_out_of_range_are_refused() {
     let s = store();
-    let err = s.apply(mac(1), &[Change::Register, contact(u64::MAX)]).expect_err("refused");
+    let err = s.apply(mac(1), &[REGISTER, contact(u64::MAX)]).expect_err("refused");
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
     // The largest time SQLite holds is fine.
-    s.apply(mac(1), &[Change::Register, contact(i64::MAX as u64)]).expect("applies");
+    s.apply(mac(1), &[REGISTER, contact(i64::MAX as u64)]).expect("applies");
     let d = s.device(mac(1)).expect("reads").expect("exists");
     assert_eq!(d.summary.last_contact, Some(UnixTime(i64::MAX as u64)));
 }

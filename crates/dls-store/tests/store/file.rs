@@ -9,7 +9,7 @@ use dls_message::Item;
 use dls_store::{DeviceSpec, SqliteStore, Store, StoreError};
 use rusqlite::Connection;
 
-use crate::{contact, key, mac, profile, record, register};
+use crate::{REGISTER, contact, key, mac, profile, record, register};
 
 fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>) {
     assert!(matches!(r, Err(StoreError::Corrupt(_))), "want Corrupt, got {r:?}");
@@ -31,7 +31,7 @@ fn a_reopened_store_has_everything() {
         s.apply(
             mac(1),
             &[
-                Change::Register,
+                REGISTER,
                 contact(100),
                 Change::Nonce("n1".into()),
                 Change::ReplaceInventory { items: vec![Item::new("device-type", "OpenStage 60")], at: UnixTime(100) },
@@ -192,7 +192,7 @@ fn shared_between_threads() {
             let s = Arc::clone(&s);
             std::thread::spawn(move || {
                 for i in 0..25 {
-                    let mut batch = vec![Change::Register, contact(i), Change::Nonce(format!("n{i}"))];
+                    let mut batch = vec![REGISTER, contact(i), Change::Nonce(format!("n{i}"))];
                     batch.push(Change::MergeInventory(vec![Item::indexed("k", u32::try_from(i).expect("small"), "v")]));
                     s.apply(mac(n), &batch).expect("applies");
                     s.desired(mac(n)).expect("resolves");

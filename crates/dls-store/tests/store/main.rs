@@ -5,8 +5,9 @@ mod changes;
 mod desired;
 mod file;
 mod model;
+mod security;
 
-use dls_engine::{Change, ItemKey, Profile, UnixTime, WriteOutcome, WrittenRecord};
+use dls_engine::{Change, ItemKey, Profile, SecurityMode, UnixTime, WriteOutcome, WrittenRecord};
 use dls_message::{Item, MacAddr, Reason};
 use dls_store::{SqliteStore, Store};
 
@@ -20,13 +21,16 @@ pub(crate) fn mac(n: u8) -> MacAddr {
     MacAddr::from_bytes([0x00, 0x01, 0xE3, 0x25, 0xEA, n])
 }
 
+/// Registration in default mode.
+pub(crate) const REGISTER: Change = Change::Register { mode: SecurityMode::Default };
+
 pub(crate) fn contact(at: u64) -> Change {
     Change::Contact { at: UnixTime(at), reason: Reason::StartUp }
 }
 
 /// Registers `mac` as the engine does at a first contact.
 pub(crate) fn register(store: &SqliteStore, mac: MacAddr, at: u64) {
-    store.apply(mac, &[Change::Register, contact(at)]).expect("registers");
+    store.apply(mac, &[REGISTER, contact(at)]).expect("registers");
 }
 
 pub(crate) fn key(name: &str, index: Option<u32>) -> ItemKey {

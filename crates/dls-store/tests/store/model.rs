@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use dls_engine::{Change, ItemKey, UnixTime, WriteOutcome, WrittenRecord};
+use dls_engine::{Change, ItemKey, SecurityMode, UnixTime, WriteOutcome, WrittenRecord};
 use dls_message::{Item, ItemStatus, Reason};
-use dls_store::Store;
+use dls_store::{SecuritySummary, Store};
 use proptest::prelude::*;
 
 use crate::{mac, store};
@@ -103,7 +103,9 @@ fn change() -> impl Strategy<Value = Change> {
         1 => prop::collection::vec(item(), 0..3).prop_map(Change::DeploymentStatus),
         1 => prop::option::of(prop::sample::select(vec!["a", "b"]))
             .prop_map(|r| Change::PhoneCleanUp { reason: r.map(str::to_owned) }),
-        1 => Just(Change::Register),
+        // A known device keeps its mode: a later Register's does not count.
+        1 => prop::sample::select(vec![SecurityMode::Default, SecurityMode::Nopin, SecurityMode::Pin])
+            .prop_map(|mode| Change::Register { mode }),
     ]
 }
 
@@ -121,6 +123,7 @@ proptest! {
     #[test]
     fn the_store_keeps_what_the_model_keeps(
         batches in prop::collection::vec(batch(), 1..16),
+        mode in prop::sample::select(vec![SecurityMode::Default, SecurityMode::Nopin, SecurityMode::Pin]),
     ) {
         let s = store();
         let mut model = Model::default();
@@ -128,7 +131,7 @@ proptest! {
         for batch in &batches {
             let mut batch = batch.clone();
             if !registered {
-                batch.insert(0, Change::Register);
+                batch.insert(0, Change::Register { mode });
                 registered = true;
             }
             s.apply(mac(1), &batch).expect("applies");
@@ -142,11 +145,13 @@ proptest! {
         prop_assert_eq!(snap.inventory_at, model.inventory_at);
         prop_assert_eq!(&snap.written, &model.written);
         prop_assert_eq!(&snap.recent_nonces, &model.nonces);
+        prop_assert_eq!(snap.security.mode, mode);
         let d = s.device(mac(1)).expect("reads").expect("exists");
         prop_assert_eq!(d.summary.last_contact, model.last_contact.as_ref().map(|c| c.0));
         prop_assert_eq!(d.last_reason, model.last_contact.map(|c| c.1));
         prop_assert_eq!(d.last_deployment_status, model.deployment);
         prop_assert_eq!(d.last_phone_cleanup_reason, model.cleanup);
+        prop_assert_eq!(d.security, SecuritySummary { mode, ..SecuritySummary::default() });
         prop_assert_eq!(&d.inventory, &model.inventory);
         let first = batches[0].iter().find_map(|c| match c {
             Change::Contact { at, .. } => Some(*at),

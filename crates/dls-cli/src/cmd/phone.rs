@@ -1,0 +1,480 @@
+//! `dls phone run|load`: simulated phones against any DLS — one phone's `start-up` with
+//! every exchange printed, or a fleet for load tests (and the baseline the service's
+//! benchmark compares with).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use dls_message::{Item, MacAddr, Reason};
+use dls_workpoint::load::{self, DEFAULT_FIRST_MAC, Fleet, LoadConfig, LoadMode, LoadReport, Progress};
+use dls_workpoint::{ClientError, Phone, ServerTrust, Traced, WpiClient};
+
+use crate::exit::{OTHER, fail, malformed};
+use crate::io::read_input;
+
+/// The WPI port of a DLS when `--server` names none.
+const DEFAULT_PORT: u16 = 18443;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PhoneCmd {
+    /// Run one simulated phone through a start-up against a DLS, printing every message.
+    ///
+    /// One line per message on stdout: `->` from the phone (reason, with the action it
+    /// answers and its status), `<-` from the DLS (action), and the item count; `-v` adds
+    /// each message's XML. Exits 0 when the DLS ended the interaction with `CleanUp`.
+    Run(RunArgs),
+    /// Run a fleet of simulated phones against a DLS and report the interaction rate,
+    /// latency percentiles and failures.
+    ///
+    /// Phone `i` has the MAC `--first-mac` plus `i` and about 300 items (function keys 1–9
+    /// and 1001–1036, labels, SIP, LDAP, codecs, network …). `--concurrency` tasks, each
+    /// with its own connection, take phones in turn until each has had one `start-up`
+    /// interaction (or, with `--duration`, until the time is up, reusing phones
+    /// round-robin). A new connection is always a full TLS handshake (no resumption).
+    /// Latency is per successful interaction, first message to `CleanUp` (connecting
+    /// included when it had to connect); the rate counts successful interactions. Exits 1
+    /// if any interaction failed, after printing the summary.
+    Load(LoadArgs),
+    /// Open keep-alive connections, each after one interaction, and hold them idle (for
+    /// measuring a server's memory per connection). Prints `open N` when they are open;
+    /// holds them until killed, or for --hold-secs.
+    #[command(hide = true)]
+    IdleConnections(IdleArgs),
+}
+
+/// Where the DLS is and how to trust it.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// The DLS: HOST or HOST:PORT (port 18443 unless given; IPv6 as [ADDR]:PORT).
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_server)]
+    server: String,
+    /// Verify the server against the CA certificate(s) in this PEM file. Default: accept
+    /// any certificate, as a phone in default mode does.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The phone's MAC address (00:1A:E8:3C:4D:5E, 00-1A-…, or 001AE83C4D5E).
+    #[arg(long, value_parser = parse_mac)]
+    mac: MacAddr,
+    /// Extra phone items: a JSON array of items as `dls message decode` prints them,
+    /// `[{"name":"e164","index":null,"value":"4989700712"}, {"name":"function-key-def",
+    /// "index":1,"value":"30"}]` (`index` and `status` may be left out), or a whole message
+    /// in that JSON, whose items are taken. They replace the phone's own items of the same
+    /// name and index.
+    #[arg(long, value_name = "FILE")]
+    items: Option<PathBuf>,
+    /// Print each message's XML too.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Seconds allowed for connecting and for each exchange.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    timeout_secs: u64,
+    /// The bootstrap PIN, used when the server bootstraps secure mode.
+    #[arg(long, value_name = "PIN")]
+    pin: Option<String>,
+    /// Where the phone keeps its secure-mode state (certificates, keys), used when the
+    /// server bootstraps secure mode.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// How many distinct phones.
+    #[arg(long, default_value_t = 100)]
+    phones: usize,
+    /// How many interactions in flight at once (one connection each).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Close the connection after every interaction (each then begins with a handshake).
+    #[arg(long)]
+    new_connection_per_interaction: bool,
+    /// Stop starting interactions after this many seconds, reusing phones round-robin
+    /// until then. Default: one interaction per phone.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// The first phone's MAC; phone i has this MAC plus i.
+    #[arg(long, value_parser = parse_mac, default_value_t = DEFAULT_FIRST_MAC)]
+    first_mac: MacAddr,
+    /// Seconds one interaction may take before it counts as a failure (`timeout`).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    timeout_secs: u64,
+    /// Baseline for a server that does not speak WPI (e.g. the `bare_tls_server` example
+    /// of dls-server): each interaction posts 3 fixed bodies — phone 0's start-up message,
+    /// its whole inventory as the ReadAllItems reply, an empty WriteItems reply — and
+    /// accepts any 200 answer.
+    #[arg(long)]
+    baseline: bool,
+    /// Print one JSON object on the last line instead of the summary: phones,
+    /// interactions, failures, failures_by_kind, interactions_per_second,
+    /// latency_ms {p50, p90, p99, max} (and mode, concurrency, seconds, connections, …).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IdleArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// How many connections.
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    /// The first phone's MAC; connection i runs phone i's start-up.
+    #[arg(long, value_parser = parse_mac, default_value_t = DEFAULT_FIRST_MAC)]
+    first_mac: MacAddr,
+    /// How many connections are being opened at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Post the baseline's start-up body instead of running an interaction.
+    #[arg(long)]
+    baseline: bool,
+    /// Hold the connections this long, then exit. Default: until killed.
+    #[arg(long, value_name = "SECS")]
+    hold_secs: Option<u64>,
+}
+
+fn parse_mac(s: &str) -> Result<MacAddr, String> {
+    MacAddr::parse(s).map_err(|e| e.to_string())
+}
+
+/// `HOST`, `HOST:PORT`, `[V6]`, `[V6]:PORT` or a bare IPv6 address, as `host:port`.
+fn parse_server(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let bad = || format!("{s:?} is not HOST or HOST:PORT");
+    if s.is_empty() || s.contains('/') || s.chars().any(char::is_whitespace) {
+        return Err(bad());
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        return match after {
+            "" => Ok(format!("[{host}]:{DEFAULT_PORT}")),
+            p => match p.strip_prefix(':').and_then(|p| p.parse::<u16>().ok()) {
+                Some(port) if !host.is_empty() => Ok(format!("[{host}]:{port}")),
+                _ => Err(bad()),
+            },
+        };
+    }
+    match s.matches(':').count() {
+        0 => Ok(format!("{s}:{DEFAULT_PORT}")),
+        1 => match s.split_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.to_owned()),
+            _ => Err(bad()),
+        },
+        // A bare IPv6 address.
+        _ if s.parse::<std::net::Ipv6Addr>().is_ok() => Ok(format!("[{s}]:{DEFAULT_PORT}")),
+        _ => Err(bad()),
+    }
+}
+
+pub(crate) fn run(cmd: PhoneCmd) -> anyhow::Result<()> {
+    match cmd {
+        PhoneCmd::Run(a) => run_one(a),
+        PhoneCmd::Load(a) => run_load(a),
+        PhoneCmd::IdleConnections(a) => run_idle(a),
+    }
+}
+
+fn trust_of(ca: Option<&Path>) -> anyhow::Result<ServerTrust> {
+    let Some(path) = ca else { return Ok(ServerTrust::AcceptAny) };
+    let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(malformed(format!("{}: no PEM certificate in it", path.display())));
+    }
+    Ok(ServerTrust::Verify(vec![pem]))
+}
+
+/// A client error on one line, with what the run was doing; a bad CA file is malformed
+/// input, anything else exit code 1.
+fn client_error(e: &ClientError, what: &str) -> anyhow::Error {
+    match e {
+        ClientError::Tls(m) if m.starts_with("CA certificate") => malformed(format!("{what}: {e}")),
+        _ => fail(OTHER, format!("{what}: {e}")),
+    }
+}
+
+fn items_of(path: &Path) -> anyhow::Result<Vec<Item>> {
+    let bytes = read_input(Some(path))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| malformed(format!("{}: not JSON: {e}", path.display())))?;
+    let items = match value {
+        serde_json::Value::Object(mut m) => m.remove("items").unwrap_or(serde_json::Value::Null),
+        other => other,
+    };
+    let items: Vec<Item> = serde_json::from_value(items).map_err(|e| {
+        malformed(format!("{}: not a JSON array of items ({{\"name\",\"index\",\"value\"}}): {e}", path.display()))
+    })?;
+    if let Some(i) = items.iter().find(|i| i.name.is_empty()) {
+        return Err(malformed(format!("{}: an item has an empty name (value {:?})", path.display(), i.value)));
+    }
+    Ok(items)
+}
+
+fn runtime(current_thread: bool) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    b.enable_all().build().context("starting the runtime")
+}
+
+fn run_one(a: RunArgs) -> anyhow::Result<()> {
+    // --pin and --state-dir are used by secure mode, which this build's phone does not do
+    // yet; they are accepted so that scripts can pass them already.
+    let _ = (&a.pin, &a.state_dir);
+    let trust = trust_of(a.server.ca.as_deref())?;
+    let extra = a.items.as_deref().map(items_of).transpose()?.unwrap_or_default();
+    let mut phone = Phone::with_items(a.mac, extra);
+    let mut client = WpiClient::new(&a.server.server, &trust).map_err(|e| client_error(&e, "the client"))?;
+    client.set_timeout(Duration::from_secs(a.timeout_secs.max(1)));
+    let verbose = a.verbose;
+    client.observe(move |t: &Traced<'_>| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", t.summary());
+        if verbose {
+            let _ = writeln!(out, "{}", t.xml().trim_end());
+        }
+        let _ = out.flush();
+    });
+    let what = format!("phone {} at {}", a.mac.colon_separated(), a.server.server);
+    let r =
+        runtime(true)?.block_on(phone.interact(&mut client, Reason::StartUp)).map_err(|e| client_error(&e, &what))?;
+    let plural = if r.exchanges == 1 { "" } else { "s" };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "ended with CleanUp after {} exchange{plural}: {} items written, {} refused{}",
+        r.exchanges,
+        r.written.len(),
+        r.refused.len(),
+        if r.send_solicited { ", the DLS asks the phone to call back" } else { "" }
+    );
+    Ok(())
+}
+
+/// A `\r`-updated progress line on stderr, when stderr is a terminal.
+fn spawn_progress(
+    rt: &tokio::runtime::Runtime,
+    progress: Arc<Progress>,
+    total: Option<u64>,
+    duration: Option<Duration>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let start = Instant::now();
+    Some(rt.spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let n = progress.interactions();
+            let secs = start.elapsed().as_secs_f64();
+            #[allow(clippy::cast_precision_loss)]
+            let rate = if secs > 0.0 { n as f64 / secs } else { 0.0 };
+            let of = match (total, duration) {
+                (_, Some(d)) => format!(" ({secs:.0} of {:.0} s)", d.as_secs_f64()),
+                (Some(t), None) => format!("/{t}"),
+                (None, None) => String::new(),
+            };
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r{n}{of} interactions, {} failed, {rate:.0}/s   ", progress.failures());
+            let _ = err.flush();
+        }
+    }))
+}
+
+fn ms(d: Option<Duration>) -> serde_json::Value {
+    d.map_or(serde_json::Value::Null, |d| serde_json::json!((d.as_secs_f64() * 1e6).round() / 1e3))
+}
+
+fn report_json(r: &mut LoadReport) -> serde_json::Value {
+    serde_json::json!({
+        "phones": r.phones,
+        "interactions": r.interactions,
+        "failures": r.failures,
+        "failures_by_kind": r.failures_by_kind,
+        "interactions_per_second": (r.interactions_per_second() * 10.0).round() / 10.0,
+        "latency_ms": {
+            "p50": ms(r.latency.percentile(50.0)),
+            "p90": ms(r.latency.percentile(90.0)),
+            "p99": ms(r.latency.percentile(99.0)),
+            "max": ms(r.latency.max()),
+        },
+        "mode": match r.mode { LoadMode::Phones => "phones", LoadMode::Baseline => "baseline" },
+        "concurrency": r.concurrency,
+        "new_connection_per_interaction": r.new_connection_per_interaction,
+        "seconds": (r.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        "connections": r.connections,
+        "exchanges": r.exchanges,
+    })
+}
+
+fn report_text(r: &mut LoadReport) -> String {
+    let f = |d: Option<Duration>| d.map_or_else(|| "-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
+    let mode = match r.mode {
+        LoadMode::Phones => "start-up interactions",
+        LoadMode::Baseline => "baseline interactions (3 fixed requests each)",
+    };
+    let conns = if r.new_connection_per_interaction { "a new connection each" } else { "keep-alive connections" };
+    let mut s = format!(
+        "{} phones, concurrency {}, {mode}, {conns}\n\
+         {} interactions, {} failed, in {:.2} s: {:.1} interactions/s\n\
+         latency ms: p50 {}  p90 {}  p99 {}  max {}\n\
+         {} connections opened, {} requests\n",
+        r.phones,
+        r.concurrency,
+        r.interactions,
+        r.failures,
+        r.elapsed.as_secs_f64(),
+        r.interactions_per_second(),
+        f(r.latency.percentile(50.0)),
+        f(r.latency.percentile(90.0)),
+        f(r.latency.percentile(99.0)),
+        f(r.latency.max()),
+        r.connections,
+        r.exchanges,
+    );
+    if !r.failures_by_kind.is_empty() {
+        let kinds: Vec<String> = r.failures_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        s.push_str(&format!("failures by kind: {}\n", kinds.join(", ")));
+    }
+    s
+}
+
+fn run_load(a: LoadArgs) -> anyhow::Result<()> {
+    if a.phones == 0 || a.concurrency == 0 {
+        return Err(crate::exit::usage("--phones and --concurrency must be at least 1"));
+    }
+    let duration = match a.duration {
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(_) => return Err(crate::exit::usage("--duration must be a positive number of seconds")),
+        None => None,
+    };
+    let mut config = LoadConfig::new(a.server.server.clone(), a.phones, a.concurrency);
+    config.trust = trust_of(a.server.ca.as_deref())?;
+    config.first_mac = a.first_mac;
+    config.new_connection_per_interaction = a.new_connection_per_interaction;
+    config.duration = duration;
+    config.interaction_timeout = Duration::from_secs(a.timeout_secs.max(1));
+    config.mode = if a.baseline { LoadMode::Baseline } else { LoadMode::Phones };
+    let rt = runtime(false)?;
+    let progress = Arc::new(Progress::default());
+    let total = duration.is_none().then_some(a.phones as u64);
+    let ticker = spawn_progress(&rt, progress.clone(), total, duration);
+    let result = rt.block_on(load::run(config, progress));
+    if let Some(t) = ticker {
+        t.abort();
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{:60}\r", "");
+        let _ = err.flush();
+    }
+    let mut report = result.map_err(|e| client_error(&e, &format!("load against {}", a.server.server)))?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{}", report_json(&mut report))?;
+    } else {
+        write!(out, "{}", report_text(&mut report))?;
+    }
+    out.flush()?;
+    if report.failures > 0 {
+        return Err(fail(OTHER, format!("{} of {} interactions failed", report.failures, report.interactions)));
+    }
+    Ok(())
+}
+
+fn run_idle(a: IdleArgs) -> anyhow::Result<()> {
+    let mut config = LoadConfig::new(a.server.server.clone(), a.count, a.concurrency);
+    config.trust = trust_of(a.server.ca.as_deref())?;
+    config.first_mac = a.first_mac;
+    config.mode = if a.baseline { LoadMode::Baseline } else { LoadMode::Phones };
+    let fleet = Arc::new(Fleet::new(config).map_err(|e| client_error(&e, "the clients"))?);
+    let first_body = load::baseline_bodies(a.first_mac)
+        .map_err(|e| client_error(&e, "the baseline"))?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let rt = runtime(false)?;
+    let what = format!("connections to {}", a.server.server);
+    rt.block_on(async move {
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..a.concurrency.max(1) {
+            let fleet = fleet.clone();
+            let next = next.clone();
+            let count = a.count;
+            let baseline = a.baseline;
+            let first_body = first_body.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut clients = Vec::new();
+                let mut failures = 0usize;
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        break;
+                    }
+                    let Ok(mut c) = fleet.client() else { return (clients, failures + 1) };
+                    // The baseline posts only its first body (one request), as a
+                    // keep-alive connection between interactions has seen.
+                    let ok = if baseline {
+                        c.post(first_body.clone()).await.is_ok_and(|(s, _, _)| s.is_success())
+                    } else {
+                        fleet.interact(&mut c, i).await.is_ok()
+                    };
+                    if ok {
+                        clients.push(c);
+                    } else {
+                        failures += 1;
+                    }
+                }
+                (clients, failures)
+            }));
+        }
+        let mut clients = Vec::new();
+        let mut failures = 0;
+        for t in tasks {
+            let (c, f) = t.await.map_err(|e| fail(OTHER, format!("{what}: {e}")))?;
+            clients.extend(c);
+            failures += f;
+        }
+        if failures > 0 {
+            return Err(fail(OTHER, format!("{what}: {failures} of {} could not be opened", a.count)));
+        }
+        println!("open {}", clients.len());
+        std::io::stdout().flush()?;
+        match a.hold_secs {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        drop(clients);
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_server;
+
+    #[test]
+    fn server_addresses() {
+        assert_eq!(parse_server("dls.example.net").as_deref(), Ok("dls.example.net:18443"));
+        assert_eq!(parse_server("127.0.0.1:443").as_deref(), Ok("127.0.0.1:443"));
+        assert_eq!(parse_server("[::1]").as_deref(), Ok("[::1]:18443"));
+        assert_eq!(parse_server("[::1]:8443").as_deref(), Ok("[::1]:8443"));
+        assert_eq!(parse_server("::1").as_deref(), Ok("[::1]:18443"));
+        for bad in ["", "host:", "host:99999", ":443", "https://dls", "[::1", "[]:1", "a b"] {
+            assert!(parse_server(bad).is_err(), "{bad}");
+        }
+    }
+}

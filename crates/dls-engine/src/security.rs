@@ -1,0 +1,211 @@
+//! Secure mode: the device's security state as the engine sees it, the channel a message
+//! came in on, the bootstrap material the shell prepares, and audit events.
+//!
+//! The engine never generates keys, certificates or PINs and never runs PBKDF2: the shell
+//! asks [`crate::Engine::bootstrap_needed`] before it calls [`crate::Engine::handle`], prepares
+//! the material off the executor, and passes it in [`crate::Input::bootstrap`].
+
+use std::fmt;
+
+use dls_message::{Item, MacAddr};
+
+use crate::device::UnixTime;
+
+/// How a device is to be managed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecurityMode {
+    /// Default mode only: no server authentication, no client certificate.
+    #[default]
+    Default,
+    /// Secure mode, bootstrapped without PIN (the client key travels in default-mode TLS).
+    Nopin,
+    /// Secure mode, bootstrapped with a PIN (the bundle is sealed with the PIN's key part;
+    /// the TAN is checked on the secure port).
+    Pin,
+}
+
+impl SecurityMode {
+    /// The word used on the wire (`goto-secure-mode`) and in the CLI.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Nopin => "nopin",
+            Self::Pin => "pin",
+        }
+    }
+}
+
+impl std::str::FromStr for SecurityMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "default" => Ok(Self::Default),
+            "nopin" => Ok(Self::Nopin),
+            "pin" => Ok(Self::Pin),
+            other => Err(format!("unknown security mode {other:?} (default, nopin, pin)")),
+        }
+    }
+}
+
+/// Where a device stands in bootstrapping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootstrapState {
+    /// Not (yet) in secure mode.
+    #[default]
+    NotBootstrapped,
+    /// Bootstrapped: the device uses the secure port with its client certificate.
+    Secured,
+    /// Bootstrapping failed (PIN retries at the phone, or too many wrong TANs): a new PIN
+    /// is required.
+    Failed,
+}
+
+/// What the engine knows of a device's security.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    /// The mode an administrator chose.
+    pub mode: SecurityMode,
+    /// Where bootstrapping stands.
+    pub state: BootstrapState,
+    /// The outstanding PIN's TAN (its last three digits), while a PIN is outstanding.
+    pub tan: Option<String>,
+    /// When the outstanding PIN was issued.
+    pub pin_issued_at: Option<UnixTime>,
+    /// Wrong TANs since the PIN was issued.
+    pub tan_failures: u32,
+    /// The serial number (hex) of the device's current, unrevoked certificate.
+    pub certificate: Option<String>,
+}
+
+impl fmt::Debug for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Security")
+            .field("mode", &self.mode)
+            .field("state", &self.state)
+            .field("tan", &self.tan.as_ref().map(|_| "<redacted>"))
+            .field("pin_issued_at", &self.pin_issued_at)
+            .field("tan_failures", &self.tan_failures)
+            .field("certificate", &self.certificate)
+            .finish()
+    }
+}
+
+/// The connection a message came in on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Channel {
+    /// The default-mode port: TLS without client authentication.
+    #[default]
+    Default,
+    /// The secure port: mutual TLS; the client certificate chained to the device CA.
+    Secure {
+        /// The certificate's subject CN as a MAC, if it is one.
+        certificate_mac: Option<MacAddr>,
+        /// The certificate's serial number (hex, upper case).
+        certificate_serial: String,
+    },
+}
+
+/// Which bootstrap the shell must prepare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootstrapKind {
+    /// Certificate, key, CAs and port in the clear (`goto-secure-mode` = `nopin`).
+    Nopin,
+    /// The same, sealed with the PIN into `secure-mode-data` (`goto-secure-mode` = `pin`).
+    Pin,
+}
+
+/// A client certificate issued for a bootstrap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedCertificate {
+    /// Serial number, hex upper case.
+    pub serial: String,
+    /// Expiry.
+    pub not_after: UnixTime,
+}
+
+/// The bootstrap `WriteItems` the shell prepared: the items, and the certificate in them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// The items to send (`goto-secure-mode`, …). They hold key material: never log them.
+    pub items: Vec<Item>,
+    /// The certificate they carry.
+    pub certificate: IssuedCertificate,
+}
+
+impl fmt::Debug for Bootstrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bootstrap").field("items", &self.items.len()).field("certificate", &self.certificate).finish()
+    }
+}
+
+/// A security event, kept in the audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum AuditKind {
+    /// A PIN was issued (by an administrator).
+    PinIssued,
+    /// The device's security mode was changed.
+    ModeChanged,
+    /// The device was reset to "not bootstrapped".
+    DeviceReset,
+    /// A client certificate was issued.
+    CertificateIssued,
+    /// A client certificate was revoked.
+    CertificateRevoked,
+    /// The bootstrap `WriteItems` was sent.
+    BootstrapSent,
+    /// The device completed bootstrapping.
+    Bootstrapped,
+    /// The device sent the right TAN.
+    TanRight,
+    /// The device sent a wrong TAN.
+    TanWrong,
+    /// Bootstrapping failed (PIN retries at the phone, or the TAN limit).
+    BootstrapFailed,
+    /// A bootstrapped device was refused on the default-mode port.
+    DefaultPortRefused,
+    /// A client certificate presented for another device's MAC.
+    CertificateMismatch,
+    /// A client certificate that is not the device's current one (revoked or superseded).
+    CertificateRefused,
+    /// A device in secure mode has no usable PIN (none issued, or expired).
+    PinUnavailable,
+}
+
+impl AuditKind {
+    /// The kebab-case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PinIssued => "pin-issued",
+            Self::ModeChanged => "mode-changed",
+            Self::DeviceReset => "device-reset",
+            Self::CertificateIssued => "certificate-issued",
+            Self::CertificateRevoked => "certificate-revoked",
+            Self::BootstrapSent => "bootstrap-sent",
+            Self::Bootstrapped => "bootstrapped",
+            Self::TanRight => "tan-right",
+            Self::TanWrong => "tan-wrong",
+            Self::BootstrapFailed => "bootstrap-failed",
+            Self::DefaultPortRefused => "default-port-refused",
+            Self::CertificateMismatch => "certificate-mismatch",
+            Self::CertificateRefused => "certificate-refused",
+            Self::PinUnavailable => "pin-unavailable",
+        }
+    }
+}
+
+/// One audit record. `detail` never holds secrets.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEvent {
+    /// When.
+    pub at: UnixTime,
+    /// What.
+    pub kind: AuditKind,
+    /// A one-line explanation (serial numbers, counts; never PINs, TANs or keys).
+    pub detail: String,
+}

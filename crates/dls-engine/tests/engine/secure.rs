@@ -1,0 +1,200 @@
+//! Secure mode: bootstrap on the default port, the secure port, the TAN, refusals.
+
+use dls_engine::{
+    AuditKind, Bootstrap, BootstrapKind, BootstrapState, Change, Channel, EngineConfig, IssuedCertificate, SecurityMode,
+    UnixTime, WRONG_TAN,
+};
+use dls_message::{Action, Item, MacAddr, Reason, ReasonForContact, ReplyStatus};
+
+use crate::harness::*;
+
+fn secure_device(sh: &mut Shell, mode: SecurityMode, tan: Option<&str>) {
+    sh.device.known = true;
+    sh.device.security.mode = mode;
+    sh.device.security.tan = tan.map(str::to_owned);
+    sh.device.security.pin_issued_at = tan.map(|_| sh.now);
+}
+
+fn material(kind: &str, serial: &str) -> Bootstrap {
+    Bootstrap {
+        items: vec![Item::new("goto-secure-mode", kind), Item::new("secure-mode-data", "AQ=="), Item::new("max-pin-retries", "3")],
+        certificate: IssuedCertificate { serial: serial.into(), not_after: UnixTime(9_999_999_999) },
+    }
+}
+
+fn secure_channel(serial: &str) -> Channel {
+    Channel::Secure { certificate_mac: Some(MacAddr::parse(MAC).expect("mac")), certificate_serial: serial.into() }
+}
+
+fn needed(sh: &Shell, nonce: &str) -> Option<BootstrapKind> {
+    sh.engine.bootstrap_needed(sh.now, &start_up(nonce), sh.session.as_ref(), &sh.channel, &sh.device)
+}
+
+#[test]
+fn pin_bootstrap_then_tan_then_provisioning() {
+    let mut sh = Shell::new();
+    sh.set_profile(vec![Item::new("sntp-addr", "ntp.example.net")]);
+    secure_device(&mut sh, SecurityMode::Pin, Some("321"));
+    assert_eq!(needed(&sh, "N1"), Some(BootstrapKind::Pin));
+    sh.bootstrap = Some(material("pin", "AA01"));
+    let out = sh.send(&start_up("N1"));
+    assert_eq!(out.reply.action, Action::WriteItems);
+    assert_eq!(out.reply.item("goto-secure-mode"), Some("pin"));
+    assert_eq!(sh.device.security.certificate.as_deref(), Some("AA01"));
+    assert!(sh.audit.contains(&AuditKind::BootstrapSent) && sh.audit.contains(&AuditKind::CertificateIssued));
+    let out = sh.send(&reply("N1", Action::WriteItems, ReplyStatus::Accepted, None));
+    assert_clean_up(&out.reply, "N1");
+    assert!(out.session.is_none());
+
+    // A phone that restarts before its user typed the PIN gets a fresh bundle, same PIN.
+    assert_eq!(needed(&sh, "N2"), Some(BootstrapKind::Pin));
+
+    // On the secure port: the TAN first.
+    sh.channel = secure_channel("AA01");
+    assert_eq!(needed(&sh, "N3"), None, "no bootstrap material on the secure port");
+    let out = sh.send(&start_up("N3"));
+    assert_eq!(out.reply.action, Action::ReadItems);
+    assert_eq!(out.reply.items.as_deref(), Some(&[Item::new("bootstrapping-tan", "")][..]));
+    let out = sh.send(&reply("N3", Action::ReadItems, ReplyStatus::Accepted, Some(vec![Item::new("bootstrapping-tan", "321")])));
+    assert_eq!(sh.device.security.state, BootstrapState::Secured);
+    assert!(sh.device.security.tan.is_none(), "the PIN is wiped");
+    assert!(sh.audit.contains(&AuditKind::TanRight) && sh.audit.contains(&AuditKind::Bootstrapped));
+    // … and the interaction goes on as a normal start-up.
+    assert_eq!(out.reply.action, Action::ReadAllItems);
+    let out = sh.send(&reply("N3", Action::ReadAllItems, ReplyStatus::Accepted, Some(inventory())));
+    assert_eq!(out.reply.action, Action::WriteItems);
+    let out = sh.send(&reply("N3", Action::WriteItems, ReplyStatus::Accepted, None));
+    assert_clean_up(&out.reply, "N3");
+
+    // From now on the default port refuses the device, with a reason and an audit record.
+    sh.channel = Channel::Default;
+    assert_eq!(needed(&sh, "N4"), None);
+    sh.audit.clear();
+    let out = sh.send(&start_up("N4"));
+    assert_clean_up(&out.reply, "N4");
+    assert_eq!(out.reply.items.as_ref().map(Vec::len), Some(1));
+    assert!(out.reply.item("cleanup-reason").is_some());
+    assert_eq!(sh.audit, vec![AuditKind::DefaultPortRefused]);
+    assert!(out.changes.iter().all(|c| matches!(c, Change::Audit(_))), "nothing but the audit record: {:?}", out.changes);
+}
+
+#[test]
+fn nopin_bootstrap_completes_at_the_first_secure_contact() {
+    let mut sh = Shell::new();
+    secure_device(&mut sh, SecurityMode::Nopin, None);
+    assert_eq!(needed(&sh, "N1"), Some(BootstrapKind::Nopin));
+    sh.bootstrap = Some(material("nopin", "BB02"));
+    assert_eq!(sh.send(&start_up("N1")).reply.action, Action::WriteItems);
+    assert_clean_up(&sh.send(&reply("N1", Action::WriteItems, ReplyStatus::Accepted, None)).reply, "N1");
+    sh.channel = secure_channel("BB02");
+    let out = sh.send(&start_up("N2"));
+    assert_eq!(out.reply.action, Action::ReadAllItems, "straight to the normal start-up");
+    assert_eq!(sh.device.security.state, BootstrapState::Secured);
+}
+
+#[test]
+fn wrong_tans_up_to_the_limit_revoke_the_certificate() {
+    let mut sh = Shell::new();
+    secure_device(&mut sh, SecurityMode::Pin, Some("321"));
+    sh.device.security.certificate = Some("CC03".into());
+    sh.channel = secure_channel("CC03");
+    for attempt in 1..=3u32 {
+        let nonce = format!("T{attempt}");
+        assert_eq!(sh.send(&start_up(&nonce)).reply.action, Action::ReadItems, "attempt {attempt}");
+        let out = sh.send(&reply(&nonce, Action::ReadItems, ReplyStatus::Accepted, Some(vec![Item::new("bootstrapping-tan", "999")])));
+        assert_clean_up(&out.reply, &nonce);
+        assert_eq!(out.reply.item("cleanup-reason"), Some(WRONG_TAN));
+        assert_eq!(sh.device.security.tan_failures, attempt);
+    }
+    assert_eq!(sh.device.security.state, BootstrapState::Failed);
+    assert!(sh.device.security.certificate.is_none(), "revoked");
+    assert!(sh.audit.contains(&AuditKind::BootstrapFailed) && sh.audit.contains(&AuditKind::CertificateRevoked));
+    // The revoked certificate is refused from now on.
+    let out = sh.send(&start_up("T4"));
+    assert_clean_up(&out.reply, "T4");
+    assert!(sh.audit.ends_with(&[AuditKind::CertificateRefused]));
+    // A TAN of the wrong length, or missing, is wrong too (no panic, no timing shortcut).
+    let mut sh = Shell::new();
+    secure_device(&mut sh, SecurityMode::Pin, Some("321"));
+    sh.device.security.certificate = Some("CC03".into());
+    sh.channel = secure_channel("CC03");
+    for given in [vec![Item::new("bootstrapping-tan", "32")], vec![Item::new("bootstrapping-tan", "3210")], vec![]] {
+        sh.send(&start_up("X"));
+        let out = sh.send(&reply("X", Action::ReadItems, ReplyStatus::Accepted, Some(given)));
+        assert_eq!(out.reply.item("cleanup-reason"), Some(WRONG_TAN));
+        sh.device.recent_nonces.clear();
+    }
+}
+
+#[test]
+fn certificates_of_other_devices_or_old_certificates_are_refused() {
+    let mut sh = Shell::new();
+    secure_device(&mut sh, SecurityMode::Nopin, None);
+    sh.device.security.state = BootstrapState::Secured;
+    sh.device.security.certificate = Some("DD04".into());
+    // Device A's certificate, device B's mac-addr.
+    sh.channel = secure_channel("DD04");
+    let mut m = start_up("N1");
+    if let Some(items) = m.items.as_mut() {
+        for i in items.iter_mut().filter(|i| i.name == "mac-addr") {
+            i.value = "00:1A:E8:3C:4D:5F".into();
+        }
+    }
+    let out = sh.send(&m);
+    assert_clean_up(&out.reply, "N1");
+    assert_eq!(sh.audit, vec![AuditKind::CertificateMismatch]);
+    // A superseded certificate.
+    sh.channel = secure_channel("DD03");
+    let out = sh.send(&start_up("N2"));
+    assert_clean_up(&out.reply, "N2");
+    assert_eq!(sh.audit.last(), Some(&AuditKind::CertificateRefused));
+    // A certificate whose subject is not a MAC.
+    sh.channel = Channel::Secure { certificate_mac: None, certificate_serial: "DD04".into() };
+    assert_clean_up(&sh.send(&start_up("N3")).reply, "N3");
+    // The right one works.
+    sh.channel = secure_channel("DD04");
+    assert_ne!(sh.send(&start_up("N4")).reply.action, Action::CleanUp);
+}
+
+#[test]
+fn no_usable_pin_no_bootstrap() {
+    let mut sh = Shell::new();
+    secure_device(&mut sh, SecurityMode::Pin, Some("321"));
+    sh.now = UnixTime(sh.now.0 + 7 * 24 * 3600 + 1);
+    assert_eq!(needed(&sh, "N1"), None, "expired PIN");
+    let out = sh.send(&start_up("N1"));
+    assert_clean_up(&out.reply, "N1");
+    assert_eq!(out.reply.item("cleanup-reason"), Some("no valid PIN"));
+    assert_eq!(sh.audit, vec![AuditKind::PinUnavailable]);
+    assert!(sh.device.inventory.is_empty(), "no configuration over the unauthenticated port");
+}
+
+#[test]
+fn pin_retries_exceeded_at_the_phone_fails_the_bootstrap() {
+    let mut sh = Shell::new();
+    secure_device(&mut sh, SecurityMode::Pin, Some("321"));
+    sh.device.security.certificate = Some("EE05".into());
+    let items = vec![Item::new("mac-addr", MAC), Item::new("cleanup-reason", "password retries exceeded")];
+    let out = sh.send(&msg("N1", ReasonForContact::new(Reason::CleanUp), Some(items)));
+    assert_clean_up(&out.reply, "N1");
+    assert_eq!(sh.device.security.state, BootstrapState::Failed);
+    assert!(sh.device.security.certificate.is_none());
+    assert!(sh.audit.contains(&AuditKind::BootstrapFailed));
+    // Until an administrator issues a new PIN.
+    assert_eq!(needed(&sh, "N2"), None);
+    let out = sh.send(&start_up("N2"));
+    assert!(out.reply.item("cleanup-reason").is_some_and(|r| r.contains("new PIN")));
+}
+
+#[test]
+fn new_devices_follow_the_policy() {
+    let mut config = EngineConfig::new(KEY);
+    config.new_device_mode = SecurityMode::Nopin;
+    let mut sh = Shell::with_config(config);
+    assert_eq!(needed(&sh, "N1"), Some(BootstrapKind::Nopin));
+    sh.bootstrap = Some(material("nopin", "FF06"));
+    let out = sh.send(&start_up("N1"));
+    assert_eq!(out.reply.action, Action::WriteItems);
+    assert!(out.changes.contains(&Change::Register { mode: SecurityMode::Nopin }));
+    assert_eq!(sh.device.security.mode, SecurityMode::Nopin);
+}

@@ -1,0 +1,801 @@
+//! Secure mode: the security changes, `update_security`, the PIN, certificates, the audit
+//! log, and the upgrade of a schema-1 database.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dls_engine::{
+    AuditEvent, AuditKind, BootstrapState, Change, DeviceSnapshot, IssuedCertificate, Security, SecurityMode, UnixTime,
+};
+use dls_message::{Item, MacAddr};
+use dls_store::{AuditRecord, DeviceSpec, SecuritySummary, SecurityUpdate, SqliteStore, Store, StoreError};
+use rusqlite::Connection;
+use zeroize::Zeroizing;
+
+use crate::{REGISTER, contact, mac, profile, register, store};
+
+const PIN: &str = "918273645051";
+const OTHER_PIN: &str = "564738291000777";
+
+fn new_pin(digits: &str) -> SecurityUpdate {
+    SecurityUpdate { new_pin: Some(Zeroizing::new(digits.to_owned())), ..SecurityUpdate::default() }
+}
+
+fn set_mode(mode: SecurityMode) -> SecurityUpdate {
+    SecurityUpdate { mode: Some(mode), ..SecurityUpdate::default() }
+}
+
+fn reset() -> SecurityUpdate {
+    SecurityUpdate { reset: true, ..SecurityUpdate::default() }
+}
+
+fn issue(at: u64, serial: &str) -> Change {
+    Change::IssueCertificate {
+        at: UnixTime(at),
+        certificate: IssuedCertificate { serial: serial.into(), not_after: UnixTime(at + 1000) },
+    }
+}
+
+fn event(at: u64, kind: AuditKind, detail: &str) -> Change {
+    Change::Audit(AuditEvent { at: UnixTime(at), kind, detail: detail.into() })
+}
+
+fn security(s: &SqliteStore, mac: MacAddr) -> Security {
+    s.load_device(mac).expect("loads").security
+}
+
+fn summary(s: &SqliteStore, mac: MacAddr) -> SecuritySummary {
+    s.device(mac).expect("reads").expect("exists").security
+}
+
+/// The audit log of a device, oldest first, as (kind, detail).
+fn log(s: &SqliteStore, mac: MacAddr) -> Vec<(AuditKind, String)> {
+    let mut records = s.audit(Some(mac), 10_000).expect("audit");
+    records.reverse();
+    records.into_iter().map(|r| (r.kind, r.detail)).collect()
+}
+
+fn kinds(s: &SqliteStore, mac: MacAddr) -> Vec<AuditKind> {
+    log(s, mac).into_iter().map(|(k, _)| k).collect()
+}
+
+/// (serial, revoked) of a device's certificates, newest first.
+fn certificates(s: &SqliteStore, mac: MacAddr) -> Vec<(String, Option<u64>)> {
+    s.certificates(mac).expect("certificates").into_iter().map(|c| (c.serial, c.revoked_at.map(|t| t.0))).collect()
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs()
+}
+
+fn file_store() -> (tempfile::TempDir, PathBuf, SqliteStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("dls.db");
+    let s = SqliteStore::open(&path).expect("opens");
+    (dir, path, s)
+}
+
+fn raw(path: &Path) -> Connection {
+    Connection::open(path).expect("raw connection")
+}
+
+/// `(serial, revoked_at, revoke_reason)` of every certificate, in order of issue.
+fn revocations(path: &Path) -> Vec<(String, Option<i64>, Option<String>)> {
+    let c = raw(path);
+    let mut stmt = c.prepare("SELECT serial, revoked_at, revoke_reason FROM certificates ORDER BY seq").expect("sql");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+}
+
+/// A device in `pin` mode that bootstrapped with certificate `serial`.
+fn secured(s: &SqliteStore, mac: MacAddr, serial: &str) {
+    s.apply(mac, &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
+    s.update_security(mac, &new_pin(PIN)).expect("issues a PIN");
+    s.apply(mac, &[issue(20, serial)]).expect("issues");
+    s.apply(mac, &[Change::Bootstrapped { at: UnixTime(30) }]).expect("bootstraps");
+}
+
+fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>, want: &str) {
+    match r {
+        Err(StoreError::Invalid(m)) => assert!(m.contains(want), "{m:?} should contain {want:?}"),
+        other => panic!("want Invalid({want:?}), got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The changes.
+
+#[test]
+fn register_sets_the_mode_of_a_new_device_only() {
+    let s = store();
+    s.apply(mac(1), &[contact(5), Change::Register { mode: SecurityMode::Pin }]).expect("registers");
+    assert_eq!(security(&s, mac(1)), Security { mode: SecurityMode::Pin, ..Security::default() });
+    assert_eq!(summary(&s, mac(1)), SecuritySummary { mode: SecurityMode::Pin, ..SecuritySummary::default() });
+    // Registering a known device (a race of two first contacts) changes nothing.
+    s.apply(mac(1), &[Change::Register { mode: SecurityMode::Nopin }]).expect("applies");
+    assert_eq!(security(&s, mac(1)).mode, SecurityMode::Pin);
+    // The first Register of a batch counts.
+    s.apply(mac(2), &[Change::Register { mode: SecurityMode::Nopin }, Change::Register { mode: SecurityMode::Pin }])
+        .expect("registers");
+    assert_eq!(security(&s, mac(2)).mode, SecurityMode::Nopin);
+    // Added by an administrator, and unknown: default.
+    s.add_device(mac(3), &DeviceSpec::default()).expect("adds");
+    assert_eq!(security(&s, mac(3)), Security::default());
+    assert_eq!(summary(&s, mac(3)), SecuritySummary::default());
+    assert_eq!(security(&s, mac(4)), Security::default());
+}
+
+#[test]
+fn an_issued_certificate_is_current_and_supersedes_the_previous() {
+    let (_dir, path, s) = file_store();
+    register(&s, mac(1), 1);
+    register(&s, mac(2), 1);
+    assert_eq!(security(&s, mac(1)).certificate, None);
+    s.apply(mac(1), &[issue(100, "0A1B")]).expect("issues");
+    assert_eq!(security(&s, mac(1)).certificate.as_deref(), Some("0A1B"));
+    assert_eq!(summary(&s, mac(1)).certificate.as_deref(), Some("0A1B"));
+    let records = s.certificates(mac(1)).expect("certificates");
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].mac, records[0].issued_at, records[0].not_after, records[0].revoked_at),
+        (mac(1), UnixTime(100), UnixTime(1100), None)
+    );
+
+    // The next one: the first is revoked, at the time of the second. Newest first, even
+    // with a clock that went back.
+    s.apply(mac(1), &[issue(90, "FF00")]).expect("issues");
+    assert_eq!(security(&s, mac(1)).certificate.as_deref(), Some("FF00"));
+    assert_eq!(certificates(&s, mac(1)), vec![("FF00".into(), None), ("0A1B".into(), Some(90))]);
+    // Two in one batch: only the last is current.
+    s.apply(mac(1), &[issue(200, "01"), issue(201, "02")]).expect("issues");
+    assert_eq!(security(&s, mac(1)).certificate.as_deref(), Some("02"));
+    assert_eq!(
+        certificates(&s, mac(1)),
+        vec![("02".into(), None), ("01".into(), Some(201)), ("FF00".into(), Some(200)), ("0A1B".into(), Some(90))]
+    );
+    assert_eq!(
+        revocations(&path),
+        vec![
+            ("0A1B".into(), Some(90), Some("superseded".into())),
+            ("FF00".into(), Some(200), Some("superseded".into())),
+            ("01".into(), Some(201), Some("superseded".into())),
+            ("02".into(), None, None),
+        ]
+    );
+    // Per device.
+    assert!(s.certificates(mac(2)).expect("certificates").is_empty());
+    assert!(s.certificates(mac(9)).expect("certificates").is_empty());
+    assert_eq!(security(&s, mac(2)).certificate, None);
+}
+
+#[test]
+fn a_certificate_serial_is_unique_and_upper_case_hex() {
+    let s = store();
+    register(&s, mac(1), 1);
+    register(&s, mac(2), 1);
+    s.apply(mac(1), &[issue(1, "ABCDEF0123456789")]).expect("issues");
+    for device in [mac(1), mac(2)] {
+        let err = s.apply(device, &[issue(2, "ABCDEF0123456789")]).expect_err("taken");
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    }
+    for bad in ["", "abcdef", "0x12", "12 34", "G1", &"A".repeat(65)] {
+        assert_invalid(s.apply(mac(2), &[issue(2, bad)]), "serial");
+    }
+    s.apply(mac(2), &[issue(2, &"9".repeat(64))]).expect("64 digits are fine");
+    // Times SQLite cannot hold.
+    let far = Change::IssueCertificate {
+        at: UnixTime(3),
+        certificate: IssuedCertificate { serial: "77".into(), not_after: UnixTime(u64::MAX) },
+    };
+    assert_invalid(s.apply(mac(2), &[far]), "out of range");
+    assert_invalid(s.apply(mac(2), &[issue(u64::MAX - 2000, "78")]), "out of range");
+    // Nothing of the refused ones was kept.
+    assert_eq!(certificates(&s, mac(1)), vec![("ABCDEF0123456789".into(), None)]);
+    assert_eq!(certificates(&s, mac(2)), vec![("9".repeat(64), None)]);
+}
+
+#[test]
+fn tan_failures_count_and_bootstrapped_wipes_the_pin() {
+    let s = store();
+    s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
+    let before = now();
+    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    let sec = security(&s, mac(1));
+    assert_eq!(sec.tan.as_deref(), Some("051"));
+    let issued = sec.pin_issued_at.expect("issued").0;
+    assert!((before..=now()).contains(&issued), "{issued}");
+    s.apply(mac(1), &[Change::TanFailed]).expect("applies");
+    s.apply(mac(1), &[Change::TanFailed, Change::TanFailed]).expect("applies");
+    let sec = security(&s, mac(1));
+    assert_eq!(sec.tan_failures, 3);
+    assert_eq!(sec.tan.as_deref(), Some("051"));
+    let sum = summary(&s, mac(1));
+    assert!(sum.pin_outstanding);
+    assert_eq!(
+        (sum.tan_failures, sum.pin_issued_at, sum.state),
+        (3, Some(UnixTime(issued)), BootstrapState::NotBootstrapped)
+    );
+    assert_eq!(s.pin(mac(1)).expect("reads").as_deref().map(String::as_str), Some(PIN));
+
+    s.apply(mac(1), &[issue(40, "C0FFEE"), Change::Bootstrapped { at: UnixTime(41) }]).expect("bootstraps");
+    assert_eq!(
+        security(&s, mac(1)),
+        Security {
+            mode: SecurityMode::Pin,
+            state: BootstrapState::Secured,
+            tan: None,
+            pin_issued_at: None,
+            tan_failures: 0,
+            certificate: Some("C0FFEE".into()),
+        }
+    );
+    assert_eq!(
+        summary(&s, mac(1)),
+        SecuritySummary {
+            mode: SecurityMode::Pin,
+            state: BootstrapState::Secured,
+            pin_outstanding: false,
+            pin_issued_at: None,
+            tan_failures: 0,
+            certificate: Some("C0FFEE".into()),
+        }
+    );
+    assert_eq!(s.pin(mac(1)).expect("reads"), None);
+}
+
+#[test]
+fn bootstrap_failed_wipes_the_pin_and_may_revoke() {
+    let (_dir, path, s) = file_store();
+    for n in [1, 2] {
+        s.apply(mac(n), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
+        s.update_security(mac(n), &new_pin(PIN)).expect("issues");
+        s.apply(mac(n), &[issue(10, &format!("{n}0")), Change::TanFailed]).expect("applies");
+    }
+    // Without revocation: the certificate stays current; the failures stay counted.
+    s.apply(mac(1), &[Change::BootstrapFailed { at: UnixTime(50), revoke_certificate: false }]).expect("fails");
+    let sec = security(&s, mac(1));
+    assert_eq!(
+        (sec.state, sec.tan, sec.pin_issued_at, sec.tan_failures, sec.certificate.as_deref()),
+        (BootstrapState::Failed, None, None, 1, Some("10"))
+    );
+    assert!(!summary(&s, mac(1)).pin_outstanding);
+    assert_eq!(s.pin(mac(1)).expect("reads"), None);
+    // With: revoked at the failure, and no longer current.
+    s.apply(mac(2), &[Change::BootstrapFailed { at: UnixTime(60), revoke_certificate: true }]).expect("fails");
+    let sec = security(&s, mac(2));
+    assert_eq!((sec.state, sec.tan, sec.certificate), (BootstrapState::Failed, None, None));
+    assert_eq!(summary(&s, mac(2)).certificate, None);
+    assert_eq!(certificates(&s, mac(2)), vec![("20".into(), Some(60))]);
+    assert_eq!(
+        revocations(&path),
+        vec![("10".into(), None, None), ("20".into(), Some(60), Some("bootstrap-failed".into()))]
+    );
+    // Nothing to revoke is fine.
+    s.apply(mac(2), &[Change::BootstrapFailed { at: UnixTime(70), revoke_certificate: true }]).expect("fails");
+    assert_eq!(certificates(&s, mac(2)), vec![("20".into(), Some(60))]);
+}
+
+#[test]
+fn a_certificate_revoked_behind_the_stores_back_is_not_current() {
+    let (_dir, path, s) = file_store();
+    register(&s, mac(1), 1);
+    s.apply(mac(1), &[issue(10, "AA")]).expect("issues");
+    raw(&path).execute_batch("UPDATE certificates SET revoked_at = 11").expect("revokes");
+    assert_eq!(security(&s, mac(1)).certificate, None);
+    assert_eq!(summary(&s, mac(1)).certificate, None);
+    // Nor one of another device's.
+    register(&s, mac(2), 1);
+    raw(&path).execute_batch("UPDATE certificates SET revoked_at = NULL, mac = '0001E325EA02'").expect("moves");
+    assert_eq!(security(&s, mac(1)).certificate, None);
+}
+
+#[test]
+fn audit_events_are_kept_newest_first() {
+    let s = store();
+    register(&s, mac(1), 1);
+    register(&s, mac(2), 1);
+    s.apply(mac(1), &[event(10, AuditKind::BootstrapSent, "certificate AA"), event(11, AuditKind::TanWrong, "1 of 3")])
+        .expect("applies");
+    s.apply(mac(2), &[event(5, AuditKind::DefaultPortRefused, "")]).expect("applies");
+    s.apply(mac(1), &[event(12, AuditKind::Bootstrapped, "certificate AA")]).expect("applies");
+
+    let all = s.audit(None, 100).expect("audit");
+    let got: Vec<(u64, MacAddr, AuditKind)> = all.iter().map(|r| (r.at.0, r.mac, r.kind)).collect();
+    // By order of writing, not by time.
+    assert_eq!(
+        got,
+        vec![
+            (12, mac(1), AuditKind::Bootstrapped),
+            (5, mac(2), AuditKind::DefaultPortRefused),
+            (11, mac(1), AuditKind::TanWrong),
+            (10, mac(1), AuditKind::BootstrapSent),
+        ]
+    );
+    assert_eq!(
+        s.audit(Some(mac(1)), 2).expect("audit"),
+        vec![
+            AuditRecord {
+                at: UnixTime(12),
+                mac: mac(1),
+                kind: AuditKind::Bootstrapped,
+                detail: "certificate AA".into()
+            },
+            AuditRecord { at: UnixTime(11), mac: mac(1), kind: AuditKind::TanWrong, detail: "1 of 3".into() },
+        ]
+    );
+    assert_eq!(s.audit(Some(mac(2)), 100).expect("audit").len(), 1);
+    assert!(s.audit(Some(mac(3)), 100).expect("audit").is_empty());
+    assert!(s.audit(None, 0).expect("audit").is_empty());
+    // Out of range: refused with the rest of the batch.
+    assert_invalid(s.apply(mac(1), &[event(1, AuditKind::TanRight, ""), event(u64::MAX, AuditKind::TanRight, "")]), "");
+    assert_eq!(s.audit(None, 100).expect("audit").len(), 4);
+}
+
+#[test]
+fn audit_listings_are_capped() {
+    let s = store();
+    register(&s, mac(1), 1);
+    let batch: Vec<Change> = (0..10_005).map(|n| event(n, AuditKind::TanWrong, "")).collect();
+    s.apply(mac(1), &batch).expect("applies");
+    for m in [None, Some(mac(1))] {
+        let records = s.audit(m, usize::MAX).expect("audit");
+        assert_eq!(records.len(), 10_000);
+        assert_eq!((records[0].at, records[9_999].at), (UnixTime(10_004), UnixTime(5)));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// update_security.
+
+#[test]
+fn update_security_of_an_unknown_device_is_not_found() {
+    let s = store();
+    for update in [SecurityUpdate::default(), reset(), set_mode(SecurityMode::Pin), new_pin(PIN)] {
+        let err = s.update_security(mac(1), &update).expect_err("unknown");
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    }
+    assert!(s.audit(None, 100).expect("audit").is_empty());
+    assert_eq!(s.pin(mac(1)).expect("reads"), None);
+}
+
+#[test]
+fn pins_must_be_9_to_32_ascii_digits() {
+    let s = store();
+    s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
+    let bad = [
+        "",
+        "12345678",
+        &"1".repeat(33),
+        "12345678a",
+        " 123456789",
+        "123456789 ",
+        "-123456789",
+        "１２３４５６７８９", // full-width digits
+        "١٢٣٤٥٦٧٨٩",          // Arabic-Indic digits
+    ];
+    for pin in bad {
+        // Also with a reset and a mode change in the same update: none of it happens.
+        let update = SecurityUpdate { mode: Some(SecurityMode::Nopin), reset: true, ..new_pin(pin) };
+        match s.update_security(mac(1), &update) {
+            Err(StoreError::Invalid(m)) => {
+                assert!(m.contains("9 to 32"), "{m}");
+                assert!(pin.is_empty() || !m.contains(pin.trim()), "the message holds the PIN: {m}");
+            }
+            other => panic!("{pin:?}: {other:?}"),
+        }
+    }
+    assert_eq!(security(&s, mac(1)), Security { mode: SecurityMode::Pin, ..Security::default() });
+    assert!(s.audit(None, 100).expect("audit").is_empty());
+    // The limits themselves are fine.
+    for pin in ["123456789", &"9".repeat(32), "000000000"] {
+        s.update_security(mac(1), &new_pin(pin)).expect("issues");
+        assert_eq!(s.pin(mac(1)).expect("reads").as_deref().map(String::as_str), Some(pin));
+    }
+    assert_eq!(security(&s, mac(1)).tan.as_deref(), Some("000"));
+}
+
+#[test]
+fn a_new_pin_replaces_the_outstanding_one_and_clears_failures() {
+    let s = store();
+    s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
+    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.apply(mac(1), &[Change::TanFailed, Change::TanFailed]).expect("applies");
+    s.update_security(mac(1), &new_pin(OTHER_PIN)).expect("issues");
+    let sec = security(&s, mac(1));
+    assert_eq!((sec.tan.as_deref(), sec.tan_failures), (Some("777"), 0));
+    assert_eq!(s.pin(mac(1)).expect("reads").as_deref().map(String::as_str), Some(OTHER_PIN));
+    assert_eq!(
+        log(&s, mac(1)),
+        vec![
+            (AuditKind::PinIssued, "PIN issued".into()),
+            (AuditKind::PinIssued, "PIN issued, replacing the outstanding one".into())
+        ]
+    );
+}
+
+#[test]
+fn a_failed_device_may_retry_with_a_new_pin() {
+    let s = store();
+    s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
+    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.apply(mac(1), &[Change::TanFailed, Change::BootstrapFailed { at: UnixTime(9), revoke_certificate: true }])
+        .expect("fails");
+    assert_eq!(security(&s, mac(1)).state, BootstrapState::Failed);
+    s.update_security(mac(1), &new_pin(OTHER_PIN)).expect("issues");
+    let sec = security(&s, mac(1));
+    assert_eq!((sec.state, sec.tan.as_deref(), sec.tan_failures), (BootstrapState::NotBootstrapped, Some("777"), 0));
+}
+
+#[test]
+fn a_secured_device_needs_a_reset_before_a_new_pin() {
+    let (_dir, path, s) = file_store();
+    secured(&s, mac(1), "5EC");
+    let before = (s.load_device(mac(1)).expect("loads"), s.device(mac(1)).expect("reads"), log(&s, mac(1)));
+    for update in [new_pin(OTHER_PIN), SecurityUpdate { mode: Some(SecurityMode::Nopin), ..new_pin(OTHER_PIN) }] {
+        match s.update_security(mac(1), &update) {
+            Err(StoreError::Invalid(m)) => assert_eq!(m, "device is bootstrapped; reset it first"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Nothing changed, nothing audited (the mode change of the refused update neither).
+    assert_eq!((s.load_device(mac(1)).expect("loads"), s.device(mac(1)).expect("reads"), log(&s, mac(1))), before);
+
+    // With a reset: the certificate is revoked, and the new PIN issued.
+    let t0 = now();
+    s.update_security(mac(1), &SecurityUpdate { reset: true, ..new_pin(OTHER_PIN) }).expect("resets");
+    let sec = security(&s, mac(1));
+    assert_eq!(
+        (sec.mode, sec.state, sec.tan.as_deref(), sec.certificate),
+        (SecurityMode::Pin, BootstrapState::NotBootstrapped, Some("777"), None)
+    );
+    let revoked = s.certificates(mac(1)).expect("certificates")[0].revoked_at.expect("revoked").0;
+    assert!((t0..=now()).contains(&revoked));
+    assert_eq!(revocations(&path)[0].2.as_deref(), Some("reset"));
+    assert_eq!(
+        log(&s, mac(1)),
+        vec![
+            (AuditKind::PinIssued, "PIN issued".into()),
+            (AuditKind::DeviceReset, "reset to not-bootstrapped (was secured)".into()),
+            (AuditKind::CertificateRevoked, "certificate 5EC revoked: reset".into()),
+            (AuditKind::PinIssued, "PIN issued".into()),
+        ]
+    );
+    // The records of one update share their time.
+    let times: Vec<u64> = s.audit(Some(mac(1)), 3).expect("audit").iter().map(|r| r.at.0).collect();
+    assert!(times.windows(2).all(|w| w[0] == w[1]) && times[0] >= t0, "{times:?}");
+}
+
+#[test]
+fn reset_then_mode_then_pin_in_one_update() {
+    let s = store();
+    secured(&s, mac(1), "5EC");
+    s.apply(mac(1), &[Change::TanFailed]).expect("applies");
+    let update = SecurityUpdate { mode: Some(SecurityMode::Nopin), reset: true, ..new_pin(OTHER_PIN) };
+    s.update_security(mac(1), &update).expect("updates");
+    assert_eq!(
+        kinds(&s, mac(1))[1..],
+        [AuditKind::DeviceReset, AuditKind::CertificateRevoked, AuditKind::ModeChanged, AuditKind::PinIssued]
+    );
+    assert_eq!(log(&s, mac(1))[3].1, "from pin to nopin");
+    let sec = security(&s, mac(1));
+    assert_eq!(
+        (sec.mode, sec.state, sec.tan.as_deref(), sec.tan_failures, sec.certificate),
+        (SecurityMode::Nopin, BootstrapState::NotBootstrapped, Some("777"), 0, None)
+    );
+}
+
+#[test]
+fn reset_without_a_certificate_and_an_empty_update() {
+    let s = store();
+    s.apply(mac(1), &[Change::Register { mode: SecurityMode::Nopin }]).expect("registers");
+    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.apply(mac(1), &[Change::TanFailed, Change::BootstrapFailed { at: UnixTime(5), revoke_certificate: false }])
+        .expect("fails");
+    s.update_security(mac(1), &reset()).expect("resets");
+    assert_eq!(log(&s, mac(1))[1..], [(AuditKind::DeviceReset, "reset to not-bootstrapped (was failed)".into())]);
+    assert_eq!(security(&s, mac(1)), Security { mode: SecurityMode::Nopin, ..Security::default() });
+    // Nothing asked, nothing done.
+    s.update_security(mac(1), &SecurityUpdate::default()).expect("updates");
+    assert_eq!(kinds(&s, mac(1)).len(), 2);
+}
+
+#[test]
+fn mode_changes_are_audited_and_default_wipes_the_pin() {
+    let s = store();
+    register(&s, mac(1), 1);
+    // The same mode: nothing to record.
+    s.update_security(mac(1), &set_mode(SecurityMode::Default)).expect("updates");
+    assert!(log(&s, mac(1)).is_empty());
+    s.update_security(mac(1), &set_mode(SecurityMode::Pin)).expect("updates");
+    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.apply(mac(1), &[Change::TanFailed]).expect("applies");
+    // To nopin: the PIN stays.
+    s.update_security(mac(1), &set_mode(SecurityMode::Nopin)).expect("updates");
+    assert!(summary(&s, mac(1)).pin_outstanding);
+    // To default: the PIN is wiped.
+    s.update_security(mac(1), &set_mode(SecurityMode::Default)).expect("updates");
+    let sum = summary(&s, mac(1));
+    assert_eq!(
+        (sum.mode, sum.pin_outstanding, sum.pin_issued_at, sum.tan_failures),
+        (SecurityMode::Default, false, None, 1)
+    );
+    assert_eq!(s.pin(mac(1)).expect("reads"), None);
+    assert_eq!(security(&s, mac(1)).tan, None);
+    // Without a PIN, nothing to say about one.
+    s.update_security(mac(1), &set_mode(SecurityMode::Pin)).expect("updates");
+    s.update_security(mac(1), &set_mode(SecurityMode::Default)).expect("updates");
+    assert_eq!(
+        log(&s, mac(1)),
+        vec![
+            (AuditKind::ModeChanged, "from default to pin".into()),
+            (AuditKind::PinIssued, "PIN issued".into()),
+            (AuditKind::ModeChanged, "from pin to nopin".into()),
+            (AuditKind::ModeChanged, "from nopin to default; outstanding PIN wiped".into()),
+            (AuditKind::ModeChanged, "from default to pin".into()),
+            (AuditKind::ModeChanged, "from pin to default".into()),
+        ]
+    );
+    // To default and a new PIN in one update: in that order, so the new PIN is outstanding.
+    s.update_security(mac(1), &set_mode(SecurityMode::Pin)).expect("updates");
+    s.update_security(mac(1), &new_pin(OTHER_PIN)).expect("issues");
+    s.update_security(mac(1), &SecurityUpdate { mode: Some(SecurityMode::Default), ..new_pin(PIN) }).expect("updates");
+    assert_eq!(s.pin(mac(1)).expect("reads").as_deref().map(String::as_str), Some(PIN));
+    assert_eq!(
+        log(&s, mac(1))[8..],
+        [
+            (AuditKind::ModeChanged, "from pin to default; outstanding PIN wiped".into()),
+            (AuditKind::PinIssued, "PIN issued".into()),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The PIN stays secret.
+
+#[test]
+fn the_pin_is_only_given_by_pin() {
+    let s = store();
+    assert_eq!(s.pin(mac(1)).expect("reads"), None, "unknown device");
+    s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(1)]).expect("registers");
+    assert_eq!(s.pin(mac(1)).expect("reads"), None, "none issued");
+    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.apply(mac(1), &[issue(2, "AB"), event(3, AuditKind::BootstrapSent, "certificate AB")]).expect("applies");
+
+    let details = s.device(mac(1)).expect("reads").expect("exists");
+    assert!(details.security.pin_outstanding);
+    let json = serde_json::to_string(&details).expect("serialises");
+    assert!(!json.contains(PIN), "{json}");
+    assert!(json.contains("\"pin_outstanding\":true"), "{json}");
+    let listing = serde_json::to_string(&s.list_devices(&Default::default()).expect("lists")).expect("serialises");
+    assert!(!listing.contains(PIN));
+    let audit = serde_json::to_string(&s.audit(None, 100).expect("audit")).expect("serialises");
+    assert!(!audit.contains(PIN) && !audit.contains("051"), "{audit}");
+    // Nor do the debug forms show it, or the TAN.
+    let snapshot = s.load_device(mac(1)).expect("loads");
+    assert_eq!(snapshot.security.tan.as_deref(), Some("051"));
+    let debug = format!("{snapshot:?} {details:?} {:?}", new_pin(PIN));
+    assert!(!debug.contains(PIN) && !debug.contains("\"051\""), "{debug}");
+
+    assert_eq!(s.pin(mac(1)).expect("reads").as_deref().map(String::as_str), Some(PIN));
+}
+
+#[test]
+fn a_wiped_pin_is_gone_from_the_file() {
+    let (_dir, path, s) = file_store();
+    let pin_of = |n: u8| format!("91827364505{n}");
+    for n in 1..=6 {
+        s.apply(mac(n), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
+        s.update_security(mac(n), &new_pin(&pin_of(n))).expect("issues");
+    }
+    let checkpoint = || raw(&path).query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoints");
+    let in_file = |pin: &str| std::fs::read(&path).expect("reads").windows(pin.len()).any(|w| w == pin.as_bytes());
+    checkpoint();
+    assert!((1..=6).all(|n| in_file(&pin_of(n))), "written");
+    // Every way a PIN is wiped.
+    s.apply(mac(1), &[Change::Bootstrapped { at: UnixTime(1) }]).expect("bootstraps");
+    s.apply(mac(2), &[Change::BootstrapFailed { at: UnixTime(1), revoke_certificate: false }]).expect("fails");
+    s.update_security(mac(3), &set_mode(SecurityMode::Default)).expect("updates");
+    s.update_security(mac(4), &new_pin(OTHER_PIN)).expect("replaces");
+    assert!(s.delete_device(mac(5)).expect("deletes"));
+    // The pages that held them are overwritten, with the old cells zeroed (`secure_delete`).
+    checkpoint();
+    for n in 1..=5 {
+        assert!(!in_file(&pin_of(n)), "the PIN of device {n} is still in the file");
+    }
+    assert!(in_file(&pin_of(6)) && in_file(OTHER_PIN), "outstanding");
+}
+
+// ---------------------------------------------------------------------------------------
+// Deletion, atomicity, damage.
+
+#[test]
+fn deleting_a_device_deletes_its_certificates_but_not_its_audit_log() {
+    let (_dir, path, s) = file_store();
+    secured(&s, mac(1), "AA");
+    secured(&s, mac(2), "BB");
+    s.apply(mac(1), &[event(40, AuditKind::Bootstrapped, "certificate AA")]).expect("applies");
+    let log_before = log(&s, mac(1));
+    assert_eq!(log_before.len(), 2);
+    assert!(s.delete_device(mac(1)).expect("deletes"));
+    assert!(s.certificates(mac(1)).expect("certificates").is_empty());
+    assert_eq!(revocations(&path), vec![("BB".into(), None, None)]);
+    assert_eq!(log(&s, mac(1)), log_before);
+    assert_eq!(s.pin(mac(1)).expect("reads"), None);
+    // Registered again, it starts afresh, with its history.
+    register(&s, mac(1), 50);
+    assert_eq!(security(&s, mac(1)), Security::default());
+    s.update_security(mac(1), &set_mode(SecurityMode::Nopin)).expect("updates");
+    assert_eq!(kinds(&s, mac(1)), [AuditKind::PinIssued, AuditKind::Bootstrapped, AuditKind::ModeChanged]);
+    // Its old serial is forgotten with it.
+    s.apply(mac(1), &[issue(60, "AA")]).expect("issues");
+    let err = s.apply(mac(2), &[issue(60, "AA")]).expect_err("taken");
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+}
+
+#[test]
+fn a_failing_batch_of_security_changes_leaves_no_trace() {
+    let s = store();
+    let batch = |with_register: bool| {
+        let mut batch = vec![];
+        if with_register {
+            batch.push(Change::Register { mode: SecurityMode::Pin });
+        }
+        batch.extend([
+            contact(100),
+            issue(100, "DEAD"),
+            event(100, AuditKind::CertificateIssued, "certificate DEAD"),
+            Change::TanFailed,
+            Change::BootstrapFailed { at: UnixTime(100), revoke_certificate: true },
+            issue(101, "BEEF"),
+            Change::Bootstrapped { at: UnixTime(101) },
+            event(101, AuditKind::Bootstrapped, "certificate BEEF"),
+            // Refused after everything else was written.
+            Change::ReplaceInventory { items: vec![], at: UnixTime(u64::MAX) },
+        ]);
+        batch
+    };
+    // A new device: not even registered.
+    assert_invalid(s.apply(mac(1), &batch(true)), "out of range");
+    assert_eq!(s.load_device(mac(1)).expect("loads"), DeviceSnapshot::unknown());
+    assert!(s.audit(None, 100).expect("audit").is_empty());
+    assert!(s.certificates(mac(1)).expect("certificates").is_empty());
+
+    // A known device, with a PIN and a certificate: unchanged.
+    s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, issue(50, "CAFE")]).expect("applies");
+    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.apply(mac(1), &[Change::TanFailed]).expect("applies");
+    let before = || {
+        (
+            s.load_device(mac(1)).expect("loads"),
+            s.device(mac(1)).expect("reads"),
+            s.certificates(mac(1)).expect("certificates"),
+            s.audit(None, 100).expect("audit"),
+            s.pin(mac(1)).expect("reads"),
+        )
+    };
+    let kept = before();
+    assert_invalid(s.apply(mac(1), &batch(false)), "out of range");
+    assert_eq!(before(), kept);
+    // Also when the certificate is the failing change.
+    let err = s.apply(mac(1), &[Change::Bootstrapped { at: UnixTime(1) }, issue(60, "CAFE")]).expect_err("taken");
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(before(), kept);
+    // And the store still works.
+    s.apply(mac(1), &[issue(70, "F00D"), Change::Bootstrapped { at: UnixTime(70) }]).expect("applies");
+    assert_eq!(security(&s, mac(1)).state, BootstrapState::Secured);
+}
+
+#[test]
+fn damaged_security_rows_are_corrupt_not_panics() {
+    let (_dir, path, s) = file_store();
+    register(&s, mac(1), 1);
+    let damage = |sql: &str| raw(&path).execute_batch(sql).expect("damages");
+    let assert_corrupt = |what: &str| {
+        let load = s.load_device(mac(1));
+        assert!(matches!(load, Err(StoreError::Corrupt(_))), "{what}: {load:?}");
+        let read = s.device(mac(1));
+        assert!(matches!(read, Err(StoreError::Corrupt(_))), "{what}: {read:?}");
+    };
+    damage("UPDATE devices SET security_mode = 'paranoid'");
+    assert_corrupt("mode");
+    damage("UPDATE devices SET security_mode = 'pin', bootstrap_state = 'bootstrapped'");
+    assert_corrupt("state");
+    damage("UPDATE devices SET bootstrap_state = 'secured', tan_failures = -1");
+    assert_corrupt("negative failures");
+    damage("UPDATE devices SET tan_failures = 4294967296");
+    assert_corrupt("failures");
+    damage("UPDATE devices SET tan_failures = 0, pin_issued_at = -1");
+    assert_corrupt("issue time");
+    damage("UPDATE devices SET pin_issued_at = 1, pin = '1234567x9'");
+    assert_corrupt("TAN");
+    assert!(matches!(s.pin(mac(1)), Err(StoreError::Corrupt(_))));
+    damage("UPDATE devices SET pin = '12'");
+    assert_corrupt("short PIN");
+    damage("UPDATE devices SET pin = 'x23456789'");
+    let pin = s.pin(mac(1));
+    assert!(matches!(pin, Err(StoreError::Corrupt(ref m)) if !m.contains("23456789")), "{pin:?}");
+    damage("UPDATE devices SET pin = '123456789'");
+    assert_eq!(security(&s, mac(1)).tan.as_deref(), Some("789"));
+
+    // The failure count saturates.
+    damage("UPDATE devices SET tan_failures = 4294967295");
+    s.apply(mac(1), &[Change::TanFailed]).expect("applies");
+    assert_eq!(security(&s, mac(1)).tan_failures, u32::MAX);
+
+    damage("INSERT INTO audit (at, mac, kind, detail) VALUES (1, '0001E325EA01', 'tan-guessed', '')");
+    assert!(matches!(s.audit(None, 10), Err(StoreError::Corrupt(_))));
+    damage("UPDATE audit SET kind = 'tan-right', mac = 'nope'");
+    assert!(matches!(s.audit(None, 10), Err(StoreError::Corrupt(_))));
+    damage("UPDATE audit SET mac = '0001E325EA01', at = -3");
+    assert!(matches!(s.audit(Some(mac(1)), 10), Err(StoreError::Corrupt(_))));
+    damage("DELETE FROM audit");
+
+    s.apply(mac(1), &[issue(1, "AB")]).expect("issues");
+    damage("UPDATE certificates SET not_after = -1");
+    assert!(matches!(s.certificates(mac(1)), Err(StoreError::Corrupt(_))));
+}
+
+// ---------------------------------------------------------------------------------------
+// The schema upgrade.
+
+#[test]
+fn a_schema_1_database_is_upgraded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("dls.db");
+    SqliteStore::create_at_schema_version(&path, 1).expect("creates");
+    {
+        let c = raw(&path);
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
+        assert_eq!(version, 1);
+        let tables: i64 = c
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE name IN ('certificates', 'audit')", [], |r| r.get(0))
+            .expect("counts");
+        assert_eq!(tables, 0, "schema 1 has no secure mode");
+        // What dls 1 wrote.
+        c.execute_batch(
+            "INSERT INTO devices (mac, registered_at, last_contact_at, last_reason, inventory_at)
+                 VALUES ('0001E325EA01', 100, 200, 'start-up', 150);
+             INSERT INTO inventory (mac, name, idx, value) VALUES ('0001E325EA01', 'device-type', -1, 'OpenStage 60');
+             INSERT INTO nonces (mac, nonce, seen_at) VALUES ('0001E325EA01', 'n1', 200);
+             INSERT INTO profiles (name, body) VALUES ('sales', '{}');
+             INSERT INTO device_profiles (mac, position, profile) VALUES ('0001E325EA01', 0, 'sales');",
+        )
+        .expect("inserts");
+    }
+    // A newer schema is never taken down.
+    SqliteStore::create_at_schema_version(&path, 0).expect("leaves it");
+    assert!(SqliteStore::create_at_schema_version(&dir.path().join("x.db"), 99).is_err());
+
+    let s = SqliteStore::open(&path).expect("upgrades");
+    let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
+    assert_eq!(version, SqliteStore::schema_version());
+    assert_eq!(version, 2);
+    let snap = s.load_device(mac(1)).expect("loads");
+    assert!(snap.known);
+    assert_eq!(snap.recent_nonces, vec!["n1"]);
+    assert_eq!(snap.inventory_at, Some(UnixTime(150)));
+    assert_eq!(snap.security, Security::default());
+    let d = s.device(mac(1)).expect("reads").expect("exists");
+    assert_eq!((d.registered_at, d.summary.profiles.clone()), (UnixTime(100), vec!["sales".to_owned()]));
+    assert_eq!(d.summary.device_type.as_deref(), Some("OpenStage 60"));
+    assert_eq!(d.security, SecuritySummary::default());
+
+    // Secure mode works on the upgraded file, deletion cascades to certificates, and the
+    // upgrade is done once.
+    s.update_security(mac(1), &SecurityUpdate { mode: Some(SecurityMode::Pin), ..new_pin(PIN) }).expect("updates");
+    s.apply(mac(1), &[issue(300, "AB"), Change::Bootstrapped { at: UnixTime(301) }]).expect("applies");
+    drop(s);
+    let s = SqliteStore::open(&path).expect("reopens");
+    assert_eq!(security(&s, mac(1)).state, BootstrapState::Secured);
+    assert_eq!(kinds(&s, mac(1)), [AuditKind::ModeChanged, AuditKind::PinIssued]);
+    assert!(s.delete_device(mac(1)).expect("deletes"));
+    assert!(revocations(&path).is_empty());
+    assert_eq!(kinds(&s, mac(1)).len(), 2);
+    // The rest of schema 1 is intact.
+    s.put_profile(&profile("more", None, &[("a", None, "1")])).expect("puts");
+    s.add_device(mac(2), &DeviceSpec { profiles: vec!["sales".into()], overrides: vec![Item::new("x", "1")] })
+        .expect("adds");
+    s.apply(mac(3), &[REGISTER, contact(1)]).expect("registers");
+}
