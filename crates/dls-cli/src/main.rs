@@ -26,6 +26,9 @@ enum Command {
     /// Manage devices (through the admin API of a running service).
     #[command(subcommand)]
     Device(cmd::admin::DeviceCmd),
+    /// Manage fallback digest credentials for provisioning-file downloads.
+    #[command(subcommand)]
+    Credentials(cmd::admin::CredentialsCmd),
     /// Show the security audit log (through the admin API).
     Audit(cmd::admin::AuditArgs),
     /// Manage configuration profiles (through the admin API).
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Device(c) => cmd::admin::run_device(c),
         Command::Profile(c) => cmd::admin::run_profile(c),
         Command::Audit(a) => cmd::admin::run_audit(a),
+        Command::Credentials(c) => cmd::admin::run_credentials(c),
         Command::Phone(c) => cmd::phone::run(c),
         Command::Message(c) => cmd::message::run(c),
         Command::Pin(c) => cmd::secure_mode::run_pin(c),

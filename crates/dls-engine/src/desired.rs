@@ -33,6 +33,11 @@ pub struct Profile {
     /// For early firmware that does not decode `&lt;` `&gt;` `&amp;`: sanitise values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy_value_sanitising: Option<bool>,
+    /// For phones that pull a provisioning file (HTTP Digest): the file's template, with
+    /// `{{mac}}`, `{{item:NAME}}` (the desired value of item NAME) and `{{server}}`
+    /// placeholders, values XML-escaped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_template: Option<String>,
     /// The items, in order.
     #[serde(default, rename = "item")]
     pub items: Vec<Item>,
@@ -50,6 +55,9 @@ pub struct Desired {
     pub value_escaping: ValueEscaping,
     /// The layers applied, in order (profile names, then `device` for overrides).
     pub layers: Vec<String>,
+    /// The provisioning-file template of the last layer that has one.
+    #[serde(skip)]
+    pub provisioning_template: Option<String>,
 }
 
 /// Merges the layers that apply to a device.
@@ -93,6 +101,9 @@ pub fn resolve(profiles: &[Profile], device_type: Option<&str>, assigned: &[Stri
         }
         if let Some(r) = p.reassert_on_local_changes {
             out.reassert_on_local_changes = r;
+        }
+        if let Some(t) = &p.provisioning_template {
+            out.provisioning_template = Some(t.clone());
         }
         if let Some(l) = p.legacy_value_sanitising {
             out.value_escaping = if l { ValueEscaping::LegacySanitise } else { ValueEscaping::Standard };

@@ -75,16 +75,17 @@ pub fn decode(input: &[u8]) -> Result<Message, DecodeError> {
 /// # Errors
 /// A [`DecodeError`] saying what is wrong and where; never panics.
 pub fn decode_with(input: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
-    let mut p = Parser::new(input, limits)?;
-    let root = p.root()?;
-    let kind = match root.local.as_str() {
-        "WorkpointMessage" => Kind::Workpoint,
-        "DLSMessage" | "DlsMessage" => Kind::Dls,
-        _ => return Err(p.err_at(K::UnexpectedRoot(root.local), root.pos)),
-    };
-    let msg = p.message_body(kind, &root)?;
-    p.epilogue()?;
-    Ok(msg)
+    Parser::new(input, limits)?.document(|p| {
+        let root = p.root()?;
+        let kind = match root.local.as_str() {
+            "WorkpointMessage" => Kind::Workpoint,
+            "DLSMessage" | "DlsMessage" => Kind::Dls,
+            _ => return Err(p.err_at(K::UnexpectedRoot(root.local), root.pos)),
+        };
+        let msg = p.message_body(kind, &root)?;
+        p.epilogue()?;
+        Ok(msg)
+    })
 }
 
 /// Decodes a bare `ItemList` document (the plaintext of `secure-mode-data`).
@@ -92,14 +93,15 @@ pub fn decode_with(input: &[u8], limits: &Limits) -> Result<Message, DecodeError
 /// # Errors
 /// As [`decode_with`]; the root must be `ItemList`.
 pub fn decode_item_list(input: &[u8], limits: &Limits) -> Result<ItemList, DecodeError> {
-    let mut p = Parser::new(input, limits)?;
-    let root = p.root()?;
-    if root.local != "ItemList" {
-        return Err(p.err_at(K::UnexpectedRoot(root.local), root.pos));
-    }
-    let items = if root.empty { Vec::new() } else { p.item_list(1)? };
-    p.epilogue()?;
-    Ok(items)
+    Parser::new(input, limits)?.document(|p| {
+        let root = p.root()?;
+        if root.local != "ItemList" {
+            return Err(p.err_at(K::UnexpectedRoot(root.local), root.pos));
+        }
+        let items = if root.empty { Vec::new() } else { p.item_list(1)? };
+        p.epilogue()?;
+        Ok(items)
+    })
 }
 
 /// The most attributes one element may carry.
@@ -141,24 +143,34 @@ impl<'i, 'l> Parser<'i, 'l> {
             return Err(DecodeError::new(kind, input, 0));
         }
         let base = if input.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
-        let text = match std::str::from_utf8(&input[base..]) {
-            Ok(t) => t,
-            Err(e) => return Err(DecodeError::new(K::InvalidUtf8, input, base + e.valid_up_to())),
-        };
-        let carriage_returns = match check_chars(text.as_bytes()) {
+        let text = &input[base..];
+        // The text is not checked for UTF-8 here: quick-xml checks every piece it reads, so
+        // a document read to its end is UTF-8, and when reading fails, `document` looks
+        // first. 0xFE and 0xFF are never UTF-8: refused here, they cannot pass for a UTF-16
+        // byte order mark.
+        if matches!(text.first(), Some(0xFE | 0xFF)) {
+            return Err(DecodeError::new(K::InvalidUtf8, input, base));
+        }
+        let carriage_returns = match check_chars(text) {
             Ok(cr) => cr,
             Err(at) => {
                 let kind = K::Syntax("character not allowed in XML".to_owned());
-                return Err(DecodeError::new(kind, input, base + at));
+                return Err(utf8_error(input, base).unwrap_or_else(|| DecodeError::new(kind, input, base + at)));
             }
         };
-        let mut reader = Reader::from_str(text);
+        let mut reader = Reader::from_reader(text);
         let cfg = reader.config_mut();
         cfg.trim_text(false);
         cfg.check_end_names = true;
         cfg.check_comments = true;
         cfg.expand_empty_elements = false;
         Ok(Self { input, base, reader, limits, pos: 0, skipped_space: false, carriage_returns })
+    }
+
+    /// Reads the document with `f`. A document that is not UTF-8 is refused as such, whatever
+    /// else is wrong with it, as though it had been checked before reading.
+    fn document<T>(mut self, f: impl FnOnce(&mut Self) -> Result<T, DecodeError>) -> Result<T, DecodeError> {
+        f(&mut self).map_err(|e| utf8_error(self.input, self.base).unwrap_or(e))
     }
 
     fn err_at(&self, kind: K, pos: usize) -> DecodeError {
@@ -180,6 +192,7 @@ impl<'i, 'l> Parser<'i, 'l> {
     }
 
     /// The next event.
+    #[inline(always)]
     fn next(&mut self) -> Result<Event<'i>, DecodeError> {
         self.read(false)
     }
@@ -457,6 +470,7 @@ impl<'i, 'l> Parser<'i, 'l> {
 
     /// The text of a leaf element whose start tag was just read, up to its end tag.
     /// Text is taken exactly, line endings normalised as XML requires.
+    #[inline(always)]
     fn text_content(&mut self, element: &str) -> Result<String, DecodeError> {
         // The common case, one piece of text without a carriage return and then the end
         // tag, is copied once; anything else is gathered piece by piece.
@@ -609,6 +623,7 @@ impl<'i, 'l> Parser<'i, 'l> {
         Ok(())
     }
 
+    #[inline(always)]
     fn attr_value<'a>(
         &self,
         value: RawValue<'a>,
@@ -616,10 +631,17 @@ impl<'i, 'l> Parser<'i, 'l> {
         attribute: &'static str,
     ) -> Result<Cow<'a, str>, DecodeError> {
         // Nothing to resolve or normalise: the common case, without a second pass.
-        if value.plain {
-            return Ok(Cow::Borrowed(value.text));
-        }
-        let a = Attribute { key: QName(attribute), value: Cow::Borrowed(value.text) };
+        if value.plain { Ok(Cow::Borrowed(value.text)) } else { self.normalised_attr_value(value.text, element, attribute) }
+    }
+
+    #[cold]
+    fn normalised_attr_value<'a>(
+        &self,
+        raw: &'a str,
+        element: &'static str,
+        attribute: &'static str,
+    ) -> Result<Cow<'a, str>, DecodeError> {
+        let a = Attribute { key: QName(attribute), value: Cow::Borrowed(raw) };
         match a.normalized_value_with(XmlVersion::Implicit1_0, 1, resolve_predefined_entity) {
             Ok(v) => {
                 if let Cow::Owned(s) = &v {
@@ -680,6 +702,7 @@ enum Scan {
 /// found as quick-xml's attribute iterator finds it, for the usual shape only: `key="value"`
 /// or `key='value'`, after white space or nothing. Anything else (white space around `=`, a
 /// value unquoted or unterminated, a key without a value) is [`Scan::Unusual`].
+#[inline(always)]
 fn next_attribute(b: &[u8], at: usize) -> Scan {
     let mut i = at;
     while b.get(i).is_some_and(|&c| is_xml_space(c)) {
@@ -773,6 +796,13 @@ const fn is_xml_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+/// The error for `input` if its text (from `base`) is not UTF-8.
+#[cold]
+fn utf8_error(input: &[u8], base: usize) -> Option<DecodeError> {
+    let e = std::str::from_utf8(&input[base..]).err()?;
+    Some(DecodeError::new(K::InvalidUtf8, input, base + e.valid_up_to()))
+}
+
 fn pos_usize(p: u64) -> usize {
     usize::try_from(p).unwrap_or(usize::MAX)
 }
@@ -819,9 +849,8 @@ fn check_chars(b: &[u8]) -> Result<bool, usize> {
     let mut block_start = 0;
     let mut carriage_return = false;
     for chunk in b.chunks(BLOCK) {
-        let (sus, cr) = chunk.iter().fold((false, false), |(s, r), &c| (s | suspect(c), r | (c == b'\r')));
-        carriage_return |= cr;
-        if sus {
+        carriage_return |= chunk.iter().fold(false, |acc, &c| acc | (c == b'\r'));
+        if chunk.iter().fold(false, |acc, &c| acc | suspect(c)) {
             if let Some(i) = (block_start..block_start + chunk.len()).find(|&i| bad_at(i)) {
                 return Err(i);
             }

@@ -74,12 +74,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     std::io::stdout().flush()?;
     let permits = Arc::new(Semaphore::new(config.max_connections));
     loop {
-        let (tcp, _peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let Ok((tcp, _peer)) = listener.accept().await else {
+            // Out of file descriptors and the like: do not spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else { continue };
         let _ = tcp.set_nodelay(true);

@@ -14,6 +14,9 @@
 //! | POST | `/api/v1/devices/{mac}/security` | `{"mode"?, "reset"?, "new_pin"?}`; answers `{"pin"}` when one was issued |
 //! | GET | `/api/v1/devices/{mac}/certificates` | the device's certificates |
 //! | GET | `/api/v1/audit?mac=&limit=` | the audit log, newest first |
+//! | PUT, DELETE | `/api/v1/devices/{mac}/secret` | `{"secret"}`: the device's digest secret ("MAC-ID") |
+//! | GET | `/api/v1/devices/{mac}/provisioning-url?embed=true` | `{"url"}`, credentials embedded on request |
+//! | GET, PUT, DELETE | `/api/v1/credentials/fallback` | `{"scope": "global" or {"profile": P}, "username", "password"}` |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +25,7 @@ use dls_engine::Profile;
 use dls_message::MacAddr;
 use dls_engine::SecurityMode;
 use dls_secure_mode::Pin;
-use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, SecurityUpdate, Store, StoreError};
+use dls_store::{CredentialScope, DeviceFilter, DeviceSpec, DeviceUpdate, SecurityUpdate, Store, StoreError};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -39,6 +42,9 @@ pub(crate) struct AdminState {
     pub(crate) token: Zeroizing<String>,
     pub(crate) max_body_bytes: usize,
     pub(crate) body_timeout: Duration,
+    pub(crate) provisioning: Arc<crate::provisioning::ProvisioningState>,
+    /// Where phones fetch provisioning files (for `provisioning-url`).
+    pub(crate) base_url: String,
 }
 
 fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
@@ -180,6 +186,54 @@ struct NewDevice {
     /// With `pin`, a PIN is issued and returned.
     #[serde(default)]
     mode: Option<SecurityMode>,
+    /// The device's digest secret ("MAC-ID").
+    #[serde(default)]
+    secret: Option<Zeroizing<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretRequest {
+    secret: Zeroizing<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FallbackRequest {
+    scope: CredentialScope,
+    username: String,
+    #[serde(default)]
+    password: Option<Zeroizing<String>>,
+}
+
+fn check_secret(s: &str) -> Result<(), ApiError> {
+    if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
+        return Err(error(StatusCode::BAD_REQUEST, "a secret is 1 to 256 characters, no control characters"));
+    }
+    Ok(())
+}
+
+/// Seals and stores a device's secret.
+async fn set_secret(state: &AdminState, mac: MacAddr, secret: Option<&str>) -> Result<(), ApiError> {
+    let sealed = match secret {
+        Some(s) => {
+            check_secret(s)?;
+            let context = crate::provisioning::device_context(mac);
+            Some(state.provisioning.secrets.seal(&context, s.as_bytes()).ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?)
+        }
+        None => None,
+    };
+    blocking(&state.store, move |s| s.set_device_secret(mac, sealed.as_deref())).await
+}
+
+/// `user:password@` for a URL, percent-encoded.
+fn userinfo(user: &str, password: &str) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect()
+    };
+    format!("{}:{}@", enc(user), enc(password))
 }
 
 #[derive(Deserialize)]
@@ -256,7 +310,13 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
             let new: NewDevice = body_json(state, req).await?;
             let mac = parse_mac(&new.mac)?;
             let spec = DeviceSpec { profiles: new.profiles, overrides: new.overrides };
+            if let Some(secret) = &new.secret {
+                check_secret(secret)?;
+            }
             blocking(store, move |s| s.add_device(mac, &spec)).await?;
+            if let Some(secret) = &new.secret {
+                set_secret(state, mac, Some(secret)).await?;
+            }
             let pin = match new.mode {
                 Some(mode) => {
                     let request = SecurityRequest { mode: Some(mode), reset: false, new_pin: mode == SecurityMode::Pin };
@@ -280,6 +340,59 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
                 None => serde_json::json!({ "mac": mac }),
             };
             Ok(json(StatusCode::OK, &body))
+        }
+        (Method::PUT, ["devices", mac, "secret"]) => {
+            let mac = parse_mac(mac)?;
+            let r: SecretRequest = body_json(state, req).await?;
+            set_secret(state, mac, Some(&r.secret)).await?;
+            Ok(json(StatusCode::OK, &serde_json::json!({ "mac": mac, "secret": "set" })))
+        }
+        (Method::DELETE, ["devices", mac, "secret"]) => {
+            let mac = parse_mac(mac)?;
+            set_secret(state, mac, None).await?;
+            Ok(json(StatusCode::OK, &serde_json::json!({ "mac": mac, "secret": "cleared" })))
+        }
+        (Method::GET, ["devices", mac, "provisioning-url"]) => {
+            let mac = parse_mac(mac)?;
+            let embed = req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "embed=true"));
+            let path = state.provisioning.path_of(mac);
+            let url = if embed {
+                let sealed = blocking(store, move |s| s.device_secret(mac))
+                    .await?
+                    .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("device {mac} has no secret")))?;
+                let secret = state
+                    .provisioning
+                    .secrets
+                    .open(&crate::provisioning::device_context(mac), &sealed)
+                    .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "the stored secret does not open"))?;
+                let secret = String::from_utf8_lossy(&secret).into_owned();
+                let (scheme, rest) = state.base_url.split_once("://").unwrap_or(("https", state.base_url.as_str()));
+                format!("{scheme}://{}{rest}{path}", userinfo(&mac.to_string(), &secret))
+            } else {
+                format!("{}{path}", state.base_url)
+            };
+            Ok(json(StatusCode::OK, &serde_json::json!({ "url": url })))
+        }
+        (Method::GET, ["credentials", "fallback"]) => {
+            let list = blocking(store, |s| s.list_fallback_credentials()).await?;
+            let list: Vec<serde_json::Value> =
+                list.into_iter().map(|(scope, username)| serde_json::json!({ "scope": scope, "username": username })).collect();
+            Ok(json(StatusCode::OK, &list))
+        }
+        (Method::PUT | Method::DELETE, ["credentials", "fallback"]) => {
+            let r: FallbackRequest = body_json(state, req).await?;
+            let sealed = match (method == &Method::PUT, &r.password) {
+                (true, Some(p)) => {
+                    check_secret(p)?;
+                    let context = crate::provisioning::fallback_context(&r.scope, &r.username);
+                    Some(state.provisioning.secrets.seal(&context, p.as_bytes()).ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?)
+                }
+                (true, None) => return Err(error(StatusCode::BAD_REQUEST, "a password is required")),
+                (false, _) => None,
+            };
+            let (scope, username) = (r.scope.clone(), r.username.clone());
+            blocking(store, move |s| s.set_fallback_credential(&scope, &username, sealed.as_deref())).await?;
+            Ok(json(StatusCode::OK, &serde_json::json!({ "scope": r.scope, "username": r.username })))
         }
         (Method::GET, ["devices", mac, "certificates"]) => {
             let mac = parse_mac(mac)?;
@@ -341,8 +454,13 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
         }
         (
             _,
-            ["devices"] | ["devices", _] | ["devices", _, "desired" | "security" | "certificates"] | ["profiles"]
-            | ["profiles", _] | ["audit"],
+            ["devices"]
+            | ["devices", _]
+            | ["devices", _, "desired" | "security" | "certificates" | "secret" | "provisioning-url"]
+            | ["profiles"]
+            | ["profiles", _]
+            | ["audit"]
+            | ["credentials", "fallback"],
         ) => {
             Err(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
         }

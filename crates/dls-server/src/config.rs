@@ -20,6 +20,20 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// The secure-mode WPI listener (mutual TLS). Default `0.0.0.0:18444`.
     pub secure_listen: SocketAddr,
+    /// The plain-HTTP listener (provisioning files for phones that pull one). Default
+    /// `0.0.0.0:18080`.
+    pub http_listen: SocketAddr,
+    /// The path of provisioning files; `{mac}` stands for the 12 hex digits. Default
+    /// `/provisioning/{mac}.xml`.
+    pub provisioning_path: String,
+    /// The base URL phones use to fetch provisioning files (for `dls device
+    /// provisioning-url`). Default `https://<first server name>:<WPI port>`.
+    pub provisioning_base_url: Option<String>,
+    /// The HTTP Digest realm. Default `DLS`.
+    pub digest_realm: String,
+    /// The Digest challenges offered, in order: `MD5` (default; what devices in the field
+    /// handle), `SHA-256`, `SHA-512-256`.
+    pub digest_algorithms: Vec<String>,
     /// The port phones are told to use for secure mode (`dls-secure-port`), when it differs
     /// from the listener's (NAT, port forwarding). Default: the listener's port.
     pub secure_port_advertised: Option<u16>,
@@ -77,6 +91,11 @@ impl Default for Config {
             wpi_listen: SocketAddr::from(([0, 0, 0, 0], 18443)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 18081)),
             secure_listen: SocketAddr::from(([0, 0, 0, 0], 18444)),
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 18080)),
+            provisioning_path: "/provisioning/{mac}.xml".to_owned(),
+            provisioning_base_url: None,
+            digest_realm: "DLS".to_owned(),
+            digest_algorithms: vec!["MD5".to_owned()],
             secure_port_advertised: None,
             new_device_mode: dls_engine::SecurityMode::Default,
             pin_iterations: 600_000,
@@ -127,6 +146,18 @@ impl Config {
         }
         if self.max_pin_retries == 0 || self.max_tan_failures == 0 {
             return Err("max-pin-retries and max-tan-failures must be positive".into());
+        }
+        let pattern = &self.provisioning_path;
+        if !pattern.starts_with('/') || pattern.matches("{mac}").count() != 1 {
+            return Err("provisioning-path must start with / and hold {mac} once".into());
+        }
+        for a in &self.digest_algorithms {
+            if dls_digest::Algorithm::from_name(a).is_none() {
+                return Err(format!("unknown digest algorithm {a:?} (MD5, SHA-256, SHA-512-256)"));
+            }
+        }
+        if self.digest_algorithms.is_empty() {
+            return Err("digest-algorithms must name at least one algorithm".into());
         }
         if self.ca_cert_file.is_some() != self.ca_key_file.is_some() {
             return Err("ca-cert-file and ca-key-file go together".into());

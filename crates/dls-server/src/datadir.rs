@@ -21,6 +21,7 @@ pub(crate) mod names {
     pub(crate) const ADMIN_TOKEN: &str = "admin-token";
     pub(crate) const ADMIN_URL: &str = "admin-url";
     pub(crate) const FINGERPRINT_KEY: &str = "fingerprint.key";
+    pub(crate) const SECRETS_KEY: &str = "secrets.key";
 }
 
 /// The data directory.

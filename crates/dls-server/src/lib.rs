@@ -12,6 +12,8 @@
 
 mod admin;
 mod bootstrap;
+mod provisioning;
+mod secrets;
 pub mod config;
 pub mod datadir;
 mod error;
@@ -51,6 +53,8 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The secure-mode WPI listener's address (mutual TLS).
     pub secure_addr: SocketAddr,
+    /// The plain-HTTP listener's address (provisioning files).
+    pub http_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -100,6 +104,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let wpi_listener = bind(config.wpi_listen).await?;
     let admin_listener = bind(config.admin_listen).await?;
     let secure_listener = bind(config.secure_listen).await?;
+    let http_listener = bind(config.http_listen).await?;
+    let http_addr = http_listener.local_addr().map_err(|e| ServerError::io("reading the HTTP address", e))?;
     let wpi_addr = wpi_listener.local_addr().map_err(|e| ServerError::io("reading the WPI address", e))?;
     let secure_addr = secure_listener.local_addr().map_err(|e| ServerError::io("reading the secure address", e))?;
     let admin_addr = admin_listener.local_addr().map_err(|e| ServerError::io("reading the admin address", e))?;
@@ -113,6 +119,23 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
     };
     let body_timeout = Duration::from_secs(config.body_timeout_secs);
+    let secrets = Arc::new(
+        secrets::SecretBox::new(&dir.secret(names::SECRETS_KEY, 32)?).ok_or_else(|| ServerError::Config("secrets.key".into()))?,
+    );
+    let mut digest = dls_digest::Config::new(config.digest_realm.clone());
+    digest.challenges = config.digest_algorithms.iter().filter_map(|a| dls_digest::Algorithm::from_name(a)).collect();
+    let verifier = dls_digest::Verifier::with_random_secret(digest).map_err(|e| ServerError::Config(format!("digest: {e}")))?;
+    let (prefix, suffix) = config.provisioning_path.split_once("{mac}").unwrap_or(("/provisioning/", ".xml"));
+    let server_host = config.server_names.first().cloned().unwrap_or_else(|| wpi_addr.ip().to_string());
+    let base_url = config.provisioning_base_url.clone().unwrap_or_else(|| format!("https://{server_host}:{}", wpi_addr.port()));
+    let provisioning = Arc::new(provisioning::ProvisioningState {
+        store: store.clone(),
+        verifier,
+        secrets: secrets.clone(),
+        prefix: prefix.to_owned(),
+        suffix: suffix.to_owned(),
+        server_url: base_url.clone(),
+    });
     let wpi_state = Arc::new(wpi::WpiState {
         engine: Engine::new(engine_config),
         store: store.clone(),
@@ -128,8 +151,16 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             certificate_days: config.device_certificate_days,
         },
         in_flight: std::sync::atomic::AtomicUsize::new(0),
+        provisioning: provisioning.clone(),
     });
-    let admin_state = Arc::new(admin::AdminState { store, token, max_body_bytes: 4 << 20, body_timeout });
+    let admin_state = Arc::new(admin::AdminState {
+        store,
+        token,
+        max_body_bytes: 4 << 20,
+        body_timeout,
+        provisioning: provisioning.clone(),
+        base_url,
+    });
 
     let (tx, rx) = watch::channel(false);
     let tls = TlsAcceptor::from(tls::default_mode(&pki)?);
@@ -153,6 +184,23 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         rx.clone(),
         Some(drained),
     ));
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        None,
+        move |req, info| {
+            let p = provisioning.clone();
+            async move {
+                if p.matches(req.uri().path()) {
+                    provisioning::handle(p, req, info).await
+                } else {
+                    http::text(hyper::StatusCode::NOT_FOUND, "not found\n")
+                }
+            }
+        },
+        limits,
+        rx.clone(),
+        None,
+    ));
     let admin_task = tokio::spawn(http::serve(
         admin_listener,
         None,
@@ -161,8 +209,15 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         rx,
         None,
     ));
-    info!(%wpi_addr, %secure_addr, %admin_addr, data_dir = %dir.path().display(), "DLS service started");
-    Ok(Running { wpi_addr, admin_addr, secure_addr, shutdown: tx, tasks: vec![wpi_task, secure_task, admin_task] })
+    info!(%wpi_addr, %secure_addr, %http_addr, %admin_addr, data_dir = %dir.path().display(), "DLS service started");
+    Ok(Running {
+        wpi_addr,
+        admin_addr,
+        secure_addr,
+        http_addr,
+        shutdown: tx,
+        tasks: vec![wpi_task, secure_task, http_task, admin_task],
+    })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

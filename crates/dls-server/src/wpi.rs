@@ -32,6 +32,8 @@ pub(crate) struct WpiState {
     pub(crate) max_body_bytes: usize,
     pub(crate) body_timeout: Duration,
     pub(crate) bootstrap: BootstrapMaker,
+    /// Provisioning files are served on the default-mode TLS port too.
+    pub(crate) provisioning: Arc<crate::provisioning::ProvisioningState>,
     /// Requests being handled (their sessions are out of the table meanwhile).
     pub(crate) in_flight: AtomicUsize,
 }
@@ -81,6 +83,9 @@ fn now() -> UnixTime {
 
 /// Handles one request on the default-mode port (`secure` false) or the secure port.
 pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: ConnInfo, secure: bool) -> Resp {
+    if !secure && state.provisioning.matches(req.uri().path()) {
+        return crate::provisioning::handle(state.provisioning.clone(), req, info).await;
+    }
     let _in_flight = InFlight::enter(&state);
     let peer = info.peer;
     let channel = match (secure, &info.client) {

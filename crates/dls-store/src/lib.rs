@@ -15,7 +15,7 @@ use dls_engine::{Change, Desired, DeviceSnapshot, Profile};
 use dls_message::MacAddr;
 
 pub use model::{
-    AuditRecord, CertificateRecord, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate,
+    AuditRecord, CertificateRecord, CredentialScope, FallbackCredential, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate,
     SecuritySummary, SecurityUpdate, WrittenSummary,
 };
 pub use sqlite::SqliteStore;
@@ -111,4 +111,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// The certificates issued to a device, newest first.
     fn certificates(&self, mac: MacAddr) -> Result<Vec<CertificateRecord>, StoreError>;
+
+    // Digest credentials for provisioning-file downloads. Secrets arrive sealed by the
+    // caller (the store keeps opaque ciphertext, never a password).
+
+    /// Sets (`Some`) or clears (`None`) a device's sealed secret (its "MAC-ID").
+    /// [`StoreError::NotFound`] if the device is unknown.
+    fn set_device_secret(&self, mac: MacAddr, sealed: Option<&[u8]>) -> Result<(), StoreError>;
+
+    /// A device's sealed secret, if any (`None` for an unknown device too).
+    fn device_secret(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Sets (`Some`) or removes (`None`) a fallback credential for a scope.
+    /// [`StoreError::Invalid`] for an empty or over-long username (1–128 characters) or a
+    /// profile that does not exist; removing one that does not exist is
+    /// [`StoreError::NotFound`].
+    fn set_fallback_credential(&self, scope: &CredentialScope, username: &str, sealed: Option<&[u8]>) -> Result<(), StoreError>;
+
+    /// The fallback credentials that apply to a device: those of its assigned profiles in
+    /// assignment order, then the global ones. A device the store does not know gets the
+    /// global ones.
+    fn fallback_credentials(&self, mac: MacAddr) -> Result<Vec<FallbackCredential>, StoreError>;
+
+    /// Every fallback credential, without secrets (admin listing).
+    fn list_fallback_credentials(&self) -> Result<Vec<(CredentialScope, String)>, StoreError>;
 }

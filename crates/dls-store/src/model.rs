@@ -158,3 +158,30 @@ pub struct DeviceUpdate {
     /// Replace the overrides.
     pub overrides: Option<Vec<Item>>,
 }
+
+/// Where a fallback digest credential applies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialScope {
+    /// Every device.
+    Global,
+    /// Devices assigned this profile.
+    Profile(String),
+}
+
+/// A fallback credential that applies to a device.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FallbackCredential {
+    /// Where it comes from.
+    pub scope: CredentialScope,
+    /// The username, exactly as configured.
+    pub username: String,
+    /// The sealed password.
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for FallbackCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FallbackCredential").field("scope", &self.scope).field("username", &self.username).finish_non_exhaustive()
+    }
+}

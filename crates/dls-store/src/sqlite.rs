@@ -22,6 +22,11 @@
 //!   device bootstraps, fails to, or is put back in default mode. At most one of a
 //!   device's certificates is unrevoked: its current one. The audit log is never pruned
 //!   and outlives deleted devices.
+//! * Digest credentials: a device's secret and the fallback credentials are stored as the
+//!   caller sealed them (opaque bytes; the key is not the store's). A device's secret is
+//!   in its own table, read only by [`Store::device_secret`], and deleted with the device;
+//!   a profile's fallback credentials are deleted with the profile. Both are overwritten
+//!   in their pages when deleted (`secure_delete`), like a PIN.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -42,8 +47,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Params, Row, Transactio
 use zeroize::Zeroizing;
 
 use crate::model::{
-    AuditRecord, CertificateRecord, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate,
-    SecuritySummary, SecurityUpdate, WrittenSummary,
+    AuditRecord, CertificateRecord, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary,
+    DeviceUpdate, FallbackCredential, SecuritySummary, SecurityUpdate, WrittenSummary,
 };
 use crate::{Store, StoreError};
 
@@ -77,6 +82,13 @@ const TAN_DIGITS: usize = 3;
 /// The longest certificate serial number, in hex digits (RFC 5280 allows 20 octets; some
 /// room beyond).
 const MAX_SERIAL: usize = 64;
+
+/// The longest fallback credential username, in characters.
+const MAX_USERNAME: usize = 128;
+
+/// `fallback_credentials.scope_kind`; the global scope's `profile` is `''`.
+const SCOPE_GLOBAL: &str = "global";
+const SCOPE_PROFILE: &str = "profile";
 
 /// Why a certificate was revoked (`certificates.revoke_reason`).
 const SUPERSEDED: &str = "superseded";
@@ -183,6 +195,26 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX audit_by_mac ON audit (mac, seq);
+    ",
+    // 3: HTTP Digest credentials for provisioning-file downloads. The secrets are sealed
+    // by the caller: opaque bytes here.
+    "
+    -- A device's secret (its MAC-ID), apart from `devices` so that no query of a
+    -- device reads it by accident; deleted with the device.
+    CREATE TABLE device_secrets (
+        mac    TEXT PRIMARY KEY NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+        sealed BLOB NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Fallback credentials, several usernames per scope. Not a foreign key to `profiles`
+    -- (the global scope has none): deleting a profile deletes its credentials.
+    CREATE TABLE fallback_credentials (
+        scope_kind TEXT NOT NULL,                            -- `global` | `profile`
+        profile    TEXT NOT NULL,                            -- '': the global scope
+        username   TEXT NOT NULL,
+        sealed     BLOB NOT NULL,
+        PRIMARY KEY (scope_kind, profile, username)
+    ) WITHOUT ROWID;
     ",
 ];
 
@@ -510,6 +542,22 @@ fn kind_from_sql(text: &str) -> Result<AuditKind, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("audit kind {text:?}")))
 }
 
+/// A scope's `(scope_kind, profile)` columns.
+fn scope_to_sql(scope: &CredentialScope) -> (&'static str, &str) {
+    match scope {
+        CredentialScope::Global => (SCOPE_GLOBAL, ""),
+        CredentialScope::Profile(name) => (SCOPE_PROFILE, name),
+    }
+}
+
+fn scope_from_sql(kind: &str, profile: String) -> Result<CredentialScope, StoreError> {
+    match (kind, profile.is_empty()) {
+        (SCOPE_GLOBAL, true) => Ok(CredentialScope::Global),
+        (SCOPE_PROFILE, false) => Ok(CredentialScope::Profile(profile)),
+        _ => Err(StoreError::Corrupt(format!("credential scope {kind:?} of profile {profile:?}"))),
+    }
+}
+
 fn count_from_sql(v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("count {v}")))
 }
@@ -540,6 +588,19 @@ fn check_serial(serial: &str) -> Result<(), StoreError> {
             "certificate serial number {serial:?}: use 1 to {MAX_SERIAL} upper-case hex digits"
         )))
     }
+}
+
+/// Checks a fallback credential's username: 1 to 128 characters, none a control
+/// character. The message does not repeat a rejected username.
+fn check_username(username: &str) -> Result<(), StoreError> {
+    let length = username.chars().count();
+    if length == 0 || length > MAX_USERNAME {
+        return Err(StoreError::Invalid(format!("a username is 1 to {MAX_USERNAME} characters, not {length}")));
+    }
+    if username.chars().any(char::is_control) {
+        return Err(StoreError::Invalid("a username has no control characters".into()));
+    }
+    Ok(())
 }
 
 fn now() -> UnixTime {
@@ -1179,7 +1240,7 @@ impl Store for SqliteStore {
     fn delete_device(&self, mac: MacAddr) -> Result<bool, StoreError> {
         let inner = self.lock()?;
         // One statement: its own transaction; the foreign keys delete the rest (its
-        // certificates too), except the audit log, which outlives the device.
+        // certificates and secret too), except the audit log, which outlives the device.
         let deleted = inner.conn.execute("DELETE FROM devices WHERE mac = ?1", [mac.to_string()]).db()?;
         Ok(deleted > 0)
     }
@@ -1219,6 +1280,8 @@ impl Store for SqliteStore {
         inner.profiles = None;
         let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
         tx.execute("DELETE FROM device_profiles WHERE profile = ?1", [name]).db()?;
+        tx.execute("DELETE FROM fallback_credentials WHERE scope_kind = ?1 AND profile = ?2", [SCOPE_PROFILE, name])
+            .db()?;
         let deleted = tx.execute("DELETE FROM profiles WHERE name = ?1", [name]).db()?;
         tx.commit().db()?;
         Ok(deleted > 0)
@@ -1373,5 +1436,127 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    /// Clearing a device's secret when it has none is no error.
+    fn set_device_secret(&self, mac: MacAddr, sealed: Option<&[u8]>) -> Result<(), StoreError> {
+        let key = mac.to_string();
+        let mut inner = self.lock()?;
+        let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
+        if !device_exists(&tx, &key)? {
+            return Err(StoreError::NotFound { what: format!("device {key}") });
+        }
+        match sealed {
+            Some(sealed) => tx
+                .prepare_cached(
+                    "INSERT INTO device_secrets (mac, sealed) VALUES (?1, ?2)
+                     ON CONFLICT (mac) DO UPDATE SET sealed = excluded.sealed",
+                )
+                .db()?
+                .execute(params![key, sealed])
+                .db()?,
+            None => tx.prepare_cached("DELETE FROM device_secrets WHERE mac = ?1").db()?.execute([&key]).db()?,
+        };
+        tx.commit().db()
+    }
+
+    fn device_secret(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError> {
+        let inner = self.lock()?;
+        inner
+            .conn
+            .prepare_cached("SELECT sealed FROM device_secrets WHERE mac = ?1")
+            .db()?
+            .query_row([mac.to_string()], |r| r.get(0))
+            .optional()
+            .db()
+    }
+
+    /// The username is checked, and the profile's existence, for a removal too (then
+    /// [`StoreError::NotFound`] if there is no such credential). A username is matched
+    /// exactly: case and Unicode form matter.
+    fn set_fallback_credential(
+        &self,
+        scope: &CredentialScope,
+        username: &str,
+        sealed: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        check_username(username)?;
+        let (kind, profile) = scope_to_sql(scope);
+        let mut inner = self.lock()?;
+        let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
+        if let CredentialScope::Profile(name) = scope {
+            if !tx.prepare_cached("SELECT 1 FROM profiles WHERE name = ?1").db()?.exists([name]).db()? {
+                return Err(StoreError::Invalid(format!("no profile named {name:?}")));
+            }
+        }
+        match sealed {
+            Some(sealed) => {
+                tx.prepare_cached(
+                    "INSERT INTO fallback_credentials (scope_kind, profile, username, sealed) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (scope_kind, profile, username) DO UPDATE SET sealed = excluded.sealed",
+                )
+                .db()?
+                .execute(params![kind, profile, username, sealed])
+                .db()?;
+            }
+            None => {
+                let deleted = tx
+                    .prepare_cached(
+                        "DELETE FROM fallback_credentials WHERE scope_kind = ?1 AND profile = ?2 AND username = ?3",
+                    )
+                    .db()?
+                    .execute(params![kind, profile, username])
+                    .db()?;
+                if deleted == 0 {
+                    let what = match scope {
+                        CredentialScope::Global => format!("global fallback credential {username:?}"),
+                        CredentialScope::Profile(name) => {
+                            format!("fallback credential {username:?} of profile {name:?}")
+                        }
+                    };
+                    return Err(StoreError::NotFound { what });
+                }
+            }
+        }
+        tx.commit().db()
+    }
+
+    /// Within a scope, by username (byte order of its UTF-8, as `str` orders).
+    fn fallback_credentials(&self, mac: MacAddr) -> Result<Vec<FallbackCredential>, StoreError> {
+        let inner = self.lock()?;
+        type CredentialRow = (String, String, String, Vec<u8>);
+        // One statement: one state of both parts.
+        let rows: Vec<CredentialRow> = query_all(
+            &inner.conn,
+            "SELECT f.scope_kind, f.profile, f.username, f.sealed, 0 AS part, p.position
+             FROM device_profiles p
+             JOIN fallback_credentials f ON f.scope_kind = ?2 AND f.profile = p.profile
+             WHERE p.mac = ?1
+             UNION ALL
+             SELECT scope_kind, profile, username, sealed, 1, 0
+             FROM fallback_credentials WHERE scope_kind = ?3
+             ORDER BY 5, 6, 3",
+            params![mac.to_string(), SCOPE_PROFILE, SCOPE_GLOBAL],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        rows.into_iter()
+            .map(|(kind, profile, username, sealed)| {
+                Ok(FallbackCredential { scope: scope_from_sql(&kind, profile)?, username, sealed })
+            })
+            .collect()
+    }
+
+    /// Ordered as [`CredentialScope`] and `str` order them: the global scope first, then
+    /// the profiles by name; within a scope, by username.
+    fn list_fallback_credentials(&self) -> Result<Vec<(CredentialScope, String)>, StoreError> {
+        let inner = self.lock()?;
+        let rows: Vec<(String, String, String)> = query_all(
+            &inner.conn,
+            "SELECT scope_kind, profile, username FROM fallback_credentials
+             ORDER BY scope_kind <> ?1, profile, username",
+            [SCOPE_GLOBAL],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        rows.into_iter().map(|(kind, profile, username)| Ok((scope_from_sql(&kind, profile)?, username))).collect()
     }
 }

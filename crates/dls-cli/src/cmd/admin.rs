@@ -44,6 +44,36 @@ pub(crate) enum DeviceCmd {
         /// Its security mode: default, nopin or pin.
         #[arg(long)]
         mode: Option<SecurityMode>,
+        /// Its digest secret ("MAC-ID"), for phones that pull a provisioning file. Prefer
+        /// `dls device set-secret --secret-file` (a command line is visible to other users).
+        #[arg(long)]
+        secret: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Set (or clear) a device's digest secret ("MAC-ID").
+    SetSecret {
+        /// Its MAC address.
+        mac: String,
+        /// The secret.
+        #[arg(long, conflicts_with_all = ["secret_file", "clear"])]
+        secret: Option<String>,
+        /// A file holding the secret (first line).
+        #[arg(long, conflicts_with = "clear")]
+        secret_file: Option<PathBuf>,
+        /// Remove the secret.
+        #[arg(long)]
+        clear: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the URL a phone fetches its provisioning file from (for a redirect service).
+    ProvisioningUrl {
+        /// Its MAC address.
+        mac: String,
+        /// Embed the device's credentials: `https://MAC:SECRET@host/…`.
+        #[arg(long)]
+        embed_credentials: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -265,9 +295,9 @@ fn security(target: &Target, m: MacAddr, body: serde_json::Value) -> anyhow::Res
 
 pub(crate) fn run_device(cmd: DeviceCmd) -> anyhow::Result<()> {
     match cmd {
-        DeviceCmd::Add { mac: m, profiles, mode, target } => {
+        DeviceCmd::Add { mac: m, profiles, mode, secret, target } => {
             let m = mac(&m)?;
-            let body = serde_json::json!({ "mac": m.to_string(), "profiles": profiles, "mode": mode });
+            let body = serde_json::json!({ "mac": m.to_string(), "profiles": profiles, "mode": mode, "secret": secret });
             let v = Client::new(&target)?.call(Method::POST, "/api/v1/devices", Some(serde_json::to_vec(&body)?))?;
             if mode == Some(SecurityMode::Pin) { print_pin(&v) } else { print_json(&v) }
         }
@@ -276,6 +306,29 @@ pub(crate) fn run_device(cmd: DeviceCmd) -> anyhow::Result<()> {
             let pin = mode == SecurityMode::Pin;
             let v = security(&target, m, serde_json::json!({ "mode": mode, "new_pin": pin }))?;
             if pin { print_pin(&v) } else { Ok(()) }
+        }
+        DeviceCmd::SetSecret { mac: m, secret, secret_file, clear, target } => {
+            let m = mac(&m)?;
+            let path = format!("/api/v1/devices/{m}/secret");
+            if clear {
+                Client::new(&target)?.call(Method::DELETE, &path, None)?;
+                return Ok(());
+            }
+            let secret = match (secret, secret_file) {
+                (Some(s), None) => s,
+                (None, Some(f)) => first_line(&f)?,
+                _ => return Err(crate::exit::usage("give --secret, --secret-file or --clear")),
+            };
+            let body = serde_json::json!({ "secret": secret });
+            Client::new(&target)?.call(Method::PUT, &path, Some(serde_json::to_vec(&body)?))?;
+            Ok(())
+        }
+        DeviceCmd::ProvisioningUrl { mac: m, embed_credentials, target } => {
+            let m = mac(&m)?;
+            let q = if embed_credentials { "?embed=true" } else { "" };
+            let v = Client::new(&target)?.call(Method::GET, &format!("/api/v1/devices/{m}/provisioning-url{q}"), None)?;
+            println!("{}", v.get("url").and_then(|u| u.as_str()).unwrap_or_default());
+            Ok(())
         }
         DeviceCmd::Pin { mac: m, target } => print_pin(&security(&target, mac(&m)?, serde_json::json!({ "new_pin": true }))?),
         DeviceCmd::Reset { mac: m, target } => {
@@ -415,4 +468,78 @@ pub(crate) fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The first line of a secret file.
+fn first_line(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let line = text.lines().next().unwrap_or_default().to_owned();
+    if line.is_empty() {
+        return Err(malformed(format!("{} holds no secret on its first line", path.display())));
+    }
+    Ok(line)
+}
+
+/// `dls credentials …`: fallback digest credentials.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CredentialsCmd {
+    /// Set a fallback credential (tried by phones after their own MAC credentials).
+    SetFallback {
+        /// For devices with this profile.
+        #[arg(long, conflicts_with = "global", required_unless_present = "global")]
+        profile: Option<String>,
+        /// For every device.
+        #[arg(long)]
+        global: bool,
+        /// The username.
+        #[arg(long)]
+        user: String,
+        /// A file holding the password (first line).
+        #[arg(long)]
+        password_file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a fallback credential.
+    RemoveFallback {
+        /// Of this profile.
+        #[arg(long, conflicts_with = "global", required_unless_present = "global")]
+        profile: Option<String>,
+        /// The global one.
+        #[arg(long)]
+        global: bool,
+        /// The username.
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List fallback credentials (JSON, without passwords).
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn scope(profile: Option<String>) -> serde_json::Value {
+    match profile {
+        Some(p) => serde_json::json!({ "profile": p }),
+        None => serde_json::json!("global"),
+    }
+}
+
+pub(crate) fn run_credentials(cmd: CredentialsCmd) -> anyhow::Result<()> {
+    match cmd {
+        CredentialsCmd::SetFallback { profile, global: _, user, password_file, target } => {
+            let body = serde_json::json!({ "scope": scope(profile), "username": user, "password": first_line(&password_file)? });
+            Client::new(&target)?.call(Method::PUT, "/api/v1/credentials/fallback", Some(serde_json::to_vec(&body)?))?;
+            Ok(())
+        }
+        CredentialsCmd::RemoveFallback { profile, global: _, user, target } => {
+            let body = serde_json::json!({ "scope": scope(profile), "username": user });
+            Client::new(&target)?.call(Method::DELETE, "/api/v1/credentials/fallback", Some(serde_json::to_vec(&body)?))?;
+            Ok(())
+        }
+        CredentialsCmd::List { target } => print_json(&Client::new(&target)?.call(Method::GET, "/api/v1/credentials/fallback", None)?),
+    }
 }

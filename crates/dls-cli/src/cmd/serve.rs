@@ -36,6 +36,15 @@ pub(crate) struct ServeArgs {
     /// The secure-mode WPI listener (mutual TLS). Default 0.0.0.0:18444.
     #[arg(long)]
     secure_listen: Option<SocketAddr>,
+    /// The plain-HTTP listener (provisioning files). Default 0.0.0.0:18080.
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// A Digest challenge to offer, in order (repeatable): MD5 (default), SHA-256, SHA-512-256.
+    #[arg(long = "digest-algorithm")]
+    digest_algorithms: Vec<String>,
+    /// The base URL phones fetch provisioning files from (e.g. behind NAT).
+    #[arg(long)]
+    provisioning_base_url: Option<String>,
     /// The secure port phones are told (behind NAT). Default: the listener's.
     #[arg(long)]
     secure_port_advertised: Option<u16>,
@@ -88,6 +97,15 @@ fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
     if let Some(a) = args.secure_listen {
         config.secure_listen = a;
     }
+    if let Some(a) = args.http_listen {
+        config.http_listen = a;
+    }
+    if !args.digest_algorithms.is_empty() {
+        config.digest_algorithms = args.digest_algorithms;
+    }
+    if let Some(u) = args.provisioning_base_url {
+        config.provisioning_base_url = Some(u);
+    }
     if let Some(p) = args.secure_port_advertised {
         config.secure_port_advertised = Some(p);
     }
@@ -137,6 +155,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         })?;
         println!("dls: WPI (default mode) on https://{}{LOGIN_SERVICE_PATH}", running.wpi_addr);
         println!("dls: WPI (secure mode, mutual TLS) on https://{}{LOGIN_SERVICE_PATH}", running.secure_addr);
+        println!("dls: provisioning files on http://{} (HTTPS on the default-mode port too)", running.http_addr);
         println!("dls: admin API on http://{}", running.admin_addr);
         wait_for_signal().await?;
         eprintln!("dls: shutting down; finishing interactions in flight");

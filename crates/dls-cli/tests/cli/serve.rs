@@ -20,6 +20,11 @@ struct Served {
     secure: String,
 }
 
+fn curl(args: &[&str]) -> (i32, String) {
+    let out = Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).output().expect("curl must be installed for this test");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -31,7 +36,7 @@ impl Drop for Served {
 fn serve(data: &Path) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dls"))
         .args(["serve", "--wpi-listen", "127.0.0.1:0", "--secure-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(["--pin-iterations", "100000", "--data-dir"])
+        .args(["--http-listen", "127.0.0.1:0", "--pin-iterations", "100000", "--data-dir"])
         .arg(data)
         .env("DLS_LOG", "warn")
         .stdin(Stdio::null())
@@ -213,4 +218,89 @@ fn sigkill_at_any_moment_loses_no_committed_change_and_leaves_no_half_update() {
             assert_eq!(written, 12, "{mac} finished: everything written is recorded");
         }
     }
+}
+
+#[test]
+fn secure_mode_commands_print_pins_alone_and_audit_lists_the_events() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let _s = serve(&data);
+    let d = data.to_string_lossy().into_owned();
+    let digits = |out: &str| out.trim_end_matches('\n').len() == 15 && out.trim_end().bytes().all(|b| b.is_ascii_digit()) && out.lines().count() == 1;
+
+    let run = dls(&["device", "add", "--mac", "00:1A:E8:00:00:10", "--mode", "pin", "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(digits(&run.stdout), "the PIN alone on stdout: {:?}", run.stdout);
+    let first = run.stdout.clone();
+
+    let run = dls(&["device", "pin", "001AE8000010", "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(digits(&run.stdout) && run.stdout != first, "a fresh PIN: {:?}", run.stdout);
+
+    let run = dls(&["device", "set-mode", "001AE8000010", "nopin", "--data-dir", &d], b"");
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{}", run.stderr);
+    let run = dls(&["device", "set-mode", "001AE8000010", "pin", "--data-dir", &d], b"");
+    assert!(run.code == 0 && digits(&run.stdout), "{:?} {}", run.stdout, run.stderr);
+    let run = dls(&["device", "reset", "001AE8000010", "--data-dir", &d], b"");
+    assert!(run.code == 0 && digits(&run.stdout), "a pin device gets a new PIN on reset: {:?} {}", run.stdout, run.stderr);
+    let run = dls(&["device", "set-mode", "001AE8000010", "teleport", "--data-dir", &d], b"");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let run = dls(&["device", "pin", "001AE8000099", "--data-dir", &d], b"");
+    assert_eq!((run.code, run.stderr.lines().count()), (1, 1), "{}", run.stderr);
+
+    let run = dls(&["device", "show", "001AE8000010", "--data-dir", &d], b"");
+    let shown: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(shown["security"]["mode"], "pin");
+    assert_eq!(shown["security"]["pin_outstanding"], true);
+    assert!(!run.stdout.contains(first.trim()), "no PIN in device show");
+
+    let run = dls(&["audit", "--mac", "00-1a-e8-00-00-10", "--json", "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).expect("JSON");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    for k in ["pin-issued", "mode-changed", "device-reset"] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    let table = dls(&["audit", "--data-dir", &d], b"");
+    assert!(table.stdout.lines().count() > kinds.len(), "a table with a header: {}", table.stdout);
+}
+
+#[test]
+fn digest_protected_provisioning_from_the_command_line() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let s = serve(&data);
+    let d = data.to_string_lossy().into_owned();
+    let run = dls(&["device", "add", "--mac", "00:1A:2B:3C:4D:5E", "--secret", "MACID-1", "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("MACID-1"));
+    let run = dls(&["device", "add", "--mac", "00:1A:2B:3C:4D:5F", "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "shared-secret\n").expect("pw");
+    let run = dls(&["credentials", "set-fallback", "--global", "--user", "site", "--password-file", &pw.to_string_lossy(), "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = dls(&["credentials", "set-fallback", "--profile", "nope", "--user", "x", "--password-file", &pw.to_string_lossy(), "--data-dir", &d], b"");
+    assert_eq!(run.code, 3, "an unknown profile: {}", run.stderr);
+    let run = dls(&["credentials", "list", "--data-dir", &d], b"");
+    assert!(run.stdout.contains("site") && !run.stdout.contains("shared-secret"), "{}", run.stdout);
+
+    let run = dls(&["device", "provisioning-url", "001a2b3c4d5e", "--embed-credentials", "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let url = run.stdout.trim().to_owned();
+    assert!(url.starts_with("https://001A2B3C4D5E:MACID-1@") && url.ends_with("/provisioning/001A2B3C4D5E.xml"), "{url}");
+
+    // curl --digest with the device's credentials, over HTTPS on the default-mode port.
+    let ca = data.join("ca.crt").to_string_lossy().into_owned();
+    let file = format!("https://{}/provisioning/001A2B3C4D5E.xml", s.wpi);
+    let (code, body) = curl(&["--digest", "-u", "001A2B3C4D5E:MACID-1", "--cacert", &ca, &file]);
+    assert_eq!(code, 0);
+    assert!(body.contains("<MAC_ADDRESS value=\"001A2B3C4D5E\"/>"), "the built-in default file: {body}");
+    // The global fallback works for the other device too; its own MAC without a secret does not.
+    let other = format!("https://{}/provisioning/001A2B3C4D5F.xml", s.wpi);
+    let (_, body) = curl(&["--digest", "-u", "site:shared-secret", "--cacert", &ca, &other]);
+    assert!(body.contains("001A2B3C4D5F"), "{body}");
+    // Another device's credentials never get this file.
+    let (_, body) = curl(&["--digest", "-u", "001A2B3C4D5E:MACID-1", "--cacert", &ca, "-w", "%{http_code}", &other]);
+    assert!(body.ends_with("401") && !body.contains("MAC_ADDRESS"), "{body}");
 }

@@ -16,6 +16,7 @@ pub(crate) struct TestServer {
     pub(crate) wpi: SocketAddr,
     pub(crate) admin: SocketAddr,
     pub(crate) secure: SocketAddr,
+    pub(crate) http: SocketAddr,
 }
 
 impl TestServer {
@@ -30,12 +31,13 @@ impl TestServer {
         config.wpi_listen = "127.0.0.1:0".parse().expect("addr");
         config.admin_listen = "127.0.0.1:0".parse().expect("addr");
         config.secure_listen = "127.0.0.1:0".parse().expect("addr");
+        config.http_listen = "127.0.0.1:0".parse().expect("addr");
         config.pin_iterations = 100_000;
         config.shutdown_grace_secs = 5;
         tweak(&mut config);
         let running = dls_server::start(config).await.expect("service starts");
-        let (wpi, admin, secure) = (running.wpi_addr, running.admin_addr, running.secure_addr);
-        Self { running: Some(running), dir, wpi, admin, secure }
+        let (wpi, admin, secure, http) = (running.wpi_addr, running.admin_addr, running.secure_addr, running.http_addr);
+        Self { running: Some(running), dir, wpi, admin, secure, http }
     }
 
     pub(crate) fn data(&self) -> PathBuf {

@@ -5,5 +5,6 @@ mod admin;
 mod bad_input;
 mod common;
 mod flows;
+mod provisioning;
 mod secure;
 mod tls_clients;

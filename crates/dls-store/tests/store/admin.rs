@@ -137,6 +137,7 @@ fn profiles_crud() {
         device_type: Some("OpenStage 60".into()),
         reassert_on_local_changes: Some(true),
         legacy_value_sanitising: Some(false),
+        provisioning_template: Some("<cfg mac=\"{{mac}}\" a=\"{{item:sntp-addr}}\"/>".into()),
         items: vec![
             Item::indexed("function-key-def", 0, "30"),
             Item { item_type: Some("x".into()), ..Item::new("sntp-addr", "<&>") },

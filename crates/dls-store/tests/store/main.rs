@@ -2,6 +2,7 @@
 
 mod admin;
 mod changes;
+mod credentials;
 mod desired;
 mod file;
 mod model;

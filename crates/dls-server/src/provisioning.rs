@@ -1,0 +1,222 @@
+//! Provisioning files for phones that pull one (the Gigaset way), protected with HTTP
+//! Digest: `GET /provisioning/<MAC>.xml` on the plain-HTTP listener and on the default-mode
+//! TLS listener (HTTPS strongly recommended: one captured MD5 exchange lets an attacker try
+//! secrets offline).
+//!
+//! A device authenticates with its MAC (12 hex digits, any case) and its own secret, or with
+//! a fallback credential of one of its profiles or the global ones. It only ever gets its
+//! own file: a MAC-style username other than the file's is unknown here, and gets the same
+//! `401` as a wrong password.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dls_digest::{Credential, Outcome, Request as DigestRequest, Verifier};
+use dls_message::MacAddr;
+use dls_store::{CredentialScope, Store};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tracing::{info, warn};
+
+use crate::http::{ConnInfo, Resp, text};
+use crate::secrets::SecretBox;
+
+/// The provisioning file a device gets when its profiles have no template.
+pub(crate) const DEFAULT_TEMPLATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ProviderFrame xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:noNamespaceSchemaLocation="profile.xsd">
+  <Provider>
+    <MAC_ADDRESS value="{{mac}}"/>
+    <PROFILE_NAME class="string" value="DLS {{mac}}"/>
+    <SYSMGMT>
+      <PROVISIONING_SERVER class="string" value="{{server}}"/>
+    </SYSMGMT>
+  </Provider>
+</ProviderFrame>
+"#;
+
+/// What the provisioning endpoint shares between requests.
+pub(crate) struct ProvisioningState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) verifier: Verifier,
+    pub(crate) secrets: Arc<SecretBox>,
+    /// The path before and after `{mac}` in the configured pattern.
+    pub(crate) prefix: String,
+    pub(crate) suffix: String,
+    /// The service's address for `{{server}}`.
+    pub(crate) server_url: String,
+}
+
+/// The sealing context of a device's secret.
+pub(crate) fn device_context(mac: MacAddr) -> String {
+    format!("device:{mac}")
+}
+
+/// The sealing context of a fallback credential.
+pub(crate) fn fallback_context(scope: &CredentialScope, username: &str) -> String {
+    match scope {
+        CredentialScope::Global => format!("fallback:global:{username}"),
+        CredentialScope::Profile(p) => format!("fallback:profile:{p}:{username}"),
+    }
+}
+
+impl ProvisioningState {
+    /// Whether `path` is a provisioning file's.
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        path.len() > self.prefix.len() + self.suffix.len() && path.starts_with(&self.prefix) && path.ends_with(&self.suffix)
+    }
+
+    /// The file's path for a device.
+    pub(crate) fn path_of(&self, mac: MacAddr) -> String {
+        format!("{}{mac}{}", self.prefix, self.suffix)
+    }
+
+    fn mac_of(&self, path: &str) -> Option<MacAddr> {
+        let middle = path.strip_prefix(&self.prefix)?.strip_suffix(&self.suffix)?;
+        (middle.len() == 12).then(|| MacAddr::parse(middle).ok()).flatten()
+    }
+
+    /// The password for `username` when fetching `mac`'s file.
+    fn credential(&self, mac: MacAddr, username: &str) -> Option<Credential> {
+        let is_mac = username.len() == 12 && username.bytes().all(|b| b.is_ascii_hexdigit());
+        let secret = if is_mac {
+            if MacAddr::parse(username).ok()? != mac {
+                return None;
+            }
+            let sealed = self.store.device_secret(mac).ok()??;
+            self.secrets.open(&device_context(mac), &sealed)?
+        } else {
+            let c = self.store.fallback_credentials(mac).ok()?.into_iter().find(|c| c.username == username)?;
+            self.secrets.open(&fallback_context(&c.scope, &c.username), &c.sealed)?
+        };
+        Some(Credential::password(String::from_utf8(secret.to_vec()).ok()?))
+    }
+
+    fn render(&self, mac: MacAddr) -> Result<String, dls_store::StoreError> {
+        let desired = self.store.desired(mac)?;
+        let template = desired.provisioning_template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
+        Ok(render(template, |key| match key {
+            "mac" => Some(mac.to_string()),
+            "server" => Some(self.server_url.clone()),
+            _ => {
+                let name = key.strip_prefix("item:")?;
+                desired.items.iter().find(|i| i.name == name && i.index.is_none()).map(|i| i.value.clone())
+            }
+        }))
+    }
+}
+
+/// Replaces `{{key}}` with the XML-escaped value `lookup` gives (nothing for unknown keys).
+pub(crate) fn render(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        if let Some(v) = lookup(after[..end].trim()) {
+            for c in v.chars() {
+                match c {
+                    '&' => out.push_str("&amp;"),
+                    '<' => out.push_str("&lt;"),
+                    '>' => out.push_str("&gt;"),
+                    '"' => out.push_str("&quot;"),
+                    '\'' => out.push_str("&apos;"),
+                    c => out.push(c),
+                }
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Serves one provisioning request.
+pub(crate) async fn handle(state: Arc<ProvisioningState>, req: Request<Incoming>, info: ConnInfo) -> Resp {
+    let method = req.method().clone();
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let path = req.uri().path().to_owned();
+    let Some(mac) = state.mac_of(&path) else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let target = req.uri().path_and_query().map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+    let source: IpAddr = info.peer.ip();
+    let st = state.clone();
+    let m = method.as_str().to_owned();
+    let result = tokio::task::spawn_blocking(move || {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let request = DigestRequest { method: &m, target: &target, authorization: authorization.as_deref(), source, now };
+        let lookup = |username: &str| st.credential(mac, username);
+        let outcome = st.verifier.verify(&request, &lookup);
+        let body = match &outcome {
+            Outcome::Accept { .. } => Some(st.render(mac)),
+            _ => None,
+        };
+        (outcome, body)
+    })
+    .await;
+    let Ok((outcome, body)) = result else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+    };
+    match outcome {
+        Outcome::Accept { algorithm, .. } => match body {
+            Some(Ok(xml)) => {
+                info!(%mac, peer = %info.peer, algorithm = algorithm.name(), "provisioning file served");
+                let mut r = Response::new(Full::new(Bytes::from(xml)));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+            _ => text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+        },
+        Outcome::Challenge { www_authenticate, stale, reason } => {
+            info!(%mac, peer = %info.peer, reason = reason.as_str(), stale, "digest challenge");
+            let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
+            for v in www_authenticate {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    r.headers_mut().append(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            r
+        }
+        Outcome::BadRequest { reason } => {
+            warn!(%mac, peer = %info.peer, %reason, "bad digest request");
+            text(StatusCode::BAD_REQUEST, format!("bad request: {reason}\n"))
+        }
+        Outcome::Throttled { retry_after_secs } => {
+            warn!(%mac, peer = %info.peer, retry_after_secs, "digest attempts throttled");
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, "too many failed attempts\n");
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        _ => text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_escape_values() {
+        let out = render("<a v=\"{{ item:x }}\">{{mac}}{{unknown}}{{</a>", |k| match k {
+            "item:x" => Some("a&b<\"'>".into()),
+            "mac" => Some("001A".into()),
+            _ => None,
+        });
+        assert_eq!(out, "<a v=\"a&amp;b&lt;&quot;&apos;&gt;\">001A{{</a>");
+    }
+}

@@ -1,0 +1,85 @@
+//! Secrets at rest: digest passwords (device secrets, fallback credentials) are sealed with
+//! AES-256-GCM under a key kept in the data directory (`secrets.key`, mode 0600), and bound
+//! to what they belong to (associated data), so a sealed value moved to another device or
+//! username does not open. HTTP Digest needs the password itself (or H(A1)), so a slow
+//! one-way hash is not an option: encryption keeps a stolen database useless without the key.
+
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use zeroize::Zeroizing;
+
+const VERSION: u8 = 1;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// Seals and opens secrets.
+pub(crate) struct SecretBox {
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl SecretBox {
+    pub(crate) fn new(key: &[u8]) -> Option<Self> {
+        let key: [u8; 32] = key.try_into().ok()?;
+        Some(Self { key: Zeroizing::new(key) })
+    }
+
+    fn aad(context: &str) -> Vec<u8> {
+        let mut aad = b"dls-secret-v1\0".to_vec();
+        aad.extend_from_slice(context.as_bytes());
+        aad
+    }
+
+    /// `version || nonce || ciphertext || tag`, with a fresh random nonce.
+    pub(crate) fn seal(&self, context: &str, secret: &[u8]) -> Option<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).ok()?;
+        let mut body = Zeroizing::new(secret.to_vec());
+        let tag = Aes256Gcm::new((&*self.key).into())
+            .encrypt_inout_detached(&Nonce::from(nonce), &Self::aad(context), body.as_mut_slice().into())
+            .ok()?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + secret.len() + TAG_LEN);
+        out.push(VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&tag);
+        Some(out)
+    }
+
+    /// The secret, if `sealed` was sealed by this key for `context` and is intact.
+    pub(crate) fn open(&self, context: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let (&version, rest) = sealed.split_first()?;
+        if version != VERSION || rest.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, rest) = rest.split_at(NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+        let tag = Tag::try_from(tag).ok()?;
+        let mut buf = Zeroizing::new(ciphertext.to_vec());
+        Aes256Gcm::new((&*self.key).into())
+            .decrypt_inout_detached(&Nonce::from(nonce), &Self::aad(context), buf.as_mut_slice().into(), &tag)
+            .ok()?;
+        Some(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_binding() {
+        let b = SecretBox::new(&[9; 32]).expect("key");
+        let sealed = b.seal("device:001A2B3C4D5E", b"s3cret").expect("sealed");
+        assert_eq!(b.open("device:001A2B3C4D5E", &sealed).as_deref().map(Vec::as_slice), Some(&b"s3cret"[..]));
+        assert!(b.open("device:001A2B3C4D5F", &sealed).is_none(), "bound to its owner");
+        assert!(SecretBox::new(&[8; 32]).expect("key").open("device:001A2B3C4D5E", &sealed).is_none(), "bound to the key");
+        let mut tampered = sealed.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(b.open("device:001A2B3C4D5E", &tampered).is_none());
+        assert!(b.open("device:001A2B3C4D5E", &sealed[..10]).is_none());
+        assert_ne!(sealed, b.seal("device:001A2B3C4D5E", b"s3cret").expect("sealed"), "fresh nonces");
+        assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
+    }
+}
