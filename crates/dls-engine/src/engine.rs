@@ -129,8 +129,8 @@ impl Engine {
         let mut run =
             Run { engine: self, now, message, channel, device, desired, changes: Vec::new(), notes: Vec::new() };
         let (reply, session) = match run.check_channel() {
-            Err(refusal) => refusal,
-            Ok(()) => match session {
+            Some(refusal) => refusal,
+            None => match session {
                 Some(s) if message.reason.value == Reason::ReplyTo => run.continue_interaction(s),
                 Some(_) if message.reason.value == Reason::CleanUp => run.phone_clean_up(),
                 // A new interaction (e.g. the phone restarted and kept its cookie): start afresh.
@@ -198,16 +198,16 @@ impl Run<'_> {
     }
 
     /// On the secure port: the certificate must be the device's current one, and the
-    /// message must be about that device.
-    fn check_channel(&mut self) -> Result<(), Answer> {
-        let Channel::Secure { certificate_mac, certificate_serial } = self.channel else { return Ok(()) };
+    /// message must be about that device. `Some` is the refusal.
+    fn check_channel(&mut self) -> Option<Answer> {
+        let Channel::Secure { certificate_mac, certificate_serial } = self.channel else { return None };
         let Some(cert_mac) = certificate_mac else {
-            return Err(self.refuse("client certificate does not name a device"));
+            return Some(self.refuse("client certificate does not name a device"));
         };
         if let Some(claimed) = mac_of(self.message.items.as_deref()) {
             if claimed != *cert_mac {
                 let detail = format!("certificate {certificate_serial} of {cert_mac} presented for {claimed}");
-                return Err(self.refuse_with_reason(
+                return Some(self.refuse_with_reason(
                     "certificate names another device",
                     "certificate does not match the device",
                     Some((AuditKind::CertificateMismatch, detail)),
@@ -215,17 +215,17 @@ impl Run<'_> {
             }
         }
         if !self.device.known {
-            return Err(self.refuse("unknown device on the secure port"));
+            return Some(self.refuse("unknown device on the secure port"));
         }
         if self.device.security.certificate.as_deref() != Some(certificate_serial.as_str()) {
             let detail = format!("certificate {certificate_serial} is not the device's current one");
-            return Err(self.refuse_with_reason(
+            return Some(self.refuse_with_reason(
                 "revoked or superseded certificate",
                 "certificate revoked",
                 Some((AuditKind::CertificateRefused, detail)),
             ));
         }
-        Ok(())
+        None
     }
 
     /// A message that is not part of an interaction in progress.
@@ -327,7 +327,10 @@ impl Run<'_> {
             BootstrapState::Secured => Some(self.refuse_with_reason(
                 "device is in secure mode; refused on the default port",
                 "device is in secure mode",
-                Some((AuditKind::DefaultPortRefused, format!("{} on the default-mode port", self.message.reason.value))),
+                Some((
+                    AuditKind::DefaultPortRefused,
+                    format!("{} on the default-mode port", self.message.reason.value),
+                )),
             )),
             BootstrapState::Failed if self.message.reason.value != Reason::CleanUp => Some(self.refuse_with_reason(
                 "bootstrapping failed; waiting for a new PIN",
@@ -357,7 +360,13 @@ impl Run<'_> {
     }
 
     /// The first message on the secure port of a device not bootstrapped yet.
-    fn secure_port_bootstrap(&mut self, mut session: Session, reported: Vec<Item>, mode: SecurityMode, serial: String) -> Answer {
+    fn secure_port_bootstrap(
+        &mut self,
+        mut session: Session,
+        reported: Vec<Item>,
+        mode: SecurityMode,
+        serial: String,
+    ) -> Answer {
         if mode == SecurityMode::Pin {
             if self.device.security.tan.is_none() {
                 return self.refuse_with_reason("no PIN outstanding", "no valid PIN", None);

@@ -144,10 +144,12 @@ impl<'i, 'l> Parser<'i, 'l> {
         }
         let base = if input.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
         let text = &input[base..];
-        // The text is not checked for UTF-8 here: quick-xml checks every piece it reads, so
-        // a document read to its end is UTF-8, and when reading fails, `document` looks
-        // first. 0xFE and 0xFF are never UTF-8: refused here, they cannot pass for a UTF-16
-        // byte order mark.
+        // The text is not checked for UTF-8 in a pass of its own: quick-xml checks every piece
+        // it reads (tags, text, references, comments; it skips only ASCII white space), so a
+        // document read to its end is UTF-8, and when anything fails, `document` and the
+        // error below look for invalid UTF-8 first, as the error to report. 0xFE and 0xFF are
+        // never UTF-8: refused here, they cannot pass for a UTF-16 byte order mark (which
+        // quick-xml would drop if built with its `encoding` feature).
         if matches!(text.first(), Some(0xFE | 0xFF)) {
             return Err(DecodeError::new(K::InvalidUtf8, input, base));
         }
@@ -198,11 +200,14 @@ impl<'i, 'l> Parser<'i, 'l> {
     }
 
     /// The next event where white space between elements means nothing: white space
-    /// before markup is skipped instead of being read as an event of its own.
+    /// before markup is skipped by quick-xml instead of being read as an event of its own
+    /// (text that is not only white space is still read, leading white space included).
     fn next_element(&mut self) -> Result<Event<'i>, DecodeError> {
         self.read(true)
     }
 
+    /// Reads an event, refusing a DTD. Inlined into its few callers: that spares moving
+    /// every event once more.
     #[inline(always)]
     fn read(&mut self, skip_space: bool) -> Result<Event<'i>, DecodeError> {
         self.pos = pos_usize(self.reader.buffer_position());
@@ -563,6 +568,9 @@ impl<'i, 'l> Parser<'i, 'l> {
 
     /// Calls `f` with the local name and value of each attribute of `e`, refusing
     /// duplicates and more than [`MAX_ATTRIBUTES`] (checked here without allocating).
+    /// Attributes are found by [`next_attribute`], which takes them exactly as quick-xml's
+    /// iterator does; whatever it leaves (odd shapes, errors, a fifth attribute) is handed
+    /// to that iterator.
     fn each_attr<'e>(
         &self,
         e: &'e BytesStart<'i>,
@@ -631,7 +639,11 @@ impl<'i, 'l> Parser<'i, 'l> {
         attribute: &'static str,
     ) -> Result<Cow<'a, str>, DecodeError> {
         // Nothing to resolve or normalise: the common case, without a second pass.
-        if value.plain { Ok(Cow::Borrowed(value.text)) } else { self.normalised_attr_value(value.text, element, attribute) }
+        if value.plain {
+            Ok(Cow::Borrowed(value.text))
+        } else {
+            self.normalised_attr_value(value.text, element, attribute)
+        }
     }
 
     #[cold]
@@ -713,7 +725,7 @@ fn next_attribute(b: &[u8], at: usize) -> Scan {
     }
     let key_start = i;
     // The key's first byte is taken whatever it is, as quick-xml does; the key ends at '='
-    // or white space (bytes up to 0x20, since no other control character gets this far).
+    // or white space. A ':' on the way makes it a prefixed name.
     let mut prefixed = b[key_start] == b':';
     let mut i = key_start + 1;
     let key_end = loop {
@@ -732,9 +744,8 @@ fn next_attribute(b: &[u8], at: usize) -> Scan {
             _ => return Scan::Unusual,
         }
     };
-    let quote = match b.get(key_end + 1) {
-        Some(&q @ (b'"' | b'\'')) => q,
-        _ => return Scan::Unusual,
+    let Some(&quote @ (b'"' | b'\'')) = b.get(key_end + 1) else {
+        return Scan::Unusual;
     };
     let value_start = key_end + 2;
     let mut plain = true;
@@ -835,9 +846,10 @@ pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
-/// Checks that `b` (valid UTF-8) holds only characters XML 1.0 allows: `Err` with the offset
-/// of the first one it does not (a control character, U+FFFE, U+FFFF), else `Ok` with whether
-/// `b` holds a carriage return (when it does not, no text needs line-end normalisation).
+/// Checks that the text `b` holds only characters XML 1.0 allows: `Err` with the offset of the
+/// first one it does not (a control character, U+FFFE, U+FFFF), else `Ok` with whether `b`
+/// holds a carriage return (when it does not, no text needs line-end normalisation). `b` is
+/// not yet known to be UTF-8: if it is not, the caller reports that instead.
 fn check_chars(b: &[u8]) -> Result<bool, usize> {
     const BLOCK: usize = 32;
     let suspect = |c: u8| (c < 0x20) & (c != b'\n') & (c != b'\t') & (c != b'\r') | (c == 0xEF);
@@ -849,8 +861,9 @@ fn check_chars(b: &[u8]) -> Result<bool, usize> {
     let mut block_start = 0;
     let mut carriage_return = false;
     for chunk in b.chunks(BLOCK) {
-        carriage_return |= chunk.iter().fold(false, |acc, &c| acc | (c == b'\r'));
-        if chunk.iter().fold(false, |acc, &c| acc | suspect(c)) {
+        let (sus, cr) = chunk.iter().fold((false, false), |(s, r), &c| (s | suspect(c), r | (c == b'\r')));
+        carriage_return |= cr;
+        if sus {
             if let Some(i) = (block_start..block_start + chunk.len()).find(|&i| bad_at(i)) {
                 return Err(i);
             }

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dls_engine::Profile;
-use dls_message::MacAddr;
 use dls_engine::SecurityMode;
+use dls_message::MacAddr;
 use dls_secure_mode::Pin;
 use dls_store::{CredentialScope, DeviceFilter, DeviceSpec, DeviceUpdate, SecurityUpdate, Store, StoreError};
 use http_body_util::Full;
@@ -219,7 +219,13 @@ async fn set_secret(state: &AdminState, mac: MacAddr, secret: Option<&str>) -> R
         Some(s) => {
             check_secret(s)?;
             let context = crate::provisioning::device_context(mac);
-            Some(state.provisioning.secrets.seal(&context, s.as_bytes()).ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?)
+            Some(
+                state
+                    .provisioning
+                    .secrets
+                    .seal(&context, s.as_bytes())
+                    .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?,
+            )
         }
         None => None,
     };
@@ -230,7 +236,13 @@ async fn set_secret(state: &AdminState, mac: MacAddr, secret: Option<&str>) -> R
 fn userinfo(user: &str, password: &str) -> String {
     let enc = |s: &str| -> String {
         s.bytes()
-            .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
             .collect()
     };
     format!("{}:{}@", enc(user), enc(password))
@@ -248,7 +260,11 @@ struct SecurityRequest {
 }
 
 /// Applies a security change; returns the PIN issued, if any.
-async fn change_security(store: &Arc<dyn Store>, mac: MacAddr, request: SecurityRequest) -> Result<Option<Zeroizing<String>>, ApiError> {
+async fn change_security(
+    store: &Arc<dyn Store>,
+    mac: MacAddr,
+    request: SecurityRequest,
+) -> Result<Option<Zeroizing<String>>, ApiError> {
     let pin = if request.new_pin {
         let p = Pin::generate().map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("no PIN: {e}")))?;
         Some(Zeroizing::new(p.digits().to_owned()))
@@ -319,7 +335,8 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
             }
             let pin = match new.mode {
                 Some(mode) => {
-                    let request = SecurityRequest { mode: Some(mode), reset: false, new_pin: mode == SecurityMode::Pin };
+                    let request =
+                        SecurityRequest { mode: Some(mode), reset: false, new_pin: mode == SecurityMode::Pin };
                     change_security(store, mac, request).await?
                 }
                 None => None,
@@ -375,17 +392,25 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
         }
         (Method::GET, ["credentials", "fallback"]) => {
             let list = blocking(store, |s| s.list_fallback_credentials()).await?;
-            let list: Vec<serde_json::Value> =
-                list.into_iter().map(|(scope, username)| serde_json::json!({ "scope": scope, "username": username })).collect();
+            let list: Vec<serde_json::Value> = list
+                .into_iter()
+                .map(|(scope, username)| serde_json::json!({ "scope": scope, "username": username }))
+                .collect();
             Ok(json(StatusCode::OK, &list))
         }
         (Method::PUT | Method::DELETE, ["credentials", "fallback"]) => {
             let r: FallbackRequest = body_json(state, req).await?;
-            let sealed = match (method == &Method::PUT, &r.password) {
+            let sealed = match (*method == Method::PUT, &r.password) {
                 (true, Some(p)) => {
                     check_secret(p)?;
                     let context = crate::provisioning::fallback_context(&r.scope, &r.username);
-                    Some(state.provisioning.secrets.seal(&context, p.as_bytes()).ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?)
+                    Some(
+                        state
+                            .provisioning
+                            .secrets
+                            .seal(&context, p.as_bytes())
+                            .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?,
+                    )
                 }
                 (true, None) => return Err(error(StatusCode::BAD_REQUEST, "a password is required")),
                 (false, _) => None,
@@ -461,9 +486,7 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
             | ["profiles", _]
             | ["audit"]
             | ["credentials", "fallback"],
-        ) => {
-            Err(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
-        }
+        ) => Err(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
         _ => Err(error(StatusCode::NOT_FOUND, "not found")),
     }
 }

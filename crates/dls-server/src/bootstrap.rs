@@ -41,7 +41,12 @@ impl BootstrapMaker {
     /// The items for `mac`: for `nopin` in the clear, for `pin` sealed with the device's
     /// outstanding PIN into `secure-mode-data`. A fresh certificate every time (a phone
     /// that restarts before its user types the PIN gets a freshly sealed bundle, same PIN).
-    pub(crate) fn prepare(&self, kind: BootstrapKind, mac: MacAddr, store: &dyn Store) -> Result<Bootstrap, BootstrapError> {
+    pub(crate) fn prepare(
+        &self,
+        kind: BootstrapKind,
+        mac: MacAddr,
+        store: &dyn Store,
+    ) -> Result<Bootstrap, BootstrapError> {
         let cert = self.pki.issue_device_certificate(mac, self.certificate_days)?;
         let mut inner = vec![Item::new(
             "dls-client-certificate",
@@ -71,6 +76,9 @@ impl BootstrapMaker {
                 ]
             }
         };
-        Ok(Bootstrap { items, certificate: IssuedCertificate { serial: cert.serial, not_after: UnixTime(cert.not_after) } })
+        Ok(Bootstrap {
+            items,
+            certificate: IssuedCertificate { serial: cert.serial, not_after: UnixTime(cert.not_after) },
+        })
     }
 }

@@ -12,13 +12,13 @@
 
 mod admin;
 mod bootstrap;
-mod provisioning;
-mod secrets;
 pub mod config;
 pub mod datadir;
 mod error;
 mod http;
 pub mod pki;
+mod provisioning;
+mod secrets;
 mod sessions;
 pub mod tls;
 mod wpi;
@@ -120,18 +120,21 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     };
     let body_timeout = Duration::from_secs(config.body_timeout_secs);
     let secrets = Arc::new(
-        secrets::SecretBox::new(&dir.secret(names::SECRETS_KEY, 32)?).ok_or_else(|| ServerError::Config("secrets.key".into()))?,
+        secrets::SecretBox::new(&dir.secret(names::SECRETS_KEY, 32)?)
+            .ok_or_else(|| ServerError::Config("secrets.key".into()))?,
     );
     let mut digest = dls_digest::Config::new(config.digest_realm.clone());
     digest.challenges = config.digest_algorithms.iter().filter_map(|a| dls_digest::Algorithm::from_name(a)).collect();
-    let verifier = dls_digest::Verifier::with_random_secret(digest).map_err(|e| ServerError::Config(format!("digest: {e}")))?;
+    let verifier =
+        dls_digest::Verifier::with_random_secret(digest).map_err(|e| ServerError::Config(format!("digest: {e}")))?;
     let (prefix, suffix) = config.provisioning_path.split_once("{mac}").unwrap_or(("/provisioning/", ".xml"));
     let server_host = config.server_names.first().cloned().unwrap_or_else(|| wpi_addr.ip().to_string());
-    let base_url = config.provisioning_base_url.clone().unwrap_or_else(|| format!("https://{server_host}:{}", wpi_addr.port()));
+    let base_url =
+        config.provisioning_base_url.clone().unwrap_or_else(|| format!("https://{server_host}:{}", wpi_addr.port()));
     let provisioning = Arc::new(provisioning::ProvisioningState {
         store: store.clone(),
         verifier,
-        secrets: secrets.clone(),
+        secrets,
         prefix: prefix.to_owned(),
         suffix: suffix.to_owned(),
         server_url: base_url.clone(),

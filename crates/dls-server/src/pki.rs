@@ -51,7 +51,11 @@ impl Pki {
     ///
     /// # Errors
     /// [`ServerError::Pki`] when keys or certificates cannot be made or read.
-    pub fn load_with(dir: &DataDir, server_names: &[String], external: Option<(&Path, &Path)>) -> Result<Self, ServerError> {
+    pub fn load_with(
+        dir: &DataDir,
+        server_names: &[String],
+        external: Option<(&Path, &Path)>,
+    ) -> Result<Self, ServerError> {
         let stored = match external {
             Some((cert, key)) => {
                 let read = |p: &Path| {
@@ -148,11 +152,7 @@ impl Pki {
 
     /// The CA certificates as separate PEM blocks (one `dls-server-ca` item each).
     pub(crate) fn ca_pems(&self) -> Vec<String> {
-        self.ca_certs()
-            .unwrap_or_default()
-            .iter()
-            .map(|der| pem_certificate(der.as_ref()))
-            .collect()
+        self.ca_certs().unwrap_or_default().iter().map(|der| pem_certificate(der.as_ref())).collect()
     }
 }
 
@@ -170,7 +170,10 @@ pub struct DeviceCertificate {
 
 impl std::fmt::Debug for DeviceCertificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceCertificate").field("serial", &self.serial).field("not_after", &self.not_after).finish_non_exhaustive()
+        f.debug_struct("DeviceCertificate")
+            .field("serial", &self.serial)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
     }
 }
 

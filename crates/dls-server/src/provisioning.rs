@@ -65,7 +65,9 @@ pub(crate) fn fallback_context(scope: &CredentialScope, username: &str) -> Strin
 impl ProvisioningState {
     /// Whether `path` is a provisioning file's.
     pub(crate) fn matches(&self, path: &str) -> bool {
-        path.len() > self.prefix.len() + self.suffix.len() && path.starts_with(&self.prefix) && path.ends_with(&self.suffix)
+        path.len() > self.prefix.len() + self.suffix.len()
+            && path.starts_with(&self.prefix)
+            && path.ends_with(&self.suffix)
     }
 
     /// The file's path for a device.
@@ -156,7 +158,8 @@ pub(crate) async fn handle(state: Arc<ProvisioningState>, req: Request<Incoming>
     let m = method.as_str().to_owned();
     let result = tokio::task::spawn_blocking(move || {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let request = DigestRequest { method: &m, target: &target, authorization: authorization.as_deref(), source, now };
+        let request =
+            DigestRequest { method: &m, target: &target, authorization: authorization.as_deref(), source, now };
         let lookup = |username: &str| st.credential(mac, username);
         let outcome = st.verifier.verify(&request, &lookup);
         let body = match &outcome {
@@ -174,7 +177,8 @@ pub(crate) async fn handle(state: Arc<ProvisioningState>, req: Request<Incoming>
             Some(Ok(xml)) => {
                 info!(%mac, peer = %info.peer, algorithm = algorithm.name(), "provisioning file served");
                 let mut r = Response::new(Full::new(Bytes::from(xml)));
-                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
                 r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 r
             }

@@ -73,7 +73,10 @@ mod tests {
         let sealed = b.seal("device:001A2B3C4D5E", b"s3cret").expect("sealed");
         assert_eq!(b.open("device:001A2B3C4D5E", &sealed).as_deref().map(Vec::as_slice), Some(&b"s3cret"[..]));
         assert!(b.open("device:001A2B3C4D5F", &sealed).is_none(), "bound to its owner");
-        assert!(SecretBox::new(&[8; 32]).expect("key").open("device:001A2B3C4D5E", &sealed).is_none(), "bound to the key");
+        assert!(
+            SecretBox::new(&[8; 32]).expect("key").open("device:001A2B3C4D5E", &sealed).is_none(),
+            "bound to the key"
+        );
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;

@@ -123,9 +123,9 @@ pub trait Store: Send + Sync + 'static {
     fn device_secret(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Sets (`Some`) or removes (`None`) a fallback credential for a scope.
-    /// [`StoreError::Invalid`] for an empty or over-long username (1–128 characters) or a
-    /// profile that does not exist; removing one that does not exist is
-    /// [`StoreError::NotFound`].
+    /// [`StoreError::Invalid`] for an empty or over-long username (1–128 characters), one
+    /// with control characters, or a profile that does not exist; removing one that does not
+    /// exist is [`StoreError::NotFound`].
     fn set_fallback_credential(&self, scope: &CredentialScope, username: &str, sealed: Option<&[u8]>) -> Result<(), StoreError>;
 
     /// The fallback credentials that apply to a device: those of its assigned profiles in

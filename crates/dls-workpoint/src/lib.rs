@@ -9,14 +9,41 @@
 //!   typed PIN ([`Phone::enter_pin`]), the mutual-TLS client for the secure port
 //!   ([`Phone::secure_client`]), the `bootstrapping-tan` answer.
 //! * [`tls`]: default-mode trust (none) and verified trust.
+//! * [`contact`]: the contact-me listener (`204`, with the phone's contact gap).
+//! * [`load`]: a fleet of phones for load tests (`dls phone load`).
+//!
+//! A phone's start-up against a DLS (`examples/start_up.rs` runs the same):
+//!
+//! ```no_run
+//! use dls_message::{MacAddr, Reason};
+//! use dls_workpoint::{Phone, ServerTrust, WpiClient};
+//!
+//! # async fn start_up() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut client = WpiClient::new("dls.example.com:18443", &ServerTrust::AcceptAny)?;
+//! let mut phone = Phone::new(MacAddr::parse("00:1A:E8:3C:4D:5E")?);
+//! let report = phone.interact(&mut client, Reason::StartUp).await?;
+//! assert_eq!(report.actions.last(), Some(&dls_message::Action::CleanUp));
+//! if report.bootstrap.as_deref() == Some("pin") {
+//!     phone.pin_entries.push_back("123456789012345".into()); // what the user types
+//!     phone.enter_pin()?;
+//! }
+//! if phone.secure.is_some() {
+//!     let mut secure = phone.secure_client("dls.example.com")?;
+//!     phone.interact(&mut secure, Reason::StartUp).await?; // mutual TLS, TAN, configuration
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod client;
+pub mod contact;
 pub mod load;
 mod phone;
 pub mod secure;
 pub mod tls;
 
 pub use client::{ClientError, LOGIN_SERVICE_PATH, Traced, WpiClient};
+pub use contact::{CONTACT_ME_PATH, ContactListener, ContactMe};
 pub use load::{Fleet, Histogram, LoadConfig, LoadMode, LoadReport, Progress};
 pub use phone::{Interaction, MAX_EXCHANGES, Phone, is_write_only, item_map, new_nonce};
 pub use secure::{PendingPin, PinOutcome, SecureMaterial};

@@ -2,7 +2,7 @@
 //! against a DLS, with a bounded number of interactions in flight.
 //!
 //! * [`Fleet`]: `N` distinct phones (MACs counted up from [`LoadConfig::first_mac`]), each
-//!   with a realistic item set of about 300 items ([`fleet_items`]: function keys 1–9 and
+//!   with a realistic item set of about 350 items ([`fleet_items`]: function keys 1–9 and
 //!   1001–1036, key labels, SIP, LDAP, codecs, network, audio, …).
 //! * [`run`]: `C` tasks, each owning one [`WpiClient`], take phone indexes from a shared
 //!   counter until every phone has had its interaction — or, with a
@@ -257,7 +257,7 @@ fn function_keys() -> impl Iterator<Item = u32> {
     (1..=9).chain(1001..=1036)
 }
 
-/// The items of fleet phone `index` beyond the identity items of [`Phone::new`]: about 300
+/// The items of fleet phone `index` beyond the identity items of [`Phone::new`]: about 350
 /// items, as an OpenStage 60 with one key module reports them (values vary with the
 /// index where a real fleet's do: numbers, addresses, labels).
 #[must_use]

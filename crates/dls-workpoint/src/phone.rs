@@ -295,7 +295,8 @@ impl Phone {
                 Ok("nopin".into())
             }
             Some("pin") => {
-                let data = get("secure-mode-data").ok_or_else(|| ClientError::Protocol("pin bootstrap without secure-mode-data".into()))?;
+                let data = get("secure-mode-data")
+                    .ok_or_else(|| ClientError::Protocol("pin bootstrap without secure-mode-data".into()))?;
                 let max = get("max-pin-retries").and_then(|v| v.trim().parse().ok()).unwrap_or(3);
                 self.pending_pin = Some(PendingPin { secure_mode_data: data, max_pin_retries: max, failures: 0 });
                 Ok("pin".into())

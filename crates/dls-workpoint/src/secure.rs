@@ -29,7 +29,10 @@ pub struct SecureMaterial {
 
 impl std::fmt::Debug for SecureMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecureMaterial").field("server_cas", &self.server_cas.len()).field("port", &self.port).finish_non_exhaustive()
+        f.debug_struct("SecureMaterial")
+            .field("server_cas", &self.server_cas.len())
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
@@ -42,10 +45,15 @@ impl SecureMaterial {
     pub fn from_items(items: &[Item]) -> Result<Self, ClientError> {
         let get = |n: &str| items.iter().find(|i| i.name == n).map(|i| i.value.as_str());
         let bundle = get("dls-client-certificate").ok_or_else(|| missing("dls-client-certificate"))?;
-        let split = bundle.find("-----BEGIN PRIVATE KEY-----").ok_or_else(|| missing("the private key in dls-client-certificate"))?;
+        let split = bundle
+            .find("-----BEGIN PRIVATE KEY-----")
+            .ok_or_else(|| missing("the private key in dls-client-certificate"))?;
         let (chain, key) = bundle.split_at(split);
-        let mut cas: Vec<(u32, String)> =
-            items.iter().filter(|i| i.name == "dls-server-ca").map(|i| (i.index.unwrap_or(0), i.value.clone())).collect();
+        let mut cas: Vec<(u32, String)> = items
+            .iter()
+            .filter(|i| i.name == "dls-server-ca")
+            .map(|i| (i.index.unwrap_or(0), i.value.clone()))
+            .collect();
         cas.sort_by_key(|(i, _)| *i);
         if cas.is_empty() {
             return Err(missing("dls-server-ca"));
@@ -123,7 +131,11 @@ pub enum PinOutcome {
 /// # Errors
 /// [`ClientError::Protocol`] when the bundle is malformed (not a wrong PIN) or the typed
 /// text is not a PIN.
-pub fn open_bundle(pending: &PendingPin, mac: MacAddr, typed: &str) -> Result<Result<(SecureMaterial, String), ()>, ClientError> {
+pub fn open_bundle(
+    pending: &PendingPin,
+    mac: MacAddr,
+    typed: &str,
+) -> Result<Result<(SecureMaterial, String), ()>, ClientError> {
     let pin = Pin::parse(typed).map_err(|e| ClientError::Protocol(format!("not a PIN: {e}")))?;
     match dls_secure_mode::open(&pin, &mac, &pending.secure_mode_data) {
         Ok(items) => Ok(Ok((SecureMaterial::from_items(&items)?, pin.tan().to_owned()))),

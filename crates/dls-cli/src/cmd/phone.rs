@@ -11,9 +11,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use dls_message::{Item, MacAddr, Reason};
 use dls_workpoint::load::{self, DEFAULT_FIRST_MAC, Fleet, LoadConfig, LoadMode, LoadReport, Progress};
-use dls_workpoint::{ClientError, Phone, ServerTrust, Traced, WpiClient};
+use dls_workpoint::{ClientError, Phone, PinOutcome, SecureMaterial, ServerTrust, Traced, WpiClient};
 
-use crate::exit::{OTHER, fail, malformed};
+use crate::exit::{AUTH, OTHER, fail, malformed};
 use crate::io::read_input;
 
 /// The WPI port of a DLS when `--server` names none.
@@ -30,7 +30,7 @@ pub(crate) enum PhoneCmd {
     /// Run a fleet of simulated phones against a DLS and report the interaction rate,
     /// latency percentiles and failures.
     ///
-    /// Phone `i` has the MAC `--first-mac` plus `i` and about 300 items (function keys 1–9
+    /// Phone `i` has the MAC `--first-mac` plus `i` and about 350 items (function keys 1–9
     /// and 1001–1036, labels, SIP, LDAP, codecs, network …). `--concurrency` tasks, each
     /// with its own connection, take phones in turn until each has had one `start-up`
     /// interaction (or, with `--duration`, until the time is up, reusing phones
@@ -78,11 +78,12 @@ pub(crate) struct RunArgs {
     /// Seconds allowed for connecting and for each exchange.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout_secs: u64,
-    /// The bootstrap PIN, used when the server bootstraps secure mode.
-    #[arg(long, value_name = "PIN")]
-    pin: Option<String>,
-    /// Where the phone keeps its secure-mode state (certificates, keys), used when the
-    /// server bootstraps secure mode.
+    /// The PIN typed at the phone when the DLS bootstraps secure mode with a PIN; repeat
+    /// it to play a user who retries (each is one attempt). Also read from `DLS_PIN`.
+    #[arg(long, value_name = "PIN", env = "DLS_PIN", hide_env_values = true)]
+    pin: Vec<String>,
+    /// Where the phone keeps its secure-mode state (certificate, key, CAs, port; mode
+    /// 0600). With a saved state, the phone goes straight to the secure port.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 }
@@ -230,36 +231,150 @@ fn runtime(current_thread: bool) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_one(a: RunArgs) -> anyhow::Result<()> {
-    // --pin and --state-dir are used by secure mode, which this build's phone does not do
-    // yet; they are accepted so that scripts can pass them already.
-    let _ = (&a.pin, &a.state_dir);
     let trust = trust_of(a.server.ca.as_deref())?;
     let extra = a.items.as_deref().map(items_of).transpose()?.unwrap_or_default();
     let mut phone = Phone::with_items(a.mac, extra);
-    let mut client = WpiClient::new(&a.server.server, &trust).map_err(|e| client_error(&e, "the client"))?;
-    client.set_timeout(Duration::from_secs(a.timeout_secs.max(1)));
+    phone.pin_entries.extend(a.pin.iter().cloned());
+    let host = a.server.server.rsplit_once(':').map_or(a.server.server.as_str(), |(h, _)| h).to_owned();
     let verbose = a.verbose;
-    client.observe(move |t: &Traced<'_>| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", t.summary());
-        if verbose {
-            let _ = writeln!(out, "{}", t.xml().trim_end());
-        }
-        let _ = out.flush();
-    });
+    let timeout = Duration::from_secs(a.timeout_secs.max(1));
+    let prepare = |client: &mut WpiClient| {
+        client.set_timeout(timeout);
+        client.observe(move |t: &Traced<'_>| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", t.summary());
+            if verbose {
+                let _ = writeln!(out, "{}", t.xml().trim_end());
+            }
+            let _ = out.flush();
+        });
+    };
     let what = format!("phone {} at {}", a.mac.colon_separated(), a.server.server);
-    let r =
-        runtime(true)?.block_on(phone.interact(&mut client, Reason::StartUp)).map_err(|e| client_error(&e, &what))?;
+    let rt = runtime(true)?;
+    if let Some(saved) = a.state_dir.as_deref().map(load_state).transpose()?.flatten() {
+        phone.secure = Some(saved);
+    }
+    let r = if phone.secure.is_some() {
+        println!("secure mode: using the saved certificate");
+        let mut client = phone.secure_client(&host).map_err(|e| client_error(&e, &what))?;
+        prepare(&mut client);
+        rt.block_on(phone.interact(&mut client, Reason::StartUp)).map_err(|e| client_error(&e, &what))?
+    } else {
+        let mut client = WpiClient::new(&a.server.server, &trust).map_err(|e| client_error(&e, "the client"))?;
+        prepare(&mut client);
+        let first = rt.block_on(phone.interact(&mut client, Reason::StartUp)).map_err(|e| client_error(&e, &what))?;
+        match first.bootstrap.as_deref() {
+            None => first,
+            Some(kind) => {
+                if kind == "pin" {
+                    open_with_pins(&mut phone, &rt, &mut client, &what)?;
+                }
+                println!("secure mode ({kind}): switching to {host}:{}", phone.secure.as_ref().map_or(0, |m| m.port));
+                if let Some(dir) = a.state_dir.as_deref() {
+                    save_state(dir, phone.secure.as_ref())?;
+                }
+                let mut secure = phone.secure_client(&host).map_err(|e| client_error(&e, &what))?;
+                prepare(&mut secure);
+                rt.block_on(phone.interact(&mut secure, Reason::StartUp)).map_err(|e| client_error(&e, &what))?
+            }
+        }
+    };
     let plural = if r.exchanges == 1 { "" } else { "s" };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "ended with CleanUp after {} exchange{plural}: {} items written, {} refused{}",
+        "ended with CleanUp after {} exchange{plural}: {} items written, {} refused{}{}",
         r.exchanges,
         r.written.len(),
         r.refused.len(),
-        if r.send_solicited { ", the DLS asks the phone to call back" } else { "" }
+        if r.send_solicited { ", the DLS asks the phone to call back" } else { "" },
+        r.cleanup_reason.as_deref().map_or_else(String::new, |c| format!(" (cleanup-reason: {c})"))
     );
+    Ok(())
+}
+
+/// Types the given PINs until the bundle opens; when the phone's retries run out it sends
+/// `clean-up` with `password retries exceeded`, as a phone does.
+fn open_with_pins(
+    phone: &mut Phone,
+    rt: &tokio::runtime::Runtime,
+    client: &mut WpiClient,
+    what: &str,
+) -> anyhow::Result<()> {
+    loop {
+        if phone.pin_entries.is_empty() {
+            return Err(fail(AUTH, "the DLS bootstrapped secure mode with a PIN: give the right --pin"));
+        }
+        match phone.enter_pin().map_err(|e| client_error(&e, what))? {
+            PinOutcome::Opened => {
+                println!("PIN accepted: secure-mode-data opened");
+                return Ok(());
+            }
+            PinOutcome::Wrong { left } => println!("wrong PIN ({left} tries left)"),
+            PinOutcome::RetriesExceeded => {
+                rt.block_on(phone.clean_up(client, "password retries exceeded")).map_err(|e| client_error(&e, what))?;
+                return Err(fail(
+                    AUTH,
+                    "wrong PIN: retries exceeded; the phone sent clean-up (password retries exceeded)",
+                ));
+            }
+        }
+    }
+}
+
+const STATE_FILE: &str = "secure-mode.json";
+
+fn load_state(dir: &Path) -> anyhow::Result<Option<SecureMaterial>> {
+    let p = dir.join(STATE_FILE);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", p.display()))),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| malformed(format!("{}: {e}", p.display())))?;
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    let (Some(chain), Some(key), Some(port)) =
+        (s("certificate_chain"), s("private_key"), v.get("port").and_then(serde_json::Value::as_u64))
+    else {
+        return Err(malformed(format!("{} is not a saved secure-mode state", p.display())));
+    };
+    let cas = v
+        .get("server_cas")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect();
+    Ok(Some(SecureMaterial {
+        certificate_chain: chain,
+        private_key: zeroize::Zeroizing::new(key),
+        server_cas: cas,
+        port: u16::try_from(port).map_err(|_| malformed("port out of range"))?,
+    }))
+}
+
+fn save_state(dir: &Path, m: Option<&SecureMaterial>) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(m) = m else { return Ok(()) };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let v = serde_json::json!({
+        "certificate_chain": m.certificate_chain,
+        "private_key": m.private_key.as_str(),
+        "server_cas": m.server_cas,
+        "port": m.port,
+    });
+    let p = dir.join(STATE_FILE);
+    let tmp = dir.join(format!(".{STATE_FILE}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(serde_json::to_string(&v)?.as_bytes()).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &p).with_context(|| format!("saving {}", p.display()))?;
+    println!("secure-mode state saved in {}", p.display());
     Ok(())
 }
 

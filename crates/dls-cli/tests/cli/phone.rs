@@ -23,7 +23,16 @@ impl Drop for Served {
 fn serve(tmp: &Path, items: usize) -> Served {
     let data = tmp.join("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dls"))
-        .args(["serve", "--wpi-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--wpi-listen",
+            "127.0.0.1:0",
+            "--secure-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--http-listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .env("DLS_LOG", "warn")
         .stdin(Stdio::null())
@@ -43,12 +52,12 @@ fn serve(tmp: &Path, items: usize) -> Served {
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) if line.contains("admin API on http://") => break,
-            Ok(line) => {
+            Ok(line) if line.contains("(default mode)") => {
                 if let Some(rest) = line.split("https://").nth(1) {
                     wpi = rest.split('/').next().map(str::to_owned);
                 }
             }
-            Err(_) => {}
+            Ok(_) | Err(_) => {}
         }
     }
     let served = Served { child, wpi: wpi.expect("dls serve printed its WPI address") };

@@ -21,7 +21,11 @@ struct Served {
 }
 
 fn curl(args: &[&str]) -> (i32, String) {
-    let out = Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).output().expect("curl must be installed for this test");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl must be installed for this test");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -35,7 +39,15 @@ impl Drop for Served {
 /// Starts `dls serve` on ephemeral ports and waits for it to print its addresses.
 fn serve(data: &Path) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dls"))
-        .args(["serve", "--wpi-listen", "127.0.0.1:0", "--secure-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--wpi-listen",
+            "127.0.0.1:0",
+            "--secure-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--http-listen", "127.0.0.1:0", "--pin-iterations", "100000", "--data-dir"])
         .arg(data)
         .env("DLS_LOG", "warn")
@@ -181,7 +193,7 @@ fn sigkill_at_any_moment_loses_no_committed_change_and_leaves_no_half_update() {
                 c.set_timeout(Duration::from_secs(2));
                 match phone.interact(&mut c, Reason::StartUp).await {
                     Ok(r) if r.actions.last() == Some(&Action::CleanUp) => {
-                        done2.lock().expect("lock").push(mac.to_string())
+                        done2.lock().expect("lock").push(mac.to_string());
                     }
                     _ => return,
                 }
@@ -226,12 +238,16 @@ fn secure_mode_commands_print_pins_alone_and_audit_lists_the_events() {
     let data = tmp.path().join("data");
     let _s = serve(&data);
     let d = data.to_string_lossy().into_owned();
-    let digits = |out: &str| out.trim_end_matches('\n').len() == 15 && out.trim_end().bytes().all(|b| b.is_ascii_digit()) && out.lines().count() == 1;
+    let digits = |out: &str| {
+        out.trim_end_matches('\n').len() == 15
+            && out.trim_end().bytes().all(|b| b.is_ascii_digit())
+            && out.lines().count() == 1
+    };
 
     let run = dls(&["device", "add", "--mac", "00:1A:E8:00:00:10", "--mode", "pin", "--data-dir", &d], b"");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(digits(&run.stdout), "the PIN alone on stdout: {:?}", run.stdout);
-    let first = run.stdout.clone();
+    let first = run.stdout;
 
     let run = dls(&["device", "pin", "001AE8000010", "--data-dir", &d], b"");
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -242,7 +258,12 @@ fn secure_mode_commands_print_pins_alone_and_audit_lists_the_events() {
     let run = dls(&["device", "set-mode", "001AE8000010", "pin", "--data-dir", &d], b"");
     assert!(run.code == 0 && digits(&run.stdout), "{:?} {}", run.stdout, run.stderr);
     let run = dls(&["device", "reset", "001AE8000010", "--data-dir", &d], b"");
-    assert!(run.code == 0 && digits(&run.stdout), "a pin device gets a new PIN on reset: {:?} {}", run.stdout, run.stderr);
+    assert!(
+        run.code == 0 && digits(&run.stdout),
+        "a pin device gets a new PIN on reset: {:?} {}",
+        run.stdout,
+        run.stderr
+    );
     let run = dls(&["device", "set-mode", "001AE8000010", "teleport", "--data-dir", &d], b"");
     assert_eq!(run.code, 2, "{}", run.stderr);
     let run = dls(&["device", "pin", "001AE8000099", "--data-dir", &d], b"");
@@ -278,9 +299,36 @@ fn digest_protected_provisioning_from_the_command_line() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let pw = tmp.path().join("pw");
     std::fs::write(&pw, "shared-secret\n").expect("pw");
-    let run = dls(&["credentials", "set-fallback", "--global", "--user", "site", "--password-file", &pw.to_string_lossy(), "--data-dir", &d], b"");
+    let run = dls(
+        &[
+            "credentials",
+            "set-fallback",
+            "--global",
+            "--user",
+            "site",
+            "--password-file",
+            &pw.to_string_lossy(),
+            "--data-dir",
+            &d,
+        ],
+        b"",
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let run = dls(&["credentials", "set-fallback", "--profile", "nope", "--user", "x", "--password-file", &pw.to_string_lossy(), "--data-dir", &d], b"");
+    let run = dls(
+        &[
+            "credentials",
+            "set-fallback",
+            "--profile",
+            "nope",
+            "--user",
+            "x",
+            "--password-file",
+            &pw.to_string_lossy(),
+            "--data-dir",
+            &d,
+        ],
+        b"",
+    );
     assert_eq!(run.code, 3, "an unknown profile: {}", run.stderr);
     let run = dls(&["credentials", "list", "--data-dir", &d], b"");
     assert!(run.stdout.contains("site") && !run.stdout.contains("shared-secret"), "{}", run.stdout);
@@ -288,7 +336,10 @@ fn digest_protected_provisioning_from_the_command_line() {
     let run = dls(&["device", "provisioning-url", "001a2b3c4d5e", "--embed-credentials", "--data-dir", &d], b"");
     assert_eq!(run.code, 0, "{}", run.stderr);
     let url = run.stdout.trim().to_owned();
-    assert!(url.starts_with("https://001A2B3C4D5E:MACID-1@") && url.ends_with("/provisioning/001A2B3C4D5E.xml"), "{url}");
+    assert!(
+        url.starts_with("https://001A2B3C4D5E:MACID-1@") && url.ends_with("/provisioning/001A2B3C4D5E.xml"),
+        "{url}"
+    );
 
     // curl --digest with the device's credentials, over HTTPS on the default-mode port.
     let ca = data.join("ca.crt").to_string_lossy().into_owned();
@@ -303,4 +354,63 @@ fn digest_protected_provisioning_from_the_command_line() {
     // Another device's credentials never get this file.
     let (_, body) = curl(&["--digest", "-u", "001A2B3C4D5E:MACID-1", "--cacert", &ca, "-w", "%{http_code}", &other]);
     assert!(body.ends_with("401") && !body.contains("MAC_ADDRESS"), "{body}");
+}
+
+#[test]
+fn phone_run_bootstraps_with_a_pin_and_then_uses_the_secure_port() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let s = serve(&data);
+    let d = data.to_string_lossy().into_owned();
+    let pin = dls(&["device", "add", "--mac", "00:1A:E8:00:00:20", "--mode", "pin", "--data-dir", &d], b"")
+        .stdout
+        .trim()
+        .to_owned();
+    assert_eq!(pin.len(), 15);
+    let state = tmp.path().join("phone");
+    let st = state.to_string_lossy().into_owned();
+
+    let run = dls(
+        &["phone", "run", "--server", &s.wpi, "--mac", "00:1A:E8:00:00:20", "--pin", &pin, "--state-dir", &st],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("PIN accepted") && run.stdout.contains("switching to"), "{}", run.stdout);
+    assert!(run.stdout.contains("ReadItems"), "the TAN is asked on the secure port: {}", run.stdout);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(state.join("secure-mode.json")).expect("state saved").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Next time: straight to the secure port; the default port would refuse it.
+    let run = dls(&["phone", "run", "--server", &s.wpi, "--mac", "00:1A:E8:00:00:20", "--state-dir", &st], b"");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("using the saved certificate"), "{}", run.stdout);
+    let run = dls(&["phone", "run", "--server", &s.wpi, "--mac", "00:1A:E8:00:00:20"], b"");
+    assert!(run.stdout.contains("device is in secure mode"), "refused on the default port: {}", run.stdout);
+
+    // Wrong PINs until the phone's retries run out: exit 4, and the device shows failed.
+    let other = dls(&["device", "add", "--mac", "00:1A:E8:00:00:21", "--mode", "pin", "--data-dir", &d], b"");
+    assert_eq!(other.code, 0);
+    let run = dls(
+        &[
+            "phone",
+            "run",
+            "--server",
+            &s.wpi,
+            "--mac",
+            "00:1A:E8:00:00:21",
+            "--pin",
+            "111111111111111",
+            "--pin",
+            "222222222222222",
+            "--pin",
+            "333333333333333",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    let shown: serde_json::Value =
+        serde_json::from_str(&dls(&["device", "show", "001AE8000021", "--data-dir", &d], b"").stdout).expect("JSON");
+    assert_eq!(shown["security"]["state"], "failed");
 }

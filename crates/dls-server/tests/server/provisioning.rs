@@ -15,19 +15,28 @@ async fn provisioned(srv: &TestServer) {
         "item": [{"name": "sip-user-id", "value": "4711 & <co>"}],
     }))).await;
     assert_eq!(s, 200, "{v}");
-    let (s, v) = srv.admin("POST", "/api/v1/devices", Some(json!({"mac": MAC, "profiles": ["gigaset"], "secret": SECRET}))).await;
+    let (s, v) = srv
+        .admin("POST", "/api/v1/devices", Some(json!({"mac": MAC, "profiles": ["gigaset"], "secret": SECRET})))
+        .await;
     assert_eq!(s, 201, "{v}");
     assert!(!v.to_string().contains(SECRET), "the secret is never shown");
-    let (s, _) = srv.admin("POST", "/api/v1/devices", Some(json!({"mac": "001A2B3C4D5F", "secret": "other-secret"}))).await;
+    let (s, _) =
+        srv.admin("POST", "/api/v1/devices", Some(json!({"mac": "001A2B3C4D5F", "secret": "other-secret"}))).await;
     assert_eq!(s, 201);
     let (s, v) = srv
-        .admin("PUT", "/api/v1/credentials/fallback", Some(json!({"scope": {"profile": "gigaset"}, "username": "branch", "password": "fallback-pw"})))
+        .admin(
+            "PUT",
+            "/api/v1/credentials/fallback",
+            Some(json!({"scope": {"profile": "gigaset"}, "username": "branch", "password": "fallback-pw"})),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
 }
 
 async fn curl(args: &[&str], url: &str) -> (String, String) {
-    let (code, out, err) = run(Command::new("curl").args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"]).args(args).arg(url), 30).await;
+    let (code, out, err) =
+        run(Command::new("curl").args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"]).args(args).arg(url), 30)
+            .await;
     assert_eq!(code, 0, "curl failed: {err}");
     let (body, status) = out.rsplit_once('\n').unwrap_or(("", &out));
     (status.to_owned(), body.to_owned())
@@ -58,7 +67,25 @@ async fn curl_digest_md5_and_sha256_over_http_and_https() {
     }
     assert_eq!(curl(&[], &http).await.0, "401");
     // The fallback credential of the device's profile works; curl negotiates SHA-256 first.
-    let (code, out, err) = run(Command::new("curl").args(["-sS", "-v", "--max-time", "10", "--digest", "-u", "branch:fallback-pw", "-o", "/dev/null", "-w", "%{http_code}"]).arg(&http), 30).await;
+    let (code, out, err) = run(
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-v",
+                "--max-time",
+                "10",
+                "--digest",
+                "-u",
+                "branch:fallback-pw",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg(&http),
+        30,
+    )
+    .await;
     assert_eq!((code, out.as_str()), (0, "200"), "{err}");
     assert!(err.contains("algorithm=SHA-256") || err.contains("algorithm=\"SHA-256\""), "SHA-256 used: {err}");
     // Wrong path and method.
@@ -104,9 +131,21 @@ async fn replays_bursts_and_the_admin_side() {
     provisioned(&srv).await;
     let url = format!("http://127.0.0.1:{}/provisioning/{MAC}.xml", srv.http.port());
     // A captured Authorization header replayed as is: refused.
-    let (code, out, err) = run(Command::new("curl").args(["-sS", "-v", "--max-time", "10", "--digest", "-u", &format!("{MAC}:{SECRET}"), "-o", "/dev/null"]).arg(&url), 30).await;
+    let (code, out, err) = run(
+        Command::new("curl")
+            .args(["-sS", "-v", "--max-time", "10", "--digest", "-u", &format!("{MAC}:{SECRET}"), "-o", "/dev/null"])
+            .arg(&url),
+        30,
+    )
+    .await;
     assert_eq!(code, 0, "{out}{err}");
-    let header = err.lines().filter_map(|l| l.strip_prefix("> Authorization: ")).last().expect("curl shows its Authorization header").trim().to_owned();
+    let header = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("> Authorization: "))
+        .next_back()
+        .expect("curl shows its Authorization header")
+        .trim()
+        .to_owned();
     let (status, _) = curl(&["-H", &format!("Authorization: {header}")], &url).await;
     assert_eq!(status, "401", "replayed");
     // A burst far beyond a phone's 1 + 1 + 3 tries is throttled with Retry-After. (The MAC
@@ -124,7 +163,10 @@ async fn replays_bursts_and_the_admin_side() {
     let (s, v) = srv.admin("GET", &format!("/api/v1/devices/{MAC}/provisioning-url?embed=true"), None).await;
     assert_eq!(s, 200);
     let u = v["url"].as_str().expect("url");
-    assert!(u.starts_with(&format!("https://{MAC}:{SECRET}@")) && u.ends_with(&format!("/provisioning/{MAC}.xml")), "{u}");
+    assert!(
+        u.starts_with(&format!("https://{MAC}:{SECRET}@")) && u.ends_with(&format!("/provisioning/{MAC}.xml")),
+        "{u}"
+    );
     let (s, v) = srv.admin("GET", "/api/v1/credentials/fallback", None).await;
     assert_eq!(s, 200);
     assert!(!v.to_string().contains("fallback-pw"), "{v}");

@@ -40,7 +40,13 @@ async fn audit_kinds(srv: &TestServer, mac: &str) -> Vec<String> {
 }
 
 async fn configured(srv: &TestServer) {
-    let (s, _) = srv.admin("PUT", "/api/v1/profiles/global", Some(json!({"item": [{"name": "sntp-addr", "value": "ntp.secure.example"}]}))).await;
+    let (s, _) = srv
+        .admin(
+            "PUT",
+            "/api/v1/profiles/global",
+            Some(json!({"item": [{"name": "sntp-addr", "value": "ntp.secure.example"}]})),
+        )
+        .await;
     assert_eq!(s, 200);
 }
 
@@ -173,7 +179,10 @@ async fn wrong_tans_lock_the_device_out() {
     assert_eq!(r.actions, vec![Action::CleanUp]);
     let kinds = audit_kinds(&srv, "001AE85E0005").await;
     assert_eq!(kinds.iter().filter(|k| *k == "tan-wrong").count(), 3);
-    assert!(kinds.contains(&"certificate-revoked".to_owned()) && kinds.contains(&"certificate-refused".to_owned()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"certificate-revoked".to_owned()) && kinds.contains(&"certificate-refused".to_owned()),
+        "{kinds:?}"
+    );
     srv.stop().await;
 }
 
@@ -205,7 +214,8 @@ async fn certificate_refusals() {
 
     // No client certificate, a certificate from another CA, an expired one: no handshake.
     let ca = srv.ca_pem();
-    let mut bare = WpiClient::new(&format!("127.0.0.1:{}", srv.secure.port()), &ServerTrust::Verify(vec![ca.clone()])).expect("client");
+    let mut bare = WpiClient::new(&format!("127.0.0.1:{}", srv.secure.port()), &ServerTrust::Verify(vec![ca.clone()]))
+        .expect("client");
     bare.set_timeout(Duration::from_secs(10));
     let err = b.interact(&mut bare, Reason::StartUp).await.expect_err("no client certificate");
     assert!(matches!(err, ClientError::Tls(_) | ClientError::Connect(_)), "{err}");
@@ -214,7 +224,8 @@ async fn certificate_refusals() {
     let mut foreign = b.secure.clone().expect("material");
     foreign.certificate_chain = other_ca.cert.pem();
     foreign.private_key = zeroize::Zeroizing::new(other_ca.signing_key.serialize_pem());
-    let mut c = WpiClient::with_tls(&format!("127.0.0.1:{}", srv.secure.port()), foreign.client_config().expect("tls")).expect("client");
+    let mut c = WpiClient::with_tls(&format!("127.0.0.1:{}", srv.secure.port()), foreign.client_config().expect("tls"))
+        .expect("client");
     c.set_timeout(Duration::from_secs(10));
     assert!(b.interact(&mut c, Reason::StartUp).await.is_err(), "a certificate from another CA");
 
@@ -222,7 +233,8 @@ async fn certificate_refusals() {
     let mut old = b.secure.clone().expect("material");
     old.certificate_chain = expired.0;
     old.private_key = zeroize::Zeroizing::new(expired.1);
-    let mut c = WpiClient::with_tls(&format!("127.0.0.1:{}", srv.secure.port()), old.client_config().expect("tls")).expect("client");
+    let mut c = WpiClient::with_tls(&format!("127.0.0.1:{}", srv.secure.port()), old.client_config().expect("tls"))
+        .expect("client");
     c.set_timeout(Duration::from_secs(10));
     assert!(b.interact(&mut c, Reason::StartUp).await.is_err(), "an expired certificate");
 
@@ -233,7 +245,8 @@ async fn certificate_refusals() {
 
 /// A certificate for `mac` signed by the service's own CA, expired yesterday.
 fn expired_certificate(srv: &TestServer, mac: MacAddr) -> (String, String) {
-    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(srv.data().join("ca.key")).expect("ca.key")).expect("key");
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(srv.data().join("ca.key")).expect("ca.key")).expect("key");
     let issuer = rcgen::Issuer::from_ca_cert_pem(&srv.ca_pem(), ca_key).expect("issuer");
     let key = rcgen::KeyPair::generate().expect("key");
     let mut params = rcgen::CertificateParams::default();
@@ -270,7 +283,7 @@ async fn a_replayed_reply_to_with_a_stale_session_is_refused() {
     assert_eq!(m.action, Action::CleanUp);
     assert!(m.items.is_none(), "a bare CleanUp");
     let (_, d) = srv.admin("GET", "/api/v1/devices/001AE85E000C", None).await;
-    assert_eq!(d["inventory_at"].as_u64().is_some(), true);
+    assert!(d["inventory_at"].as_u64().is_some(), "the interaction's inventory was stored");
     srv.stop().await;
 }
 
@@ -311,7 +324,11 @@ async fn openssl_and_curl_on_the_secure_port() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(format!("{out}{err}").contains("Verification: OK"), "{out}{err}");
     // curl with the device certificate posts a start-up and is answered.
-    let body = write(dir, "startup.xml", &include_str!("../../../../tests/samples/wpi/startup.xml").replace("00:1A:E8:3C:4D:5E", "00:1A:E8:5E:00:0D"));
+    let body = write(
+        dir,
+        "startup.xml",
+        &include_str!("../../../../tests/samples/wpi/startup.xml").replace("00:1A:E8:3C:4D:5E", "00:1A:E8:5E:00:0D"),
+    );
     let (code, out, err) = run(
         Command::new("curl")
             .args(["-sS", "--max-time", "10", "-H", "Content-Type: text/xml", "--cacert"])
@@ -360,7 +377,8 @@ async fn an_enterprise_ca_issues_the_certificates() {
     })
     .await;
     // The default port's certificate verifies against the enterprise CA alone.
-    let mut c = WpiClient::new(&format!("127.0.0.1:{}", srv.wpi.port()), &ServerTrust::Verify(vec![ca.pem()])).expect("client");
+    let mut c =
+        WpiClient::new(&format!("127.0.0.1:{}", srv.wpi.port()), &ServerTrust::Verify(vec![ca.pem()])).expect("client");
     c.set_timeout(Duration::from_secs(20));
     add(&srv, "00:1A:E8:5E:00:0E", "nopin").await;
     let mut p = phone("00:1A:E8:5E:00:0E");

@@ -1,0 +1,3 @@
+//! The phone library's own tests, with `curl` as an independent client.
+
+mod contact;
