@@ -20,6 +20,7 @@ pub(crate) struct BootstrapMaker {
     pub(crate) pin_iterations: u32,
     pub(crate) max_pin_retries: u32,
     pub(crate) certificate_days: u32,
+    pub(crate) key_type: crate::pki::DeviceKeyType,
 }
 
 /// Why bootstrap material could not be made (our fault: logged, answered `500`).
@@ -47,7 +48,7 @@ impl BootstrapMaker {
         mac: MacAddr,
         store: &dyn Store,
     ) -> Result<Bootstrap, BootstrapError> {
-        let cert = self.pki.issue_device_certificate(mac, self.certificate_days)?;
+        let cert = self.pki.issue_device_certificate(mac, self.certificate_days, self.key_type)?;
         let mut inner = vec![Item::new(
             "dls-client-certificate",
             format!("{}\n{}", cert.cert_pem.trim_end(), cert.key_pem.trim_end()),

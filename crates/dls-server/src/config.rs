@@ -50,6 +50,8 @@ pub struct Config {
     pub pin_lifetime_secs: u64,
     /// Validity of device certificates, in days. Default 3650.
     pub device_certificate_days: u32,
+    /// The key of device certificates: `ecdsa-p256` (default) or `rsa-2048` (old firmware).
+    pub device_key_type: crate::pki::DeviceKeyType,
     /// An enterprise CA certificate (PEM) to use instead of the generated CA; with
     /// `ca-key-file`.
     pub ca_cert_file: Option<PathBuf>,
@@ -103,6 +105,7 @@ impl Default for Config {
             max_tan_failures: 3,
             pin_lifetime_secs: 7 * 24 * 3600,
             device_certificate_days: 3650,
+            device_key_type: crate::pki::DeviceKeyType::EcdsaP256,
             ca_cert_file: None,
             ca_key_file: None,
             server_names: Vec::new(),

@@ -152,6 +152,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             pin_iterations: config.pin_iterations,
             max_pin_retries: config.max_pin_retries,
             certificate_days: config.device_certificate_days,
+            key_type: config.device_key_type,
         },
         in_flight: std::sync::atomic::AtomicUsize::new(0),
         provisioning: provisioning.clone(),

@@ -112,14 +112,23 @@ impl Pki {
             .map_err(|e| ServerError::Pki(format!("server key: {e}")))
     }
 
-    /// Issues a client certificate for a device: a fresh ECDSA P-256 key, subject CN = the
-    /// normalised MAC, extended key usage clientAuth, a random 127-bit serial number.
+    /// Issues a client certificate for a device: a fresh key (ECDSA P-256, or RSA-2048 for
+    /// old firmware), subject CN = the normalised MAC, extended key usage clientAuth, a random
+    /// 127-bit serial number.
     ///
     /// # Errors
     /// [`ServerError::Pki`] when the key or certificate cannot be made.
-    pub fn issue_device_certificate(&self, mac: MacAddr, validity_days: u32) -> Result<DeviceCertificate, ServerError> {
+    pub fn issue_device_certificate(
+        &self,
+        mac: MacAddr,
+        validity_days: u32,
+        key_type: DeviceKeyType,
+    ) -> Result<DeviceCertificate, ServerError> {
         let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, KeyPair::from_pem(&self.ca_key_pem)?)?;
-        let key = KeyPair::generate()?;
+        let key = match key_type {
+            DeviceKeyType::EcdsaP256 => KeyPair::generate()?,
+            DeviceKeyType::Rsa2048 => rsa_2048()?,
+        };
         let mut serial = [0u8; 16];
         getrandom::fill(&mut serial).map_err(|e| ServerError::Pki(format!("no random source: {e}")))?;
         serial[0] = (serial[0] & 0x7f) | 0x40; // positive, and no leading zero byte
@@ -154,6 +163,28 @@ impl Pki {
     pub(crate) fn ca_pems(&self) -> Vec<String> {
         self.ca_certs().unwrap_or_default().iter().map(|der| pem_certificate(der.as_ref())).collect()
     }
+}
+
+/// The kind of key device certificates get.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceKeyType {
+    /// ECDSA on P-256 (the default).
+    #[default]
+    EcdsaP256,
+    /// RSA, 2048 bits, for firmware that handles no ECDSA.
+    Rsa2048,
+}
+
+/// A fresh RSA-2048 key pair (ring signs with RSA keys but cannot generate them).
+fn rsa_2048() -> Result<KeyPair, ServerError> {
+    use rsa::pkcs8::EncodePrivateKey;
+    let mut probe = [0u8; 1];
+    getrandom::fill(&mut probe).map_err(|e| ServerError::Pki(format!("no random source: {e}")))?;
+    let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
+    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| ServerError::Pki(format!("RSA key: {e}")))?;
+    let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).map_err(|e| ServerError::Pki(format!("RSA key: {e}")))?;
+    Ok(KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256)?)
 }
 
 /// A device's certificate and key, as sent in the bootstrap.

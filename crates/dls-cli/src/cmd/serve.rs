@@ -12,6 +12,12 @@ use tracing_subscriber::EnvFilter;
 use crate::exit::{fail, usage};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeyType {
+    EcdsaP256,
+    Rsa2048,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum UnknownDevices {
     Register,
     Reject,
@@ -51,6 +57,9 @@ pub(crate) struct ServeArgs {
     /// The security mode of devices seen for the first time: default, nopin or pin.
     #[arg(long)]
     new_device_mode: Option<dls_engine::SecurityMode>,
+    /// The key of device certificates: ecdsa-p256 (default) or rsa-2048 (old firmware).
+    #[arg(long, value_enum)]
+    device_key_type: Option<KeyType>,
     /// PBKDF2 iterations for secure-mode-data (at least 100000).
     #[arg(long)]
     pin_iterations: Option<u32>,
@@ -111,6 +120,12 @@ fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
     }
     if let Some(m) = args.new_device_mode {
         config.new_device_mode = m;
+    }
+    if let Some(k) = args.device_key_type {
+        config.device_key_type = match k {
+            KeyType::EcdsaP256 => dls_server::pki::DeviceKeyType::EcdsaP256,
+            KeyType::Rsa2048 => dls_server::pki::DeviceKeyType::Rsa2048,
+        };
     }
     if let Some(n) = args.pin_iterations {
         config.pin_iterations = n;

@@ -391,3 +391,22 @@ async fn an_enterprise_ca_issues_the_certificates() {
     p.interact(&mut secure_client(&srv, &p), Reason::StartUp).await.expect("secure start-up");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn rsa_2048_device_keys_for_old_firmware() {
+    let srv = TestServer::start_with(|c| c.device_key_type = dls_server::pki::DeviceKeyType::Rsa2048).await;
+    let mut p = nopin_phone(&srv, "00:1A:E8:5E:00:0F").await;
+    let m = p.secure.clone().expect("material");
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(m.certificate_chain.as_bytes())
+        .map(|c: rustls_pki_types::CertificateDer<'static>| c)
+        .expect("PEM");
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).expect("X.509");
+    let spki = cert.public_key();
+    assert_eq!(spki.algorithm.algorithm.to_id_string(), "1.2.840.113549.1.1.1", "an RSA key");
+    assert!(spki.subject_public_key.data.len() > 256, "2048 bits");
+    assert_eq!(cert.subject().iter_common_name().next().and_then(|c| c.as_str().ok()), Some("001AE85E000F"));
+    // The phone authenticates with it on the secure port.
+    let r = p.interact(&mut secure_client(&srv, &p), Reason::StartUp).await.expect("secure start-up");
+    assert_eq!(r.actions.first(), Some(&Action::ReadAllItems));
+    srv.stop().await;
+}
