@@ -459,18 +459,25 @@ impl Run<'_> {
         }
     }
 
-    fn bootstrap_reply(&mut self, status: Option<ReplyStatus>) -> Answer {
+    /// A reply's status: `None` to go on (accepted); otherwise the `CleanUp` that ends the
+    /// interaction — with `send-solicited` when the phone is busy, so the work is done at its
+    /// callback (nothing is recorded as done).
+    fn unless_accepted(&mut self, status: Option<&ReplyStatus>, what: &str) -> Option<Answer> {
         match status {
-            Some(ReplyStatus::Accepted) | None => self.clean_up(false),
+            Some(ReplyStatus::Accepted) | None => None,
             Some(ReplyStatus::Busy) => {
                 self.notes.push(Note::Busy);
-                self.clean_up(true)
+                Some(self.clean_up(true))
             }
             Some(other) => {
-                self.notes.push(Note::ActionFailed(format!("bootstrap WriteItems: {other}")));
-                self.clean_up(false)
+                self.notes.push(Note::ActionFailed(format!("{what}: {other}")));
+                Some(self.clean_up(false))
             }
         }
+    }
+
+    fn bootstrap_reply(&mut self, status: Option<ReplyStatus>) -> Answer {
+        self.unless_accepted(status.as_ref(), "bootstrap WriteItems").unwrap_or_else(|| self.clean_up(false))
     }
 
     fn tan_reply(&mut self, session: Session, status: Option<ReplyStatus>) -> Answer {
@@ -511,16 +518,8 @@ impl Run<'_> {
     }
 
     fn read_all_reply(&mut self, mut session: Session, status: Option<ReplyStatus>) -> Answer {
-        match status {
-            Some(ReplyStatus::Accepted) | None => {}
-            Some(ReplyStatus::Busy) => {
-                self.notes.push(Note::Busy);
-                return self.clean_up(true);
-            }
-            Some(other) => {
-                self.notes.push(Note::ActionFailed(format!("ReadAllItems: {other}")));
-                return self.clean_up(false);
-            }
+        if let Some(end) = self.unless_accepted(status.as_ref(), "ReadAllItems") {
+            return end;
         }
         for item in self.message.items.iter().flatten() {
             session.collected_bytes += item.name.len() + item.value.len();
@@ -544,17 +543,9 @@ impl Run<'_> {
         let Awaiting::Write(sent) = &session.awaiting else {
             return self.refuse("reply-to for an action that was not asked");
         };
-        match status {
-            Some(ReplyStatus::Accepted) | None => {}
-            Some(ReplyStatus::Busy) => {
-                // The work stays: the next interaction computes it again.
-                self.notes.push(Note::Busy);
-                return self.clean_up(true);
-            }
-            Some(other) => {
-                self.notes.push(Note::ActionFailed(format!("WriteItems: {other}")));
-                return self.clean_up(false);
-            }
+        // Busy: the work stays, and the next interaction computes it again.
+        if let Some(end) = self.unless_accepted(status.as_ref(), "WriteItems") {
+            return end;
         }
         let refused: HashMap<ItemKey, &Item> =
             self.message.items.iter().flatten().filter(|i| i.status.is_some()).map(|i| (ItemKey::of(i), i)).collect();

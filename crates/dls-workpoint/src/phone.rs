@@ -88,6 +88,9 @@ pub struct Interaction {
     pub exchanges: usize,
     /// `goto-secure-mode` received (`nopin` or `pin`), if the DLS started bootstrapping.
     pub bootstrap: Option<String>,
+    /// The phone restarted at the end of the interaction: `Restart`, or `FactoryReset` (which
+    /// also forgot its secure-mode material).
+    pub restart: Option<String>,
 }
 
 /// The most messages one interaction may take before the phone gives up.
@@ -217,6 +220,11 @@ impl Phone {
                 Action::CleanUp => {
                     report.send_solicited = reply.item("send-solicited") == Some("true");
                     report.cleanup_reason = reply.item("cleanup-reason").map(str::to_owned);
+                    if report.restart.as_deref() == Some("FactoryReset") {
+                        self.secure = None;
+                        self.pending_pin = None;
+                        self.tan = None;
+                    }
                     return Ok(report);
                 }
                 Action::ReadAllItems => {
@@ -277,6 +285,16 @@ impl Phone {
                         Some(statuses),
                         Fragment::Final,
                     )
+                }
+                Action::Restart => {
+                    let factory = reply.item("restart-type") == Some("FactoryReset");
+                    let status = if factory && reply.item("restart-password") != Some("124816") {
+                        ReplyStatus::Failed
+                    } else {
+                        report.restart = Some(if factory { "FactoryReset" } else { "Restart" }.to_owned());
+                        ReplyStatus::Accepted
+                    };
+                    self.message(&nonce, ReasonForContact::reply_to(Action::Restart, status), None, Fragment::Final)
                 }
                 other => {
                     self.message(&nonce, ReasonForContact::reply_to(other, ReplyStatus::Failed), None, Fragment::Final)

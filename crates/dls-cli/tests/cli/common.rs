@@ -1,8 +1,9 @@
 //! Running the binary under test.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// What one run of `dls` gave.
 #[derive(Debug)]
@@ -39,4 +40,69 @@ pub(crate) fn dls(args: &[&str], stdin: &[u8]) -> Run {
 /// The repository's `tests/` folder (shared test data).
 pub(crate) fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests")
+}
+
+/// A running `dls serve`, killed when dropped.
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    /// The default-mode WPI address.
+    pub(crate) wpi: String,
+    /// The secure-mode WPI address.
+    #[allow(dead_code)]
+    pub(crate) secure: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `dls serve` on ephemeral ports and waits for it to print its addresses.
+pub(crate) fn serve(data: &Path) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dls"))
+        .args([
+            "serve",
+            "--wpi-listen",
+            "127.0.0.1:0",
+            "--secure-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--http-listen", "127.0.0.1:0", "--pin-iterations", "100000", "--data-dir"])
+        .arg(data)
+        .env("DLS_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dls serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut wpi, mut secure) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains("admin API on http://") => break,
+            Ok(line) => {
+                let addr = line.split("https://").nth(1).and_then(|rest| rest.split('/').next()).map(str::to_owned);
+                if line.contains("(default mode)") {
+                    wpi = addr;
+                } else if line.contains("(secure mode") {
+                    secure = addr;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let wpi = wpi.expect("dls serve printed its WPI address");
+    let secure = secure.expect("dls serve printed its secure address");
+    Served { child, wpi, secure }
 }

@@ -1,66 +1,13 @@
 //! `dls phone run|load` against the real `dls serve`, and against no server at all.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::common::dls;
-
-struct Served {
-    child: Child,
-    wpi: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::common::{Served, dls};
 
 /// Starts `dls serve` on ephemeral ports with a `global` profile of `items` key labels.
 fn serve(tmp: &Path, items: usize) -> Served {
     let data = tmp.join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dls"))
-        .args([
-            "serve",
-            "--wpi-listen",
-            "127.0.0.1:0",
-            "--secure-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--http-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("DLS_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dls serve starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut wpi = None;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) if line.contains("admin API on http://") => break,
-            Ok(line) if line.contains("(default mode)") => {
-                if let Some(rest) = line.split("https://").nth(1) {
-                    wpi = rest.split('/').next().map(str::to_owned);
-                }
-            }
-            Ok(_) | Err(_) => {}
-        }
-    }
-    let served = Served { child, wpi: wpi.expect("dls serve printed its WPI address") };
+    let served = crate::common::serve(&data);
     let mut toml = String::new();
     for i in 1..=items {
         toml.push_str(&format!("[[item]]\nname = \"key-label-unicode\"\nindex = {i}\nvalue = \"Desk {i}\"\n"));

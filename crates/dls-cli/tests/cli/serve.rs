@@ -1,24 +1,14 @@
 //! `dls serve`, the real binary: zero-configuration start, phones provisioned, the CLI as
 //! admin client, SIGTERM, and SIGKILL at a random moment followed by a restart.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dls_message::{Action, MacAddr, Reason};
 use dls_workpoint::{Phone, ServerTrust, WpiClient};
 
-use crate::common::dls;
-
-struct Served {
-    child: Child,
-    /// The default-mode WPI address.
-    wpi: String,
-    /// The secure-mode WPI address.
-    #[allow(dead_code)]
-    secure: String,
-}
+use crate::common::{Served, dls, serve};
 
 fn curl(args: &[&str]) -> (i32, String) {
     let out = Command::new("curl")
@@ -27,61 +17,6 @@ fn curl(args: &[&str]) -> (i32, String) {
         .output()
         .expect("curl must be installed for this test");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `dls serve` on ephemeral ports and waits for it to print its addresses.
-fn serve(data: &Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dls"))
-        .args([
-            "serve",
-            "--wpi-listen",
-            "127.0.0.1:0",
-            "--secure-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--http-listen", "127.0.0.1:0", "--pin-iterations", "100000", "--data-dir"])
-        .arg(data)
-        .env("DLS_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dls serve starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut wpi, mut secure) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) if line.contains("admin API on http://") => break,
-            Ok(line) => {
-                let addr = line.split("https://").nth(1).and_then(|rest| rest.split('/').next()).map(str::to_owned);
-                if line.contains("(default mode)") {
-                    wpi = addr;
-                } else if line.contains("(secure mode") {
-                    secure = addr;
-                }
-            }
-            Err(_) => {}
-        }
-    }
-    let wpi = wpi.expect("dls serve printed its WPI address");
-    let secure = secure.expect("dls serve printed its secure address");
-    Served { child, wpi, secure }
 }
 
 fn client(s: &Served, data: &Path) -> WpiClient {
