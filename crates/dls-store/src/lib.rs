@@ -15,8 +15,8 @@ use dls_engine::{Change, Desired, DeviceSnapshot, Profile};
 use dls_message::MacAddr;
 
 pub use model::{
-    AuditRecord, CertificateRecord, CredentialScope, FallbackCredential, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate,
-    SecuritySummary, SecurityUpdate, WrittenSummary,
+    AuditRecord, CertificateRecord, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary,
+    DeviceUpdate, FallbackCredential, SecuritySummary, SecurityUpdate, WrittenSummary,
 };
 pub use sqlite::SqliteStore;
 
@@ -126,7 +126,12 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Invalid`] for an empty or over-long username (1–128 characters), one
     /// with control characters, or a profile that does not exist; removing one that does not
     /// exist is [`StoreError::NotFound`].
-    fn set_fallback_credential(&self, scope: &CredentialScope, username: &str, sealed: Option<&[u8]>) -> Result<(), StoreError>;
+    fn set_fallback_credential(
+        &self,
+        scope: &CredentialScope,
+        username: &str,
+        sealed: Option<&[u8]>,
+    ) -> Result<(), StoreError>;
 
     /// The fallback credentials that apply to a device: those of its assigned profiles in
     /// assignment order, then the global ones. A device the store does not know gets the

@@ -182,6 +182,9 @@ pub struct FallbackCredential {
 
 impl std::fmt::Debug for FallbackCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FallbackCredential").field("scope", &self.scope).field("username", &self.username).finish_non_exhaustive()
+        f.debug_struct("FallbackCredential")
+            .field("scope", &self.scope)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
 }

@@ -297,7 +297,8 @@ pub(crate) fn run_device(cmd: DeviceCmd) -> anyhow::Result<()> {
     match cmd {
         DeviceCmd::Add { mac: m, profiles, mode, secret, target } => {
             let m = mac(&m)?;
-            let body = serde_json::json!({ "mac": m.to_string(), "profiles": profiles, "mode": mode, "secret": secret });
+            let body =
+                serde_json::json!({ "mac": m.to_string(), "profiles": profiles, "mode": mode, "secret": secret });
             let v = Client::new(&target)?.call(Method::POST, "/api/v1/devices", Some(serde_json::to_vec(&body)?))?;
             if mode == Some(SecurityMode::Pin) { print_pin(&v) } else { print_json(&v) }
         }
@@ -326,11 +327,14 @@ pub(crate) fn run_device(cmd: DeviceCmd) -> anyhow::Result<()> {
         DeviceCmd::ProvisioningUrl { mac: m, embed_credentials, target } => {
             let m = mac(&m)?;
             let q = if embed_credentials { "?embed=true" } else { "" };
-            let v = Client::new(&target)?.call(Method::GET, &format!("/api/v1/devices/{m}/provisioning-url{q}"), None)?;
+            let v =
+                Client::new(&target)?.call(Method::GET, &format!("/api/v1/devices/{m}/provisioning-url{q}"), None)?;
             println!("{}", v.get("url").and_then(|u| u.as_str()).unwrap_or_default());
             Ok(())
         }
-        DeviceCmd::Pin { mac: m, target } => print_pin(&security(&target, mac(&m)?, serde_json::json!({ "new_pin": true }))?),
+        DeviceCmd::Pin { mac: m, target } => {
+            print_pin(&security(&target, mac(&m)?, serde_json::json!({ "new_pin": true }))?)
+        }
         DeviceCmd::Reset { mac: m, target } => {
             let m = mac(&m)?;
             let shown = Client::new(&target)?.call(Method::GET, &format!("/api/v1/devices/{m}"), None)?;
@@ -532,14 +536,24 @@ pub(crate) fn run_credentials(cmd: CredentialsCmd) -> anyhow::Result<()> {
     match cmd {
         CredentialsCmd::SetFallback { profile, global: _, user, password_file, target } => {
             let body = serde_json::json!({ "scope": scope(profile), "username": user, "password": first_line(&password_file)? });
-            Client::new(&target)?.call(Method::PUT, "/api/v1/credentials/fallback", Some(serde_json::to_vec(&body)?))?;
+            Client::new(&target)?.call(
+                Method::PUT,
+                "/api/v1/credentials/fallback",
+                Some(serde_json::to_vec(&body)?),
+            )?;
             Ok(())
         }
         CredentialsCmd::RemoveFallback { profile, global: _, user, target } => {
             let body = serde_json::json!({ "scope": scope(profile), "username": user });
-            Client::new(&target)?.call(Method::DELETE, "/api/v1/credentials/fallback", Some(serde_json::to_vec(&body)?))?;
+            Client::new(&target)?.call(
+                Method::DELETE,
+                "/api/v1/credentials/fallback",
+                Some(serde_json::to_vec(&body)?),
+            )?;
             Ok(())
         }
-        CredentialsCmd::List { target } => print_json(&Client::new(&target)?.call(Method::GET, "/api/v1/credentials/fallback", None)?),
+        CredentialsCmd::List { target } => {
+            print_json(&Client::new(&target)?.call(Method::GET, "/api/v1/credentials/fallback", None)?)
+        }
     }
 }

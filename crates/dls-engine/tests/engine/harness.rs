@@ -2,7 +2,8 @@
 
 use dls_engine::desired::{Profile, resolve};
 use dls_engine::{
-    BootstrapState, Change, Channel, Desired, DeviceSnapshot, Engine, EngineConfig, Input, ItemKey, Output, Session, UnixTime,
+    BootstrapState, Change, Channel, Desired, DeviceSnapshot, Engine, EngineConfig, Input, ItemKey, Output, Session,
+    UnixTime,
 };
 use dls_message::{
     Action, DlsMessage, Fragment, Header, Item, ItemStatus, Reason, ReasonForContact, ReplyStatus, WorkpointMessage,

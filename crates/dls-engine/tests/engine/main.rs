@@ -4,5 +4,5 @@
 mod flows;
 mod harness;
 mod properties;
-mod secure;
 mod refusals;
+mod secure;

@@ -1,8 +1,8 @@
 //! Secure mode: bootstrap on the default port, the secure port, the TAN, refusals.
 
 use dls_engine::{
-    AuditKind, Bootstrap, BootstrapKind, BootstrapState, Change, Channel, EngineConfig, IssuedCertificate, SecurityMode,
-    UnixTime, WRONG_TAN,
+    AuditKind, Bootstrap, BootstrapKind, BootstrapState, Change, Channel, EngineConfig, IssuedCertificate,
+    SecurityMode, UnixTime, WRONG_TAN,
 };
 use dls_message::{Action, Item, MacAddr, Reason, ReasonForContact, ReplyStatus};
 
@@ -17,7 +17,11 @@ fn secure_device(sh: &mut Shell, mode: SecurityMode, tan: Option<&str>) {
 
 fn material(kind: &str, serial: &str) -> Bootstrap {
     Bootstrap {
-        items: vec![Item::new("goto-secure-mode", kind), Item::new("secure-mode-data", "AQ=="), Item::new("max-pin-retries", "3")],
+        items: vec![
+            Item::new("goto-secure-mode", kind),
+            Item::new("secure-mode-data", "AQ=="),
+            Item::new("max-pin-retries", "3"),
+        ],
         certificate: IssuedCertificate { serial: serial.into(), not_after: UnixTime(9_999_999_999) },
     }
 }
@@ -55,7 +59,12 @@ fn pin_bootstrap_then_tan_then_provisioning() {
     let out = sh.send(&start_up("N3"));
     assert_eq!(out.reply.action, Action::ReadItems);
     assert_eq!(out.reply.items.as_deref(), Some(&[Item::new("bootstrapping-tan", "")][..]));
-    let out = sh.send(&reply("N3", Action::ReadItems, ReplyStatus::Accepted, Some(vec![Item::new("bootstrapping-tan", "321")])));
+    let out = sh.send(&reply(
+        "N3",
+        Action::ReadItems,
+        ReplyStatus::Accepted,
+        Some(vec![Item::new("bootstrapping-tan", "321")]),
+    ));
     assert_eq!(sh.device.security.state, BootstrapState::Secured);
     assert!(sh.device.security.tan.is_none(), "the PIN is wiped");
     assert!(sh.audit.contains(&AuditKind::TanRight) && sh.audit.contains(&AuditKind::Bootstrapped));
@@ -75,7 +84,11 @@ fn pin_bootstrap_then_tan_then_provisioning() {
     assert_eq!(out.reply.items.as_ref().map(Vec::len), Some(1));
     assert!(out.reply.item("cleanup-reason").is_some());
     assert_eq!(sh.audit, vec![AuditKind::DefaultPortRefused]);
-    assert!(out.changes.iter().all(|c| matches!(c, Change::Audit(_))), "nothing but the audit record: {:?}", out.changes);
+    assert!(
+        out.changes.iter().all(|c| matches!(c, Change::Audit(_))),
+        "nothing but the audit record: {:?}",
+        out.changes
+    );
 }
 
 #[test]
@@ -101,7 +114,12 @@ fn wrong_tans_up_to_the_limit_revoke_the_certificate() {
     for attempt in 1..=3u32 {
         let nonce = format!("T{attempt}");
         assert_eq!(sh.send(&start_up(&nonce)).reply.action, Action::ReadItems, "attempt {attempt}");
-        let out = sh.send(&reply(&nonce, Action::ReadItems, ReplyStatus::Accepted, Some(vec![Item::new("bootstrapping-tan", "999")])));
+        let out = sh.send(&reply(
+            &nonce,
+            Action::ReadItems,
+            ReplyStatus::Accepted,
+            Some(vec![Item::new("bootstrapping-tan", "999")]),
+        ));
         assert_clean_up(&out.reply, &nonce);
         assert_eq!(out.reply.item("cleanup-reason"), Some(WRONG_TAN));
         assert_eq!(sh.device.security.tan_failures, attempt);
