@@ -1,19 +1,40 @@
 //! The embedded implementation of [`Store`]: one SQLite file.
 //!
-//! * One connection behind a mutex: every call is short, and SQLite serialises writers
-//!   anyway. Each call that writes runs in one `BEGIN IMMEDIATE` transaction; each call
-//!   that reads several tables reads them in one transaction, so it sees one state.
+//! * Connections: one writer, behind a mutex (SQLite serialises writers anyway), and a
+//!   small pool of read-only connections, so that reads run beside each other and beside
+//!   the writer (WAL readers see the last committed state, never a half-done write, and
+//!   whatever was committed before the read began: a read after a write sees it). Each
+//!   call that writes runs in one `BEGIN IMMEDIATE` transaction; each call that reads
+//!   several tables reads them in one transaction, so it sees one state. A database in
+//!   memory (tests), or one where WAL is impossible, has the writer only, which then
+//!   reads too.
+//! * Statements are prepared once per connection and kept. The query planner's stability
+//!   guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`) is on: without it SQLite marks a statement
+//!   whose plan might depend on a bound value (a `LIMIT ?`, or `column = ?` outside the
+//!   index it uses), and the statement cache's clearing of the bindings after every use
+//!   then makes SQLite compile it again at its next step.
 //! * Durability: WAL with `synchronous=NORMAL` (the default, [`SqliteStore::open`]): a
 //!   committed transaction survives the process being killed at any point. Against power
 //!   loss or an operating-system crash the last transactions may be lost (never
 //!   corrupted); [`SqliteStore::open_full_sync`] sets `synchronous=FULL`, which syncs the
 //!   WAL at every commit and closes that window, at the cost of one `fsync` per message.
+//! * Checkpoints (copying the WAL into the database file, with their `fsync`s) run on a
+//!   thread of their own, beside reads and writes, not after a commit while the next
+//!   writes wait; the writer checkpoints itself only when the WAL reaches
+//!   [`WAL_AUTOCHECKPOINT`] pages. They change nothing of the durability above.
 //! * Schema: `PRAGMA user_version` counts the [`MIGRATIONS`] applied; the missing ones
 //!   are applied in one transaction at open. A database from a newer version, or a
 //!   SQLite file that is not a DLS database (`PRAGMA application_id`), is refused with
 //!   [`StoreError::Corrupt`] and left untouched.
-//! * An item's "no index" is stored as [`NO_INDEX`] (-1), so that `(name, index)` can be
-//!   part of a key; `Some(0)` is the real index 0.
+//! * A device's inventory is one record (`inventories.items`, see [`encode_items`]): the
+//!   protocol path reads and replaces it whole, 360 items of a phone in one row rather
+//!   than 360 rows. The three items the admin listing shows and filters by
+//!   (`device-type`, `software-version`, `e164`, without index) are copied into
+//!   `devices` when the inventory changes.
+//! * An item's "no index" is stored as [`NO_INDEX`] (-1) where `(name, index)` is part of
+//!   a key; `Some(0)` is the real index 0.
+//! * Profiles are cached parsed, as of `profiles_version.version`, which triggers count
+//!   up at every change of `profiles` (by any connection, e.g. another process's).
 //! * Nothing read back can make this module panic: a row it cannot understand is
 //!   [`StoreError::Corrupt`].
 //! * Secure mode: a device's outstanding PIN is kept in the clear (the file is private),
@@ -28,13 +49,16 @@
 //!   a profile's fallback credentials are deleted with the profile. Both are overwritten
 //!   in their pages when deleted (`secure_delete`), like a PIN.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::ErrorKind;
-use std::ops::RangeInclusive;
+use std::ops::{Deref, DerefMut, RangeInclusive};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dls_engine::desired::resolve;
@@ -43,7 +67,11 @@ use dls_engine::{
     Security, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
 };
 use dls_message::{Item, ItemStatus, MacAddr};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Params, Row, TransactionBehavior, params};
+use rusqlite::config::DbConfig;
+use rusqlite::types::ValueRef;
+use rusqlite::{
+    CachedStatement, Connection, ErrorCode, OpenFlags, OptionalExtension, Params, Row, TransactionBehavior, params,
+};
 use zeroize::Zeroizing;
 
 use crate::model::{
@@ -64,8 +92,25 @@ const NONCES_KEPT: i64 = 64;
 /// The stored index of an item without an index.
 const NO_INDEX: i64 = -1;
 
-/// How many prepared statements are kept.
+/// How many prepared statements are kept, per connection.
 const STATEMENT_CACHE: usize = 64;
+
+/// How many read-only connections serve reads at once (besides the writer).
+const READERS: usize = 4;
+
+/// After how many commits the writer wakes the checkpointer.
+const CHECKPOINT_COMMITS: u64 = 64;
+
+/// How long the checkpointer waits at most before checkpointing what was committed.
+const CHECKPOINT_IDLE: Duration = Duration::from_millis(500);
+
+/// The WAL's size, in pages, from which the writer checkpoints after its commits itself:
+/// when the checkpointer falls behind, and so that the WAL restarts from its beginning
+/// under constant writing (a checkpoint that new commits overtake never completes).
+const WAL_AUTOCHECKPOINT: i64 = 4000;
+
+/// The format of a stored inventory (the first byte of `inventories.items`).
+const INVENTORY_FORMAT: u8 = 1;
 
 /// The longest profile name.
 const MAX_PROFILE_NAME: usize = 64;
@@ -95,11 +140,21 @@ const SUPERSEDED: &str = "superseded";
 const REVOKED_BY_RESET: &str = "reset";
 const REVOKED_BY_BOOTSTRAP_FAILURE: &str = "bootstrap-failed";
 
+/// One schema migration: SQL, then (if any) a step in Rust, in the same transaction.
+struct Migration {
+    sql: &'static str,
+    then: Option<MigrationStep>,
+}
+
+/// A migration's step in Rust (e.g. moving data into a form SQL cannot make).
+type MigrationStep = fn(&Connection) -> Result<(), StoreError>;
+
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
 /// Never edit a released migration; append a new one.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: the initial schema.
-    "
+    Migration {
+        sql: "
     CREATE TABLE devices (
         mac                       TEXT PRIMARY KEY NOT NULL,  -- 12 upper-case hex digits
         registered_at             INTEGER NOT NULL,           -- Unix seconds
@@ -164,8 +219,11 @@ const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL                                    -- JSON, without the name
     ) WITHOUT ROWID;
     ",
+        then: None,
+    },
     // 2: secure mode — a device's security state, its certificates, the audit log.
-    "
+    Migration {
+        sql: "
     ALTER TABLE devices ADD COLUMN security_mode TEXT NOT NULL DEFAULT 'default';
     ALTER TABLE devices ADD COLUMN bootstrap_state TEXT NOT NULL DEFAULT 'not-bootstrapped';
     ALTER TABLE devices ADD COLUMN pin TEXT;                  -- digits; NULL: none outstanding
@@ -196,9 +254,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_by_mac ON audit (mac, seq);
     ",
+        then: None,
+    },
     // 3: HTTP Digest credentials for provisioning-file downloads. The secrets are sealed
     // by the caller: opaque bytes here.
-    "
+    Migration {
+        sql: "
     -- A device's secret (its MAC-ID), apart from `devices` so that no query of a
     -- device reads it by accident; deleted with the device.
     CREATE TABLE device_secrets (
@@ -216,6 +277,38 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (scope_kind, profile, username)
     ) WITHOUT ROWID;
     ",
+        then: None,
+    },
+    // 4: a device's inventory as one record (the rows of `inventory` are moved into it,
+    // then the table is dropped: `move_inventories`), with copies in `devices` of the
+    // items the admin listing shows; a counter of profile changes.
+    Migration {
+        sql: "
+    CREATE TABLE inventories (
+        mac   TEXT PRIMARY KEY NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+        items BLOB NOT NULL                                   -- see `encode_items`
+    );
+
+    -- Copies of the inventory's items without index of these names (NULL: none).
+    ALTER TABLE devices ADD COLUMN device_type TEXT;
+    ALTER TABLE devices ADD COLUMN software_version TEXT;
+    ALTER TABLE devices ADD COLUMN e164 TEXT;
+
+    -- Counts the changes of `profiles`, so that a cache of them knows when it is stale.
+    CREATE TABLE profiles_version (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    );
+    INSERT INTO profiles_version (id, version) VALUES (1, 0);
+    CREATE TRIGGER profiles_inserted AFTER INSERT ON profiles
+        BEGIN UPDATE profiles_version SET version = version + 1; END;
+    CREATE TRIGGER profiles_updated AFTER UPDATE ON profiles
+        BEGIN UPDATE profiles_version SET version = version + 1; END;
+    CREATE TRIGGER profiles_deleted AFTER DELETE ON profiles
+        BEGIN UPDATE profiles_version SET version = version + 1; END;
+    ",
+        then: Some(move_inventories),
+    },
 ];
 
 /// How hard SQLite syncs a commit to disk.
@@ -229,26 +322,172 @@ enum Synchronous {
 
 /// The embedded [`Store`]: one SQLite file (WAL), or memory for tests.
 ///
-/// Shared between threads; calls block (each holds the one connection for its duration).
+/// Shared between threads; calls block. Reads take one of a few read-only connections
+/// (waiting only when all are busy); writes take the one writing connection.
 pub struct SqliteStore {
-    inner: Mutex<Inner>,
-}
-
-struct Inner {
-    conn: Connection,
-    /// Every profile, parsed, as of `PRAGMA data_version` (which changes when another
-    /// connection, e.g. the CLI's, commits). Cleared when this store changes a profile.
-    profiles: Option<ProfileCache>,
+    // Dropped in this order: the writer closes last, so that it checkpoints the WAL and
+    // removes it.
+    /// The read-only connections; none in memory (the writer reads too).
+    readers: Pool,
+    /// Checkpoints the WAL beside the writer; none in memory.
+    checkpointer: Option<Checkpointer>,
+    /// The one connection that writes.
+    writer: Mutex<Connection>,
+    /// Every profile, parsed, as of a `profiles_version`.
+    profiles: Mutex<Option<Arc<ProfileCache>>>,
 }
 
 struct ProfileCache {
-    data_version: i64,
+    /// `profiles_version.version` when read.
+    version: i64,
     profiles: Vec<Profile>,
 }
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStore").finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("readers", &self.readers.size).finish_non_exhaustive()
+    }
+}
+
+/// Idle read-only connections; a read takes one and gives it back.
+struct Pool {
+    idle: Mutex<Vec<Connection>>,
+    returned: Condvar,
+    /// How many connections there are (idle or taken).
+    size: usize,
+}
+
+impl Pool {
+    fn new(connections: Vec<Connection>) -> Self {
+        Self { size: connections.len(), idle: Mutex::new(connections), returned: Condvar::new() }
+    }
+
+    /// An idle connection (waiting for one if all are taken); `None` if there are none.
+    fn take(&self) -> Option<Lease<'_>> {
+        if self.size == 0 {
+            return None;
+        }
+        // Only pushes and pops happen under this lock: a poisoned one is still sound.
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(conn) = idle.pop() {
+                return Some(Lease { pool: self, conn: Some(conn) });
+            }
+            idle = self.returned.wait(idle).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// A read-only connection taken from the [`Pool`], given back when dropped.
+struct Lease<'p> {
+    pool: &'p Pool,
+    conn: Option<Connection>,
+}
+
+impl Deref for Lease<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().unwrap_or_else(|| unreachable!("a lease holds its connection until dropped"))
+    }
+}
+
+impl DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().unwrap_or_else(|| unreachable!("a lease holds its connection until dropped"))
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        // A transaction is rolled back when dropped, on an error or a panic too; in case
+        // one was left open all the same, it must not pin an old state of the database.
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        self.pool.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
+        self.pool.returned.notify_one();
+    }
+}
+
+/// A thread that copies the WAL's pages into the database (a passive checkpoint) every
+/// [`CHECKPOINT_COMMITS`] commits or after [`CHECKPOINT_IDLE`], on its own connection,
+/// rather than the writer doing it after a commit while writes wait. The copy and its
+/// `fsync`s then run beside reads and writes.
+struct Checkpointer {
+    shared: Arc<CheckpointerShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct CheckpointerShared {
+    /// Commits so far.
+    commits: AtomicU64,
+    /// Whether to end.
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Checkpointer {
+    /// Starts the thread, with a connection to the database at `path`; `None` if either
+    /// fails (the writer then checkpoints as SQLite does by default).
+    fn start(path: &Path, synchronous: &str) -> Option<Self> {
+        let conn = Connection::open(path).ok()?;
+        // The checkpoint's `fsync`s follow this connection's setting.
+        conn.pragma_update(None, "synchronous", synchronous).ok()?;
+        let shared =
+            Arc::new(CheckpointerShared { commits: AtomicU64::new(0), stop: Mutex::new(false), wake: Condvar::new() });
+        let thread = std::thread::Builder::new()
+            .name("dls-store-checkpoint".into())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || run_checkpoints(&conn, &shared)
+            })
+            .ok()?;
+        Some(Self { shared, thread: Some(thread) })
+    }
+
+    /// Counts a commit, waking the thread when there are enough to checkpoint.
+    fn committed(&self) {
+        let commits = self.shared.commits.fetch_add(1, Ordering::Relaxed) + 1;
+        if commits % CHECKPOINT_COMMITS == 0 {
+            // Under the lock, so that the wake-up cannot fall between the thread's count
+            // and its wait.
+            let _stop = self.shared.stop.lock().unwrap_or_else(PoisonError::into_inner);
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        *self.shared.stop.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run_checkpoints(conn: &Connection, shared: &CheckpointerShared) {
+    let mut done = 0;
+    let mut idle = false;
+    let mut stop = shared.stop.lock().unwrap_or_else(PoisonError::into_inner);
+    while !*stop {
+        let commits = shared.commits.load(Ordering::Relaxed);
+        if commits - done >= CHECKPOINT_COMMITS || (idle && commits != done) {
+            drop(stop);
+            // Copies what no reader still needs, waiting for nobody and blocking nobody.
+            // A failure is harmless: the next checkpoint, or the writer's, copies it.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            done = commits;
+            idle = false;
+            stop = shared.stop.lock().unwrap_or_else(PoisonError::into_inner);
+            continue;
+        }
+        let (guard, waited) = shared.wake.wait_timeout(stop, CHECKPOINT_IDLE).unwrap_or_else(PoisonError::into_inner);
+        stop = guard;
+        idle = waited.timed_out();
     }
 }
 
@@ -281,10 +520,11 @@ impl SqliteStore {
     /// [`StoreError::Database`] if SQLite fails.
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let mut conn = Connection::open_in_memory().db()?;
+        tune(&conn)?;
         conn.pragma_update(None, "foreign_keys", true).db()?;
         conn.pragma_update(None, "secure_delete", "FAST").db()?;
         migrate(&mut conn)?;
-        Ok(Self::from_connection(conn))
+        Ok(Self::new(conn, Vec::new(), None))
     }
 
     fn open_with(path: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
@@ -301,8 +541,9 @@ impl SqliteStore {
         // database this build must not touch is refused.
         check_compatible(&conn)?;
         // Where WAL is impossible (no shared memory, e.g. some network file systems)
-        // SQLite keeps its rollback journal: as safe against a killed process, slower.
-        let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).db()?;
+        // SQLite keeps its rollback journal: as safe against a killed process, slower,
+        // and without readers beside the writer.
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).db()?;
         let sync = match synchronous {
             Synchronous::Normal => "NORMAL",
             Synchronous::Full => "FULL",
@@ -312,14 +553,21 @@ impl SqliteStore {
         // A wiped PIN is overwritten in its page, not only unlinked (older copies of the
         // page may stay in the WAL until it is checkpointed and reused).
         conn.pragma_update(None, "secure_delete", "FAST").db()?;
+        tune(&conn)?;
         migrate(&mut conn)?;
-        Ok(Self::from_connection(conn))
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Ok(Self::new(conn, Vec::new(), None));
+        }
+        let readers = (0..READERS).map(|_| open_reader(path)).collect::<Result<Vec<_>, _>>()?;
+        let checkpointer = Checkpointer::start(path, sync);
+        if checkpointer.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT).db()?;
+        }
+        Ok(Self::new(conn, readers, checkpointer))
     }
 
-    fn from_connection(conn: Connection) -> Self {
-        // Room for every statement of this module (rusqlite's default is 16).
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Self { inner: Mutex::new(Inner { conn, profiles: None }) }
+    fn new(writer: Connection, readers: Vec<Connection>, checkpointer: Option<Checkpointer>) -> Self {
+        Self { readers: Pool::new(readers), checkpointer, writer: Mutex::new(writer), profiles: Mutex::new(None) }
     }
 
     /// The latest schema version this build knows (what `PRAGMA user_version` holds after
@@ -347,27 +595,91 @@ impl SqliteStore {
         migrate_to(&mut conn, version)
     }
 
-    /// The connection, for one call.
+    /// The writing connection, for one call.
     ///
     /// A panic while the lock was held poisons it. The panic can only have happened in
     /// this module, between statements: a transaction it left open is rolled back (as
-    /// rusqlite does when unwinding drops it) and the profile cache is dropped, after
-    /// which the store is sound again and the poison is cleared, rather than failing
-    /// every later call.
-    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
-        match self.inner.lock() {
+    /// rusqlite does when unwinding drops it), after which the store is sound again and
+    /// the poison is cleared, rather than failing every later call.
+    fn writer(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        match self.writer.lock() {
             Ok(guard) => Ok(guard),
             Err(poisoned) => {
-                let mut guard = poisoned.into_inner();
-                guard.profiles = None;
-                if !guard.conn.is_autocommit() {
-                    guard.conn.execute_batch("ROLLBACK").db()?;
+                let guard = poisoned.into_inner();
+                if !guard.is_autocommit() {
+                    guard.execute_batch("ROLLBACK").db()?;
                 }
-                self.inner.clear_poison();
+                self.writer.clear_poison();
                 Ok(guard)
             }
         }
     }
+
+    /// Runs `f` in one read transaction: on a read-only connection, or on the writer if
+    /// there are none.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        match self.readers.take() {
+            Some(mut conn) => {
+                // Rolled back when dropped: it changed nothing.
+                let tx = conn.transaction().db()?;
+                f(&tx)
+            }
+            None => {
+                let mut conn = self.writer()?;
+                let tx = conn.transaction().db()?;
+                f(&tx)
+            }
+        }
+    }
+
+    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`), committed if `f` succeeds,
+    /// rolled back if not.
+    fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.writer()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
+        let out = f(&tx)?;
+        tx.commit().db()?;
+        drop(conn);
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
+        Ok(out)
+    }
+
+    /// Every profile as of the caller's transaction, in which `profiles_version` is
+    /// `version`: the cached ones unless a profile changed since they were read.
+    fn profiles_at(&self, conn: &Connection, version: i64) -> Result<Arc<ProfileCache>, StoreError> {
+        // The cache is replaced whole under this lock: a poisoned one is still sound.
+        let cached = self.profiles.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(cache) = cached.filter(|c| c.version == version) {
+            return Ok(cache);
+        }
+        let fresh = Arc::new(ProfileCache { version, profiles: load_profiles(conn)? });
+        let mut cache = self.profiles.lock().unwrap_or_else(PoisonError::into_inner);
+        // A reader of an older state must not replace a newer cache.
+        if cache.as_ref().is_none_or(|c| c.version < version) {
+            *cache = Some(Arc::clone(&fresh));
+        }
+        Ok(fresh)
+    }
+}
+
+/// Settings of every connection: room for every statement of this module (rusqlite's
+/// default is 16), and plans that do not depend on bound values (so that a cached
+/// statement is never compiled again, see the module's documentation).
+fn tune(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).db()?;
+    Ok(())
+}
+
+/// A read-only connection to the (migrated, WAL) database at `path`.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).db()?;
+    conn.busy_timeout(BUSY_TIMEOUT).db()?;
+    tune(&conn)?;
+    Ok(conn)
 }
 
 /// Creates `path` with mode 0600 unless it exists, so that SQLite (which creates files
@@ -426,8 +738,11 @@ fn migrate_to(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
     let Some(pending) = MIGRATIONS.get(start..target).filter(|m| !m.is_empty()) else {
         return Ok(());
     };
-    for sql in pending {
-        tx.execute_batch(sql).db()?;
+    for migration in pending {
+        tx.execute_batch(migration.sql).db()?;
+        if let Some(then) = migration.then {
+            then(&tx)?;
+        }
     }
     let version = i64::try_from(target).map_err(|_| StoreError::Invalid(format!("schema version {target}")))?;
     tx.pragma_update(None, "user_version", version).db()?;
@@ -625,23 +940,30 @@ fn query_all<T, P: Params>(
     params: P,
     f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql).db()?;
+    let mut stmt = conn.cached(sql).db()?;
     let rows = stmt.query_map(params, f).db()?;
     rows.collect::<rusqlite::Result<Vec<T>>>().db()
+}
+
+/// Statements from the connection's cache: prepared at their first use on a connection,
+/// then kept (and never compiled again: see [`tune`] and the test of it).
+trait Cached {
+    fn cached(&self, sql: &str) -> rusqlite::Result<CachedStatement<'_>>;
+}
+
+impl Cached for Connection {
+    fn cached(&self, sql: &str) -> rusqlite::Result<CachedStatement<'_>> {
+        #[cfg(test)]
+        tests::used(sql);
+        self.prepare_cached(sql)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // Reads.
 
 fn device_exists(conn: &Connection, mac: &str) -> Result<bool, StoreError> {
-    conn.prepare_cached("SELECT 1 FROM devices WHERE mac = ?1").db()?.exists([mac]).db()
-}
-
-fn load_inventory(conn: &Connection, mac: &str) -> Result<Vec<Item>, StoreError> {
-    query_all(conn, "SELECT name, idx, value, type FROM inventory WHERE mac = ?1 ORDER BY seq", [mac], item_row)?
-        .into_iter()
-        .map(item_from_row)
-        .collect()
+    conn.cached("SELECT 1 FROM devices WHERE mac = ?1").db()?.exists([mac]).db()
 }
 
 fn load_overrides(conn: &Connection, mac: &str) -> Result<Vec<Item>, StoreError> {
@@ -677,6 +999,11 @@ fn load_written(conn: &Connection, mac: &str) -> Result<Vec<(ItemKey, WrittenRec
             Ok((key, WrittenRecord { fingerprint, outcome: outcome_from_sql(&outcome)? }))
         })
         .collect()
+}
+
+/// `profiles_version.version`: changes whenever a profile does.
+fn profiles_version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.cached("SELECT version FROM profiles_version").db()?.query_row([], |r| r.get(0)).db()
 }
 
 /// A device's security columns, as read. The PIN itself is read only by `pin`.
@@ -723,7 +1050,7 @@ impl SecurityRow {
 fn load_security(conn: &Connection, mac: &str) -> Result<Option<SecurityRow>, StoreError> {
     type Columns = (String, String, Option<String>, Option<i64>, i64, Option<String>);
     let row: Option<Columns> = conn
-        .prepare_cached(
+        .cached(
             // The TAN: the last `TAN_DIGITS` (3) of the PIN, which stays in the database.
             "SELECT d.security_mode, d.bootstrap_state, substr(d.pin, -3), d.pin_issued_at, d.tan_failures,
                     (SELECT c.serial FROM certificates c
@@ -765,39 +1092,273 @@ fn load_profiles(conn: &Connection) -> Result<Vec<Profile>, StoreError> {
         .collect()
 }
 
-/// Every profile, from the cache unless another connection committed since it was filled.
-fn cached_profiles<'c>(conn: &Connection, cache: &'c mut Option<ProfileCache>) -> Result<&'c [Profile], StoreError> {
-    let data_version: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0)).db()?;
-    let entry = match cache.take() {
-        Some(c) if c.data_version == data_version => cache.insert(c),
-        _ => cache.insert(ProfileCache { data_version, profiles: load_profiles(conn)? }),
-    };
-    Ok(&entry.profiles)
+// ---------------------------------------------------------------------------------------
+// Inventories.
+
+/// An inventory item, borrowed: from a stored inventory or from a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ItemRef<'a> {
+    name: &'a str,
+    index: Option<u32>,
+    value: &'a str,
+    item_type: Option<&'a str>,
 }
 
-/// The value of an inventory item without index.
-fn find_value<'i>(inventory: &'i [Item], name: &str) -> Option<&'i str> {
-    inventory.iter().find(|i| i.name == name && i.index.is_none()).map(|i| i.value.as_str())
+impl<'a> ItemRef<'a> {
+    fn of(item: &'a Item) -> Self {
+        Self { name: &item.name, index: item.index, value: &item.value, item_type: item.item_type.as_deref() }
+    }
+
+    fn to_item(self) -> Item {
+        Item {
+            name: self.name.to_owned(),
+            index: self.index,
+            status: None,
+            value: self.value.to_owned(),
+            item_type: self.item_type.map(str::to_owned),
+        }
+    }
+}
+
+/// `base` with `items` merged in, as an upsert by item key would: an item whose key is
+/// there changes its value and type in place, a new key goes to the end; items with a
+/// status (a phone's refusals) are skipped.
+fn merge_items<'a>(mut base: Vec<ItemRef<'a>>, items: &'a [Item]) -> Vec<ItemRef<'a>> {
+    let mut at: HashMap<(&str, Option<u32>), usize> = HashMap::with_capacity(base.len() + items.len());
+    at.extend(base.iter().enumerate().map(|(position, i)| ((i.name, i.index), position)));
+    base.reserve(items.len());
+    for item in items.iter().filter(|i| i.status.is_none()) {
+        match at.entry((&item.name, item.index)) {
+            Entry::Occupied(e) => {
+                let stored = &mut base[*e.get()];
+                stored.value = &item.value;
+                stored.item_type = item.item_type.as_deref();
+            }
+            Entry::Vacant(e) => {
+                e.insert(base.len());
+                base.push(ItemRef::of(item));
+            }
+        }
+    }
+    base
+}
+
+/// The stored form of an inventory: [`INVENTORY_FORMAT`], the number of items, then each
+/// item's name, index (0: none, else the index + 1), value and type (0: none, else its
+/// length + 1, then its bytes). Numbers are LEB128 varints; a string is its length in
+/// bytes, then its UTF-8.
+fn encode_items(items: &[ItemRef<'_>]) -> Vec<u8> {
+    let size: usize = items.iter().map(|i| i.name.len() + i.value.len() + i.item_type.map_or(0, str::len) + 8).sum();
+    let mut out = Vec::with_capacity(size + 11);
+    out.push(INVENTORY_FORMAT);
+    put_varint(&mut out, length(items.len()));
+    for item in items {
+        put_str(&mut out, item.name);
+        put_varint(&mut out, item.index.map_or(0, |i| u64::from(i) + 1));
+        put_str(&mut out, item.value);
+        match item.item_type {
+            None => out.push(0),
+            Some(t) => {
+                put_varint(&mut out, length(t.len()) + 1);
+                out.extend_from_slice(t.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// A length as stored (lossless: no `usize` is wider than 64 bits).
+fn length(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push(u8::try_from(n & 0x7f).unwrap_or_default() | 0x80);
+        n >>= 7;
+    }
+    out.push(u8::try_from(n).unwrap_or_default());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, length(s.len()));
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The items of a stored inventory (see [`encode_items`]), borrowed from it; `None` if
+/// it is damaged.
+fn decode_items(stored: &[u8]) -> Option<Vec<ItemRef<'_>>> {
+    let (&format, mut rest) = stored.split_first()?;
+    if format != INVENTORY_FORMAT {
+        return None;
+    }
+    let count = usize::try_from(varint(&mut rest)?).ok()?;
+    // An item takes 4 bytes at least: a larger count is damage (and must not allocate).
+    if count > rest.len() / 4 {
+        return None;
+    }
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = text(&mut rest)?;
+        let index = match varint(&mut rest)? {
+            0 => None,
+            i => Some(u32::try_from(i - 1).ok()?),
+        };
+        let value = text(&mut rest)?;
+        let item_type = match varint(&mut rest)? {
+            0 => None,
+            n => Some(std::str::from_utf8(bytes(&mut rest, n - 1)?).ok()?),
+        };
+        items.push(ItemRef { name, index, value, item_type });
+    }
+    rest.is_empty().then_some(items)
+}
+
+fn varint(input: &mut &[u8]) -> Option<u64> {
+    let mut n: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = input.split_first()?;
+        *input = rest;
+        n |= u64::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+fn bytes<'a>(input: &mut &'a [u8], n: u64) -> Option<&'a [u8]> {
+    let n = usize::try_from(n).ok().filter(|n| *n <= input.len())?;
+    let (taken, rest) = input.split_at(n);
+    *input = rest;
+    Some(taken)
+}
+
+fn text<'a>(input: &mut &'a [u8]) -> Option<&'a str> {
+    let n = varint(input)?;
+    std::str::from_utf8(bytes(input, n)?).ok()
+}
+
+/// A stored inventory's items, or [`StoreError::Corrupt`].
+fn decode_stored<'a>(stored: ValueRef<'a>, mac: &str) -> Result<Vec<ItemRef<'a>>, StoreError> {
+    match stored {
+        ValueRef::Null => Some(Vec::new()),
+        ValueRef::Blob(b) => decode_items(b),
+        _ => None,
+    }
+    .ok_or_else(|| StoreError::Corrupt(format!("the inventory of device {mac}")))
+}
+
+/// A stored inventory (`inventories.items`, NULL: none) as items.
+fn inventory_from_sql(stored: ValueRef<'_>, mac: &str) -> Result<Vec<Item>, StoreError> {
+    Ok(decode_stored(stored, mac)?.into_iter().map(ItemRef::to_item).collect())
+}
+
+fn load_inventory(conn: &Connection, mac: &str) -> Result<Vec<Item>, StoreError> {
+    let mut stmt = conn.cached("SELECT items FROM inventories WHERE mac = ?1").db()?;
+    let mut rows = stmt.query([mac]).db()?;
+    match rows.next().db()? {
+        Some(row) => inventory_from_sql(row.get_ref(0).db()?, mac),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// An inventory in its stored form, with the items copied into `devices`.
+struct Encoded<'a> {
+    stored: Vec<u8>,
+    device_type: Option<&'a str>,
+    software_version: Option<&'a str>,
+    e164: Option<&'a str>,
+}
+
+impl<'a> Encoded<'a> {
+    fn new(items: &[ItemRef<'a>]) -> Self {
+        let find = |name: &str| items.iter().find(|i| i.name == name && i.index.is_none()).map(|i| i.value);
+        Encoded {
+            stored: encode_items(items),
+            device_type: find("device-type"),
+            software_version: find("software-version"),
+            e164: find("e164"),
+        }
+    }
+
+    /// The inventory `items` make (see [`merge_items`]), as a replacement.
+    fn replacing(items: &'a [Item]) -> Self {
+        Self::new(&merge_items(Vec::new(), items))
+    }
+}
+
+/// Stores the device's inventory.
+fn store_inventory(conn: &Connection, mac: &str, inventory: &Encoded<'_>) -> Result<(), StoreError> {
+    conn.cached(
+        "INSERT INTO inventories (mac, items) VALUES (?1, ?2) ON CONFLICT (mac) DO UPDATE SET items = excluded.items",
+    )
+    .db()?
+    .execute(params![mac, inventory.stored])
+    .db()?;
+    conn.cached("UPDATE devices SET device_type = ?2, software_version = ?3, e164 = ?4 WHERE mac = ?1")
+        .db()?
+        .execute(params![mac, inventory.device_type, inventory.software_version, inventory.e164])
+        .db()?;
+    Ok(())
+}
+
+/// Merges `items` into the device's inventory (see [`merge_items`]).
+fn merge_inventory(conn: &Connection, mac: &str, items: &[Item]) -> Result<(), StoreError> {
+    if items.iter().all(|i| i.status.is_some()) {
+        return Ok(());
+    }
+    let stored: Option<Vec<u8>> = conn
+        .cached("SELECT items FROM inventories WHERE mac = ?1")
+        .db()?
+        .query_row([mac], |r| r.get(0))
+        .optional()
+        .db()?;
+    let base = match &stored {
+        Some(stored) => decode_stored(ValueRef::Blob(stored), mac)?,
+        None => Vec::new(),
+    };
+    store_inventory(conn, mac, &Encoded::new(&merge_items(base, items)))
+}
+
+/// Migration 4: moves the rows of `inventory` (schema 1 to 3) into `inventories`, in
+/// their order, one device at a time, and drops the table.
+fn move_inventories(conn: &Connection) -> Result<(), StoreError> {
+    // Not cached: it runs once.
+    let mut stmt = conn
+        .prepare(
+            "SELECT mac, name, idx, value, type FROM inventory
+             WHERE mac IN (SELECT mac FROM devices) ORDER BY mac, seq",
+        )
+        .db()?;
+    let mut rows = stmt.query([]).db()?;
+    let mut device: Option<String> = None;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next().db()? {
+        let mac: String = row.get(0).db()?;
+        if device.as_ref() != Some(&mac) {
+            if let Some(done) = device.replace(mac) {
+                store_inventory(conn, &done, &Encoded::replacing(&items))?;
+                items.clear();
+            }
+        }
+        items.push(item_from_row((row.get(1).db()?, row.get(2).db()?, row.get(3).db()?, row.get(4).db()?))?);
+    }
+    if let Some(done) = device {
+        store_inventory(conn, &done, &Encoded::replacing(&items))?;
+    }
+    drop(rows);
+    drop(stmt);
+    conn.execute_batch("DROP TABLE inventory").db()
 }
 
 // ---------------------------------------------------------------------------------------
 // Writes.
 
-fn upsert_inventory(conn: &Connection, mac: &str, item: &Item) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO inventory (mac, name, idx, value, type) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (mac, name, idx) DO UPDATE SET value = excluded.value, type = excluded.type",
-    )
-    .db()?
-    .execute(params![mac, item.name, index_to_sql(item.index), item.value, item.item_type])
-    .db()?;
-    Ok(())
-}
-
 fn insert_nonce(conn: &Connection, mac: &str, nonce: &str) -> Result<(), StoreError> {
     // `seen_at`: the device's last contact, which a Contact earlier in the batch has set.
     let inserted = conn
-        .prepare_cached(
+        .cached(
             "INSERT OR IGNORE INTO nonces (mac, nonce, seen_at)
              VALUES (?1, ?2, (SELECT coalesce(last_contact_at, registered_at) FROM devices WHERE mac = ?1))",
         )
@@ -805,7 +1366,7 @@ fn insert_nonce(conn: &Connection, mac: &str, nonce: &str) -> Result<(), StoreEr
         .execute(params![mac, nonce])
         .db()?;
     if inserted > 0 {
-        conn.prepare_cached(
+        conn.cached(
             "DELETE FROM nonces WHERE mac = ?1 AND seq <
              (SELECT seq FROM nonces WHERE mac = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
         )
@@ -825,15 +1386,15 @@ fn issue_certificate(
 ) -> Result<(), StoreError> {
     check_serial(&certificate.serial)?;
     let (issued_at, not_after) = (time_to_sql(at)?, time_to_sql(certificate.not_after)?);
-    if conn.prepare_cached("SELECT 1 FROM certificates WHERE serial = ?1").db()?.exists([&certificate.serial]).db()? {
+    if conn.cached("SELECT 1 FROM certificates WHERE serial = ?1").db()?.exists([&certificate.serial]).db()? {
         return Err(StoreError::Conflict { what: format!("certificate serial number {}", certificate.serial) });
     }
     revoke_certificates(conn, mac, at, SUPERSEDED)?;
-    conn.prepare_cached("INSERT INTO certificates (serial, mac, issued_at, not_after) VALUES (?1, ?2, ?3, ?4)")
+    conn.cached("INSERT INTO certificates (serial, mac, issued_at, not_after) VALUES (?1, ?2, ?3, ?4)")
         .db()?
         .execute(params![certificate.serial, mac, issued_at, not_after])
         .db()?;
-    conn.prepare_cached("UPDATE devices SET certificate_serial = ?2 WHERE mac = ?1")
+    conn.cached("UPDATE devices SET certificate_serial = ?2 WHERE mac = ?1")
         .db()?
         .execute(params![mac, certificate.serial])
         .db()?;
@@ -851,19 +1412,19 @@ fn revoke_certificates(conn: &Connection, mac: &str, at: UnixTime, reason: &str)
         |r| r.get(0),
     )?;
     if !serials.is_empty() {
-        conn.prepare_cached(
+        conn.cached(
             "UPDATE certificates SET revoked_at = ?2, revoke_reason = ?3 WHERE mac = ?1 AND revoked_at IS NULL",
         )
         .db()?
         .execute(params![mac, at, reason])
         .db()?;
     }
-    conn.prepare_cached("UPDATE devices SET certificate_serial = NULL WHERE mac = ?1").db()?.execute([mac]).db()?;
+    conn.cached("UPDATE devices SET certificate_serial = NULL WHERE mac = ?1").db()?.execute([mac]).db()?;
     Ok(serials)
 }
 
 fn insert_audit(conn: &Connection, mac: &str, at: UnixTime, kind: AuditKind, detail: &str) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT INTO audit (at, mac, kind, detail) VALUES (?1, ?2, ?3, ?4)")
+    conn.cached("INSERT INTO audit (at, mac, kind, detail) VALUES (?1, ?2, ?3, ?4)")
         .db()?
         .execute(params![time_to_sql(at)?, mac, kind.as_str(), detail])
         .db()?;
@@ -871,7 +1432,15 @@ fn insert_audit(conn: &Connection, mac: &str, at: UnixTime, kind: AuditKind, det
 }
 
 /// Applies one message's changes inside the caller's transaction.
-fn apply_changes(conn: &Connection, mac: &str, changes: &[Change]) -> Result<(), StoreError> {
+///
+/// `replacements`: for each change, its inventory encoded if it is a `ReplaceInventory`
+/// (done before the transaction, which it does not depend on).
+fn apply_changes(
+    conn: &Connection,
+    mac: &str,
+    changes: &[Change],
+    replacements: &[Option<Encoded<'_>>],
+) -> Result<(), StoreError> {
     if !device_exists(conn, mac)? {
         // The first Register of the batch gives the mode.
         let Some(mode) = changes.iter().find_map(|c| match c {
@@ -893,36 +1462,32 @@ fn apply_changes(conn: &Connection, mac: &str, changes: &[Change]) -> Result<(),
         )
         .db()?;
     }
-    for change in changes {
+    for (i, change) in changes.iter().enumerate() {
         match change {
             // Done above, before any other change of the batch. A known device keeps its
             // registration time and its mode (an administrator may have changed it).
             Change::Register { .. } => {}
             Change::Contact { at, reason } => {
-                conn.prepare_cached("UPDATE devices SET last_contact_at = ?2, last_reason = ?3 WHERE mac = ?1")
+                conn.cached("UPDATE devices SET last_contact_at = ?2, last_reason = ?3 WHERE mac = ?1")
                     .db()?
                     .execute(params![mac, time_to_sql(*at)?, reason.as_str()])
                     .db()?;
             }
             Change::Nonce(nonce) => insert_nonce(conn, mac, nonce)?,
-            Change::MergeInventory(items) => {
-                for item in items.iter().filter(|i| i.status.is_none()) {
-                    upsert_inventory(conn, mac, item)?;
-                }
-            }
+            Change::MergeInventory(items) => merge_inventory(conn, mac, items)?,
             Change::ReplaceInventory { items, at } => {
-                conn.prepare_cached("UPDATE devices SET inventory_at = ?2 WHERE mac = ?1")
+                conn.cached("UPDATE devices SET inventory_at = ?2 WHERE mac = ?1")
                     .db()?
                     .execute(params![mac, time_to_sql(*at)?])
                     .db()?;
-                conn.prepare_cached("DELETE FROM inventory WHERE mac = ?1").db()?.execute([mac]).db()?;
-                for item in items.iter().filter(|i| i.status.is_none()) {
-                    upsert_inventory(conn, mac, item)?;
+                match replacements.get(i).and_then(Option::as_ref) {
+                    Some(encoded) => store_inventory(conn, mac, encoded)?,
+                    None => store_inventory(conn, mac, &Encoded::replacing(items))?,
                 }
             }
             Change::Written(records) => {
                 let mut stmt = conn
-                    .prepare_cached(
+                    .cached(
                         "INSERT INTO written (mac, name, idx, fingerprint, outcome) VALUES (?1, ?2, ?3, ?4, ?5)
                          ON CONFLICT (mac, name, idx)
                          DO UPDATE SET fingerprint = excluded.fingerprint, outcome = excluded.outcome",
@@ -940,13 +1505,13 @@ fn apply_changes(conn: &Connection, mac: &str, changes: &[Change]) -> Result<(),
                 }
             }
             Change::DeploymentStatus(items) => {
-                conn.prepare_cached("UPDATE devices SET last_deployment_status = ?2 WHERE mac = ?1")
+                conn.cached("UPDATE devices SET last_deployment_status = ?2 WHERE mac = ?1")
                     .db()?
                     .execute(params![mac, items_to_json(items)?])
                     .db()?;
             }
             Change::PhoneCleanUp { reason } => {
-                conn.prepare_cached("UPDATE devices SET last_phone_cleanup_reason = ?2 WHERE mac = ?1")
+                conn.cached("UPDATE devices SET last_phone_cleanup_reason = ?2 WHERE mac = ?1")
                     .db()?
                     .execute(params![mac, reason])
                     .db()?;
@@ -954,7 +1519,7 @@ fn apply_changes(conn: &Connection, mac: &str, changes: &[Change]) -> Result<(),
             Change::IssueCertificate { at, certificate } => issue_certificate(conn, mac, *at, certificate)?,
             Change::Bootstrapped { at } => {
                 time_to_sql(*at)?;
-                conn.prepare_cached(
+                conn.cached(
                     "UPDATE devices SET bootstrap_state = ?2, pin = NULL, pin_issued_at = NULL, tan_failures = 0
                      WHERE mac = ?1",
                 )
@@ -963,19 +1528,17 @@ fn apply_changes(conn: &Connection, mac: &str, changes: &[Change]) -> Result<(),
                 .db()?;
             }
             Change::TanFailed => {
-                conn.prepare_cached("UPDATE devices SET tan_failures = min(tan_failures + 1, ?2) WHERE mac = ?1")
+                conn.cached("UPDATE devices SET tan_failures = min(tan_failures + 1, ?2) WHERE mac = ?1")
                     .db()?
                     .execute(params![mac, u32::MAX])
                     .db()?;
             }
             Change::BootstrapFailed { at, revoke_certificate } => {
                 time_to_sql(*at)?;
-                conn.prepare_cached(
-                    "UPDATE devices SET bootstrap_state = ?2, pin = NULL, pin_issued_at = NULL WHERE mac = ?1",
-                )
-                .db()?
-                .execute(params![mac, state_to_sql(BootstrapState::Failed)])
-                .db()?;
+                conn.cached("UPDATE devices SET bootstrap_state = ?2, pin = NULL, pin_issued_at = NULL WHERE mac = ?1")
+                    .db()?
+                    .execute(params![mac, state_to_sql(BootstrapState::Failed)])
+                    .db()?;
                 if *revoke_certificate {
                     revoke_certificates(conn, mac, *at, REVOKED_BY_BOOTSTRAP_FAILURE)?;
                 }
@@ -991,7 +1554,7 @@ fn apply_changes(conn: &Connection, mac: &str, changes: &[Change]) -> Result<(),
 /// Checks that every profile named exists, once each.
 fn check_assignable(conn: &Connection, names: &[String]) -> Result<(), StoreError> {
     let mut seen = HashSet::new();
-    let mut stmt = conn.prepare_cached("SELECT 1 FROM profiles WHERE name = ?1").db()?;
+    let mut stmt = conn.cached("SELECT 1 FROM profiles WHERE name = ?1").db()?;
     for name in names {
         if !seen.insert(name.as_str()) {
             return Err(StoreError::Invalid(format!("profile {name:?} assigned twice")));
@@ -1024,9 +1587,8 @@ fn check_overrides(items: &[Item]) -> Result<(), StoreError> {
 }
 
 fn replace_assigned(conn: &Connection, mac: &str, names: &[String]) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM device_profiles WHERE mac = ?1").db()?.execute([mac]).db()?;
-    let mut stmt =
-        conn.prepare_cached("INSERT INTO device_profiles (mac, position, profile) VALUES (?1, ?2, ?3)").db()?;
+    conn.cached("DELETE FROM device_profiles WHERE mac = ?1").db()?.execute([mac]).db()?;
+    let mut stmt = conn.cached("INSERT INTO device_profiles (mac, position, profile) VALUES (?1, ?2, ?3)").db()?;
     for (position, name) in (0_i64..).zip(names) {
         stmt.execute(params![mac, position, name]).db()?;
     }
@@ -1034,11 +1596,9 @@ fn replace_assigned(conn: &Connection, mac: &str, names: &[String]) -> Result<()
 }
 
 fn replace_overrides(conn: &Connection, mac: &str, items: &[Item]) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM device_overrides WHERE mac = ?1").db()?.execute([mac]).db()?;
+    conn.cached("DELETE FROM device_overrides WHERE mac = ?1").db()?.execute([mac]).db()?;
     let mut stmt = conn
-        .prepare_cached(
-            "INSERT INTO device_overrides (mac, position, name, idx, value, type) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
+        .cached("INSERT INTO device_overrides (mac, position, name, idx, value, type) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
         .db()?;
     for (position, item) in (0_i64..).zip(items) {
         stmt.execute(params![mac, position, item.name, index_to_sql(item.index), item.value, item.item_type]).db()?;
@@ -1065,55 +1625,64 @@ fn check_profile_name(name: &str) -> Result<(), StoreError> {
 impl Store for SqliteStore {
     fn load_device(&self, mac: MacAddr) -> Result<DeviceSnapshot, StoreError> {
         let mac = mac.to_string();
-        let mut inner = self.lock()?;
-        let tx = inner.conn.transaction().db()?;
-        let inventory_at: Option<Option<i64>> = tx
-            .prepare_cached("SELECT inventory_at FROM devices WHERE mac = ?1")
-            .db()?
-            .query_row([&mac], |r| r.get(0))
-            .optional()
-            .db()?;
-        let Some(inventory_at) = inventory_at else {
-            return Ok(DeviceSnapshot::unknown());
-        };
-        let nonces = query_all(&tx, "SELECT nonce FROM nonces WHERE mac = ?1 ORDER BY seq", [&mac], |r| r.get(0))?;
-        let security = load_security(&tx, &mac)?.map(SecurityRow::into_security).unwrap_or_default();
-        Ok(DeviceSnapshot {
-            known: true,
-            inventory: load_inventory(&tx, &mac)?,
-            inventory_at: opt_time_from_sql(inventory_at)?,
-            written: load_written(&tx, &mac)?.into_iter().collect(),
-            recent_nonces: nonces,
-            security,
+        self.read(|tx| {
+            let mut stmt = tx
+                .cached(
+                    "SELECT d.inventory_at, i.items FROM devices d LEFT JOIN inventories i ON i.mac = d.mac
+                     WHERE d.mac = ?1",
+                )
+                .db()?;
+            let mut rows = stmt.query([&mac]).db()?;
+            let Some(row) = rows.next().db()? else {
+                return Ok(DeviceSnapshot::unknown());
+            };
+            let inventory_at: Option<i64> = row.get(0).db()?;
+            let inventory = inventory_from_sql(row.get_ref(1).db()?, &mac)?;
+            drop(rows);
+            let nonces = query_all(tx, "SELECT nonce FROM nonces WHERE mac = ?1 ORDER BY seq", [&mac], |r| r.get(0))?;
+            let security = load_security(tx, &mac)?.map(SecurityRow::into_security).unwrap_or_default();
+            Ok(DeviceSnapshot {
+                known: true,
+                inventory,
+                inventory_at: opt_time_from_sql(inventory_at)?,
+                written: load_written(tx, &mac)?.into_iter().collect(),
+                recent_nonces: nonces,
+                security,
+            })
         })
     }
 
     fn desired(&self, mac: MacAddr) -> Result<Desired, StoreError> {
         let mac = mac.to_string();
-        let mut guard = self.lock()?;
-        let Inner { conn, profiles } = &mut *guard;
-        let tx = conn.transaction().db()?;
-        // An unknown device has no inventory, assignments nor overrides: only what
-        // applies to every device.
-        let device_type: Option<String> = tx
-            .prepare_cached("SELECT value FROM inventory WHERE mac = ?1 AND name = 'device-type' AND idx = ?2")
-            .db()?
-            .query_row(params![mac, NO_INDEX], |r| r.get(0))
-            .optional()
-            .db()?;
-        let assigned = load_assigned(&tx, &mac)?;
-        let overrides = load_overrides(&tx, &mac)?;
-        let profiles = cached_profiles(&tx, profiles)?;
-        Ok(resolve(profiles, device_type.as_deref(), &assigned, &overrides))
+        let (profiles, device_type, assigned, overrides) = self.read(|tx| {
+            // An unknown device has no inventory, assignments nor overrides: only what
+            // applies to every device.
+            let (version, device_type): (i64, Option<String>) = tx
+                .cached(
+                    "SELECT (SELECT version FROM profiles_version), (SELECT device_type FROM devices WHERE mac = ?1)",
+                )
+                .db()?
+                .query_row([&mac], |r| Ok((r.get(0)?, r.get(1)?)))
+                .db()?;
+            let assigned = load_assigned(tx, &mac)?;
+            let overrides = load_overrides(tx, &mac)?;
+            Ok((self.profiles_at(tx, version)?, device_type, assigned, overrides))
+        })?;
+        Ok(resolve(&profiles.profiles, device_type.as_deref(), &assigned, &overrides))
     }
 
     fn apply(&self, mac: MacAddr, changes: &[Change]) -> Result<(), StoreError> {
         let mac = mac.to_string();
-        let mut inner = self.lock()?;
-        let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
-        // On error, dropping `tx` rolls everything back.
-        apply_changes(&tx, &mac, changes)?;
-        tx.commit().db()
+        // Not under the writer's lock: what depends on nothing stored.
+        let replacements: Vec<Option<Encoded<'_>>> = changes
+            .iter()
+            .map(|c| match c {
+                Change::ReplaceInventory { items, .. } => Some(Encoded::replacing(items)),
+                _ => None,
+            })
+            .collect();
+        // On error, everything is rolled back.
+        self.write(|tx| apply_changes(tx, &mac, changes, &replacements))
     }
 
     fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceSummary>, StoreError> {
@@ -1123,98 +1692,116 @@ impl Store for SqliteStore {
             .map(|s| s.chars().filter(|c| !matches!(c, ':' | '-' | '.')).collect::<String>().to_ascii_uppercase())
             .filter(|s| !s.is_empty());
         let limit = filter.limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        let mut inner = self.lock()?;
-        let tx = inner.conn.transaction().db()?;
-        type SummaryRow = (String, Option<String>, Option<String>, Option<String>, Option<i64>);
-        let rows: Vec<SummaryRow> = query_all(
-            &tx,
-            "SELECT d.mac, t.value, s.value, e.value, d.last_contact_at
-             FROM devices d
-             LEFT JOIN inventory t ON t.mac = d.mac AND t.name = 'device-type' AND t.idx = -1
-             LEFT JOIN inventory s ON s.mac = d.mac AND s.name = 'software-version' AND s.idx = -1
-             LEFT JOIN inventory e ON e.mac = d.mac AND e.name = 'e164' AND e.idx = -1
-             WHERE (?1 IS NULL OR EXISTS
-                       (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = ?1))
-               AND (?2 IS NULL OR t.value = ?2)
-               AND (?3 IS NULL OR instr(d.mac, ?4) > 0 OR instr(lower(e.value), lower(?3)) > 0)
-             ORDER BY d.mac
-             LIMIT ?5",
-            params![filter.profile, filter.device_type, search, mac_needle, limit],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )?;
-        rows.into_iter()
-            .map(|(mac, device_type, software_version, e164, last_contact)| {
-                Ok(DeviceSummary {
-                    profiles: load_assigned(&tx, &mac)?,
-                    mac: mac_from_sql(&mac)?,
-                    device_type,
-                    software_version,
-                    e164,
-                    last_contact: opt_time_from_sql(last_contact)?,
+        self.read(|tx| {
+            type SummaryRow = (String, Option<String>, Option<String>, Option<String>, Option<i64>);
+            let rows: Vec<SummaryRow> = query_all(
+                tx,
+                "SELECT d.mac, d.device_type, d.software_version, d.e164, d.last_contact_at
+                 FROM devices d
+                 WHERE (?1 IS NULL OR EXISTS
+                           (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = ?1))
+                   AND (?2 IS NULL OR d.device_type = ?2)
+                   AND (?3 IS NULL OR instr(d.mac, ?4) > 0 OR instr(lower(d.e164), lower(?3)) > 0)
+                 ORDER BY d.mac
+                 LIMIT ?5",
+                params![filter.profile, filter.device_type, search, mac_needle, limit],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?;
+            rows.into_iter()
+                .map(|(mac, device_type, software_version, e164, last_contact)| {
+                    Ok(DeviceSummary {
+                        profiles: load_assigned(tx, &mac)?,
+                        mac: mac_from_sql(&mac)?,
+                        device_type,
+                        software_version,
+                        e164,
+                        last_contact: opt_time_from_sql(last_contact)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     fn device(&self, mac: MacAddr) -> Result<Option<DeviceDetails>, StoreError> {
         let key = mac.to_string();
-        let mut inner = self.lock()?;
-        let tx = inner.conn.transaction().db()?;
-        type DeviceRow = (i64, Option<i64>, Option<String>, Option<i64>, Option<String>, Option<String>);
-        let row: Option<DeviceRow> = tx
-            .prepare_cached(
-                "SELECT registered_at, last_contact_at, last_reason, inventory_at,
-                        last_phone_cleanup_reason, last_deployment_status
-                 FROM devices WHERE mac = ?1",
-            )
-            .db()?
-            .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-            .optional()
-            .db()?;
-        let Some((registered_at, last_contact, last_reason, inventory_at, cleanup_reason, deployment)) = row else {
-            return Ok(None);
-        };
-        let inventory = load_inventory(&tx, &key)?;
-        let summary = DeviceSummary {
-            mac,
-            device_type: find_value(&inventory, "device-type").map(str::to_owned),
-            software_version: find_value(&inventory, "software-version").map(str::to_owned),
-            e164: find_value(&inventory, "e164").map(str::to_owned),
-            profiles: load_assigned(&tx, &key)?,
-            last_contact: opt_time_from_sql(last_contact)?,
-        };
-        let written = load_written(&tx, &key)?
-            .into_iter()
-            .map(|(item, record)| WrittenSummary { item, outcome: record.outcome })
-            .collect();
-        Ok(Some(DeviceDetails {
-            summary,
-            registered_at: time_from_sql(registered_at)?,
-            last_reason,
-            inventory_at: opt_time_from_sql(inventory_at)?,
-            overrides: load_overrides(&tx, &key)?,
-            inventory,
-            written,
-            last_deployment_status: deployment.as_deref().map(items_from_json).transpose()?.unwrap_or_default(),
-            last_phone_cleanup_reason: cleanup_reason,
-            security: load_security(&tx, &key)?.map(SecurityRow::into_summary).unwrap_or_default(),
-        }))
+        self.read(|tx| {
+            type DeviceRow = (
+                i64,
+                Option<i64>,
+                Option<String>,
+                Option<i64>,
+                Option<String>,
+                Option<String>,
+                (Option<String>, Option<String>, Option<String>),
+            );
+            let row: Option<DeviceRow> = tx
+                .cached(
+                    "SELECT registered_at, last_contact_at, last_reason, inventory_at,
+                            last_phone_cleanup_reason, last_deployment_status, device_type, software_version, e164
+                     FROM devices WHERE mac = ?1",
+                )
+                .db()?
+                .query_row([&key], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        (r.get(6)?, r.get(7)?, r.get(8)?),
+                    ))
+                })
+                .optional()
+                .db()?;
+            let Some((registered_at, last_contact, last_reason, inventory_at, cleanup_reason, deployment, identity)) =
+                row
+            else {
+                return Ok(None);
+            };
+            let (device_type, software_version, e164) = identity;
+            let summary = DeviceSummary {
+                mac,
+                device_type,
+                software_version,
+                e164,
+                profiles: load_assigned(tx, &key)?,
+                last_contact: opt_time_from_sql(last_contact)?,
+            };
+            let written = load_written(tx, &key)?
+                .into_iter()
+                .map(|(item, record)| WrittenSummary { item, outcome: record.outcome })
+                .collect();
+            Ok(Some(DeviceDetails {
+                summary,
+                registered_at: time_from_sql(registered_at)?,
+                last_reason,
+                inventory_at: opt_time_from_sql(inventory_at)?,
+                overrides: load_overrides(tx, &key)?,
+                inventory: load_inventory(tx, &key)?,
+                written,
+                last_deployment_status: deployment.as_deref().map(items_from_json).transpose()?.unwrap_or_default(),
+                last_phone_cleanup_reason: cleanup_reason,
+                security: load_security(tx, &key)?.map(SecurityRow::into_summary).unwrap_or_default(),
+            }))
+        })
     }
 
     fn add_device(&self, mac: MacAddr, spec: &DeviceSpec) -> Result<(), StoreError> {
         let mac = mac.to_string();
         check_overrides(&spec.overrides)?;
-        let mut inner = self.lock()?;
-        let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
-        if device_exists(&tx, &mac)? {
-            return Err(StoreError::Conflict { what: format!("device {mac}") });
-        }
-        check_assignable(&tx, &spec.profiles)?;
-        tx.execute("INSERT INTO devices (mac, registered_at) VALUES (?1, ?2)", params![mac, time_to_sql(now())?])
-            .db()?;
-        replace_assigned(&tx, &mac, &spec.profiles)?;
-        replace_overrides(&tx, &mac, &spec.overrides)?;
-        tx.commit().db()
+        self.write(|tx| {
+            if device_exists(tx, &mac)? {
+                return Err(StoreError::Conflict { what: format!("device {mac}") });
+            }
+            check_assignable(tx, &spec.profiles)?;
+            tx.cached("INSERT INTO devices (mac, registered_at) VALUES (?1, ?2)")
+                .db()?
+                .execute(params![mac, time_to_sql(now())?])
+                .db()?;
+            replace_assigned(tx, &mac, &spec.profiles)?;
+            replace_overrides(tx, &mac, &spec.overrides)
+        })
     }
 
     fn update_device(&self, mac: MacAddr, update: &DeviceUpdate) -> Result<(), StoreError> {
@@ -1222,68 +1809,74 @@ impl Store for SqliteStore {
         if let Some(overrides) = &update.overrides {
             check_overrides(overrides)?;
         }
-        let mut inner = self.lock()?;
-        let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
-        if !device_exists(&tx, &mac)? {
-            return Err(StoreError::NotFound { what: format!("device {mac}") });
-        }
-        if let Some(profiles) = &update.profiles {
-            check_assignable(&tx, profiles)?;
-            replace_assigned(&tx, &mac, profiles)?;
-        }
-        if let Some(overrides) = &update.overrides {
-            replace_overrides(&tx, &mac, overrides)?;
-        }
-        tx.commit().db()
+        self.write(|tx| {
+            if !device_exists(tx, &mac)? {
+                return Err(StoreError::NotFound { what: format!("device {mac}") });
+            }
+            if let Some(profiles) = &update.profiles {
+                check_assignable(tx, profiles)?;
+                replace_assigned(tx, &mac, profiles)?;
+            }
+            if let Some(overrides) = &update.overrides {
+                replace_overrides(tx, &mac, overrides)?;
+            }
+            Ok(())
+        })
     }
 
     fn delete_device(&self, mac: MacAddr) -> Result<bool, StoreError> {
-        let inner = self.lock()?;
-        // One statement: its own transaction; the foreign keys delete the rest (its
-        // certificates and secret too), except the audit log, which outlives the device.
-        let deleted = inner.conn.execute("DELETE FROM devices WHERE mac = ?1", [mac.to_string()]).db()?;
+        let mac = mac.to_string();
+        let deleted = self.write(|tx| {
+            // `secure_delete=FAST` does not overwrite the pages a deletion frees, such as
+            // an inventory's overflow pages: it is overwritten first (in place, as the
+            // size stays the same).
+            tx.cached("UPDATE inventories SET items = zeroblob(length(items)) WHERE mac = ?1")
+                .db()?
+                .execute([&mac])
+                .db()?;
+            // The foreign keys delete the rest (its inventory, certificates and secret
+            // too), except the audit log, which outlives the device.
+            tx.cached("DELETE FROM devices WHERE mac = ?1").db()?.execute([&mac]).db()
+        })?;
         Ok(deleted > 0)
     }
 
     fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
-        let mut guard = self.lock()?;
-        let Inner { conn, profiles } = &mut *guard;
-        Ok(cached_profiles(conn, profiles)?.to_vec())
+        let cache = self.read(|tx| self.profiles_at(tx, profiles_version(tx)?))?;
+        Ok(cache.profiles.clone())
     }
 
     fn profile(&self, name: &str) -> Result<Option<Profile>, StoreError> {
-        let mut guard = self.lock()?;
-        let Inner { conn, profiles } = &mut *guard;
-        Ok(cached_profiles(conn, profiles)?.iter().find(|p| p.name == name).cloned())
+        let cache = self.read(|tx| self.profiles_at(tx, profiles_version(tx)?))?;
+        Ok(cache.profiles.iter().find(|p| p.name == name).cloned())
     }
 
     fn put_profile(&self, profile: &Profile) -> Result<(), StoreError> {
         check_profile_name(&profile.name)?;
         let body = serde_json::to_string(&Profile { name: String::new(), ..profile.clone() })
             .map_err(|e| StoreError::Invalid(format!("profile not serialisable: {e}")))?;
-        let mut inner = self.lock()?;
-        inner.profiles = None;
         // An upsert, not `INSERT OR REPLACE`: the row is updated in place.
-        inner
-            .conn
-            .execute(
+        self.write(|tx| {
+            tx.cached(
                 "INSERT INTO profiles (name, body) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET body = excluded.body",
-                params![profile.name, body],
             )
+            .db()?
+            .execute(params![profile.name, body])
             .db()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     fn delete_profile(&self, name: &str) -> Result<bool, StoreError> {
-        let mut inner = self.lock()?;
-        inner.profiles = None;
-        let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
-        tx.execute("DELETE FROM device_profiles WHERE profile = ?1", [name]).db()?;
-        tx.execute("DELETE FROM fallback_credentials WHERE scope_kind = ?1 AND profile = ?2", [SCOPE_PROFILE, name])
-            .db()?;
-        let deleted = tx.execute("DELETE FROM profiles WHERE name = ?1", [name]).db()?;
-        tx.commit().db()?;
+        let deleted = self.write(|tx| {
+            tx.cached("DELETE FROM device_profiles WHERE profile = ?1").db()?.execute([name]).db()?;
+            tx.cached("DELETE FROM fallback_credentials WHERE scope_kind = ?1 AND profile = ?2")
+                .db()?
+                .execute([SCOPE_PROFILE, name])
+                .db()?;
+            tx.cached("DELETE FROM profiles WHERE name = ?1").db()?.execute([name]).db()
+        })?;
         Ok(deleted > 0)
     }
 
@@ -1297,80 +1890,82 @@ impl Store for SqliteStore {
         }
         let key = mac.to_string();
         let at = now();
-        let mut inner = self.lock()?;
-        let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
-        let Some(before) = load_security(&tx, &key)? else {
-            return Err(StoreError::NotFound { what: format!("device {key}") });
-        };
-        if update.new_pin.is_some() && before.state == BootstrapState::Secured && !update.reset {
-            return Err(StoreError::Invalid("device is bootstrapped; reset it first".into()));
-        }
-        let audit = |kind: AuditKind, detail: &str| insert_audit(&tx, &key, at, kind, detail);
-        let mut pin_outstanding = before.pin_outstanding();
+        self.write(|tx| {
+            let Some(before) = load_security(tx, &key)? else {
+                return Err(StoreError::NotFound { what: format!("device {key}") });
+            };
+            if update.new_pin.is_some() && before.state == BootstrapState::Secured && !update.reset {
+                return Err(StoreError::Invalid("device is bootstrapped; reset it first".into()));
+            }
+            let audit = |kind: AuditKind, detail: &str| insert_audit(tx, &key, at, kind, detail);
+            let mut pin_outstanding = before.pin_outstanding();
 
-        if update.reset {
-            tx.prepare_cached("UPDATE devices SET bootstrap_state = ?2, tan_failures = 0 WHERE mac = ?1")
+            if update.reset {
+                tx.cached("UPDATE devices SET bootstrap_state = ?2, tan_failures = 0 WHERE mac = ?1")
+                    .db()?
+                    .execute(params![key, state_to_sql(BootstrapState::NotBootstrapped)])
+                    .db()?;
+                audit(
+                    AuditKind::DeviceReset,
+                    &format!("reset to not-bootstrapped (was {})", state_to_sql(before.state)),
+                )?;
+                for serial in revoke_certificates(tx, &key, at, REVOKED_BY_RESET)? {
+                    audit(AuditKind::CertificateRevoked, &format!("certificate {serial} revoked: {REVOKED_BY_RESET}"))?;
+                }
+            }
+
+            if let Some(mode) = update.mode.filter(|m| *m != before.mode) {
+                let wipe = mode == SecurityMode::Default && pin_outstanding;
+                tx.cached(
+                    "UPDATE devices SET security_mode = ?2,
+                                        pin = CASE WHEN ?3 THEN NULL ELSE pin END,
+                                        pin_issued_at = CASE WHEN ?3 THEN NULL ELSE pin_issued_at END
+                     WHERE mac = ?1",
+                )
                 .db()?
-                .execute(params![key, state_to_sql(BootstrapState::NotBootstrapped)])
+                .execute(params![key, mode.as_str(), wipe])
                 .db()?;
-            audit(AuditKind::DeviceReset, &format!("reset to not-bootstrapped (was {})", state_to_sql(before.state)))?;
-            for serial in revoke_certificates(&tx, &key, at, REVOKED_BY_RESET)? {
-                audit(AuditKind::CertificateRevoked, &format!("certificate {serial} revoked: {REVOKED_BY_RESET}"))?;
+                let mut detail = format!("from {} to {}", before.mode.as_str(), mode.as_str());
+                if wipe {
+                    detail.push_str("; outstanding PIN wiped");
+                    pin_outstanding = false;
+                }
+                audit(AuditKind::ModeChanged, &detail)?;
             }
-        }
 
-        if let Some(mode) = update.mode.filter(|m| *m != before.mode) {
-            let wipe = mode == SecurityMode::Default && pin_outstanding;
-            tx.prepare_cached(
-                "UPDATE devices SET security_mode = ?2,
-                                    pin = CASE WHEN ?3 THEN NULL ELSE pin END,
-                                    pin_issued_at = CASE WHEN ?3 THEN NULL ELSE pin_issued_at END
-                 WHERE mac = ?1",
-            )
-            .db()?
-            .execute(params![key, mode.as_str(), wipe])
-            .db()?;
-            let mut detail = format!("from {} to {}", before.mode.as_str(), mode.as_str());
-            if wipe {
-                detail.push_str("; outstanding PIN wiped");
-                pin_outstanding = false;
+            if let Some(pin) = &update.new_pin {
+                // A failed bootstrap may be retried with the new PIN.
+                tx.cached(
+                    "UPDATE devices SET pin = ?2, pin_issued_at = ?3, tan_failures = 0,
+                                        bootstrap_state = CASE bootstrap_state WHEN ?4 THEN ?5 ELSE bootstrap_state END
+                     WHERE mac = ?1",
+                )
+                .db()?
+                .execute(params![
+                    key,
+                    pin.as_str(),
+                    time_to_sql(at)?,
+                    state_to_sql(BootstrapState::Failed),
+                    state_to_sql(BootstrapState::NotBootstrapped)
+                ])
+                .db()?;
+                let detail = if pin_outstanding { "PIN issued, replacing the outstanding one" } else { "PIN issued" };
+                audit(AuditKind::PinIssued, detail)?;
             }
-            audit(AuditKind::ModeChanged, &detail)?;
-        }
-
-        if let Some(pin) = &update.new_pin {
-            // A failed bootstrap may be retried with the new PIN.
-            tx.prepare_cached(
-                "UPDATE devices SET pin = ?2, pin_issued_at = ?3, tan_failures = 0,
-                                    bootstrap_state = CASE bootstrap_state WHEN ?4 THEN ?5 ELSE bootstrap_state END
-                 WHERE mac = ?1",
-            )
-            .db()?
-            .execute(params![
-                key,
-                pin.as_str(),
-                time_to_sql(at)?,
-                state_to_sql(BootstrapState::Failed),
-                state_to_sql(BootstrapState::NotBootstrapped)
-            ])
-            .db()?;
-            let detail = if pin_outstanding { "PIN issued, replacing the outstanding one" } else { "PIN issued" };
-            audit(AuditKind::PinIssued, detail)?;
-        }
-        tx.commit().db()
+            Ok(())
+        })
     }
 
     /// `Ok(None)` for an unknown device too. A stored PIN that is not 9 to 32 digits is
     /// [`StoreError::Corrupt`] (never sealed into anything).
     fn pin(&self, mac: MacAddr) -> Result<Option<Zeroizing<String>>, StoreError> {
-        let inner = self.lock()?;
-        let pin: Option<Zeroizing<String>> = inner
-            .conn
-            .prepare_cached("SELECT pin FROM devices WHERE mac = ?1 AND pin IS NOT NULL")
-            .db()?
-            .query_row([mac.to_string()], |r| r.get::<_, String>(0).map(Zeroizing::new))
-            .optional()
-            .db()?;
+        let pin: Option<Zeroizing<String>> = self.read(|tx| {
+            tx.cached("SELECT pin FROM devices WHERE mac = ?1 AND pin IS NOT NULL")
+                .db()?
+                .query_row([mac.to_string()], |r| r.get::<_, String>(0).map(Zeroizing::new))
+                .optional()
+                .db()
+        })?;
         match pin {
             Some(pin) if !is_pin(&pin) => Err(StoreError::Corrupt(format!(
                 "the PIN of device {mac} is not {} to {} decimal digits",
@@ -1384,24 +1979,18 @@ impl Store for SqliteStore {
     /// `limit` is capped at 10,000. Records of deleted devices are kept, and listed.
     fn audit(&self, mac: Option<MacAddr>, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
         let limit = i64::try_from(limit.min(MAX_AUDIT_LIMIT)).unwrap_or(0);
-        let inner = self.lock()?;
         type AuditRow = (i64, String, String, String);
         let row = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
         // Two statements, so that the one for a device uses the index on (mac, seq).
-        let rows: Vec<AuditRow> = match mac {
+        let rows: Vec<AuditRow> = self.read(|tx| match mac {
             Some(mac) => query_all(
-                &inner.conn,
+                tx,
                 "SELECT at, mac, kind, detail FROM audit WHERE mac = ?1 ORDER BY seq DESC LIMIT ?2",
                 params![mac.to_string(), limit],
                 row,
-            )?,
-            None => query_all(
-                &inner.conn,
-                "SELECT at, mac, kind, detail FROM audit ORDER BY seq DESC LIMIT ?1",
-                [limit],
-                row,
-            )?,
-        };
+            ),
+            None => query_all(tx, "SELECT at, mac, kind, detail FROM audit ORDER BY seq DESC LIMIT ?1", [limit], row),
+        })?;
         rows.into_iter()
             .map(|(at, mac, kind, detail)| {
                 Ok(AuditRecord {
@@ -1417,14 +2006,15 @@ impl Store for SqliteStore {
     /// Newest first by order of issue; empty for an unknown device (a deleted device's
     /// certificates are deleted with it).
     fn certificates(&self, mac: MacAddr) -> Result<Vec<CertificateRecord>, StoreError> {
-        let inner = self.lock()?;
         type CertificateRow = (String, i64, i64, Option<i64>);
-        let rows: Vec<CertificateRow> = query_all(
-            &inner.conn,
-            "SELECT serial, issued_at, not_after, revoked_at FROM certificates WHERE mac = ?1 ORDER BY seq DESC",
-            [mac.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
+        let rows: Vec<CertificateRow> = self.read(|tx| {
+            query_all(
+                tx,
+                "SELECT serial, issued_at, not_after, revoked_at FROM certificates WHERE mac = ?1 ORDER BY seq DESC",
+                [mac.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+        })?;
         rows.into_iter()
             .map(|(serial, issued_at, not_after, revoked_at)| {
                 Ok(CertificateRecord {
@@ -1441,34 +2031,33 @@ impl Store for SqliteStore {
     /// Clearing a device's secret when it has none is no error.
     fn set_device_secret(&self, mac: MacAddr, sealed: Option<&[u8]>) -> Result<(), StoreError> {
         let key = mac.to_string();
-        let mut inner = self.lock()?;
-        let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
-        if !device_exists(&tx, &key)? {
-            return Err(StoreError::NotFound { what: format!("device {key}") });
-        }
-        match sealed {
-            Some(sealed) => tx
-                .prepare_cached(
-                    "INSERT INTO device_secrets (mac, sealed) VALUES (?1, ?2)
-                     ON CONFLICT (mac) DO UPDATE SET sealed = excluded.sealed",
-                )
-                .db()?
-                .execute(params![key, sealed])
-                .db()?,
-            None => tx.prepare_cached("DELETE FROM device_secrets WHERE mac = ?1").db()?.execute([&key]).db()?,
-        };
-        tx.commit().db()
+        self.write(|tx| {
+            if !device_exists(tx, &key)? {
+                return Err(StoreError::NotFound { what: format!("device {key}") });
+            }
+            match sealed {
+                Some(sealed) => tx
+                    .cached(
+                        "INSERT INTO device_secrets (mac, sealed) VALUES (?1, ?2)
+                         ON CONFLICT (mac) DO UPDATE SET sealed = excluded.sealed",
+                    )
+                    .db()?
+                    .execute(params![key, sealed])
+                    .db()?,
+                None => tx.cached("DELETE FROM device_secrets WHERE mac = ?1").db()?.execute([&key]).db()?,
+            };
+            Ok(())
+        })
     }
 
     fn device_secret(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError> {
-        let inner = self.lock()?;
-        inner
-            .conn
-            .prepare_cached("SELECT sealed FROM device_secrets WHERE mac = ?1")
-            .db()?
-            .query_row([mac.to_string()], |r| r.get(0))
-            .optional()
-            .db()
+        self.read(|tx| {
+            tx.cached("SELECT sealed FROM device_secrets WHERE mac = ?1")
+                .db()?
+                .query_row([mac.to_string()], |r| r.get(0))
+                .optional()
+                .db()
+        })
     }
 
     /// The username is checked, and the profile's existence, for a removal too (then
@@ -1482,63 +2071,65 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         check_username(username)?;
         let (kind, profile) = scope_to_sql(scope);
-        let mut inner = self.lock()?;
-        let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
-        if let CredentialScope::Profile(name) = scope {
-            if !tx.prepare_cached("SELECT 1 FROM profiles WHERE name = ?1").db()?.exists([name]).db()? {
-                return Err(StoreError::Invalid(format!("no profile named {name:?}")));
-            }
-        }
-        match sealed {
-            Some(sealed) => {
-                tx.prepare_cached(
-                    "INSERT INTO fallback_credentials (scope_kind, profile, username, sealed) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (scope_kind, profile, username) DO UPDATE SET sealed = excluded.sealed",
-                )
-                .db()?
-                .execute(params![kind, profile, username, sealed])
-                .db()?;
-            }
-            None => {
-                let deleted = tx
-                    .prepare_cached(
-                        "DELETE FROM fallback_credentials WHERE scope_kind = ?1 AND profile = ?2 AND username = ?3",
-                    )
-                    .db()?
-                    .execute(params![kind, profile, username])
-                    .db()?;
-                if deleted == 0 {
-                    let what = match scope {
-                        CredentialScope::Global => format!("global fallback credential {username:?}"),
-                        CredentialScope::Profile(name) => {
-                            format!("fallback credential {username:?} of profile {name:?}")
-                        }
-                    };
-                    return Err(StoreError::NotFound { what });
+        self.write(|tx| {
+            if let CredentialScope::Profile(name) = scope {
+                if !tx.cached("SELECT 1 FROM profiles WHERE name = ?1").db()?.exists([name]).db()? {
+                    return Err(StoreError::Invalid(format!("no profile named {name:?}")));
                 }
             }
-        }
-        tx.commit().db()
+            match sealed {
+                Some(sealed) => {
+                    tx.cached(
+                        "INSERT INTO fallback_credentials (scope_kind, profile, username, sealed)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (scope_kind, profile, username) DO UPDATE SET sealed = excluded.sealed",
+                    )
+                    .db()?
+                    .execute(params![kind, profile, username, sealed])
+                    .db()?;
+                }
+                None => {
+                    let deleted = tx
+                        .cached(
+                            "DELETE FROM fallback_credentials WHERE scope_kind = ?1 AND profile = ?2 AND username = ?3",
+                        )
+                        .db()?
+                        .execute(params![kind, profile, username])
+                        .db()?;
+                    if deleted == 0 {
+                        let what = match scope {
+                            CredentialScope::Global => format!("global fallback credential {username:?}"),
+                            CredentialScope::Profile(name) => {
+                                format!("fallback credential {username:?} of profile {name:?}")
+                            }
+                        };
+                        return Err(StoreError::NotFound { what });
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Within a scope, by username (byte order of its UTF-8, as `str` orders).
     fn fallback_credentials(&self, mac: MacAddr) -> Result<Vec<FallbackCredential>, StoreError> {
-        let inner = self.lock()?;
         type CredentialRow = (String, String, String, Vec<u8>);
         // One statement: one state of both parts.
-        let rows: Vec<CredentialRow> = query_all(
-            &inner.conn,
-            "SELECT f.scope_kind, f.profile, f.username, f.sealed, 0 AS part, p.position
-             FROM device_profiles p
-             JOIN fallback_credentials f ON f.scope_kind = ?2 AND f.profile = p.profile
-             WHERE p.mac = ?1
-             UNION ALL
-             SELECT scope_kind, profile, username, sealed, 1, 0
-             FROM fallback_credentials WHERE scope_kind = ?3
-             ORDER BY 5, 6, 3",
-            params![mac.to_string(), SCOPE_PROFILE, SCOPE_GLOBAL],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
+        let rows: Vec<CredentialRow> = self.read(|tx| {
+            query_all(
+                tx,
+                "SELECT f.scope_kind, f.profile, f.username, f.sealed, 0 AS part, p.position
+                 FROM device_profiles p
+                 JOIN fallback_credentials f ON f.scope_kind = ?2 AND f.profile = p.profile
+                 WHERE p.mac = ?1
+                 UNION ALL
+                 SELECT scope_kind, profile, username, sealed, 1, 0
+                 FROM fallback_credentials WHERE scope_kind = ?3
+                 ORDER BY 5, 6, 3",
+                params![mac.to_string(), SCOPE_PROFILE, SCOPE_GLOBAL],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+        })?;
         rows.into_iter()
             .map(|(kind, profile, username, sealed)| {
                 Ok(FallbackCredential { scope: scope_from_sql(&kind, profile)?, username, sealed })
@@ -1549,14 +2140,150 @@ impl Store for SqliteStore {
     /// Ordered as [`CredentialScope`] and `str` order them: the global scope first, then
     /// the profiles by name; within a scope, by username.
     fn list_fallback_credentials(&self) -> Result<Vec<(CredentialScope, String)>, StoreError> {
-        let inner = self.lock()?;
-        let rows: Vec<(String, String, String)> = query_all(
-            &inner.conn,
-            "SELECT scope_kind, profile, username FROM fallback_credentials
-             ORDER BY scope_kind <> ?1, profile, username",
-            [SCOPE_GLOBAL],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let rows: Vec<(String, String, String)> = self.read(|tx| {
+            query_all(
+                tx,
+                "SELECT scope_kind, profile, username FROM fallback_credentials
+                 ORDER BY scope_kind <> ?1, profile, username",
+                [SCOPE_GLOBAL],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })?;
         rows.into_iter().map(|(kind, profile, username)| Ok((scope_from_sql(&kind, profile)?, username))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::{Mutex, PoisonError};
+
+    use dls_engine::{Change, ItemKey, Profile, SecurityMode, UnixTime, WriteOutcome, WrittenRecord};
+    use dls_message::{Item, MacAddr, Reason};
+    use rusqlite::{Connection, StatementStatus};
+
+    use super::{DbConfig, SqliteStore};
+    use crate::{DeviceFilter, Store};
+
+    /// Every statement [`Cached::cached`] was asked for.
+    static USED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+    pub(super) fn used(sql: &str) {
+        let mut used = USED.lock().unwrap_or_else(PoisonError::into_inner);
+        if !used.contains(sql) {
+            used.insert(sql.to_owned());
+        }
+    }
+
+    /// How often each statement used so far was compiled again on `conn`.
+    fn reprepared(conn: &Connection) -> Vec<(i32, String)> {
+        let used = USED.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        used.into_iter()
+            .filter_map(|sql| {
+                // A statement this connection never ran is prepared afresh here: 0.
+                let count = conn.prepare_cached(&sql).expect("prepares").get_status(StatementStatus::RePrepare);
+                (count > 0).then_some((count, sql))
+            })
+            .collect()
+    }
+
+    fn mac(n: u8) -> MacAddr {
+        MacAddr::from_bytes([0x00, 0x01, 0xE3, 0x25, 0xEA, n])
+    }
+
+    /// A phone's first start-up and a later one, as the service stores them, and the
+    /// admin API's reads.
+    fn exercise(s: &SqliteStore, n: u8) {
+        let mac = mac(n);
+        let message = |changes: &[Change]| {
+            s.load_device(mac).expect("loads");
+            s.desired(mac).expect("resolves");
+            s.apply(mac, changes).expect("applies");
+        };
+        let contact = Change::Contact { at: UnixTime(100), reason: Reason::StartUp };
+        let items: Vec<Item> = (0..40).map(|i| Item::indexed("function-key-def", i, "1")).collect();
+        let written = vec![(
+            ItemKey { name: "sntp-addr".into(), index: None },
+            WrittenRecord { fingerprint: [1; 32], outcome: WriteOutcome::Accepted },
+        )];
+        for round in 0..3 {
+            message(&[
+                Change::Register { mode: SecurityMode::Default },
+                contact.clone(),
+                Change::Nonce(format!("{n}-{round}-1")),
+                Change::MergeInventory(vec![Item::new("device-type", "OpenStage 60")]),
+            ]);
+            message(&[
+                Change::Nonce(format!("{n}-{round}-2")),
+                Change::ReplaceInventory { items: items.clone(), at: UnixTime(100) },
+            ]);
+            message(&[
+                Change::Nonce(format!("{n}-{round}-3")),
+                Change::Written(written.clone()),
+                Change::MergeInventory(vec![Item::new("sntp-addr", "ntp")]),
+                Change::PhoneCleanUp { reason: None },
+            ]);
+            s.list_devices(&DeviceFilter { limit: Some(5), ..DeviceFilter::default() }).expect("lists");
+            s.device(mac).expect("reads");
+            s.audit(Some(mac), 10).expect("reads");
+            s.pin(mac).expect("reads");
+        }
+    }
+
+    /// The cause of the re-preparing that `SQLITE_DBCONFIG_ENABLE_QPSG` prevents, as of
+    /// SQLite 3.54: the planner marks `mac = ?1` in a statement like this one as a value
+    /// its plan might depend on, and clearing the bindings (which the statement cache does
+    /// whenever a statement goes back to it) then expires the statement.
+    #[test]
+    fn without_the_planner_guarantee_cached_statements_are_compiled_again() {
+        let conn = Connection::open_in_memory().expect("opens");
+        conn.execute_batch(
+            "CREATE TABLE nonces (seq INTEGER PRIMARY KEY, mac TEXT NOT NULL, nonce TEXT NOT NULL, UNIQUE (mac, nonce));
+             INSERT INTO nonces (mac, nonce) VALUES ('A', 'n');",
+        )
+        .expect("creates");
+        let sql = "SELECT nonce FROM nonces WHERE mac = ?1 ORDER BY seq";
+        let run = |conn: &Connection| {
+            for _ in 0..3 {
+                let mut stmt = conn.prepare_cached(sql).expect("prepares");
+                stmt.query_map(["A"], |r| r.get::<_, String>(0)).expect("runs").for_each(drop);
+            }
+            conn.prepare_cached(sql).expect("prepares").get_status(StatementStatus::RePrepare)
+        };
+        assert_eq!(run(&conn), 2, "compiled again at each use after the first");
+        conn.flush_prepared_statement_cache();
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).expect("configures");
+        assert_eq!(run(&conn), 0);
+    }
+
+    #[test]
+    fn cached_statements_are_never_compiled_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = SqliteStore::open(&dir.path().join("dls.db")).expect("opens");
+        let global = Profile {
+            name: "global".into(),
+            items: vec![Item::new("sntp-addr", "ntp"), Item::indexed("key-label-unicode", 1, "Team")],
+            ..Profile::default()
+        };
+        s.put_profile(&global).expect("puts");
+        for n in 1..=4 {
+            exercise(&s, n);
+        }
+        assert_eq!(s.readers.size, super::READERS);
+        assert!(!USED.lock().unwrap_or_else(PoisonError::into_inner).is_empty());
+        assert_eq!(reprepared(&s.writer().expect("writer")), [], "the writer");
+        // Every reader, at once.
+        let readers: Vec<_> = (0..s.readers.size).map(|_| s.readers.take().expect("a reader")).collect();
+        for reader in &readers {
+            assert_eq!(reprepared(reader), [], "a reader");
+        }
+        drop(readers);
+
+        // In memory: one connection for everything.
+        let s = SqliteStore::open_in_memory().expect("opens");
+        s.put_profile(&global).expect("puts");
+        exercise(&s, 1);
+        exercise(&s, 1);
+        assert_eq!(reprepared(&s.writer().expect("writer")), []);
     }
 }

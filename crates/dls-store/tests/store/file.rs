@@ -138,13 +138,36 @@ fn damaged_rows_are_corrupt_not_panics() {
     damage("DELETE FROM written");
     healthy(&s);
 
-    damage("INSERT INTO inventory (mac, name, idx, value) VALUES ('0001E325EA01', 'a', -7, 'v')");
-    assert_corrupt(s.load_device(mac(1)));
-    damage("UPDATE inventory SET idx = 4294967296");
-    assert_corrupt(s.load_device(mac(1)));
-    damage("UPDATE inventory SET idx = 1, value = x'ff'");
-    assert_corrupt(s.load_device(mac(1)));
-    damage("DELETE FROM inventory");
+    // A stored inventory: format 1, 1 item: "a" (1 byte), no index, "v", no type.
+    s.apply(mac(1), &[Change::MergeInventory(vec![Item::new("a", "v")])]).expect("applies");
+    let stored: Vec<u8> = raw(&path).query_row("SELECT items FROM inventories", [], |r| r.get(0)).expect("reads");
+    assert_eq!(stored, [1, 1, 1, b'a', 0, 1, b'v', 0]);
+    for bad in [
+        "x''",                         // empty
+        "x'0201016100017600'",         // unknown format
+        "x'010101610001760000'",       // a byte too many
+        "x'01010161000176'",           // cut short
+        "x'0102016100017600'",         // 2 items, 1 there
+        "x'01ffffffffffffffffff01'",   // a count far beyond the bytes
+        "x'010101618180808010017600'", // index 2^32: beyond u32
+        "x'01010161000260ff00'",       // a value that is not UTF-8
+        "x'0101016100017602ff'",       // a type that is not UTF-8
+        "'text'",                      // not a blob
+    ] {
+        damage(&format!("UPDATE inventories SET items = {bad}"));
+        assert_corrupt(s.load_device(mac(1)));
+        assert_corrupt(s.device(mac(1)));
+        // A merge does not write over what it cannot read.
+        assert_corrupt(s.apply(mac(1), &[Change::MergeInventory(vec![Item::new("b", "1")])]));
+    }
+    damage("UPDATE inventories SET items = x'0101016100017600'");
+    assert_eq!(s.load_device(mac(1)).expect("loads").inventory, [Item::new("a", "v")]);
+    // A full inventory replaces a damaged one.
+    damage("UPDATE inventories SET items = x'00'");
+    s.apply(mac(1), &[Change::ReplaceInventory { items: vec![Item::new("b", "2")], at: UnixTime(5) }])
+        .expect("replaces");
+    assert_eq!(s.load_device(mac(1)).expect("loads").inventory, [Item::new("b", "2")]);
+    damage("DELETE FROM inventories");
     healthy(&s);
 
     damage("UPDATE devices SET inventory_at = -5");
@@ -208,4 +231,202 @@ fn shared_between_threads() {
         assert_eq!(snap.recent_nonces.len(), 25);
         assert_eq!(snap.inventory.len(), 25);
     }
+}
+
+#[test]
+fn a_schema_3_database_is_upgraded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("dls.db");
+    SqliteStore::create_at_schema_version(&path, 3).expect("creates");
+    // What dls 3 wrote: inventory rows, in an order (`seq`) that is not the keys' order.
+    raw(&path)
+        .execute_batch(
+            "INSERT INTO devices (mac, registered_at, last_contact_at, inventory_at)
+                 VALUES ('0001E325EA01', 100, 200, 150), ('0001E325EA02', 100, NULL, NULL),
+                        ('0001E325EA03', 100, NULL, NULL);
+             INSERT INTO inventory (seq, mac, name, idx, value, type) VALUES
+                 (7, '0001E325EA01', 'e164', -1, '4711', NULL),
+                 (3, '0001E325EA01', 'device-type', -1, 'OpenStage 60', NULL),
+                 (4, '0001E325EA02', 'device-type', -1, 'OpenStage 40', NULL),
+                 (9, '0001E325EA01', 'function-key-def', 0, 'zero', 'x'),
+                 (5, '0001E325EA01', 'software-version', -1, 'V3', NULL),
+                 (8, '0001E325EA01', 'function-key-def', -1, 'none', NULL);
+             INSERT INTO profiles (name, body) VALUES ('os60', '{\"device-type\": \"OpenStage 60\", \"item\": [{\"name\": \"a\", \"value\": \"1\"}]}');",
+        )
+        .expect("inserts");
+
+    let s = SqliteStore::open(&path).expect("upgrades");
+    let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
+    assert_eq!(version, SqliteStore::schema_version());
+    assert_eq!(version, 4);
+    let tables: i64 = raw(&path)
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'inventory'", [], |r| r.get(0))
+        .expect("counts");
+    assert_eq!(tables, 0, "the rows moved");
+    let snap = s.load_device(mac(1)).expect("loads");
+    let typed = Item { item_type: Some("x".into()), ..Item::indexed("function-key-def", 0, "zero") };
+    assert_eq!(
+        snap.inventory,
+        [
+            Item::new("device-type", "OpenStage 60"),
+            Item::new("software-version", "V3"),
+            Item::new("e164", "4711"),
+            Item::new("function-key-def", "none"),
+            typed,
+        ]
+    );
+    assert_eq!(snap.inventory_at, Some(UnixTime(150)));
+    assert_eq!(s.load_device(mac(2)).expect("loads").inventory, [Item::new("device-type", "OpenStage 40")]);
+    assert!(s.load_device(mac(3)).expect("loads").inventory.is_empty());
+    // The listing and the profiles by device type see the moved items.
+    let listed = s.list_devices(&dls_store::DeviceFilter::default()).expect("lists");
+    assert_eq!(
+        (listed[0].device_type.as_deref(), listed[0].software_version.as_deref(), listed[0].e164.as_deref()),
+        (Some("OpenStage 60"), Some("V3"), Some("4711"))
+    );
+    assert_eq!(listed[1].device_type.as_deref(), Some("OpenStage 40"));
+    assert_eq!(listed[2].device_type, None);
+    assert_eq!(s.desired(mac(1)).expect("resolves").items, [Item::new("a", "1")]);
+    assert!(s.desired(mac(2)).expect("resolves").items.is_empty());
+    // Profile changes after the upgrade are seen.
+    s.put_profile(&profile("os60", Some("OpenStage 60"), &[("a", None, "2")])).expect("puts");
+    assert_eq!(s.desired(mac(1)).expect("resolves").items, [Item::new("a", "2")]);
+    // The inventory goes on from there, and goes with its device.
+    s.apply(mac(1), &[Change::MergeInventory(vec![Item::new("e164", "4712"), Item::new("new", "n")])])
+        .expect("applies");
+    let inventory = s.load_device(mac(1)).expect("loads").inventory;
+    assert_eq!((inventory.len(), inventory[2].value.as_str(), inventory[5].name.as_str()), (6, "4712", "new"));
+    assert!(s.delete_device(mac(1)).expect("deletes"));
+    let left: Vec<String> = raw(&path)
+        .prepare("SELECT mac FROM inventories")
+        .expect("prepares")
+        .query_map([], |r| r.get(0))
+        .expect("reads")
+        .collect::<Result<_, _>>()
+        .expect("reads");
+    assert_eq!(left, ["0001E325EA02"]);
+    drop(s);
+    SqliteStore::open(&path).expect("reopens");
+}
+
+#[test]
+fn an_upgrade_that_cannot_read_the_old_rows_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("dls.db");
+    SqliteStore::create_at_schema_version(&path, 3).expect("creates");
+    raw(&path)
+        .execute_batch(
+            "INSERT INTO devices (mac, registered_at) VALUES ('0001E325EA01', 100);
+             INSERT INTO inventory (mac, name, idx, value) VALUES ('0001E325EA01', 'a', -7, 'v');",
+        )
+        .expect("inserts");
+    assert_corrupt(SqliteStore::open(&path));
+    let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
+    assert_eq!(version, 3, "left as it was");
+    raw(&path).execute_batch("UPDATE inventory SET idx = 1").expect("repairs");
+    let s = SqliteStore::open(&path).expect("upgrades");
+    assert_eq!(s.load_device(mac(1)).expect("loads").inventory, [Item::indexed("a", 1, "v")]);
+}
+
+/// Reads run beside the writer on their own connections: each sees one committed state
+/// (a device's listing agrees with its inventory), and whatever was committed before it
+/// began (a profile just put, an inventory just stored).
+#[test]
+fn reads_and_writes_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Arc::new(SqliteStore::open(&dir.path().join("dls.db")).expect("opens"));
+    s.put_profile(&profile("global", None, &[("v", None, "0")])).expect("puts");
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let phones: Vec<_> = (1..=4_u8)
+        .map(|n| {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || {
+                for i in 0..40_u32 {
+                    s.load_device(mac(n)).expect("loads");
+                    s.desired(mac(n)).expect("resolves");
+                    let items: Vec<Item> = (0..=i % 7)
+                        .map(|k| Item::indexed("k", k, format!("{i}")))
+                        .chain([Item::new("device-type", format!("type {i}")), Item::new("e164", format!("{n}{i}"))])
+                        .collect();
+                    s.apply(
+                        mac(n),
+                        &[
+                            REGISTER,
+                            contact(u64::from(i)),
+                            Change::Nonce(format!("n{i}")),
+                            Change::ReplaceInventory { items: items.clone(), at: UnixTime(u64::from(i)) },
+                        ],
+                    )
+                    .expect("applies");
+                    // Read back at once, on whichever connection.
+                    assert_eq!(s.load_device(mac(n)).expect("loads").inventory, items);
+                    assert_eq!(s.device(mac(n)).expect("reads").expect("exists").inventory, items);
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (s, done) = (Arc::clone(&s), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut rounds = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) || rounds == 0 {
+                    for d in s.list_devices(&dls_store::DeviceFilter::default()).expect("lists") {
+                        let details = s.device(d.mac).expect("reads").expect("exists");
+                        let value = |name: &str| {
+                            details
+                                .inventory
+                                .iter()
+                                .find(|i| i.name == name && i.index.is_none())
+                                .map(|i| i.value.clone())
+                        };
+                        // One state: the copies in `devices` and the inventory agree.
+                        assert_eq!(details.summary.device_type, value("device-type"));
+                        assert_eq!(details.summary.e164, value("e164"));
+                        let snap = s.load_device(d.mac).expect("loads");
+                        let applied: u64 = snap.recent_nonces.len().try_into().expect("small");
+                        assert_eq!(snap.inventory_at, Some(UnixTime(applied - 1)));
+                    }
+                    rounds += 1;
+                }
+            })
+        })
+        .collect();
+    for v in 1..=30 {
+        s.put_profile(&profile("global", None, &[("v", None, &v.to_string())])).expect("puts");
+        assert_eq!(s.desired(mac(1)).expect("resolves").items, [Item::new("v", v.to_string())]);
+        assert_eq!(s.profile("global").expect("reads").expect("exists").items, [Item::new("v", v.to_string())]);
+    }
+    for t in phones {
+        t.join().expect("thread ends");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in readers {
+        t.join().expect("thread ends");
+    }
+    for n in 1..=4 {
+        let snap = s.load_device(mac(n)).expect("loads");
+        assert_eq!((snap.recent_nonces.len(), snap.inventory_at), (40, Some(UnixTime(39))));
+    }
+}
+
+/// A deleted device's inventory is overwritten in the file, not only unlinked:
+/// `secure_delete=FAST` does not overwrite the pages a deletion frees (it did not for the
+/// rows of schema 3 either), so the inventory is zeroed in place first.
+#[test]
+fn a_deleted_devices_inventory_is_overwritten() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("dls.db");
+    let marker = "marker-3f9a1c";
+    {
+        let s = SqliteStore::open(&path).expect("opens");
+        let items: Vec<Item> = (0..200).map(|i| Item::indexed("item", i, format!("{marker} {i:04}"))).collect();
+        s.apply(mac(1), &[REGISTER, Change::ReplaceInventory { items, at: UnixTime(1) }]).expect("applies");
+        register(&s, mac(2), 1);
+        assert!(s.delete_device(mac(1)).expect("deletes"));
+    }
+    // Closed: everything is in the database file.
+    assert!(!dir.path().join("dls.db-wal").exists());
+    let file = std::fs::read(&path).expect("reads");
+    assert!(!file.windows(marker.len()).any(|w| w == marker.as_bytes()), "the inventory is still in the file");
 }

@@ -7,6 +7,7 @@ mod desired;
 mod file;
 mod model;
 mod security;
+mod throughput;
 
 use dls_engine::{Change, ItemKey, Profile, SecurityMode, UnixTime, WriteOutcome, WrittenRecord};
 use dls_message::{Item, MacAddr, Reason};
