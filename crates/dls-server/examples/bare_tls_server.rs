@@ -1,7 +1,7 @@
 //! The baseline of the service's benchmark: a bare hyper + rustls server with the
 //! service's exact TLS configuration ([`dls_server::tls::default_mode`], with a PKI made in
 //! a temporary data directory) and the same HTTP/1.1 settings as the service's listener
-//! (keep-alive, header read timeout, buffer size, 64 headers, `TokioTimer`, `TCP_NODELAY`,
+//! ([`dls_server::http1_builder`], the very function the service uses; `TCP_NODELAY`,
 //! TLS handshake deadline, connection cap), on the same multi-threaded tokio runtime. It
 //! reads every request's body and answers it with one fixed `DLSMessage` (a `CleanUp`) and
 //! an exact `Content-Length`: everything the service does except WPI itself.
@@ -28,7 +28,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let body = Bytes::from(dls_message::encode(&Message::Dls(reply), &EncodeOptions::default())?);
     let idle_timeout = Duration::from_secs(config.idle_timeout_secs);
     let handshake_timeout = Duration::from_secs(config.tls_handshake_timeout_secs);
-    let max_buf = config.max_header_bytes.max(8192);
+    let max_header_bytes = config.max_header_bytes;
     let max_body = config.max_body_bytes;
 
     let listener = TcpListener::bind(listen).await?;
@@ -85,13 +85,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let body = body.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .keep_alive(true)
-                .header_read_timeout(idle_timeout)
-                .max_buf_size(max_buf)
-                .max_headers(64);
+            let builder = dls_server::http1_builder(idle_timeout, max_header_bytes);
             let svc = hyper::service::service_fn(move |req| {
                 let body = body.clone();
                 async move { Ok::<_, Infallible>(answer(req, body, max_body).await) }

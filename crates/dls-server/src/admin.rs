@@ -234,18 +234,22 @@ async fn set_secret(state: &AdminState, mac: MacAddr, secret: Option<&str>) -> R
 
 /// `user:password@` for a URL, percent-encoded.
 fn userinfo(user: &str, password: &str) -> String {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
-    format!("{}:{}@", enc(user), enc(password))
+    format!("{}:{}@", percent_encode(user), percent_encode(password))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (for a query value, a
+/// path segment or URL userinfo).
+#[must_use]
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -502,5 +506,8 @@ mod tests {
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%4"), None);
         assert_eq!(percent_decode("%FF"), None);
+        let odd = "a b/ü:@%&=+";
+        assert_eq!(percent_encode(odd), "a%20b%2F%C3%BC%3A%40%25%26%3D%2B");
+        assert_eq!(percent_decode(&percent_encode(odd)).as_deref(), Some(odd));
     }
 }

@@ -60,6 +60,21 @@ pub(crate) struct ListenerLimits {
     pub(crate) shutdown_grace: Duration,
 }
 
+/// The HTTP/1.1 settings of every listener: keep-alive, `idle_timeout` both between
+/// requests and for a request's head, a head of at most `max_header_bytes` (8 KiB at least)
+/// and 64 headers. Public so that the benchmark's bare server uses exactly these.
+#[must_use]
+pub fn http1_builder(idle_timeout: Duration, max_header_bytes: usize) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(idle_timeout)
+        .max_buf_size(max_header_bytes.max(8192))
+        .max_headers(64);
+    builder
+}
+
 /// A plain-text response.
 pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body.into())));
@@ -113,13 +128,7 @@ pub(crate) async fn serve<H, F>(
         let handler = handler.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .keep_alive(true)
-                .header_read_timeout(limits.idle_timeout)
-                .max_buf_size(limits.max_header_bytes.max(8192))
-                .max_headers(64);
+            let builder = http1_builder(limits.idle_timeout, limits.max_header_bytes);
             let service = move |info: ConnInfo| {
                 hyper::service::service_fn(move |req| {
                     let fut = handler(req, info.clone());

@@ -36,9 +36,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::info;
 use zeroize::Zeroizing;
 
+pub use admin::percent_encode;
 pub use config::Config;
 pub use datadir::DataDir;
 pub use error::ServerError;
+pub use http::http1_builder;
 pub use wpi::LOGIN_SERVICE_PATH;
 
 use crate::datadir::names;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use dls_engine::{Profile, SecurityMode};
 use dls_message::MacAddr;
+use dls_server::percent_encode;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
@@ -266,18 +267,6 @@ fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn query_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Prints the PIN in an answer alone on stdout, or says that none was issued.
 fn print_pin(v: &serde_json::Value) -> anyhow::Result<()> {
     match v.get("pin").and_then(|p| p.as_str()) {
@@ -346,7 +335,7 @@ pub(crate) fn run_device(cmd: DeviceCmd) -> anyhow::Result<()> {
             let mut q = Vec::new();
             for (k, v) in [("profile", profile), ("device-type", device_type), ("search", search)] {
                 if let Some(v) = v {
-                    q.push(format!("{k}={}", query_escape(&v)));
+                    q.push(format!("{k}={}", percent_encode(&v)));
                 }
             }
             let path =
@@ -416,7 +405,7 @@ pub(crate) fn run_profile(cmd: ProfileCmd) -> anyhow::Result<()> {
                 .map_err(|e| malformed(format!("{}: {}", file.display(), e.to_string().replace('\n', " "))))?;
             let v = Client::new(&target)?.call(
                 Method::PUT,
-                &format!("/api/v1/profiles/{}", query_escape(&name)),
+                &format!("/api/v1/profiles/{}", percent_encode(&name)),
                 Some(serde_json::to_vec(&profile)?),
             )?;
             print_json(&v)
@@ -426,11 +415,11 @@ pub(crate) fn run_profile(cmd: ProfileCmd) -> anyhow::Result<()> {
         }
         ProfileCmd::Show { name, target } => print_json(&Client::new(&target)?.call(
             Method::GET,
-            &format!("/api/v1/profiles/{}", query_escape(&name)),
+            &format!("/api/v1/profiles/{}", percent_encode(&name)),
             None,
         )?),
         ProfileCmd::Delete { name, target } => {
-            Client::new(&target)?.call(Method::DELETE, &format!("/api/v1/profiles/{}", query_escape(&name)), None)?;
+            Client::new(&target)?.call(Method::DELETE, &format!("/api/v1/profiles/{}", percent_encode(&name)), None)?;
             Ok(())
         }
     }
