@@ -26,8 +26,7 @@ use dls_engine::SecurityMode;
 use dls_message::MacAddr;
 use dls_secure_mode::Pin;
 use dls_store::{CredentialScope, DeviceFilter, DeviceSpec, DeviceUpdate, SecurityUpdate, Store, StoreError};
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
@@ -49,7 +48,7 @@ pub(crate) struct AdminState {
 
 fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{\"error\":\"response not serialisable\"}".to_vec());
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(crate::http::full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r

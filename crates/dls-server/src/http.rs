@@ -17,9 +17,19 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-/// Every response has a complete body of known length (phones cannot read chunked
-/// bodies): hyper writes an exact `Content-Length`.
-pub(crate) type Resp = Response<Full<Bytes>>;
+/// A response body: complete in memory (hyper writes its exact `Content-Length`), or
+/// streamed (deployment files, read from disk piece by piece) with a `Content-Length` the
+/// handler sets. Never chunked: phones cannot read chunked bodies.
+pub(crate) type Body =
+    http_body_util::Either<Full<Bytes>, http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>>;
+
+/// A response.
+pub(crate) type Resp = Response<Body>;
+
+/// A complete body.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    http_body_util::Either::Left(Full::new(bytes.into()))
+}
 
 /// What a handler knows of the connection a request came in on.
 #[derive(Clone, Debug)]
@@ -77,7 +87,7 @@ pub fn http1_builder(idle_timeout: Duration, max_header_bytes: usize) -> hyper::
 
 /// A plain-text response.
 pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+    let mut r = Response::new(full(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));

@@ -15,8 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dls_digest::{Credential, Outcome, Request as DigestRequest, Verifier};
 use dls_message::MacAddr;
 use dls_store::{CredentialScope, Store};
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::{info, warn};
@@ -176,7 +175,7 @@ pub(crate) async fn handle(state: Arc<ProvisioningState>, req: Request<Incoming>
         Outcome::Accept { algorithm, .. } => match body {
             Some(Ok(xml)) => {
                 info!(%mac, peer = %info.peer, algorithm = algorithm.name(), "provisioning file served");
-                let mut r = Response::new(Full::new(Bytes::from(xml)));
+                let mut r = Response::new(crate::http::full(xml));
                 r.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
                 r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -10,8 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dls_engine::{Channel, Desired, DeviceSnapshot, Engine, Input, Note, UnixTime};
 use dls_message::{EncodeOptions, MacAddr, Message};
 use dls_store::Store;
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::{Instrument, error, info, info_span, warn};
@@ -197,7 +196,7 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
             }
         };
         info!(action = %out.reply.action, items = out.reply.items.as_ref().map_or(0, Vec::len), "reply");
-        let mut resp = Response::new(Full::new(Bytes::from(xml)));
+        let mut resp = Response::new(crate::http::full(xml));
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
         if let Some(s) = out.session {
             // Keep the cookie the phone has; set one on the first response of an interaction.
