@@ -29,6 +29,12 @@ enum Command {
     /// Manage fallback digest credentials for provisioning-file downloads.
     #[command(subcommand)]
     Credentials(cmd::admin::CredentialsCmd),
+    /// Queue, list and cancel jobs: server-initiated work (through the admin API).
+    #[command(subcommand)]
+    Job(cmd::jobs::JobCmd),
+    /// Manage deployment files: firmware, ring tones, logos… (through the admin API).
+    #[command(subcommand)]
+    File(cmd::jobs::FileCmd),
     /// Show the security audit log (through the admin API).
     Audit(cmd::admin::AuditArgs),
     /// Manage configuration profiles (through the admin API).
@@ -63,6 +69,8 @@ fn main() -> ExitCode {
         Command::Device(c) => cmd::admin::run_device(c),
         Command::Profile(c) => cmd::admin::run_profile(c),
         Command::Audit(a) => cmd::admin::run_audit(a),
+        Command::Job(c) => cmd::jobs::run_job(c),
+        Command::File(c) => cmd::jobs::run_file(c),
         Command::Credentials(c) => cmd::admin::run_credentials(c),
         Command::Phone(c) => cmd::phone::run(c),
         Command::Message(c) => cmd::message::run(c),

@@ -36,6 +36,15 @@ pub struct EngineConfig {
     /// The key that makes the fingerprints of written values ([`crate::diff::fingerprint`])
     /// useless to anyone who reads the store without it. 32 random bytes, kept by the shell.
     pub fingerprint_key: [u8; 32],
+    /// Where phones download deployment files: `file-https-base-url` is this followed by
+    /// the job's token and `/` (e.g. `https://dls.example.com:18443/files/`). Without it,
+    /// deployment jobs fail.
+    pub files_base_url: Option<String>,
+    /// A job sent this many times without an answer (the connection broke) fails. Default 3.
+    pub max_job_attempts: u32,
+    /// The most jobs run in one interaction; the rest wait for the callback that
+    /// `send-solicited` asks for. Default 64.
+    pub max_jobs_per_interaction: usize,
 }
 
 impl EngineConfig {
@@ -51,6 +60,9 @@ impl EngineConfig {
             max_tan_failures: 3,
             pin_lifetime_secs: 7 * 24 * 3600,
             fingerprint_key,
+            files_base_url: None,
+            max_job_attempts: 3,
+            max_jobs_per_interaction: 64,
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct DeviceSnapshot {
     pub recent_nonces: Vec<String>,
     /// Its security mode and bootstrap state.
     pub security: Security,
+    /// Its jobs that are not over (queued, busy-retry, sent), oldest first.
+    pub jobs: Vec<crate::jobs::Job>,
 }
 
 impl DeviceSnapshot {
@@ -141,6 +143,8 @@ pub enum Change {
     },
     /// A security event for the audit log.
     Audit(AuditEvent),
+    /// A job moved on.
+    Job(crate::jobs::JobUpdate),
 }
 
 /// Something the shell should log: refusals and notable protocol events. Never holds

@@ -107,7 +107,7 @@ impl Engine {
     }
 
     /// The mode and state that apply: a device not yet known gets the new-device policy.
-    fn security_of(&self, device: &DeviceSnapshot) -> (SecurityMode, BootstrapState) {
+    pub(crate) fn security_of(&self, device: &DeviceSnapshot) -> (SecurityMode, BootstrapState) {
         if device.known {
             (device.security.mode, device.security.state)
         } else if self.config.unknown_devices == UnknownDevicePolicy::Register {
@@ -132,7 +132,7 @@ impl Engine {
             Some(refusal) => refusal,
             None => match session {
                 Some(s) if message.reason.value == Reason::ReplyTo => run.continue_interaction(s),
-                Some(_) if message.reason.value == Reason::CleanUp => run.phone_clean_up(),
+                Some(s) if message.reason.value == Reason::CleanUp => run.phone_clean_up(Some(&s)),
                 // A new interaction (e.g. the phone restarted and kept its cookie): start afresh.
                 Some(_) | None => run.begin(bootstrap),
             },
@@ -142,25 +142,26 @@ impl Engine {
 }
 
 /// The work of answering one message.
-struct Run<'a> {
-    engine: &'a Engine,
-    now: UnixTime,
-    message: &'a WorkpointMessage,
-    channel: &'a Channel,
-    device: &'a DeviceSnapshot,
-    desired: &'a Desired,
-    changes: Vec<Change>,
-    notes: Vec<Note>,
+pub(crate) struct Run<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) now: UnixTime,
+    pub(crate) message: &'a WorkpointMessage,
+    pub(crate) channel: &'a Channel,
+    pub(crate) device: &'a DeviceSnapshot,
+    pub(crate) desired: &'a Desired,
+    pub(crate) changes: Vec<Change>,
+    pub(crate) notes: Vec<Note>,
 }
 
-type Answer = (DlsMessage, Option<Session>);
+/// A reply, and the session to keep (none when the reply ends the interaction).
+pub(crate) type Answer = (DlsMessage, Option<Session>);
 
 impl Run<'_> {
     fn nonce(&self) -> String {
         self.message.header.nonce.clone()
     }
 
-    fn reply(&self, action: Action, items: Option<ItemList>) -> DlsMessage {
+    pub(crate) fn reply(&self, action: Action, items: Option<ItemList>) -> DlsMessage {
         DlsMessage::new(self.nonce(), action, items)
     }
 
@@ -185,9 +186,16 @@ impl Run<'_> {
         (self.reply(Action::CleanUp, Some(vec![Item::new("cleanup-reason", reason)])), None)
     }
 
-    /// Ends the interaction normally.
-    fn clean_up(&self, send_solicited: bool) -> Answer {
-        let items = send_solicited.then(|| vec![Item::new("send-solicited", "true")]);
+    /// Ends the interaction with a bare `CleanUp`, keeping what was recorded so far.
+    pub(crate) fn refuse_keeping_changes(&mut self, why: &'static str) -> Answer {
+        self.notes.push(Note::Refused(why));
+        (self.reply(Action::CleanUp, None), None)
+    }
+
+    /// Ends the interaction normally; asks the phone to call back (`send-solicited`) when
+    /// it was busy or while jobs remain.
+    pub(crate) fn clean_up(&self, send_solicited: bool) -> Answer {
+        let items = (send_solicited || self.work_remains()).then(|| vec![Item::new("send-solicited", "true")]);
         (self.reply(Action::CleanUp, items), None)
     }
 
@@ -261,7 +269,16 @@ impl Run<'_> {
         self.changes.push(Change::Nonce(self.nonce()));
         let reported: Vec<Item> = self.message.items.iter().flatten().filter(|i| i.status.is_none()).cloned().collect();
 
+        let jobs = if crate::job_run::runs_jobs(&reason) && self.may_run_jobs() && self.device.known {
+            if reason == Reason::StartUp {
+                self.complete_firmware(&reported);
+            }
+            self.pick_jobs()
+        } else {
+            VecDeque::new()
+        };
         let session = Session {
+            jobs,
             mac,
             reason: reason.clone(),
             started: self.now,
@@ -312,10 +329,13 @@ impl Run<'_> {
             Reason::Status => {
                 let deployment: Vec<Item> =
                     reported.iter().filter(|i| i.name.starts_with("file-deployment-")).cloned().collect();
+                if self.may_run_jobs() {
+                    self.deployment_status(&deployment);
+                }
                 self.changes.push(Change::DeploymentStatus(deployment));
                 self.clean_up(false)
             }
-            Reason::CleanUp => self.phone_clean_up(),
+            Reason::CleanUp => self.phone_clean_up(None),
             _ => self.refuse("unexpected reason"),
         }
     }
@@ -398,7 +418,7 @@ impl Run<'_> {
         let view = DeviceSnapshot { inventory: inventory.to_vec(), ..self.device.clone() };
         let items = to_write(&self.desired.items, &view, &self.engine.config.fingerprint_key);
         if items.is_empty() {
-            return self.clean_up(false);
+            return self.next_job(session);
         }
         let limits = FragmentLimits::for_max_items(session.max_items);
         let parts =
@@ -413,11 +433,14 @@ impl Run<'_> {
                 session.awaiting = Awaiting::Write(items.clone());
                 (self.reply(Action::WriteItems, Some(items)), Some(session))
             }
-            None => self.clean_up(false),
+            None => self.next_job(session),
         }
     }
 
-    fn phone_clean_up(&mut self) -> Answer {
+    fn phone_clean_up(&mut self, session: Option<&Session>) -> Answer {
+        if let Some(s) = session {
+            self.job_abandoned(s);
+        }
         let reason = self.message.item("cleanup-reason").map(str::to_owned);
         let (mode, state) = self.engine.security_of(self.device);
         if self.device.known
@@ -455,6 +478,10 @@ impl Run<'_> {
             (Awaiting::Write(_), Some(Action::WriteItems)) => self.write_reply(session, status),
             (Awaiting::Bootstrap, Some(Action::WriteItems)) => self.bootstrap_reply(status),
             (Awaiting::Tan, Some(Action::ReadItems)) => self.tan_reply(session, status),
+            (Awaiting::Job(step), Some(a)) if a == step.action() => {
+                let step = (**step).clone();
+                self.job_reply(session, step, status.as_ref())
+            }
             _ => self.refuse("reply-to for an action that was not asked"),
         }
     }

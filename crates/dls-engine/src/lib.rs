@@ -14,6 +14,8 @@
 //! * [`desired`]: profiles and their layering into one desired configuration.
 //! * [`diff`]: which items must be written, given what the phone reported.
 //! * [`security`]: secure mode — modes, bootstrap state, channels, audit events.
+//! * [`jobs`]: server-initiated work (jobs) and its states.
+//! * [`firmware`]: software versions and firmware image headers.
 //! * [`config`]: the engine's policies.
 
 pub mod config;
@@ -21,6 +23,9 @@ pub mod desired;
 pub mod device;
 pub mod diff;
 mod engine;
+pub mod firmware;
+mod job_run;
+pub mod jobs;
 pub mod security;
 pub mod session;
 
@@ -28,6 +33,7 @@ pub use config::EngineConfig;
 pub use desired::{Desired, Profile};
 pub use device::{Change, DeviceSnapshot, ItemKey, Note, UnixTime, WriteOutcome, WrittenRecord};
 pub use engine::{Engine, Input, Output, WRONG_TAN};
+pub use jobs::{FileRef, Job, JobId, JobKind, JobState, JobUpdate};
 pub use security::{
     AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapState, Channel, IssuedCertificate, Security, SecurityMode,
 };

@@ -18,6 +18,8 @@ pub(crate) enum Awaiting {
     Bootstrap,
     /// The `ReadItems` reply with the `bootstrapping-tan`.
     Tan,
+    /// The reply to a job's action.
+    Job(Box<crate::job_run::JobStep>),
 }
 
 /// One interaction in progress.
@@ -41,6 +43,8 @@ pub struct Session {
     pub(crate) pending_writes: VecDeque<ItemList>,
     /// The items of the message that opened the interaction (kept while the TAN is asked).
     pub(crate) opening: Vec<Item>,
+    /// Jobs still to run in this interaction, in order.
+    pub(crate) jobs: VecDeque<crate::jobs::Job>,
 }
 
 impl Session {

@@ -17,6 +17,10 @@
 //! | PUT, DELETE | `/api/v1/devices/{mac}/secret` | `{"secret"}`: the device's digest secret ("MAC-ID") |
 //! | GET | `/api/v1/devices/{mac}/provisioning-url?embed=true` | `{"url"}`, credentials embedded on request |
 //! | GET, PUT, DELETE | `/api/v1/credentials/fallback` | `{"scope": "global" or {"profile": P}, "username", "password"}` |
+//!
+//! Jobs, deployment files and contact-me: see [`jobs`].
+
+pub(crate) mod jobs;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +48,8 @@ pub(crate) struct AdminState {
     pub(crate) provisioning: Arc<crate::provisioning::ProvisioningState>,
     /// Where phones fetch provisioning files (for `provisioning-url`).
     pub(crate) base_url: String,
+    /// Jobs, files and contact-me.
+    pub(crate) jobs: jobs::JobsState,
 }
 
 fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
@@ -134,7 +140,7 @@ fn parse_mac(s: &str) -> Result<MacAddr, ApiError> {
 }
 
 /// Decodes `%XX` and `+` in a query component.
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -319,6 +325,12 @@ pub(crate) async fn handle(state: Arc<AdminState>, req: Request<Incoming>, info:
 
 async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg: &[&str]) -> Result<Resp, ApiError> {
     let store = &state.store;
+    if matches!(seg.first(), Some(&("jobs" | "files"))) || matches!(seg, ["devices", _, "contact"]) {
+        if let Some(r) = jobs::route(state, req, method, seg).await {
+            return r;
+        }
+        return Err(error(StatusCode::NOT_FOUND, "not found"));
+    }
     match (method.clone(), seg) {
         (Method::GET, ["devices"]) => {
             let filter = filter_of(req.uri().query())?;

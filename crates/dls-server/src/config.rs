@@ -84,6 +84,24 @@ pub struct Config {
     pub unknown_devices: UnknownDevicePolicy,
     /// How long shutdown waits for interactions in flight. Default 30.
     pub shutdown_grace_secs: u64,
+    /// Where phones download deployment files, as they must see it (behind NAT: the
+    /// external address), e.g. `https://dls.example.com:18443`. Default: the first server
+    /// name (or the listener's address) and the default-mode port.
+    pub files_base_url: Option<String>,
+    /// The largest deployment file accepted (bytes). Default 2 GiB.
+    pub max_file_bytes: u64,
+    /// The address and port a contact-me tells the phone to call (`dls_ip_addr`,
+    /// `dls_ip_port`); not sent by default (the phone calls the DLS it knows).
+    pub contact_me_dls_address: Option<String>,
+    /// See `contact-me-dls-address`.
+    pub contact_me_dls_port: Option<u16>,
+    /// Contact-me requests in flight at once, across the fleet. Default 32.
+    pub contact_me_concurrency: usize,
+    /// How long one contact-me may take (seconds). Default 5.
+    pub contact_me_timeout_secs: u64,
+    /// DCMP polls answered per second from one address (a burst of 4 times as many is
+    /// allowed); more get `429`. Default 5.
+    pub dcmp_polls_per_second: u32,
 }
 
 impl Default for Config {
@@ -120,6 +138,13 @@ impl Default for Config {
             inventory_max_age_secs: 24 * 3600,
             unknown_devices: UnknownDevicePolicy::Register,
             shutdown_grace_secs: 30,
+            files_base_url: None,
+            max_file_bytes: 2 << 30,
+            contact_me_dls_address: None,
+            contact_me_dls_port: None,
+            contact_me_concurrency: 32,
+            contact_me_timeout_secs: 5,
+            dcmp_polls_per_second: 5,
         }
     }
 }
@@ -164,6 +189,16 @@ impl Config {
         }
         if self.ca_cert_file.is_some() != self.ca_key_file.is_some() {
             return Err("ca-cert-file and ca-key-file go together".into());
+        }
+        if let Some(u) = &self.files_base_url {
+            if !u.starts_with("https://") || u.len() > 1024 || u.chars().any(|c| c.is_control() || c == ' ') {
+                return Err("files-base-url must be an https:// URL".into());
+            }
+        }
+        if self.contact_me_concurrency == 0 || self.contact_me_timeout_secs == 0 || self.dcmp_polls_per_second == 0 {
+            return Err(
+                "contact-me-concurrency, contact-me-timeout-secs and dcmp-polls-per-second must be positive".into()
+            );
         }
         if self.max_header_bytes < 8192 {
             return Err("max-header-bytes must be at least 8192".into());

@@ -22,6 +22,8 @@ pub(crate) mod names {
     pub(crate) const ADMIN_URL: &str = "admin-url";
     pub(crate) const FINGERPRINT_KEY: &str = "fingerprint.key";
     pub(crate) const SECRETS_KEY: &str = "secrets.key";
+    /// The deployment file store (a directory).
+    pub(crate) const FILES: &str = "files";
 }
 
 /// The data directory.

@@ -13,8 +13,12 @@
 mod admin;
 mod bootstrap;
 pub mod config;
+mod contact;
 pub mod datadir;
+mod dcmp;
+mod downloads;
 mod error;
+mod files;
 mod http;
 pub mod pki;
 mod provisioning;
@@ -102,6 +106,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     engine_config.new_device_mode = config.new_device_mode;
     engine_config.max_tan_failures = config.max_tan_failures;
     engine_config.pin_lifetime_secs = config.pin_lifetime_secs;
+    let files_dir = files_dir(&dir)?;
 
     let wpi_listener = bind(config.wpi_listen).await?;
     let admin_listener = bind(config.admin_listen).await?;
@@ -133,6 +138,12 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let server_host = config.server_names.first().cloned().unwrap_or_else(|| wpi_addr.ip().to_string());
     let base_url =
         config.provisioning_base_url.clone().unwrap_or_else(|| format!("https://{server_host}:{}", wpi_addr.port()));
+    let files_base =
+        config.files_base_url.clone().unwrap_or_else(|| format!("https://{server_host}:{}", wpi_addr.port()));
+    engine_config.files_base_url = Some(format!("{}{}", files_base.trim_end_matches('/'), downloads::PREFIX));
+    let (tx, rx) = watch::channel(false);
+    let forced: Arc<std::sync::Mutex<std::collections::HashSet<dls_message::MacAddr>>> = Arc::default();
+    let contact = start_contact(&config, store.clone(), forced.clone(), rx.clone());
     let provisioning = Arc::new(provisioning::ProvisioningState {
         store: store.clone(),
         verifier,
@@ -157,6 +168,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             key_type: config.device_key_type,
         },
         in_flight: std::sync::atomic::AtomicUsize::new(0),
+        downloads: Arc::new(downloads::DownloadState { store: store.clone(), files_dir: files_dir.clone() }),
         provisioning: provisioning.clone(),
     });
     let admin_state = Arc::new(admin::AdminState {
@@ -166,9 +178,18 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         body_timeout,
         provisioning: provisioning.clone(),
         base_url,
+        jobs: admin::jobs::JobsState {
+            contact,
+            forced,
+            files_dir: files_dir.clone(),
+            max_file_bytes: config.max_file_bytes,
+        },
+    });
+    let dcmp_state = Arc::new(dcmp::DcmpState {
+        store: wpi_state.store.clone(),
+        limiter: dcmp::RateLimiter::new(config.dcmp_polls_per_second),
     });
 
-    let (tx, rx) = watch::channel(false);
     let tls = TlsAcceptor::from(tls::default_mode(&pki)?);
     let secure_tls = TlsAcceptor::from(tls::secure_mode(&pki)?);
     let drain_state = wpi_state.clone();
@@ -195,9 +216,12 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         None,
         move |req, info| {
             let p = provisioning.clone();
+            let d = dcmp_state.clone();
             async move {
                 if p.matches(req.uri().path()) {
                     provisioning::handle(p, req, info).await
+                } else if req.uri().path() == dcmp::PATH {
+                    dcmp::handle(d, req, info).await
                 } else {
                     http::text(hyper::StatusCode::NOT_FOUND, "not found\n")
                 }
@@ -228,4 +252,80 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr).await.map_err(|e| ServerError::io(format!("binding {addr}"), e))
+}
+
+/// The file store's directory, created private; uploads a crash left half-done are removed.
+fn files_dir(dir: &DataDir) -> Result<std::path::PathBuf, ServerError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let path = dir.path().join(names::FILES);
+    if !path.is_dir() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| ServerError::io(format!("creating {}", path.display()), e))?;
+    }
+    let entries = std::fs::read_dir(&path).map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?;
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".upload-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(path)
+}
+
+/// Starts the contact-me sender, and asks it to contact the devices whose jobs wait from
+/// before a restart.
+fn start_contact(
+    config: &Config,
+    store: Arc<dyn Store>,
+    forced: Arc<std::sync::Mutex<std::collections::HashSet<dls_message::MacAddr>>>,
+    shutdown: watch::Receiver<bool>,
+) -> contact::ContactHandle {
+    use std::sync::PoisonError;
+    let policy = contact::ContactPolicy {
+        attempt_timeout: Duration::from_secs(config.contact_me_timeout_secs),
+        concurrency: config.contact_me_concurrency,
+        dls_ip_addr: config.contact_me_dls_address.clone(),
+        dls_ip_port: config.contact_me_dls_port,
+        ..contact::ContactPolicy::default()
+    };
+    let lookup = store.clone();
+    let targets: contact::ContactTargets = Arc::new(move |mac| {
+        let was_forced = forced.lock().unwrap_or_else(PoisonError::into_inner).remove(&mac);
+        match lookup.contact_target(mac) {
+            Ok(Some(uri)) => Some(uri),
+            Ok(None) if was_forced => lookup
+                .device(mac)
+                .ok()
+                .flatten()
+                .and_then(|d| d.inventory.into_iter().find(|i| i.name == "contact-me-uri" && i.index.is_none()))
+                .map(|i| i.value.trim().to_owned())
+                .filter(|v| !v.is_empty()),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(%mac, error = %e, "contact-me: store failed");
+                None
+            }
+        }
+    });
+    let recorder = store.clone();
+    let report: contact::ContactReport = Arc::new(move |mac, attempt: &contact::ContactAttempt| {
+        info!(%mac, uri = %attempt.uri, result = %attempt.result, "contact-me");
+        if let Err(e) =
+            recorder.record_contact(mac, dls_engine::UnixTime(attempt.at_unix_secs), &attempt.result.to_string())
+        {
+            tracing::error!(%mac, error = %e, "contact-me: recording failed");
+        }
+    });
+    let handle = contact::spawn(policy, targets, report, shutdown);
+    let seeding = handle.clone();
+    tokio::task::spawn_blocking(move || match store.devices_with_pending_jobs(100_000) {
+        Ok(macs) => {
+            for mac in macs {
+                let _ = seeding.request(mac);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "contact-me: listing pending jobs failed"),
+    });
+    handle
 }

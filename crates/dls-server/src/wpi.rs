@@ -33,6 +33,8 @@ pub(crate) struct WpiState {
     pub(crate) bootstrap: BootstrapMaker,
     /// Provisioning files are served on the default-mode TLS port too.
     pub(crate) provisioning: Arc<crate::provisioning::ProvisioningState>,
+    /// Deployment downloads are served on the default-mode TLS port too.
+    pub(crate) downloads: Arc<crate::downloads::DownloadState>,
     /// Requests being handled (their sessions are out of the table meanwhile).
     pub(crate) in_flight: AtomicUsize,
 }
@@ -76,7 +78,7 @@ impl DeviceLocks {
     }
 }
 
-fn now() -> UnixTime {
+pub(crate) fn now() -> UnixTime {
     UnixTime(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
@@ -84,6 +86,9 @@ fn now() -> UnixTime {
 pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: ConnInfo, secure: bool) -> Resp {
     if !secure && state.provisioning.matches(req.uri().path()) {
         return crate::provisioning::handle(state.provisioning.clone(), req, info).await;
+    }
+    if !secure && req.uri().path().starts_with(crate::downloads::PREFIX) {
+        return crate::downloads::handle(state.downloads.clone(), req, info).await;
     }
     let _in_flight = InFlight::enter(&state);
     let peer = info.peer;

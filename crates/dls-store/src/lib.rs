@@ -11,12 +11,13 @@
 pub mod model;
 mod sqlite;
 
-use dls_engine::{Change, Desired, DeviceSnapshot, Profile};
+use dls_engine::{Change, Desired, DeviceSnapshot, JobId, Profile, UnixTime};
 use dls_message::MacAddr;
 
 pub use model::{
     AuditRecord, CertificateRecord, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary,
-    DeviceUpdate, FallbackCredential, SecuritySummary, SecurityUpdate, WrittenSummary,
+    DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, SecuritySummary,
+    SecurityUpdate, WrittenSummary,
 };
 pub use sqlite::SqliteStore;
 
@@ -140,4 +141,51 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every fallback credential, without secrets (admin listing).
     fn list_fallback_credentials(&self) -> Result<Vec<(CredentialScope, String)>, StoreError>;
+
+    // Jobs.
+
+    /// Queues jobs, all or none. [`StoreError::NotFound`] if a device is unknown.
+    fn add_jobs(&self, jobs: &[NewJob], at: UnixTime) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Jobs matching `filter`, newest first.
+    fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// One job, or `None`.
+    fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Cancels a job that is not over. [`StoreError::NotFound`] if unknown,
+    /// [`StoreError::Conflict`] if it is over already.
+    fn cancel_job(&self, id: JobId, at: UnixTime) -> Result<JobRecord, StoreError>;
+
+    /// Whether a device has jobs the DLS still has to send (queued, busy-retry, or sent
+    /// without an answer): what a DCMP poll answers.
+    fn has_pending_jobs(&self, mac: MacAddr) -> Result<bool, StoreError>;
+
+    /// The devices that have jobs the DLS still has to send, oldest job first.
+    fn devices_with_pending_jobs(&self, limit: usize) -> Result<Vec<MacAddr>, StoreError>;
+
+    /// Where to send a contact-me for a device: its reported `contact-me-uri`, when it has
+    /// pending jobs; `None` otherwise.
+    fn contact_target(&self, mac: MacAddr) -> Result<Option<String>, StoreError>;
+
+    /// Records a contact-me attempt on the device's pending jobs.
+    fn record_contact(&self, mac: MacAddr, at: UnixTime, result: &str) -> Result<(), StoreError>;
+
+    /// The job a deployment download token belongs to, with its file, while the job is
+    /// sent and not over.
+    fn download(&self, token: &str) -> Result<Option<(JobRecord, FileRecord)>, StoreError>;
+
+    // Deployment files (their content is kept by the caller, by id).
+
+    /// Records a file. [`StoreError::Conflict`] if a file of that type and name exists.
+    fn add_file(&self, file: &NewFile, at: UnixTime) -> Result<FileRecord, StoreError>;
+
+    /// Every file.
+    fn files(&self) -> Result<Vec<FileRecord>, StoreError>;
+
+    /// One file, or `None`.
+    fn file(&self, id: i64) -> Result<Option<FileRecord>, StoreError>;
+
+    /// Forgets a file; the jobs that deploy it and are not over fail. `None` if unknown.
+    fn delete_file(&self, id: i64, at: UnixTime) -> Result<Option<FileRecord>, StoreError>;
 }

@@ -188,3 +188,91 @@ impl std::fmt::Debug for FallbackCredential {
             .finish_non_exhaustive()
     }
 }
+
+/// A job to queue for one device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// The device.
+    pub mac: MacAddr,
+    /// What to do.
+    pub kind: dls_engine::JobKind,
+}
+
+/// A job, as the admin API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Its id.
+    pub id: dls_engine::JobId,
+    /// The device.
+    pub mac: MacAddr,
+    /// What it does.
+    pub job: dls_engine::JobKind,
+    /// Where it is.
+    pub state: dls_engine::JobState,
+    /// When it was queued.
+    pub created_at: UnixTime,
+    /// When it last changed.
+    pub updated_at: UnixTime,
+    /// Times it was sent without an answer.
+    pub attempts: u32,
+    /// Whether the phone accepted it (a deployment in progress).
+    pub accepted: bool,
+    /// What the phone answered, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// Items of the answer: values read, or items refused with their statuses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<Item>,
+    /// The last contact-me sent for it, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    /// When.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_at: Option<UnixTime>,
+}
+
+/// Which jobs to list. Every set field must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobFilter {
+    /// One device's.
+    pub mac: Option<MacAddr>,
+    /// In this state.
+    pub state: Option<dls_engine::JobState>,
+    /// The most jobs returned, newest first (default 1,000).
+    pub limit: Option<usize>,
+}
+
+/// A deployment file to record (its content is in the file store already).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewFile {
+    /// The name phones see (`file-name`).
+    pub name: String,
+    /// `file-type`: `APP` (firmware), `RINGTONE`, `MOH`, `PIC`, `LDAP`, `LOGO`, `SCREENSAVER`, …
+    pub file_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// Firmware: the device types it is for (empty: not known).
+    #[serde(default)]
+    pub device_types: Vec<String>,
+    /// Firmware: its `software-type`.
+    #[serde(default)]
+    pub software_type: Option<String>,
+    /// Firmware: its version (`V3 R5.12.0`).
+    #[serde(default)]
+    pub software_version: Option<String>,
+}
+
+/// A deployment file in the file store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Its id (its content is `files/<id>` in the data directory).
+    pub id: i64,
+    /// The recorded fields.
+    #[serde(flatten)]
+    pub file: NewFile,
+    /// When it was added.
+    pub added_at: UnixTime,
+}

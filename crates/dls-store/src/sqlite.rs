@@ -63,7 +63,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dls_engine::desired::resolve;
 use dls_engine::{
-    AuditEvent, AuditKind, BootstrapState, Change, Desired, DeviceSnapshot, IssuedCertificate, ItemKey, Profile,
+    AuditEvent, AuditKind, BootstrapState, Change, Desired, DeviceSnapshot, IssuedCertificate, ItemKey, JobId, Profile,
     Security, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
 };
 use dls_message::{Item, ItemStatus, MacAddr};
@@ -76,9 +76,12 @@ use zeroize::Zeroizing;
 
 use crate::model::{
     AuditRecord, CertificateRecord, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary,
-    DeviceUpdate, FallbackCredential, SecuritySummary, SecurityUpdate, WrittenSummary,
+    DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, SecuritySummary,
+    SecurityUpdate, WrittenSummary,
 };
 use crate::{Store, StoreError};
+
+mod jobs;
 
 /// `PRAGMA application_id` of a DLS database: "DLS1".
 const APPLICATION_ID: i64 = 0x444C_5331;
@@ -308,6 +311,45 @@ const MIGRATIONS: &[Migration] = &[
         BEGIN UPDATE profiles_version SET version = version + 1; END;
     ",
         then: Some(move_inventories),
+    },
+    // 5: jobs and deployment files.
+    Migration {
+        sql: "
+    CREATE TABLE files (
+        id               INTEGER PRIMARY KEY,
+        name             TEXT NOT NULL,                       -- file-name
+        file_type        TEXT NOT NULL,                       -- file-type
+        size             INTEGER NOT NULL,
+        sha256           TEXT NOT NULL,                       -- hex
+        device_types     TEXT NOT NULL DEFAULT '[]',          -- JSON list (firmware)
+        software_type    TEXT,
+        software_version TEXT,
+        added_at         INTEGER NOT NULL,
+        UNIQUE (file_type, name)
+    );
+
+    CREATE TABLE jobs (
+        id          INTEGER PRIMARY KEY,
+        mac         TEXT NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+        kind        TEXT NOT NULL,                            -- JSON of dls_engine::JobKind
+        state       TEXT NOT NULL,                            -- queued, sent, busy-retry, done, failed, cancelled
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,               -- sent without an answer
+        accepted    INTEGER NOT NULL DEFAULT 0,               -- a deployment the phone accepted
+        answer      TEXT,                                     -- the phone's answer, in words
+        items       TEXT,                                     -- JSON items of the answer
+        token       TEXT UNIQUE,                              -- a deployment's download token
+        file_id     INTEGER,                                  -- a deployment's file
+        contact     TEXT,                                     -- the last contact-me, in words
+        contact_at  INTEGER
+    );
+    -- The jobs not over, by device: the protocol path reads them at every message.
+    CREATE INDEX jobs_open ON jobs (mac, id) WHERE state IN ('queued', 'sent', 'busy-retry');
+    CREATE INDEX jobs_by_state ON jobs (state, id);
+    CREATE INDEX jobs_by_file ON jobs (file_id) WHERE file_id IS NOT NULL;
+    ",
+        then: None,
     },
 ];
 
@@ -1544,6 +1586,7 @@ fn apply_changes(
                 }
             }
             Change::Audit(AuditEvent { at, kind, detail }) => insert_audit(conn, mac, *at, *kind, detail)?,
+            Change::Job(update) => jobs::apply_update(conn, mac, update)?,
             // A change this version does not know must not be dropped silently.
             _ => return Err(StoreError::Invalid("unsupported change".into())),
         }
@@ -1648,6 +1691,7 @@ impl Store for SqliteStore {
                 written: load_written(tx, &mac)?.into_iter().collect(),
                 recent_nonces: nonces,
                 security,
+                jobs: jobs::open_jobs(tx, &mac)?,
             })
         })
     }
@@ -2150,6 +2194,58 @@ impl Store for SqliteStore {
             )
         })?;
         rows.into_iter().map(|(kind, profile, username)| Ok((scope_from_sql(&kind, profile)?, username))).collect()
+    }
+
+    fn add_jobs(&self, new: &[NewJob], at: UnixTime) -> Result<Vec<JobRecord>, StoreError> {
+        self.write(|tx| jobs::add_jobs(tx, new, at))
+    }
+
+    fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        self.read(|tx| jobs::jobs(tx, filter))
+    }
+
+    fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.read(|tx| jobs::job(tx, id))
+    }
+
+    fn cancel_job(&self, id: JobId, at: UnixTime) -> Result<JobRecord, StoreError> {
+        self.write(|tx| jobs::cancel_job(tx, id, at))
+    }
+
+    fn has_pending_jobs(&self, mac: MacAddr) -> Result<bool, StoreError> {
+        self.read(|tx| jobs::has_pending_jobs(tx, mac))
+    }
+
+    fn devices_with_pending_jobs(&self, limit: usize) -> Result<Vec<MacAddr>, StoreError> {
+        self.read(|tx| jobs::devices_with_pending_jobs(tx, limit))
+    }
+
+    fn contact_target(&self, mac: MacAddr) -> Result<Option<String>, StoreError> {
+        self.read(|tx| jobs::contact_target(tx, mac))
+    }
+
+    fn record_contact(&self, mac: MacAddr, at: UnixTime, result: &str) -> Result<(), StoreError> {
+        self.write(|tx| jobs::record_contact(tx, mac, at, result))
+    }
+
+    fn download(&self, token: &str) -> Result<Option<(JobRecord, FileRecord)>, StoreError> {
+        self.read(|tx| jobs::download(tx, token))
+    }
+
+    fn add_file(&self, file: &NewFile, at: UnixTime) -> Result<FileRecord, StoreError> {
+        self.write(|tx| jobs::add_file(tx, file, at))
+    }
+
+    fn files(&self) -> Result<Vec<FileRecord>, StoreError> {
+        self.read(jobs::files)
+    }
+
+    fn file(&self, id: i64) -> Result<Option<FileRecord>, StoreError> {
+        self.read(|tx| jobs::file(tx, id))
+    }
+
+    fn delete_file(&self, id: i64, at: UnixTime) -> Result<Option<FileRecord>, StoreError> {
+        self.write(|tx| jobs::delete_file(tx, id, at))
     }
 }
 

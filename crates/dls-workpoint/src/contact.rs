@@ -85,6 +85,17 @@ impl ContactListener {
     pub async fn next(&mut self, timeout: Duration) -> Option<ContactMe> {
         tokio::time::timeout(timeout, self.requests.recv()).await.ok().flatten()
     }
+
+    /// The next accepted contact-me, waiting as long as it takes; `None` once the listener
+    /// has stopped.
+    pub async fn recv(&mut self) -> Option<ContactMe> {
+        self.requests.recv().await
+    }
+
+    /// An accepted contact-me already waiting, if any (without waiting).
+    pub fn try_next(&mut self) -> Option<ContactMe> {
+        self.requests.try_recv().ok()
+    }
 }
 
 fn status(code: StatusCode) -> Response<Empty<Bytes>> {

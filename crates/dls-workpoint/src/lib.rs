@@ -4,7 +4,14 @@
 //!   session cookie, checks answers as a phone would.
 //! * [`Phone`]: a phone's items and its half of an interaction ([`Phone::interact`]):
 //!   `ReadAllItems` (in fragments), `ReadItems`, `WriteItems` with per-item statuses,
-//!   `busy`, `GetNextFragment`, `CleanUp`.
+//!   `busy`, `GetNextFragment`, `Restart`, `FileDeployment` / `SoftwareDeployment`,
+//!   `CleanUp`.
+//! * [`deploy`]: file and firmware deployments — the `file-*` items, the HTTPS download
+//!   (streamed, checked, bounded), the installed files, the `status` report and the
+//!   `start-up` after new firmware ([`Phone::run_deployments`]).
+//! * [`dcmp`]: polling the DLS from behind NAT (`dcmp-url`, `202` = call in).
+//! * [`agent`]: a phone kept alive ([`Agent`]): start-up (and the switch to secure mode),
+//!   contact-me, DCMP, `send-solicited` callbacks, deployments, restarts, until stopped.
 //! * [`secure`]: secure mode — the bootstrap material, opening `secure-mode-data` with a
 //!   typed PIN ([`Phone::enter_pin`]), the mutual-TLS client for the secure port
 //!   ([`Phone::secure_client`]), the `bootstrapping-tan` answer.
@@ -35,15 +42,22 @@
 //! # }
 //! ```
 
+pub mod agent;
 mod client;
 pub mod contact;
+pub mod dcmp;
+pub mod deploy;
+mod http;
 pub mod load;
 mod phone;
 pub mod secure;
 pub mod tls;
 
+pub use agent::{Agent, AgentConfig, AgentEvent, EventHook, Observer, Trigger};
 pub use client::{ClientError, LOGIN_SERVICE_PATH, Traced, WpiClient};
 pub use contact::{CONTACT_ME_PATH, ContactListener, ContactMe};
+pub use dcmp::{DcmpAnswer, DcmpError};
+pub use deploy::{Deployment, DeploymentKind, DeploymentOutcome, DownloadLimits, InstalledFile};
 pub use load::{Fleet, Histogram, LoadConfig, LoadMode, LoadReport, Progress};
 pub use phone::{Interaction, MAX_EXCHANGES, Phone, is_write_only, item_map, new_nonce};
 pub use secure::{PendingPin, PinOutcome, SecureMaterial};

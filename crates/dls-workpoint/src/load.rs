@@ -12,10 +12,18 @@
 //!   `no-cleanup` for an interaction that ended without one).
 //! * [`LoadMode::Baseline`]: the same traffic shape for a server that does not speak WPI:
 //!   see [`baseline_bodies`].
+//! * [`LoadMode::Bootstrap`]: a secure-mode storm. Each phone bootstraps once: start-up on
+//!   the default port, the bootstrap `WriteItems` (`nopin`, or `pin` with sealed
+//!   `secure-mode-data`), the user types the phone's PIN from [`LoadConfig::pins`] (PBKDF2
+//!   on the phone, run on a blocking thread), then the start-up on the secure port with
+//!   mutual TLS (TAN, configuration) until `CleanUp`. One interaction of the report is the
+//!   whole bootstrap; the PBKDF2 iteration count each phone saw is reported
+//!   ([`LoadReport::pbkdf2_iterations`]).
 //!
 //! New connections are always full TLS handshakes (session resumption is off), as a phone
 //! after a boot makes them.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,10 +33,13 @@ use dls_message::{
     Action, EncodeOptions, Fragment, Header, Item, MacAddr, Message, Reason, ReasonForContact, ReplyStatus,
     WorkpointMessage,
 };
+use dls_secure_mode::{Envelope, Pin};
 use hyper::StatusCode;
+use zeroize::Zeroizing;
 
 use crate::client::{ClientError, WpiClient};
 use crate::phone::Phone;
+use crate::secure::PinOutcome;
 use crate::tls::{ServerTrust, client_config};
 
 /// The first MAC of a fleet unless configured otherwise (`00:1A:E8:80:00:00`).
@@ -36,6 +47,23 @@ pub const DEFAULT_FIRST_MAC: MacAddr = MacAddr::from_bytes([0x00, 0x1A, 0xE8, 0x
 
 /// The failure kind of an interaction that ended without `CleanUp`.
 pub const NO_CLEANUP: &str = "no-cleanup";
+
+/// Bootstrap runs: the default-port start-up ended without a bootstrap (and without a
+/// `cleanup-reason`; with one, the kind is `cleanup: REASON`).
+pub const NO_BOOTSTRAP: &str = "no-bootstrap";
+
+/// Bootstrap runs: the DLS asked for a PIN and [`LoadConfig::pins`] has none for the phone.
+pub const NO_PIN: &str = "no-pin";
+
+/// Bootstrap runs: the phone's PIN did not open `secure-mode-data`.
+pub const WRONG_PIN: &str = "wrong-pin";
+
+/// Bootstrap runs: `secure-mode-data` was malformed (not a wrong PIN).
+pub const BAD_SECURE_MODE_DATA: &str = "bad-secure-mode-data";
+
+/// The prefix of the failure kind of a `CleanUp` that carried a `cleanup-reason` (a
+/// refusal), followed by the reason: `cleanup: wrong TAN from device`.
+pub const CLEANUP_REASON_PREFIX: &str = "cleanup: ";
 
 /// What each simulated interaction does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +73,80 @@ pub enum LoadMode {
     /// The baseline for a server that does not speak WPI: [`BASELINE_REQUESTS`] posts of
     /// fixed bodies (see [`baseline_bodies`]) per interaction, any `200` answer accepted.
     Baseline,
+    /// A secure-mode bootstrap per phone: the start-up on the default port that brings the
+    /// bootstrap, the PIN typed (for `pin`: [`LoadConfig::pins`]), the start-up on the
+    /// secure port (mutual TLS, TAN, configuration) until a `CleanUp` without a
+    /// `cleanup-reason`. One interaction per phone ([`LoadConfig::duration`] is refused):
+    /// a bootstrapped device is not bootstrapped again.
+    Bootstrap,
+}
+
+/// The PINs of a fleet's devices, by MAC, as `dls device add --mode pin` issued them.
+/// Its `Debug` shows only how many there are.
+#[derive(Clone, Default)]
+pub struct Pins(HashMap<MacAddr, Zeroizing<String>>);
+
+impl std::fmt::Debug for Pins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pins({} devices)", self.0.len())
+    }
+}
+
+impl Pins {
+    /// No PINs.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads `MAC PIN` lines (the MAC in any common spelling, e.g. colon-separated as
+    /// `dls device list` prints it; the PIN as issued, spaces and dashes allowed). Empty
+    /// lines and lines starting with `#` are skipped.
+    ///
+    /// # Errors
+    /// The first bad line, by number (a PIN is never echoed): no PIN, not a MAC, not a
+    /// PIN, or a MAC given twice.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut pins = Self::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let n = n + 1;
+            let (mac, pin) = line.split_once(char::is_whitespace).ok_or_else(|| format!("line {n}: want `MAC PIN`"))?;
+            let mac = MacAddr::parse(mac).map_err(|e| format!("line {n}: {e}"))?;
+            let pin = pin.trim();
+            Pin::parse(pin).map_err(|e| format!("line {n}: not a PIN: {e}"))?;
+            if pins.0.insert(mac, Zeroizing::new(pin.to_owned())).is_some() {
+                return Err(format!("line {n}: {} is given twice", mac.colon_separated()));
+            }
+        }
+        Ok(pins)
+    }
+
+    /// Sets the PIN of `mac`.
+    pub fn insert(&mut self, mac: MacAddr, pin: impl Into<String>) {
+        self.0.insert(mac, Zeroizing::new(pin.into()));
+    }
+
+    /// The PIN of `mac`.
+    #[must_use]
+    pub fn get(&self, mac: &MacAddr) -> Option<&str> {
+        self.0.get(mac).map(|p| p.as_str())
+    }
+
+    /// How many devices have a PIN.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no device has a PIN.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// How many requests one baseline interaction posts (as many as a first start-up with a
@@ -72,8 +174,11 @@ pub struct LoadConfig {
     pub duration: Option<Duration>,
     /// The most one interaction may take (and each connect and exchange in it).
     pub interaction_timeout: Duration,
-    /// Real interactions or the baseline.
+    /// Real interactions, the baseline, or secure-mode bootstraps.
     pub mode: LoadMode,
+    /// For [`LoadMode::Bootstrap`]: the PIN each phone's user types when the DLS
+    /// bootstraps it with `pin` (none needed for `nopin`).
+    pub pins: Pins,
 }
 
 impl LoadConfig {
@@ -91,6 +196,7 @@ impl LoadConfig {
             duration: None,
             interaction_timeout: Duration::from_secs(30),
             mode: LoadMode::Phones,
+            pins: Pins::new(),
         }
     }
 }
@@ -206,7 +312,7 @@ pub struct LoadReport {
     pub phones: usize,
     /// Interactions in flight at once.
     pub concurrency: usize,
-    /// Real interactions or the baseline.
+    /// Real interactions, the baseline, or secure-mode bootstraps.
     pub mode: LoadMode,
     /// Whether each interaction had its own connection.
     pub new_connection_per_interaction: bool,
@@ -214,7 +320,9 @@ pub struct LoadReport {
     pub interactions: u64,
     /// Interactions failed.
     pub failures: u64,
-    /// Failed interactions by kind ([`ClientError::kind`] or [`NO_CLEANUP`]).
+    /// Failed interactions by kind ([`ClientError::kind`], [`NO_CLEANUP`]; for bootstraps
+    /// also [`NO_BOOTSTRAP`], [`NO_PIN`], [`WRONG_PIN`], [`BAD_SECURE_MODE_DATA`],
+    /// `cleanup: REASON`, and `secure-` before a [`ClientError::kind`] on the secure port).
     pub failures_by_kind: BTreeMap<String, u64>,
     /// From the start to the end of the last interaction.
     pub elapsed: Duration,
@@ -225,6 +333,12 @@ pub struct LoadReport {
     pub connections: u64,
     /// Requests posted in successful interactions.
     pub exchanges: u64,
+    /// Bootstraps: how many phones received `secure-mode-data` sealed with each PBKDF2
+    /// iteration count (from the bundle's header), failed bootstraps included.
+    pub pbkdf2_iterations: BTreeMap<u32, u64>,
+    /// Bootstraps with `pin`: how long typing the PIN took on the phone (opening
+    /// `secure-mode-data`: PBKDF2 and decryption, waiting for a blocking thread included).
+    pub pin_entry: Histogram,
 }
 
 impl LoadReport {
@@ -461,6 +575,56 @@ pub fn baseline_bodies(first: MacAddr) -> Result<Vec<Vec<u8>>, ClientError> {
     .collect()
 }
 
+/// What one successful interaction (for [`LoadMode::Bootstrap`], one whole bootstrap) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// Requests posted.
+    pub exchanges: usize,
+    /// Connections opened besides the task's own client (the secure port's).
+    pub connections: u64,
+    /// The PBKDF2 iteration count of the `secure-mode-data` received.
+    pub pbkdf2_iterations: Option<u32>,
+    /// How long opening `secure-mode-data` with the typed PIN took.
+    pub pin_entry: Option<Duration>,
+}
+
+/// Why one interaction failed, and what it had seen by then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Failure {
+    /// The kind, as [`LoadReport::failures_by_kind`] counts it.
+    pub kind: Cow<'static, str>,
+    /// The PBKDF2 iteration count of the `secure-mode-data` received before the failure.
+    pub pbkdf2_iterations: Option<u32>,
+}
+
+impl From<&'static str> for Failure {
+    fn from(kind: &'static str) -> Self {
+        Self { kind: Cow::Borrowed(kind), pbkdf2_iterations: None }
+    }
+}
+
+/// The failure kind of a client error on the secure port: `secure-` and its kind.
+fn secure_kind(e: &ClientError) -> &'static str {
+    match e {
+        ClientError::Connect(_) => "secure-connect",
+        ClientError::Tls(_) => "secure-tls",
+        ClientError::Status { .. } => "secure-http-status",
+        ClientError::Protocol(_) => "secure-protocol",
+        ClientError::Timeout => "secure-timeout",
+    }
+}
+
+/// The failure kind of an interaction that ended with `CleanUp` but not as it should:
+/// `cleanup: REASON` when the DLS gave one, `otherwise`.
+fn cleanup_kind(reason: Option<&str>, otherwise: &'static str) -> Cow<'static, str> {
+    match reason {
+        Some(r) => Cow::Owned(format!("{CLEANUP_REASON_PREFIX}{r}")),
+        None => Cow::Borrowed(otherwise),
+    }
+}
+
 /// A fleet, ready to run interactions: the TLS configuration shared by every client, the
 /// baseline bodies, and what the phones were written so far (when phones are reused).
 #[derive(Debug)]
@@ -477,8 +641,14 @@ impl Fleet {
     ///
     /// # Errors
     /// [`ClientError::Tls`] for unusable CA certificates, [`ClientError::Connect`] for a
-    /// malformed server address.
+    /// malformed server address, [`ClientError::Protocol`] for a bootstrap run with a
+    /// duration.
     pub fn new(config: LoadConfig) -> Result<Self, ClientError> {
+        if config.mode == LoadMode::Bootstrap && config.duration.is_some() {
+            return Err(ClientError::Protocol(
+                "a bootstrap run has one bootstrap per phone: it takes no duration".into(),
+            ));
+        }
         let mut tls = (*client_config(&config.trust)?).clone();
         tls.resumption = rustls::client::Resumption::disabled();
         let tls = Arc::new(tls);
@@ -486,9 +656,10 @@ impl Fleet {
         WpiClient::with_tls(&config.server, tls.clone())?;
         let bodies = match config.mode {
             LoadMode::Baseline => baseline_bodies(config.first_mac)?,
-            LoadMode::Phones => Vec::new(),
+            LoadMode::Phones | LoadMode::Bootstrap => Vec::new(),
         };
-        let written = config.duration.is_some().then(|| (0..config.phones).map(|_| Mutex::new(Vec::new())).collect());
+        let written = (config.duration.is_some() && config.mode == LoadMode::Phones)
+            .then(|| (0..config.phones).map(|_| Mutex::new(Vec::new())).collect());
         Ok(Self { config, tls, bodies, written })
     }
 
@@ -508,25 +679,28 @@ impl Fleet {
         Ok(c)
     }
 
-    /// Runs phone `index`'s interaction on `client` (without the overall timeout); returns
-    /// the requests posted, or the failure's kind.
+    /// Runs phone `index`'s interaction on `client` (without the overall timeout; for
+    /// [`LoadMode::Bootstrap`] the whole bootstrap, see [`Fleet::bootstrap`]).
     ///
     /// # Errors
-    /// The kind of failure: [`ClientError::kind`] or [`NO_CLEANUP`].
-    pub async fn interact(&self, client: &mut WpiClient, index: usize) -> Result<usize, &'static str> {
+    /// The kind of failure: [`ClientError::kind`] or [`NO_CLEANUP`] (and those of
+    /// [`Fleet::bootstrap`]).
+    pub async fn interact(&self, client: &mut WpiClient, index: usize) -> Result<Outcome, Failure> {
+        let done = |exchanges| Outcome { exchanges, ..Outcome::default() };
         match self.config.mode {
+            LoadMode::Bootstrap => self.bootstrap(client, index).await,
             LoadMode::Baseline => {
                 for body in &self.bodies {
-                    let (status, _, body) = client.post(body.clone()).await.map_err(|e| e.kind())?;
+                    let (status, _, body) = client.post(body.clone()).await.map_err(|e| Failure::from(e.kind()))?;
                     if status != StatusCode::OK {
                         let e = ClientError::Status {
                             status: status.as_u16(),
                             body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
                         };
-                        return Err(e.kind());
+                        return Err(e.kind().into());
                     }
                 }
-                Ok(self.bodies.len())
+                Ok(done(self.bodies.len()))
             }
             LoadMode::Phones => {
                 let written = self.written.as_ref().and_then(|w| w.get(index));
@@ -540,9 +714,9 @@ impl Fleet {
                     }
                     None => fleet_phone(self.config.first_mac, index),
                 };
-                let r = phone.interact(client, Reason::StartUp).await.map_err(|e| e.kind())?;
+                let r = phone.interact(client, Reason::StartUp).await.map_err(|e| Failure::from(e.kind()))?;
                 if r.actions.last() != Some(&Action::CleanUp) {
-                    return Err(NO_CLEANUP);
+                    return Err(NO_CLEANUP.into());
                 }
                 if let (Some(w), false) = (written, r.written.is_empty()) {
                     if let Ok(mut w) = w.lock() {
@@ -559,9 +733,78 @@ impl Fleet {
                         }
                     }
                 }
-                Ok(r.exchanges)
+                Ok(done(r.exchanges))
             }
         }
+    }
+
+    /// Phone `index`'s secure-mode bootstrap: the start-up on `client` (the default port)
+    /// that brings the bootstrap; for `pin`, the phone's PIN typed (opening
+    /// `secure-mode-data` on a blocking thread: PBKDF2 is deliberately slow); then the
+    /// start-up on a new mutual-TLS connection to the secure port (the host of
+    /// [`LoadConfig::server`], the port the bootstrap named), answering the TAN and the
+    /// configuration, until `CleanUp`.
+    ///
+    /// # Errors
+    /// [`ClientError::kind`] on the default port, `secure-` and the kind on the secure
+    /// port, [`NO_CLEANUP`], [`NO_BOOTSTRAP`], [`NO_PIN`], [`WRONG_PIN`],
+    /// [`BAD_SECURE_MODE_DATA`], or `cleanup: REASON` when the DLS refused with a reason.
+    pub async fn bootstrap(&self, client: &mut WpiClient, index: usize) -> Result<Outcome, Failure> {
+        let mut phone = fleet_phone(self.config.first_mac, index);
+        let first = phone.interact(client, Reason::StartUp).await.map_err(|e| Failure::from(e.kind()))?;
+        if first.actions.last() != Some(&Action::CleanUp) {
+            return Err(NO_CLEANUP.into());
+        }
+        let mut out = Outcome { exchanges: first.exchanges, ..Outcome::default() };
+        let fail = |kind: Cow<'static, str>, out: &Outcome| Failure { kind, pbkdf2_iterations: out.pbkdf2_iterations };
+        match first.bootstrap.as_deref() {
+            None => return Err(fail(cleanup_kind(first.cleanup_reason.as_deref(), NO_BOOTSTRAP), &out)),
+            Some("pin") => {
+                out.pbkdf2_iterations = phone
+                    .pending_pin
+                    .as_ref()
+                    .and_then(|p| Envelope::parse(&p.secure_mode_data).ok())
+                    .map(|e| e.header().iterations());
+                let Some(pin) = self.config.pins.get(&phone.mac()) else {
+                    return Err(fail(NO_PIN.into(), &out));
+                };
+                phone.pin_entries.push_back(pin.to_owned());
+                let began = Instant::now();
+                let (back, typed) = tokio::task::spawn_blocking(move || {
+                    let typed = phone.enter_pin();
+                    (phone, typed)
+                })
+                .await
+                .map_err(|_| fail("pin-entry-task".into(), &out))?;
+                out.pin_entry = Some(began.elapsed());
+                phone = back;
+                match typed {
+                    Ok(PinOutcome::Opened) => {}
+                    Ok(PinOutcome::Wrong { .. } | PinOutcome::RetriesExceeded) => {
+                        return Err(fail(WRONG_PIN.into(), &out));
+                    }
+                    Err(_) => return Err(fail(BAD_SECURE_MODE_DATA.into(), &out)),
+                }
+            }
+            // `nopin`: the material came in the clear.
+            Some(_) => {}
+        }
+        let server = self.config.server.as_str();
+        let host = server.rsplit_once(':').map_or(server, |(h, _)| h);
+        let mut secure = phone.secure_client(host).map_err(|e| fail(secure_kind(&e).into(), &out))?;
+        secure.set_timeout(self.config.interaction_timeout);
+        let second = phone.interact(&mut secure, Reason::StartUp).await;
+        out.connections = secure.connections_opened();
+        secure.close();
+        let second = second.map_err(|e| fail(secure_kind(&e).into(), &out))?;
+        out.exchanges += second.exchanges;
+        if second.actions.last() != Some(&Action::CleanUp) {
+            return Err(fail(NO_CLEANUP.into(), &out));
+        }
+        if let Some(reason) = second.cleanup_reason.as_deref() {
+            return Err(fail(cleanup_kind(Some(reason), NO_CLEANUP), &out));
+        }
+        Ok(out)
     }
 }
 
@@ -569,10 +812,12 @@ impl Fleet {
 #[derive(Default)]
 struct TaskResult {
     latency: Histogram,
-    failures: BTreeMap<&'static str, u64>,
+    failures: BTreeMap<Cow<'static, str>, u64>,
     interactions: u64,
     exchanges: u64,
     connections: u64,
+    pbkdf2_iterations: BTreeMap<u32, u64>,
+    pin_entry: Histogram,
 }
 
 /// Runs the load `config` describes, updating `progress` as interactions finish.
@@ -609,27 +854,37 @@ pub async fn run(config: LoadConfig, progress: Arc<Progress>) -> Result<LoadRepo
                 out.interactions += 1;
                 progress.interactions.fetch_add(1, Ordering::Relaxed);
                 match outcome {
-                    Ok(Ok(exchanges)) => {
+                    Ok(Ok(done)) => {
                         out.latency.record(began.elapsed());
-                        out.exchanges += exchanges as u64;
+                        out.exchanges += done.exchanges as u64;
+                        out.connections += done.connections;
+                        if let Some(n) = done.pbkdf2_iterations {
+                            *out.pbkdf2_iterations.entry(n).or_default() += 1;
+                        }
+                        if let Some(d) = done.pin_entry {
+                            out.pin_entry.record(d);
+                        }
                         if cfg.new_connection_per_interaction {
                             client.close();
                         }
                     }
-                    Ok(Err(kind)) => {
-                        *out.failures.entry(kind).or_default() += 1;
+                    Ok(Err(failure)) => {
+                        if let Some(n) = failure.pbkdf2_iterations {
+                            *out.pbkdf2_iterations.entry(n).or_default() += 1;
+                        }
+                        *out.failures.entry(failure.kind).or_default() += 1;
                         progress.failures.fetch_add(1, Ordering::Relaxed);
                         client.close();
                     }
                     Err(_) => {
-                        *out.failures.entry(ClientError::Timeout.kind()).or_default() += 1;
+                        *out.failures.entry(ClientError::Timeout.kind().into()).or_default() += 1;
                         progress.failures.fetch_add(1, Ordering::Relaxed);
                         client.close();
                     }
                 }
             }
             client.close();
-            out.connections = client.connections_opened();
+            out.connections += client.connections_opened();
             out
         }));
     }
@@ -645,6 +900,8 @@ pub async fn run(config: LoadConfig, progress: Arc<Progress>) -> Result<LoadRepo
         latency: Histogram::new(),
         connections: 0,
         exchanges: 0,
+        pbkdf2_iterations: BTreeMap::new(),
+        pin_entry: Histogram::new(),
     };
     for h in handles {
         let t = h.await.map_err(|e| ClientError::Protocol(format!("a load task failed: {e}")))?;
@@ -652,9 +909,13 @@ pub async fn run(config: LoadConfig, progress: Arc<Progress>) -> Result<LoadRepo
         report.interactions += t.interactions;
         report.exchanges += t.exchanges;
         report.connections += t.connections;
+        report.pin_entry.merge(&t.pin_entry);
+        for (iterations, n) in t.pbkdf2_iterations {
+            *report.pbkdf2_iterations.entry(iterations).or_default() += n;
+        }
         for (kind, n) in t.failures {
             report.failures += n;
-            *report.failures_by_kind.entry(kind.to_owned()).or_default() += n;
+            *report.failures_by_kind.entry(kind.into_owned()).or_default() += n;
         }
     }
     report.elapsed = start.elapsed();
@@ -765,6 +1026,39 @@ mod tests {
         assert_eq!(phone.get("e164", None), Some("4989700710042"));
         assert_eq!(phone.get("mac-addr", None), Some("00:1A:E8:80:00:2A"));
         assert!(phone.reported_items().len() < items.len() + 12, "passwords are not reported");
+    }
+
+    #[test]
+    fn pin_files_map_macs_to_pins_and_name_the_bad_line() {
+        let pins = Pins::parse(
+            "# MAC PIN\n00:1A:E8:80:00:00 123456789012345\n\n001ae8800001   1234 5678 9012 345\n00-1A-E8-80-00-02\t987654321098765\n",
+        )
+        .expect("pins");
+        assert_eq!(pins.len(), 3);
+        assert_eq!(pins.get(&DEFAULT_FIRST_MAC), Some("123456789012345"));
+        assert_eq!(pins.get(&fleet_mac(DEFAULT_FIRST_MAC, 1)), Some("1234 5678 9012 345"));
+        assert_eq!(pins.get(&fleet_mac(DEFAULT_FIRST_MAC, 2)), Some("987654321098765"));
+        assert_eq!(pins.get(&fleet_mac(DEFAULT_FIRST_MAC, 3)), None);
+        assert_eq!(format!("{pins:?}"), "Pins(3 devices)", "no PIN in Debug");
+        assert!(Pins::parse("").expect("empty").is_empty());
+        for (text, line) in [
+            ("00:1A:E8:80:00:00\n", "line 1"),
+            ("\n00:1A:E8:80:00:0 123456789012345\n", "line 2"),
+            ("00:1A:E8:80:00:00 12345x789012345\n", "line 1"),
+            ("00:1A:E8:80:00:00 123456789012345\n001AE8800000 111111111111111\n", "line 2"),
+        ] {
+            let e = Pins::parse(text).expect_err(text);
+            assert!(e.starts_with(line), "{text:?}: {e}");
+            assert!(!e.contains("1111") && !e.contains("12345x"), "no PIN echoed: {e}");
+        }
+    }
+
+    #[test]
+    fn a_bootstrap_run_takes_no_duration() {
+        let mut config = LoadConfig::new("127.0.0.1:1", 1, 1);
+        config.mode = LoadMode::Bootstrap;
+        config.duration = Some(Duration::from_secs(1));
+        assert!(matches!(Fleet::new(config), Err(ClientError::Protocol(_))));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use dls_message::{
 };
 
 use crate::client::{ClientError, WpiClient};
+use crate::deploy::{Deployment, DeploymentRequest, InstalledFile};
 use crate::secure::{PendingPin, PinOutcome, SecureMaterial};
 
 /// Items a phone never lets the DLS write.
@@ -69,6 +70,8 @@ pub struct Phone {
     /// The TAN (the PIN's last three digits) the phone answers `bootstrapping-tan` with;
     /// set when the bundle opens (tests may change it to play a phone that lies).
     pub tan: Option<String>,
+    /// The files installed by deployments, in the order installed (see [`Phone::deploy`]).
+    pub installed: Vec<InstalledFile>,
 }
 
 /// What happened in one interaction.
@@ -91,6 +94,9 @@ pub struct Interaction {
     /// The phone restarted at the end of the interaction: `Restart`, or `FactoryReset` (which
     /// also forgot its secure-mode material).
     pub restart: Option<String>,
+    /// Files the phone accepted to deploy (`FileDeployment`, `SoftwareDeployment`), to be
+    /// downloaded after the interaction ([`Phone::run_deployments`]).
+    pub deployments: Vec<Deployment>,
 }
 
 /// The most messages one interaction may take before the phone gives up.
@@ -125,6 +131,7 @@ impl Phone {
             secure: None,
             pending_pin: None,
             tan: None,
+            installed: Vec::new(),
         }
     }
 
@@ -199,12 +206,26 @@ impl Phone {
     /// # Errors
     /// [`ClientError`] when an exchange fails or the DLS breaks the protocol.
     pub async fn interact(&mut self, client: &mut WpiClient, reason: Reason) -> Result<Interaction, ClientError> {
-        let nonce = new_nonce();
-        let mut report = Interaction::default();
         let items = match reason {
             Reason::LocalChanges | Reason::InventoryChanges => self.reported_items(),
             _ => self.basic_items(),
         };
+        self.interact_with(client, reason, items).await
+    }
+
+    /// Runs one interaction started for `reason` with `items` in its first message (e.g. a
+    /// `status` report), answering every action until `CleanUp`.
+    ///
+    /// # Errors
+    /// [`ClientError`] when an exchange fails or the DLS breaks the protocol.
+    pub async fn interact_with(
+        &mut self,
+        client: &mut WpiClient,
+        reason: Reason,
+        items: Vec<Item>,
+    ) -> Result<Interaction, ClientError> {
+        let nonce = new_nonce();
+        let mut report = Interaction::default();
         let mut outgoing = self.message(&nonce, ReasonForContact::new(reason), Some(items), Fragment::Final);
         let mut fragments: Vec<Vec<Item>> = Vec::new();
         let mut answering = Action::ReadAllItems;
@@ -295,6 +316,20 @@ impl Phone {
                         ReplyStatus::Accepted
                     };
                     self.message(&nonce, ReasonForContact::reply_to(Action::Restart, status), None, Fragment::Final)
+                }
+                action @ (Action::FileDeployment | Action::SoftwareDeployment) => {
+                    let status = match DeploymentRequest::parse(&action, reply.items.as_deref().unwrap_or_default()) {
+                        Ok(request) => {
+                            self.delete_files(&request.delete);
+                            report.deployments.extend(request.deploy);
+                            ReplyStatus::Accepted
+                        }
+                        Err(why) => {
+                            tracing::debug!(mac = %self.mac, "{action} refused: {why}");
+                            ReplyStatus::Failed
+                        }
+                    };
+                    self.message(&nonce, ReasonForContact::reply_to(action, status), None, Fragment::Final)
                 }
                 other => {
                     self.message(&nonce, ReasonForContact::reply_to(other, ReplyStatus::Failed), None, Fragment::Final)

@@ -150,6 +150,14 @@ pub(crate) enum DeviceCmd {
         #[command(flatten)]
         target: Target,
     },
+    /// Send the device a contact-me now, so that it calls in (`solicited`); at most one
+    /// per minute per phone.
+    Contact {
+        /// Its MAC address.
+        mac: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,13 +193,13 @@ pub(crate) enum ProfileCmd {
     },
 }
 
-struct Client {
+pub(crate) struct Client {
     authority: String,
     token: String,
 }
 
 impl Client {
-    fn new(t: &Target) -> anyhow::Result<Self> {
+    pub(crate) fn new(t: &Target) -> anyhow::Result<Self> {
         let url = match &t.server {
             Some(s) => s.clone(),
             None => std::fs::read_to_string(t.data_dir.join("admin-url")).with_context(|| {
@@ -214,7 +222,7 @@ impl Client {
         Ok(Self { authority, token: token.trim().to_owned() })
     }
 
-    fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<serde_json::Value> {
+    pub(crate) fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<serde_json::Value> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async {
             tokio::time::timeout(Duration::from_secs(30), self.call_async(method, path, body))
@@ -224,6 +232,22 @@ impl Client {
     }
 
     async fn call_async(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<serde_json::Value> {
+        let content_type = body.is_some().then_some("application/json");
+        self.send(method, path, content_type, Full::new(Bytes::from(body.unwrap_or_default()))).await
+    }
+
+    /// Sends a request with any body (an upload streams one from disk).
+    pub(crate) async fn send<B>(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: B,
+    ) -> anyhow::Result<serde_json::Value>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .with_context(|| format!("connecting to the admin API at {} (is `dls serve` running?)", self.authority))?;
@@ -234,10 +258,10 @@ impl Client {
             .uri(path)
             .header(hyper::header::HOST, &self.authority)
             .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token));
-        if body.is_some() {
-            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(ct) = content_type {
+            req = req.header(hyper::header::CONTENT_TYPE, ct);
         }
-        let resp = sender.send_request(req.body(Full::new(Bytes::from(body.unwrap_or_default())))?).await?;
+        let resp = sender.send_request(req.body(body)?).await?;
         let status = resp.status();
         let bytes = Limited::new(resp.into_body(), 256 << 20)
             .collect()
@@ -252,17 +276,18 @@ impl Client {
         let code = match status {
             StatusCode::BAD_REQUEST => MALFORMED,
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => AUTH,
+            StatusCode::PAYLOAD_TOO_LARGE => MALFORMED,
             _ => OTHER,
         };
         Err(fail(code, format!("{message} ({})", status.as_u16())))
     }
 }
 
-fn mac(s: &str) -> anyhow::Result<MacAddr> {
+pub(crate) fn mac(s: &str) -> anyhow::Result<MacAddr> {
     MacAddr::parse(s).map_err(|e| malformed(format!("{s:?}: {e}")))
 }
 
-fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+pub(crate) fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -392,6 +417,12 @@ pub(crate) fn run_device(cmd: DeviceCmd) -> anyhow::Result<()> {
         DeviceCmd::Delete { mac: m, target } => {
             let m = mac(&m)?;
             Client::new(&target)?.call(Method::DELETE, &format!("/api/v1/devices/{m}"), None)?;
+            Ok(())
+        }
+        DeviceCmd::Contact { mac: m, target } => {
+            let m = mac(&m)?;
+            Client::new(&target)?.call(Method::POST, &format!("/api/v1/devices/{m}/contact"), None)?;
+            println!("contact-me requested for {}", m.colon_separated());
             Ok(())
         }
     }

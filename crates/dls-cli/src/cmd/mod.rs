@@ -1,6 +1,7 @@
 //! One module per group of subcommands.
 
 pub(crate) mod admin;
+pub(crate) mod jobs;
 pub(crate) mod message;
 pub(crate) mod phone;
 pub(crate) mod secure_mode;

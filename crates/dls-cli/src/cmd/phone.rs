@@ -38,6 +38,12 @@ pub(crate) enum PhoneCmd {
     /// Latency is per successful interaction, first message to `CleanUp` (connecting
     /// included when it had to connect); the rate counts successful interactions. Exits 1
     /// if any interaction failed, after printing the summary.
+    ///
+    /// With `--pins FILE` (or `--nopin`) each phone bootstraps secure mode once instead — a
+    /// secure-mode storm: start-up on the default port, the bootstrap, its PIN typed
+    /// (PBKDF2 on the phone too), start-up on the secure port with mutual TLS, TAN and
+    /// configuration. One interaction is then the whole bootstrap, and the PBKDF2 iteration
+    /// count the phones saw is reported.
     Load(LoadArgs),
     /// Open keep-alive connections, each after one interaction, and hold them idle (for
     /// measuring a server's memory per connection). Prints `open N` when they are open;
@@ -86,15 +92,48 @@ pub(crate) struct RunArgs {
     /// 0600). With a saved state, the phone goes straight to the secure port.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// The phone is in a call: it answers WriteItems `busy` (and, with --stay, calls back
+    /// and installs `normal`-priority files only when the call ends, i.e. never).
+    #[arg(long)]
+    busy: bool,
+    /// Keep the phone running after its start-up, printing every exchange as above: it
+    /// answers contact-me, polls DCMP when its items carry `dcmp-url`, calls back when a
+    /// CleanUp asks (`send-solicited`), downloads deployed files and firmware (reporting
+    /// them, or starting up with the new version), and starts up again after Restart —
+    /// until SIGINT/SIGTERM or --duration. Exits 0 when stopped.
+    #[arg(long)]
+    stay: bool,
+    /// With --stay: where the phone listens for contact-me, ADDR:PORT (port 0: any; the
+    /// address is printed as `contact-me listening on ADDR:PORT` and reported as the
+    /// phone's `contact-me-uri`), or `none` for a phone behind NAT. Default 127.0.0.1:0.
+    #[arg(long, value_name = "ADDR:PORT|none", requires = "stay", value_parser = parse_contact_listen)]
+    contact_listen: Option<ContactListen>,
+    /// With --stay: stop after this many seconds.
+    #[arg(long, value_name = "SECS", requires = "stay")]
+    duration: Option<f64>,
+}
+
+/// `--contact-listen`: an address, or none (behind NAT).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ContactListen(Option<std::net::SocketAddr>);
+
+fn parse_contact_listen(s: &str) -> Result<ContactListen, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(ContactListen(None));
+    }
+    s.trim()
+        .parse()
+        .map(|a| ContactListen(Some(a)))
+        .map_err(|_| format!("{s:?} is not ADDR:PORT (e.g. 127.0.0.1:0, [::]:8085) or none"))
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct LoadArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// How many distinct phones.
-    #[arg(long, default_value_t = 100)]
-    phones: usize,
+    /// How many distinct phones. Default: 100, or with --pins as many as the file has.
+    #[arg(long)]
+    phones: Option<usize>,
     /// How many interactions in flight at once (one connection each).
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -117,9 +156,21 @@ pub(crate) struct LoadArgs {
     /// accepts any 200 answer.
     #[arg(long)]
     baseline: bool,
+    /// Secure-mode storm: every phone bootstraps once, its user typing the PIN this file
+    /// gives for its MAC — one `MAC PIN` per line (MAC colon-separated as `dls device list`
+    /// prints it, or any common spelling; PIN as `dls device add --mode pin` printed it;
+    /// `#` comments). The devices must be in `pin` (or `nopin`) mode and not yet
+    /// bootstrapped.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["baseline", "duration", "nopin"])]
+    pins: Option<PathBuf>,
+    /// Secure-mode storm without PINs: every phone bootstraps once, its device being in
+    /// `nopin` mode (e.g. `dls serve --new-device-mode nopin`).
+    #[arg(long, conflicts_with_all = ["baseline", "duration"])]
+    nopin: bool,
     /// Print one JSON object on the last line instead of the summary: phones,
     /// interactions, failures, failures_by_kind, interactions_per_second,
-    /// latency_ms {p50, p90, p99, max} (and mode, concurrency, seconds, connections, …).
+    /// latency_ms {p50, p90, p99, max} (and mode, concurrency, seconds, connections, …;
+    /// for bootstraps pbkdf2_iterations and pin_entry_ms).
     #[arg(long)]
     json: bool,
 }
@@ -235,6 +286,7 @@ fn run_one(a: RunArgs) -> anyhow::Result<()> {
     let extra = a.items.as_deref().map(items_of).transpose()?.unwrap_or_default();
     let mut phone = Phone::with_items(a.mac, extra);
     phone.pin_entries.extend(a.pin.iter().cloned());
+    phone.busy = a.busy;
     let host = a.server.server.rsplit_once(':').map_or(a.server.server.as_str(), |(h, _)| h).to_owned();
     let verbose = a.verbose;
     let timeout = Duration::from_secs(a.timeout_secs.max(1));
@@ -253,6 +305,12 @@ fn run_one(a: RunArgs) -> anyhow::Result<()> {
     let rt = runtime(true)?;
     if let Some(saved) = a.state_dir.as_deref().map(load_state).transpose()?.flatten() {
         phone.secure = Some(saved);
+    }
+    if a.stay {
+        if phone.secure.is_some() {
+            println!("secure mode: using the saved certificate");
+        }
+        return stay(&a, phone, trust, &rt);
     }
     let r = if phone.secure.is_some() {
         println!("secure mode: using the saved certificate");
@@ -279,18 +337,126 @@ fn run_one(a: RunArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let plural = if r.exchanges == 1 { "" } else { "s" };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "ended with CleanUp after {} exchange{plural}: {} items written, {} refused{}{}",
+    let _ = writeln!(out, "{}", ended(&r));
+    Ok(())
+}
+
+/// The line that closes an interaction's transcript.
+fn ended(r: &dls_workpoint::Interaction) -> String {
+    let plural = if r.exchanges == 1 { "" } else { "s" };
+    let deploy = match r.deployments.len() {
+        0 => String::new(),
+        1 => ", 1 file to deploy".to_owned(),
+        n => format!(", {n} files to deploy"),
+    };
+    format!(
+        "ended with CleanUp after {} exchange{plural}: {} items written, {} refused{deploy}{}{}",
         r.exchanges,
         r.written.len(),
         r.refused.len(),
         if r.send_solicited { ", the DLS asks the phone to call back" } else { "" },
         r.cleanup_reason.as_deref().map_or_else(String::new, |c| format!(" (cleanup-reason: {c})"))
-    );
-    Ok(())
+    )
+}
+
+/// `dls phone run --stay`: the phone kept alive by an agent, every exchange and event
+/// printed, until SIGINT/SIGTERM or `--duration`.
+fn stay(a: &RunArgs, phone: Phone, trust: ServerTrust, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    use dls_workpoint::agent::{Agent, AgentConfig};
+
+    let duration = match a.duration {
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(_) => return Err(crate::exit::usage("--duration must be a positive number of seconds")),
+        None => None,
+    };
+    let mut config = AgentConfig::new(a.server.server.clone());
+    config.trust = trust;
+    config.exchange_timeout = Duration::from_secs(a.timeout_secs.max(1));
+    config.contact_listen = match a.contact_listen {
+        Some(ContactListen(addr)) => addr,
+        None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+    };
+    let verbose = a.verbose;
+    config.observer = Some(Arc::new(move |t: &Traced<'_>| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", t.summary());
+        if verbose {
+            let _ = writeln!(out, "{}", t.xml().trim_end());
+        }
+        let _ = out.flush();
+    }));
+    let host = a.server.server.rsplit_once(':').map_or(a.server.server.as_str(), |(h, _)| h).to_owned();
+    let state_dir = a.state_dir.clone();
+    config.on_event = Some(Arc::new(move |e: &dls_workpoint::AgentEvent, phone: &Phone| {
+        print_event(e, &host, state_dir.as_deref(), phone);
+    }));
+    rt.block_on(async move {
+        let agent =
+            Agent::start(phone, config).await.map_err(|e| fail(OTHER, format!("the contact-me listener: {e}")))?;
+        match agent.contact_addr() {
+            Some(addr) => println!("contact-me listening on {addr}"),
+            None => println!("no contact-me listener: the phone is behind NAT"),
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("listening for SIGTERM")?;
+        let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+        let until = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            () = until => {}
+        }
+        agent.stop().await;
+        println!("stopped");
+        Ok(())
+    })
+}
+
+/// One agent event, as a line on stdout (or none); saves the secure-mode state when the
+/// phone switches to secure mode.
+fn print_event(e: &dls_workpoint::AgentEvent, host: &str, state_dir: Option<&Path>, phone: &Phone) {
+    use dls_workpoint::{AgentEvent, DcmpAnswer};
+
+    let line = match e {
+        AgentEvent::Interaction { result: Ok(r), .. } => ended(r),
+        AgentEvent::Interaction { reason, trigger, result: Err(err) } => {
+            format!("{reason} ({}) failed: {err}", trigger.as_str())
+        }
+        AgentEvent::ContactMe(c) => match (&c.dls_ip_addr, c.dls_ip_port) {
+            (Some(addr), Some(port)) => format!("contact-me from {addr}:{port}"),
+            (Some(addr), None) => format!("contact-me from {addr}"),
+            _ => "contact-me".to_owned(),
+        },
+        AgentEvent::Dcmp(Ok(DcmpAnswer::Pending)) => "DCMP: jobs pending".to_owned(),
+        AgentEvent::Dcmp(Ok(DcmpAnswer::Nothing)) => return,
+        AgentEvent::Dcmp(Err(err)) => err.to_string(),
+        AgentEvent::Deployment(o) => {
+            let d = &o.deployment;
+            match &o.result {
+                Ok(f) => format!("deployed {} ({}): {} bytes, sha256 {}", d.file_name, d.file_type, f.size, f.sha256),
+                Err(err) => format!("deployment of {} ({}) failed: {err}", d.file_name, d.file_type),
+            }
+        }
+        AgentEvent::SecureMode { kind, port } => {
+            println!("secure mode ({kind}): switching to {host}:{port}");
+            if let Some(dir) = state_dir {
+                if let Err(err) = save_state(dir, phone.secure.as_ref()) {
+                    println!("saving the secure-mode state failed: {}", crate::exit::one_line(&err));
+                }
+            }
+            return;
+        }
+        AgentEvent::Note(n) => n.clone(),
+        AgentEvent::Error(err) => format!("error: {err}"),
+        _ => return,
+    };
+    println!("{line}");
 }
 
 /// Types the given PINs until the bundle opens; when the phone's retries run out it sends
@@ -413,7 +579,7 @@ fn ms(d: Option<Duration>) -> serde_json::Value {
 }
 
 fn report_json(r: &mut LoadReport) -> serde_json::Value {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "phones": r.phones,
         "interactions": r.interactions,
         "failures": r.failures,
@@ -425,13 +591,44 @@ fn report_json(r: &mut LoadReport) -> serde_json::Value {
             "p99": ms(r.latency.percentile(99.0)),
             "max": ms(r.latency.max()),
         },
-        "mode": match r.mode { LoadMode::Phones => "phones", LoadMode::Baseline => "baseline" },
+        "mode": match r.mode {
+            LoadMode::Phones => "phones",
+            LoadMode::Baseline => "baseline",
+            LoadMode::Bootstrap => "bootstrap",
+        },
         "concurrency": r.concurrency,
         "new_connection_per_interaction": r.new_connection_per_interaction,
         "seconds": (r.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
         "connections": r.connections,
         "exchanges": r.exchanges,
-    })
+    });
+    if let Some(obj) = v.as_object_mut() {
+        // One count (the usual case): a number; several: how many phones saw each.
+        match r.pbkdf2_iterations.len() {
+            0 => {}
+            1 => {
+                let n = r.pbkdf2_iterations.keys().next().copied().unwrap_or_default();
+                obj.insert("pbkdf2_iterations".into(), n.into());
+            }
+            _ => {
+                let by: serde_json::Map<String, serde_json::Value> =
+                    r.pbkdf2_iterations.iter().map(|(k, n)| (k.to_string(), (*n).into())).collect();
+                obj.insert("pbkdf2_iterations".into(), by.into());
+            }
+        }
+        if !r.pin_entry.is_empty() {
+            obj.insert(
+                "pin_entry_ms".into(),
+                serde_json::json!({
+                    "p50": ms(r.pin_entry.percentile(50.0)),
+                    "p90": ms(r.pin_entry.percentile(90.0)),
+                    "p99": ms(r.pin_entry.percentile(99.0)),
+                    "max": ms(r.pin_entry.max()),
+                }),
+            );
+        }
+    }
+    v
 }
 
 fn report_text(r: &mut LoadReport) -> String {
@@ -439,6 +636,7 @@ fn report_text(r: &mut LoadReport) -> String {
     let mode = match r.mode {
         LoadMode::Phones => "start-up interactions",
         LoadMode::Baseline => "baseline interactions (3 fixed requests each)",
+        LoadMode::Bootstrap => "secure-mode bootstraps (default port, PIN, secure port: one interaction each)",
     };
     let conns = if r.new_connection_per_interaction { "a new connection each" } else { "keep-alive connections" };
     let mut s = format!(
@@ -459,6 +657,18 @@ fn report_text(r: &mut LoadReport) -> String {
         r.connections,
         r.exchanges,
     );
+    if !r.pbkdf2_iterations.is_empty() {
+        let counts: Vec<String> = r.pbkdf2_iterations.keys().map(u32::to_string).collect();
+        s.push_str(&format!(
+            "PBKDF2 iterations of secure-mode-data: {}\n\
+             PIN entry on the phone (PBKDF2) ms: p50 {}  p90 {}  p99 {}  max {}\n",
+            counts.join(", "),
+            f(r.pin_entry.percentile(50.0)),
+            f(r.pin_entry.percentile(90.0)),
+            f(r.pin_entry.percentile(99.0)),
+            f(r.pin_entry.max()),
+        ));
+    }
     if !r.failures_by_kind.is_empty() {
         let kinds: Vec<String> = r.failures_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
         s.push_str(&format!("failures by kind: {}\n", kinds.join(", ")));
@@ -467,7 +677,16 @@ fn report_text(r: &mut LoadReport) -> String {
 }
 
 fn run_load(a: LoadArgs) -> anyhow::Result<()> {
-    if a.phones == 0 || a.concurrency == 0 {
+    let pins = match a.pins.as_deref() {
+        Some(path) => {
+            let text = String::from_utf8(read_input(Some(path))?)
+                .map_err(|_| malformed(format!("{}: not UTF-8 text", path.display())))?;
+            Some(load::Pins::parse(&text).map_err(|e| malformed(format!("{}: {e}", path.display())))?)
+        }
+        None => None,
+    };
+    let phones = a.phones.unwrap_or_else(|| pins.as_ref().map_or(100, load::Pins::len));
+    if phones == 0 || a.concurrency == 0 {
         return Err(crate::exit::usage("--phones and --concurrency must be at least 1"));
     }
     let duration = match a.duration {
@@ -475,16 +694,21 @@ fn run_load(a: LoadArgs) -> anyhow::Result<()> {
         Some(_) => return Err(crate::exit::usage("--duration must be a positive number of seconds")),
         None => None,
     };
-    let mut config = LoadConfig::new(a.server.server.clone(), a.phones, a.concurrency);
+    let mut config = LoadConfig::new(a.server.server.clone(), phones, a.concurrency);
     config.trust = trust_of(a.server.ca.as_deref())?;
     config.first_mac = a.first_mac;
     config.new_connection_per_interaction = a.new_connection_per_interaction;
     config.duration = duration;
     config.interaction_timeout = Duration::from_secs(a.timeout_secs.max(1));
-    config.mode = if a.baseline { LoadMode::Baseline } else { LoadMode::Phones };
+    config.mode = match (a.baseline, pins.is_some() || a.nopin) {
+        (true, _) => LoadMode::Baseline,
+        (false, true) => LoadMode::Bootstrap,
+        (false, false) => LoadMode::Phones,
+    };
+    config.pins = pins.unwrap_or_default();
     let rt = runtime(false)?;
     let progress = Arc::new(Progress::default());
-    let total = duration.is_none().then_some(a.phones as u64);
+    let total = duration.is_none().then_some(phones as u64);
     let ticker = spawn_progress(&rt, progress.clone(), total, duration);
     let result = rt.block_on(load::run(config, progress));
     if let Some(t) = ticker {

@@ -81,6 +81,22 @@ pub(crate) struct ServeArgs {
     /// Devices never seen before: register them, or reject them.
     #[arg(long, value_enum)]
     unknown_devices: Option<UnknownDevices>,
+    /// Where phones download deployment files, as they see it (behind NAT: the external
+    /// address), e.g. https://dls.example.com:18443.
+    #[arg(long)]
+    files_base_url: Option<String>,
+    /// The largest deployment file accepted, in bytes.
+    #[arg(long)]
+    max_file_bytes: Option<u64>,
+    /// The address a contact-me tells phones to call (`dls_ip_addr`).
+    #[arg(long)]
+    contact_me_dls_address: Option<String>,
+    /// The port a contact-me tells phones to call (`dls_ip_port`).
+    #[arg(long)]
+    contact_me_dls_port: Option<u16>,
+    /// DCMP polls answered per second from one address.
+    #[arg(long)]
+    dcmp_polls_per_second: Option<u32>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
@@ -149,6 +165,21 @@ fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
             UnknownDevices::Reject => UnknownDevicePolicy::Reject,
         };
     }
+    if let Some(v) = args.files_base_url {
+        config.files_base_url = Some(v);
+    }
+    if let Some(v) = args.max_file_bytes {
+        config.max_file_bytes = v;
+    }
+    if let Some(v) = args.contact_me_dls_address {
+        config.contact_me_dls_address = Some(v);
+    }
+    if let Some(v) = args.contact_me_dls_port {
+        config.contact_me_dls_port = Some(v);
+    }
+    if let Some(v) = args.dcmp_polls_per_second {
+        config.dcmp_polls_per_second = v;
+    }
     config.validate().map_err(usage)?;
     Ok((config, args.log_json))
 }
@@ -170,7 +201,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         })?;
         println!("dls: WPI (default mode) on https://{}{LOGIN_SERVICE_PATH}", running.wpi_addr);
         println!("dls: WPI (secure mode, mutual TLS) on https://{}{LOGIN_SERVICE_PATH}", running.secure_addr);
-        println!("dls: provisioning files on http://{} (HTTPS on the default-mode port too)", running.http_addr);
+        println!(
+            "dls: provisioning files and DCMP on http://{} (provisioning files and deployment downloads over HTTPS on the default-mode port)",
+            running.http_addr
+        );
         println!("dls: admin API on http://{}", running.admin_addr);
         wait_for_signal().await?;
         eprintln!("dls: shutting down; finishing interactions in flight");

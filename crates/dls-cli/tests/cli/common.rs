@@ -50,6 +50,9 @@ pub(crate) struct Served {
     /// The secure-mode WPI address.
     #[allow(dead_code)]
     pub(crate) secure: String,
+    /// The plain-HTTP address (provisioning files, DCMP).
+    #[allow(dead_code)]
+    pub(crate) http: String,
 }
 
 impl Drop for Served {
@@ -86,11 +89,14 @@ pub(crate) fn serve(data: &Path) -> Served {
             let _ = tx.send(line);
         }
     });
-    let (mut wpi, mut secure) = (None, None);
+    let (mut wpi, mut secure, mut http) = (None, None, None);
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) if line.contains("admin API on http://") => break,
+            Ok(line) if line.contains("DCMP on http://") => {
+                http = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).map(str::to_owned);
+            }
             Ok(line) => {
                 let addr = line.split("https://").nth(1).and_then(|rest| rest.split('/').next()).map(str::to_owned);
                 if line.contains("(default mode)") {
@@ -104,5 +110,6 @@ pub(crate) fn serve(data: &Path) -> Served {
     }
     let wpi = wpi.expect("dls serve printed its WPI address");
     let secure = secure.expect("dls serve printed its secure address");
-    Served { child, wpi, secure }
+    let http = http.expect("dls serve printed its HTTP address");
+    Served { child, wpi, secure, http }
 }

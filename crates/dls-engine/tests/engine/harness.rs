@@ -25,6 +25,7 @@ pub(crate) struct Shell {
     pub(crate) deployment: Vec<Item>,
     pub(crate) phone_cleanup: Option<Option<String>>,
     pub(crate) contacts: usize,
+    pub(crate) job_log: Vec<dls_engine::JobUpdate>,
 }
 
 impl Shell {
@@ -46,6 +47,7 @@ impl Shell {
             deployment: Vec::new(),
             phone_cleanup: None,
             contacts: 0,
+            job_log: Vec::new(),
         }
     }
 
@@ -118,6 +120,15 @@ impl Shell {
             }
             Change::DeploymentStatus(items) => self.deployment.clone_from(items),
             Change::PhoneCleanUp { reason } => self.phone_cleanup = Some(reason.clone()),
+            Change::Job(u) => {
+                self.job_log.push(u.clone());
+                if let Some(j) = d.jobs.iter_mut().find(|j| j.id == u.id) {
+                    j.state = u.state;
+                    j.accepted = u.accepted;
+                    j.attempts += u32::from(u.unanswered);
+                }
+                d.jobs.retain(|j| !j.state.is_final());
+            }
             other => panic!("unknown change {other:?}"),
         }
     }

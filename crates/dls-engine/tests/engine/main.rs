@@ -1,8 +1,10 @@
 //! The engine, driven in memory: a tiny "shell" applies its changes to an in-memory
 //! device, exactly as the real service commits them to the store.
 
+mod firmware;
 mod flows;
 mod harness;
+mod jobs;
 mod properties;
 mod refusals;
 mod secure;

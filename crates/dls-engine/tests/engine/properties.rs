@@ -67,6 +67,26 @@ fn answer(nonce: &str, last: &Output, c: &Choice) -> dls_message::WorkpointMessa
     }
 }
 
+fn job_kind(k: u8) -> dls_engine::JobKind {
+    use dls_engine::{FileRef, JobKind};
+    let file = |t: &str| FileRef {
+        file_id: 1,
+        name: "f.bin".into(),
+        file_type: t.into(),
+        priority: "normal".into(),
+        token: "t".into(),
+    };
+    match k {
+        0 => JobKind::Write { items: vec![Item::new("sntp-addr", "x"), Item::indexed("key-label-unicode", 1, "K")] },
+        1 => JobKind::Read { items: vec![] },
+        2 => JobKind::Read { items: vec![dls_engine::ItemKey { name: "e164".into(), index: None }] },
+        3 => JobKind::Restart,
+        4 => JobKind::DeployFile { file: file("LOGO") },
+        5 => JobKind::DeployFirmware { file: file("APP"), sw_type: None, sw_version: "V3 R6.0.0".into() },
+        _ => JobKind::ReassertConfig,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -77,8 +97,18 @@ proptest! {
         max_items in prop::option::of(1i64..6),
         choices in prop::collection::vec(choice(), 1..60),
         known in any::<bool>(),
+        jobs in prop::collection::vec(0u8..7, 0..6),
     ) {
-        let mut sh = Shell::new();
+        let mut config = dls_engine::EngineConfig::new(KEY);
+        config.files_base_url = Some("https://dls.example/files/".into());
+        let mut sh = Shell::with_config(config);
+        sh.device.jobs = jobs.iter().enumerate().map(|(i, k)| dls_engine::Job {
+            id: i as i64,
+            kind: job_kind(*k),
+            state: dls_engine::JobState::Queued,
+            attempts: 0,
+            accepted: false,
+        }).collect();
         sh.set_profile(desired.into_iter().map(|(n, i, v)| Item { index: i, ..Item::new(n, v) }).collect());
         if known {
             sh.device.known = true;

@@ -4,7 +4,9 @@
 mod admin;
 mod bad_input;
 mod common;
+mod deploy;
 mod flows;
+mod jobs;
 mod provisioning;
 mod secure;
 mod tls_clients;

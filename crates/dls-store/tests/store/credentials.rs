@@ -458,7 +458,7 @@ fn a_schema_2_database_is_upgraded() {
     let s = SqliteStore::open(&path).expect("upgrades");
     let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
     assert_eq!(version, SqliteStore::schema_version());
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let d = s.device(mac(1)).expect("reads").expect("exists");
     assert_eq!(d.summary.profiles, ["sales"]);
     assert_eq!(d.security.certificate.as_deref(), Some("AB"));

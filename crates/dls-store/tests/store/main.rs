@@ -5,6 +5,7 @@ mod changes;
 mod credentials;
 mod desired;
 mod file;
+mod jobs;
 mod model;
 mod security;
 mod throughput;

@@ -771,7 +771,7 @@ fn a_schema_1_database_is_upgraded() {
     let s = SqliteStore::open(&path).expect("upgrades");
     let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
     assert_eq!(version, SqliteStore::schema_version());
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let snap = s.load_device(mac(1)).expect("loads");
     assert!(snap.known);
     assert_eq!(snap.recent_nonces, vec!["n1"]);

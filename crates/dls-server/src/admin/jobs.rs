@@ -1,0 +1,488 @@
+//! The admin API's jobs, deployment files and contact-me.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | POST | `/api/v1/jobs` | queue `{"target": {"mac"|"macs"|"profile"|"device-type"|"all"}, "job": {"kind", …}}` |
+//! | GET | `/api/v1/jobs?mac=&state=&limit=` | list jobs, newest first |
+//! | GET | `/api/v1/jobs/{id}` | one job |
+//! | POST | `/api/v1/jobs/{id}/cancel` | cancel a job that is not over |
+//! | POST | `/api/v1/devices/{mac}/contact` | send the device a contact-me now (rate limits apply) |
+//! | POST | `/api/v1/files?name=&type=&device-type=&software-type=&software-version=` | add a file (the body) |
+//! | GET | `/api/v1/files` | list files |
+//! | GET, DELETE | `/api/v1/files/{id}` | one file; delete it (its jobs that are not over fail) |
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use dls_engine::firmware::{self, SoftwareVersion};
+use dls_engine::{FileRef, ItemKey, JobKind, JobState};
+use dls_message::{Item, MacAddr};
+use dls_store::{DeviceFilter, FileRecord, JobFilter, NewFile, NewJob};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::{AdminState, ApiError, blocking, body_json, error, json, parse_mac, percent_decode};
+use crate::http::Resp;
+
+/// What the jobs part of the admin API needs besides the store.
+pub(crate) struct JobsState {
+    /// Sends contact-me requests.
+    pub(crate) contact: crate::contact::ContactHandle,
+    /// Devices an administrator asked to contact, pending jobs or not.
+    pub(crate) forced: Arc<Mutex<HashSet<MacAddr>>>,
+    /// The file store: `<data dir>/files`, a file's content at `<id>`.
+    pub(crate) files_dir: PathBuf,
+    /// The largest file accepted.
+    pub(crate) max_file_bytes: u64,
+}
+
+/// Which devices a job is for: exactly one of the fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Target {
+    #[serde(default)]
+    mac: Option<String>,
+    #[serde(default)]
+    macs: Vec<String>,
+    #[serde(default)]
+    profile: Option<String>,
+    #[serde(default)]
+    device_type: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// A job as the admin asks for it.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+enum JobRequest {
+    Read {
+        #[serde(default)]
+        items: Vec<ItemKey>,
+    },
+    Write {
+        items: Vec<Item>,
+    },
+    Restart,
+    FactoryReset,
+    DeployFile {
+        file: i64,
+        #[serde(default)]
+        priority: Option<String>,
+    },
+    DeployFirmware {
+        file: i64,
+        #[serde(default)]
+        priority: Option<String>,
+        /// Also to devices that run this version or a newer one.
+        #[serde(default)]
+        force: bool,
+    },
+    ReassertConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddJobs {
+    target: Target,
+    job: JobRequest,
+}
+
+/// A device the job was not queued for, and why.
+#[derive(Debug, Serialize)]
+struct Skipped {
+    mac: MacAddr,
+    reason: String,
+}
+
+/// The most items one read or write job holds.
+const MAX_JOB_ITEMS: usize = 10_000;
+
+fn bad(message: impl Into<String>) -> ApiError {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+/// A fresh download token: 128 bits from the operating system's CSPRNG, hex.
+fn token() -> Result<String, ApiError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "no randomness"))?;
+    Ok(hex::encode(b))
+}
+
+fn priority(p: Option<String>) -> Result<String, ApiError> {
+    match p.as_deref().unwrap_or("normal") {
+        p @ ("normal" | "immediate") => Ok(p.to_owned()),
+        other => Err(bad(format!("priority {other:?}: normal or immediate"))),
+    }
+}
+
+/// The devices a target selects, with what is needed to decide on firmware.
+async fn select(
+    state: &AdminState,
+    t: Target,
+) -> Result<(Vec<(MacAddr, Option<String>, Option<String>)>, bool), ApiError> {
+    let chosen = usize::from(t.mac.is_some())
+        + usize::from(!t.macs.is_empty())
+        + usize::from(t.profile.is_some())
+        + usize::from(t.device_type.is_some())
+        + usize::from(t.all);
+    if chosen != 1 {
+        return Err(bad("target: exactly one of mac, macs, profile, device-type, all"));
+    }
+    if t.mac.is_some() || !t.macs.is_empty() {
+        let single = t.mac.is_some();
+        let mut macs = Vec::new();
+        for m in t.mac.iter().chain(&t.macs) {
+            macs.push(parse_mac(m)?);
+        }
+        let found = blocking(&state.store, move |s| {
+            macs.into_iter()
+                .map(|m| {
+                    let d =
+                        s.device(m)?.ok_or_else(|| dls_store::StoreError::NotFound { what: format!("device {m}") })?;
+                    Ok((m, d.summary.device_type, d.summary.software_version))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        return Ok((found, single));
+    }
+    let filter = DeviceFilter { profile: t.profile, device_type: t.device_type, ..DeviceFilter::default() };
+    let list = blocking(&state.store, move |s| s.list_devices(&filter)).await?;
+    Ok((list.into_iter().map(|d| (d.mac, d.device_type, d.software_version)).collect(), false))
+}
+
+/// Why a firmware image does not go to a device, if it does not.
+fn firmware_skip(file: &FileRecord, device_type: Option<&str>, running: Option<&str>, force: bool) -> Option<String> {
+    let f = &file.file;
+    if !f.device_types.is_empty() {
+        match device_type {
+            None => return Some("the device has not reported its device-type".into()),
+            Some(t) if !f.device_types.iter().any(|d| d.trim().eq_ignore_ascii_case(t.trim())) => {
+                return Some(format!("the image is for {}, the device is {t}", f.device_types.join(", ")));
+            }
+            Some(_) => {}
+        }
+    }
+    if force {
+        return None;
+    }
+    let image = f.software_version.as_deref().and_then(SoftwareVersion::parse);
+    let current = running.and_then(SoftwareVersion::parse);
+    match (image, current) {
+        (Some(i), Some(c)) if c >= i => Some(format!("the device runs {c}, not older than the image's {i}")),
+        _ => None,
+    }
+}
+
+async fn add_jobs(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let AddJobs { target, job } = body_json(state, req).await?;
+    let (devices, single) = select(state, target).await?;
+    let file = match &job {
+        JobRequest::DeployFile { file, .. } | JobRequest::DeployFirmware { file, .. } => {
+            let id = *file;
+            let f = blocking(&state.store, move |s| s.file(id))
+                .await?
+                .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("file {id} not found")))?;
+            Some(f)
+        }
+        _ => None,
+    };
+    let mut new = Vec::new();
+    let mut skipped = Vec::new();
+    for (mac, device_type, running) in devices {
+        let kind = match &job {
+            JobRequest::Read { items } if items.len() > MAX_JOB_ITEMS => return Err(bad("too many items")),
+            JobRequest::Read { items } => JobKind::Read { items: items.clone() },
+            JobRequest::Write { items } if items.is_empty() || items.len() > MAX_JOB_ITEMS => {
+                return Err(bad(format!("a write job holds 1 to {MAX_JOB_ITEMS} items")));
+            }
+            JobRequest::Write { items } => {
+                if items.iter().any(|i| i.status.is_some() || i.name.is_empty()) {
+                    return Err(bad("items to write have a name and no status"));
+                }
+                JobKind::Write { items: items.clone() }
+            }
+            JobRequest::Restart => JobKind::Restart,
+            JobRequest::FactoryReset => JobKind::FactoryReset,
+            JobRequest::ReassertConfig => JobKind::ReassertConfig,
+            JobRequest::DeployFile { priority: p, .. } => {
+                let f = file.as_ref().ok_or_else(|| bad("no file"))?;
+                if f.file.file_type.eq_ignore_ascii_case("APP") {
+                    return Err(bad("an APP file is firmware: use deploy-firmware"));
+                }
+                JobKind::DeployFile { file: file_ref(f, priority(p.clone())?)? }
+            }
+            JobRequest::DeployFirmware { priority: p, force, .. } => {
+                let f = file.as_ref().ok_or_else(|| bad("no file"))?;
+                if !f.file.file_type.eq_ignore_ascii_case("APP") {
+                    return Err(bad(format!("file {} is a {} file, not firmware (APP)", f.id, f.file.file_type)));
+                }
+                let Some(version) = f.file.software_version.clone() else {
+                    return Err(bad("the image's version is not known"));
+                };
+                if let Some(why) = firmware_skip(f, device_type.as_deref(), running.as_deref(), *force) {
+                    skipped.push(Skipped { mac, reason: why });
+                    continue;
+                }
+                JobKind::DeployFirmware {
+                    file: file_ref(f, priority(p.clone())?)?,
+                    sw_type: f.file.software_type.clone(),
+                    sw_version: version,
+                }
+            }
+        };
+        new.push(NewJob { mac, kind });
+    }
+    if single {
+        if let Some(s) = skipped.first() {
+            return Err(error(StatusCode::CONFLICT, format!("not queued for {}: {}", s.mac, s.reason)));
+        }
+    }
+    let added = if new.is_empty() {
+        Vec::new()
+    } else {
+        blocking(&state.store, move |s| s.add_jobs(&new, crate::wpi::now())).await?
+    };
+    let mut contacted = HashSet::new();
+    for j in &added {
+        if contacted.insert(j.mac) {
+            if let Err(e) = jobs.contact.request(j.mac) {
+                warn!(mac = %j.mac, error = %e, "no contact-me for a new job");
+            }
+        }
+    }
+    info!(jobs = added.len(), skipped = skipped.len(), "jobs queued");
+    Ok(json(StatusCode::CREATED, &serde_json::json!({ "jobs": added, "skipped": skipped })))
+}
+
+fn file_ref(f: &FileRecord, priority: String) -> Result<FileRef, ApiError> {
+    Ok(FileRef {
+        file_id: f.id,
+        name: f.file.name.clone(),
+        file_type: f.file.file_type.clone(),
+        priority,
+        token: token()?,
+    })
+}
+
+fn job_filter(query: Option<&str>) -> Result<JobFilter, ApiError> {
+    let mut f = JobFilter::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v).ok_or_else(|| bad("bad percent-encoding in query"))?;
+        match k {
+            "mac" => f.mac = Some(parse_mac(&v)?),
+            "state" => {
+                f.state = Some(JobState::parse(&v).ok_or_else(|| {
+                    let all: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+                    bad(format!("state {v:?}: one of {}", all.join(", ")))
+                })?);
+            }
+            "limit" => f.limit = Some(v.parse().map_err(|_| bad("limit must be a number"))?),
+            other => return Err(bad(format!("unknown query parameter {other:?}"))),
+        }
+    }
+    Ok(f)
+}
+
+fn parse_id(s: &str, what: &str) -> Result<i64, ApiError> {
+    s.parse().map_err(|_| bad(format!("{what} id {s:?} is not a number")))
+}
+
+/// The query of a file upload.
+#[derive(Default)]
+struct FileQuery {
+    name: Option<String>,
+    file_type: Option<String>,
+    device_types: Vec<String>,
+    software_type: Option<String>,
+    software_version: Option<String>,
+}
+
+fn file_query(query: Option<&str>) -> Result<FileQuery, ApiError> {
+    let mut q = FileQuery::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v).ok_or_else(|| bad("bad percent-encoding in query"))?;
+        match k {
+            "name" => q.name = Some(v),
+            "type" => q.file_type = Some(v.to_ascii_uppercase()),
+            "device-type" => q.device_types.push(v),
+            "software-type" => q.software_type = Some(v),
+            "software-version" => q.software_version = Some(v),
+            other => return Err(bad(format!("unknown query parameter {other:?}"))),
+        }
+    }
+    Ok(q)
+}
+
+/// What is recorded of an upload: the administrator's declarations checked against what
+/// the image says (for firmware).
+fn describe(q: FileQuery, upload: &crate::files::Upload) -> Result<NewFile, ApiError> {
+    let name = q.name.ok_or_else(|| bad("name is required"))?;
+    let file_type = q.file_type.ok_or_else(|| bad("type is required (APP, RINGTONE, LOGO, …)"))?;
+    let mut f = NewFile {
+        name,
+        file_type,
+        size: upload.size,
+        sha256: upload.sha256_hex.clone(),
+        device_types: q.device_types,
+        software_type: q.software_type,
+        software_version: None,
+    };
+    if f.file_type != "APP" {
+        if q.software_version.is_some() {
+            return Err(bad("software-version is for firmware (type APP)"));
+        }
+        return Ok(f);
+    }
+    let info = firmware::inspect_image(&upload.head, &f.name).map_err(|e| bad(format!("firmware image: {e}")))?;
+    let declared = match q.software_version.as_deref() {
+        Some(v) => {
+            Some(SoftwareVersion::parse(v).ok_or_else(|| bad(format!("software-version {v:?}: not like V3 R5.12.0")))?)
+        }
+        None => None,
+    };
+    let version = match (declared, info.version) {
+        (Some(d), Some(i)) if d != i => {
+            return Err(bad(format!("the image says it is {i}, not {d}")));
+        }
+        (Some(v), _) | (None, Some(v)) => v,
+        (None, None) => return Err(bad("the image's version is not known: give software-version")),
+    };
+    f.software_version = Some(version.to_string());
+    if !info.device_types.is_empty() {
+        if !f.device_types.is_empty()
+            && !f.device_types.iter().all(|d| info.device_types.iter().any(|i| i.eq_ignore_ascii_case(d)))
+        {
+            return Err(bad(format!("the image is for {}", info.device_types.join(", "))));
+        }
+        f.device_types = info.device_types;
+    }
+    if f.software_type.is_none() {
+        f.software_type = info.software_type;
+    }
+    Ok(f)
+}
+
+/// A file's content in the file store.
+pub(crate) fn content_path(dir: &Path, id: i64) -> PathBuf {
+    dir.join(id.to_string())
+}
+
+async fn add_file(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let q = file_query(req.uri().query())?;
+    let upload =
+        crate::files::receive_upload(req.into_body(), &jobs.files_dir, jobs.max_file_bytes, state.body_timeout)
+            .await
+            .map_err(|e| error(e.status(), e.to_string()))?;
+    let temp = upload.temp_path.clone();
+    let described = describe(q, &upload);
+    let new = match described {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(e);
+        }
+    };
+    let added = match blocking(&state.store, move |s| s.add_file(&new, crate::wpi::now())).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(e);
+        }
+    };
+    let dest = content_path(&jobs.files_dir, added.id);
+    if let Err(e) = tokio::fs::rename(&temp, &dest).await {
+        tracing::error!(error = %e, "file store: moving an upload into place failed");
+        let _ = tokio::fs::remove_file(&temp).await;
+        let id = added.id;
+        let _ = blocking(&state.store, move |s| s.delete_file(id, crate::wpi::now())).await;
+        return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "the file could not be stored"));
+    }
+    info!(id = added.id, name = %added.file.name, file_type = %added.file.file_type, size = added.file.size, "file added");
+    Ok(json(StatusCode::CREATED, &added))
+}
+
+/// Routes the jobs, files and contact requests; `None` when the path is not one of them.
+pub(super) async fn route(
+    state: &AdminState,
+    req: Request<Incoming>,
+    method: &Method,
+    seg: &[&str],
+) -> Option<Result<Resp, ApiError>> {
+    let jobs = &state.jobs;
+    let store = &state.store;
+    Some(match (method.clone(), seg) {
+        (Method::POST, ["jobs"]) => add_jobs(state, jobs, req).await,
+        (Method::GET, ["jobs"]) => match job_filter(req.uri().query()) {
+            Ok(f) => blocking(store, move |s| s.jobs(&f)).await.map(|l| json(StatusCode::OK, &l)),
+            Err(e) => Err(e),
+        },
+        (Method::GET, ["jobs", id]) => match parse_id(id, "job") {
+            Ok(id) => match blocking(store, move |s| s.job(id)).await {
+                Ok(Some(j)) => Ok(json(StatusCode::OK, &j)),
+                Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("job {id} not found"))),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+        (Method::POST, ["jobs", id, "cancel"]) => match parse_id(id, "job") {
+            Ok(id) => blocking(store, move |s| s.cancel_job(id, crate::wpi::now())).await.map(|j| {
+                info!(id, "job cancelled");
+                json(StatusCode::OK, &j)
+            }),
+            Err(e) => Err(e),
+        },
+        (Method::POST, ["devices", mac, "contact"]) => match parse_mac(mac) {
+            Ok(mac) => match blocking(store, move |s| s.device(mac)).await {
+                Ok(Some(_)) => {
+                    jobs.forced.lock().unwrap_or_else(PoisonError::into_inner).insert(mac);
+                    match jobs.contact.request(mac) {
+                        Ok(()) => Ok(json(
+                            StatusCode::ACCEPTED,
+                            &serde_json::json!({ "mac": mac, "contact-me": "requested" }),
+                        )),
+                        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+                    }
+                }
+                Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found"))),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+        (Method::POST, ["files"]) => add_file(state, jobs, req).await,
+        (Method::GET, ["files"]) => blocking(store, |s| s.files()).await.map(|l| json(StatusCode::OK, &l)),
+        (Method::GET, ["files", id]) => match parse_id(id, "file") {
+            Ok(id) => match blocking(store, move |s| s.file(id)).await {
+                Ok(Some(f)) => Ok(json(StatusCode::OK, &f)),
+                Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("file {id} not found"))),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+        (Method::DELETE, ["files", id]) => match parse_id(id, "file") {
+            Ok(id) => match blocking(store, move |s| s.delete_file(id, crate::wpi::now())).await {
+                Ok(Some(f)) => {
+                    // Downloads in progress keep their open file; new ones find no job.
+                    if let Err(e) = tokio::fs::remove_file(content_path(&jobs.files_dir, id)).await {
+                        warn!(id, error = %e, "file store: removing a deleted file's content failed");
+                    }
+                    info!(id, "file deleted");
+                    Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": f })))
+                }
+                Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("file {id} not found"))),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+        (_, ["jobs"] | ["jobs", _] | ["jobs", _, "cancel"] | ["devices", _, "contact"] | ["files"] | ["files", _]) => {
+            Err(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
+        }
+        _ => return None,
+    })
+}
