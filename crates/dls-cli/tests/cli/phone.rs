@@ -142,7 +142,7 @@ fn no_server_gives_one_line_and_a_non_zero_exit() {
 }
 
 /// Runs `dls phone run ARGS…` in the background; its stdout lines arrive on the channel.
-fn spawn_phone(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+pub(crate) fn spawn_phone(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dls"))
         .args(["phone", "run"])
@@ -163,7 +163,7 @@ fn spawn_phone(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver
 }
 
 /// Lines from `rx` until one satisfies `done` (within 30 s); all of them.
-fn lines_until(rx: &std::sync::mpsc::Receiver<String>, done: impl Fn(&str) -> bool) -> Vec<String> {
+pub(crate) fn lines_until(rx: &std::sync::mpsc::Receiver<String>, done: impl Fn(&str) -> bool) -> Vec<String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut lines = Vec::new();
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {

@@ -236,3 +236,40 @@ async fn a_read_job_records_the_values() {
     assert_eq!(done["items"][1]["status"], "unknown item");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_phone_behind_nat_gets_its_job_through_dcmp_polling() {
+    use dls_workpoint::{Agent, AgentConfig, AgentEvent, Trigger};
+    let server = TestServer::start().await;
+    // The profile tells phones to poll, every second.
+    let dcmp_url = format!("http://{}/dcmp/", server.http);
+    let items = json!([{ "name": "dcmp-url", "value": dcmp_url }, { "name": "dcmp-poll-interval", "value": "1" }]);
+    let (status, _) = server.admin("PUT", "/api/v1/profiles/global", Some(json!({ "item": items }))).await;
+    assert_eq!(status, 200);
+    let mut config = AgentConfig::new(format!("127.0.0.1:{}", server.wpi.port()));
+    config.trust = dls_workpoint::ServerTrust::Verify(vec![server.ca_pem()]);
+    config.contact_listen = None; // behind NAT: nobody can reach the phone
+    let mut agent = Agent::start(phone_listening_at(None), config).await.expect("agent starts");
+    let booted = agent
+        .wait_for(Duration::from_secs(15), |e| matches!(e, AgentEvent::Interaction { trigger: Trigger::Boot, .. }))
+        .await;
+    assert!(booted.is_some(), "the phone started up");
+    assert_eq!(agent.phone().get("dcmp-url", None), Some(dcmp_url.as_str()));
+
+    let j =
+        add_job(&server, json!({ "kind": "write", "items": [{ "name": "sntp-addr", "value": "ntp.nat.example" }] }))
+            .await;
+    let called = agent
+        .wait_for(Duration::from_secs(15), |e| matches!(e, AgentEvent::Interaction { trigger: Trigger::Dcmp, .. }))
+        .await;
+    assert!(called.is_some(), "a DCMP 202 made the phone call in");
+    assert_eq!(agent.phone().get("sntp-addr", None), Some("ntp.nat.example"));
+    let done = job(&server, &j["id"]).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert!(
+        done["contact"].as_str().is_some_and(|c| c.starts_with("contact-me failed")),
+        "the contact-me could not reach it: {done}"
+    );
+    agent.stop().await;
+    server.stop().await;
+}
