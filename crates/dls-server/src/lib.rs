@@ -9,6 +9,11 @@
 //! * `http`: listeners with connection caps, TLS deadlines, keep-alive and graceful
 //!   shutdown; `sessions`: interactions in progress, by cookie.
 //! * [`tls`]: the one place the TLS provider and versions are chosen.
+//! * `admin::jobs`: jobs, deployment files and contact-me in the admin API;
+//!   `contact`: the contact-me sender (a sans-IO planner: one per phone per minute,
+//!   backoff, bounded concurrency); `dcmp`: polls from phones behind NAT; `downloads` and
+//!   `files`: deployment files streamed from the file store (`Range`, per-job tokens) and
+//!   uploads streamed into it.
 
 mod admin;
 mod bootstrap;

@@ -410,3 +410,31 @@ async fn rsa_2048_device_keys_for_old_firmware() {
     assert_eq!(r.actions.first(), Some(&Action::ReadAllItems));
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn jobs_of_a_secured_device_run_on_the_secure_port_only() {
+    let srv = TestServer::start().await;
+    let mac = "00:1A:E8:5E:00:51";
+    let mut p = nopin_phone(&srv, mac).await;
+    p.interact(&mut secure_client(&srv, &p), Reason::StartUp).await.expect("secure start-up");
+    let (s, v) = srv
+        .admin(
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({ "target": { "mac": mac }, "job": { "kind": "write", "items": [{ "name": "e164", "value": "4930123" }] } })),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    // On the default port the device is refused, and nothing is sent to it.
+    let r = p.interact(&mut default_client(&srv), Reason::Solicited).await.expect("default port");
+    assert_eq!(r.actions, vec![Action::CleanUp]);
+    assert_eq!(r.cleanup_reason.as_deref(), Some("device is in secure mode"));
+    assert_eq!(p.get("e164", None), Some(""));
+    // Over mutual TLS it runs.
+    let r = p.interact(&mut secure_client(&srv, &p), Reason::Solicited).await.expect("secure port");
+    assert!(r.actions.contains(&Action::WriteItems), "{:?}", r.actions);
+    assert_eq!(p.get("e164", None), Some("4930123"));
+    let (_, jobs) = srv.admin("GET", &format!("/api/v1/jobs?mac={mac}"), None).await;
+    assert_eq!(jobs[0]["state"], "done", "{jobs}");
+    srv.stop().await;
+}

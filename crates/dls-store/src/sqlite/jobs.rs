@@ -87,20 +87,7 @@ type JobRow =
     (i64, String, String, String, i64, i64, i64, bool, Option<String>, Option<String>, Option<String>, Option<i64>);
 
 fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-    ))
+    JobRow::try_from(r)
 }
 
 fn job_from_row(row: JobRow) -> Result<JobRecord, StoreError> {
@@ -254,7 +241,7 @@ const FILE_COLUMNS: &str = "id, name, file_type, size, sha256, device_types, sof
 type FileRow = (i64, String, String, i64, String, String, Option<String>, Option<String>, i64);
 
 fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+    FileRow::try_from(r)
 }
 
 fn file_from_row(row: FileRow) -> Result<FileRecord, StoreError> {
