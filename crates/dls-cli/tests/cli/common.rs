@@ -113,3 +113,27 @@ pub(crate) fn serve(data: &Path) -> Served {
     let http = http.expect("dls serve printed its HTTP address");
     Served { child, wpi, secure, http }
 }
+
+/// A child process, killed when dropped (a failing test leaves nothing running).
+pub(crate) struct KillOnDrop(pub(crate) Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -43,7 +43,7 @@ fn a_write_job_changes_a_running_phone_within_seconds() {
     assert_eq!(v["job"]["items"][0]["value"], "ntp.example.net", "{v}");
 
     let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
+    assert_eq!(child.wait().expect("exit").code(), Some(0));
 }
 
 #[test]

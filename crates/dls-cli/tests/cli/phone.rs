@@ -142,7 +142,7 @@ fn no_server_gives_one_line_and_a_non_zero_exit() {
 }
 
 /// Runs `dls phone run ARGS…` in the background; its stdout lines arrive on the channel.
-pub(crate) fn spawn_phone(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+pub(crate) fn spawn_phone(args: &[&str]) -> (crate::common::KillOnDrop, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dls"))
         .args(["phone", "run"])
@@ -159,7 +159,7 @@ pub(crate) fn spawn_phone(args: &[&str]) -> (std::process::Child, std::sync::mps
             let _ = tx.send(line);
         }
     });
-    (child, rx)
+    (crate::common::KillOnDrop(child), rx)
 }
 
 /// Lines from `rx` until one satisfies `done` (within 30 s); all of them.
