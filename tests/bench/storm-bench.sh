@@ -22,8 +22,9 @@
 #
 # The JSON: {"run", "mode", "pin_iterations", "phones", "concurrency", "cores",
 # "loadavg_before", "loadavg_after" (1-minute), "wall_seconds", "server_cpu_seconds",
-# "client_cpu_seconds", "secured" (devices the service shows as secured afterwards),
-# "result": the `dls phone load --json` report}.
+# "client_cpu_seconds", "machine_cpu_seconds" (all processes' CPU during the storm: what
+# is beyond server and client went to other work on the machine), "secured" (devices the
+# service shows as secured afterwards), "result": the `dls phone load --json` report}.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -62,34 +63,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The `global` profile of service-bench.sh: 20 items, all different from the phones' own.
-{
-    for k in 1 2 3 4 5 6 7 8 9; do
-        printf '[[item]]\nname = "key-label-unicode"\nindex = %d\nvalue = "Team %d"\n' "$k" "$k"
-    done
-    for k in 1001 1002 1003 1004 1005 1006; do
-        printf '[[item]]\nname = "function-key-def"\nindex = %d\nvalue = "1"\n' "$k"
-    done
-    printf '[[item]]\nname = "%s"\nvalue = "%s"\n' \
-        sntp-addr ntp2.example.net \
-        ldap-server-address directory.example.net \
-        ringer-melody 4 \
-        reg-timer 1800 \
-        language-iso en
-} >"$WORK/global.toml"
-
-# wait_for FILE PATTERN: until a line of FILE matches (20 s at most).
-wait_for() {
-    for _ in $(seq 200); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "timed out waiting for '$2' in $1" >&2
-    cat "$1" >&2
-    return 1
-}
+. tests/bench/common.sh
+write_global_profile "$WORK/global.toml"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The whole machine's busy time (user, nice, system, irq, softirq, steal), in ticks.
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
 DATA="$WORK/data"
 "$BIN/dls" serve --data-dir "$DATA" --wpi-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
@@ -138,12 +117,14 @@ fi
 sleep 5
 la0=$(cut -d' ' -f1 /proc/loadavg)
 c0=$(cpu_ticks "$SERVER_PID")
+m0=$(busy_ticks)
 t0=$(date +%s.%N)
 # `time` measures the load generator's own CPU.
 line=$({ TIMEFORMAT='%U %S'; time "$BIN/dls" phone load --server "$SERVER" --phones "$STORM_PHONES" \
     --concurrency "$STORM_CONCURRENCY" --timeout-secs "$STORM_TIMEOUT" "${STORM_ARGS[@]}" --json \
     2>"$WORK/load.err"; } 2>"$WORK/time" | tail -n 1) || true
 t1=$(date +%s.%N)
+m1=$(busy_ticks)
 c1=$(cpu_ticks "$SERVER_PID")
 la1=$(cut -d' ' -f1 /proc/loadavg)
 if [ -s "$WORK/load.err" ]; then cat "$WORK/load.err" >&2; fi
@@ -166,8 +147,9 @@ print(secured)
 PY
 ) || secured=null
 
-printf '{"run":"secure-mode storm","mode":"%s","pin_iterations":%d,"phones":%d,"concurrency":%d,"cores":%d,"loadavg_before":%s,"loadavg_after":%s,"wall_seconds":%s,"server_cpu_seconds":%s,"client_cpu_seconds":%s,"secured":%s,"result":%s}\n' \
+printf '{"run":"secure-mode storm","mode":"%s","pin_iterations":%d,"phones":%d,"concurrency":%d,"cores":%d,"loadavg_before":%s,"loadavg_after":%s,"wall_seconds":%s,"server_cpu_seconds":%s,"client_cpu_seconds":%s,"machine_cpu_seconds":%s,"secured":%s,"result":%s}\n' \
     "$STORM_MODE" "$PIN_ITERATIONS" "$STORM_PHONES" "$STORM_CONCURRENCY" "$(nproc)" "$la0" "$la1" \
     "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')" \
     "$(awk -v a="$c0" -v b="$c1" -v t="$TCK" 'BEGIN {printf "%.2f", (b - a) / t}')" \
-    "$(awk '{printf "%.2f", $1 + $2}' "$WORK/time")" "$secured" "${line:-null}"
+    "$(awk '{printf "%.2f", $1 + $2}' "$WORK/time")" \
+    "$(awk -v a="$m0" -v b="$m1" -v t="$TCK" 'BEGIN {printf "%.2f", (b - a) / t}')" "$secured" "${line:-null}"
