@@ -98,6 +98,9 @@ struct Skipped {
     reason: String,
 }
 
+/// The longest an upload may take.
+const UPLOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The most items one read or write job holds.
 const MAX_JOB_ITEMS: usize = 10_000;
 
@@ -376,10 +379,14 @@ pub(crate) fn content_path(dir: &Path, id: i64) -> PathBuf {
 
 async fn add_file(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let q = file_query(req.uri().query())?;
-    let upload =
-        crate::files::receive_upload(req.into_body(), &jobs.files_dir, jobs.max_file_bytes, state.body_timeout)
-            .await
-            .map_err(|e| error(e.status(), e.to_string()))?;
+    let receiving =
+        crate::files::receive_upload(req.into_body(), &jobs.files_dir, jobs.max_file_bytes, state.body_timeout);
+    // Besides the idle timeout between pieces, a whole upload gets an hour at most (a
+    // dropped upload removes its temporary file).
+    let upload = tokio::time::timeout(UPLOAD_DEADLINE, receiving)
+        .await
+        .map_err(|_| error(StatusCode::REQUEST_TIMEOUT, "upload not finished within an hour"))?
+        .map_err(|e| error(e.status(), e.to_string()))?;
     let temp = upload.temp_path.clone();
     let described = describe(q, &upload);
     let new = match described {
