@@ -420,10 +420,7 @@ impl Run<'_> {
         if items.is_empty() {
             return self.next_job(session);
         }
-        let limits = FragmentLimits::for_max_items(session.max_items);
-        let parts =
-            split(items.clone(), &limits).or_else(|_| split_by(items, &limits, |_| None::<()>)).unwrap_or_default();
-        session.pending_writes = parts.into();
+        session.pending_writes = split_writes(session.max_items, items);
         self.send_next_write(session)
     }
 
@@ -548,6 +545,18 @@ impl Run<'_> {
         if let Some(end) = self.unless_accepted(status.as_ref(), "ReadAllItems") {
             return end;
         }
+        match self.collect_reply(&mut session) {
+            Collected::OverLimits => self.refuse("fragmented reply larger than the limits"),
+            Collected::More => (self.reply(Action::GetNextFragment, None), Some(session)),
+            Collected::All(items) => {
+                self.changes.push(Change::ReplaceInventory { items: items.clone(), at: self.now });
+                self.start_writes(session, &items)
+            }
+        }
+    }
+
+    /// Adds this message's items to a reply that may come in fragments.
+    pub(crate) fn collect_reply(&self, session: &mut Session) -> Collected {
         for item in self.message.items.iter().flatten() {
             session.collected_bytes += item.name.len() + item.value.len();
             session.collected.push(item.clone());
@@ -555,15 +564,41 @@ impl Run<'_> {
         if session.collected.len() > self.engine.config.max_collected_items
             || session.collected_bytes > self.engine.config.max_collected_bytes
         {
-            return self.refuse("fragmented reply larger than the limits");
+            return Collected::OverLimits;
         }
         if self.message.header.more_fragments() {
-            return (self.reply(Action::GetNextFragment, None), Some(session));
+            return Collected::More;
         }
-        let items = std::mem::take(&mut session.collected);
         session.collected_bytes = 0;
-        self.changes.push(Change::ReplaceInventory { items: items.clone(), at: self.now });
-        self.start_writes(session, &items)
+        Collected::All(std::mem::take(&mut session.collected))
+    }
+
+    /// How the phone took the items `sent` in one `WriteItems`, by its reply's statuses.
+    pub(crate) fn write_outcome(&self, sent: &[Item]) -> WriteResult {
+        let refused: HashMap<ItemKey, &Item> =
+            self.message.items.iter().flatten().filter(|i| i.status.is_some()).map(|i| (ItemKey::of(i), i)).collect();
+        let key = &self.engine.config.fingerprint_key;
+        let reported: HashSet<ItemKey> = self.device.inventory.iter().map(ItemKey::of).collect();
+        let mut result = WriteResult { refusals_reported: refused.len(), ..WriteResult::default() };
+        for item in sent {
+            let k = ItemKey::of(item);
+            let outcome = match refused.get(&k) {
+                Some(r) => {
+                    result.refused.push((*r).clone());
+                    WriteOutcome::Refused(r.status.clone().unwrap_or(dls_message::ItemStatus::Failed))
+                }
+                None => {
+                    // Only values the phone reports anyway go into the inventory: a
+                    // write-only value (a password) is kept as a fingerprint only.
+                    if reported.contains(&k) {
+                        result.applied.push(item.clone());
+                    }
+                    WriteOutcome::Accepted
+                }
+            };
+            result.records.push((k, WrittenRecord { fingerprint: fingerprint(key, item), outcome }));
+        }
+        result
     }
 
     fn write_reply(&mut self, session: Session, status: Option<ReplyStatus>) -> Answer {
@@ -574,29 +609,9 @@ impl Run<'_> {
         if let Some(end) = self.unless_accepted(status.as_ref(), "WriteItems") {
             return end;
         }
-        let refused: HashMap<ItemKey, &Item> =
-            self.message.items.iter().flatten().filter(|i| i.status.is_some()).map(|i| (ItemKey::of(i), i)).collect();
-        let key = &self.engine.config.fingerprint_key;
-        let mut records = Vec::with_capacity(sent.len());
-        let mut applied = Vec::new();
-        let reported: HashSet<ItemKey> = self.device.inventory.iter().map(ItemKey::of).collect();
-        for item in sent {
-            let k = ItemKey::of(item);
-            let outcome = match refused.get(&k).and_then(|r| r.status.clone()) {
-                Some(s) => WriteOutcome::Refused(s),
-                None => {
-                    // Only values the phone reports anyway go into the inventory: a
-                    // write-only value (a password) is kept as a fingerprint only.
-                    if reported.contains(&k) {
-                        applied.push(item.clone());
-                    }
-                    WriteOutcome::Accepted
-                }
-            };
-            records.push((k, WrittenRecord { fingerprint: fingerprint(key, item), outcome }));
-        }
-        if !refused.is_empty() {
-            self.notes.push(Note::ItemsRefused(refused.len()));
+        let WriteResult { records, applied, refusals_reported, .. } = self.write_outcome(sent);
+        if refusals_reported > 0 {
+            self.notes.push(Note::ItemsRefused(refusals_reported));
         }
         self.changes.push(Change::Written(records));
         if !applied.is_empty() {
@@ -604,6 +619,36 @@ impl Run<'_> {
         }
         self.send_next_write(session)
     }
+}
+
+/// A fragmented reply, after one more message.
+pub(crate) enum Collected {
+    /// Larger than the engine's limits.
+    OverLimits,
+    /// More fragments follow (answer `GetNextFragment`).
+    More,
+    /// Complete: every item.
+    All(Vec<Item>),
+}
+
+/// How the phone took one `WriteItems`.
+#[derive(Default)]
+pub(crate) struct WriteResult {
+    /// The outcome of each item sent, for the `written` records.
+    pub(crate) records: Vec<(ItemKey, WrittenRecord)>,
+    /// Items accepted that the phone reports (they go into the inventory).
+    pub(crate) applied: Vec<Item>,
+    /// The phone's refusals of items sent, with their statuses.
+    pub(crate) refused: Vec<Item>,
+    /// Items with a status in the reply.
+    pub(crate) refusals_reported: usize,
+}
+
+/// `items` split into `WriteItems` messages within the phone's `maxItems` and 50 kB,
+/// keeping groups together (`file-*` items of one index) when possible.
+pub(crate) fn split_writes(max_items: Option<i64>, items: ItemList) -> VecDeque<ItemList> {
+    let limits = FragmentLimits::for_max_items(max_items);
+    split(items.clone(), &limits).or_else(|_| split_by(items, &limits, |_| None::<()>)).unwrap_or_default().into()
 }
 
 /// `base` updated with `newer` (by item key), in `base`'s order then new keys.

@@ -1,14 +1,13 @@
 //! Running jobs inside an interaction: which action each job sends, and what the phone's
 //! answer does to it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
-use dls_message::fragment::{FragmentLimits, split, split_by};
 use dls_message::{Action, Item, ItemList, Reason, ReplyStatus};
 
-use crate::device::{Change, DeviceSnapshot, ItemKey, Note, WriteOutcome, WrittenRecord};
-use crate::diff::{fingerprint, to_write};
-use crate::engine::{Answer, Run};
+use crate::device::{Change, DeviceSnapshot, Note};
+use crate::diff::to_write;
+use crate::engine::{Answer, Collected, Run, split_writes};
 use crate::jobs::{FACTORY_RESET_PASSWORD, FileRef, Job, JobKind, JobState, JobUpdate};
 use crate::session::{Awaiting, Session};
 
@@ -190,7 +189,7 @@ impl Run<'_> {
                         .collect();
                     (Stage::Read, Action::ReadItems, Some(wanted))
                 }
-                JobKind::Write { items } => match self.write_parts(&session, items.clone()) {
+                JobKind::Write { items } => match Self::write_parts(&session, items.clone()) {
                     Some(mut parts) => {
                         let sent = parts.pop_front().unwrap_or_default();
                         let stage = Stage::Write { sent: sent.clone(), rest: parts, refused: Vec::new(), accepted: 0 };
@@ -245,14 +244,8 @@ impl Run<'_> {
     }
 
     /// `items` split within the phone's limits, or `None` when there are none.
-    fn write_parts(&self, session: &Session, items: ItemList) -> Option<VecDeque<ItemList>> {
-        if items.is_empty() {
-            return None;
-        }
-        let limits = FragmentLimits::for_max_items(session.max_items);
-        let parts =
-            split(items.clone(), &limits).or_else(|_| split_by(items, &limits, |_| None::<()>)).unwrap_or_default();
-        Some(parts.into())
+    fn write_parts(session: &Session, items: ItemList) -> Option<VecDeque<ItemList>> {
+        (!items.is_empty()).then(|| split_writes(session.max_items, items))
     }
 
     fn deployment_items(&self, file: &FileRef, firmware: Option<(Option<&str>, &str)>) -> Option<ItemList> {
@@ -318,29 +311,24 @@ impl Run<'_> {
     }
 
     fn job_read_reply(&mut self, mut session: Session, job: Job, stage: Stage) -> Answer {
-        for item in self.message.items.iter().flatten() {
-            session.collected_bytes += item.name.len() + item.value.len();
-            session.collected.push(item.clone());
-        }
-        if session.collected.len() > self.engine.config().max_collected_items
-            || session.collected_bytes > self.engine.config().max_collected_bytes
-        {
-            self.job_update(&job, JobState::Failed, "reply larger than the limits", None);
-            return self.refuse_keeping_changes("fragmented reply larger than the limits");
-        }
-        if self.message.header.more_fragments() {
-            session.awaiting = Awaiting::Job(Box::new(JobStep { job, stage }));
-            return (self.reply(Action::GetNextFragment, None), Some(session));
-        }
-        let items = std::mem::take(&mut session.collected);
-        session.collected_bytes = 0;
+        let items = match self.collect_reply(&mut session) {
+            Collected::OverLimits => {
+                self.job_update(&job, JobState::Failed, "reply larger than the limits", None);
+                return self.refuse_keeping_changes("fragmented reply larger than the limits");
+            }
+            Collected::More => {
+                session.awaiting = Awaiting::Job(Box::new(JobStep { job, stage }));
+                return (self.reply(Action::GetNextFragment, None), Some(session));
+            }
+            Collected::All(items) => items,
+        };
         match (stage, &job.kind) {
             (Stage::ReadAll, JobKind::ReassertConfig) => {
                 self.changes.push(Change::ReplaceInventory { items: items.clone(), at: self.now });
                 // Everything that differs, write-only items included: forget what was written.
                 let view = DeviceSnapshot { inventory: items, written: HashMap::new(), ..self.device.clone() };
                 let writes = to_write(&self.desired.items, &view, &self.engine.config().fingerprint_key);
-                match self.write_parts(&session, writes) {
+                match Self::write_parts(&session, writes) {
                     Some(mut parts) => {
                         let sent = parts.pop_front().unwrap_or_default();
                         let stage = Stage::Write { sent: sent.clone(), rest: parts, refused: Vec::new(), accepted: 0 };
@@ -382,44 +370,18 @@ impl Run<'_> {
         mut refused: Vec<Item>,
         mut accepted: usize,
     ) -> Answer {
-        let now_refused: HashMap<ItemKey, &Item> =
-            self.message.items.iter().flatten().filter(|i| i.status.is_some()).map(|i| (ItemKey::of(i), i)).collect();
-        let reported: HashSet<ItemKey> = self.device.inventory.iter().map(ItemKey::of).collect();
-        let reassert = matches!(job.kind, JobKind::ReassertConfig);
-        let key = &self.engine.config().fingerprint_key;
-        let mut applied = Vec::new();
-        let mut records = Vec::new();
-        for item in &sent {
-            let k = ItemKey::of(item);
-            match now_refused.get(&k) {
-                Some(r) => {
-                    refused.push((*r).clone());
-                    if reassert {
-                        let outcome =
-                            WriteOutcome::Refused(r.status.clone().unwrap_or(dls_message::ItemStatus::Failed));
-                        records.push((k, WrittenRecord { fingerprint: fingerprint(key, item), outcome }));
-                    }
-                }
-                None => {
-                    accepted += 1;
-                    if reported.contains(&k) {
-                        applied.push(item.clone());
-                    }
-                    if reassert {
-                        records.push((
-                            k,
-                            WrittenRecord { fingerprint: fingerprint(key, item), outcome: WriteOutcome::Accepted },
-                        ));
-                    }
-                }
-            }
+        let outcome = self.write_outcome(&sent);
+        accepted += sent.len() - outcome.refused.len();
+        refused.extend(outcome.refused);
+        if outcome.refusals_reported > 0 {
+            self.notes.push(Note::ItemsRefused(outcome.refusals_reported));
         }
-        if !now_refused.is_empty() {
-            self.notes.push(Note::ItemsRefused(now_refused.len()));
+        // A reassert writes the desired configuration: its values are recorded like the
+        // configuration's; a job's own writes are one-offs.
+        if matches!(job.kind, JobKind::ReassertConfig) && !outcome.records.is_empty() {
+            self.changes.push(Change::Written(outcome.records));
         }
-        if !records.is_empty() {
-            self.changes.push(Change::Written(records));
-        }
+        let applied = outcome.applied;
         if !applied.is_empty() {
             self.changes.push(Change::MergeInventory(applied));
         }
