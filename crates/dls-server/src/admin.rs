@@ -164,11 +164,28 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn filter_of(query: Option<&str>) -> Result<DeviceFilter, ApiError> {
+/// The `key=value` pairs of a query string, the values percent-decoded; `None` when one is
+/// not valid percent-encoded UTF-8.
+pub(crate) fn query_pairs(query: Option<&str>) -> Option<Vec<(&str, String)>> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            percent_decode(v).map(|v| (k, v))
+        })
+        .collect()
+}
+
+/// [`query_pairs`], or `400` for bad encoding.
+fn query(query: Option<&str>) -> Result<Vec<(&str, String)>, ApiError> {
+    query_pairs(query).ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad percent-encoding in query"))
+}
+
+fn filter_of(q: Option<&str>) -> Result<DeviceFilter, ApiError> {
     let mut f = DeviceFilter::default();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v).ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad percent-encoding in query"))?;
+    for (k, v) in query(q)? {
         match k {
             "profile" => f.profile = Some(v),
             "device-type" => f.device_type = Some(v),
@@ -285,12 +302,10 @@ async fn change_security(
     Ok(pin)
 }
 
-fn audit_filter(query: Option<&str>) -> Result<(Option<MacAddr>, usize), ApiError> {
+fn audit_filter(q: Option<&str>) -> Result<(Option<MacAddr>, usize), ApiError> {
     let mut mac = None;
     let mut limit = 1000;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v).ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad percent-encoding in query"))?;
+    for (k, v) in query(q)? {
         match k {
             "mac" => mac = Some(parse_mac(&v)?),
             "limit" => limit = v.parse().map_err(|_| error(StatusCode::BAD_REQUEST, "limit must be a number"))?,

@@ -71,15 +71,11 @@ pub(crate) struct DcmpState {
 
 /// The `device-id` of a DCMP query: `Ok(None)` when absent.
 fn device_id(query: Option<&str>) -> Result<Option<MacAddr>, String> {
-    let Some(query) = query else { return Ok(None) };
-    for pair in query.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == "device-id" {
-            let v = crate::admin::percent_decode(v).ok_or("bad percent-encoding")?;
-            return MacAddr::parse(v.trim()).map(Some).map_err(|e| format!("device-id: {e}"));
-        }
+    let pairs = crate::admin::query_pairs(query).ok_or("bad percent-encoding")?;
+    match pairs.into_iter().find(|(k, _)| *k == "device-id") {
+        Some((_, v)) => MacAddr::parse(v.trim()).map(Some).map_err(|e| format!("device-id: {e}")),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
 /// Answers one DCMP poll.

@@ -24,7 +24,7 @@ use hyper::{Method, Request, StatusCode};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{AdminState, ApiError, blocking, body_json, error, json, parse_mac, percent_decode};
+use super::{AdminState, ApiError, blocking, body_json, error, json, parse_mac, query};
 use crate::http::Resp;
 
 /// What the jobs part of the admin API needs besides the store.
@@ -272,11 +272,9 @@ fn file_ref(f: &FileRecord, priority: String) -> Result<FileRef, ApiError> {
     })
 }
 
-fn job_filter(query: Option<&str>) -> Result<JobFilter, ApiError> {
+fn job_filter(q: Option<&str>) -> Result<JobFilter, ApiError> {
     let mut f = JobFilter::default();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v).ok_or_else(|| bad("bad percent-encoding in query"))?;
+    for (k, v) in query(q)? {
         match k {
             "mac" => f.mac = Some(parse_mac(&v)?),
             "state" => {
@@ -306,11 +304,9 @@ struct FileQuery {
     software_version: Option<String>,
 }
 
-fn file_query(query: Option<&str>) -> Result<FileQuery, ApiError> {
+fn file_query(query_string: Option<&str>) -> Result<FileQuery, ApiError> {
     let mut q = FileQuery::default();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v).ok_or_else(|| bad("bad percent-encoding in query"))?;
+    for (k, v) in query(query_string)? {
         match k {
             "name" => q.name = Some(v),
             "type" => q.file_type = Some(v.to_ascii_uppercase()),
