@@ -37,7 +37,7 @@ pub(crate) async fn handle(state: Arc<DownloadState>, req: Request<Incoming>, in
         return not_found();
     }
     let Some(name) = crate::admin::percent_decode(name) else { return not_found() };
-    let token = token.to_ascii_lowercase();
+    let token = token.to_ascii_uppercase();
     let store = state.store.clone();
     let found = match tokio::task::spawn_blocking(move || store.download(&token)).await {
         Ok(Ok(f)) => f,

@@ -54,14 +54,18 @@ impl Sessions {
     }
 }
 
-/// A fresh session id: 16 random bytes as upper-case hex (the vendor's style).
+/// A fresh session id: [`random_id`], or none (empty) when the random source fails:
+/// never a predictable id.
 pub(crate) fn new_id() -> String {
+    random_id().unwrap_or_default()
+}
+
+/// 16 bytes from the operating system's CSPRNG as upper-case hex (the vendor's style of
+/// session id; also the download tokens of deployment jobs); `None` if the source fails.
+pub(crate) fn random_id() -> Option<String> {
     let mut b = [0u8; 16];
-    // A failing random source must not give predictable ids: fall back to no session.
-    if getrandom::fill(&mut b).is_err() {
-        return String::new();
-    }
-    hex::encode_upper(b)
+    getrandom::fill(&mut b).ok()?;
+    Some(hex::encode_upper(b))
 }
 
 /// The `JSESSIONID` value in a `Cookie` header, if any.

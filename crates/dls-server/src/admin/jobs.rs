@@ -110,9 +110,7 @@ fn bad(message: impl Into<String>) -> ApiError {
 
 /// A fresh download token: 128 bits from the operating system's CSPRNG, hex.
 fn token() -> Result<String, ApiError> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "no randomness"))?;
-    Ok(hex::encode(b))
+    crate::sessions::random_id().ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "no randomness"))
 }
 
 fn priority(p: Option<String>) -> Result<String, ApiError> {
