@@ -182,10 +182,10 @@ fn number(s: &str) -> Option<u64> {
 }
 
 /// A body streaming `remaining` bytes of a file from its current position, in pieces of at
-/// most [`CHUNK`] bytes, with an exact size hint. A file that ends early or cannot be read
-/// ends the body with an error.
+/// most 64 KiB, with an exact size hint. A file that ends early or cannot be read ends the
+/// body with an error. (The service's downloads; `dls file add`'s uploads.)
 #[derive(Debug)]
-struct FileBody {
+pub struct FileBody {
     file: File,
     remaining: u64,
     /// The piece being read, kept while the read is pending.
@@ -193,7 +193,9 @@ struct FileBody {
 }
 
 impl FileBody {
-    fn new(file: File, len: u64) -> Self {
+    /// The next `len` bytes of `file`.
+    #[must_use]
+    pub fn new(file: File, len: u64) -> Self {
         Self { file, remaining: len, piece: None }
     }
 }

@@ -49,6 +49,7 @@ pub use admin::percent_encode;
 pub use config::Config;
 pub use datadir::DataDir;
 pub use error::ServerError;
+pub use files::FileBody;
 pub use http::http1_builder;
 pub use wpi::LOGIN_SERVICE_PATH;
 

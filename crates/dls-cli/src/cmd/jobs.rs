@@ -1,15 +1,11 @@
 //! `dls job …` and `dls file …`: jobs and deployment files, through the admin API.
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use dls_server::percent_encode;
 use hyper::Method;
-use hyper::body::{Bytes, Frame};
-use tokio::io::{AsyncRead, ReadBuf};
 
 use super::admin::{Client, Target, mac, print_json};
 use crate::exit::{malformed, usage};
@@ -297,59 +293,12 @@ pub(crate) fn run_job(cmd: JobCmd) -> anyhow::Result<()> {
     }
 }
 
-/// A file's content as a request body, read piece by piece.
-struct FileBody {
-    file: tokio::fs::File,
-    remaining: u64,
-}
-
-impl hyper::body::Body for FileBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        if self.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        let want = usize::try_from(self.remaining.min(64 * 1024)).unwrap_or(64 * 1024);
-        let mut buf = vec![0u8; want];
-        let mut read = ReadBuf::new(&mut buf);
-        match Pin::new(&mut self.file).poll_read(cx, &mut read) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(Ok(())) => {
-                let n = read.filled().len();
-                if n == 0 {
-                    return Poll::Ready(Some(Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the file got shorter while it was sent",
-                    ))));
-                }
-                self.remaining -= n as u64;
-                buf.truncate(n);
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.remaining)
-    }
-}
-
 fn upload(client: &Client, path: &str, file: &Path) -> anyhow::Result<serde_json::Value> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let f = tokio::fs::File::open(file).await.map_err(|e| malformed(format!("{}: {e}", file.display())))?;
         let size = f.metadata().await?.len();
-        let body = FileBody { file: f, remaining: size };
+        let body = dls_server::FileBody::new(f, size);
         // A large image over a slow link takes long: an hour at most.
         tokio::time::timeout(
             Duration::from_secs(3600),
