@@ -298,16 +298,8 @@ fn start_contact(
     let lookup = store.clone();
     let targets: contact::ContactTargets = Arc::new(move |mac| {
         let was_forced = forced.lock().unwrap_or_else(PoisonError::into_inner).remove(&mac);
-        match lookup.contact_target(mac) {
-            Ok(Some(uri)) => Some(uri),
-            Ok(None) if was_forced => lookup
-                .device(mac)
-                .ok()
-                .flatten()
-                .and_then(|d| d.inventory.into_iter().find(|i| i.name == "contact-me-uri" && i.index.is_none()))
-                .map(|i| i.value.trim().to_owned())
-                .filter(|v| !v.is_empty()),
-            Ok(None) => None,
+        match lookup.contact_target(mac, was_forced) {
+            Ok(target) => target,
             Err(e) => {
                 tracing::error!(%mac, error = %e, "contact-me: store failed");
                 None

@@ -165,8 +165,8 @@ pub trait Store: Send + Sync + 'static {
     fn devices_with_pending_jobs(&self, limit: usize) -> Result<Vec<MacAddr>, StoreError>;
 
     /// Where to send a contact-me for a device: its reported `contact-me-uri`, when it has
-    /// pending jobs; `None` otherwise.
-    fn contact_target(&self, mac: MacAddr) -> Result<Option<String>, StoreError>;
+    /// pending jobs or `always`; `None` otherwise.
+    fn contact_target(&self, mac: MacAddr, always: bool) -> Result<Option<String>, StoreError>;
 
     /// Records a contact-me attempt on the device's pending jobs.
     fn record_contact(&self, mac: MacAddr, at: UnixTime, result: &str) -> Result<(), StoreError>;

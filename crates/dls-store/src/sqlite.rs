@@ -2220,8 +2220,8 @@ impl Store for SqliteStore {
         self.read(|tx| jobs::devices_with_pending_jobs(tx, limit))
     }
 
-    fn contact_target(&self, mac: MacAddr) -> Result<Option<String>, StoreError> {
-        self.read(|tx| jobs::contact_target(tx, mac))
+    fn contact_target(&self, mac: MacAddr, always: bool) -> Result<Option<String>, StoreError> {
+        self.read(|tx| jobs::contact_target(tx, mac, always))
     }
 
     fn record_contact(&self, mac: MacAddr, at: UnixTime, result: &str) -> Result<(), StoreError> {

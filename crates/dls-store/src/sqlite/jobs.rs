@@ -212,8 +212,8 @@ pub(super) fn devices_with_pending_jobs(conn: &Connection, limit: usize) -> Resu
     macs.iter().map(|m| mac_from_sql(m)).collect()
 }
 
-pub(super) fn contact_target(conn: &Connection, mac: MacAddr) -> Result<Option<String>, StoreError> {
-    if !has_pending_jobs(conn, mac)? {
+pub(super) fn contact_target(conn: &Connection, mac: MacAddr, always: bool) -> Result<Option<String>, StoreError> {
+    if !always && !has_pending_jobs(conn, mac)? {
         return Ok(None);
     }
     let mac = mac.to_string();

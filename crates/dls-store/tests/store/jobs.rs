@@ -125,16 +125,18 @@ fn contact_targets_need_pending_jobs_and_a_contact_me_uri() {
     let s = store();
     register(&s, mac(1), 10);
     s.add_jobs(&[NewJob { mac: mac(1), kind: write("a") }], UnixTime(20)).expect("adds");
-    assert_eq!(s.contact_target(mac(1)).expect("reads"), None, "no contact-me-uri reported yet");
+    assert_eq!(s.contact_target(mac(1), false).expect("reads"), None, "no contact-me-uri reported yet");
     let uri = "http://192.0.2.7:8085/contact_dls.html/ContactDLS";
     s.apply(mac(1), &[Change::MergeInventory(vec![Item::new("contact-me-uri", uri)])]).expect("applies");
-    assert_eq!(s.contact_target(mac(1)).expect("reads").as_deref(), Some(uri));
+    assert_eq!(s.contact_target(mac(1), false).expect("reads").as_deref(), Some(uri));
     s.record_contact(mac(1), UnixTime(25), "contact-me answered 204").expect("records");
     let j = &s.jobs(&JobFilter::default()).expect("lists")[0];
     assert_eq!(j.contact.as_deref(), Some("contact-me answered 204"));
     assert_eq!(j.contact_at, Some(UnixTime(25)));
     s.apply(mac(1), &[update(j.id, JobState::Done)]).expect("applies");
-    assert_eq!(s.contact_target(mac(1)).expect("reads"), None, "nothing pending any more");
+    assert_eq!(s.contact_target(mac(1), false).expect("reads"), None, "nothing pending any more");
+    assert_eq!(s.contact_target(mac(1), true).expect("reads").as_deref(), Some(uri), "unless asked for anyway");
+    assert_eq!(s.contact_target(mac(9), true).expect("reads"), None, "an unknown device has no URI");
 }
 
 #[test]
