@@ -86,7 +86,7 @@ impl Run<'_> {
         self.may_run_jobs()
             && self.device.jobs.iter().any(|j| {
                 let (state, accepted) = current(j, &self.changes);
-                Job { state, accepted, ..j.clone() }.runnable()
+                crate::jobs::runnable(state, accepted)
             })
     }
 

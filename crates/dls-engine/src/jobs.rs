@@ -176,11 +176,16 @@ impl Job {
     /// waiting for its outcome).
     #[must_use]
     pub fn runnable(&self) -> bool {
-        match self.state {
-            JobState::Queued | JobState::BusyRetry => true,
-            JobState::Sent => !self.accepted,
-            _ => false,
-        }
+        runnable(self.state, self.accepted)
+    }
+}
+
+/// Whether a job in `state` (`accepted` by the phone or not) still has to be sent.
+pub(crate) fn runnable(state: JobState, accepted: bool) -> bool {
+    match state {
+        JobState::Queued | JobState::BusyRetry => true,
+        JobState::Sent => !accepted,
+        _ => false,
     }
 }
 
