@@ -141,11 +141,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let verifier =
         dls_digest::Verifier::with_random_secret(digest).map_err(|e| ServerError::Config(format!("digest: {e}")))?;
     let (prefix, suffix) = config.provisioning_path.split_once("{mac}").unwrap_or(("/provisioning/", ".xml"));
+    // Where phones reach the default-mode port, unless configured otherwise (behind NAT).
     let server_host = config.server_names.first().cloned().unwrap_or_else(|| wpi_addr.ip().to_string());
-    let base_url =
-        config.provisioning_base_url.clone().unwrap_or_else(|| format!("https://{server_host}:{}", wpi_addr.port()));
-    let files_base =
-        config.files_base_url.clone().unwrap_or_else(|| format!("https://{server_host}:{}", wpi_addr.port()));
+    let default_url = format!("https://{server_host}:{}", wpi_addr.port());
+    let base_url = config.provisioning_base_url.clone().unwrap_or_else(|| default_url.clone());
+    let files_base = config.files_base_url.clone().unwrap_or(default_url);
     engine_config.files_base_url = Some(format!("{}{}", files_base.trim_end_matches('/'), downloads::PREFIX));
     let (tx, rx) = watch::channel(false);
     let forced: Arc<std::sync::Mutex<std::collections::HashSet<dls_message::MacAddr>>> = Arc::default();
