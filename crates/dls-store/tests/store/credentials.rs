@@ -1,14 +1,13 @@
 //! Digest credentials: a device's sealed secret, the fallback credentials of profiles and
 //! of every device, and the upgrade of a schema-2 database.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use dls_engine::{Change, SecurityMode};
 use dls_message::{Item, MacAddr};
 use dls_store::{CredentialScope, DeviceSpec, DeviceUpdate, FallbackCredential, SqliteStore, Store, StoreError};
-use rusqlite::Connection;
 
-use crate::{REGISTER, contact, mac, profile, register, store};
+use crate::{REGISTER, contact, mac, profile, raw, register, store, user_version};
 
 /// A sealed secret, as the caller would store it: bytes that are not text.
 const SECRET: &[u8] = b"\x00\xffSEALED-DEVICE-SECRET-7d1c\x80\x01";
@@ -70,10 +69,6 @@ fn file_store() -> (tempfile::TempDir, PathBuf, SqliteStore) {
     let path = dir.path().join("dls.db");
     let s = SqliteStore::open(&path).expect("opens");
     (dir, path, s)
-}
-
-fn raw(path: &Path) -> Connection {
-    Connection::open(path).expect("raw connection")
 }
 
 fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>, want: &str) {
@@ -433,7 +428,7 @@ fn a_schema_2_database_is_upgraded() {
     SqliteStore::create_at_schema_version(&path, 2).expect("creates");
     {
         let c = raw(&path);
-        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
+        let version = user_version(&c);
         assert_eq!(version, 2);
         let tables: i64 = c
             .query_row(
@@ -456,7 +451,7 @@ fn a_schema_2_database_is_upgraded() {
     }
 
     let s = SqliteStore::open(&path).expect("upgrades");
-    let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
+    let version = user_version(&raw(&path));
     assert_eq!(version, SqliteStore::schema_version());
     assert_eq!(version, 5);
     let d = s.device(mac(1)).expect("reads").expect("exists");

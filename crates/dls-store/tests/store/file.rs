@@ -1,22 +1,16 @@
 //! The database file: persistence, permissions, schema versions, damaged data, sharing.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::sync::Arc;
 
 use dls_engine::{Change, UnixTime, WriteOutcome};
 use dls_message::Item;
 use dls_store::{DeviceSpec, SqliteStore, Store, StoreError};
-use rusqlite::Connection;
 
-use crate::{REGISTER, contact, key, mac, profile, record, register};
+use crate::{REGISTER, contact, key, mac, profile, raw, record, register, user_version};
 
 fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>) {
     assert!(matches!(r, Err(StoreError::Corrupt(_))), "want Corrupt, got {r:?}");
-}
-
-fn raw(path: &Path) -> Connection {
-    Connection::open(path).expect("raw connection")
 }
 
 #[test]
@@ -57,7 +51,7 @@ fn a_reopened_store_has_everything() {
     let c = raw(&path);
     let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("pragma");
     assert_eq!(mode, "wal");
-    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
+    let version = user_version(&c);
     assert_eq!(version, SqliteStore::schema_version());
 }
 
@@ -91,7 +85,7 @@ fn a_newer_schema_is_refused() {
     raw(&path).pragma_update(None, "user_version", newer).expect("sets");
     assert_corrupt(SqliteStore::open(&path));
     // Untouched.
-    let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
+    let version = user_version(&raw(&path));
     assert_eq!(version, newer);
 }
 
@@ -256,7 +250,7 @@ fn a_schema_3_database_is_upgraded() {
         .expect("inserts");
 
     let s = SqliteStore::open(&path).expect("upgrades");
-    let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
+    let version = user_version(&raw(&path));
     assert_eq!(version, SqliteStore::schema_version());
     assert_eq!(version, 5);
     let tables: i64 = raw(&path)
@@ -321,7 +315,7 @@ fn an_upgrade_that_cannot_read_the_old_rows_changes_nothing() {
         )
         .expect("inserts");
     assert_corrupt(SqliteStore::open(&path));
-    let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
+    let version = user_version(&raw(&path));
     assert_eq!(version, 3, "left as it was");
     raw(&path).execute_batch("UPDATE inventory SET idx = 1").expect("repairs");
     let s = SqliteStore::open(&path).expect("upgrades");

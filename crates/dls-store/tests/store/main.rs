@@ -61,3 +61,13 @@ pub(crate) fn triples(items: &[Item]) -> Vec<(String, Option<u32>, String)> {
 pub(crate) fn t(name: &str, index: Option<u32>, value: &str) -> (String, Option<u32>, String) {
     (name.into(), index, value.into())
 }
+
+/// A plain SQLite connection to a store's file, beside the store (to look at or damage it).
+pub(crate) fn raw(path: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).expect("raw connection")
+}
+
+/// The schema version a database file holds (`PRAGMA user_version`).
+pub(crate) fn user_version(c: &rusqlite::Connection) -> i64 {
+    c.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma")
+}

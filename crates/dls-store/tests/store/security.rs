@@ -9,10 +9,9 @@ use dls_engine::{
 };
 use dls_message::{Item, MacAddr};
 use dls_store::{AuditRecord, DeviceSpec, SecuritySummary, SecurityUpdate, SqliteStore, Store, StoreError};
-use rusqlite::Connection;
 use zeroize::Zeroizing;
 
-use crate::{REGISTER, contact, mac, profile, register, store};
+use crate::{REGISTER, contact, mac, profile, raw, register, store, user_version};
 
 const PIN: &str = "918273645051";
 const OTHER_PIN: &str = "564738291000777";
@@ -73,10 +72,6 @@ fn file_store() -> (tempfile::TempDir, PathBuf, SqliteStore) {
     let path = dir.path().join("dls.db");
     let s = SqliteStore::open(&path).expect("opens");
     (dir, path, s)
-}
-
-fn raw(path: &Path) -> Connection {
-    Connection::open(path).expect("raw connection")
 }
 
 /// `(serial, revoked_at, revoke_reason)` of every certificate, in order of issue.
@@ -747,7 +742,7 @@ fn a_schema_1_database_is_upgraded() {
     SqliteStore::create_at_schema_version(&path, 1).expect("creates");
     {
         let c = raw(&path);
-        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
+        let version = user_version(&c);
         assert_eq!(version, 1);
         let tables: i64 = c
             .query_row("SELECT count(*) FROM sqlite_schema WHERE name IN ('certificates', 'audit')", [], |r| r.get(0))
@@ -769,7 +764,7 @@ fn a_schema_1_database_is_upgraded() {
     assert!(SqliteStore::create_at_schema_version(&dir.path().join("x.db"), 99).is_err());
 
     let s = SqliteStore::open(&path).expect("upgrades");
-    let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).expect("pragma");
+    let version = user_version(&raw(&path));
     assert_eq!(version, SqliteStore::schema_version());
     assert_eq!(version, 5);
     let snap = s.load_device(mac(1)).expect("loads");
