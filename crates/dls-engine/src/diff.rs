@@ -17,7 +17,7 @@ use dls_message::Item;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::device::{DeviceSnapshot, ItemKey, WriteOutcome};
+use crate::device::{ItemKey, WriteOutcome, WrittenRecord};
 
 /// A keyed fingerprint (HMAC-SHA256) of an item's name, index and value. Stored instead
 /// of values the phone will not report back (passwords).
@@ -35,24 +35,33 @@ pub fn fingerprint(key: &[u8; 32], item: &Item) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// The items of `desired` that must be written to the device.
+/// The items of `desired` that must be written to a device whose inventory is
+/// `inventory` and to which `written` was written before.
+///
+/// The inventory is scanned once against the desired items (a phone reports hundreds of
+/// items, a profile sets a few dozen); of an item reported twice, the last report counts.
 #[must_use]
-pub fn to_write(desired: &[Item], device: &DeviceSnapshot, key: &[u8; 32]) -> Vec<Item> {
-    let reported: HashMap<(&str, Option<u32>), &str> = device
-        .inventory
-        .iter()
-        .filter(|i| i.status.is_none())
-        .map(|i| ((i.name.as_str(), i.index), i.value.as_str()))
-        .collect();
+pub fn to_write<'a>(
+    desired: &[Item],
+    inventory: impl IntoIterator<Item = &'a Item>,
+    written: &HashMap<ItemKey, WrittenRecord>,
+    key: &[u8; 32],
+) -> Vec<Item> {
+    let mut reported: HashMap<(&str, Option<u32>), Option<&str>> =
+        desired.iter().map(|want| ((want.name.as_str(), want.index), None)).collect();
+    for item in inventory.into_iter().filter(|i| i.status.is_none()) {
+        if let Some(have) = reported.get_mut(&(item.name.as_str(), item.index)) {
+            *have = Some(item.value.as_str());
+        }
+    }
     desired
         .iter()
         .filter(|want| {
-            let have = reported.get(&(want.name.as_str(), want.index));
-            if have == Some(&want.value.as_str()) {
+            let have = reported.get(&(want.name.as_str(), want.index)).copied().flatten();
+            if have == Some(want.value.as_str()) {
                 return false;
             }
-            let same_value_before =
-                device.written.get(&ItemKey::of(want)).filter(|w| w.fingerprint == fingerprint(key, want));
+            let same_value_before = written.get(&ItemKey::of(want)).filter(|w| w.fingerprint == fingerprint(key, want));
             match (have, same_value_before) {
                 (_, Some(w)) if matches!(w.outcome, WriteOutcome::Refused(_)) => false,
                 (Some(_), _) => true,
@@ -66,7 +75,7 @@ pub fn to_write(desired: &[Item], device: &DeviceSnapshot, key: &[u8; 32]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::WrittenRecord;
+    use crate::device::DeviceSnapshot;
 
     const KEY: [u8; 32] = [7; 32];
 
@@ -96,11 +105,12 @@ mod tests {
             Item::new("sip-pwd", "x"),
             Item::new("user-pwd-unicode", "u"),
         ];
-        let names: Vec<String> = to_write(&desired, &device, &KEY).into_iter().map(|i| i.name).collect();
+        let names: Vec<String> =
+            to_write(&desired, &device.inventory, &device.written, &KEY).into_iter().map(|i| i.name).collect();
         assert_eq!(names, vec!["sntp-addr", "sip-pwd", "user-pwd-unicode"]);
         // A changed password is written again.
         let desired = vec![Item::new("admin-pwd", "n3w")];
-        assert_eq!(to_write(&desired, &device, &KEY).len(), 1);
+        assert_eq!(to_write(&desired, &device.inventory, &device.written, &KEY).len(), 1);
     }
 
     #[test]

@@ -321,7 +321,7 @@ impl Run<'_> {
                 let may_write = mode == SecurityMode::Default || *self.channel != Channel::Default;
                 if self.desired.reassert_on_local_changes && may_write {
                     let inventory = merged(&self.device.inventory, &reported);
-                    self.start_writes(session, &inventory)
+                    self.start_writes(session, inventory)
                 } else {
                     self.clean_up(false)
                 }
@@ -410,13 +410,22 @@ impl Run<'_> {
             return (self.reply(Action::ReadAllItems, None), Some(session));
         }
         let inventory = merged(&self.device.inventory, reported);
-        self.start_writes(session, &inventory)
+        self.start_writes(session, inventory)
     }
 
     /// Computes the writes against `inventory` and sends the first, or ends.
-    fn start_writes(&mut self, mut session: Session, inventory: &[Item]) -> Answer {
-        let view = DeviceSnapshot { inventory: inventory.to_vec(), ..self.device.clone() };
-        let items = to_write(&self.desired.items, &view, &self.engine.config.fingerprint_key);
+    fn start_writes<'a>(&mut self, session: Session, inventory: impl IntoIterator<Item = &'a Item>) -> Answer {
+        let items = self.writes_for(inventory);
+        self.send_writes(session, items)
+    }
+
+    /// What must be written to a device whose inventory is `inventory`.
+    fn writes_for<'a>(&self, inventory: impl IntoIterator<Item = &'a Item>) -> Vec<Item> {
+        to_write(&self.desired.items, inventory, &self.device.written, &self.engine.config.fingerprint_key)
+    }
+
+    /// Sends the first of `items`' writes, or ends.
+    fn send_writes(&mut self, mut session: Session, items: Vec<Item>) -> Answer {
         if items.is_empty() {
             return self.next_job(session);
         }
@@ -549,8 +558,9 @@ impl Run<'_> {
             Collected::OverLimits => self.refuse("fragmented reply larger than the limits"),
             Collected::More => (self.reply(Action::GetNextFragment, None), Some(session)),
             Collected::All(items) => {
-                self.changes.push(Change::ReplaceInventory { items: items.clone(), at: self.now });
-                self.start_writes(session, &items)
+                let writes = self.writes_for(&items);
+                self.changes.push(Change::ReplaceInventory { items, at: self.now });
+                self.send_writes(session, writes)
             }
         }
     }
@@ -575,13 +585,18 @@ impl Run<'_> {
 
     /// How the phone took the items `sent` in one `WriteItems`, by its reply's statuses.
     pub(crate) fn write_outcome(&self, sent: &[Item]) -> WriteResult {
-        let refused: HashMap<ItemKey, &Item> =
-            self.message.items.iter().flatten().filter(|i| i.status.is_some()).map(|i| (ItemKey::of(i), i)).collect();
+        fn key_of(i: &Item) -> (&str, Option<u32>) {
+            (i.name.as_str(), i.index)
+        }
+        let refused: HashMap<(&str, Option<u32>), &Item> =
+            self.message.items.iter().flatten().filter(|i| i.status.is_some()).map(|i| (key_of(i), i)).collect();
         let key = &self.engine.config.fingerprint_key;
-        let reported: HashSet<ItemKey> = self.device.inventory.iter().map(ItemKey::of).collect();
+        let sent_keys: HashSet<(&str, Option<u32>)> = sent.iter().map(|i| (i.name.as_str(), i.index)).collect();
+        let reported: HashSet<(&str, Option<u32>)> =
+            self.device.inventory.iter().map(key_of).filter(|k| sent_keys.contains(k)).collect();
         let mut result = WriteResult { refusals_reported: refused.len(), ..WriteResult::default() };
         for item in sent {
-            let k = ItemKey::of(item);
+            let k = (item.name.as_str(), item.index);
             let outcome = match refused.get(&k) {
                 Some(r) => {
                     result.refused.push((*r).clone());
@@ -596,7 +611,7 @@ impl Run<'_> {
                     WriteOutcome::Accepted
                 }
             };
-            result.records.push((k, WrittenRecord { fingerprint: fingerprint(key, item), outcome }));
+            result.records.push((ItemKey::of(item), WrittenRecord { fingerprint: fingerprint(key, item), outcome }));
         }
         result
     }
@@ -652,17 +667,15 @@ pub(crate) fn split_writes(max_items: Option<i64>, items: ItemList) -> VecDeque<
 }
 
 /// `base` updated with `newer` (by item key), in `base`'s order then new keys.
-fn merged(base: &[Item], newer: &[Item]) -> Vec<Item> {
-    let mut out: Vec<Item> = base.to_vec();
-    let mut at: HashMap<ItemKey, usize> = out.iter().enumerate().map(|(i, item)| (ItemKey::of(item), i)).collect();
+fn merged<'a>(base: &'a [Item], newer: &'a [Item]) -> Vec<&'a Item> {
+    let mut fresh: HashMap<(&str, Option<u32>), &Item> = HashMap::with_capacity(newer.len());
+    let mut order = Vec::with_capacity(newer.len());
     for n in newer {
-        match at.get(&ItemKey::of(n)) {
-            Some(&i) => out[i] = n.clone(),
-            None => {
-                at.insert(ItemKey::of(n), out.len());
-                out.push(n.clone());
-            }
+        if fresh.insert((n.name.as_str(), n.index), n).is_none() {
+            order.push(n);
         }
     }
+    let mut out: Vec<&Item> = base.iter().map(|b| fresh.remove(&(b.name.as_str(), b.index)).unwrap_or(b)).collect();
+    out.extend(order.into_iter().filter_map(|n| fresh.remove(&(n.name.as_str(), n.index))));
     out
 }

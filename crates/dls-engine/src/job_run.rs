@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 
 use dls_message::{Action, Item, ItemList, Reason, ReplyStatus};
 
-use crate::device::{Change, DeviceSnapshot, Note};
+use crate::device::{Change, Note};
 use crate::diff::to_write;
 use crate::engine::{Answer, Collected, Run, split_writes};
 use crate::jobs::{FACTORY_RESET_PASSWORD, FileRef, Job, JobKind, JobState, JobUpdate};
@@ -324,10 +324,10 @@ impl Run<'_> {
         };
         match (stage, &job.kind) {
             (Stage::ReadAll, JobKind::ReassertConfig) => {
-                self.changes.push(Change::ReplaceInventory { items: items.clone(), at: self.now });
                 // Everything that differs, write-only items included: forget what was written.
-                let view = DeviceSnapshot { inventory: items, written: HashMap::new(), ..self.device.clone() };
-                let writes = to_write(&self.desired.items, &view, &self.engine.config().fingerprint_key);
+                let writes =
+                    to_write(&self.desired.items, &items, &HashMap::new(), &self.engine.config().fingerprint_key);
+                self.changes.push(Change::ReplaceInventory { items, at: self.now });
                 match Self::write_parts(&session, writes) {
                     Some(mut parts) => {
                         let sent = parts.pop_front().unwrap_or_default();

@@ -146,7 +146,7 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
     async move {
         let _guard = state.locks.of(mac).lock().await;
         let st = state.clone();
-        let msg = message.clone();
+        let msg = message;
         let had_session = session.is_some();
         let outcome = tokio::task::spawn_blocking(move || -> Result<_, BootstrapError> {
             let (device, desired) = match mac {

@@ -1164,25 +1164,28 @@ impl<'a> ItemRef<'a> {
 
 /// `base` with `items` merged in, as an upsert by item key would: an item whose key is
 /// there changes its value and type in place, a new key goes to the end; items with a
-/// status (a phone's refusals) are skipped.
-fn merge_items<'a>(mut base: Vec<ItemRef<'a>>, items: &'a [Item]) -> Vec<ItemRef<'a>> {
+/// status (a phone's refusals) are skipped. Also whether anything changed.
+fn merge_items<'a>(mut base: Vec<ItemRef<'a>>, items: &'a [Item]) -> (Vec<ItemRef<'a>>, bool) {
     let mut at: HashMap<(&str, Option<u32>), usize> = HashMap::with_capacity(base.len() + items.len());
     at.extend(base.iter().enumerate().map(|(position, i)| ((i.name, i.index), position)));
     base.reserve(items.len());
+    let mut changed = false;
     for item in items.iter().filter(|i| i.status.is_none()) {
+        let new = ItemRef::of(item);
         match at.entry((&item.name, item.index)) {
             Entry::Occupied(e) => {
                 let stored = &mut base[*e.get()];
-                stored.value = &item.value;
-                stored.item_type = item.item_type.as_deref();
+                changed |= *stored != new;
+                *stored = new;
             }
             Entry::Vacant(e) => {
                 e.insert(base.len());
-                base.push(ItemRef::of(item));
+                base.push(new);
+                changed = true;
             }
         }
     }
-    base
+    (base, changed)
 }
 
 /// The stored form of an inventory: [`INVENTORY_FORMAT`], the number of items, then each
@@ -1326,7 +1329,7 @@ impl<'a> Encoded<'a> {
 
     /// The inventory `items` make (see [`merge_items`]), as a replacement.
     fn replacing(items: &'a [Item]) -> Self {
-        Self::new(&merge_items(Vec::new(), items))
+        Self::new(&merge_items(Vec::new(), items).0)
     }
 }
 
@@ -1345,7 +1348,8 @@ fn store_inventory(conn: &Connection, mac: &str, inventory: &Encoded<'_>) -> Res
     Ok(())
 }
 
-/// Merges `items` into the device's inventory (see [`merge_items`]).
+/// Merges `items` into the device's inventory (see [`merge_items`]); writes nothing when
+/// they change nothing (a phone reports the same items at every start-up).
 fn merge_inventory(conn: &Connection, mac: &str, items: &[Item]) -> Result<(), StoreError> {
     if items.iter().all(|i| i.status.is_some()) {
         return Ok(());
@@ -1360,7 +1364,11 @@ fn merge_inventory(conn: &Connection, mac: &str, items: &[Item]) -> Result<(), S
         Some(stored) => decode_stored(ValueRef::Blob(stored), mac)?,
         None => Vec::new(),
     };
-    store_inventory(conn, mac, &Encoded::new(&merge_items(base, items)))
+    match merge_items(base, items) {
+        (merged, true) => store_inventory(conn, mac, &Encoded::new(&merged)),
+        (_, false) if stored.is_some() => Ok(()),
+        (merged, false) => store_inventory(conn, mac, &Encoded::new(&merged)),
+    }
 }
 
 /// Migration 4: moves the rows of `inventory` (schema 1 to 3) into `inventories`, in

@@ -179,6 +179,10 @@ pub struct LoadConfig {
     /// For [`LoadMode::Bootstrap`]: the PIN each phone's user types when the DLS
     /// bootstraps it with `pin` (none needed for `nopin`).
     pub pins: Pins,
+    /// For [`LoadMode::Baseline`]: how many of the [`baseline_bodies`] each interaction
+    /// posts, from the first: [`BASELINE_REQUESTS`] (a first start-up, the default) or 1
+    /// (the start-up of a known phone that has nothing to read or write). 1 to 3.
+    pub baseline_requests: usize,
 }
 
 impl LoadConfig {
@@ -197,6 +201,7 @@ impl LoadConfig {
             interaction_timeout: Duration::from_secs(30),
             mode: LoadMode::Phones,
             pins: Pins::new(),
+            baseline_requests: BASELINE_REQUESTS,
         }
     }
 }
@@ -654,8 +659,18 @@ impl Fleet {
         let tls = Arc::new(tls);
         // Checks the address once, here.
         WpiClient::with_tls(&config.server, tls.clone())?;
+        if config.mode == LoadMode::Baseline && !(1..=BASELINE_REQUESTS).contains(&config.baseline_requests) {
+            return Err(ClientError::Protocol(format!(
+                "a baseline interaction posts 1 to {BASELINE_REQUESTS} requests, not {}",
+                config.baseline_requests
+            )));
+        }
         let bodies = match config.mode {
-            LoadMode::Baseline => baseline_bodies(config.first_mac)?,
+            LoadMode::Baseline => {
+                let mut bodies = baseline_bodies(config.first_mac)?;
+                bodies.truncate(config.baseline_requests);
+                bodies
+            }
             LoadMode::Phones | LoadMode::Bootstrap => Vec::new(),
         };
         let written = (config.duration.is_some() && config.mode == LoadMode::Phones)

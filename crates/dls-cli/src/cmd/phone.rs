@@ -156,6 +156,11 @@ pub(crate) struct LoadArgs {
     /// accepts any 200 answer.
     #[arg(long)]
     baseline: bool,
+    /// With --baseline: post only the first N of those bodies per interaction — 1 is what
+    /// a known phone whose configuration is in step posts at its start-up.
+    #[arg(long, value_name = "N", default_value_t = load::BASELINE_REQUESTS as u64, requires = "baseline",
+          value_parser = clap::value_parser!(u64).range(1..=3))]
+    baseline_requests: u64,
     /// Secure-mode storm: every phone bootstraps once, its user typing the PIN this file
     /// gives for its MAC — one `MAC PIN` per line (MAC colon-separated as `dls device list`
     /// prints it, or any common spelling; PIN as `dls device add --mode pin` printed it;
@@ -635,7 +640,7 @@ fn report_text(r: &mut LoadReport) -> String {
     let f = |d: Option<Duration>| d.map_or_else(|| "-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
     let mode = match r.mode {
         LoadMode::Phones => "start-up interactions",
-        LoadMode::Baseline => "baseline interactions (3 fixed requests each)",
+        LoadMode::Baseline => "baseline interactions (fixed requests)",
         LoadMode::Bootstrap => "secure-mode bootstraps (default port, PIN, secure port: one interaction each)",
     };
     let conns = if r.new_connection_per_interaction { "a new connection each" } else { "keep-alive connections" };
@@ -706,6 +711,7 @@ fn run_load(a: LoadArgs) -> anyhow::Result<()> {
         (false, false) => LoadMode::Phones,
     };
     config.pins = pins.unwrap_or_default();
+    config.baseline_requests = usize::try_from(a.baseline_requests).unwrap_or(load::BASELINE_REQUESTS);
     let rt = runtime(false)?;
     let progress = Arc::new(Progress::default());
     let total = duration.is_none().then_some(phones as u64);

@@ -424,3 +424,36 @@ fn a_deleted_devices_inventory_is_overwritten() {
     let file = std::fs::read(&path).expect("reads");
     assert!(!file.windows(marker.len()).any(|w| w == marker.as_bytes()), "the inventory is still in the file");
 }
+
+#[test]
+fn a_merge_that_changes_nothing_does_not_rewrite_the_inventory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("dls.db");
+    let s = SqliteStore::open(&path).expect("opens");
+    register(&s, mac(1), 1);
+    let items = vec![Item::new("a", "1"), Item::indexed("k", 2, "x"), Item::new("b", "2")];
+    s.apply(mac(1), &[Change::ReplaceInventory { items, at: UnixTime(5) }]).expect("applies");
+    raw(&path)
+        .execute_batch(
+            "CREATE TABLE inventory_writes (n INTEGER);
+             CREATE TRIGGER count_inventory_writes AFTER UPDATE ON inventories
+             BEGIN INSERT INTO inventory_writes VALUES (1); END;",
+        )
+        .expect("trigger");
+    let writes =
+        || -> i64 { raw(&path).query_row("SELECT count(*) FROM inventory_writes", [], |r| r.get(0)).expect("count") };
+    // What a phone reports at every start-up: the same values.
+    s.apply(mac(1), &[Change::MergeInventory(vec![Item::new("b", "2"), Item::indexed("k", 2, "x")])]).expect("applies");
+    assert_eq!(writes(), 0);
+    // A value that changed, an item that is new, or a type that changed: written.
+    s.apply(mac(1), &[Change::MergeInventory(vec![Item::new("b", "3")])]).expect("applies");
+    assert_eq!(writes(), 1);
+    s.apply(mac(1), &[Change::MergeInventory(vec![Item::new("c", "1")])]).expect("applies");
+    assert_eq!(writes(), 2);
+    let typed = Item { item_type: Some("t".into()), ..Item::new("a", "1") };
+    s.apply(mac(1), &[Change::MergeInventory(vec![typed.clone()])]).expect("applies");
+    assert_eq!(writes(), 3);
+    let snap = s.load_device(mac(1)).expect("loads");
+    assert_eq!(snap.inventory[0], typed);
+    assert_eq!(snap.inventory.iter().map(|i| i.value.as_str()).collect::<Vec<_>>(), ["1", "x", "3", "1"]);
+}
