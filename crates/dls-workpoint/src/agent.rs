@@ -3,7 +3,7 @@
 //!
 //! * **Start-up**: at start, after `Restart` / factory reset, after new firmware, and on
 //!   the secure port after bootstrapping (typing [`Phone::pin_entries`] for a `pin`
-//!   bootstrap, sending `clean-up` when the retries run out). A start-up that fails is
+//!   bootstrap, sending `clean-up` when the retries run out: [`Phone::enter_pins`]). A start-up that fails is
 //!   retried every [`AgentConfig::retry_interval`].
 //! * **contact-me**: a [`ContactListener`] on [`AgentConfig::contact_listen`]; its real
 //!   address is what the phone reports as `contact-me-uri`
@@ -14,7 +14,14 @@
 //!   `dcmp-poll-interval` seconds (at least [`AgentConfig::dcmp_min_interval`]); `202` starts
 //!   a `solicited` interaction.
 //! * **Deployments** accepted in an interaction are downloaded afterwards (`normal`
-//!   priority only while not busy) and reported ([`crate::deploy`]).
+//!   priority only while not busy) and reported ([`crate::deploy`]). A `status` report the
+//!   DLS did not take (no connection, a timeout, an HTTP error, an interaction that did not
+//!   end with `CleanUp`) is kept, dated when the deployment ended, and sent again: after
+//!   [`AgentConfig::retry_interval`], then twice as long after each failure, at most
+//!   [`STATUS_ATTEMPTS`] times in all — and at once after any interaction that reached the
+//!   DLS, which is then known to be back. It is dropped once delivered, or (with an
+//!   [`AgentEvent::Error`]) after the last attempt. Reports wait while a start-up is due
+//!   and survive a reboot: the outcome is still true and the DLS's job waits for it.
 //! * **send-solicited**: a `CleanUp` with `send-solicited=true` makes the phone call back
 //!   (`solicited`) at once — after the downloads it has to do — or as soon as it is no
 //!   longer busy ([`Agent::set_busy`]). After ten such callbacks in a row, the next ones
@@ -27,7 +34,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use dls_message::Reason;
 use tokio::sync::{broadcast, watch};
@@ -39,7 +46,7 @@ use crate::contact::{CONTACT_ME_PATH, ContactListener, ContactMe};
 use crate::dcmp::{self, DcmpAnswer, DcmpError};
 use crate::deploy::{Deployment, DeploymentOutcome, DownloadLimits, Priority};
 use crate::phone::{Interaction, Phone};
-use crate::secure::PinOutcome;
+use crate::secure::{PinOutcome, PinsOutcome};
 use crate::tls::ServerTrust;
 
 /// A function shown every message the agent's clients send and receive.
@@ -73,7 +80,8 @@ pub struct AgentConfig {
     /// The shortest poll interval. Default 1 s.
     pub dcmp_min_interval: Duration,
     /// How long after a failed start-up the phone tries again (and the spacing of
-    /// callbacks when the DLS asks for one after every callback). Default 10 s.
+    /// callbacks when the DLS asks for one after every callback, and the first delay before
+    /// a `status` report is sent again). Default 10 s.
     pub retry_interval: Duration,
     /// Shown every message (e.g. to print the exchanges).
     pub observer: Option<Observer>,
@@ -251,6 +259,7 @@ impl Agent {
             callback_at: None,
             callbacks_in_a_row: 0,
             deployments: VecDeque::new(),
+            reports: Vec::new(),
             poll_at: None,
         };
         let task = tokio::spawn(runner.run(stop_rx));
@@ -364,6 +373,29 @@ async fn advertised_addr(addr: SocketAddr, server: &str) -> SocketAddr {
 /// [`AgentConfig::retry_interval`].
 const CALLBACKS_IN_A_ROW: u32 = 10;
 
+/// How many times the agent sends one `status` report (the first time included) before it
+/// gives up on it; see the [module](self).
+pub const STATUS_ATTEMPTS: u32 = 5;
+
+/// A `status` report the DLS has not taken yet.
+struct PendingReport {
+    /// The deployment's outcome.
+    outcome: DeploymentOutcome,
+    /// When the deployment ended (the report's date and time).
+    at: SystemTime,
+    /// Attempts so far.
+    attempts: u32,
+    /// Not sent again before then.
+    due: Instant,
+}
+
+impl PendingReport {
+    /// The wait after the `attempts`-th failed attempt: `first`, doubled after each failure.
+    fn backoff(first: Duration, attempts: u32) -> Duration {
+        first.saturating_mul(1 << attempts.saturating_sub(1).min(16))
+    }
+}
+
 /// The phone's loop.
 struct Runner {
     phone: Phone,
@@ -389,6 +421,8 @@ struct Runner {
     callbacks_in_a_row: u32,
     /// Accepted deployments not yet run.
     deployments: VecDeque<Deployment>,
+    /// `status` reports not yet delivered, oldest first.
+    reports: Vec<PendingReport>,
     /// The next DCMP poll.
     poll_at: Option<Instant>,
 }
@@ -418,6 +452,14 @@ fn client_for<'a>(
     }
 }
 
+/// Shows `event` to the [`EventHook`], with `phone`, and sends it to the subscribers.
+fn emit_to(config: &AgentConfig, events: &broadcast::Sender<AgentEvent>, event: AgentEvent, phone: &Phone) {
+    if let Some(hook) = &config.on_event {
+        hook(&event, phone);
+    }
+    let _ = events.send(event);
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -441,10 +483,7 @@ impl Runner {
     }
 
     fn emit(&self, event: AgentEvent) {
-        if let Some(hook) = &self.config.on_event {
-            hook(&event, &self.phone);
-        }
-        let _ = self.events.send(event);
+        emit_to(&self.config, &self.events, event, &self.phone);
     }
 
     fn publish(&self) {
@@ -474,6 +513,10 @@ impl Runner {
             .and_then(|i| self.deployments.remove(i))
         {
             self.deploy(d).await;
+            return;
+        } else if let Some(i) = self.reports.iter().position(|r| r.due <= Instant::now()) {
+            let report = self.reports.remove(i);
+            self.report(report).await;
             return;
         } else if self.callback && !busy && self.callback_at.is_none_or(|t| t <= Instant::now()) {
             self.callback = false;
@@ -507,6 +550,7 @@ impl Runner {
         } else {
             None
         };
+        let report_at = if self.startup.is_some() { None } else { self.reports.iter().map(|r| r.due).min() };
         let listener = self.listener.as_mut();
         tokio::select! {
             c = async {
@@ -533,6 +577,7 @@ impl Runner {
             }
             () = sleep_until(poll_at) => self.poll().await,
             () = sleep_until(retry_at) => {}
+            () = sleep_until(report_at) => {}
         }
     }
 
@@ -566,6 +611,11 @@ impl Runner {
                 if reason == Reason::StartUp {
                     self.startup = None;
                     self.retry_at = None;
+                }
+                // The DLS is reachable: reports kept from a failure go now.
+                let now = Instant::now();
+                for r in &mut self.reports {
+                    r.due = r.due.min(now);
                 }
                 self.publish();
                 self.emit(AgentEvent::Interaction { reason, trigger, result: Ok(report.clone()) });
@@ -608,30 +658,40 @@ impl Runner {
     /// After a bootstrap: types the PINs for a `pin` bootstrap, then starts up on the
     /// secure port.
     async fn bootstrap(&mut self, kind: &str) {
-        while self.phone.pending_pin.is_some() {
-            if self.phone.pin_entries.is_empty() {
-                self.emit(AgentEvent::Error("the DLS bootstrapped secure mode with a PIN: no PIN to type".into()));
-                return;
-            }
-            match self.phone.enter_pin() {
-                Ok(PinOutcome::Opened) => self.emit(AgentEvent::Note("PIN accepted: secure-mode-data opened".into())),
-                Ok(PinOutcome::Wrong { left }) => self.emit(AgentEvent::Note(format!("wrong PIN ({left} tries left)"))),
-                Ok(PinOutcome::RetriesExceeded) => {
-                    let sent = match client_for(&mut self.client, &self.phone, &self.config, &self.host) {
-                        Ok(client) => self.phone.clean_up(client, "password retries exceeded").await.map(|_| ()),
-                        Err(e) => Err(e),
-                    };
-                    let how = match sent {
-                        Ok(()) => "the phone sent clean-up (password retries exceeded)".to_owned(),
-                        Err(e) => format!("sending clean-up failed: {e}"),
-                    };
-                    self.emit(AgentEvent::Error(format!("wrong PIN: retries exceeded; {how}")));
-                    return;
+        if self.phone.pending_pin.is_some() {
+            let Self { phone, client, config, host, events, .. } = self;
+            // The client the bootstrap came on, for the `clean-up` when the retries run out.
+            let typed = match client_for(client, phone, config, host) {
+                Ok(client) => {
+                    phone
+                        .enter_pins(client, |phone, typed| {
+                            let note = match typed {
+                                PinOutcome::Opened => "PIN accepted: secure-mode-data opened".to_owned(),
+                                PinOutcome::Wrong { left } => format!("wrong PIN ({left} tries left)"),
+                                PinOutcome::RetriesExceeded => return,
+                            };
+                            emit_to(config, events, AgentEvent::Note(note), phone);
+                        })
+                        .await
                 }
                 Err(e) => {
-                    self.emit(AgentEvent::Error(format!("secure-mode-data: {e}")));
+                    self.emit(AgentEvent::Error(format!("no client for the bootstrap's PIN: {e}")));
                     return;
                 }
+            };
+            let failed = match typed {
+                Ok(PinsOutcome::Opened) => None,
+                Ok(PinsOutcome::NoPinLeft) => {
+                    Some("the DLS bootstrapped secure mode with a PIN: no PIN to type".to_owned())
+                }
+                Ok(PinsOutcome::RetriesExceeded { .. }) => {
+                    Some("wrong PIN: retries exceeded; the phone sent clean-up (password retries exceeded)".to_owned())
+                }
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = failed {
+                self.emit(AgentEvent::Error(why));
+                return;
             }
         }
         let Some(port) = self.phone.secure.as_ref().map(|m| m.port) else { return };
@@ -656,10 +716,36 @@ impl Runner {
             self.retry_at = None;
             return;
         }
+        let report = PendingReport { outcome, at: SystemTime::now(), attempts: 0, due: Instant::now() };
+        self.report(report).await;
+    }
+
+    /// Sends a deployment's `status` report; keeps it to send again when the DLS did not
+    /// take it, unless that was the last attempt (see the [module](self)).
+    async fn report(&mut self, mut report: PendingReport) {
+        report.attempts += 1;
         let result = match client_for(&mut self.client, &self.phone, &self.config, &self.host) {
-            Ok(client) => self.phone.report_status(client, &outcome).await,
+            Ok(client) => self.phone.report_status_at(client, &report.outcome, report.at).await,
             Err(e) => Err(e),
         };
+        let delivered = result.is_ok();
         self.finish(Reason::Status, Trigger::Deployment, result).await;
+        if delivered {
+            return;
+        }
+        let d = &report.outcome.deployment;
+        let what = format!("the status report of {} ({})", d.file_name, d.file_type);
+        if report.attempts >= STATUS_ATTEMPTS {
+            self.emit(AgentEvent::Error(format!("{what} was not delivered in {} attempts: dropped", report.attempts)));
+            return;
+        }
+        let wait = PendingReport::backoff(self.config.retry_interval, report.attempts);
+        report.due = Instant::now() + wait;
+        self.emit(AgentEvent::Note(format!(
+            "{what} is kept: attempt {} of {STATUS_ATTEMPTS} failed, next in {:.1} s",
+            report.attempts,
+            wait.as_secs_f64()
+        )));
+        self.reports.push(report);
     }
 }

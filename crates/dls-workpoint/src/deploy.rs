@@ -407,7 +407,22 @@ impl Phone {
         client: &mut WpiClient,
         outcome: &DeploymentOutcome,
     ) -> Result<Interaction, ClientError> {
-        let items = outcome.status_items(self.mac(), SystemTime::now());
+        self.report_status_at(client, outcome, SystemTime::now()).await
+    }
+
+    /// Reports a deployment's outcome in a `status` interaction, dated `at` (UTC): the time
+    /// the deployment ended, which a report sent again later keeps.
+    ///
+    /// # Errors
+    /// [`ClientError`] when an exchange fails or the DLS breaks the protocol (the
+    /// interaction did not end with the DLS's `CleanUp`: the report was not delivered).
+    pub async fn report_status_at(
+        &mut self,
+        client: &mut WpiClient,
+        outcome: &DeploymentOutcome,
+        at: SystemTime,
+    ) -> Result<Interaction, ClientError> {
+        let items = outcome.status_items(self.mac(), at);
         self.interact_with(client, Reason::Status, items).await
     }
 

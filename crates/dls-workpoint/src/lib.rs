@@ -13,7 +13,8 @@
 //! * [`agent`]: a phone kept alive ([`Agent`]): start-up (and the switch to secure mode),
 //!   contact-me, DCMP, `send-solicited` callbacks, deployments, restarts, until stopped.
 //! * [`secure`]: secure mode — the bootstrap material, opening `secure-mode-data` with a
-//!   typed PIN ([`Phone::enter_pin`]), the mutual-TLS client for the secure port
+//!   typed PIN ([`Phone::enter_pin`], or the PINs one after another until the phone's
+//!   retries run out: [`Phone::enter_pins`]), the mutual-TLS client for the secure port
 //!   ([`Phone::secure_client`]), the `bootstrapping-tan` answer.
 //! * [`tls`]: default-mode trust (none) and verified trust.
 //! * [`contact`]: the contact-me listener (`204`, with the phone's contact gap).
@@ -60,5 +61,5 @@ pub use dcmp::{DcmpAnswer, DcmpError};
 pub use deploy::{Deployment, DeploymentKind, DeploymentOutcome, DownloadLimits, InstalledFile};
 pub use load::{Fleet, Histogram, LoadConfig, LoadMode, LoadReport, Progress};
 pub use phone::{Interaction, MAX_EXCHANGES, Phone, is_write_only, item_map, new_nonce};
-pub use secure::{PendingPin, PinOutcome, SecureMaterial};
+pub use secure::{PendingPin, PinOutcome, PinsError, PinsOutcome, RETRIES_EXCEEDED, SecureMaterial};
 pub use tls::ServerTrust;

@@ -11,7 +11,7 @@ use dls_message::{
 
 use crate::client::{ClientError, WpiClient};
 use crate::deploy::{Deployment, DeploymentRequest, InstalledFile};
-use crate::secure::{PendingPin, PinOutcome, SecureMaterial};
+use crate::secure::{PendingPin, PinOutcome, PinsError, PinsOutcome, RETRIES_EXCEEDED, SecureMaterial};
 
 /// Items a phone never lets the DLS write.
 const READ_ONLY: &[&str] = &[
@@ -381,6 +381,39 @@ impl Phone {
                     Ok(PinOutcome::RetriesExceeded)
                 } else {
                     Ok(PinOutcome::Wrong { left: pending.max_pin_retries - pending.failures })
+                }
+            }
+        }
+    }
+
+    /// The user types the PINs of [`Self::pin_entries`] one after another, as the phone
+    /// asks after a `pin` bootstrap, until the bundle opens ([`PinsOutcome::Opened`]) or
+    /// the PINs run out ([`PinsOutcome::NoPinLeft`]). When the phone's retry limit
+    /// (`max-pin-retries`) is reached, the phone ends the matter on `client` with `clean-up`
+    /// (`cleanup-reason` [`RETRIES_EXCEEDED`]) and returns the DLS's answer
+    /// ([`PinsOutcome::RetriesExceeded`]). `on_pin` is shown each PIN's outcome as it is
+    /// typed (before any `clean-up` is sent), with the phone as it is then.
+    ///
+    /// # Errors
+    /// [`PinsError::Open`] when a PIN cannot be tried (see [`Self::enter_pin`]);
+    /// [`PinsError::CleanUp`] when sending the `clean-up` fails.
+    pub async fn enter_pins(
+        &mut self,
+        client: &mut WpiClient,
+        mut on_pin: impl FnMut(&Self, &PinOutcome),
+    ) -> Result<PinsOutcome, PinsError> {
+        loop {
+            if self.pin_entries.is_empty() {
+                return Ok(PinsOutcome::NoPinLeft);
+            }
+            let typed = self.enter_pin().map_err(PinsError::Open)?;
+            on_pin(self, &typed);
+            match typed {
+                PinOutcome::Opened => return Ok(PinsOutcome::Opened),
+                PinOutcome::Wrong { .. } => {}
+                PinOutcome::RetriesExceeded => {
+                    let answer = self.clean_up(client, RETRIES_EXCEEDED).await.map_err(PinsError::CleanUp)?;
+                    return Ok(PinsOutcome::RetriesExceeded { answer });
                 }
             }
         }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use dls_message::{Item, MacAddr};
+use dls_message::{DlsMessage, Item, MacAddr};
 use dls_secure_mode::Pin;
 use rustls::ClientConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -124,6 +124,49 @@ pub enum PinOutcome {
     },
     /// Too many wrong PINs: the phone sends `clean-up` (`password retries exceeded`).
     RetriesExceeded,
+}
+
+/// How typing the PINs ended ([`crate::Phone::enter_pins`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PinsOutcome {
+    /// A PIN opened the bundle: the phone is ready for the secure port.
+    Opened,
+    /// The PINs to type ran out before one opened the bundle and before the phone's retry
+    /// limit: the bundle still waits for a PIN, and nothing was sent.
+    NoPinLeft,
+    /// Too many wrong PINs: the phone sent `clean-up` with `cleanup-reason`
+    /// `password retries exceeded` ([`RETRIES_EXCEEDED`]), and the bundle is gone.
+    RetriesExceeded {
+        /// The DLS's answer to the `clean-up`.
+        answer: DlsMessage,
+    },
+}
+
+/// The `cleanup-reason` a phone sends when the user typed too many wrong PINs.
+pub const RETRIES_EXCEEDED: &str = "password retries exceeded";
+
+/// Why typing the PINs failed ([`crate::Phone::enter_pins`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PinsError {
+    /// A PIN could not be tried: no PIN requested, the typed text is not a PIN, or the
+    /// bundle is malformed (as [`crate::Phone::enter_pin`]).
+    #[error("secure-mode-data: {0}")]
+    Open(ClientError),
+    /// The retries ran out and sending the `clean-up` failed.
+    #[error("wrong PIN: retries exceeded; sending clean-up failed: {0}")]
+    CleanUp(ClientError),
+}
+
+impl PinsError {
+    /// The underlying client error.
+    #[must_use]
+    pub fn client_error(&self) -> &ClientError {
+        match self {
+            Self::Open(e) | Self::CleanUp(e) => e,
+        }
+    }
 }
 
 /// Opens `secure-mode-data` with a typed PIN.

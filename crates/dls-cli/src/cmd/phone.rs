@@ -465,31 +465,27 @@ fn print_event(e: &dls_workpoint::AgentEvent, host: &str, state_dir: Option<&Pat
 }
 
 /// Types the given PINs until the bundle opens; when the phone's retries run out it sends
-/// `clean-up` with `password retries exceeded`, as a phone does.
+/// `clean-up` with `password retries exceeded`, as a phone does ([`Phone::enter_pins`]).
 fn open_with_pins(
     phone: &mut Phone,
     rt: &tokio::runtime::Runtime,
     client: &mut WpiClient,
     what: &str,
 ) -> anyhow::Result<()> {
-    loop {
-        if phone.pin_entries.is_empty() {
-            return Err(fail(AUTH, "the DLS bootstrapped secure mode with a PIN: give the right --pin"));
+    use dls_workpoint::PinsOutcome;
+
+    let typed = rt.block_on(phone.enter_pins(client, |_, typed| match typed {
+        PinOutcome::Opened => println!("PIN accepted: secure-mode-data opened"),
+        PinOutcome::Wrong { left } => println!("wrong PIN ({left} tries left)"),
+        PinOutcome::RetriesExceeded => {}
+    }));
+    match typed.map_err(|e| client_error(e.client_error(), what))? {
+        PinsOutcome::Opened => Ok(()),
+        PinsOutcome::RetriesExceeded { .. } => {
+            Err(fail(AUTH, "wrong PIN: retries exceeded; the phone sent clean-up (password retries exceeded)"))
         }
-        match phone.enter_pin().map_err(|e| client_error(&e, what))? {
-            PinOutcome::Opened => {
-                println!("PIN accepted: secure-mode-data opened");
-                return Ok(());
-            }
-            PinOutcome::Wrong { left } => println!("wrong PIN ({left} tries left)"),
-            PinOutcome::RetriesExceeded => {
-                rt.block_on(phone.clean_up(client, "password retries exceeded")).map_err(|e| client_error(&e, what))?;
-                return Err(fail(
-                    AUTH,
-                    "wrong PIN: retries exceeded; the phone sent clean-up (password retries exceeded)",
-                ));
-            }
-        }
+        // No PIN left to type (or an outcome this version does not know).
+        _ => Err(fail(AUTH, "the DLS bootstrapped secure mode with a PIN: give the right --pin")),
     }
 }
 

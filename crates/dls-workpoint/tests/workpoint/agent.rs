@@ -212,3 +212,105 @@ async fn a_dls_that_always_asks_for_a_callback_gets_them_spaced() {
     .await
     .expect("in time");
 }
+
+/// A DLS with a LOGO file deployed at start-up; returns it and the file's base URL.
+async fn dls_with_a_file(dir: &str) -> ScriptedDls {
+    let dls = ScriptedDls::start().await;
+    dls.serve(&format!("/files/{dir}/logo.png"), Served::Bytes(b"PNG logo".to_vec()));
+    dls.plan(Reason::StartUp, vec![(Action::FileDeployment, file_items("LOGO", "logo.png", &dls.base_url(dir)))]);
+    dls
+}
+
+/// The next `status` interaction's result.
+async fn status_result(agent: &mut Agent) -> (Trigger, Result<dls_workpoint::Interaction, String>) {
+    let e = agent.wait_for(LIMIT, |e| matches!(e, AgentEvent::Interaction { reason: Reason::Status, .. })).await;
+    match e {
+        Some(AgentEvent::Interaction { trigger, result, .. }) => (trigger, result),
+        other => panic!("no status interaction: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_status_report_the_dls_refused_is_sent_again_and_then_no_more() {
+    tokio::time::timeout(LIMIT, async {
+        let dls = dls_with_a_file("r1").await;
+        dls.refuse(Reason::Status, 503);
+        let mut config = AgentConfig::new(dls.wpi.to_string());
+        config.exchange_timeout = Duration::from_secs(10);
+        config.retry_interval = Duration::from_millis(100);
+        let mut agent = Agent::start(phone(7), config).await.expect("agent");
+
+        let (trigger, first) = status_result(&mut agent).await;
+        assert_eq!(trigger, Trigger::Deployment);
+        assert!(matches!(&first, Err(m) if m.contains("HTTP 503")), "{first:?}");
+        let (trigger, second) = status_result(&mut agent).await;
+        assert_eq!(trigger, Trigger::Deployment);
+        assert_eq!(second.expect("delivered").actions, [Action::CleanUp]);
+
+        // The same report twice, dated when the deployment ended.
+        let sent = dls.wait_interactions(&Reason::Status, 2, LIMIT).await;
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].items, sent[1].items);
+        assert_eq!(item(&sent[1], "file-deployment-name"), Some("logo.png"));
+        assert_eq!(item(&sent[1], "file-deployment-status"), Some("ok"));
+        // Delivered: dropped, never sent again.
+        assert_eq!(dls.wait_interactions(&Reason::Status, 3, Duration::from_millis(1500)).await.len(), 2);
+        agent.stop().await;
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn a_status_report_goes_again_at_once_when_the_dls_is_back() {
+    tokio::time::timeout(LIMIT, async {
+        let dls = dls_with_a_file("r2").await;
+        dls.refuse(Reason::Status, 503);
+        let mut config = AgentConfig::new(dls.wpi.to_string());
+        config.exchange_timeout = Duration::from_secs(10);
+        // Far beyond the test's limit: only the interaction that reaches the DLS can bring
+        // the report again.
+        config.retry_interval = Duration::from_secs(3600);
+        let mut agent = Agent::start(phone(8), config).await.expect("agent");
+        let addr = agent.contact_addr().expect("listening");
+        assert!(status_result(&mut agent).await.1.is_err());
+
+        assert_eq!(contact_me(addr).await, "HTTP/1.1 204 No Content");
+        let (trigger, _) = interaction(&mut agent, Reason::Solicited).await;
+        assert_eq!(trigger, Trigger::ContactMe);
+        let (trigger, again) = status_result(&mut agent).await;
+        assert_eq!(trigger, Trigger::Deployment);
+        assert!(again.is_ok(), "{again:?}");
+        assert_eq!(dls.wait_interactions(&Reason::Status, 2, LIMIT).await.len(), 2);
+        agent.stop().await;
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn a_status_report_is_dropped_after_the_last_attempt() {
+    tokio::time::timeout(LIMIT, async {
+        let dls = dls_with_a_file("r3").await;
+        for _ in 0..10 {
+            dls.refuse(Reason::Status, 503);
+        }
+        let mut config = AgentConfig::new(dls.wpi.to_string());
+        config.exchange_timeout = Duration::from_secs(10);
+        config.retry_interval = Duration::from_millis(20);
+        let mut agent = Agent::start(phone(9), config).await.expect("agent");
+        let dropped = agent.wait_for(LIMIT, |e| matches!(e, AgentEvent::Error(m) if m.contains("status report"))).await;
+        assert!(
+            matches!(&dropped, Some(AgentEvent::Error(m)) if m.contains("logo.png") && m.contains("dropped")),
+            "{dropped:?}"
+        );
+        let attempts = dls_workpoint::agent::STATUS_ATTEMPTS as usize;
+        assert_eq!(dls.wait_interactions(&Reason::Status, attempts, LIMIT).await.len(), attempts);
+        // Given up: not sent again.
+        let more = dls.wait_interactions(&Reason::Status, attempts + 1, Duration::from_millis(1000)).await;
+        assert_eq!(more.len(), attempts);
+        agent.stop().await;
+    })
+    .await
+    .expect("in time");
+}

@@ -5,4 +5,5 @@ mod agent;
 mod contact;
 mod dcmp;
 mod deployment;
+mod pins;
 mod scripted;

@@ -4,7 +4,7 @@
 //! Each interaction (a message that is not `reply-to`) takes the next plan queued for its
 //! reason (none: an empty plan); each message of the interaction is answered with the plan's
 //! next step, a `fragment="next"` reply with `GetNextFragment`, and `CleanUp` once the plan
-//! is done.
+//! is done. An interaction may instead be refused with an HTTP status ([`ScriptedDls::refuse`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -49,6 +49,8 @@ pub(crate) fn generated(len: u64) -> Vec<u8> {
 #[derive(Default)]
 pub(crate) struct State {
     plans: HashMap<String, VecDeque<Vec<Step>>>,
+    /// HTTP statuses answering the next interactions started for a reason.
+    refusals: HashMap<String, VecDeque<u16>>,
     current: VecDeque<Step>,
     /// Every message received, in order.
     pub(crate) received: Vec<WorkpointMessage>,
@@ -139,6 +141,12 @@ impl ScriptedDls {
     /// Queues a plan for the next interaction started for `reason`.
     pub(crate) fn plan(&self, reason: Reason, steps: Vec<Step>) {
         self.state().plans.entry(reason.as_str().to_owned()).or_default().push_back(steps);
+    }
+
+    /// Answers the next interaction started for `reason` with the HTTP status `status`
+    /// (the message is still recorded), e.g. `503` for a DLS that is overloaded.
+    pub(crate) fn refuse(&self, reason: Reason, status: u16) {
+        self.state().refusals.entry(reason.as_str().to_owned()).or_default().push_back(status);
     }
 
     /// Serves `body` at `path` (as requested, percent-encoded).
@@ -234,6 +242,10 @@ async fn answer_tls(state: &Mutex<State>, req: Request<Incoming>) -> Response<Re
         let mut st = lock();
         st.received.push(m.clone());
         if m.reason.value != Reason::ReplyTo {
+            if let Some(status) = st.refusals.get_mut(m.reason.value.as_str()).and_then(VecDeque::pop_front) {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return reply(status, Reply::bytes(b"refused".to_vec()));
+            }
             let plan = st.plans.get_mut(m.reason.value.as_str()).and_then(VecDeque::pop_front).unwrap_or_default();
             st.current = plan.into();
         }
