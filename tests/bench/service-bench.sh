@@ -10,11 +10,13 @@
 # connections for the memory figure, default 1000; 0 skips), DLS_LOG (the service's log
 # filter, default info, written to a file as in production), CARGO_TARGET_DIR, SKIP_BUILD.
 #
-# Every measurement of the service runs against a fresh data directory (first start-ups:
-# start-up → ReadAllItems, reply → WriteItems of the ~20-item `global` profile, reply →
-# CleanUp; 3 requests per interaction). The baseline is the `bare_tls_server` example of
-# dls-server (the service's TLS and HTTP settings, a fixed CleanUp answer) driven by
-# `dls phone load --baseline` (3 fixed requests of the same sizes per interaction).
+# Every measurement of the service starts against a fresh data directory with first
+# start-ups (start-up → ReadAllItems, reply → WriteItems of the ~20-item `global` profile,
+# reply → CleanUp; 3 requests per interaction), then runs the same phones again: repeat
+# start-ups of known phones whose configuration is in step (start-up → CleanUp; 1 request).
+# The baseline is the `bare_tls_server` example of dls-server (the service's TLS and HTTP
+# settings, a fixed CleanUp answer) driven by `dls phone load --baseline` (3 fixed requests
+# of the same sizes per interaction; with `--baseline-requests 1`, only the start-up's).
 # The load generator runs on the same machine: both sides share the cores.
 set -euo pipefail
 
@@ -120,19 +122,27 @@ echo "benchmark: $PHONES phones, concurrency $CONCURRENCY; fleet $FLEET_PHONES/$
 # 1. The service against the bare server, both connection modes.
 start_dls keepalive
 load "service keep-alive" --phones "$PHONES" --concurrency "$CONCURRENCY"
+load "service keep-alive, repeat start-ups" --phones "$PHONES" --concurrency "$CONCURRENCY"
 stop "$SERVER_PID"
 start_dls newconn
 load "service new connection per interaction" --phones "$PHONES" --concurrency "$CONCURRENCY" \
     --new-connection-per-interaction
+load "service new connection per interaction, repeat start-ups" --phones "$PHONES" \
+    --concurrency "$CONCURRENCY" --new-connection-per-interaction
 stop "$SERVER_PID"
 start_bare
-load "bare keep-alive" --baseline --phones "$PHONES" --concurrency "$CONCURRENCY"
-load "bare new connection per interaction" --baseline --phones "$PHONES" --concurrency "$CONCURRENCY" \
-    --new-connection-per-interaction
-# The same for 5 s each: the runs above are short against the bare server.
-load "bare keep-alive 5 s" --baseline --phones "$PHONES" --concurrency "$CONCURRENCY" --duration 5
-load "bare new connection per interaction 5 s" --baseline --phones "$PHONES" --concurrency "$CONCURRENCY" \
-    --new-connection-per-interaction --duration 5
+for requests in 3 1; do
+    load "bare keep-alive, $requests requests" --baseline --baseline-requests "$requests" --phones "$PHONES" \
+        --concurrency "$CONCURRENCY"
+    load "bare new connection per interaction, $requests requests" --baseline --baseline-requests "$requests" \
+        --phones "$PHONES" --concurrency "$CONCURRENCY" --new-connection-per-interaction
+    # The same for 5 s each: the runs above are short against the bare server.
+    load "bare keep-alive, $requests requests, 5 s" --baseline --baseline-requests "$requests" \
+        --phones "$PHONES" --concurrency "$CONCURRENCY" --duration 5
+    load "bare new connection per interaction, $requests requests, 5 s" --baseline \
+        --baseline-requests "$requests" --phones "$PHONES" --concurrency "$CONCURRENCY" \
+        --new-connection-per-interaction --duration 5
+done
 
 # 2. Memory per idle keep-alive connection: each connection has done one exchange (the
 # bare server) or one start-up of an already registered phone (the service).

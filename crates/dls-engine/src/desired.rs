@@ -8,10 +8,9 @@
 //! 4. the device's own overrides.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use dls_message::{Item, ValueEscaping};
-
-use crate::device::ItemKey;
 
 /// The profile that applies to every device.
 pub const GLOBAL_PROFILE: &str = "global";
@@ -62,7 +61,12 @@ pub struct Desired {
 
 /// Merges the layers that apply to a device.
 #[must_use]
-pub fn resolve(profiles: &[Profile], device_type: Option<&str>, assigned: &[String], overrides: &[Item]) -> Desired {
+pub fn resolve<'a>(
+    profiles: &'a [Profile],
+    device_type: Option<&str>,
+    assigned: &[String],
+    overrides: &'a [Item],
+) -> Desired {
     let by_name: HashMap<&str, &Profile> = profiles.iter().map(|p| (p.name.as_str(), p)).collect();
     let mut layers: Vec<&Profile> = Vec::new();
     if let Some(g) = by_name.get(GLOBAL_PROFILE) {
@@ -83,15 +87,15 @@ pub fn resolve(profiles: &[Profile], device_type: Option<&str>, assigned: &[Stri
     }
 
     let mut out = Desired::default();
-    let mut position: HashMap<ItemKey, usize> = HashMap::new();
-    let mut put = |items: &mut Vec<Item>, item: &Item| {
-        let mut item = item.clone();
-        item.status = None;
-        match position.get(&ItemKey::of(&item)) {
-            Some(&i) => items[i] = item,
-            None => {
-                position.insert(ItemKey::of(&item), items.len());
-                items.push(item);
+    // Where each item key is in `out.items`: keys borrowed from the layers.
+    let mut position: HashMap<(&str, Option<u32>), usize> = HashMap::new();
+    let mut put = |items: &mut Vec<Item>, item: &'a Item| {
+        let item_clean = || Item { status: None, ..item.clone() };
+        match position.entry((item.name.as_str(), item.index)) {
+            Entry::Occupied(e) => items[*e.get()] = item_clean(),
+            Entry::Vacant(e) => {
+                e.insert(items.len());
+                items.push(item_clean());
             }
         }
     };

@@ -150,7 +150,7 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
         let had_session = session.is_some();
         let outcome = tokio::task::spawn_blocking(move || -> Result<_, BootstrapError> {
             let (device, desired) = match mac {
-                Some(m) => (st.store.load_device(m)?, st.store.desired(m)?),
+                Some(m) => st.store.load_for_message(m)?,
                 None => (DeviceSnapshot::unknown(), Desired::default()),
             };
             let now = now();

@@ -65,6 +65,12 @@ pub trait Store: Send + Sync + 'static {
     /// overrides. An unknown device gets what applies to every device.
     fn desired(&self, mac: MacAddr) -> Result<Desired, StoreError>;
 
+    /// [`Store::load_device`] and [`Store::desired`] as of one state of the store: what
+    /// the engine needs for one message.
+    fn load_for_message(&self, mac: MacAddr) -> Result<(DeviceSnapshot, Desired), StoreError> {
+        Ok((self.load_device(mac)?, self.desired(mac)?))
+    }
+
     /// Persists one message's changes for `mac`, all or nothing, in one transaction.
     fn apply(&self, mac: MacAddr, changes: &[Change]) -> Result<(), StoreError>;
 

@@ -1671,56 +1671,86 @@ fn check_profile_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
+/// What the engine needs to know of a device, read in the caller's transaction.
+fn snapshot(tx: &Connection, mac: &str) -> Result<DeviceSnapshot, StoreError> {
+    let mut stmt = tx
+        .cached(
+            "SELECT d.inventory_at, i.items FROM devices d LEFT JOIN inventories i ON i.mac = d.mac
+             WHERE d.mac = ?1",
+        )
+        .db()?;
+    let mut rows = stmt.query([mac]).db()?;
+    let Some(row) = rows.next().db()? else {
+        return Ok(DeviceSnapshot::unknown());
+    };
+    let inventory_at: Option<i64> = row.get(0).db()?;
+    let inventory = inventory_from_sql(row.get_ref(1).db()?, mac)?;
+    drop(rows);
+    let nonces = query_all(tx, "SELECT nonce FROM nonces WHERE mac = ?1 ORDER BY seq", [mac], |r| r.get(0))?;
+    let security = load_security(tx, mac)?.map(SecurityRow::into_security).unwrap_or_default();
+    Ok(DeviceSnapshot {
+        known: true,
+        inventory,
+        inventory_at: opt_time_from_sql(inventory_at)?,
+        written: load_written(tx, mac)?.into_iter().collect(),
+        recent_nonces: nonces,
+        security,
+        jobs: jobs::open_jobs(tx, mac)?,
+    })
+}
+
+/// What a device's desired configuration is made of, as read in one transaction.
+struct DesiredInputs {
+    profiles: Arc<ProfileCache>,
+    device_type: Option<String>,
+    assigned: Vec<String>,
+    overrides: Vec<Item>,
+}
+
+impl DesiredInputs {
+    /// The profiles layered (outside the transaction: it reads nothing).
+    fn resolve(&self) -> Desired {
+        resolve(&self.profiles.profiles, self.device_type.as_deref(), &self.assigned, &self.overrides)
+    }
+}
+
+impl SqliteStore {
+    /// What the device's desired configuration is made of, read in the caller's
+    /// transaction. An unknown device has no inventory, assignments nor overrides: only
+    /// what applies to every device.
+    fn desired_inputs(&self, tx: &Connection, mac: &str) -> Result<DesiredInputs, StoreError> {
+        let (version, device_type): (i64, Option<String>) = tx
+            .cached("SELECT (SELECT version FROM profiles_version), (SELECT device_type FROM devices WHERE mac = ?1)")
+            .db()?
+            .query_row([mac], |r| Ok((r.get(0)?, r.get(1)?)))
+            .db()?;
+        Ok(DesiredInputs {
+            profiles: self.profiles_at(tx, version)?,
+            device_type,
+            assigned: load_assigned(tx, mac)?,
+            overrides: load_overrides(tx, mac)?,
+        })
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 
 impl Store for SqliteStore {
     fn load_device(&self, mac: MacAddr) -> Result<DeviceSnapshot, StoreError> {
         let mac = mac.to_string();
-        self.read(|tx| {
-            let mut stmt = tx
-                .cached(
-                    "SELECT d.inventory_at, i.items FROM devices d LEFT JOIN inventories i ON i.mac = d.mac
-                     WHERE d.mac = ?1",
-                )
-                .db()?;
-            let mut rows = stmt.query([&mac]).db()?;
-            let Some(row) = rows.next().db()? else {
-                return Ok(DeviceSnapshot::unknown());
-            };
-            let inventory_at: Option<i64> = row.get(0).db()?;
-            let inventory = inventory_from_sql(row.get_ref(1).db()?, &mac)?;
-            drop(rows);
-            let nonces = query_all(tx, "SELECT nonce FROM nonces WHERE mac = ?1 ORDER BY seq", [&mac], |r| r.get(0))?;
-            let security = load_security(tx, &mac)?.map(SecurityRow::into_security).unwrap_or_default();
-            Ok(DeviceSnapshot {
-                known: true,
-                inventory,
-                inventory_at: opt_time_from_sql(inventory_at)?,
-                written: load_written(tx, &mac)?.into_iter().collect(),
-                recent_nonces: nonces,
-                security,
-                jobs: jobs::open_jobs(tx, &mac)?,
-            })
-        })
+        self.read(|tx| snapshot(tx, &mac))
     }
 
     fn desired(&self, mac: MacAddr) -> Result<Desired, StoreError> {
         let mac = mac.to_string();
-        let (profiles, device_type, assigned, overrides) = self.read(|tx| {
-            // An unknown device has no inventory, assignments nor overrides: only what
-            // applies to every device.
-            let (version, device_type): (i64, Option<String>) = tx
-                .cached(
-                    "SELECT (SELECT version FROM profiles_version), (SELECT device_type FROM devices WHERE mac = ?1)",
-                )
-                .db()?
-                .query_row([&mac], |r| Ok((r.get(0)?, r.get(1)?)))
-                .db()?;
-            let assigned = load_assigned(tx, &mac)?;
-            let overrides = load_overrides(tx, &mac)?;
-            Ok((self.profiles_at(tx, version)?, device_type, assigned, overrides))
-        })?;
-        Ok(resolve(&profiles.profiles, device_type.as_deref(), &assigned, &overrides))
+        let inputs = self.read(|tx| self.desired_inputs(tx, &mac))?;
+        Ok(inputs.resolve())
+    }
+
+    fn load_for_message(&self, mac: MacAddr) -> Result<(DeviceSnapshot, Desired), StoreError> {
+        let mac = mac.to_string();
+        let (device, inputs) = self.read(|tx| Ok((snapshot(tx, &mac)?, self.desired_inputs(tx, &mac)?)))?;
+        Ok((device, inputs.resolve()))
     }
 
     fn apply(&self, mac: MacAddr, changes: &[Change]) -> Result<(), StoreError> {

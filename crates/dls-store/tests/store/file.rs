@@ -457,3 +457,24 @@ fn a_merge_that_changes_nothing_does_not_rewrite_the_inventory() {
     assert_eq!(snap.inventory[0], typed);
     assert_eq!(snap.inventory.iter().map(|i| i.value.as_str()).collect::<Vec<_>>(), ["1", "x", "3", "1"]);
 }
+
+#[test]
+fn what_a_message_needs_is_read_as_one_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = SqliteStore::open(&dir.path().join("dls.db")).expect("opens");
+    s.put_profile(&profile("global", None, &[("sntp-addr", None, "ntp")])).expect("puts");
+    s.put_profile(&profile("desk", Some("OpenStage 60"), &[("ringer-melody", None, "4")])).expect("puts");
+    register(&s, mac(1), 1);
+    let items = vec![Item::new("device-type", "OpenStage 60"), Item::new("sntp-addr", "old")];
+    s.apply(mac(1), &[Change::ReplaceInventory { items, at: UnixTime(5) }, Change::Nonce("n1".into())])
+        .expect("applies");
+    let (device, desired) = s.load_for_message(mac(1)).expect("loads");
+    assert_eq!(device, s.load_device(mac(1)).expect("loads"));
+    assert_eq!(desired, s.desired(mac(1)).expect("resolves"));
+    assert_eq!(desired.items.len(), 2, "the device type's profile applies: {desired:?}");
+    // An unknown device: what applies to every device.
+    let (device, desired) = s.load_for_message(mac(2)).expect("loads");
+    assert!(!device.known);
+    assert_eq!(desired, s.desired(mac(2)).expect("resolves"));
+    assert_eq!(desired.items.len(), 1);
+}
