@@ -1,6 +1,7 @@
 //! What the engine knows of a device, and the changes it asks the shell to persist.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use dls_message::{Item, ItemStatus, MacAddr, Reason};
 
@@ -141,6 +142,22 @@ pub enum Change {
         /// Whether to revoke the device's current certificate.
         revoke_certificate: bool,
     },
+    /// The phone lost its secure-mode state (it accepted a factory reset): the device
+    /// returns to not bootstrapped and keeps its security mode; its TAN failures are
+    /// cleared, any outstanding PIN is wiped and its certificates are revoked. A `nopin`
+    /// device bootstraps again at its next start-up on the default port; a `pin` device
+    /// needs a new PIN first.
+    SecurityReset {
+        /// When.
+        at: UnixTime,
+    },
+    /// The phone lost its configuration (a factory reset): the stored inventory is stale,
+    /// so it is read again at the next start-up, and what was written to the phone is
+    /// forgotten, so write-only items (passwords) are written again.
+    ForgetConfiguration,
+    /// The address the device called from (the peer of an interaction's first message):
+    /// where its contact-me may go.
+    CalledFrom(IpAddr),
     /// A security event for the audit log.
     Audit(AuditEvent),
     /// A job moved on.

@@ -1,6 +1,7 @@
 //! [`Engine::handle`]: one phone message in, the reply and the state changes out.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 
 use dls_message::fragment::{FragmentLimits, split, split_by};
 use dls_message::{Action, DlsMessage, Item, ItemList, MacAddr, Reason, ReplyStatus, WorkpointMessage};
@@ -40,6 +41,9 @@ pub struct Input<'a> {
     pub desired: &'a Desired,
     /// The bootstrap material, when [`Engine::bootstrap_needed`] asked for it.
     pub bootstrap: Option<Bootstrap>,
+    /// The address the message came from (the connection's peer), when the shell knows
+    /// it: recorded as the address the device calls from.
+    pub peer: Option<IpAddr>,
 }
 
 /// The engine's answer.
@@ -125,9 +129,9 @@ impl Engine {
     /// Answers one message.
     #[must_use]
     pub fn handle(&self, input: Input<'_>) -> Output {
-        let Input { now, message, channel, session, device, desired, bootstrap } = input;
+        let Input { now, message, channel, session, device, desired, bootstrap, peer } = input;
         let mut run =
-            Run { engine: self, now, message, channel, device, desired, changes: Vec::new(), notes: Vec::new() };
+            Run { engine: self, now, message, channel, device, desired, peer, changes: Vec::new(), notes: Vec::new() };
         let (reply, session) = match run.check_channel() {
             Some(refusal) => refusal,
             None => match session {
@@ -149,6 +153,7 @@ pub(crate) struct Run<'a> {
     pub(crate) channel: &'a Channel,
     pub(crate) device: &'a DeviceSnapshot,
     pub(crate) desired: &'a Desired,
+    pub(crate) peer: Option<IpAddr>,
     pub(crate) changes: Vec<Change>,
     pub(crate) notes: Vec<Note>,
 }
@@ -266,6 +271,9 @@ impl Run<'_> {
             self.changes.push(Change::Register { mode });
         }
         self.changes.push(Change::Contact { at: self.now, reason: reason.clone() });
+        if let Some(ip) = self.peer {
+            self.changes.push(Change::CalledFrom(ip));
+        }
         self.changes.push(Change::Nonce(self.nonce()));
         let reported: Vec<Item> = self.message.items.iter().flatten().filter(|i| i.status.is_none()).cloned().collect();
 

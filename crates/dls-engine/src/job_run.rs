@@ -9,6 +9,7 @@ use crate::device::{Change, Note};
 use crate::diff::to_write;
 use crate::engine::{Answer, Collected, Run, split_writes};
 use crate::jobs::{FACTORY_RESET_PASSWORD, FileRef, Job, JobKind, JobState, JobUpdate};
+use crate::security::{AuditEvent, AuditKind, BootstrapState, SecurityMode};
 use crate::session::{Awaiting, Session};
 
 /// A job waiting for the phone's answer to its action.
@@ -77,7 +78,7 @@ impl Run<'_> {
     /// device that is to be managed in secure mode.
     pub(crate) fn may_run_jobs(&self) -> bool {
         let (mode, _) = self.engine.security_of(self.device);
-        mode == crate::security::SecurityMode::Default || *self.channel != crate::security::Channel::Default
+        mode == SecurityMode::Default || *self.channel != crate::security::Channel::Default
     }
 
     /// Whether a job remains to be run (after this message's changes): then every
@@ -290,8 +291,12 @@ impl Run<'_> {
                 self.job_write_reply(session, job, sent, rest, refused, accepted)
             }
             Stage::Restart => {
-                let what = if matches!(job.kind, JobKind::FactoryReset) { "factory reset" } else { "restart" };
-                self.job_update(&job, JobState::Done, format!("{what} accepted"), None);
+                let answer = if matches!(job.kind, JobKind::FactoryReset) {
+                    self.factory_reset_accepted(&job)
+                } else {
+                    "restart accepted".to_owned()
+                };
+                self.job_update(&job, JobState::Done, answer, None);
                 // The phone reboots: the rest waits for its start-up.
                 session.jobs.clear();
                 self.clean_up(false)
@@ -308,6 +313,40 @@ impl Run<'_> {
                 self.next_job(session)
             }
         }
+    }
+
+    /// The phone accepted a factory reset: it forgets its configuration (read again at its
+    /// next start-up, write-only items written again) and its client certificate, the CAs
+    /// and its secure-mode settings, so a device that is (or is to be) in secure mode returns
+    /// to not bootstrapped, in the same transaction as the job's end. Returns the job's answer.
+    fn factory_reset_accepted(&mut self, job: &Job) -> String {
+        // Whatever the mode: the phone's configuration is gone.
+        self.changes.push(Change::ForgetConfiguration);
+        let security = &self.device.security;
+        if security.mode == SecurityMode::Default
+            && security.state == BootstrapState::NotBootstrapped
+            && security.certificate.is_none()
+        {
+            return "factory reset accepted".to_owned();
+        }
+        let (mode, certificate) = (security.mode, security.certificate.clone());
+        // A `pin` device may have completed its bootstrap earlier in this interaction.
+        let bootstrapped_now = self.changes.iter().any(|c| matches!(c, Change::Bootstrapped { .. }));
+        let was = if bootstrapped_now { BootstrapState::Secured } else { security.state };
+        self.changes.push(Change::SecurityReset { at: self.now });
+        let detail =
+            format!("factory-reset job {} accepted: reset to not-bootstrapped (was {})", job.id, state_name(was));
+        self.changes.push(Change::Audit(AuditEvent { at: self.now, kind: AuditKind::DeviceReset, detail }));
+        if let Some(serial) = certificate {
+            let detail = format!("serial {serial}: factory reset (job {})", job.id);
+            self.changes.push(Change::Audit(AuditEvent { at: self.now, kind: AuditKind::CertificateRevoked, detail }));
+        }
+        match mode {
+            SecurityMode::Pin => "factory reset accepted; the device must be bootstrapped again (a new PIN is needed)",
+            SecurityMode::Nopin => "factory reset accepted; the device is bootstrapped again at its next start-up",
+            SecurityMode::Default => "factory reset accepted; its secure-mode state was cleared",
+        }
+        .to_owned()
     }
 
     fn job_read_reply(&mut self, mut session: Session, job: Job, stage: Stage) -> Answer {
@@ -410,6 +449,15 @@ impl Run<'_> {
                 None,
             );
         }
+    }
+}
+
+/// A bootstrap state as the admin API spells it.
+fn state_name(state: BootstrapState) -> &'static str {
+    match state {
+        BootstrapState::NotBootstrapped => "not-bootstrapped",
+        BootstrapState::Secured => "secured",
+        BootstrapState::Failed => "failed",
     }
 }
 

@@ -99,6 +99,10 @@ pub struct Config {
     pub contact_me_concurrency: usize,
     /// How long one contact-me may take (seconds). Default 5.
     pub contact_me_timeout_secs: u64,
+    /// Send contact-me to whatever host a phone's `contact-me-uri` names. Default false:
+    /// only to the IP address the phone last called from (a caller of the unauthenticated
+    /// default-mode port must not make the DLS post to other hosts).
+    pub contact_me_any_host: bool,
     /// DCMP polls answered per second from one address (a burst of 4 times as many is
     /// allowed); more get `429`. Default 5.
     pub dcmp_polls_per_second: u32,
@@ -144,6 +148,7 @@ impl Default for Config {
             contact_me_dls_port: None,
             contact_me_concurrency: 32,
             contact_me_timeout_secs: 5,
+            contact_me_any_host: false,
             dcmp_polls_per_second: 5,
         }
     }

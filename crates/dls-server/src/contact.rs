@@ -17,6 +17,13 @@
 //!   (non-blocking, idempotent); the loop asks `targets` (off the executor) for the device's
 //!   contact-me URI when it is due, sends the POST within the attempt timeout, with bounded
 //!   concurrency, and hands every attempt to `report` (off the executor).
+//!
+//! Whom it posts to: the `contact-me-uri` comes from the phone, over the default-mode port,
+//! which anyone can reach. So that a caller cannot make the DLS post to other hosts, the
+//! URI's host must be the IP address the phone last called the DLS from, unless
+//! [`ContactPolicy::any_host`] is set (for networks where phones call through NAT or a
+//! proxy and the URI they report is still reachable). Otherwise the attempt is not made
+//! ([`ContactResult::Refused`], shown on the device's jobs).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -27,6 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dls_message::MacAddr;
+use dls_store::ContactTarget;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
@@ -73,6 +81,9 @@ pub(crate) struct ContactPolicy {
     pub(crate) dls_ip_addr: Option<String>,
     /// Sent as `dls_ip_port` when set: the port the phone should call.
     pub(crate) dls_ip_port: Option<u16>,
+    /// Post to whatever host a phone's `contact-me-uri` names (default `false`: only to
+    /// the IP address the phone last called from; see the module's documentation).
+    pub(crate) any_host: bool,
 }
 
 impl Default for ContactPolicy {
@@ -87,6 +98,7 @@ impl Default for ContactPolicy {
             max_devices: 1_000_000,
             dls_ip_addr: None,
             dls_ip_port: None,
+            any_host: false,
         }
     }
 }
@@ -108,6 +120,7 @@ impl ContactPolicy {
             max_devices: self.max_devices.max(1),
             dls_ip_addr: self.dls_ip_addr.clone(),
             dls_ip_port: self.dls_ip_port,
+            any_host: self.any_host,
         }
     }
 
@@ -137,6 +150,8 @@ pub(crate) enum ContactResult {
     Timeout,
     /// No exchange: connection refused, reset, name not resolved, unusable URI, …
     Unreachable(String),
+    /// Not sent: the URI's host is not the address the phone calls from.
+    Refused(String),
 }
 
 impl ContactResult {
@@ -154,6 +169,7 @@ impl fmt::Display for ContactResult {
             Self::Status(s) => write!(f, "contact-me answered {s}"),
             Self::Timeout => f.write_str("contact-me timed out"),
             Self::Unreachable(why) => write!(f, "contact-me failed: {why}"),
+            Self::Refused(why) => write!(f, "contact-me not sent: {why}"),
         }
     }
 }
@@ -427,9 +443,10 @@ impl ContactPlanner {
     }
 }
 
-/// Gives the contact-me URI of a device that still needs contacting (`None`: nothing pending
-/// any more, or no `contact-me-uri`). Called on a blocking thread.
-pub(crate) type ContactTargets = Arc<dyn Fn(MacAddr) -> Option<String> + Send + Sync>;
+/// Gives the contact-me URI of a device that still needs contacting, and the address it
+/// calls from (`None`: nothing pending any more, or no `contact-me-uri`). Called on a
+/// blocking thread.
+pub(crate) type ContactTargets = Arc<dyn Fn(MacAddr) -> Option<ContactTarget> + Send + Sync>;
 /// Records an attempt (e.g. in the device's job listing). Called on a blocking thread.
 pub(crate) type ContactReport = Arc<dyn Fn(MacAddr, &ContactAttempt) + Send + Sync>;
 
@@ -604,8 +621,8 @@ async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, done: wat
 /// One attempt for `mac`, already `started` in the planner.
 async fn attempt(shared: Arc<Shared>, mac: MacAddr, permit: OwnedSemaphorePermit) {
     let targets = shared.targets.clone();
-    let uri = match tokio::task::spawn_blocking(move || targets(mac)).await {
-        Ok(Some(uri)) => uri,
+    let target = match tokio::task::spawn_blocking(move || targets(mac)).await {
+        Ok(Some(target)) => target,
         Ok(None) => {
             debug!(%mac, "nothing to contact any more");
             shared.planner().cancel(mac);
@@ -622,7 +639,9 @@ async fn attempt(shared: Arc<Shared>, mac: MacAddr, permit: OwnedSemaphorePermit
         }
     };
     let at_unix_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let result = send(&uri, shared.body.clone(), shared.policy.attempt_timeout).await;
+    let caller = (!shared.policy.any_host).then_some(target.caller);
+    let uri = target.uri;
+    let result = send(&uri, caller, shared.body.clone(), shared.policy.attempt_timeout).await;
     debug!(%mac, "{result}");
     {
         let now = shared.now();
@@ -748,11 +767,18 @@ impl Drop for AbortOnDrop {
 }
 
 /// Sends one contact-me to `uri` within `timeout`.
-async fn send(uri: &str, body: Bytes, timeout: Duration) -> ContactResult {
+/// Posts the contact-me to `uri`; with `caller` (`Some`), only if the URI's host is that
+/// address (`Some(None)`: the phone's address is not known, nothing is sent).
+async fn send(uri: &str, caller: Option<Option<IpAddr>>, body: Bytes, timeout: Duration) -> ContactResult {
     let target = match parse_uri(uri) {
         Ok(t) => t,
         Err(why) => return ContactResult::Unreachable(why),
     };
+    if let Some(caller) = caller {
+        if let Err(why) = check_caller(&target.host, caller) {
+            return ContactResult::Refused(why);
+        }
+    }
     let deadline = Instant::now() + timeout;
     match tokio::time::timeout_at(deadline, exchange(&target, body)).await {
         Err(_) => ContactResult::Timeout,
@@ -765,6 +791,22 @@ async fn send(uri: &str, body: Bytes, timeout: Duration) -> ContactResult {
             } else {
                 ContactResult::Status(status.as_u16())
             }
+        }
+    }
+}
+
+/// Whether a contact-me may go to `host`: only if it is `caller`, the address the phone
+/// last called from (an IPv4 address and its IPv6-mapped form are the same).
+fn check_caller(host: &TargetHost, caller: Option<IpAddr>) -> Result<(), String> {
+    match (host, caller) {
+        (_, None) => Err("the address the phone calls from is not known yet".into()),
+        (TargetHost::Ip(ip), Some(c)) if ip.to_canonical() == c.to_canonical() => Ok(()),
+        (TargetHost::Ip(ip), Some(c)) => {
+            Err(format!("the contact-me-uri's host {ip} is not the address the phone calls from ({c})"))
+        }
+        (TargetHost::Name(name), Some(c)) => {
+            let shown: String = name.chars().take(80).collect();
+            Err(format!("the contact-me-uri names the host {shown:?}, not the address the phone calls from ({c})"))
         }
     }
 }
@@ -1104,14 +1146,14 @@ mod tests {
     /// A sender whose targets come from a map and whose reports go to a channel.
     struct Harness {
         handle: ContactHandle,
-        uris: Arc<Mutex<HashMap<MacAddr, String>>>,
+        uris: Arc<Mutex<HashMap<MacAddr, ContactTarget>>>,
         reports: mpsc::UnboundedReceiver<(MacAddr, ContactAttempt)>,
         shutdown: watch::Sender<bool>,
     }
 
     impl Harness {
         fn new(policy: ContactPolicy) -> Self {
-            let uris: Arc<Mutex<HashMap<MacAddr, String>>> = Arc::default();
+            let uris: Arc<Mutex<HashMap<MacAddr, ContactTarget>>> = Arc::default();
             let (tx, reports) = mpsc::unbounded_channel();
             let (shutdown, rx) = watch::channel(false);
             let lookup = uris.clone();
@@ -1126,8 +1168,13 @@ mod tests {
             Self { handle, uris, reports, shutdown }
         }
 
+        /// `uri` for `mac`, the phone calling from 127.0.0.1 (where the test phones listen).
         fn target(&self, mac: MacAddr, uri: String) {
-            self.uris.lock().expect("lock").insert(mac, uri);
+            self.target_from(mac, uri, Some(IpAddr::from([127, 0, 0, 1])));
+        }
+
+        fn target_from(&self, mac: MacAddr, uri: String, caller: Option<IpAddr>) {
+            self.uris.lock().expect("lock").insert(mac, ContactTarget::new(uri, caller));
         }
 
         async fn report(&mut self) -> (MacAddr, ContactAttempt) {
@@ -1252,6 +1299,53 @@ mod tests {
             }
         });
         (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn only_the_address_the_phone_calls_from_is_contacted() {
+        tokio::time::timeout(LIMIT, async {
+            let ok = "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n";
+            let (addr, mut requests) = raw_server(ok).await;
+            let mut h = Harness::new(quick());
+            let other = IpAddr::from([127, 0, 0, 2]);
+            h.target_from(mac(1), uri(addr), Some(other));
+            h.target_from(mac(2), format!("http://localhost:{}{CONTACT_ME_PATH}", addr.port()), Some(addr.ip()));
+            h.target_from(mac(3), uri(addr), None);
+            let mapped = IpAddr::from(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+            h.target_from(mac(4), uri(addr), Some(mapped));
+            for n in 1..=4 {
+                h.handle.request(mac(n)).expect("request");
+            }
+            let mut results = HashMap::new();
+            for _ in 1..=4 {
+                let (m, attempt) = h.report().await;
+                results.insert(m, attempt.result);
+            }
+            let refused = |m: u8| match &results[&mac(m)] {
+                ContactResult::Refused(why) => why.clone(),
+                other => panic!("phone {m}: want Refused, got {other:?}"),
+            };
+            assert!(refused(1).contains("host 127.0.0.1 is not the address the phone calls from (127.0.0.2)"));
+            assert!(refused(2).contains("names the host \"localhost\""));
+            assert!(refused(3).contains("not known yet"));
+            assert_eq!(results[&mac(4)], ContactResult::Contacted, "an IPv4 address is its IPv6-mapped form");
+            assert_eq!(
+                results[&mac(1)].to_string(),
+                "contact-me not sent: the contact-me-uri's host 127.0.0.1 is not the address the phone calls from \
+                 (127.0.0.2)"
+            );
+            // One request reached the listener: phone 4's.
+            requests.recv().await.expect("phone 4's request");
+            assert!(requests.try_recv().is_err(), "nothing else was sent");
+
+            // Allowed explicitly: any host the phone names.
+            let mut h = Harness::new(ContactPolicy { any_host: true, ..quick() });
+            h.target_from(mac(1), uri(addr), Some(other));
+            h.handle.request(mac(1)).expect("request");
+            assert_eq!(h.report().await.1.result, ContactResult::Contacted);
+        })
+        .await
+        .expect("in time");
     }
 
     #[tokio::test]

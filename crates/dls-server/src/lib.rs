@@ -293,6 +293,7 @@ fn start_contact(
         concurrency: config.contact_me_concurrency,
         dls_ip_addr: config.contact_me_dls_address.clone(),
         dls_ip_port: config.contact_me_dls_port,
+        any_host: config.contact_me_any_host,
         ..contact::ContactPolicy::default()
     };
     let lookup = store.clone();

@@ -166,6 +166,7 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
                 device: &device,
                 desired: &desired,
                 bootstrap,
+                peer: Some(peer.ip()),
             });
             if let (Some(m), false) = (mac, out.changes.is_empty()) {
                 st.store.apply(m, &out.changes)?;

@@ -15,9 +15,9 @@ use dls_engine::{Change, Desired, DeviceSnapshot, JobId, Profile, UnixTime};
 use dls_message::MacAddr;
 
 pub use model::{
-    AuditRecord, CertificateRecord, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary,
-    DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, SecuritySummary,
-    SecurityUpdate, WrittenSummary,
+    AuditRecord, CertificateRecord, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec,
+    DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob,
+    SecuritySummary, SecurityUpdate, WrittenSummary,
 };
 pub use sqlite::SqliteStore;
 
@@ -170,9 +170,9 @@ pub trait Store: Send + Sync + 'static {
     /// The devices that have jobs the DLS still has to send, oldest job first.
     fn devices_with_pending_jobs(&self, limit: usize) -> Result<Vec<MacAddr>, StoreError>;
 
-    /// Where to send a contact-me for a device: its reported `contact-me-uri`, when it has
-    /// pending jobs or `always`; `None` otherwise.
-    fn contact_target(&self, mac: MacAddr, always: bool) -> Result<Option<String>, StoreError>;
+    /// Where to send a contact-me for a device: its reported `contact-me-uri` and the
+    /// address it last called from, when it has pending jobs or `always`; `None` otherwise.
+    fn contact_target(&self, mac: MacAddr, always: bool) -> Result<Option<ContactTarget>, StoreError>;
 
     /// Records a contact-me attempt on the device's pending jobs.
     fn record_contact(&self, mac: MacAddr, at: UnixTime, result: &str) -> Result<(), StoreError>;

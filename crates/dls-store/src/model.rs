@@ -1,5 +1,7 @@
 //! The records the storage interface speaks in (also the admin API's JSON).
 
+use std::net::IpAddr;
+
 use dls_engine::{AuditKind, BootstrapState, ItemKey, SecurityMode, UnixTime, WriteOutcome};
 use dls_message::{Item, MacAddr};
 use serde::{Deserialize, Serialize};
@@ -229,6 +231,24 @@ pub struct JobRecord {
     /// When.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact_at: Option<UnixTime>,
+}
+
+/// Where to send a device's contact-me.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContactTarget {
+    /// The `contact-me-uri` the phone reported.
+    pub uri: String,
+    /// The address the phone last called the DLS from, when known.
+    pub caller: Option<IpAddr>,
+}
+
+impl ContactTarget {
+    /// A target.
+    #[must_use]
+    pub fn new(uri: impl Into<String>, caller: Option<IpAddr>) -> Self {
+        Self { uri: uri.into(), caller }
+    }
 }
 
 /// Which jobs to list. Every set field must match.

@@ -75,9 +75,9 @@ use rusqlite::{
 use zeroize::Zeroizing;
 
 use crate::model::{
-    AuditRecord, CertificateRecord, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary,
-    DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, SecuritySummary,
-    SecurityUpdate, WrittenSummary,
+    AuditRecord, CertificateRecord, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec,
+    DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob,
+    SecuritySummary, SecurityUpdate, WrittenSummary,
 };
 use crate::{Store, StoreError};
 
@@ -142,6 +142,7 @@ const SCOPE_PROFILE: &str = "profile";
 const SUPERSEDED: &str = "superseded";
 const REVOKED_BY_RESET: &str = "reset";
 const REVOKED_BY_BOOTSTRAP_FAILURE: &str = "bootstrap-failed";
+const REVOKED_BY_FACTORY_RESET: &str = "factory-reset";
 
 /// One schema migration: SQL, then (if any) a step in Rust, in the same transaction.
 struct Migration {
@@ -348,6 +349,13 @@ const MIGRATIONS: &[Migration] = &[
     CREATE INDEX jobs_open ON jobs (mac, id) WHERE state IN ('queued', 'sent', 'busy-retry');
     CREATE INDEX jobs_by_state ON jobs (state, id);
     CREATE INDEX jobs_by_file ON jobs (file_id) WHERE file_id IS NOT NULL;
+    ",
+        then: None,
+    },
+    // 6: the address a device last called from (where its contact-me may go).
+    Migration {
+        sql: "
+    ALTER TABLE devices ADD COLUMN last_address TEXT;  -- an IP address, canonical form
     ",
         then: None,
     },
@@ -1593,6 +1601,28 @@ fn apply_changes(
                     revoke_certificates(conn, mac, *at, REVOKED_BY_BOOTSTRAP_FAILURE)?;
                 }
             }
+            // The phone forgot its secure-mode state; the mode stays.
+            Change::SecurityReset { at } => {
+                time_to_sql(*at)?;
+                conn.cached(
+                    "UPDATE devices SET bootstrap_state = ?2, tan_failures = 0, pin = NULL, pin_issued_at = NULL
+                     WHERE mac = ?1",
+                )
+                .db()?
+                .execute(params![mac, state_to_sql(BootstrapState::NotBootstrapped)])
+                .db()?;
+                revoke_certificates(conn, mac, *at, REVOKED_BY_FACTORY_RESET)?;
+            }
+            Change::ForgetConfiguration => {
+                conn.cached("UPDATE devices SET inventory_at = NULL WHERE mac = ?1").db()?.execute([mac]).db()?;
+                conn.cached("DELETE FROM written WHERE mac = ?1").db()?.execute([mac]).db()?;
+            }
+            Change::CalledFrom(ip) => {
+                conn.cached("UPDATE devices SET last_address = ?2 WHERE mac = ?1")
+                    .db()?
+                    .execute(params![mac, ip.to_canonical().to_string()])
+                    .db()?;
+            }
             Change::Audit(AuditEvent { at, kind, detail }) => insert_audit(conn, mac, *at, *kind, detail)?,
             Change::Job(update) => jobs::apply_update(conn, mac, update)?,
             // A change this version does not know must not be dropped silently.
@@ -2258,7 +2288,7 @@ impl Store for SqliteStore {
         self.read(|tx| jobs::devices_with_pending_jobs(tx, limit))
     }
 
-    fn contact_target(&self, mac: MacAddr, always: bool) -> Result<Option<String>, StoreError> {
+    fn contact_target(&self, mac: MacAddr, always: bool) -> Result<Option<ContactTarget>, StoreError> {
         self.read(|tx| jobs::contact_target(tx, mac, always))
     }
 

@@ -94,6 +94,10 @@ pub(crate) struct ServeArgs {
     /// The port a contact-me tells phones to call (`dls_ip_port`).
     #[arg(long)]
     contact_me_dls_port: Option<u16>,
+    /// Send contact-me to whatever host a phone's contact-me-uri names, not only to the
+    /// address the phone last called from (phones behind NAT or a proxy).
+    #[arg(long)]
+    contact_me_any_host: bool,
     /// DCMP polls answered per second from one address.
     #[arg(long)]
     dcmp_polls_per_second: Option<u32>,
@@ -176,6 +180,9 @@ fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
     }
     if let Some(v) = args.contact_me_dls_port {
         config.contact_me_dls_port = Some(v);
+    }
+    if args.contact_me_any_host {
+        config.contact_me_any_host = true;
     }
     if let Some(v) = args.dcmp_polls_per_second {
         config.dcmp_polls_per_second = v;

@@ -250,3 +250,20 @@ fn replies_carry_the_nonce_they_answer_even_when_the_phone_switches() {
     let out = sh.send(&reply("CCCC", Action::WriteItems, ReplyStatus::Accepted, None));
     assert_clean_up(&out.reply, "CCCC");
 }
+
+#[test]
+fn the_address_a_phone_calls_from_is_recorded_once_per_interaction() {
+    let mut sh = Shell::new();
+    let out = sh.send(&start_up("N1"));
+    assert_eq!(out.reply.action, Action::ReadAllItems);
+    assert!(out.changes.contains(&Change::CalledFrom(PEER)));
+    assert_eq!(sh.called_from, Some(PEER));
+    // Within the interaction, not again.
+    let out = sh.send(&reply("N1", Action::ReadAllItems, ReplyStatus::Accepted, Some(inventory())));
+    assert!(!out.changes.iter().any(|c| matches!(c, Change::CalledFrom(_))), "{:?}", out.changes);
+    // A shell that does not know the peer records nothing.
+    sh.peer = None;
+    sh.now = UnixTime(sh.now.0 + 60);
+    let out = sh.send(&start_up("N2"));
+    assert!(!out.changes.iter().any(|c| matches!(c, Change::CalledFrom(_))));
+}

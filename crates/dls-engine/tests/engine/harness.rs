@@ -1,5 +1,7 @@
 //! An in-memory shell: keeps one device's snapshot and session, applies changes.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use dls_engine::desired::{Profile, resolve};
 use dls_engine::{
     BootstrapState, Change, Channel, Desired, DeviceSnapshot, Engine, EngineConfig, Input, ItemKey, Output, Session,
@@ -11,6 +13,8 @@ use dls_message::{
 
 pub(crate) const MAC: &str = "00:1A:E8:3C:4D:5E";
 pub(crate) const KEY: [u8; 32] = [42; 32];
+/// The address the phone calls from, unless a test says otherwise.
+pub(crate) const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 41));
 
 pub(crate) struct Shell {
     pub(crate) engine: Engine,
@@ -26,6 +30,10 @@ pub(crate) struct Shell {
     pub(crate) phone_cleanup: Option<Option<String>>,
     pub(crate) contacts: usize,
     pub(crate) job_log: Vec<dls_engine::JobUpdate>,
+    /// The address the shell says messages come from.
+    pub(crate) peer: Option<IpAddr>,
+    /// The last `Change::CalledFrom`.
+    pub(crate) called_from: Option<IpAddr>,
 }
 
 impl Shell {
@@ -48,6 +56,8 @@ impl Shell {
             phone_cleanup: None,
             contacts: 0,
             job_log: Vec::new(),
+            peer: Some(PEER),
+            called_from: None,
         }
     }
 
@@ -66,6 +76,7 @@ impl Shell {
             device: &self.device,
             desired: &self.desired,
             bootstrap: self.bootstrap.take(),
+            peer: self.peer,
         });
         for c in &out.changes {
             self.apply(c);
@@ -98,8 +109,20 @@ impl Shell {
                     d.security.certificate = None;
                 }
             }
+            Change::SecurityReset { .. } => {
+                d.security.state = BootstrapState::NotBootstrapped;
+                d.security.tan = None;
+                d.security.pin_issued_at = None;
+                d.security.tan_failures = 0;
+                d.security.certificate = None;
+            }
             Change::Audit(e) => self.audit.push(e.kind),
             Change::Contact { .. } => self.contacts += 1,
+            Change::CalledFrom(ip) => self.called_from = Some(*ip),
+            Change::ForgetConfiguration => {
+                d.inventory_at = None;
+                d.written.clear();
+            }
             Change::Nonce(n) => d.recent_nonces.push(n.clone()),
             Change::MergeInventory(items) => {
                 for i in items.iter().filter(|i| i.status.is_none()) {

@@ -1,6 +1,6 @@
 //! Jobs: each kind's action, the phone's answers, busy, send-solicited, deployments.
 
-use dls_engine::{EngineConfig, FileRef, ItemKey, Job, JobKind, JobState, SecurityMode, UnixTime};
+use dls_engine::{Change, EngineConfig, FileRef, ItemKey, Job, JobKind, JobState, SecurityMode, UnixTime};
 use dls_message::{Action, DlsMessage, Fragment, Item, ItemStatus, Reason, ReasonForContact, ReplyStatus};
 
 use crate::harness::*;
@@ -204,8 +204,37 @@ fn factory_reset_sends_the_password_and_type() {
     assert_eq!(out.reply.action, Action::Restart);
     assert_eq!(out.reply.item("restart-password"), Some("124816"));
     assert_eq!(out.reply.item("restart-type"), Some("FactoryReset"));
-    sh.send(&reply("S1", Action::Restart, ReplyStatus::Accepted, None));
+    let out = sh.send(&reply("S1", Action::Restart, ReplyStatus::Accepted, None));
     assert_eq!(answer_of(&sh, 1), "factory reset accepted");
+    // A default-mode device that never was bootstrapped has no secure-mode state to lose;
+    // its configuration it loses.
+    assert!(out.changes.iter().all(|c| matches!(c, Change::Job(_) | Change::ForgetConfiguration)), "{:?}", out.changes);
+    assert!(out.changes.contains(&Change::ForgetConfiguration));
+    assert!(sh.audit.is_empty());
+}
+
+#[test]
+fn after_a_factory_reset_the_configuration_is_read_and_written_again() {
+    let mut sh = shell_with(vec![]);
+    sh.set_profile(vec![Item::new("admin-pwd", "s3cret"), Item::new("country-iso", "DE")]);
+    // The password is written once; the next start-up writes nothing.
+    let out = sh.send(&start_up("U0"));
+    assert_eq!(out.reply.item("admin-pwd"), Some("s3cret"));
+    sh.send(&reply("U0", Action::WriteItems, ReplyStatus::Accepted, None));
+    let out = sh.send(&start_up("U1"));
+    assert_clean_up(&out.reply, "U1");
+
+    sh.device.jobs =
+        vec![Job { id: 7, kind: JobKind::FactoryReset, state: JobState::Queued, attempts: 0, accepted: false }];
+    let out = sh.send(&solicited("S1"));
+    assert_eq!(out.reply.item("restart-type"), Some("FactoryReset"));
+    sh.send(&reply("S1", Action::Restart, ReplyStatus::Accepted, None));
+    // The phone comes back with its factory settings: read it all, write the password again.
+    let out = sh.send(&start_up("U2"));
+    assert_eq!(out.reply.action, Action::ReadAllItems);
+    let out = sh.send(&reply("U2", Action::ReadAllItems, ReplyStatus::Accepted, Some(inventory())));
+    assert_eq!(out.reply.action, Action::WriteItems);
+    assert_eq!(out.reply.item("admin-pwd"), Some("s3cret"));
 }
 
 #[test]

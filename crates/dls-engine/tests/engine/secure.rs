@@ -1,8 +1,9 @@
-//! Secure mode: bootstrap on the default port, the secure port, the TAN, refusals.
+//! Secure mode: bootstrap on the default port, the secure port, the TAN, refusals, and what
+//! an accepted factory reset does to it.
 
 use dls_engine::{
-    AuditKind, Bootstrap, BootstrapKind, BootstrapState, Change, Channel, EngineConfig, IssuedCertificate,
-    SecurityMode, UnixTime, WRONG_TAN,
+    AuditKind, Bootstrap, BootstrapKind, BootstrapState, Change, Channel, EngineConfig, IssuedCertificate, Job,
+    JobKind, JobState, SecurityMode, UnixTime, WRONG_TAN,
 };
 use dls_message::{Action, Item, MacAddr, Reason, ReasonForContact, ReplyStatus};
 
@@ -215,4 +216,171 @@ fn new_devices_follow_the_policy() {
     assert_eq!(out.reply.action, Action::WriteItems);
     assert!(out.changes.contains(&Change::Register { mode: SecurityMode::Nopin }));
     assert_eq!(sh.device.security.mode, SecurityMode::Nopin);
+}
+
+/// A device bootstrapped in `mode` with certificate `serial`, on the secure port, with a
+/// factory-reset job queued (id 7).
+fn secured_with_factory_reset(mode: SecurityMode, serial: &str) -> Shell {
+    let mut sh = Shell::new();
+    secure_device(&mut sh, mode, None);
+    sh.device.security.state = BootstrapState::Secured;
+    sh.device.security.certificate = Some(serial.into());
+    sh.device.inventory = inventory().into_iter().filter(|i| i.status.is_none()).collect();
+    sh.device.inventory_at = Some(sh.now);
+    sh.device.jobs =
+        vec![Job { id: 7, kind: JobKind::FactoryReset, state: JobState::Queued, attempts: 0, accepted: false }];
+    sh.channel = secure_channel(serial);
+    sh
+}
+
+fn solicited(nonce: &str) -> dls_message::WorkpointMessage {
+    msg(nonce, ReasonForContact::new(Reason::Solicited), Some(basic_items()))
+}
+
+/// The last answer recorded for job `id`.
+fn job_answer(sh: &Shell, id: i64) -> String {
+    sh.job_log.iter().rev().find(|u| u.id == id).and_then(|u| u.answer.clone()).unwrap_or_default()
+}
+
+/// Runs the queued factory reset; the phone answers `status`. Returns the changes of the
+/// message that answered the `Restart`.
+fn run_factory_reset(sh: &mut Shell, nonce: &str, status: ReplyStatus) -> Vec<Change> {
+    let out = sh.send(&solicited(nonce));
+    assert_eq!(out.reply.action, Action::Restart);
+    assert_eq!(out.reply.item("restart-type"), Some("FactoryReset"));
+    let out = sh.send(&reply(nonce, Action::Restart, status, None));
+    assert_clean_up(&out.reply, nonce);
+    out.changes
+}
+
+#[test]
+fn an_accepted_factory_reset_returns_a_nopin_device_to_not_bootstrapped() {
+    let mut sh = secured_with_factory_reset(SecurityMode::Nopin, "AB10");
+    sh.audit.clear();
+    let changes = run_factory_reset(&mut sh, "F1", ReplyStatus::Accepted);
+    // The reset, its audit records and the job's end: one message, one transaction.
+    assert!(changes.contains(&Change::SecurityReset { at: sh.now }), "{changes:?}");
+    let done = changes.iter().any(|c| matches!(c, Change::Job(u) if u.id == 7 && u.state == JobState::Done));
+    assert!(done, "{changes:?}");
+    let details: Vec<(AuditKind, String)> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Audit(e) => Some((e.kind, e.detail.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(details.len(), 2, "{details:?}");
+    assert_eq!(details[0].0, AuditKind::DeviceReset);
+    assert!(details[0].1.contains("factory-reset job 7") && details[0].1.contains("was secured"), "{details:?}");
+    assert_eq!(details[1].0, AuditKind::CertificateRevoked);
+    assert!(details[1].1.contains("AB10") && details[1].1.contains("factory reset"), "{details:?}");
+    let answer = job_answer(&sh, 7);
+    assert!(answer.starts_with("factory reset accepted"), "{answer}");
+    assert!(answer.contains("bootstrapped again"), "{answer}");
+    assert_eq!(sh.device.security.mode, SecurityMode::Nopin, "the mode stays");
+    assert_eq!(sh.device.security.state, BootstrapState::NotBootstrapped);
+    assert_eq!(sh.device.security.certificate, None);
+
+    // The old certificate is refused on the secure port.
+    let out = sh.send(&start_up("F2"));
+    assert_clean_up(&out.reply, "F2");
+    assert_eq!(out.reply.item("cleanup-reason"), Some("certificate revoked"));
+    assert_eq!(sh.audit.last(), Some(&AuditKind::CertificateRefused));
+
+    // The phone, reset, starts up on the default port: it is bootstrapped again.
+    sh.channel = Channel::Default;
+    assert_eq!(needed(&sh, "F3"), Some(BootstrapKind::Nopin));
+    sh.bootstrap = Some(material("nopin", "AB11"));
+    let out = sh.send(&start_up("F3"));
+    assert_eq!(out.reply.action, Action::WriteItems);
+    assert_eq!(out.reply.item("goto-secure-mode"), Some("nopin"));
+    assert_clean_up(&sh.send(&reply("F3", Action::WriteItems, ReplyStatus::Accepted, None)).reply, "F3");
+    sh.channel = secure_channel("AB11");
+    let out = sh.send(&start_up("F4"));
+    assert_eq!(out.reply.item("cleanup-reason"), None, "accepted with its new certificate");
+    assert_eq!(sh.device.security.state, BootstrapState::Secured);
+}
+
+#[test]
+fn an_accepted_factory_reset_of_a_pin_device_needs_a_new_pin() {
+    let mut sh = secured_with_factory_reset(SecurityMode::Pin, "AC20");
+    sh.device.security.tan_failures = 2;
+    run_factory_reset(&mut sh, "F1", ReplyStatus::Accepted);
+    assert_eq!(
+        job_answer(&sh, 7),
+        "factory reset accepted; the device must be bootstrapped again (a new PIN is needed)"
+    );
+    let s = &sh.device.security;
+    assert_eq!(
+        (s.mode, s.state, s.certificate.as_deref(), s.tan.as_deref(), s.tan_failures),
+        (SecurityMode::Pin, BootstrapState::NotBootstrapped, None, None, 0)
+    );
+    assert!(sh.audit.ends_with(&[AuditKind::DeviceReset, AuditKind::CertificateRevoked]), "{:?}", sh.audit);
+    // No PIN: no bootstrap, and the default port says why.
+    sh.channel = Channel::Default;
+    assert_eq!(needed(&sh, "F2"), None);
+    let out = sh.send(&start_up("F2"));
+    assert_eq!(out.reply.item("cleanup-reason"), Some("no valid PIN"));
+    // With a new PIN (the administrator's part), it bootstraps again.
+    sh.device.security.tan = Some("654".into());
+    sh.device.security.pin_issued_at = Some(sh.now);
+    assert_eq!(needed(&sh, "F3"), Some(BootstrapKind::Pin));
+}
+
+#[test]
+fn a_refused_or_busy_factory_reset_changes_no_security_state() {
+    for status in [ReplyStatus::Failed, ReplyStatus::Busy] {
+        let mut sh = secured_with_factory_reset(SecurityMode::Nopin, "AD30");
+        let changes = run_factory_reset(&mut sh, "F1", status.clone());
+        assert!(!changes.iter().any(|c| matches!(c, Change::SecurityReset { .. })), "{status}: {changes:?}");
+        assert!(!sh.audit.contains(&AuditKind::DeviceReset), "{status}");
+        assert_eq!(sh.device.security.state, BootstrapState::Secured, "{status}");
+        assert_eq!(sh.device.security.certificate.as_deref(), Some("AD30"), "{status}");
+    }
+}
+
+#[test]
+fn a_factory_reset_right_after_the_tan_resets_the_fresh_bootstrap() {
+    let mut sh = Shell::new();
+    secure_device(&mut sh, SecurityMode::Pin, Some("321"));
+    sh.device.security.certificate = Some("AE40".into());
+    sh.device.inventory = inventory().into_iter().filter(|i| i.status.is_none()).collect();
+    sh.device.inventory_at = Some(sh.now);
+    sh.device.jobs =
+        vec![Job { id: 3, kind: JobKind::FactoryReset, state: JobState::Queued, attempts: 0, accepted: false }];
+    sh.channel = secure_channel("AE40");
+    assert_eq!(sh.send(&start_up("T1")).reply.action, Action::ReadItems);
+    let out = sh.send(&reply(
+        "T1",
+        Action::ReadItems,
+        ReplyStatus::Accepted,
+        Some(vec![Item::new("bootstrapping-tan", "321")]),
+    ));
+    assert_eq!(out.reply.action, Action::Restart);
+    assert_eq!(sh.device.security.state, BootstrapState::Secured);
+    let out = sh.send(&reply("T1", Action::Restart, ReplyStatus::Accepted, None));
+    assert_clean_up(&out.reply, "T1");
+    assert_eq!(sh.device.security.state, BootstrapState::NotBootstrapped);
+    assert_eq!(sh.device.security.certificate, None);
+    let reset = out.changes.iter().find_map(|c| match c {
+        Change::Audit(e) if e.kind == AuditKind::DeviceReset => Some(e.detail.clone()),
+        _ => None,
+    });
+    assert!(reset.is_some_and(|d| d.contains("was secured")));
+}
+
+#[test]
+fn a_default_mode_device_with_leftover_secure_state_is_reset_too() {
+    // Bootstrapped in nopin, then switched back to default by an administrator.
+    let mut sh = secured_with_factory_reset(SecurityMode::Nopin, "AF50");
+    sh.device.security.mode = SecurityMode::Default;
+    sh.channel = Channel::Default;
+    let changes = run_factory_reset(&mut sh, "F1", ReplyStatus::Accepted);
+    assert!(changes.contains(&Change::SecurityReset { at: sh.now }), "{changes:?}");
+    assert!(job_answer(&sh, 7).starts_with("factory reset accepted"));
+    assert_eq!(sh.device.security.mode, SecurityMode::Default);
+    assert_eq!(
+        (sh.device.security.state, sh.device.security.certificate.as_deref()),
+        (BootstrapState::NotBootstrapped, None)
+    );
 }

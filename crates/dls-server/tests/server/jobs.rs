@@ -75,6 +75,33 @@ async fn a_write_job_reaches_an_idle_phone_through_contact_me() {
 }
 
 #[tokio::test]
+async fn a_contact_me_goes_only_to_the_address_the_phone_calls_from() {
+    let server = TestServer::start().await;
+    // Listening on 127.0.0.2 (loopback too), while the phone calls from 127.0.0.1: a URI
+    // that names another host than the caller is not contacted.
+    let mut listener =
+        ContactListener::bind("127.0.0.2:0".parse().expect("addr"), Duration::ZERO).await.expect("binds");
+    let mut phone = phone_listening_at(Some(listener.local_addr()));
+    first_start_up(&server, &mut phone).await;
+    let j = add_job(&server, json!({ "kind": "restart" })).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let contact = loop {
+        let j = job(&server, &j["id"]).await;
+        if let Some(c) = j["contact"].as_str() {
+            break c.to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no contact-me recorded: {j}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        contact,
+        "contact-me not sent: the contact-me-uri's host 127.0.0.2 is not the address the phone calls from (127.0.0.1)"
+    );
+    assert_eq!(listener.next(Duration::from_millis(500)).await, None, "nothing reached the listener");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_burst_of_jobs_sends_one_contact_me() {
     let server = TestServer::start().await;
     let mut listener =
@@ -214,6 +241,9 @@ async fn restart_and_factory_reset_jobs_run_end_to_end() {
     assert!(!r.send_solicited);
     let done = job(&server, &reset["id"]).await;
     assert_eq!((done["state"].as_str(), done["answer"].as_str()), (Some("done"), Some("factory reset accepted")));
+    // A default-mode device that never was bootstrapped: no secure-mode state to reset.
+    let (_, audit) = server.admin("GET", "/api/v1/audit?mac=001AE8700001", None).await;
+    assert!(audit.as_array().is_some_and(Vec::is_empty), "{audit}");
     server.stop().await;
 }
 

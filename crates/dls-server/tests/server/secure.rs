@@ -438,3 +438,60 @@ async fn jobs_of_a_secured_device_run_on_the_secure_port_only() {
     assert_eq!(jobs[0]["state"], "done", "{jobs}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_factory_reset_job_returns_a_nopin_device_to_bootstrapping() {
+    let srv = TestServer::start().await;
+    configured(&srv).await;
+    let mac = "00:1A:E8:5E:00:52";
+    let key = "001AE85E0052";
+    let mut p = nopin_phone(&srv, mac).await;
+    p.interact(&mut secure_client(&srv, &p), Reason::StartUp).await.expect("secure start-up");
+    let (_, d) = srv.admin("GET", &format!("/api/v1/devices/{key}"), None).await;
+    assert_eq!(d["security"]["state"], "secured", "{d}");
+    let old_serial = d["security"]["certificate"].as_str().expect("a certificate").to_owned();
+    let old_material = p.secure.clone().expect("secure-mode material");
+
+    let (s, v) = srv
+        .admin("POST", "/api/v1/jobs", Some(json!({ "target": { "mac": mac }, "job": { "kind": "factory-reset" } })))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    // Over mutual TLS the phone accepts the factory reset, and forgets its secure mode.
+    let r = p.interact(&mut secure_client(&srv, &p), Reason::Solicited).await.expect("secure port");
+    assert_eq!(r.restart.as_deref(), Some("FactoryReset"), "{r:?}");
+    assert!(p.secure.is_none(), "the phone lost its certificate");
+    let (_, jobs) = srv.admin("GET", &format!("/api/v1/jobs?mac={mac}"), None).await;
+    assert_eq!(jobs[0]["state"], "done", "{jobs}");
+    let answer = jobs[0]["answer"].as_str().unwrap_or_default();
+    assert!(answer.starts_with("factory reset accepted") && answer.contains("bootstrapped again"), "{answer}");
+    // … and so does the service, in the same transaction.
+    let (_, d) = srv.admin("GET", &format!("/api/v1/devices/{key}"), None).await;
+    assert_eq!(d["security"]["mode"], "nopin", "{d}");
+    assert_eq!(d["security"]["state"], "not-bootstrapped", "{d}");
+    assert_eq!(d["security"]["certificate"], serde_json::Value::Null, "{d}");
+    let kinds = audit_kinds(&srv, key).await;
+    assert!(
+        kinds.contains(&"device-reset".to_owned()) && kinds.contains(&"certificate-revoked".to_owned()),
+        "{kinds:?}"
+    );
+
+    // The old certificate is refused on the secure port.
+    let mut ghost = phone(mac);
+    ghost.secure = Some(old_material);
+    let r = ghost.interact(&mut secure_client(&srv, &ghost), Reason::StartUp).await.expect("answered");
+    assert_eq!(r.actions, vec![Action::CleanUp]);
+    assert_eq!(r.cleanup_reason.as_deref(), Some("certificate revoked"));
+    assert!(audit_kinds(&srv, key).await.contains(&"certificate-refused".to_owned()));
+
+    // The reset phone starts up on the default port: it is bootstrapped again, with a new
+    // certificate, and works on the secure port.
+    let r = p.interact(&mut default_client(&srv), Reason::StartUp).await.expect("bootstrap");
+    assert_eq!(r.bootstrap.as_deref(), Some("nopin"));
+    let r = p.interact(&mut secure_client(&srv, &p), Reason::StartUp).await.expect("secure start-up");
+    assert_eq!(r.cleanup_reason, None, "{r:?}");
+    let (_, d) = srv.admin("GET", &format!("/api/v1/devices/{key}"), None).await;
+    assert_eq!(d["security"]["state"], "secured", "{d}");
+    let new_serial = d["security"]["certificate"].as_str().expect("a certificate");
+    assert_ne!(new_serial, old_serial);
+    srv.stop().await;
+}

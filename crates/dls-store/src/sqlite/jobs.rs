@@ -1,13 +1,16 @@
 //! Jobs and deployment files in SQLite.
 
 use dls_engine::{Job, JobId, JobKind, JobState, JobUpdate, UnixTime};
+use std::net::IpAddr;
+
 use dls_message::MacAddr;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Cached, Db, count_from_sql, items_from_json, items_to_json, mac_from_sql, opt_time_from_sql};
-use super::{inventory_from_sql, query_all, time_from_sql, time_to_sql};
+use super::{decode_stored, query_all, time_from_sql, time_to_sql};
 use crate::StoreError;
-use crate::model::{FileRecord, JobFilter, JobRecord, NewFile, NewJob};
+use crate::model::{ContactTarget, FileRecord, JobFilter, JobRecord, NewFile, NewJob};
 
 /// The most open jobs given to the engine per message.
 const OPEN_JOBS_LOADED: i64 = 256;
@@ -212,20 +215,36 @@ pub(super) fn devices_with_pending_jobs(conn: &Connection, limit: usize) -> Resu
     macs.iter().map(|m| mac_from_sql(m)).collect()
 }
 
-pub(super) fn contact_target(conn: &Connection, mac: MacAddr, always: bool) -> Result<Option<String>, StoreError> {
+pub(super) fn contact_target(
+    conn: &Connection,
+    mac: MacAddr,
+    always: bool,
+) -> Result<Option<ContactTarget>, StoreError> {
     if !always && !has_pending_jobs(conn, mac)? {
         return Ok(None);
     }
     let mac = mac.to_string();
-    let mut stmt = conn.cached("SELECT items FROM inventories WHERE mac = ?1").db()?;
+    let mut stmt = conn
+        .cached("SELECT i.items, d.last_address FROM inventories i JOIN devices d ON d.mac = i.mac WHERE i.mac = ?1")
+        .db()?;
     let mut rows = stmt.query([&mac]).db()?;
     let Some(row) = rows.next().db()? else { return Ok(None) };
-    let items = inventory_from_sql(row.get_ref(0).db()?, &mac)?;
-    Ok(items
+    let caller = match row.get_ref(1).db()? {
+        ValueRef::Null => None,
+        ValueRef::Text(t) => Some(
+            std::str::from_utf8(t)
+                .ok()
+                .and_then(|t| t.parse::<IpAddr>().ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("the last address of device {mac} is not an IP address")))?,
+        ),
+        _ => return Err(StoreError::Corrupt(format!("the last address of device {mac} is not text"))),
+    };
+    let uri = decode_stored(row.get_ref(0).db()?, &mac)?
         .into_iter()
         .find(|i| i.name == "contact-me-uri" && i.index.is_none())
         .map(|i| i.value.trim().to_owned())
-        .filter(|v| !v.is_empty()))
+        .filter(|v| !v.is_empty());
+    Ok(uri.map(|uri| ContactTarget::new(uri, caller)))
 }
 
 pub(super) fn record_contact(conn: &Connection, mac: MacAddr, at: UnixTime, result: &str) -> Result<(), StoreError> {

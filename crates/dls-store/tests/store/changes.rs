@@ -312,3 +312,23 @@ fn devices_do_not_share_state() {
     assert_eq!(triples(&s.load_device(mac(2)).expect("loads").inventory), vec![t("a", None, "2")]);
     assert_eq!(s.load_device(mac(1)).expect("loads").inventory_at, None);
 }
+
+#[test]
+fn a_forgotten_configuration_is_read_and_written_again() {
+    let s = store();
+    register(&s, mac(1), 1);
+    let items = vec![Item::new("a", "1")];
+    s.apply(
+        mac(1),
+        &[
+            Change::ReplaceInventory { items, at: UnixTime(5) },
+            Change::Written(vec![(key("admin-pwd", None), record(1, WriteOutcome::Accepted))]),
+        ],
+    )
+    .expect("applies");
+    s.apply(mac(1), &[Change::ForgetConfiguration]).expect("applies");
+    let snap = s.load_device(mac(1)).expect("loads");
+    assert_eq!(snap.inventory_at, None, "stale: read again at the next start-up");
+    assert!(snap.written.is_empty(), "write-only items are written again");
+    assert_eq!(triples(&snap.inventory), vec![t("a", None, "1")], "what was reported stays until then");
+}

@@ -1,8 +1,10 @@
 //! Jobs and deployment files.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use dls_engine::{Change, FileRef, JobKind, JobState, JobUpdate, UnixTime};
 use dls_message::Item;
-use dls_store::{JobFilter, NewFile, NewJob, Store, StoreError};
+use dls_store::{ContactTarget, JobFilter, NewFile, NewJob, Store, StoreError};
 
 use crate::{mac, register, store};
 
@@ -128,14 +130,20 @@ fn contact_targets_need_pending_jobs_and_a_contact_me_uri() {
     assert_eq!(s.contact_target(mac(1), false).expect("reads"), None, "no contact-me-uri reported yet");
     let uri = "http://192.0.2.7:8085/contact_dls.html/ContactDLS";
     s.apply(mac(1), &[Change::MergeInventory(vec![Item::new("contact-me-uri", uri)])]).expect("applies");
-    assert_eq!(s.contact_target(mac(1), false).expect("reads").as_deref(), Some(uri));
+    assert_eq!(s.contact_target(mac(1), false).expect("reads"), Some(ContactTarget::new(uri, None)));
+    // The address it calls from, as the engine saw it: an IPv4-mapped address as IPv4.
+    let mapped = IpAddr::from(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
+    s.apply(mac(1), &[Change::CalledFrom(mapped)]).expect("applies");
+    let target = s.contact_target(mac(1), false).expect("reads").expect("a target");
+    assert_eq!(target.caller, Some(IpAddr::from([192, 0, 2, 7])));
+    assert_eq!(target.uri, uri);
     s.record_contact(mac(1), UnixTime(25), "contact-me answered 204").expect("records");
     let j = &s.jobs(&JobFilter::default()).expect("lists")[0];
     assert_eq!(j.contact.as_deref(), Some("contact-me answered 204"));
     assert_eq!(j.contact_at, Some(UnixTime(25)));
     s.apply(mac(1), &[update(j.id, JobState::Done)]).expect("applies");
     assert_eq!(s.contact_target(mac(1), false).expect("reads"), None, "nothing pending any more");
-    assert_eq!(s.contact_target(mac(1), true).expect("reads").as_deref(), Some(uri), "unless asked for anyway");
+    assert_eq!(s.contact_target(mac(1), true).expect("reads").map(|t| t.uri).as_deref(), Some(uri), "unless asked");
     assert_eq!(s.contact_target(mac(9), true).expect("reads"), None, "an unknown device has no URI");
 }
 

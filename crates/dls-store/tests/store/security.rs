@@ -273,6 +273,69 @@ fn bootstrap_failed_wipes_the_pin_and_may_revoke() {
 }
 
 #[test]
+fn security_reset_returns_the_device_to_not_bootstrapped_and_keeps_its_mode() {
+    let (_dir, path, s) = file_store();
+    // A pin device, bootstrapped with its second certificate (the first one superseded).
+    s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
+    s.update_security(mac(1), &new_pin(PIN)).expect("issues a PIN");
+    s.apply(mac(1), &[issue(20, "A1"), issue(21, "A2"), Change::TanFailed]).expect("issues");
+    s.apply(mac(1), &[Change::Bootstrapped { at: UnixTime(30) }, Change::TanFailed]).expect("bootstraps");
+    assert_eq!(security(&s, mac(1)).tan_failures, 1);
+    // The factory reset: the change and its audit records, in one batch.
+    s.apply(
+        mac(1),
+        &[
+            Change::SecurityReset { at: UnixTime(50) },
+            event(50, AuditKind::DeviceReset, "factory-reset job 9 accepted"),
+            event(50, AuditKind::CertificateRevoked, "serial A2: factory reset (job 9)"),
+        ],
+    )
+    .expect("resets");
+    assert_eq!(security(&s, mac(1)), Security { mode: SecurityMode::Pin, ..Security::default() });
+    assert_eq!(summary(&s, mac(1)), SecuritySummary { mode: SecurityMode::Pin, ..SecuritySummary::default() });
+    assert_eq!(s.pin(mac(1)).expect("reads"), None);
+    assert_eq!(
+        revocations(&path),
+        vec![("A1".into(), Some(21), Some("superseded".into())), ("A2".into(), Some(50), Some("factory-reset".into()))]
+    );
+    assert_eq!(kinds(&s, mac(1))[1..], [AuditKind::DeviceReset, AuditKind::CertificateRevoked]);
+
+    // A nopin device that was not bootstrapped yet but had a certificate and an outstanding
+    // PIN (left from an earlier mode): the PIN is wiped too, the mode stays.
+    s.apply(mac(2), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
+    s.update_security(mac(2), &new_pin(PIN)).expect("issues a PIN");
+    s.apply(mac(2), &[issue(60, "B1")]).expect("issues");
+    raw(&path).execute_batch("UPDATE devices SET security_mode = 'nopin' WHERE mac = '0001E325EA02'").expect("mode");
+    assert!(summary(&s, mac(2)).pin_outstanding);
+    s.apply(mac(2), &[Change::SecurityReset { at: UnixTime(70) }]).expect("resets");
+    assert_eq!(security(&s, mac(2)), Security { mode: SecurityMode::Nopin, ..Security::default() });
+    assert!(!summary(&s, mac(2)).pin_outstanding);
+    assert_eq!(certificates(&s, mac(2)), vec![("B1".into(), Some(70))]);
+    // The other device is untouched, and a second reset has nothing left to revoke.
+    assert_eq!(security(&s, mac(1)).mode, SecurityMode::Pin);
+    s.apply(mac(2), &[Change::SecurityReset { at: UnixTime(80) }]).expect("resets again");
+    assert_eq!(certificates(&s, mac(2)), vec![("B1".into(), Some(70))]);
+}
+
+#[test]
+fn a_security_reset_in_a_failing_batch_changes_nothing() {
+    let s = store();
+    secured(&s, mac(1), "C1");
+    let before = (security(&s, mac(1)), certificates(&s, mac(1)), log(&s, mac(1)));
+    let r = s.apply(
+        mac(1),
+        &[
+            Change::SecurityReset { at: UnixTime(50) },
+            event(50, AuditKind::DeviceReset, "factory reset"),
+            Change::SecurityReset { at: UnixTime(u64::MAX) },
+        ],
+    );
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!((security(&s, mac(1)), certificates(&s, mac(1)), log(&s, mac(1))), before);
+    assert_eq!(security(&s, mac(1)).state, BootstrapState::Secured);
+}
+
+#[test]
 fn a_certificate_revoked_behind_the_stores_back_is_not_current() {
     let (_dir, path, s) = file_store();
     register(&s, mac(1), 1);
@@ -766,7 +829,7 @@ fn a_schema_1_database_is_upgraded() {
     let s = SqliteStore::open(&path).expect("upgrades");
     let version = user_version(&raw(&path));
     assert_eq!(version, SqliteStore::schema_version());
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     let snap = s.load_device(mac(1)).expect("loads");
     assert!(snap.known);
     assert_eq!(snap.recent_nonces, vec!["n1"]);
