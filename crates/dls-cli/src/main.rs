@@ -11,6 +11,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The allocator of every subcommand: jemalloc. The service allocates and frees a message's
+/// items, XML and stored records per request on several threads; with glibc's allocator a
+/// known phone's start-up cost 17 % more server CPU (docs/BENCHMARKS.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// DLS-style provisioning service for OpenStage / OpenScape desk phones (WPI).
 #[derive(Debug, Parser)]
 #[command(name = "dls", version, about, propagate_version = true)]

@@ -4,7 +4,8 @@
 //! ([`dls_server::http1_builder`], the very function the service uses; `TCP_NODELAY`,
 //! TLS handshake deadline, connection cap), on the same multi-threaded tokio runtime. It
 //! reads every request's body and answers it with one fixed `DLSMessage` (a `CleanUp`) and
-//! an exact `Content-Length`: everything the service does except WPI itself.
+//! an exact `Content-Length`: everything the service does except WPI itself. It uses the
+//! same allocator as the `dls` binary (jemalloc).
 //!
 //! ```sh
 //! cargo run --release -p dls-server --example bare_tls_server -- [--listen 127.0.0.1:0]
@@ -28,6 +29,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
+
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
