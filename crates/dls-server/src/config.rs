@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use dls_engine::config::UnknownDevicePolicy;
 use serde::{Deserialize, Serialize};
 
+/// The longest retention in days (100 years); longer is surely a mistake (0 keeps forever).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
 /// The configuration of `dls serve`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -106,6 +109,13 @@ pub struct Config {
     /// DCMP polls answered per second from one address (a burst of 4 times as many is
     /// allowed); more get `429`. Default 5.
     pub dcmp_polls_per_second: u32,
+    /// Audit records (`dls audit`) are deleted this many days after they were written; 0
+    /// keeps them forever. At most 36,500. Default 400 (a yearly audit and some margin).
+    pub audit_retention_days: u32,
+    /// Jobs that are over (done, failed, cancelled) are deleted this many days after their
+    /// last change; 0 keeps them forever. Jobs not over are never deleted, nor the files
+    /// they deploy. At most 36,500. Default 90.
+    pub job_retention_days: u32,
 }
 
 impl Default for Config {
@@ -150,6 +160,8 @@ impl Default for Config {
             contact_me_timeout_secs: 5,
             contact_me_any_host: false,
             dcmp_polls_per_second: 5,
+            audit_retention_days: 400,
+            job_retention_days: 90,
         }
     }
 }
@@ -208,6 +220,30 @@ impl Config {
         if self.max_header_bytes < 8192 {
             return Err("max-header-bytes must be at least 8192".into());
         }
+        if self.audit_retention_days > MAX_RETENTION_DAYS || self.job_retention_days > MAX_RETENTION_DAYS {
+            return Err(format!(
+                "audit-retention-days and job-retention-days must be at most {MAX_RETENTION_DAYS} (0 keeps forever)"
+            ));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn retention_defaults_parse_and_bounds() {
+        let config = Config::default();
+        assert_eq!((config.audit_retention_days, config.job_retention_days), (400, 90));
+        assert_eq!(config.validate(), Ok(()));
+        let config = Config::from_toml("audit-retention-days = 0\njob-retention-days = 36500\n").expect("parses");
+        assert_eq!((config.audit_retention_days, config.job_retention_days), (0, 36_500));
+        assert_eq!(config.validate(), Ok(()));
+        let config = Config::from_toml("job-retention-days = 36501\n").expect("parses");
+        let e = config.validate().expect_err("too long");
+        assert!(e.contains("job-retention-days"), "{e}");
+        assert!(Config::from_toml("audit-retention-days = -1\n").is_err());
     }
 }

@@ -14,6 +14,8 @@
 //!   backoff, bounded concurrency); `dcmp`: polls from phones behind NAT; `downloads` and
 //!   `files`: deployment files streamed from the file store (`Range`, per-job tokens) and
 //!   uploads streamed into it.
+//! * `retention`: the task that deletes old audit records and old jobs that are over
+//!   (`audit-retention-days`, `job-retention-days`), hourly, off the executor.
 
 mod admin;
 mod bootstrap;
@@ -27,6 +29,7 @@ mod files;
 mod http;
 pub mod pki;
 mod provisioning;
+mod retention;
 mod secrets;
 mod sessions;
 pub mod tls;
@@ -150,6 +153,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let (tx, rx) = watch::channel(false);
     let forced: Arc<std::sync::Mutex<std::collections::HashSet<dls_message::MacAddr>>> = Arc::default();
     let contact = start_contact(&config, store.clone(), forced.clone(), rx.clone());
+    let retention = retention::spawn(retention::RetentionPolicy::from_config(&config), store.clone(), rx.clone());
     let provisioning = Arc::new(provisioning::ProvisioningState {
         store: store.clone(),
         verifier,
@@ -246,14 +250,9 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         None,
     ));
     info!(%wpi_addr, %secure_addr, %http_addr, %admin_addr, data_dir = %dir.path().display(), "DLS service started");
-    Ok(Running {
-        wpi_addr,
-        admin_addr,
-        secure_addr,
-        http_addr,
-        shutdown: tx,
-        tasks: vec![wpi_task, secure_task, http_task, admin_task],
-    })
+    let mut tasks = vec![wpi_task, secure_task, http_task, admin_task];
+    tasks.extend(retention);
+    Ok(Running { wpi_addr, admin_addr, secure_addr, http_addr, shutdown: tx, tasks })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

@@ -16,7 +16,7 @@ use dls_message::MacAddr;
 
 pub use model::{
     AuditRecord, CertificateRecord, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec,
-    DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob,
+    DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, Pruned,
     SecuritySummary, SecurityUpdate, WrittenSummary,
 };
 pub use sqlite::SqliteStore;
@@ -194,4 +194,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets a file; the jobs that deploy it and are not over fail. `None` if unknown.
     fn delete_file(&self, id: i64, at: UnixTime) -> Result<Option<FileRecord>, StoreError>;
+
+    // Retention.
+
+    /// Deletes the audit records from before `audit_before`, and the jobs that are over
+    /// (done, failed, cancelled) and last changed before `jobs_before`; `None` deletes none
+    /// of that kind. Jobs not over are kept whatever their age, and so are deployment files
+    /// (a deleted job's file stays, with the other jobs that deploy it). Deletes in small
+    /// transactions, one after the other, so that the protocol path never waits long for
+    /// the store: each is committed by itself, and an error leaves those before it done.
+    /// Returns how many records of each kind were deleted.
+    fn prune(&self, audit_before: Option<UnixTime>, jobs_before: Option<UnixTime>) -> Result<Pruned, StoreError>;
 }

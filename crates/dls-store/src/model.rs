@@ -296,3 +296,21 @@ pub struct FileRecord {
     /// When it was added.
     pub added_at: UnixTime,
 }
+
+/// What [`Store::prune`](crate::Store::prune) deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Pruned {
+    /// Audit records.
+    pub audit_records: u64,
+    /// Jobs that were over.
+    pub jobs: u64,
+}
+
+impl Pruned {
+    /// Whether nothing was deleted.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.audit_records == 0 && self.jobs == 0
+    }
+}

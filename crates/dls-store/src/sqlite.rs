@@ -41,8 +41,12 @@
 //!   since sealing `secure-mode-data` needs it; only [`Store::pin`] reads it whole, the
 //!   engine gets its TAN, the admin API only whether there is one. It is wiped when the
 //!   device bootstraps, fails to, or is put back in default mode. At most one of a
-//!   device's certificates is unrevoked: its current one. The audit log is never pruned
-//!   and outlives deleted devices.
+//!   device's certificates is unrevoked: its current one. The audit log outlives deleted
+//!   devices; only [`Store::prune`] deletes from it, by age.
+//! * Retention: [`Store::prune`] deletes old audit records and old jobs that are over, by
+//!   indexes on their times (`audit.at`; `jobs.updated_at` of the jobs over), at most
+//!   [`PRUNE_BATCH`] rows per write transaction, so that the writer is given back between
+//!   batches and a large backlog never holds up the protocol path.
 //! * Digest credentials: a device's secret and the fallback credentials are stored as the
 //!   caller sealed them (opaque bytes; the key is not the store's). A device's secret is
 //!   in its own table, read only by [`Store::device_secret`], and deleted with the device;
@@ -76,7 +80,7 @@ use zeroize::Zeroizing;
 
 use crate::model::{
     AuditRecord, CertificateRecord, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec,
-    DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob,
+    DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, Pruned,
     SecuritySummary, SecurityUpdate, WrittenSummary,
 };
 use crate::{Store, StoreError};
@@ -120,6 +124,13 @@ const MAX_PROFILE_NAME: usize = 64;
 
 /// The most audit records one call returns.
 const MAX_AUDIT_LIMIT: usize = 10_000;
+
+/// The most rows one write transaction of [`Store::prune`] deletes.
+const PRUNE_BATCH: usize = 1000;
+
+/// Deletes at most `?2` audit records from before `?1`, by the index `audit_by_time`.
+const PRUNE_AUDIT: &str =
+    "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit INDEXED BY audit_by_time WHERE at < ?1 LIMIT ?2)";
 
 /// How many decimal digits a PIN has.
 const PIN_DIGITS: RangeInclusive<usize> = 9..=32;
@@ -356,6 +367,16 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         sql: "
     ALTER TABLE devices ADD COLUMN last_address TEXT;  -- an IP address, canonical form
+    ",
+        then: None,
+    },
+    // 7: retention (`Store::prune`) — old audit records and old jobs that are over are
+    // deleted by age, without reading the whole table.
+    Migration {
+        sql: "
+    CREATE INDEX audit_by_time ON audit (at);
+    -- The jobs that are over, by their last change (the same terms as `jobs::PRUNE`).
+    CREATE INDEX jobs_over_by_time ON jobs (updated_at) WHERE state IN ('done', 'failed', 'cancelled');
     ",
         then: None,
     },
@@ -694,6 +715,23 @@ impl SqliteStore {
             checkpointer.committed();
         }
         Ok(out)
+    }
+
+    /// Runs `delete` (a statement deleting at most `?2` rows from before `?1`) in write
+    /// transactions of at most [`PRUNE_BATCH`] rows until it deletes fewer: the writer is
+    /// given back between batches. Returns how many rows were deleted.
+    fn delete_in_batches(&self, delete: &str, before: UnixTime) -> Result<u64, StoreError> {
+        // No stored time is later than `i64::MAX`: a later bound deletes everything too.
+        let before = i64::try_from(before.0).unwrap_or(i64::MAX);
+        let limit = i64::try_from(PRUNE_BATCH).unwrap_or(i64::MAX);
+        let mut total = 0_u64;
+        loop {
+            let deleted = self.write(|tx| tx.cached(delete).db()?.execute(params![before, limit]).db())?;
+            total = total.saturating_add(u64::try_from(deleted).unwrap_or(u64::MAX));
+            if deleted < PRUNE_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     /// Every profile as of the caller's transaction, in which `profiles_version` is
@@ -2315,6 +2353,20 @@ impl Store for SqliteStore {
     fn delete_file(&self, id: i64, at: UnixTime) -> Result<Option<FileRecord>, StoreError> {
         self.write(|tx| jobs::delete_file(tx, id, at))
     }
+
+    /// Batches of at most [`PRUNE_BATCH`] rows, the audit log's first. Rows only: the
+    /// deployment files a deleted job referred to stay in the file store and in `files`
+    /// (`jobs.file_id` is no foreign key; nothing refers to a job).
+    fn prune(&self, audit_before: Option<UnixTime>, jobs_before: Option<UnixTime>) -> Result<Pruned, StoreError> {
+        let mut pruned = Pruned::default();
+        if let Some(before) = audit_before {
+            pruned.audit_records = self.delete_in_batches(PRUNE_AUDIT, before)?;
+        }
+        if let Some(before) = jobs_before {
+            pruned.jobs = self.delete_in_batches(jobs::PRUNE, before)?;
+        }
+        Ok(pruned)
+    }
 }
 
 #[cfg(test)]
@@ -2391,6 +2443,26 @@ mod tests {
             s.device(mac).expect("reads");
             s.audit(Some(mac), 10).expect("reads");
             s.pin(mac).expect("reads");
+            s.prune(Some(UnixTime(50)), Some(UnixTime(50))).expect("prunes");
+        }
+    }
+
+    /// The deletes of `prune` find their rows by the indexes of schema 7, never by reading
+    /// the whole table.
+    #[test]
+    fn pruning_finds_its_rows_by_index() {
+        let s = SqliteStore::open_in_memory().expect("opens");
+        let conn = s.writer().expect("writer");
+        for (sql, index) in [(super::PRUNE_AUDIT, "audit_by_time"), (super::jobs::PRUNE, "jobs_over_by_time")] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("prepares")
+                .query_map(rusqlite::params![50, 1000], |r| r.get(3))
+                .expect("runs")
+                .collect::<Result<_, _>>()
+                .expect("reads");
+            assert!(plan.iter().any(|step| step.contains(index)), "{sql}: {plan:?}");
+            assert!(!plan.iter().any(|step| step.starts_with("SCAN")), "{sql}: {plan:?}");
         }
     }
 

@@ -101,6 +101,13 @@ pub(crate) struct ServeArgs {
     /// DCMP polls answered per second from one address.
     #[arg(long)]
     dcmp_polls_per_second: Option<u32>,
+    /// Days audit records are kept after they were written (0: forever). Default 400.
+    #[arg(long)]
+    audit_retention_days: Option<u32>,
+    /// Days jobs that are over (done, failed, cancelled) are kept after their last change
+    /// (0: forever). Default 90.
+    #[arg(long)]
+    job_retention_days: Option<u32>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
@@ -187,6 +194,12 @@ fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
     if let Some(v) = args.dcmp_polls_per_second {
         config.dcmp_polls_per_second = v;
     }
+    if let Some(v) = args.audit_retention_days {
+        config.audit_retention_days = v;
+    }
+    if let Some(v) = args.job_retention_days {
+        config.job_retention_days = v;
+    }
     config.validate().map_err(usage)?;
     Ok((config, args.log_json))
 }
@@ -229,4 +242,42 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{ServeArgs, config_of};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<dls_server::Config> {
+        let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))?;
+        Ok(config_of(cli.serve)?.0)
+    }
+
+    #[test]
+    fn retention_flags_override_the_file_and_the_defaults() {
+        let c = config(&[]).expect("defaults");
+        assert_eq!((c.audit_retention_days, c.job_retention_days), (400, 90));
+        let c = config(&["--audit-retention-days", "0", "--job-retention-days", "30"]).expect("flags");
+        assert_eq!((c.audit_retention_days, c.job_retention_days), (0, 30));
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("dls.toml");
+        std::fs::write(&file, "audit-retention-days = 730\njob-retention-days = 14\n").expect("writes");
+        let file = file.to_string_lossy().into_owned();
+        let c = config(&["--config", &file]).expect("file");
+        assert_eq!((c.audit_retention_days, c.job_retention_days), (730, 14));
+        let c = config(&["--config", &file, "--job-retention-days", "0"]).expect("file and flag");
+        assert_eq!((c.audit_retention_days, c.job_retention_days), (730, 0));
+
+        assert!(config(&["--job-retention-days", "36501"]).is_err(), "validated");
+        assert!(config(&["--audit-retention-days", "-1"]).is_err(), "not a number of days");
+    }
 }

@@ -7,6 +7,7 @@ mod desired;
 mod file;
 mod jobs;
 mod model;
+mod retention;
 mod security;
 mod throughput;
 
