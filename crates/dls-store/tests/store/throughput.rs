@@ -1,6 +1,8 @@
 //! The protocol path's cost, as the service drives it: a phone's first start-up (three
-//! messages: start-up, the inventory, the reply to `WriteItems`), each `load_device`,
-//! `desired`, then `apply`, from several threads at once on a file database.
+//! messages: start-up, the inventory, the reply to `WriteItems`), each `load_for_message`
+//! then `apply`, from several threads at once on a file database; then a known phone's
+//! start-up (one message: the same, its reported items unchanged); then the least a
+//! message can commit (one nonce), the floor of any durable answer.
 //!
 //! Ignored (a measurement, not a check); run it in release mode:
 //!
@@ -59,9 +61,7 @@ fn mac_of(n: usize) -> MacAddr {
 fn interaction(s: &dyn Store, n: usize, written: &[Item]) {
     let mac = mac_of(n);
     let message = |changes: Vec<Change>| {
-        let snapshot = s.load_device(mac).expect("loads");
-        let desired = s.desired(mac).expect("resolves");
-        std::hint::black_box((snapshot, desired));
+        std::hint::black_box(s.load_for_message(mac).expect("loads"));
         s.apply(mac, &changes).expect("applies");
     };
     message(vec![
@@ -81,6 +81,50 @@ fn interaction(s: &dyn Store, n: usize, written: &[Item]) {
         ),
         Change::MergeInventory(written.to_vec()),
     ]);
+}
+
+/// A known phone's start-up: one message, its reported items as stored.
+fn repeat(s: &dyn Store, n: usize, round: usize) {
+    let mac = mac_of(n);
+    std::hint::black_box(s.load_for_message(mac).expect("loads"));
+    let changes = [
+        Change::Contact { at: UnixTime(200), reason: Reason::StartUp },
+        Change::CalledFrom(std::net::IpAddr::from([192, 0, 2, 7])),
+        Change::Nonce(format!("{n}-r{round}")),
+        Change::MergeInventory(start_up_items(n)),
+    ];
+    s.apply(mac, &changes).expect("applies");
+}
+
+/// `phones` calls of `f` (with the phone's number) on `threads` threads; prints the rate.
+fn measure(what: &str, threads: usize, phones: usize, f: impl Fn(usize) + Send + Sync + 'static) {
+    let f = Arc::new(f);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (f, next) = (Arc::clone(&f), Arc::clone(&next));
+            std::thread::spawn(move || {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= phones {
+                        break;
+                    }
+                    f(n);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread ends");
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "{threads} thread(s): {phones} {what} in {:.2} s: {:.0}/s, {:.0} µs each",
+        elapsed.as_secs_f64(),
+        phones as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e6 / phones as f64
+    );
 }
 
 fn env(name: &str) -> Option<usize> {
@@ -107,32 +151,14 @@ fn throughput() {
         let dir = tempfile::tempdir().expect("temp dir");
         let s = Arc::new(SqliteStore::open(&dir.path().join("dls.db")).expect("opens"));
         s.put_profile(&global).expect("puts");
-        let next = Arc::new(AtomicUsize::new(0));
-        let start = Instant::now();
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let (s, next, written) = (Arc::clone(&s), Arc::clone(&next), written.clone());
-                std::thread::spawn(move || {
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        if n >= phones {
-                            break;
-                        }
-                        interaction(s.as_ref(), n, &written);
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().expect("thread ends");
-        }
-        let elapsed = start.elapsed();
-        let rate = phones as f64 / elapsed.as_secs_f64();
-        println!(
-            "{threads} thread(s): {phones} first start-ups in {:.2} s: {rate:.0}/s, {:.0} µs each",
-            elapsed.as_secs_f64(),
-            elapsed.as_secs_f64() * 1e6 / phones as f64
-        );
+        let (st, w) = (Arc::clone(&s), written.clone());
+        measure("first start-ups", threads, phones, move |n| interaction(st.as_ref(), n, &w));
+        let st = Arc::clone(&s);
+        measure("repeat start-ups", threads, phones, move |n| repeat(st.as_ref(), n, 1));
+        let st = Arc::clone(&s);
+        measure("single-nonce commits", threads, phones, move |n| {
+            st.apply(mac_of(n), &[Change::Nonce(format!("{n}-c"))]).expect("applies");
+        });
         // Everything arrived.
         let snapshot = s.load_device(mac_of(phones - 1)).expect("loads");
         assert!(snapshot.inventory.len() >= 360);
