@@ -328,8 +328,8 @@ impl Run<'_> {
                 // to be managed in secure mode.
                 let may_write = mode == SecurityMode::Default || *self.channel != Channel::Default;
                 if self.desired.reassert_on_local_changes && may_write {
-                    let inventory = merged(&self.device.inventory, &reported);
-                    self.start_writes(session, inventory)
+                    // What the phone reports now, after what it reported before: the later wins.
+                    self.start_writes(session, self.device.inventory.iter().chain(&reported))
                 } else {
                     self.clean_up(false)
                 }
@@ -417,8 +417,8 @@ impl Run<'_> {
             session.awaiting = Awaiting::ReadAll;
             return (self.reply(Action::ReadAllItems, None), Some(session));
         }
-        let inventory = merged(&self.device.inventory, reported);
-        self.start_writes(session, inventory)
+        // What the phone reports now, after what it reported before: the later wins.
+        self.start_writes(session, self.device.inventory.iter().chain(reported))
     }
 
     /// Computes the writes against `inventory` and sends the first, or ends.
@@ -672,18 +672,4 @@ pub(crate) struct WriteResult {
 pub(crate) fn split_writes(max_items: Option<i64>, items: ItemList) -> VecDeque<ItemList> {
     let limits = FragmentLimits::for_max_items(max_items);
     split(items.clone(), &limits).or_else(|_| split_by(items, &limits, |_| None::<()>)).unwrap_or_default().into()
-}
-
-/// `base` updated with `newer` (by item key), in `base`'s order then new keys.
-fn merged<'a>(base: &'a [Item], newer: &'a [Item]) -> Vec<&'a Item> {
-    let mut fresh: HashMap<(&str, Option<u32>), &Item> = HashMap::with_capacity(newer.len());
-    let mut order = Vec::with_capacity(newer.len());
-    for n in newer {
-        if fresh.insert((n.name.as_str(), n.index), n).is_none() {
-            order.push(n);
-        }
-    }
-    let mut out: Vec<&Item> = base.iter().map(|b| fresh.remove(&(b.name.as_str(), b.index)).unwrap_or(b)).collect();
-    out.extend(order.into_iter().filter_map(|n| fresh.remove(&(n.name.as_str(), n.index))));
-    out
 }
