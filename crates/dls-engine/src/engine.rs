@@ -599,12 +599,12 @@ impl Run<'_> {
         let refused: HashMap<(&str, Option<u32>), &Item> =
             self.message.items.iter().flatten().filter(|i| i.status.is_some()).map(|i| (key_of(i), i)).collect();
         let key = &self.engine.config.fingerprint_key;
-        let sent_keys: HashSet<(&str, Option<u32>)> = sent.iter().map(|i| (i.name.as_str(), i.index)).collect();
+        let sent_keys: HashSet<(&str, Option<u32>)> = sent.iter().map(key_of).collect();
         let reported: HashSet<(&str, Option<u32>)> =
             self.device.inventory.iter().map(key_of).filter(|k| sent_keys.contains(k)).collect();
         let mut result = WriteResult { refusals_reported: refused.len(), ..WriteResult::default() };
         for item in sent {
-            let k = (item.name.as_str(), item.index);
+            let k = key_of(item);
             let outcome = match refused.get(&k) {
                 Some(r) => {
                     result.refused.push((*r).clone());

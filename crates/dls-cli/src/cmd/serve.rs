@@ -280,4 +280,15 @@ mod tests {
         assert!(config(&["--job-retention-days", "36501"]).is_err(), "validated");
         assert!(config(&["--audit-retention-days", "-1"]).is_err(), "not a number of days");
     }
+
+    #[test]
+    fn contact_me_goes_to_the_callers_address_unless_any_host_is_allowed() {
+        assert!(!config(&[]).expect("defaults").contact_me_any_host);
+        assert!(config(&["--contact-me-any-host"]).expect("flag").contact_me_any_host);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("dls.toml");
+        std::fs::write(&file, "contact-me-any-host = true\n").expect("writes");
+        let c = config(&["--config", &file.to_string_lossy()]).expect("file");
+        assert!(c.contact_me_any_host);
+    }
 }
