@@ -93,6 +93,9 @@ pub struct Config {
     pub files_base_url: Option<String>,
     /// The largest deployment file accepted (bytes). Default 2 GiB.
     pub max_file_bytes: u64,
+    /// The longest a deployment file's upload may take in all (seconds; besides the idle
+    /// timeout between its pieces). Default 3600.
+    pub upload_timeout_secs: u64,
     /// The address and port a contact-me tells the phone to call (`dls_ip_addr`,
     /// `dls_ip_port`); not sent by default (the phone calls the DLS it knows).
     pub contact_me_dls_address: Option<String>,
@@ -154,6 +157,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             files_base_url: None,
             max_file_bytes: 2 << 30,
+            upload_timeout_secs: 3600,
             contact_me_dls_address: None,
             contact_me_dls_port: None,
             contact_me_concurrency: 32,
@@ -211,6 +215,9 @@ impl Config {
             if !u.starts_with("https://") || u.len() > 1024 || u.chars().any(|c| c.is_control() || c == ' ') {
                 return Err("files-base-url must be an https:// URL".into());
             }
+        }
+        if self.upload_timeout_secs == 0 || self.upload_timeout_secs > 7 * 24 * 3600 {
+            return Err("upload-timeout-secs must be 1 to 604800 (a week)".into());
         }
         if self.contact_me_concurrency == 0 || self.contact_me_timeout_secs == 0 || self.dcmp_polls_per_second == 0 {
             return Err(

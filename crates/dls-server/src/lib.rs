@@ -193,6 +193,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             forced,
             files_dir: files_dir.clone(),
             max_file_bytes: config.max_file_bytes,
+            upload_timeout: Duration::from_secs(config.upload_timeout_secs),
         },
     });
     let dcmp_state = Arc::new(dcmp::DcmpState {

@@ -88,6 +88,9 @@ pub(crate) struct ServeArgs {
     /// The largest deployment file accepted, in bytes.
     #[arg(long)]
     max_file_bytes: Option<u64>,
+    /// The longest a deployment file's upload may take in all, in seconds.
+    #[arg(long)]
+    upload_timeout_secs: Option<u64>,
     /// The address a contact-me tells phones to call (`dls_ip_addr`).
     #[arg(long)]
     contact_me_dls_address: Option<String>,
@@ -181,6 +184,9 @@ fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
     }
     if let Some(v) = args.max_file_bytes {
         config.max_file_bytes = v;
+    }
+    if let Some(v) = args.upload_timeout_secs {
+        config.upload_timeout_secs = v;
     }
     if let Some(v) = args.contact_me_dls_address {
         config.contact_me_dls_address = Some(v);

@@ -37,6 +37,8 @@ pub(crate) struct JobsState {
     pub(crate) files_dir: PathBuf,
     /// The largest file accepted.
     pub(crate) max_file_bytes: u64,
+    /// The longest an upload may take in all.
+    pub(crate) upload_timeout: std::time::Duration,
 }
 
 /// Which devices a job is for: exactly one of the fields.
@@ -97,9 +99,6 @@ struct Skipped {
     mac: MacAddr,
     reason: String,
 }
-
-/// The longest an upload may take.
-const UPLOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The most items one read or write job holds.
 const MAX_JOB_ITEMS: usize = 10_000;
@@ -375,11 +374,14 @@ async fn add_file(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) 
     let q = file_query(req.uri().query())?;
     let receiving =
         crate::files::receive_upload(req.into_body(), &jobs.files_dir, jobs.max_file_bytes, state.body_timeout);
-    // Besides the idle timeout between pieces, a whole upload gets an hour at most (a
-    // dropped upload removes its temporary file).
-    let upload = tokio::time::timeout(UPLOAD_DEADLINE, receiving)
+    // Besides the idle timeout between pieces, a whole upload gets `upload-timeout-secs` at
+    // most (a dropped upload removes its temporary file).
+    let upload = tokio::time::timeout(jobs.upload_timeout, receiving)
         .await
-        .map_err(|_| error(StatusCode::REQUEST_TIMEOUT, "upload not finished within an hour"))?
+        .map_err(|_| {
+            let secs = jobs.upload_timeout.as_secs();
+            error(StatusCode::REQUEST_TIMEOUT, format!("upload not finished within {secs} s (upload-timeout-secs)"))
+        })?
         .map_err(|e| error(e.status(), e.to_string()))?;
     let temp = upload.temp_path.clone();
     let described = describe(q, &upload);

@@ -181,6 +181,41 @@ async fn uploads_over_the_limit_are_refused() {
 }
 
 #[tokio::test]
+async fn an_upload_slower_than_its_deadline_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with(|c| c.upload_timeout_secs = 1).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.admin).await.expect("admin connects");
+    let head = format!(
+        "POST /api/v1/files?name=slow.mp3&type=RINGTONE HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\n\
+         content-type: application/octet-stream\r\ncontent-length: 1000\r\n\r\n",
+        server.admin,
+        server.token()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    // A byte every 200 ms: never idle long, but 1,000 bytes would take 200 s.
+    let mut answer = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while answer.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no answer to a slow upload");
+        let _ = tcp.write_all(b"x").await;
+        let mut buf = [0u8; 1024];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await {
+            answer.extend_from_slice(&buf[..n]);
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // The temporary file goes with the upload.
+    let files = server.data().join("files");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while std::fs::read_dir(&files).expect("files dir").next().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "a temporary file was left behind");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_file_is_deployed_and_the_status_report_completes_the_job() {
     let server = TestServer::start().await;
     let mut phone = started_phone(&server).await;
