@@ -170,7 +170,7 @@ impl Run<'_> {
         DlsMessage::new(self.nonce(), action, items)
     }
 
-    fn audit(&mut self, kind: AuditKind, detail: impl Into<String>) {
+    pub(crate) fn audit(&mut self, kind: AuditKind, detail: impl Into<String>) {
         self.changes.push(Change::Audit(AuditEvent { at: self.now, kind, detail: detail.into() }));
     }
 

@@ -9,7 +9,7 @@ use crate::device::{Change, Note};
 use crate::diff::to_write;
 use crate::engine::{Answer, Collected, Run, split_writes};
 use crate::jobs::{FACTORY_RESET_PASSWORD, FileRef, Job, JobKind, JobState, JobUpdate};
-use crate::security::{AuditEvent, AuditKind, BootstrapState, SecurityMode};
+use crate::security::{AuditKind, BootstrapState, SecurityMode};
 use crate::session::{Awaiting, Session};
 
 /// A job waiting for the phone's answer to its action.
@@ -334,12 +334,12 @@ impl Run<'_> {
         let bootstrapped_now = self.changes.iter().any(|c| matches!(c, Change::Bootstrapped { .. }));
         let was = if bootstrapped_now { BootstrapState::Secured } else { security.state };
         self.changes.push(Change::SecurityReset { at: self.now });
-        let detail =
-            format!("factory-reset job {} accepted: reset to not-bootstrapped (was {})", job.id, state_name(was));
-        self.changes.push(Change::Audit(AuditEvent { at: self.now, kind: AuditKind::DeviceReset, detail }));
+        self.audit(
+            AuditKind::DeviceReset,
+            format!("factory-reset job {} accepted: reset to not-bootstrapped (was {})", job.id, was.as_str()),
+        );
         if let Some(serial) = certificate {
-            let detail = format!("serial {serial}: factory reset (job {})", job.id);
-            self.changes.push(Change::Audit(AuditEvent { at: self.now, kind: AuditKind::CertificateRevoked, detail }));
+            self.audit(AuditKind::CertificateRevoked, format!("serial {serial}: factory reset (job {})", job.id));
         }
         match mode {
             SecurityMode::Pin => "factory reset accepted; the device must be bootstrapped again (a new PIN is needed)",
@@ -449,15 +449,6 @@ impl Run<'_> {
                 None,
             );
         }
-    }
-}
-
-/// A bootstrap state as the admin API spells it.
-fn state_name(state: BootstrapState) -> &'static str {
-    match state {
-        BootstrapState::NotBootstrapped => "not-bootstrapped",
-        BootstrapState::Secured => "secured",
-        BootstrapState::Failed => "failed",
     }
 }
 

@@ -63,6 +63,18 @@ pub enum BootstrapState {
     Failed,
 }
 
+impl BootstrapState {
+    /// The state's name: `not-bootstrapped`, `secured`, `failed` (as serialized).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotBootstrapped => "not-bootstrapped",
+            Self::Secured => "secured",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// What the engine knows of a device's security.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Security {

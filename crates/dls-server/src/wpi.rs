@@ -146,7 +146,6 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
     async move {
         let _guard = state.locks.of(mac).lock().await;
         let st = state.clone();
-        let msg = message;
         let had_session = session.is_some();
         let outcome = tokio::task::spawn_blocking(move || -> Result<_, BootstrapError> {
             let (device, desired) = match mac {
@@ -154,13 +153,14 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
                 None => (DeviceSnapshot::unknown(), Desired::default()),
             };
             let now = now();
-            let bootstrap = match (mac, st.engine.bootstrap_needed(now, &msg, session.as_ref(), &channel, &device)) {
+            let bootstrap = match (mac, st.engine.bootstrap_needed(now, &message, session.as_ref(), &channel, &device))
+            {
                 (Some(m), Some(kind)) => Some(st.bootstrap.prepare(kind, m, st.store.as_ref())?),
                 _ => None,
             };
             let out = st.engine.handle(Input {
                 now,
-                message: &msg,
+                message: &message,
                 channel: &channel,
                 session,
                 device: &device,
@@ -191,8 +191,9 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
                 other => info!(note = ?other, "protocol event"),
             }
         }
+        let (action, items) = (out.reply.action.clone(), out.reply.items.as_ref().map_or(0, Vec::len));
         let xml = match dls_message::encode(
-            &out.reply.clone().into(),
+            &Message::Dls(out.reply),
             &EncodeOptions::default().with_value_escaping(escaping),
         ) {
             Ok(x) => x,
@@ -201,7 +202,7 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
             }
         };
-        info!(action = %out.reply.action, items = out.reply.items.as_ref().map_or(0, Vec::len), "reply");
+        info!(%action, items, "reply");
         let mut resp = Response::new(crate::http::full(xml));
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
         if let Some(s) = out.session {

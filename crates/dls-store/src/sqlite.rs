@@ -922,14 +922,6 @@ fn mode_from_sql(text: &str) -> Result<SecurityMode, StoreError> {
     text.parse().map_err(|_| StoreError::Corrupt(format!("security mode {text:?}")))
 }
 
-fn state_to_sql(state: BootstrapState) -> &'static str {
-    match state {
-        BootstrapState::NotBootstrapped => "not-bootstrapped",
-        BootstrapState::Secured => "secured",
-        BootstrapState::Failed => "failed",
-    }
-}
-
 fn state_from_sql(text: &str) -> Result<BootstrapState, StoreError> {
     match text {
         "not-bootstrapped" => Ok(BootstrapState::NotBootstrapped),
@@ -1410,11 +1402,11 @@ fn merge_inventory(conn: &Connection, mac: &str, items: &[Item]) -> Result<(), S
         Some(stored) => decode_stored(ValueRef::Blob(stored), mac)?,
         None => Vec::new(),
     };
-    match merge_items(base, items) {
-        (merged, true) => store_inventory(conn, mac, &Encoded::new(&merged)),
-        (_, false) if stored.is_some() => Ok(()),
-        (merged, false) => store_inventory(conn, mac, &Encoded::new(&merged)),
+    let (merged, changed) = merge_items(base, items);
+    if !changed && stored.is_some() {
+        return Ok(());
     }
+    store_inventory(conn, mac, &Encoded::new(&merged))
 }
 
 /// Migration 4: moves the rows of `inventory` (schema 1 to 3) into `inventories`, in
@@ -1620,7 +1612,7 @@ fn apply_changes(
                      WHERE mac = ?1",
                 )
                 .db()?
-                .execute(params![mac, state_to_sql(BootstrapState::Secured)])
+                .execute(params![mac, BootstrapState::Secured.as_str()])
                 .db()?;
             }
             Change::TanFailed => {
@@ -1633,7 +1625,7 @@ fn apply_changes(
                 time_to_sql(*at)?;
                 conn.cached("UPDATE devices SET bootstrap_state = ?2, pin = NULL, pin_issued_at = NULL WHERE mac = ?1")
                     .db()?
-                    .execute(params![mac, state_to_sql(BootstrapState::Failed)])
+                    .execute(params![mac, BootstrapState::Failed.as_str()])
                     .db()?;
                 if *revoke_certificate {
                     revoke_certificates(conn, mac, *at, REVOKED_BY_BOOTSTRAP_FAILURE)?;
@@ -1647,7 +1639,7 @@ fn apply_changes(
                      WHERE mac = ?1",
                 )
                 .db()?
-                .execute(params![mac, state_to_sql(BootstrapState::NotBootstrapped)])
+                .execute(params![mac, BootstrapState::NotBootstrapped.as_str()])
                 .db()?;
                 revoke_certificates(conn, mac, *at, REVOKED_BY_FACTORY_RESET)?;
             }
@@ -2053,12 +2045,9 @@ impl Store for SqliteStore {
             if update.reset {
                 tx.cached("UPDATE devices SET bootstrap_state = ?2, tan_failures = 0 WHERE mac = ?1")
                     .db()?
-                    .execute(params![key, state_to_sql(BootstrapState::NotBootstrapped)])
+                    .execute(params![key, BootstrapState::NotBootstrapped.as_str()])
                     .db()?;
-                audit(
-                    AuditKind::DeviceReset,
-                    &format!("reset to not-bootstrapped (was {})", state_to_sql(before.state)),
-                )?;
+                audit(AuditKind::DeviceReset, &format!("reset to not-bootstrapped (was {})", before.state.as_str()))?;
                 for serial in revoke_certificates(tx, &key, at, REVOKED_BY_RESET)? {
                     audit(AuditKind::CertificateRevoked, &format!("certificate {serial} revoked: {REVOKED_BY_RESET}"))?;
                 }
@@ -2095,8 +2084,8 @@ impl Store for SqliteStore {
                     key,
                     pin.as_str(),
                     time_to_sql(at)?,
-                    state_to_sql(BootstrapState::Failed),
-                    state_to_sql(BootstrapState::NotBootstrapped)
+                    BootstrapState::Failed.as_str(),
+                    BootstrapState::NotBootstrapped.as_str()
                 ])
                 .db()?;
                 let detail = if pin_outstanding { "PIN issued, replacing the outstanding one" } else { "PIN issued" };

@@ -158,9 +158,9 @@ pub(crate) struct LoadArgs {
     baseline: bool,
     /// With --baseline: post only the first N of those bodies per interaction — 1 is what
     /// a known phone whose configuration is in step posts at its start-up.
-    #[arg(long, value_name = "N", default_value_t = load::BASELINE_REQUESTS as u64, requires = "baseline",
-          value_parser = clap::value_parser!(u64).range(1..=3))]
-    baseline_requests: u64,
+    #[arg(long, value_name = "N", default_value_t = load::BASELINE_REQUESTS, requires = "baseline",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=3))]
+    baseline_requests: usize,
     /// Secure-mode storm: every phone bootstraps once, its user typing the PIN this file
     /// gives for its MAC — one `MAC PIN` per line (MAC colon-separated as `dls device list`
     /// prints it, or any common spelling; PIN as `dls device add --mode pin` printed it;
@@ -707,7 +707,7 @@ fn run_load(a: LoadArgs) -> anyhow::Result<()> {
         (false, false) => LoadMode::Phones,
     };
     config.pins = pins.unwrap_or_default();
-    config.baseline_requests = usize::try_from(a.baseline_requests).unwrap_or(load::BASELINE_REQUESTS);
+    config.baseline_requests = a.baseline_requests;
     let rt = runtime(false)?;
     let progress = Arc::new(Progress::default());
     let total = duration.is_none().then_some(phones as u64);

@@ -4,7 +4,6 @@ use dls_engine::{Job, JobId, JobKind, JobState, JobUpdate, UnixTime};
 use std::net::IpAddr;
 
 use dls_message::MacAddr;
-use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Cached, Db, count_from_sql, items_from_json, items_to_json, mac_from_sql, opt_time_from_sql};
@@ -234,16 +233,11 @@ pub(super) fn contact_target(
         .db()?;
     let mut rows = stmt.query([&mac]).db()?;
     let Some(row) = rows.next().db()? else { return Ok(None) };
-    let caller = match row.get_ref(1).db()? {
-        ValueRef::Null => None,
-        ValueRef::Text(t) => Some(
-            std::str::from_utf8(t)
-                .ok()
-                .and_then(|t| t.parse::<IpAddr>().ok())
-                .ok_or_else(|| StoreError::Corrupt(format!("the last address of device {mac} is not an IP address")))?,
-        ),
-        _ => return Err(StoreError::Corrupt(format!("the last address of device {mac} is not text"))),
-    };
+    let caller: Option<String> = row.get(1).db()?;
+    let caller = caller
+        .map(|a| a.parse::<IpAddr>())
+        .transpose()
+        .map_err(|_| StoreError::Corrupt(format!("the last address of device {mac} is not an IP address")))?;
     let uri = decode_stored(row.get_ref(0).db()?, &mac)?
         .into_iter()
         .find(|i| i.name == "contact-me-uri" && i.index.is_none())
