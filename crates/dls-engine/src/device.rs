@@ -169,8 +169,9 @@ pub enum Change {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Note {
-    /// The message was refused; the reply is a bare `CleanUp`.
-    Refused(&'static str),
+    /// The message was refused; the reply is a `CleanUp` with the refusal's
+    /// `cleanup-reason`.
+    Refused(crate::refusal::Refusal),
     /// The phone answered `busy`; the work is kept for later.
     Busy,
     /// The phone reported that an action failed.

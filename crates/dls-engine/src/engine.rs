@@ -11,11 +11,9 @@ use crate::config::{EngineConfig, UnknownDevicePolicy};
 use crate::desired::Desired;
 use crate::device::{Change, DeviceSnapshot, ItemKey, Note, UnixTime, WriteOutcome, WrittenRecord, mac_of};
 use crate::diff::{fingerprint, to_write};
+use crate::refusal::Refusal;
 use crate::security::{AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapState, Channel, SecurityMode};
 use crate::session::{Awaiting, Session};
-
-/// The `cleanup-reason` for a wrong TAN, as the protocol reference words it.
-pub const WRONG_TAN: &str = "wrong TAN from device";
 
 /// The protocol engine. Cheap to share: it holds only its configuration.
 #[derive(Clone, Debug)]
@@ -141,7 +139,9 @@ impl Engine {
                 Some(_) | None => run.begin(bootstrap),
             },
         };
-        Output { reply, session, changes: run.changes, notes: run.notes }
+        let mut changes = run.changes;
+        crate::secret_items::scrub(&mut changes);
+        Output { reply, session, changes, notes: run.notes }
     }
 }
 
@@ -174,27 +174,25 @@ impl Run<'_> {
         self.changes.push(Change::Audit(AuditEvent { at: self.now, kind, detail: detail.into() }));
     }
 
-    /// Ends the interaction without work: a bare `CleanUp`, nothing recorded.
-    fn refuse(&mut self, why: &'static str) -> Answer {
-        self.changes.clear();
-        self.notes.push(Note::Refused(why));
-        (self.reply(Action::CleanUp, None), None)
+    /// Ends the interaction without work: a `CleanUp` that says why, nothing recorded.
+    fn refuse(&mut self, why: Refusal) -> Answer {
+        self.refuse_audited(why, None)
     }
 
     /// Ends the interaction with a `CleanUp` that says why, recording only `audit`.
-    fn refuse_with_reason(&mut self, why: &'static str, reason: &str, audit: Option<(AuditKind, String)>) -> Answer {
+    fn refuse_audited(&mut self, why: Refusal, audit: Option<(AuditKind, String)>) -> Answer {
         self.changes.clear();
-        self.notes.push(Note::Refused(why));
         if let Some((kind, detail)) = audit {
             self.audit(kind, detail);
         }
-        (self.reply(Action::CleanUp, Some(vec![Item::new("cleanup-reason", reason)])), None)
+        self.refuse_keeping_changes(why)
     }
 
-    /// Ends the interaction with a bare `CleanUp`, keeping what was recorded so far.
-    pub(crate) fn refuse_keeping_changes(&mut self, why: &'static str) -> Answer {
+    /// Ends the interaction with a `CleanUp` that says why, keeping what was recorded so
+    /// far.
+    pub(crate) fn refuse_keeping_changes(&mut self, why: Refusal) -> Answer {
         self.notes.push(Note::Refused(why));
-        (self.reply(Action::CleanUp, None), None)
+        (self.reply(Action::CleanUp, Some(vec![Item::new("cleanup-reason", why.cleanup_reason())])), None)
     }
 
     /// Ends the interaction normally; asks the phone to call back (`send-solicited`) when
@@ -215,28 +213,24 @@ impl Run<'_> {
     fn check_channel(&mut self) -> Option<Answer> {
         let Channel::Secure { certificate_mac, certificate_serial } = self.channel else { return None };
         let Some(cert_mac) = certificate_mac else {
-            return Some(self.refuse("client certificate does not name a device"));
+            return Some(self.refuse(Refusal::CertificateWithoutDevice));
         };
         if let Some(claimed) = mac_of(self.message.items.as_deref()) {
             if claimed != *cert_mac {
                 let detail = format!("certificate {certificate_serial} of {cert_mac} presented for {claimed}");
-                return Some(self.refuse_with_reason(
-                    "certificate names another device",
-                    "certificate does not match the device",
-                    Some((AuditKind::CertificateMismatch, detail)),
-                ));
+                return Some(
+                    self.refuse_audited(Refusal::CertificateMismatch, Some((AuditKind::CertificateMismatch, detail))),
+                );
             }
         }
         if !self.device.known {
-            return Some(self.refuse("unknown device on the secure port"));
+            return Some(self.refuse(Refusal::UnknownDeviceOnSecurePort));
         }
         if self.device.security.certificate.as_deref() != Some(certificate_serial.as_str()) {
             let detail = format!("certificate {certificate_serial} is not the device's current one");
-            return Some(self.refuse_with_reason(
-                "revoked or superseded certificate",
-                "certificate revoked",
-                Some((AuditKind::CertificateRefused, detail)),
-            ));
+            return Some(
+                self.refuse_audited(Refusal::CertificateRevoked, Some((AuditKind::CertificateRefused, detail))),
+            );
         }
         None
     }
@@ -245,18 +239,18 @@ impl Run<'_> {
     fn begin(&mut self, bootstrap: Option<Bootstrap>) -> Answer {
         let reason = self.message.reason.value.clone();
         if reason == Reason::ReplyTo {
-            return self.refuse("reply-to without a session");
+            return self.refuse(Refusal::ReplyWithoutSession);
         }
         if let Reason::Other(_) = reason {
-            return self.refuse("unknown reason for contact");
+            return self.refuse(Refusal::UnknownReason);
         }
         let mac = match (self.channel, mac_of(self.message.items.as_deref())) {
             (Channel::Secure { certificate_mac: Some(m), .. }, _) => *m,
             (Channel::Default, Some(m)) => m,
-            _ => return self.refuse("no mac-addr in a message that starts an interaction"),
+            _ => return self.refuse(Refusal::NoMacAddr),
         };
         if self.nonce_replayed(None) {
-            return self.refuse("nonce already used in an earlier interaction");
+            return self.refuse(Refusal::NonceReplayed);
         }
         let (mode, state) = self.engine.security_of(self.device);
         if *self.channel == Channel::Default && mode != SecurityMode::Default {
@@ -266,7 +260,7 @@ impl Run<'_> {
         }
         if !self.device.known {
             if self.engine.config.unknown_devices == UnknownDevicePolicy::Reject {
-                return self.refuse("unknown device, and the policy rejects unknown devices");
+                return self.refuse(Refusal::UnknownDeviceRejected);
             }
             self.changes.push(Change::Register { mode });
         }
@@ -311,11 +305,7 @@ impl Run<'_> {
                         return self.secure_port_bootstrap(session, reported, mode, certificate_serial.clone());
                     }
                     if state == BootstrapState::Failed {
-                        return self.refuse_with_reason(
-                            "bootstrapping failed",
-                            "bootstrapping failed; a new PIN is required",
-                            None,
-                        );
+                        return self.refuse(Refusal::BootstrapFailed);
                     }
                 }
                 self.start_up(session, &reported)
@@ -344,7 +334,7 @@ impl Run<'_> {
                 self.clean_up(false)
             }
             Reason::CleanUp => self.phone_clean_up(None),
-            _ => self.refuse("unexpected reason"),
+            _ => self.refuse(Refusal::UnexpectedReason),
         }
     }
 
@@ -352,23 +342,20 @@ impl Run<'_> {
     fn default_port_gate(&mut self, mode: SecurityMode, state: BootstrapState, have_bootstrap: bool) -> Option<Answer> {
         let opening = matches!(self.message.reason.value, Reason::StartUp | Reason::Solicited);
         match state {
-            BootstrapState::Secured => Some(self.refuse_with_reason(
-                "device is in secure mode; refused on the default port",
-                "device is in secure mode",
+            BootstrapState::Secured => Some(self.refuse_audited(
+                Refusal::SecuredOnDefaultPort,
                 Some((
                     AuditKind::DefaultPortRefused,
                     format!("{} on the default-mode port", self.message.reason.value),
                 )),
             )),
-            BootstrapState::Failed if self.message.reason.value != Reason::CleanUp => Some(self.refuse_with_reason(
-                "bootstrapping failed; waiting for a new PIN",
-                "bootstrapping failed; a new PIN is required",
-                None,
-            )),
+            BootstrapState::Failed if self.message.reason.value != Reason::CleanUp => {
+                Some(self.refuse(Refusal::BootstrapFailed))
+            }
             BootstrapState::NotBootstrapped if opening && !have_bootstrap => {
                 let audit = (mode == SecurityMode::Pin)
                     .then(|| (AuditKind::PinUnavailable, "no PIN issued, or the PIN expired".to_owned()));
-                Some(self.refuse_with_reason("secure mode configured but no bootstrap possible", "no valid PIN", audit))
+                Some(self.refuse_audited(Refusal::NoValidPin, audit))
             }
             // Status reports and local changes of a device not bootstrapped yet are recorded;
             // a phone clean-up is handled (retries exceeded).
@@ -397,7 +384,7 @@ impl Run<'_> {
     ) -> Answer {
         if mode == SecurityMode::Pin {
             if self.device.security.tan.is_none() {
-                return self.refuse_with_reason("no PIN outstanding", "no valid PIN", None);
+                return self.refuse(Refusal::NoValidPin);
             }
             session.awaiting = Awaiting::Tan;
             session.opening = reported;
@@ -476,11 +463,11 @@ impl Run<'_> {
     fn continue_interaction(&mut self, mut session: Session) -> Answer {
         if let Some(mac) = mac_of(self.message.items.as_deref()) {
             if mac != session.mac {
-                return self.refuse("mac-addr differs from the session's device");
+                return self.refuse(Refusal::MacDiffers);
             }
         }
         if self.nonce_replayed(Some(&session)) {
-            return self.refuse("nonce already used in an earlier interaction");
+            return self.refuse(Refusal::NonceReplayed);
         }
         if session.saw_nonce(&self.message.header.nonce) {
             self.changes.push(Change::Nonce(self.nonce()));
@@ -496,7 +483,7 @@ impl Run<'_> {
                 let step = (**step).clone();
                 self.job_reply(session, step, status.as_ref())
             }
-            _ => self.refuse("reply-to for an action that was not asked"),
+            _ => self.refuse(Refusal::UnexpectedReply),
         }
     }
 
@@ -554,8 +541,7 @@ impl Run<'_> {
             let serial = self.device.security.certificate.clone().unwrap_or_default();
             self.audit(AuditKind::CertificateRevoked, format!("serial {serial}: too many wrong TANs"));
         }
-        self.notes.push(Note::Refused("wrong TAN"));
-        (self.reply(Action::CleanUp, Some(vec![Item::new("cleanup-reason", WRONG_TAN)])), None)
+        self.refuse_keeping_changes(Refusal::WrongTan)
     }
 
     fn read_all_reply(&mut self, mut session: Session, status: Option<ReplyStatus>) -> Answer {
@@ -563,7 +549,7 @@ impl Run<'_> {
             return end;
         }
         match self.collect_reply(&mut session) {
-            Collected::OverLimits => self.refuse("fragmented reply larger than the limits"),
+            Collected::OverLimits => self.refuse(Refusal::FragmentsOverLimits),
             Collected::More => (self.reply(Action::GetNextFragment, None), Some(session)),
             Collected::All(items) => {
                 let writes = self.writes_for(&items);
@@ -626,7 +612,7 @@ impl Run<'_> {
 
     fn write_reply(&mut self, session: Session, status: Option<ReplyStatus>) -> Answer {
         let Awaiting::Write(sent) = &session.awaiting else {
-            return self.refuse("reply-to for an action that was not asked");
+            return self.refuse(Refusal::UnexpectedReply);
         };
         // Busy: the work stays, and the next interaction computes it again.
         if let Some(end) = self.unless_accepted(status.as_ref(), "WriteItems") {

@@ -353,7 +353,7 @@ impl Run<'_> {
         let items = match self.collect_reply(&mut session) {
             Collected::OverLimits => {
                 self.job_update(&job, JobState::Failed, "reply larger than the limits", None);
-                return self.refuse_keeping_changes("fragmented reply larger than the limits");
+                return self.refuse_keeping_changes(crate::refusal::Refusal::FragmentsOverLimits);
             }
             Collected::More => {
                 session.awaiting = Awaiting::Job(Box::new(JobStep { job, stage }));

@@ -13,6 +13,8 @@
 //! * [`device`]: what the engine knows of a device, and the [`Change`]s it asks for.
 //! * [`desired`]: profiles and their layering into one desired configuration.
 //! * [`diff`]: which items must be written, given what the phone reported.
+//! * [`refusal`]: why a message was refused, and the `cleanup-reason` the phone is told.
+//! * [`secret_items`]: items whose values are secrets, never persisted from a phone.
 //! * [`security`]: secure mode — modes, bootstrap state, channels, audit events.
 //! * [`jobs`]: server-initiated work (jobs) and its states.
 //! * [`firmware`]: software versions and firmware image headers.
@@ -26,14 +28,17 @@ mod engine;
 pub mod firmware;
 mod job_run;
 pub mod jobs;
+pub mod refusal;
+pub mod secret_items;
 pub mod security;
 pub mod session;
 
 pub use config::EngineConfig;
 pub use desired::{Desired, Profile};
 pub use device::{Change, DeviceSnapshot, ItemKey, Note, UnixTime, WriteOutcome, WrittenRecord};
-pub use engine::{Engine, Input, Output, WRONG_TAN};
+pub use engine::{Engine, Input, Output};
 pub use jobs::{FileRef, Job, JobId, JobKind, JobState, JobUpdate};
+pub use refusal::{Refusal, WRONG_TAN};
 pub use security::{
     AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapState, Channel, IssuedCertificate, Security, SecurityMode,
 };

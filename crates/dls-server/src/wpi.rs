@@ -187,7 +187,7 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
         };
         for note in &out.notes {
             match note {
-                Note::Refused(why) => warn!(why, "refused"),
+                Note::Refused(why) => warn!(why = %why, "refused"),
                 other => info!(note = ?other, "protocol event"),
             }
         }

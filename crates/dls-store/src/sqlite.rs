@@ -380,6 +380,10 @@ const MIGRATIONS: &[Migration] = &[
     ",
         then: None,
     },
+    // 8: secrets a phone reported (passwords, keys, TANs) are no longer kept: the ones
+    // earlier versions stored in inventories and job answers are removed
+    // (`scrub_reported_secrets`).
+    Migration { sql: "", then: Some(scrub_reported_secrets) },
 ];
 
 /// How hard SQLite syncs a commit to disk.
@@ -1438,6 +1442,37 @@ fn move_inventories(conn: &Connection) -> Result<(), StoreError> {
     drop(rows);
     drop(stmt);
     conn.execute_batch("DROP TABLE inventory").db()
+}
+
+/// Migration 8: removes the items [`dls_engine::secret_items::is_secret`] names from every
+/// stored inventory and job answer.
+fn scrub_reported_secrets(conn: &Connection) -> Result<(), StoreError> {
+    use dls_engine::secret_items::is_secret;
+    // Not cached: it runs once.
+    let mut stmt = conn.prepare("SELECT mac, items FROM inventories").db()?;
+    let inventories: Vec<(String, Vec<u8>)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).db()?.collect::<Result<_, _>>().db()?;
+    drop(stmt);
+    for (mac, stored) in &inventories {
+        let items = decode_stored(ValueRef::Blob(stored), mac)?;
+        if items.iter().any(|i| is_secret(i.name)) {
+            let kept: Vec<ItemRef<'_>> = items.into_iter().filter(|i| !is_secret(i.name)).collect();
+            store_inventory(conn, mac, &Encoded::new(&kept))?;
+        }
+    }
+    let mut stmt = conn.prepare("SELECT id, items FROM jobs WHERE items IS NOT NULL").db()?;
+    let answers: Vec<(i64, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).db()?.collect::<Result<_, _>>().db()?;
+    drop(stmt);
+    for (id, json) in answers {
+        let mut items = items_from_json(&json)?;
+        let before = items.len();
+        items.retain(|i| !is_secret(&i.name));
+        if items.len() != before {
+            conn.execute("UPDATE jobs SET items = ?2 WHERE id = ?1", params![id, items_to_json(&items)?]).db()?;
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

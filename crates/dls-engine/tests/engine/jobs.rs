@@ -444,6 +444,6 @@ fn a_reply_for_another_action_than_the_job_sent_is_refused() {
     sh.send(&solicited("S1"));
     let out = sh.send(&reply("S1", Action::WriteItems, ReplyStatus::Accepted, None));
     assert_clean_up(&out.reply, "S1");
-    assert!(out.reply.items.is_none());
+    assert_eq!(out.reply.item("cleanup-reason"), Some(dls_engine::Refusal::UnexpectedReply.cleanup_reason()));
     assert_eq!(state_of(&sh, 1), Some(JobState::Sent), "still unanswered: retried at the next callback");
 }

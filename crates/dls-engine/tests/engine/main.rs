@@ -7,4 +7,5 @@ mod harness;
 mod jobs;
 mod properties;
 mod refusals;
+mod secrets;
 mod secure;

@@ -1,17 +1,21 @@
-//! What the engine refuses: a bare `CleanUp`, a note for the log, nothing recorded.
+//! What the engine refuses: a `CleanUp` that says why (`cleanup-reason`), a note for the
+//! log, nothing recorded.
 
 use dls_engine::config::UnknownDevicePolicy;
-use dls_engine::{EngineConfig, Note};
+use dls_engine::{EngineConfig, Note, Refusal};
 use dls_message::{Action, Item, Reason, ReasonForContact, ReplyStatus};
 
 use crate::harness::*;
 
 fn assert_refused(out: &dls_engine::Output, nonce: &str) {
     assert_clean_up(&out.reply, nonce);
-    assert!(out.reply.items.is_none(), "a bare CleanUp: {:?}", out.reply);
     assert!(out.changes.is_empty(), "nothing recorded: {:?}", out.changes);
     assert!(out.session.is_none());
-    assert!(matches!(out.notes.as_slice(), [Note::Refused(_)]), "{:?}", out.notes);
+    let [Note::Refused(why)] = out.notes.as_slice() else { panic!("one refusal: {:?}", out.notes) };
+    // The phone is told why, in the refusal's own words, and nothing else.
+    let items = out.reply.items.as_deref().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{:?}", out.reply);
+    assert_eq!(out.reply.item("cleanup-reason"), Some(why.cleanup_reason()));
 }
 
 #[test]
@@ -94,7 +98,7 @@ fn fragmented_reply_beyond_the_limits() {
         m.header.fragment = Some(dls_message::Fragment::Next);
         let out = sh.send(&m);
         if out.reply.action == Action::CleanUp {
-            assert!(out.notes.contains(&Note::Refused("fragmented reply larger than the limits")));
+            assert!(out.notes.contains(&Note::Refused(Refusal::FragmentsOverLimits)));
             return;
         }
     }

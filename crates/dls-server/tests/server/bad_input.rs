@@ -43,18 +43,24 @@ async fn malformed_and_misdirected_messages() {
 }
 
 #[tokio::test]
-async fn protocol_refusals_get_a_bare_clean_up() {
+async fn protocol_refusals_say_why_in_their_clean_up() {
+    // A phone (or a simulator counting successes) must be able to tell a refusal from a
+    // finished interaction: every refusal's CleanUp carries a cleanup-reason.
     let srv = TestServer::start().await;
     let mut c = srv.client();
     let reply_without_session = r#"<WorkpointMessage><Message nonce="R1"><ReasonForContact action="WriteItems" status="accepted">reply-to</ReasonForContact><ItemList/></Message></WorkpointMessage>"#;
     let unknown_reason = r#"<WorkpointMessage><Message nonce="R2"><ReasonForContact>teleport</ReasonForContact><ItemList><Item name="mac-addr">001AE83C4D5E</Item></ItemList></Message></WorkpointMessage>"#;
-    for (xml, nonce) in [(reply_without_session, "R1"), (unknown_reason, "R2")] {
+    for (xml, nonce, why) in [
+        (reply_without_session, "R1", "no interaction in progress"),
+        (unknown_reason, "R2", "reason for contact not supported"),
+    ] {
         let (status, _, body) = c.post(xml.as_bytes().to_vec()).await.expect("answered");
         assert_eq!(status.as_u16(), 200);
         let m = decode_dls(&body);
         assert_eq!(m.action, Action::CleanUp);
         assert_eq!(m.header.nonce, nonce);
-        assert!(m.items.is_none(), "bare");
+        assert_eq!(m.item("cleanup-reason"), Some(why));
+        assert_eq!(m.items.as_ref().map(Vec::len), Some(1), "only the reason: {m:?}");
     }
     assert_eq!(device_count(&srv).await, 0);
 
@@ -66,7 +72,7 @@ async fn protocol_refusals_get_a_bare_clean_up() {
     let (_, _, body) = c.post(first.as_bytes().to_vec()).await.expect("answered");
     let m = decode_dls(&body);
     assert_eq!(m.action, Action::CleanUp);
-    assert!(m.items.is_none());
+    assert_eq!(m.item("cleanup-reason"), Some("nonce already used"));
     srv.stop().await;
 }
 
@@ -190,5 +196,42 @@ async fn garbage_instead_of_tls_and_clients_that_stop() {
     // The service goes on serving.
     let (_, _, body) = c.post(STARTUP.replace("NONCE", "AFTER").into_bytes()).await.expect("still serving");
     assert_eq!(decode_dls(&body).action, Action::ReadAllItems);
+    srv.stop().await;
+}
+
+/// A phone that reports passwords (a mobility phone's `user-pwd`, a firmware that fills
+/// in `admin-pwd` in its inventory): nothing of them is stored or shown.
+#[tokio::test]
+async fn passwords_a_phone_reports_are_neither_stored_nor_shown() {
+    let srv = TestServer::start().await;
+    let mut c = srv.client();
+    let start = r#"<WorkpointMessage><Message nonce="P1" maxItems="-1"><ReasonForContact>start-up</ReasonForContact><ItemList><Item name="mac-addr">00:1A:E8:3C:4D:5E</Item><Item name="user-pwd">leaked-user-secret</Item></ItemList></Message></WorkpointMessage>"#;
+    let (_, headers, body) = c.post(start.as_bytes().to_vec()).await.expect("answered");
+    assert_eq!(decode_dls(&body).action, Action::ReadAllItems);
+    let set_cookie = headers.get("set-cookie").and_then(|v| v.to_str().ok()).expect("a session cookie");
+    let id = set_cookie.split(';').next().and_then(|kv| kv.strip_prefix("JSESSIONID=")).expect("JSESSIONID");
+    c.set_cookie(id);
+    let all = r#"<WorkpointMessage><Message nonce="P1" maxItems="-1"><ReasonForContact action="ReadAllItems" status="accepted">reply-to</ReasonForContact><ItemList><Item name="mac-addr">00:1A:E8:3C:4D:5E</Item><Item name="sntp-addr">ntp.example.net</Item><Item name="admin-pwd">leaked-admin-secret</Item><Item name="sip-pwd">leaked-sip-secret</Item></ItemList></Message></WorkpointMessage>"#;
+    let (_, _, body) = c.post(all.as_bytes().to_vec()).await.expect("answered");
+    let m = decode_dls(&body);
+    assert_eq!((&m.action, m.item("cleanup-reason")), (&Action::CleanUp, None), "{m:?}");
+    let logon = r#"<WorkpointMessage><Message nonce="P2" maxItems="-1"><ReasonForContact>inventory-changes</ReasonForContact><ItemList><Item name="mac-addr">00:1A:E8:3C:4D:5E</Item><Item name="user-pwd-unicode">leaked-user-secret</Item></ItemList></Message></WorkpointMessage>"#;
+    c.forget_session();
+    let (_, _, body) = c.post(logon.as_bytes().to_vec()).await.expect("answered");
+    assert_eq!(decode_dls(&body).action, Action::CleanUp);
+
+    let (status, shown) = srv.admin("GET", "/api/v1/devices/001AE83C4D5E", None).await;
+    assert_eq!(status, 200);
+    let shown = shown.to_string();
+    assert!(shown.contains("ntp.example.net"), "the rest of the inventory is there: {shown}");
+    assert!(!shown.contains("leaked"), "a reported password is shown: {shown}");
+    // The database and its write-ahead log, as they are on disk.
+    let mut stored = String::new();
+    for name in ["dls.sqlite", "dls.sqlite-wal"] {
+        let bytes = std::fs::read(srv.data().join(name)).unwrap_or_default();
+        stored.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    assert!(stored.contains("ntp.example.net"), "the inventory is on disk");
+    assert!(!stored.contains("leaked"), "a reported password is on disk");
     srv.stop().await;
 }

@@ -281,7 +281,7 @@ async fn a_replayed_reply_to_with_a_stale_session_is_refused() {
     replay.set_cookie(&cookie);
     let m = replay.exchange(&reply).await.expect("answered");
     assert_eq!(m.action, Action::CleanUp);
-    assert!(m.items.is_none(), "a bare CleanUp");
+    assert_eq!(m.item("cleanup-reason"), Some("no interaction in progress"), "refused, and says why");
     let (_, d) = srv.admin("GET", "/api/v1/devices/001AE85E000C", None).await;
     assert!(d["inventory_at"].as_u64().is_some(), "the interaction's inventory was stored");
     srv.stop().await;
