@@ -3,6 +3,10 @@
 //! Exit codes, for every subcommand: 0 success, 2 usage error, 3 malformed input,
 //! 4 authentication failure, 1 anything else. Errors go to stderr as one line.
 
+// The doc comments of the argument structs are clap's `--help` texts, written for a
+// terminal (`[ADDR]:PORT`, plain URLs), not rustdoc markup.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::bare_urls)]
+
 mod cmd;
 mod exit;
 mod io;

@@ -3,8 +3,9 @@
 //! Phones report some passwords back (a mobility phone sends the `user-pwd` its user
 //! typed; some firmware answers `ReadAllItems` with `sip-pwd` or `admin-pwd` filled in),
 //! and bootstrapping moves keys and the TAN through items. The engine drops such items
-//! from every change it asks the shell to persist ([`scrub`]): the inventory, deployment
-//! reports and the items a job's answer carries. What the DLS itself writes to those items
+//! from every change it asks the shell to persist (`scrub`, at the end of
+//! [`crate::Engine::handle`]): the inventory, deployment reports and the items a job's
+//! answer carries. What the DLS itself writes to those items
 //! is remembered as a keyed fingerprint only ([`crate::diff::fingerprint`]).
 //!
 //! The rule is by name, and errs on the side of secrecy: the protocol reference calls

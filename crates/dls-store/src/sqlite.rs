@@ -2378,7 +2378,7 @@ impl Store for SqliteStore {
         self.write(|tx| jobs::delete_file(tx, id, at))
     }
 
-    /// Batches of at most [`PRUNE_BATCH`] rows, the audit log's first. Rows only: the
+    /// Batches of at most `PRUNE_BATCH` (1,000) rows, the audit log's first. Rows only: the
     /// deployment files a deleted job referred to stay in the file store and in `files`
     /// (`jobs.file_id` is no foreign key; nothing refers to a job).
     fn prune(&self, audit_before: Option<UnixTime>, jobs_before: Option<UnixTime>) -> Result<Pruned, StoreError> {
