@@ -139,54 +139,15 @@ fn parse_mac(s: &str) -> Result<MacAddr, ApiError> {
     MacAddr::parse(s).map_err(|e| error(StatusCode::BAD_REQUEST, format!("{s:?}: {e}")))
 }
 
-/// Decodes `%XX` and `+` in a query component.
-pub(crate) fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The `key=value` pairs of a query string, the values percent-decoded; `None` when one is
-/// not valid percent-encoded UTF-8.
-pub(crate) fn query_pairs(query: Option<&str>) -> Option<Vec<(&str, String)>> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            percent_decode(v).map(|v| (k, v))
-        })
-        .collect()
-}
-
-/// [`query_pairs`], or `400` for bad encoding.
-fn query(query: Option<&str>) -> Result<Vec<(&str, String)>, ApiError> {
-    query_pairs(query).ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad percent-encoding in query"))
+/// The query's pairs ([`crate::uri::query_pairs`]), or `400` for bad encoding.
+fn query(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    crate::uri::query_pairs(query).ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad percent-encoding in query"))
 }
 
 fn filter_of(q: Option<&str>) -> Result<DeviceFilter, ApiError> {
     let mut f = DeviceFilter::default();
     for (k, v) in query(q)? {
-        match k {
+        match k.as_str() {
             "profile" => f.profile = Some(v),
             "device-type" => f.device_type = Some(v),
             "search" => f.search = Some(v),
@@ -256,22 +217,7 @@ async fn set_secret(state: &AdminState, mac: MacAddr, secret: Option<&str>) -> R
 
 /// `user:password@` for a URL, percent-encoded.
 fn userinfo(user: &str, password: &str) -> String {
-    format!("{}:{}@", percent_encode(user), percent_encode(password))
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters (for a query value, a
-/// path segment or URL userinfo).
-#[must_use]
-pub fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    format!("{}:{}@", crate::uri::percent_encode(user), crate::uri::percent_encode(password))
 }
 
 #[derive(Deserialize)]
@@ -306,7 +252,7 @@ fn audit_filter(q: Option<&str>) -> Result<(Option<MacAddr>, usize), ApiError> {
     let mut mac = None;
     let mut limit = 1000;
     for (k, v) in query(q)? {
-        match k {
+        match k.as_str() {
             "mac" => mac = Some(parse_mac(&v)?),
             "limit" => limit = v.parse().map_err(|_| error(StatusCode::BAD_REQUEST, "limit must be a number"))?,
             other => return Err(error(StatusCode::BAD_REQUEST, format!("unknown query parameter {other:?}"))),
@@ -518,22 +464,5 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
             | ["credentials", "fallback"],
         ) => Err(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
         _ => Err(error(StatusCode::NOT_FOUND, "not found")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_decoding() {
-        assert_eq!(percent_decode("OpenStage%2060").as_deref(), Some("OpenStage 60"));
-        assert_eq!(percent_decode("a+b").as_deref(), Some("a b"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%4"), None);
-        assert_eq!(percent_decode("%FF"), None);
-        let odd = "a b/ü:@%&=+";
-        assert_eq!(percent_encode(odd), "a%20b%2F%C3%BC%3A%40%25%26%3D%2B");
-        assert_eq!(percent_decode(&percent_encode(odd)).as_deref(), Some(odd));
     }
 }

@@ -71,8 +71,8 @@ pub(crate) struct DcmpState {
 
 /// The `device-id` of a DCMP query: `Ok(None)` when absent.
 fn device_id(query: Option<&str>) -> Result<Option<MacAddr>, String> {
-    let pairs = crate::admin::query_pairs(query).ok_or("bad percent-encoding")?;
-    match pairs.into_iter().find(|(k, _)| *k == "device-id") {
+    let pairs = crate::uri::query_pairs(query).ok_or("bad percent-encoding")?;
+    match pairs.into_iter().find(|(k, _)| k == "device-id") {
         Some((_, v)) => MacAddr::parse(v.trim()).map(Some).map_err(|e| format!("device-id: {e}")),
         None => Ok(None),
     }

@@ -36,7 +36,8 @@ pub(crate) async fn handle(state: Arc<DownloadState>, req: Request<Incoming>, in
     if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return not_found();
     }
-    let Some(name) = crate::admin::percent_decode(name) else { return not_found() };
+    // A path segment: `+` is a plus sign (a phone may request `fw+1.img` unencoded).
+    let Some(name) = crate::uri::decode_path_segment(name) else { return not_found() };
     let token = token.to_ascii_uppercase();
     let store = state.store.clone();
     let found = match tokio::task::spawn_blocking(move || store.download(&token)).await {

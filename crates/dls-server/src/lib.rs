@@ -8,7 +8,8 @@
 //! * `admin`: the admin API (JSON, bearer token).
 //! * `http`: listeners with connection caps, TLS deadlines, keep-alive and graceful
 //!   shutdown; `sessions`: interactions in progress, by cookie.
-//! * [`tls`]: the one place the TLS provider and versions are chosen.
+//! * [`tls`]: the one place the TLS provider and versions are chosen; `uri`: path segments
+//!   and query strings decoded strictly, components encoded.
 //! * `admin::jobs`: jobs, deployment files and contact-me in the admin API;
 //!   `contact`: the contact-me sender (a sans-IO planner: one per phone per minute,
 //!   backoff, bounded concurrency); `dcmp`: polls from phones behind NAT; `downloads` and
@@ -33,6 +34,7 @@ mod retention;
 mod secrets;
 mod sessions;
 pub mod tls;
+mod uri;
 mod wpi;
 
 use std::net::SocketAddr;
@@ -48,12 +50,12 @@ use tokio_rustls::TlsAcceptor;
 use tracing::info;
 use zeroize::Zeroizing;
 
-pub use admin::percent_encode;
 pub use config::Config;
 pub use datadir::DataDir;
 pub use error::ServerError;
 pub use files::FileBody;
 pub use http::http1_builder;
+pub use uri::percent_encode;
 pub use wpi::LOGIN_SERVICE_PATH;
 
 use crate::datadir::names;

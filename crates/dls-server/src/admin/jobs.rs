@@ -272,7 +272,7 @@ fn file_ref(f: &FileRecord, priority: String) -> Result<FileRef, ApiError> {
 fn job_filter(q: Option<&str>) -> Result<JobFilter, ApiError> {
     let mut f = JobFilter::default();
     for (k, v) in query(q)? {
-        match k {
+        match k.as_str() {
             "mac" => f.mac = Some(parse_mac(&v)?),
             "state" => {
                 f.state = Some(JobState::parse(&v).ok_or_else(|| {
@@ -304,7 +304,7 @@ struct FileQuery {
 fn file_query(query_string: Option<&str>) -> Result<FileQuery, ApiError> {
     let mut q = FileQuery::default();
     for (k, v) in query(query_string)? {
-        match k {
+        match k.as_str() {
             "name" => q.name = Some(v),
             "type" => q.file_type = Some(v.to_ascii_uppercase()),
             "device-type" => q.device_types.push(v),

@@ -273,3 +273,36 @@ async fn a_file_deleted_while_a_phone_downloads_it() {
     assert!(!server.data().join("files").join(f["id"].to_string()).exists());
     server.stop().await;
 }
+
+/// A download path's file name is a path segment: `+` is a plus sign. A phone that requests
+/// `fw+1.img` unencoded gets the file (the query-string decoder once made it `fw 1.img`).
+#[tokio::test]
+async fn a_file_name_with_a_plus_sign_is_served_encoded_or_not() {
+    let server = TestServer::start().await;
+    let mut phone = started_phone(&server).await;
+    let content: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
+    let (status, f) = upload(&server, "name=fw%2B1.mp3&type=RINGTONE", content.clone()).await;
+    assert_eq!((status, f["name"].as_str()), (201, Some("fw+1.mp3")), "{f}");
+    let (status, v) = queue(&server, json!({ "kind": "deploy-file", "file": f["id"] })).await;
+    assert_eq!(status, 201, "{v}");
+    let mut c = server.client();
+    let r = phone.interact(&mut c, Reason::Solicited).await.expect("solicited");
+    assert_eq!(r.deployments.len(), 1, "{:?}", r.actions);
+    let url = r.deployments[0].url.clone();
+    let (base, _) = url.rsplit_once('/').expect("a URL with a file name");
+    let ca = server.data().join("ca.crt");
+    let ca = ca.to_str().expect("utf-8 path");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in ["fw+1.mp3", "fw%2B1.mp3", "fw%2b1.mp3"] {
+        let out = dir.path().join("out");
+        let target = format!("{base}/{name}");
+        let (code, http, err) =
+            curl(&["--cacert", ca, "-o", out.to_str().expect("path"), "-w", "%{http_code}", &target]).await;
+        assert_eq!((code, http.as_str()), (0, "200"), "{target}: {err}");
+        assert_eq!(std::fs::read(&out).expect("read"), content, "{target}");
+    }
+    let (_, http, _) =
+        curl(&["--cacert", ca, "-o", "/dev/null", "-w", "%{http_code}", &format!("{base}/fw%201.mp3")]).await;
+    assert_eq!(http, "404", "another name opens nothing");
+    server.stop().await;
+}
