@@ -17,7 +17,9 @@
 //!   pressure, so failures sent from elsewhere never stop a phone's first attempt at its own
 //!   address; when its source is under pressure it waits for the source's next token (at most
 //!   `source_interval_secs`);
-//! * a pair that succeeded in the last `trusted_secs` is exempt from both ceilings.
+//! * a pair that succeeded in the last `trusted_secs` is exempt from both ceilings, and a
+//!   source from which any username succeeded in that time is exempt from the username
+//!   ceiling (the source ceiling still applies to it).
 //!
 //! So every delay is bounded (`pressure_interval_secs`, `pair_interval_secs` or
 //! `source_interval_secs` after the last evaluated failure that caused it), and nothing a
@@ -54,11 +56,11 @@ pub struct ThrottleConfig {
     /// Under pressure, a pair that has failed waits this long after its last failure, seconds
     /// (default 300): the longest delay anyone who shares a guesser's address and username sees.
     pub pressure_interval_secs: u64,
-    /// How long a (username, source) pair stays exempt from the ceilings after a success,
-    /// seconds (default 86400; 0: never exempt).
+    /// How long a (username, source) pair stays exempt from the ceilings after a success, and
+    /// its source from the username ceiling, seconds (default 86400; 0: never exempt).
     pub trusted_secs: u64,
-    /// Keys kept in each of the four maps (pairs, usernames, sources, trusted pairs; default
-    /// 4096).
+    /// Keys kept in each of the five maps (pairs, usernames, sources, trusted pairs, trusted
+    /// sources; default 4096).
     pub capacity: usize,
 }
 
@@ -167,12 +169,22 @@ pub struct Throttle {
     sources: HashMap<SourceKey, u64>,
     /// (username, source) pairs that succeeded, until when they are trusted.
     trusted: HashMap<(UserKey, SourceKey), u64>,
+    /// Sources from which someone succeeded, until when they are exempt from the username
+    /// ceiling.
+    good_sources: HashMap<SourceKey, u64>,
 }
 
 impl Throttle {
     /// An empty throttle.
     pub fn new(config: ThrottleConfig) -> Self {
-        Self { config, pairs: HashMap::new(), users: HashMap::new(), sources: HashMap::new(), trusted: HashMap::new() }
+        Self {
+            config,
+            pairs: HashMap::new(),
+            users: HashMap::new(),
+            sources: HashMap::new(),
+            trusted: HashMap::new(),
+            good_sources: HashMap::new(),
+        }
     }
 
     fn pair_rate(&self) -> Rate {
@@ -194,7 +206,13 @@ impl Throttle {
         let mut wait = pair.map_or(0, |p| self.pair_rate().wait(p.tat, now));
         let trusted = self.trusted.get(&(user, source)).is_some_and(|&until| now < until);
         if !trusted {
-            let user_wait = self.users.get(&user).map_or(0, |&tat| self.user_rate().wait(tat, now));
+            // A source where someone authenticated lately is not a botnet's address: the
+            // username ceiling (many addresses guessing one username) does not hold it.
+            let good_source = self.good_sources.get(&source).is_some_and(|&until| now < until);
+            let user_wait = match self.users.get(&user) {
+                Some(&tat) if !good_source => self.user_rate().wait(tat, now),
+                _ => 0,
+            };
             let source_wait = self.sources.get(&source).map_or(0, |&tat| self.source_rate().wait(tat, now));
             // Only the source's own budget holds a fresh pair, never the username's.
             wait = wait.max(source_wait);
@@ -241,13 +259,16 @@ impl Throttle {
         if self.config.trusted_secs == 0 {
             return;
         }
-        make_room(&mut self.trusted, (user, source), self.config.capacity.max(1), |&u| u, |&u| (u, 0), now);
-        self.trusted.insert((user, source), now.saturating_add(self.config.trusted_secs));
+        let (cap, until) = (self.config.capacity.max(1), now.saturating_add(self.config.trusted_secs));
+        make_room(&mut self.trusted, (user, source), cap, |&u| u, |&u| (u, 0), now);
+        self.trusted.insert((user, source), until);
+        make_room(&mut self.good_sources, source, cap, |&u| u, |&u| (u, 0), now);
+        self.good_sources.insert(source, until);
     }
 
-    /// Keys held (pairs, usernames, sources and trusted pairs).
+    /// Keys held (pairs, usernames, sources, trusted pairs and sources).
     pub fn len(&self) -> usize {
-        self.pairs.len() + self.users.len() + self.sources.len() + self.trusted.len()
+        self.pairs.len() + self.users.len() + self.sources.len() + self.trusted.len() + self.good_sources.len()
     }
 
     /// Whether nothing is held.
@@ -392,7 +413,7 @@ mod tests {
             let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
             t.record_failure(ip, &format!("spray{i}"), 1);
             t.record_success(ip, &format!("ok{i}"), 1);
-            assert!(t.len() <= 4 * cap);
+            assert!(t.len() <= 5 * cap);
         }
         assert!(t.check(A, "attacker", 2).is_some());
     }
@@ -414,6 +435,24 @@ mod tests {
             t.record_failure(A, "m", 1000);
         }
         assert!(t.check(A, "m", 1000).is_some(), "trust expired");
+    }
+
+    #[test]
+    fn a_source_where_someone_authenticated_escapes_the_username_ceiling_only() {
+        let mut t = throttle(|c| {
+            c.max_failures_per_username = 2;
+            c.max_failures_per_source = 3;
+        });
+        t.record_success(A, "fallback", 0);
+        for _ in 0..2 {
+            t.record_failure(A, "m", 10);
+            t.record_failure(B, "m", 10);
+        }
+        assert_eq!(t.check(A, "m", 11), None, "a good source: the username ceiling does not apply");
+        assert!(t.check(B, "m", 11).is_some());
+        t.record_failure(A, "n", 11);
+        t.record_failure(A, "o", 11);
+        assert!(t.check(A, "m", 12).is_some(), "the source ceiling does");
     }
 
     #[test]
