@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = Authorization::parse(data);
 
     let v = verifier();
-    let lookup = |u: &str| u.eq_ignore_ascii_case("001a2b3c4d5e").then(|| Credential::password("123456789012"));
+    let lookup = |u: &str| Ok(u.eq_ignore_ascii_case("001a2b3c4d5e").then(|| Credential::password("123456789012")));
     let now = 1_700_000_000 + ITERATION.fetch_add(1, Ordering::Relaxed) / 100;
     let source = IpAddr::V4(Ipv4Addr::new(192, 0, 2, data.first().copied().unwrap_or(0)));
     let bare = Request { method: "GET", target: TARGET, authorization: Some(data), source, now };

@@ -47,29 +47,51 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// The credential store could not answer. The server is at fault, not the client: the
+/// verifier answers [`Outcome::Unavailable`](crate::Outcome::Unavailable) (`503`) and counts no
+/// failure, so a store hiccup never throttles a good phone. The message is for the server's
+/// log: it must name what failed, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// The store could not be read (a database error, I/O): likely to pass.
+    #[error("credential store unavailable (server fault): {0}")]
+    Unavailable(String),
+    /// The store has a credential for the user but it cannot be used (it does not unseal, or
+    /// is not text): an operator must look.
+    #[error("stored credential unusable (server fault): {0}")]
+    Unusable(String),
+}
+
 /// The credential store, as the verifier sees it.
 ///
 /// Calls happen outside the verifier's lock; each request makes at most one call.
 pub trait CredentialLookup {
     /// The credential of `username`, exactly as the client sent it (decoded from `username*`
-    /// when that was used). A store of phones should match MAC usernames ignoring ASCII case:
-    /// `001a2b3c4d5e` and `001A2B3C4D5E` are the same device. The digest itself is computed
-    /// over the username as sent.
-    fn credential(&self, username: &str) -> Option<Credential>;
+    /// when that was used); `Ok(None)` for an unknown user. A store of phones should match MAC
+    /// usernames ignoring ASCII case: `001a2b3c4d5e` and `001A2B3C4D5E` are the same device.
+    /// The digest itself is computed over the username as sent. `Err` only for the store's own
+    /// failures, never for anything the client sent.
+    fn credential(&self, username: &str) -> Result<Option<Credential>, LookupError>;
 
     /// For `userhash=true`: the user whose `H(username ":" realm)` with `hash` is `userhash`
     /// (lowercase hex; see [`userhash`]), and their credential. The default finds nobody, so
     /// hashed usernames fail like unknown users; a store that supports them keeps an index of
     /// the hashes (one lookup, no scan).
-    fn credential_by_userhash(&self, userhash: &str, hash: HashFn) -> Option<(String, Credential)> {
+    fn credential_by_userhash(
+        &self,
+        userhash: &str,
+        hash: HashFn,
+    ) -> Result<Option<(String, Credential)>, LookupError> {
         let _ = (userhash, hash);
-        None
+        Ok(None)
     }
 }
 
-/// Any `Fn(&str) -> Option<Credential>` is a lookup (no `userhash` support).
-impl<F: Fn(&str) -> Option<Credential>> CredentialLookup for F {
-    fn credential(&self, username: &str) -> Option<Credential> {
+/// Any `Fn(&str) -> Result<Option<Credential>, LookupError>` is a lookup (no `userhash`
+/// support).
+impl<F: Fn(&str) -> Result<Option<Credential>, LookupError>> CredentialLookup for F {
+    fn credential(&self, username: &str) -> Result<Option<Credential>, LookupError> {
         self(username)
     }
 }

@@ -6,15 +6,17 @@
 //!   challenges offered (default one `MD5`), nonce lifetime, RFC 2069 and `userhash` switches,
 //!   and limits.
 //! * [`Outcome`]: accept / challenge (`401`) / bad request (`400`, [`BadRequest`]) /
-//!   throttled (`429`), each with [`Outcome::status`]; [`ChallengeReason`] for logs.
+//!   throttled (`429`) / store unavailable (`503`), each with [`Outcome::status`];
+//!   [`ChallengeReason`] for logs.
 //! * [`CredentialLookup`] and [`Credential`]: the store, asked for a plaintext password or
-//!   precomputed H(A1) by username, or by [`userhash`]; [`is_same_device`] for "a phone fetches
-//!   only its own file".
+//!   precomputed H(A1) by username, or by [`userhash`], answering [`LookupError`] for its own
+//!   failures; [`is_same_device`] for "a phone fetches only its own file".
 //! * [`Authorization`]: the header parser ([`ParseError`]), and [`decode_ext_value`] for
 //!   `username*`.
 //! * [`Algorithm`] and [`HashFn`]: MD5, SHA-256 and SHA-512/256, with `-sess` variants.
 //! * [`ReplayCache`]: bounded `nc` replay protection; [`Throttle`]: failure counting per
-//!   source and per username ([`ThrottleConfig`]).
+//!   (username, source) pair, with per-username and per-source ceilings that only delay
+//!   ([`ThrottleConfig`]).
 //!
 //! Nonces are stateless (a timestamp and HMAC-SHA256 under the server secret), digests are
 //! compared in constant time, unknown users cost what known ones cost and get the same `401`.
@@ -28,7 +30,7 @@
 //! let verifier = Verifier::new(Config::new("dls"), &[42; 32])?;
 //! // The store: MAC usernames match ignoring case.
 //! let lookup = |user: &str| {
-//!     user.eq_ignore_ascii_case("001a2b3c4d5e").then(|| Credential::password("123456789012"))
+//!     Ok(user.eq_ignore_ascii_case("001a2b3c4d5e").then(|| Credential::password("123456789012")))
 //! };
 //! let uri = "/provisioning/001a2b3c4d5e.xml";
 //! let source = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -72,7 +74,7 @@ mod throttle;
 mod verifier;
 
 pub use algorithm::{Algorithm, HashFn};
-pub use credentials::{Credential, CredentialLookup, is_same_device, userhash};
+pub use credentials::{Credential, CredentialLookup, LookupError, is_same_device, userhash};
 pub use header::{Authorization, ParseError, decode_ext_value};
 pub use outcome::{BadRequest, ChallengeReason, Outcome};
 pub use replay::{NonceId, Replay, ReplayCache};

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::algorithm::Algorithm;
+use crate::credentials::LookupError;
 use crate::header::ParseError;
 
 /// The verifier's answer to one request.
@@ -33,10 +34,19 @@ pub enum Outcome {
         /// Why, for the caller's log (contains no secret).
         reason: BadRequest,
     },
-    /// Too many failures from this source or for this username: answer `429` with
-    /// `Retry-After: retry_after_secs`.
+    /// Too many recent failures for this username from this source (or, under a ceiling, too
+    /// soon after this pair's last failure): answer `429` with `Retry-After: retry_after_secs`.
     Throttled {
-        /// Seconds until the counting window ends (at least 1).
+        /// Seconds until an attempt is evaluated again (at least 1).
+        retry_after_secs: u64,
+    },
+    /// The credential store failed: the server is at fault. Answer `503` with
+    /// `Retry-After: retry_after_secs` and log `error` (it holds no secret). Not counted as a
+    /// failure.
+    Unavailable {
+        /// What failed, for the server's log.
+        error: LookupError,
+        /// [`Config::store_retry_after_secs`](crate::Config::store_retry_after_secs).
         retry_after_secs: u64,
     },
 }
@@ -50,6 +60,7 @@ impl Outcome {
             Self::Challenge { .. } => 401,
             Self::BadRequest { reason } => reason.status(),
             Self::Throttled { .. } => 429,
+            Self::Unavailable { .. } => 503,
         }
     }
 }

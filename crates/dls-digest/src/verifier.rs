@@ -45,6 +45,8 @@ pub struct Config {
     pub replay_capacity: usize,
     /// Throttling of failures.
     pub throttle: ThrottleConfig,
+    /// `Retry-After` of a `503` when the credential store fails, seconds (default 10).
+    pub store_retry_after_secs: u64,
 }
 
 impl Config {
@@ -59,6 +61,7 @@ impl Config {
             max_header_len: 4096,
             replay_capacity: 16384,
             throttle: ThrottleConfig::default(),
+            store_retry_after_secs: 10,
         }
     }
 }
@@ -200,7 +203,8 @@ impl Verifier {
         self.lock().throttle.len()
     }
 
-    /// Decides one request. Sans-IO: no clock, no logging; at most one lookup call.
+    /// Decides one request. Sans-IO: no clock, no logging; at most one lookup call, none when
+    /// the request is throttled before it.
     pub fn verify<L: CredentialLookup + ?Sized>(&self, req: &Request<'_>, lookup: &L) -> Outcome {
         let now = req.now;
         let Some(raw) = req.authorization else {
@@ -224,20 +228,40 @@ impl Verifier {
         if r.realm != self.config.realm {
             return self.challenge(now, false, ChallengeReason::RealmMismatch);
         }
-        if let Some(retry_after_secs) = self.lock().throttle.check(req.source, None, now) {
+        // A username known before the lookup is checked before it, so a waiting pair costs
+        // the store nothing; a hashed one once the lookup has resolved it.
+        let sent = match &r.username {
+            Username::Plain(u) => Some(*u),
+            Username::Decoded(u) => Some(u.as_str()),
+            Username::Hashed(_) => None,
+        };
+        if let Some(u) = sent
+            && let Some(retry_after_secs) = self.lock().throttle.check(req.source, u, now)
+        {
             return Outcome::Throttled { retry_after_secs };
         }
 
         let hash = r.algorithm.hash();
-        let (username, credential) = match &r.username {
-            Username::Plain(u) => ((*u).to_owned(), lookup.credential(u)),
-            Username::Decoded(u) => (u.clone(), lookup.credential(u)),
-            Username::Hashed(h) => match lookup.credential_by_userhash(&h.to_ascii_lowercase(), hash) {
-                Some((u, c)) => (u, Some(c)),
-                None => ((*h).to_owned(), None),
-            },
+        let found = match &r.username {
+            Username::Plain(u) => lookup.credential(u).map(|c| ((*u).to_owned(), c)),
+            Username::Decoded(u) => lookup.credential(u).map(|c| (u.clone(), c)),
+            Username::Hashed(h) => {
+                lookup.credential_by_userhash(&h.to_ascii_lowercase(), hash).map(|found| match found {
+                    Some((u, c)) => (u, Some(c)),
+                    None => ((*h).to_owned(), None),
+                })
+            }
         };
-        if let Some(retry_after_secs) = self.lock().throttle.check(req.source, Some(&username), now) {
+        // The store's own failure: not the client's, so not counted.
+        let (username, credential) = match found {
+            Ok(found) => found,
+            Err(error) => {
+                return Outcome::Unavailable { error, retry_after_secs: self.config.store_retry_after_secs.max(1) };
+            }
+        };
+        if sent.is_none()
+            && let Some(retry_after_secs) = self.lock().throttle.check(req.source, &username, now)
+        {
             return Outcome::Throttled { retry_after_secs };
         }
 

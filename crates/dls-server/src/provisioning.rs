@@ -12,13 +12,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dls_digest::{Credential, Outcome, Request as DigestRequest, Verifier};
+use dls_digest::{Credential, LookupError, Outcome, Request as DigestRequest, Verifier};
 use dls_message::MacAddr;
 use dls_store::{CredentialScope, Store};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::http::{ConnInfo, Resp, text};
 use crate::secrets::SecretBox;
@@ -79,20 +79,35 @@ impl ProvisioningState {
         (middle.len() == 12).then(|| MacAddr::parse(middle).ok()).flatten()
     }
 
-    /// The password for `username` when fetching `mac`'s file.
-    fn credential(&self, mac: MacAddr, username: &str) -> Option<Credential> {
+    /// The password for `username` when fetching `mac`'s file: `Ok(None)` for a username that
+    /// is not allowed to fetch it; `Err` when the store or the sealed secret fails (our fault:
+    /// the verifier answers `503`, and counts nothing against the phone).
+    fn credential(&self, mac: MacAddr, username: &str) -> Result<Option<Credential>, LookupError> {
+        let unavailable = |e: dls_store::StoreError| LookupError::Unavailable(e.to_string());
         let is_mac = username.len() == 12 && username.bytes().all(|b| b.is_ascii_hexdigit());
         let secret = if is_mac {
-            if MacAddr::parse(username).ok()? != mac {
-                return None;
+            if MacAddr::parse(username).ok() != Some(mac) {
+                return Ok(None);
             }
-            let sealed = self.store.device_secret(mac).ok()??;
-            self.secrets.open(&device_context(mac), &sealed)?
+            let Some(sealed) = self.store.device_secret(mac).map_err(unavailable)? else {
+                return Ok(None);
+            };
+            self.secrets
+                .open(&device_context(mac), &sealed)
+                .ok_or_else(|| LookupError::Unusable(format!("the secret of {mac} does not unseal")))?
         } else {
-            let c = self.store.fallback_credentials(mac).ok()?.into_iter().find(|c| c.username == username)?;
-            self.secrets.open(&fallback_context(&c.scope, &c.username), &c.sealed)?
+            let found =
+                self.store.fallback_credentials(mac).map_err(unavailable)?.into_iter().find(|c| c.username == username);
+            let Some(c) = found else {
+                return Ok(None);
+            };
+            self.secrets.open(&fallback_context(&c.scope, &c.username), &c.sealed).ok_or_else(|| {
+                LookupError::Unusable(format!("a fallback credential of {} does not unseal", scope_name(&c.scope)))
+            })?
         };
-        Some(Credential::password(String::from_utf8(secret.to_vec()).ok()?))
+        let password = String::from_utf8(secret.to_vec())
+            .map_err(|_| LookupError::Unusable(format!("a credential for {mac}'s file is not UTF-8")))?;
+        Ok(Some(Credential::password(password)))
     }
 
     fn render(&self, mac: MacAddr) -> Result<String, dls_store::StoreError> {
@@ -107,6 +122,23 @@ impl ProvisioningState {
             }
         }))
     }
+}
+
+/// A credential scope for a log line.
+fn scope_name(scope: &CredentialScope) -> String {
+    match scope {
+        CredentialScope::Global => "the global scope".to_owned(),
+        CredentialScope::Profile(p) => format!("profile {p}"),
+    }
+}
+
+/// `503` with `Retry-After`: the service is at fault, the phone should come back.
+fn unavailable(retry_after_secs: u64) -> Resp {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable\n");
+    if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 /// Replaces `{{key}}` with the XML-escaped value `lookup` gives (nothing for unknown keys).
@@ -168,6 +200,7 @@ pub(crate) async fn handle(state: Arc<ProvisioningState>, req: Request<Incoming>
         (outcome, body)
     })
     .await;
+    let st_retry_after = state.verifier.config().store_retry_after_secs.max(1);
     let Ok((outcome, body)) = result else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
     };
@@ -181,7 +214,11 @@ pub(crate) async fn handle(state: Arc<ProvisioningState>, req: Request<Incoming>
                 r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 r
             }
-            _ => text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+            Some(Err(e)) => {
+                error!(%mac, peer = %info.peer, error = %e, "provisioning file not rendered; answered 503");
+                unavailable(st_retry_after)
+            }
+            None => text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
         },
         Outcome::Challenge { www_authenticate, stale, reason } => {
             info!(%mac, peer = %info.peer, reason = reason.as_str(), stale, "digest challenge");
@@ -204,6 +241,10 @@ pub(crate) async fn handle(state: Arc<ProvisioningState>, req: Request<Incoming>
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }
             r
+        }
+        Outcome::Unavailable { error, retry_after_secs } => {
+            error!(%mac, peer = %info.peer, %error, "credential lookup failed; answered 503");
+            unavailable(retry_after_secs)
         }
         _ => text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
     }

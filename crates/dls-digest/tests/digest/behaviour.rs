@@ -308,7 +308,7 @@ fn userhash_and_username_star() {
     // A lookup without userhash support: a hashed username is an unknown user.
     let mut c = fresh_answer(&v, MAC_A, SECRET_A, NOW);
     c.userhash = true;
-    let plain = |u: &str| (u == MAC_A).then(|| Credential::password(SECRET_A));
+    let plain = |u: &str| Ok((u == MAC_A).then(|| Credential::password(SECRET_A)));
     let o = v.verify(&request(&c.uri, Some(&c.header()), ip(1), NOW), &plain);
     assert!(matches!(o, Outcome::Challenge { reason: ChallengeReason::UnknownUser, .. }), "{o:?}");
 }
@@ -320,7 +320,7 @@ fn precomputed_ha1() {
     let v = verifier(config);
     let md5 = HashFn::Md5.hex(&[MAC_A.as_bytes(), b"dls", SECRET_A.as_bytes()]);
     let lookup = move |u: &str| {
-        u.eq_ignore_ascii_case(MAC_A).then(|| Credential::Ha1(vec![(HashFn::Md5, Zeroizing::new(md5.to_string()))]))
+        Ok(u.eq_ignore_ascii_case(MAC_A).then(|| Credential::Ha1(vec![(HashFn::Md5, Zeroizing::new(md5.to_string()))])))
     };
     let mut a = fresh_answer(&v, MAC_A, SECRET_A, NOW);
     a.algorithm = "MD5".into();

@@ -5,13 +5,14 @@ mod client;
 mod parsing;
 mod real_clients;
 mod server;
+mod store_failures;
 mod throttling;
 mod vectors;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use dls_digest::{Config, Credential, CredentialLookup, HashFn, Outcome, Request, Verifier, userhash};
+use dls_digest::{Config, Credential, CredentialLookup, HashFn, LookupError, Outcome, Request, Verifier, userhash};
 
 /// A fixed "now" for sans-IO tests.
 pub(crate) const NOW: u64 = 1_700_000_000;
@@ -58,17 +59,20 @@ impl Store {
 }
 
 impl CredentialLookup for Store {
-    fn credential(&self, username: &str) -> Option<Credential> {
-        self.users.get(&username.to_ascii_lowercase()).map(|(_, p)| Credential::password(p.as_str()))
+    fn credential(&self, username: &str) -> Result<Option<Credential>, LookupError> {
+        Ok(self.users.get(&username.to_ascii_lowercase()).map(|(_, p)| Credential::password(p.as_str())))
     }
 
-    fn credential_by_userhash(&self, hash: &str, hash_fn: HashFn) -> Option<(String, Credential)> {
-        let algorithm = dls_digest::Algorithm::ALL.into_iter().find(|a| a.hash() == hash_fn)?;
+    fn credential_by_userhash(&self, hash: &str, hash_fn: HashFn) -> Result<Option<(String, Credential)>, LookupError> {
+        let Some(algorithm) = dls_digest::Algorithm::ALL.into_iter().find(|a| a.hash() == hash_fn) else {
+            return Ok(None);
+        };
         // A real store keeps an index; a scan is fine for a handful of test users.
-        self.users
+        Ok(self
+            .users
             .values()
             .find(|(u, _)| userhash(algorithm, u, &self.realm) == hash)
-            .map(|(u, p)| (u.clone(), Credential::password(p.as_str())))
+            .map(|(u, p)| (u.clone(), Credential::password(p.as_str()))))
     }
 }
 
@@ -89,9 +93,9 @@ pub(crate) fn challenge(outcome: &Outcome) -> String {
 }
 
 /// A phone's attempt with one credential set: a bare request, then the answer to its challenge.
-pub(crate) fn attempt(
+pub(crate) fn attempt<L: CredentialLookup + ?Sized>(
     v: &Verifier,
-    store: &Store,
+    store: &L,
     mac: &str,
     user: &str,
     pass: &str,

@@ -148,9 +148,8 @@ async fn replays_bursts_and_the_admin_side() {
         .to_owned();
     let (status, _) = curl(&["-H", &format!("Authorization: {header}")], &url).await;
     assert_eq!(status, "401", "replayed");
-    // A burst far beyond a phone's 1 + 1 + 3 tries is throttled with Retry-After. (The MAC
-    // that just succeeded from this address is trusted here, so a guesser of another
-    // username is what gets throttled: nobody can lock a good phone out by guessing.)
+    // A burst far beyond a phone's 1 + 1 + 3 tries is throttled with Retry-After: the
+    // guesser's own (username, address) pair, nobody else.
     let mut last = String::new();
     for _ in 0..30 {
         last = curl(&["--digest", "-u", "admin:guess"], &url).await.0;
@@ -176,5 +175,48 @@ async fn replays_bursts_and_the_admin_side() {
     for bytes in [db, wal] {
         assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "the secret is not stored in clear");
     }
+    srv.stop().await;
+}
+
+/// Runs one SQL statement on the service's database from outside, as an operator's mistake or
+/// a failing disk would change it under the running service.
+async fn sql(srv: &TestServer, statement: &str) {
+    let db = srv.data().join("dls.sqlite");
+    let script =
+        "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10)\nc.execute(sys.argv[2])\nc.commit()";
+    let (code, out, err) = run(Command::new("python3").args(["-c", script]).arg(&db).arg(statement), 30).await;
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test]
+async fn guesses_from_another_address_and_a_failing_store_never_lock_the_phone_out() {
+    let srv = TestServer::start().await;
+    provisioned(&srv).await;
+    let url = format!("http://127.0.0.1:{}/provisioning/{MAC}.xml", srv.http.port());
+    // The attack: 50 wrong MAC-ID guesses for the phone's MAC from another address.
+    let mut statuses = Vec::new();
+    for i in 0..50 {
+        let user = format!("{MAC}:guess{i:07}");
+        statuses.push(curl(&["--interface", "127.0.0.2", "--digest", "-u", &user], &url).await.0);
+    }
+    assert!(statuses.iter().all(|s| s == "401" || s == "429"), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| *s == "401").count() <= 12, "the guesser is slowed: {statuses:?}");
+    // The phone, which never authenticated before, is served from its own address.
+    let user = format!("{MAC}:{SECRET}");
+    assert_eq!(curl(&["--digest", "-u", &user], &url).await.0, "200");
+
+    // The store fails under the running service: 503 with Retry-After, far more often than
+    // any limit, and none of it counts against the phone.
+    sql(&srv, "ALTER TABLE device_secrets RENAME TO device_secrets_away").await;
+    for _ in 0..30 {
+        let (status, out) = curl(&["-i", "--digest", "-u", &user], &url).await;
+        assert_eq!(status, "503", "{out}");
+        assert!(out.to_ascii_lowercase().contains("retry-after: 10"), "{out}");
+        assert!(!out.contains(SECRET), "{out}");
+    }
+    sql(&srv, "ALTER TABLE device_secrets_away RENAME TO device_secrets").await;
+    let (status, body) = curl(&["--digest", "-u", &user], &url).await;
+    assert_eq!(status, "200", "{body}");
+    assert!(body.contains(&format!("<MAC value=\"{MAC}\"/>")), "{body}");
     srv.stop().await;
 }
