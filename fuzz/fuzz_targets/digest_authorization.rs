@@ -21,7 +21,7 @@ fn verifier() -> &'static Verifier {
         c.allow_rfc2069 = true;
         c.offer_userhash = true;
         c.replay_capacity = 64;
-        c.throttle.window_secs = 2;
+        c.throttle.pair_interval_secs = 2;
         c.throttle.capacity = 64;
         Verifier::new(c, &[1; 32]).expect("config")
     })
