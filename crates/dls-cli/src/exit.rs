@@ -47,14 +47,7 @@ pub(crate) fn code_of(e: &anyhow::Error) -> u8 {
     e.chain().find_map(|c| c.downcast_ref::<Exit>()).map_or(OTHER, |x| x.code)
 }
 
-/// The error and its causes on one line.
+/// The error and its causes on one line (anyhow's alternate form, `a: b: c`).
 pub(crate) fn one_line(e: &anyhow::Error) -> String {
-    let mut s = String::new();
-    for (i, c) in e.chain().enumerate() {
-        if i > 0 {
-            s.push_str(": ");
-        }
-        s.push_str(&c.to_string());
-    }
-    s.replace(['\n', '\r'], " ")
+    format!("{e:#}").replace(['\n', '\r'], " ")
 }
