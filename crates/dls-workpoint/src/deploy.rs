@@ -30,6 +30,7 @@ use dls_message::{Action, Item, MacAddr, Reason};
 use http_body_util::BodyExt;
 use hyper::header;
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 use crate::client::{ClientError, WpiClient};
 use crate::http::{parse_url, percent_encode};
@@ -344,24 +345,12 @@ pub struct DeploymentRun {
 /// `at` in UTC as `YYYY-MM-DD` and `HH:MM:SS` (times before 1970 count as 1970-01-01).
 #[must_use]
 pub fn utc_date_time(at: SystemTime) -> (String, String) {
-    let secs = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    (format!("{y:04}-{m:02}-{d:02}"), format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60))
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
+    let at = OffsetDateTime::from(at.max(SystemTime::UNIX_EPOCH));
+    let (date, time) = (at.date(), at.time());
+    (
+        format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day()),
+        format!("{:02}:{:02}:{:02}", time.hour(), time.minute(), time.second()),
+    )
 }
 
 impl Phone {
