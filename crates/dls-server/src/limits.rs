@@ -175,10 +175,11 @@ impl RefusalSummary {
             refused = self.total(),
             at_global_cap = self.global_cap,
             at_per_source_cap = self.per_source_cap,
-            "refused {} connections in {} s ({} at the global cap of {global_cap}, {} at the per-source cap of \
+            "refused {} connection{} in {:.1} s ({} at the global cap of {global_cap}, {} at the per-source cap of \
              {per_source_cap}){top}",
             self.total(),
-            self.over.as_secs(),
+            if self.total() == 1 { "" } else { "s" },
+            self.over.as_secs_f64(),
             self.global_cap,
             self.per_source_cap,
         );
