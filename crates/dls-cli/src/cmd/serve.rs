@@ -236,6 +236,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async move {
+        // Before the addresses are printed: whoever waits for them may signal at once.
+        let signals = Signals::install()?;
         let running = dls_server::start(config).await.map_err(|e| match e {
             ServerError::Config(m) => usage(m),
             other => fail(crate::exit::OTHER, other),
@@ -247,22 +249,34 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             running.http_addr
         );
         println!("dls: admin API on {}", running.admin_url);
-        wait_for_signal().await?;
+        signals.wait().await;
         eprintln!("dls: shutting down; finishing interactions in flight");
         running.shutdown().await;
         Ok(())
     })
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -101,9 +101,11 @@ async fn the_admin_api_over_tls_and_plain_http_to_it_told_to_use_https() {
     let ca = srv.data().join("ca.crt");
     let auth = format!("Authorization: Bearer {}", srv.token());
     let devices = format!("https://127.0.0.1:{}/api/v1/devices", srv.admin.port());
-    let (code, out, err) =
-        run(Command::new("curl").args(["-sS", "--max-time", "10", "--cacert"]).arg(&ca).args(["-H", &auth, &devices]), 30)
-            .await;
+    let (code, out, err) = run(
+        Command::new("curl").args(["-sS", "--max-time", "10", "--cacert"]).arg(&ca).args(["-H", &auth, &devices]),
+        30,
+    )
+    .await;
     assert_eq!((code, out.trim()), (0, "[]"), "{err}");
     // The server certificate's names: localhost too.
     let by_name = format!("https://localhost:{}/healthz", srv.admin.port());
@@ -129,7 +131,8 @@ async fn the_admin_api_over_tls_and_plain_http_to_it_told_to_use_https() {
 async fn a_warning_at_start_for_an_admin_api_off_loopback_without_tls() {
     use crate::common::Logs;
     let warned = |logs: &Logs| logs.lines().iter().any(|l| l.contains("WARN") && l.contains("without TLS"));
-    for (listen, tls, warning) in [("0.0.0.0:0", false, true), ("127.0.0.1:0", false, false), ("0.0.0.0:0", true, false)]
+    for (listen, tls, warning) in
+        [("0.0.0.0:0", false, true), ("127.0.0.1:0", false, false), ("0.0.0.0:0", true, false)]
     {
         let logs = Logs::capture();
         let srv = TestServer::start_with(|c| {
