@@ -52,7 +52,7 @@ write_global_profile "$WORK/global.toml"
 start_dls() {
     local d="$WORK/$1"
     "$BIN/dls" serve --data-dir "$d" --wpi-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-        --secure-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$WORK/$1.out" 2>"$WORK/$1.log" &
+        --secure-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --max-connections-per-source 4096 >"$WORK/$1.out" 2>"$WORK/$1.log" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     wait_for "$WORK/$1.out" "admin API"

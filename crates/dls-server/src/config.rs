@@ -19,8 +19,13 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The default-mode WPI listener (TLS). Default `0.0.0.0:18443`.
     pub wpi_listen: SocketAddr,
-    /// The admin API listener (plain HTTP, bearer token). Default `127.0.0.1:18081`.
+    /// The admin API listener (bearer token; plain HTTP unless `admin-tls`). Default
+    /// `127.0.0.1:18081`. Bound to an address other than loopback without `admin-tls`, the
+    /// service warns at start (the token would cross the network in clear).
     pub admin_listen: SocketAddr,
+    /// Serve the admin API over TLS with the service's server certificate (clients trust
+    /// the data directory's `ca.crt`). Default false.
+    pub admin_tls: bool,
     /// The secure-mode WPI listener (mutual TLS). Default `0.0.0.0:18444`.
     pub secure_listen: SocketAddr,
     /// The plain-HTTP listener (provisioning files for phones that pull one). Default
@@ -76,6 +81,14 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// The most concurrent connections per listener; more are closed at once. Default 4096.
     pub max_connections: usize,
+    /// The most concurrent connections per listener from one source (an IPv4 address, an
+    /// IPv6 /64), counted from the accept (a connection still in its TLS handshake
+    /// counts); more are closed at once. More than `max-connections` means `max-connections`.
+    /// Default 64: a phone
+    /// holds one connection at a time, so 64 leaves room for a small office behind one
+    /// NAT address, while one client needs 64 addresses to fill the default cap of 4096.
+    /// The admin API allows at most 16 per source (and 64 in all).
+    pub max_connections_per_source: usize,
     /// A session (one interaction) is forgotten after this long without a message.
     /// Default 300.
     pub session_timeout_secs: u64,
@@ -127,6 +140,7 @@ impl Default for Config {
             data_dir: PathBuf::from("dls-data"),
             wpi_listen: SocketAddr::from(([0, 0, 0, 0], 18443)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 18081)),
+            admin_tls: false,
             secure_listen: SocketAddr::from(([0, 0, 0, 0], 18444)),
             http_listen: SocketAddr::from(([0, 0, 0, 0], 18080)),
             provisioning_path: "/provisioning/{mac}.xml".to_owned(),
@@ -150,6 +164,7 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             max_header_bytes: 16 << 10,
             max_connections: 4096,
+            max_connections_per_source: 64,
             session_timeout_secs: 300,
             max_sessions: 100_000,
             inventory_max_age_secs: 24 * 3600,
@@ -189,6 +204,9 @@ impl Config {
         }
         if self.max_connections == 0 || self.max_sessions == 0 {
             return Err("max-connections and max-sessions must be positive".into());
+        }
+        if self.max_connections_per_source == 0 {
+            return Err("max-connections-per-source must be positive".into());
         }
         if self.pin_iterations < 100_000 || self.pin_iterations > 10_000_000 {
             return Err("pin-iterations must be between 100000 and 10000000".into());

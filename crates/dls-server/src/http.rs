@@ -1,5 +1,6 @@
-//! The listeners: accept with a connection cap, TLS handshake with a deadline, HTTP/1.1
-//! with keep-alive and header limits, graceful shutdown. Shared by every port.
+//! The listeners: accept with a connection cap and a cap per source (refusals logged in
+//! bounded summaries, see `limits`), TLS handshake with a deadline, HTTP/1.1 with
+//! keep-alive and header limits, graceful shutdown. Shared by every port.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,10 +13,13 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
+
+use crate::limits;
 
 /// A response body: complete in memory (hyper writes its exact `Content-Length`), or
 /// streamed (deployment files, read from disk piece by piece) with a `Content-Length` the
@@ -63,7 +67,13 @@ pub(crate) fn serial_hex(raw: &[u8]) -> String {
 /// Limits of one listener.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ListenerLimits {
+    /// The listener's name in log lines (`wpi`, `secure`, `http`, `admin`).
+    pub(crate) name: &'static str,
     pub(crate) max_connections: usize,
+    /// The most connections open at once from one source (`limits::Source`), counted
+    /// from the accept: a connection that has not finished its TLS handshake or sent a
+    /// request counts.
+    pub(crate) max_per_source: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) tls_handshake_timeout: Duration,
     pub(crate) max_header_bytes: usize,
@@ -99,7 +109,9 @@ pub(crate) type Drained = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Serves connections from `listener` until `shutdown` turns true; then stops accepting,
 /// waits until `drained` says no interaction is in progress, and lets the requests in
-/// flight finish — all within the grace period.
+/// flight finish — all within the grace period. Connections over the caps are closed at
+/// once and counted in `refused`; they are logged as a summary line at most every
+/// [`limits::REFUSAL_LOG_INTERVAL`].
 pub(crate) async fn serve<H, F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -107,14 +119,19 @@ pub(crate) async fn serve<H, F>(
     limits: ListenerLimits,
     mut shutdown: watch::Receiver<bool>,
     drained: Option<Drained>,
+    refused: Arc<limits::RefusalCounters>,
 ) where
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let sources = limits::SourceSlots::new(limits.max_per_source);
+    let mut refusals = limits::RefusalLog::new(limits::REFUSAL_LOG_INTERVAL);
+    let log = |s: limits::RefusalSummary| s.log(limits.name, limits.max_connections, limits.max_per_source);
     let local = listener.local_addr().ok();
     loop {
+        let due = refusals.due();
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -125,19 +142,39 @@ pub(crate) async fn serve<H, F>(
                     continue;
                 }
             },
+            () = sleep_until(due) => {
+                if let Some(summary) = refusals.flush(std::time::Instant::now()) {
+                    log(summary);
+                }
+                continue;
+            }
             _ = shutdown.changed() => break,
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            warn!(%peer, limit = limits.max_connections, "connection refused: too many connections");
-            drop(tcp);
-            continue;
+        let source = limits::Source::of(peer.ip());
+        let admitted = match sources.try_acquire(source) {
+            None => Err(limits::Refusal::PerSourceCap),
+            Some(slot) => match permits.clone().try_acquire_owned() {
+                Ok(permit) => Ok((slot, permit)),
+                Err(_) => Err(limits::Refusal::GlobalCap),
+            },
+        };
+        let (slot, permit) = match admitted {
+            Ok(x) => x,
+            Err(why) => {
+                drop(tcp);
+                refused.count(why);
+                if let Some(summary) = refusals.refuse(std::time::Instant::now(), source, why) {
+                    log(summary);
+                }
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handler = handler.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, slot);
             let builder = http1_builder(limits.idle_timeout, limits.max_header_bytes);
             let service = move |info: ConnInfo| {
                 hyper::service::service_fn(move |req| {
@@ -147,12 +184,23 @@ pub(crate) async fn serve<H, F>(
             };
             let result = match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
+                    let handshake = async move {
+                        if looks_like_plain_http(&tcp).await {
+                            refuse_plain_http(tcp).await;
+                            return None;
+                        }
+                        Some(acceptor.accept(tcp).await)
+                    };
+                    match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
+                        Ok(Some(Ok(stream))) => {
                             let info = ConnInfo { peer, client: client_identity(stream.get_ref().1) };
                             watcher.watch(builder.serve_connection(TokioIo::new(stream), service(info))).await
                         }
-                        Ok(Err(e)) => {
+                        Ok(None) => {
+                            debug!(%peer, "plain HTTP on a TLS port: answered 400");
+                            return;
+                        }
+                        Ok(Some(Err(e))) => {
                             debug!(%peer, error = %e, "TLS handshake failed");
                             return;
                         }
@@ -173,6 +221,9 @@ pub(crate) async fn serve<H, F>(
         });
     }
     drop(listener);
+    if let Some(summary) = refusals.flush(std::time::Instant::now()) {
+        log(summary);
+    }
     let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
     debug!(?local, open = graceful.count(), "listener closed; finishing interactions in flight");
     if let Some(drained) = drained {
@@ -182,6 +233,43 @@ pub(crate) async fn serve<H, F>(
     }
     if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
         warn!(?local, "shutdown grace period over; closing remaining connections");
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a client on a TLS port began with what looks like an HTTP request line (an
+/// upper-case letter; a TLS handshake record begins with 0x16).
+async fn looks_like_plain_http(tcp: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(tcp.peek(&mut first).await, Ok(1) if first[0].is_ascii_uppercase())
+}
+
+/// The answer to plain HTTP on a TLS port: a `400` that says so, after reading the request
+/// head (at most 16 KiB; within the handshake deadline of the caller), so that closing
+/// does not reset the connection before the client has read the answer.
+async fn refuse_plain_http(mut tcp: TcpStream) {
+    const BODY: &str = "this port speaks HTTPS (TLS): use an https:// URL\n";
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while head.len() < 16 << 10 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    if tcp.write_all(answer.as_bytes()).await.is_ok() {
+        let _ = tcp.shutdown().await;
     }
 }
 

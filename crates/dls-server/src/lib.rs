@@ -7,7 +7,8 @@
 //!   run the engine off the executor under the device's lock, commit, reply.
 //! * `admin`: the admin API (JSON, bearer token).
 //! * `http`: listeners with connection caps, TLS deadlines, keep-alive and graceful
-//!   shutdown; `sessions`: interactions in progress, by cookie.
+//!   shutdown; `limits`: the cap per source and the bounded log of refused connections;
+//!   `sessions`: interactions in progress, by cookie.
 //! * [`tls`]: the one place the TLS provider and versions are chosen; `uri`: path segments
 //!   and query strings decoded strictly, components encoded.
 //! * `admin::jobs`: jobs, deployment files and contact-me in the admin API;
@@ -28,6 +29,7 @@ mod downloads;
 mod error;
 mod files;
 mod http;
+mod limits;
 pub mod pki;
 mod provisioning;
 mod retention;
@@ -55,6 +57,7 @@ pub use datadir::DataDir;
 pub use error::ServerError;
 pub use files::FileBody;
 pub use http::http1_builder;
+pub use limits::RefusedConnections;
 pub use uri::percent_encode;
 pub use wpi::LOGIN_SERVICE_PATH;
 
@@ -72,11 +75,25 @@ pub struct Running {
     pub secure_addr: SocketAddr,
     /// The plain-HTTP listener's address (provisioning files).
     pub http_addr: SocketAddr,
+    /// The admin API's URL, as `admin-url` in the data directory says (`https://` with
+    /// `admin-tls`; a loopback address when the listener is bound to all addresses).
+    pub admin_url: String,
+    refused: Vec<Arc<limits::RefusalCounters>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
+    /// The connections the listeners refused since the start (over `max-connections` or
+    /// `max-connections-per-source`), summed over the listeners.
+    #[must_use]
+    pub fn refused_connections(&self) -> RefusedConnections {
+        self.refused.iter().map(|c| c.get()).fold(RefusedConnections::default(), |a, b| RefusedConnections {
+            global_cap: a.global_cap + b.global_cap,
+            per_source_cap: a.per_source_cap + b.per_source_cap,
+        })
+    }
+
     /// Stops accepting connections, lets interactions in flight finish (up to the
     /// configured grace period) and returns when every listener has stopped.
     pub async fn shutdown(self) {
@@ -100,10 +117,14 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
         _ => None,
     };
+    if let Some((_, key)) = external_ca {
+        datadir::secure_private_file(key, "ca-key-file")?;
+    }
     let pki = Arc::new(pki::Pki::load_with(&dir, &config.server_names, external_ca)?);
     let token = Zeroizing::new(hex::encode(&*dir.secret(names::ADMIN_TOKEN, 32)?));
     let mut fingerprint_key = [0u8; 32];
     fingerprint_key.copy_from_slice(&dir.secret(names::FINGERPRINT_KEY, 32)?);
+    dir.create_private(names::DATABASE)?;
     let db = dir.file(names::DATABASE);
     let store: Arc<dyn Store> = Arc::new(
         tokio::task::spawn_blocking(move || SqliteStore::open(&db))
@@ -127,10 +148,20 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let wpi_addr = wpi_listener.local_addr().map_err(|e| ServerError::io("reading the WPI address", e))?;
     let secure_addr = secure_listener.local_addr().map_err(|e| ServerError::io("reading the secure address", e))?;
     let admin_addr = admin_listener.local_addr().map_err(|e| ServerError::io("reading the admin address", e))?;
-    dir.write_private(names::ADMIN_URL, format!("http://{admin_addr}\n").as_bytes())?;
+    let admin_url = admin_url(admin_addr, config.admin_tls);
+    dir.write_private(names::ADMIN_URL, format!("{admin_url}\n").as_bytes())?;
+    if !config.admin_tls && !admin_addr.ip().is_loopback() {
+        tracing::warn!(
+            %admin_addr,
+            "the admin API listens on an address other than loopback without TLS: its token and everything it \
+             carries cross the network in clear; bind it to 127.0.0.1, or set admin-tls (--admin-tls)"
+        );
+    }
 
     let limits = ListenerLimits {
+        name: "wpi",
         max_connections: config.max_connections,
+        max_per_source: config.max_connections_per_source.min(config.max_connections),
         idle_timeout: Duration::from_secs(config.idle_timeout_secs),
         tls_handshake_timeout: Duration::from_secs(config.tls_handshake_timeout_secs),
         max_header_bytes: config.max_header_bytes,
@@ -204,6 +235,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     });
 
     let tls = TlsAcceptor::from(tls::default_mode(&pki)?);
+    let admin_tls = config.admin_tls.then(|| tls.clone());
+    let refused: Vec<Arc<limits::RefusalCounters>> = (0..4).map(|_| Arc::default()).collect();
     let secure_tls = TlsAcceptor::from(tls::secure_mode(&pki)?);
     let drain_state = wpi_state.clone();
     let drained: http::Drained = Arc::new(move || drain_state.is_idle());
@@ -215,14 +248,16 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         limits,
         rx.clone(),
         Some(drained.clone()),
+        refused[0].clone(),
     ));
     let secure_task = tokio::spawn(http::serve(
         secure_listener,
         Some(secure_tls),
         move |req, info| wpi::handle(secure_state.clone(), req, info, true),
-        limits,
+        ListenerLimits { name: "secure", ..limits },
         rx.clone(),
         Some(drained),
+        refused[1].clone(),
     ));
     let http_task = tokio::spawn(http::serve(
         http_listener,
@@ -240,22 +275,48 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
                 }
             }
         },
-        limits,
+        ListenerLimits { name: "http", ..limits },
         rx.clone(),
         None,
+        refused[2].clone(),
     ));
     let admin_task = tokio::spawn(http::serve(
         admin_listener,
-        None,
+        admin_tls,
         move |req, info| admin::handle(admin_state.clone(), req, info),
-        ListenerLimits { max_connections: 64, ..limits },
+        ListenerLimits {
+            name: "admin",
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            max_per_source: limits.max_per_source.min(ADMIN_MAX_PER_SOURCE),
+            ..limits
+        },
         rx,
         None,
+        refused[3].clone(),
     ));
-    info!(%wpi_addr, %secure_addr, %http_addr, %admin_addr, data_dir = %dir.path().display(), "DLS service started");
+    info!(%wpi_addr, %secure_addr, %http_addr, %admin_url, data_dir = %dir.path().display(), "DLS service started");
     let mut tasks = vec![wpi_task, secure_task, http_task, admin_task];
     tasks.extend(retention);
-    Ok(Running { wpi_addr, admin_addr, secure_addr, http_addr, shutdown: tx, tasks })
+    Ok(Running { wpi_addr, admin_addr, secure_addr, http_addr, admin_url, refused, shutdown: tx, tasks })
+}
+
+/// The admin API's connections at most (it serves administrators and scripts, not a fleet).
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// The admin API's connections from one source at most: a quarter of its cap, so that one
+/// client (even without the token) cannot lock the administrators out.
+const ADMIN_MAX_PER_SOURCE: usize = 16;
+
+/// The URL clients on this host reach the admin API at: the listener's address, or
+/// loopback when it is bound to all addresses (a name the server certificate holds).
+fn admin_url(addr: SocketAddr, tls: bool) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("{}://{addr}", if tls { "https" } else { "http" })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

@@ -117,6 +117,24 @@ impl Traced<'_> {
     }
 }
 
+/// A TCP connection to `server` (`host:port`), from `local` if given.
+async fn connect_tcp(server: &str, local: Option<std::net::IpAddr>) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(local) = local else { return tokio::net::TcpStream::connect(server).await };
+    let mut last = std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, format!("{server}: no address"));
+    for addr in tokio::net::lookup_host(server).await? {
+        if addr.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.bind(std::net::SocketAddr::new(local, 0))?;
+        match socket.connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// A function shown every message a client sends and every answer it decodes.
 type Observer = Box<dyn FnMut(&Traced<'_>) + Send>;
 
@@ -130,6 +148,8 @@ pub struct WpiClient {
     timeout: Duration,
     connections: u64,
     observer: Option<Observer>,
+    /// The address connections are made from (`None`: the system's choice).
+    local: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for WpiClient {
@@ -171,12 +191,19 @@ impl WpiClient {
             timeout: Duration::from_secs(30),
             connections: 0,
             observer: None,
+            local: None,
         })
     }
 
     /// Sets the time allowed for connecting and for each exchange.
     pub fn set_timeout(&mut self, t: Duration) {
         self.timeout = t;
+    }
+
+    /// Makes the next connections from `ip` (e.g. another loopback address, so that a test
+    /// shows a second phone to the server's per-source limits).
+    pub fn set_local_address(&mut self, ip: std::net::IpAddr) {
+        self.local = Some(ip);
     }
 
     /// How many connections this client has opened.
@@ -213,7 +240,7 @@ impl WpiClient {
     }
 
     async fn connect(&mut self) -> Result<(), ClientError> {
-        let tcp = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(&self.server))
+        let tcp = tokio::time::timeout(self.timeout, connect_tcp(&self.server, self.local))
             .await
             .map_err(|_| ClientError::Timeout)?
             .map_err(|e| ClientError::Connect(e.to_string()))?;

@@ -1,6 +1,7 @@
 //! `dls device …` and `dls profile …`: clients of a running service's admin API. They find
 //! the service through its data directory (the admin address and token `serve` writes
-//! there) or through `--server URL --token T`.
+//! there) or through `--server URL --token T`. An `https://` admin API (`serve
+//! --admin-tls`) is verified against `--cacert`, else the data directory's `ca.crt`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,9 +24,14 @@ pub(crate) struct Target {
     /// The service's data directory (holds the admin address and token).
     #[arg(long, env = "DLS_DATA_DIR", default_value = "dls-data", global = true)]
     data_dir: PathBuf,
-    /// The admin API's URL (e.g. http://127.0.0.1:18081), instead of the data directory's.
+    /// The admin API's URL (e.g. http://127.0.0.1:18081, or https://… with `serve
+    /// --admin-tls`), instead of the data directory's.
     #[arg(long, env = "DLS_SERVER", global = true)]
     server: Option<String>,
+    /// The CA certificate (PEM) an https:// admin API is verified against. Default: the
+    /// data directory's ca.crt.
+    #[arg(long, env = "DLS_CACERT", global = true)]
+    cacert: Option<PathBuf>,
     /// The admin token, instead of the data directory's (prefer the environment variable).
     #[arg(long, env = "DLS_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
@@ -196,6 +202,8 @@ pub(crate) enum ProfileCmd {
 pub(crate) struct Client {
     authority: String,
     token: String,
+    /// For an https:// admin API: the TLS configuration and the name to verify.
+    tls: Option<(tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>)>,
 }
 
 impl Client {
@@ -215,11 +223,16 @@ impl Client {
                 .with_context(|| format!("reading the admin token in {}", t.data_dir.display()))?,
         };
         let url = url.trim();
-        let authority = url
-            .strip_prefix("http://")
-            .map(|rest| rest.trim_end_matches('/').to_owned())
-            .ok_or_else(|| crate::exit::usage(format!("the admin URL must start with http://, not {url:?}")))?;
-        Ok(Self { authority, token: token.trim().to_owned() })
+        let (authority, https) = if let Some(rest) = url.strip_prefix("http://") {
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (rest, true)
+        } else {
+            return Err(crate::exit::usage(format!("the admin URL must start with http:// or https://, not {url:?}")));
+        };
+        let authority = authority.trim_end_matches('/').to_owned();
+        let tls = if https { Some(tls_for(&authority, t)?) } else { None };
+        Ok(Self { authority, token: token.trim().to_owned(), tls })
     }
 
     pub(crate) fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<serde_json::Value> {
@@ -251,8 +264,22 @@ impl Client {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .with_context(|| format!("connecting to the admin API at {} (is `dls serve` running?)", self.authority))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
+        let mut sender = match &self.tls {
+            None => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(conn);
+                sender
+            }
+            Some((connector, name)) => {
+                let stream = connector
+                    .connect(name.clone(), stream)
+                    .await
+                    .with_context(|| format!("TLS with the admin API at {}", self.authority))?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(conn);
+                sender
+            }
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -272,7 +299,13 @@ impl Client {
         if status.is_success() {
             return Ok(value);
         }
-        let message = value.get("error").and_then(|e| e.as_str()).unwrap_or("request failed").to_owned();
+        // A JSON error, or the first line of a text one (e.g. plain HTTP to a TLS port).
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).lines().next().unwrap_or("").to_owned();
+        let message = match value.get("error").and_then(|e| e.as_str()) {
+            Some(e) => e.to_owned(),
+            None if !text.is_empty() && !text.chars().any(char::is_control) => text,
+            None => "request failed".to_owned(),
+        };
         let code = match status {
             StatusCode::BAD_REQUEST => MALFORMED,
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => AUTH,
@@ -281,6 +314,26 @@ impl Client {
         };
         Err(fail(code, format!("{message} ({})", status.as_u16())))
     }
+}
+
+/// The TLS client of an https:// admin API at `authority` (`host:port`), trusting
+/// `--cacert` or the data directory's `ca.crt`.
+fn tls_for(
+    authority: &str,
+    t: &Target,
+) -> anyhow::Result<(tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>)> {
+    let host = match authority.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => h.trim_start_matches('[').trim_end_matches(']'),
+        _ => return Err(crate::exit::usage(format!("the admin URL must name host:port, not {authority:?}"))),
+    };
+    let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| crate::exit::usage(format!("{host:?}: {e}")))?;
+    let ca_file = t.cacert.clone().unwrap_or_else(|| t.data_dir.join("ca.crt"));
+    let pem = std::fs::read_to_string(&ca_file)
+        .with_context(|| format!("reading the CA certificate {} (or pass --cacert)", ca_file.display()))?;
+    let config = dls_workpoint::tls::client_config(&dls_workpoint::ServerTrust::Verify(vec![pem]))
+        .map_err(|e| malformed(format!("{}: {e}", ca_file.display())))?;
+    Ok((tokio_rustls::TlsConnector::from(config), name))
 }
 
 pub(crate) fn mac(s: &str) -> anyhow::Result<MacAddr> {

@@ -36,9 +36,14 @@ pub(crate) struct ServeArgs {
     /// The default-mode WPI listener (TLS). Default 0.0.0.0:18443.
     #[arg(long)]
     wpi_listen: Option<SocketAddr>,
-    /// The admin API listener. Default 127.0.0.1:18081.
+    /// The admin API listener. Default 127.0.0.1:18081 (another address without
+    /// --admin-tls gets a warning at start).
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// Serve the admin API over TLS with the service's server certificate (clients trust
+    /// the data directory's ca.crt).
+    #[arg(long)]
+    admin_tls: bool,
     /// The secure-mode WPI listener (mutual TLS). Default 0.0.0.0:18444.
     #[arg(long)]
     secure_listen: Option<SocketAddr>,
@@ -75,6 +80,10 @@ pub(crate) struct ServeArgs {
     /// The most concurrent connections per listener.
     #[arg(long)]
     max_connections: Option<usize>,
+    /// The most concurrent connections per listener from one IPv4 address or IPv6 /64
+    /// (connections still in their TLS handshake count). Default 64 (16 on the admin API).
+    #[arg(long)]
+    max_connections_per_source: Option<usize>,
     /// A full inventory older than this (seconds) is read again at start-up.
     #[arg(long)]
     inventory_max_age_secs: Option<u64>,
@@ -133,6 +142,9 @@ fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
     if let Some(a) = args.admin_listen {
         config.admin_listen = a;
     }
+    if args.admin_tls {
+        config.admin_tls = true;
+    }
     if let Some(a) = args.secure_listen {
         config.secure_listen = a;
     }
@@ -169,6 +181,9 @@ fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
     }
     if let Some(v) = args.max_connections {
         config.max_connections = v;
+    }
+    if let Some(v) = args.max_connections_per_source {
+        config.max_connections_per_source = v;
     }
     if let Some(v) = args.inventory_max_age_secs {
         config.inventory_max_age_secs = v;
@@ -221,6 +236,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async move {
+        // Before the addresses are printed: whoever waits for them may signal at once.
+        let signals = Signals::install()?;
         let running = dls_server::start(config).await.map_err(|e| match e {
             ServerError::Config(m) => usage(m),
             other => fail(crate::exit::OTHER, other),
@@ -231,23 +248,35 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             "dls: provisioning files and DCMP on http://{} (provisioning files and deployment downloads over HTTPS on the default-mode port)",
             running.http_addr
         );
-        println!("dls: admin API on http://{}", running.admin_addr);
-        wait_for_signal().await?;
+        println!("dls: admin API on {}", running.admin_url);
+        signals.wait().await;
         eprintln!("dls: shutting down; finishing interactions in flight");
         running.shutdown().await;
         Ok(())
     })
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -285,6 +314,23 @@ mod tests {
 
         assert!(config(&["--job-retention-days", "36501"]).is_err(), "validated");
         assert!(config(&["--audit-retention-days", "-1"]).is_err(), "not a number of days");
+    }
+
+    #[test]
+    fn connection_limits_and_admin_tls_from_flags_and_file() {
+        let c = config(&[]).expect("defaults");
+        assert_eq!((c.max_connections, c.max_connections_per_source, c.admin_tls), (4096, 64, false));
+        let c = config(&["--max-connections-per-source", "8", "--admin-tls"]).expect("flags");
+        assert_eq!((c.max_connections_per_source, c.admin_tls), (8, true));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("dls.toml");
+        std::fs::write(&file, "max-connections-per-source = 256\nadmin-tls = true\n").expect("writes");
+        let file = file.to_string_lossy().into_owned();
+        let c = config(&["--config", &file]).expect("file");
+        assert_eq!((c.max_connections_per_source, c.admin_tls), (256, true));
+        let c = config(&["--config", &file, "--max-connections-per-source", "32"]).expect("file and flag");
+        assert_eq!(c.max_connections_per_source, 32);
+        assert!(config(&["--max-connections-per-source", "0"]).is_err(), "validated");
     }
 
     #[test]

@@ -53,6 +53,22 @@ pub(crate) struct Served {
     /// The plain-HTTP address (provisioning files, DCMP).
     #[allow(dead_code)]
     pub(crate) http: String,
+    /// The admin API's URL.
+    #[allow(dead_code)]
+    pub(crate) admin: String,
+    stderr: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Served {
+    /// Stops the service with SIGTERM; returns what it wrote on stderr.
+    #[allow(dead_code)]
+    pub(crate) fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+        let status = self.child.wait().expect("dls serve stops");
+        assert!(status.success(), "{status:?}");
+        self.stderr.take().map(|t| t.join().expect("stderr reader")).unwrap_or_default()
+    }
 }
 
 impl Drop for Served {
@@ -64,6 +80,11 @@ impl Drop for Served {
 
 /// Starts `dls serve` on ephemeral ports and waits for it to print its addresses.
 pub(crate) fn serve(data: &Path) -> Served {
+    serve_with(data, &[])
+}
+
+/// [`serve`] with more flags.
+pub(crate) fn serve_with(data: &Path, extra: &[&str]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dls"))
         .args([
             "serve",
@@ -76,24 +97,30 @@ pub(crate) fn serve(data: &Path) -> Served {
         ])
         .args(["--http-listen", "127.0.0.1:0", "--pin-iterations", "100000", "--data-dir"])
         .arg(data)
+        .args(extra)
         .env("DLS_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("dls serve starts");
     let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let stderr = Some(std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect()));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
-    let (mut wpi, mut secure, mut http) = (None, None, None);
+    let (mut wpi, mut secure, mut http, mut admin) = (None, None, None, None);
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) if line.contains("admin API on http://") => break,
+            Ok(line) if line.contains("admin API on ") => {
+                admin = line.split("admin API on ").nth(1).map(str::to_owned);
+                break;
+            }
             Ok(line) if line.contains("DCMP on http://") => {
                 http = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).map(str::to_owned);
             }
@@ -111,7 +138,8 @@ pub(crate) fn serve(data: &Path) -> Served {
     let wpi = wpi.expect("dls serve printed its WPI address");
     let secure = secure.expect("dls serve printed its secure address");
     let http = http.expect("dls serve printed its HTTP address");
-    Served { child, wpi, secure, http }
+    let admin = admin.expect("dls serve printed its admin URL");
+    Served { child, wpi, secure, http, admin, stderr }
 }
 
 /// A child process, killed when dropped (a failing test leaves nothing running).

@@ -6,3 +6,4 @@ mod message;
 mod phone;
 mod secure_mode;
 mod serve;
+mod serve_security;

@@ -89,3 +89,62 @@ async fn devices_and_profiles() {
     assert_eq!(s, 404);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn the_admin_api_over_tls_and_plain_http_to_it_told_to_use_https() {
+    use tokio::process::Command;
+
+    use crate::common::run;
+    let srv = TestServer::start_with(|c| c.admin_tls = true).await;
+    let url = std::fs::read_to_string(srv.data().join("admin-url")).expect("admin-url");
+    assert_eq!(url.trim(), format!("https://{}", srv.admin));
+    let ca = srv.data().join("ca.crt");
+    let auth = format!("Authorization: Bearer {}", srv.token());
+    let devices = format!("https://127.0.0.1:{}/api/v1/devices", srv.admin.port());
+    let (code, out, err) = run(
+        Command::new("curl").args(["-sS", "--max-time", "10", "--cacert"]).arg(&ca).args(["-H", &auth, &devices]),
+        30,
+    )
+    .await;
+    assert_eq!((code, out.trim()), (0, "[]"), "{err}");
+    // The server certificate's names: localhost too.
+    let by_name = format!("https://localhost:{}/healthz", srv.admin.port());
+    let (code, out, err) =
+        run(Command::new("curl").args(["-sS", "--max-time", "10", "--cacert"]).arg(&ca).arg(&by_name), 30).await;
+    assert!(code == 0 && out.contains("ok"), "{code} {out} {err}");
+    // Without the CA the certificate is not trusted.
+    let (code, _, _) = run(Command::new("curl").args(["-sS", "--max-time", "10", "-H", &auth, &devices]), 30).await;
+    assert_eq!(code, 60, "curl: certificate not trusted");
+    // Plain HTTP to the TLS port: a clear 400, the token was not accepted.
+    let plain = format!("http://127.0.0.1:{}/api/v1/devices", srv.admin.port());
+    let (code, out, err) =
+        run(Command::new("curl").args(["-sS", "-i", "--max-time", "10", "-H", &auth, &plain]), 30).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.contains("this port speaks HTTPS (TLS): use an https:// URL"), "{out}");
+    let (s, _) = admin_request(srv.admin, "GET", "/api/v1/devices", Some(&srv.token()), None).await;
+    assert_eq!(s, 400, "the project's own plain client too");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_warning_at_start_for_an_admin_api_off_loopback_without_tls() {
+    use crate::common::Logs;
+    let warned = |logs: &Logs| logs.lines().iter().any(|l| l.contains("WARN") && l.contains("without TLS"));
+    for (listen, tls, warning) in
+        [("0.0.0.0:0", false, true), ("127.0.0.1:0", false, false), ("0.0.0.0:0", true, false)]
+    {
+        let logs = Logs::capture();
+        let srv = TestServer::start_with(|c| {
+            c.admin_listen = listen.parse().expect("addr");
+            c.admin_tls = tls;
+        })
+        .await;
+        assert_eq!(warned(&logs), warning, "{listen} tls={tls}: {:#?}", logs.lines());
+        // Bound to all addresses, clients of this host are pointed at loopback.
+        let url = std::fs::read_to_string(srv.data().join("admin-url")).expect("admin-url");
+        let scheme = if tls { "https" } else { "http" };
+        assert_eq!(url.trim(), format!("{scheme}://127.0.0.1:{}", srv.admin.port()));
+        srv.stop().await;
+    }
+}

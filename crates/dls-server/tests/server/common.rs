@@ -116,6 +116,44 @@ pub(crate) async fn run(cmd: &mut tokio::process::Command, secs: u64) -> (i32, S
     )
 }
 
+/// The log lines the service writes on this thread, captured while this lives (a
+/// `#[tokio::test]` runtime runs on one thread: the service's listeners log on it).
+pub(crate) struct Logs {
+    buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    pub(crate) fn capture() -> Self {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || LogWriter(writer.clone()))
+            .finish();
+        Self { buf, _guard: tracing::subscriber::set_default(subscriber) }
+    }
+
+    pub(crate) fn lines(&self) -> Vec<String> {
+        let buf = self.buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&buf).lines().map(str::to_owned).collect()
+    }
+}
+
 pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write");

@@ -4,6 +4,7 @@
 mod admin;
 mod bad_input;
 mod common;
+mod connections;
 mod deploy;
 mod flows;
 mod jobs;
