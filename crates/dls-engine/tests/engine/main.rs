@@ -8,3 +8,4 @@ mod jobs;
 mod properties;
 mod refusals;
 mod secure;
+mod unsendable;
