@@ -9,7 +9,7 @@
 //!   tab, line feed and carriage return, no U+FFFE or U+FFFF (a `String` holds no lone
 //!   surrogate);
 //! * encoded (escaping included), it fits in one `WriteItems` of at most
-//!   [`DEFAULT_MAX_BYTES`](crate::fragment::DEFAULT_MAX_BYTES) with its envelope
+//!   [`DEFAULT_MAX_BYTES`] with its envelope
 //!   ([`max_item_bytes`]).
 
 use std::fmt;

@@ -18,6 +18,10 @@
 //! | GET | `/api/v1/devices/{mac}/provisioning-url?embed=true` | `{"url"}`, credentials embedded on request |
 //! | GET, PUT, DELETE | `/api/v1/credentials/fallback` | `{"scope": "global" or {"profile": P}, "username", "password"}` |
 //!
+//! Items that a phone cannot be sent (in a profile, its provisioning template, device
+//! overrides, a `write` job) are refused with `422`, naming the item: the rule is
+//! [`dls_message::check`].
+//!
 //! Jobs, deployment files and contact-me: see [`jobs`].
 
 pub(crate) mod jobs;

@@ -274,7 +274,8 @@ impl Client {
         }
         let message = value.get("error").and_then(|e| e.as_str()).unwrap_or("request failed").to_owned();
         let code = match status {
-            StatusCode::BAD_REQUEST => MALFORMED,
+            // 422: well-formed, but holds something a phone cannot be sent (the message names it).
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => MALFORMED,
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => AUTH,
             StatusCode::PAYLOAD_TOO_LARGE => MALFORMED,
             _ => OTHER,
