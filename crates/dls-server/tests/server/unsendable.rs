@@ -188,3 +188,30 @@ async fn an_item_too_large_for_one_write_items_does_not_cost_the_phone_its_other
     assert!(d["written"].to_string().contains("more than one WriteItems message carries"), "{d}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_stored_value_xml_cannot_carry_is_left_out_of_a_provisioning_file() {
+    let srv = TestServer::start().await;
+    let template = "<Provider><Account user=\"{{item:sip-user-id}}\" name=\"{{item:display-id}}\"/></Provider>";
+    store_global(&srv, vec![Item::new("sip-user-id", "4711\0"), Item::new("display-id", "Desk 12")]);
+    // The template, past the admin API too.
+    let store = SqliteStore::open(&srv.data().join("dls.sqlite")).expect("opens");
+    let mut global = store.profile("global").expect("reads").expect("exists");
+    global.provisioning_template = Some(template.into());
+    store.put_profile(&global).expect("stores");
+    let (s, v) = srv.admin("POST", "/api/v1/devices", Some(json!({"mac": MAC, "secret": "MACID-1"}))).await;
+    assert_eq!(s, 201, "{v}");
+    let url = format!("http://127.0.0.1:{}/provisioning/001AE83C4D77.xml", srv.http.port());
+    let (code, out, err) = crate::common::run(
+        tokio::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", "--digest", "-u", "001AE83C4D77:MACID-1"])
+            .arg(&url),
+        30,
+    )
+    .await;
+    assert_eq!(code, 0, "curl: {err}");
+    let (body, status) = out.rsplit_once('\n').unwrap_or(("", &out));
+    assert_eq!(status, "200", "{body}");
+    assert_eq!(body, "<Provider><Account user=\"\" name=\"Desk 12\"/></Provider>");
+    srv.stop().await;
+}
