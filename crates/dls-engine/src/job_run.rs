@@ -27,7 +27,7 @@ pub(crate) enum Stage {
     /// `ReadItems` sent.
     Read,
     /// `WriteItems` sent: `sent`, then `rest`; items refused so far, and how many accepted.
-    Write { sent: ItemList, rest: VecDeque<ItemList>, refused: Vec<Item>, accepted: usize, not_sent: Vec<String> },
+    Write { sent: ItemList, rest: VecDeque<ItemList>, refused: Vec<Item>, accepted: usize, not_sent: NotSent },
     /// `Restart` sent.
     Restart,
     /// `FileDeployment` or `SoftwareDeployment` sent.
@@ -260,15 +260,11 @@ impl Run<'_> {
 
     /// `items` split within the phone's limits, and what cannot be sent, named (noted, and
     /// recorded as write outcomes when `record`).
-    fn plan_job_writes(
-        &mut self,
-        session: &Session,
-        items: ItemList,
-        record: bool,
-    ) -> (VecDeque<ItemList>, Vec<String>) {
+    fn plan_job_writes(&mut self, session: &Session, items: ItemList, record: bool) -> (VecDeque<ItemList>, NotSent) {
         let Planned { parts, not_sent } = split_writes(session.max_items, items);
         self.record_not_sent(&not_sent, record);
-        (parts, not_sent.iter().map(|(i, e)| not_sent_text(i, e)).collect())
+        let named = not_sent.iter().take(NotSent::NAMED).map(|(i, e)| not_sent_text(i, e)).collect();
+        (parts, NotSent { count: not_sent.len(), named })
     }
 
     fn deployment_items(&self, file: &FileRef, firmware: Option<(Option<&str>, &str)>) -> Option<ItemList> {
@@ -441,7 +437,7 @@ impl Run<'_> {
         job: Job,
         sent: ItemList,
         mut rest: VecDeque<ItemList>,
-        so_far: (Vec<Item>, usize, Vec<String>),
+        so_far: (Vec<Item>, usize, NotSent),
     ) -> Answer {
         let (mut refused, mut accepted, not_sent) = so_far;
         let outcome = self.write_outcome(&sent);
@@ -491,19 +487,30 @@ impl Run<'_> {
     }
 }
 
-/// A write job's answer: how many items the phone took and refused, and which were not sent
-/// (the first few, named, with why).
-fn write_answer(accepted: usize, refused: usize, not_sent: &[String]) -> String {
+/// The items of a write job that were not sent: how many, and the first few named with why
+/// (bounded, as it is kept in the session).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct NotSent {
+    pub(crate) count: usize,
+    pub(crate) named: Vec<String>,
+}
+
+impl NotSent {
+    /// How many are named.
     const NAMED: usize = 3;
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// A write job's answer: how many items the phone took and refused, and which were not sent.
+fn write_answer(accepted: usize, refused: usize, not_sent: &NotSent) -> String {
     let mut answer = format!("{accepted} items written, {refused} refused");
     if !not_sent.is_empty() {
-        answer.push_str(&format!(
-            ", {} not sent: {}",
-            not_sent.len(),
-            not_sent[..not_sent.len().min(NAMED)].join("; ")
-        ));
-        if not_sent.len() > NAMED {
-            answer.push_str(&format!("; and {} more", not_sent.len() - NAMED));
+        answer.push_str(&format!(", {} not sent: {}", not_sent.count, not_sent.named.join("; ")));
+        if not_sent.count > not_sent.named.len() {
+            answer.push_str(&format!("; and {} more", not_sent.count - not_sent.named.len()));
         }
     }
     answer

@@ -201,3 +201,19 @@ fn a_reassert_job_records_what_cannot_be_sent() {
     assert!(answer.contains("1 not sent"), "{answer}");
     assert!(matches!(sh.written("key-label-unicode").map(|w| &w.outcome), Some(WriteOutcome::NotSent(_))));
 }
+
+#[test]
+fn a_write_job_answer_names_the_first_few_items_not_sent() {
+    let mut items: Vec<Item> = (0..5).map(|i| Item::indexed("key-label-unicode", i, "\u{7}")).collect();
+    items.push(Item::new("sntp-addr", "ntp"));
+    let mut sh = with_job(items);
+    let out = sh.send(&start_up("J3"));
+    assert_eq!(names(&out), vec!["sntp-addr"]);
+    assert_eq!(not_sent_notes(&out).len(), 5, "each is noted");
+    sh.send(&reply("J3", Action::WriteItems, ReplyStatus::Accepted, Some(vec![])));
+    let (state, answer) = job_answer(&sh);
+    assert_eq!(state, Some(JobState::Done));
+    assert!(answer.starts_with("1 items written, 0 refused, 5 not sent: \"key-label-unicode\" index 0: "), "{answer}");
+    assert!(answer.contains("index 2: ") && !answer.contains("index 3: "), "{answer}");
+    assert!(answer.ends_with("; and 2 more"), "{answer}");
+}
