@@ -43,6 +43,9 @@ pub enum WriteOutcome {
     Accepted,
     /// Refused with this status (`read only`, `unknown item`, …).
     Refused(ItemStatus),
+    /// Not sent: the value cannot be sent to a phone (see [`dls_message::check`]), for this
+    /// reason. It is not tried again until the desired value changes.
+    NotSent(String),
 }
 
 /// The last value written to one item: a keyed fingerprint (never the value: write-only
@@ -178,6 +181,14 @@ pub enum Note {
     ActionFailed(String),
     /// Items the phone refused, with their statuses.
     ItemsRefused(usize),
+    /// An item that cannot be sent to a phone was skipped (the rest was sent). Noted once
+    /// per value: the skip is recorded as the item's write outcome.
+    ItemNotSent {
+        /// The item: its name (quoted, cut) and index.
+        item: String,
+        /// Why it cannot be sent.
+        reason: String,
+    },
 }
 
 /// Builds a map key → record, for tests and stores.

@@ -4,8 +4,9 @@
 //! For each desired item (the last write of each item is known by a keyed fingerprint of
 //! its value and the phone's verdict):
 //! * the phone reported it with the desired value: nothing to do;
-//! * the phone refused this very value before: not again, until the desired value changes
-//!   (a phone that says `invalid index` will say it at every start-up);
+//! * the phone refused this very value before, or it could not be sent at all (a control
+//!   character, too large): not again, until the desired value changes (a phone that says
+//!   `invalid index` will say it at every start-up);
 //! * the phone reported another value: write it (someone changed it at the phone);
 //! * the phone did not report it (write-only items such as passwords, or items it does
 //!   not know): write it unless this very value was written before. So a changed password
@@ -63,7 +64,7 @@ pub fn to_write<'a>(
             }
             let same_value_before = written.get(&ItemKey::of(want)).filter(|w| w.fingerprint == fingerprint(key, want));
             match (have, same_value_before) {
-                (_, Some(w)) if matches!(w.outcome, WriteOutcome::Refused(_)) => false,
+                (_, Some(w)) if matches!(w.outcome, WriteOutcome::Refused(_) | WriteOutcome::NotSent(_)) => false,
                 (Some(_), _) => true,
                 (None, before) => before.is_none(),
             }

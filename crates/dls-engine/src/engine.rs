@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
+use dls_message::check::{ItemError, check_item, item_label};
 use dls_message::fragment::{FragmentLimits, split, split_by};
 use dls_message::{Action, DlsMessage, Item, ItemList, MacAddr, Reason, ReplyStatus, WorkpointMessage};
 use subtle::ConstantTimeEq;
@@ -424,8 +425,30 @@ impl Run<'_> {
         if items.is_empty() {
             return self.next_job(session);
         }
-        session.pending_writes = split_writes(session.max_items, items);
+        let Planned { parts, not_sent } = split_writes(session.max_items, items);
+        self.record_not_sent(&not_sent, true);
+        session.pending_writes = parts;
         self.send_next_write(session)
+    }
+
+    /// Notes the items that cannot be sent; when `record`, records each as its item's write
+    /// outcome, so that the same value is neither tried nor noted again.
+    pub(crate) fn record_not_sent(&mut self, not_sent: &[(Item, ItemError)], record: bool) {
+        if not_sent.is_empty() {
+            return;
+        }
+        let key = &self.engine.config.fingerprint_key;
+        let mut records = Vec::new();
+        for (item, e) in not_sent {
+            self.notes.push(Note::ItemNotSent { item: item_label(item).to_string(), reason: e.to_string() });
+            if record {
+                let outcome = WriteOutcome::NotSent(e.to_string());
+                records.push((ItemKey::of(item), WrittenRecord { fingerprint: fingerprint(key, item), outcome }));
+            }
+        }
+        if !records.is_empty() {
+            self.changes.push(Change::Written(records));
+        }
     }
 
     fn send_next_write(&mut self, mut session: Session) -> Answer {
@@ -653,9 +676,43 @@ pub(crate) struct WriteResult {
     pub(crate) refusals_reported: usize,
 }
 
+/// Writes planned for one phone: the `WriteItems` messages to send, and the items that
+/// cannot be sent at all (see [`dls_message::check`]), with why.
+#[derive(Debug, Default)]
+pub(crate) struct Planned {
+    /// The messages, in order.
+    pub(crate) parts: VecDeque<ItemList>,
+    /// The items skipped.
+    pub(crate) not_sent: Vec<(Item, ItemError)>,
+}
+
 /// `items` split into `WriteItems` messages within the phone's `maxItems` and 50 kB,
-/// keeping groups together (`file-*` items of one index) when possible.
-pub(crate) fn split_writes(max_items: Option<i64>, items: ItemList) -> VecDeque<ItemList> {
+/// keeping groups together (`file-*` items of one index) when possible. An item that
+/// cannot be sent (a character XML 1.0 cannot carry, no name, too large for one message)
+/// is left out and returned in [`Planned::not_sent`]: it never costs the phone the rest.
+pub(crate) fn split_writes(max_items: Option<i64>, items: ItemList) -> Planned {
+    let mut not_sent = Vec::new();
+    let sendable: ItemList = items
+        .into_iter()
+        .filter_map(|item| match check_item(&item) {
+            Ok(()) => Some(item),
+            Err(e) => {
+                not_sent.push((item, e));
+                None
+            }
+        })
+        .collect();
     let limits = FragmentLimits::for_max_items(max_items);
-    split(items.clone(), &limits).or_else(|_| split_by(items, &limits, |_| None::<()>)).unwrap_or_default().into()
+    let parts = split(sendable.clone(), &limits)
+        .or_else(|_| split_by(sendable.clone(), &limits, |_| None::<()>))
+        // Every item fits in a message of its own (it passed `check_item`, and `maxItems`
+        // is at least 1), so ungrouped splitting does not fail; if it ever did, one item a
+        // message is still within the limits.
+        .unwrap_or_else(|_| sendable.into_iter().map(|i| vec![i]).collect());
+    Planned { parts: parts.into(), not_sent }
+}
+
+/// How an item that was not sent is named, with why, in notes and job answers.
+pub(crate) fn not_sent_text(item: &Item, e: &ItemError) -> String {
+    format!("{}: {e}", item_label(item))
 }

@@ -7,7 +7,7 @@ use dls_message::{Action, Item, ItemList, Reason, ReplyStatus};
 
 use crate::device::{Change, Note};
 use crate::diff::to_write;
-use crate::engine::{Answer, Collected, Run, split_writes};
+use crate::engine::{Answer, Collected, Planned, Run, not_sent_text, split_writes};
 use crate::jobs::{FACTORY_RESET_PASSWORD, FileRef, Job, JobKind, JobState, JobUpdate};
 use crate::security::{AuditKind, BootstrapState, SecurityMode};
 use crate::session::{Awaiting, Session};
@@ -27,7 +27,7 @@ pub(crate) enum Stage {
     /// `ReadItems` sent.
     Read,
     /// `WriteItems` sent: `sent`, then `rest`; items refused so far, and how many accepted.
-    Write { sent: ItemList, rest: VecDeque<ItemList>, refused: Vec<Item>, accepted: usize },
+    Write { sent: ItemList, rest: VecDeque<ItemList>, refused: Vec<Item>, accepted: usize, not_sent: NotSent },
     /// `Restart` sent.
     Restart,
     /// `FileDeployment` or `SoftwareDeployment` sent.
@@ -190,17 +190,31 @@ impl Run<'_> {
                         .collect();
                     (Stage::Read, Action::ReadItems, Some(wanted))
                 }
-                JobKind::Write { items } => match Self::write_parts(&session, items.clone()) {
-                    Some(mut parts) => {
-                        let sent = parts.pop_front().unwrap_or_default();
-                        let stage = Stage::Write { sent: sent.clone(), rest: parts, refused: Vec::new(), accepted: 0 };
-                        (stage, Action::WriteItems, Some(sent))
+                JobKind::Write { items } => {
+                    // A job's writes are one-offs: what cannot be sent is noted and named in
+                    // the job's answer, not recorded as the item's write outcome.
+                    let (mut parts, not_sent) = self.plan_job_writes(&session, items.clone(), false);
+                    match parts.pop_front() {
+                        Some(sent) => {
+                            let stage = Stage::Write {
+                                sent: sent.clone(),
+                                rest: parts,
+                                refused: Vec::new(),
+                                accepted: 0,
+                                not_sent,
+                            };
+                            (stage, Action::WriteItems, Some(sent))
+                        }
+                        None if not_sent.is_empty() => {
+                            self.job_update(&job, JobState::Done, "nothing to write", None);
+                            continue;
+                        }
+                        None => {
+                            self.job_update(&job, JobState::Failed, write_answer(0, 0, &not_sent), None);
+                            continue;
+                        }
                     }
-                    None => {
-                        self.job_update(&job, JobState::Done, "nothing to write", None);
-                        continue;
-                    }
-                },
+                }
                 JobKind::Restart => (Stage::Restart, Action::Restart, None),
                 JobKind::FactoryReset => (
                     Stage::Restart,
@@ -244,9 +258,13 @@ impl Run<'_> {
         self.clean_up(false)
     }
 
-    /// `items` split within the phone's limits, or `None` when there are none.
-    fn write_parts(session: &Session, items: ItemList) -> Option<VecDeque<ItemList>> {
-        (!items.is_empty()).then(|| split_writes(session.max_items, items))
+    /// `items` split within the phone's limits, and what cannot be sent, named (noted, and
+    /// recorded as write outcomes when `record`).
+    fn plan_job_writes(&mut self, session: &Session, items: ItemList, record: bool) -> (VecDeque<ItemList>, NotSent) {
+        let Planned { parts, not_sent } = split_writes(session.max_items, items);
+        self.record_not_sent(&not_sent, record);
+        let named = not_sent.iter().take(NotSent::NAMED).map(|(i, e)| not_sent_text(i, e)).collect();
+        (parts, NotSent { count: not_sent.len(), named })
     }
 
     fn deployment_items(&self, file: &FileRef, firmware: Option<(Option<&str>, &str)>) -> Option<ItemList> {
@@ -287,8 +305,8 @@ impl Run<'_> {
         }
         match stage {
             Stage::ReadAll | Stage::Read => self.job_read_reply(session, job, stage),
-            Stage::Write { sent, rest, refused, accepted } => {
-                self.job_write_reply(session, job, sent, rest, refused, accepted)
+            Stage::Write { sent, rest, refused, accepted, not_sent } => {
+                self.job_write_reply(session, job, sent, rest, (refused, accepted, not_sent))
             }
             Stage::Restart => {
                 let answer = if matches!(job.kind, JobKind::FactoryReset) {
@@ -367,15 +385,28 @@ impl Run<'_> {
                 let writes =
                     to_write(&self.desired.items, &items, &HashMap::new(), &self.engine.config().fingerprint_key);
                 self.changes.push(Change::ReplaceInventory { items, at: self.now });
-                match Self::write_parts(&session, writes) {
-                    Some(mut parts) => {
-                        let sent = parts.pop_front().unwrap_or_default();
-                        let stage = Stage::Write { sent: sent.clone(), rest: parts, refused: Vec::new(), accepted: 0 };
+                // The desired configuration: what cannot be sent is recorded like the
+                // configuration's writes.
+                let (mut parts, not_sent) = self.plan_job_writes(&session, writes, true);
+                match parts.pop_front() {
+                    Some(sent) => {
+                        let stage = Stage::Write {
+                            sent: sent.clone(),
+                            rest: parts,
+                            refused: Vec::new(),
+                            accepted: 0,
+                            not_sent,
+                        };
                         session.awaiting = Awaiting::Job(Box::new(JobStep { job, stage }));
                         (self.reply(Action::WriteItems, Some(sent)), Some(session))
                     }
-                    None => {
+                    None if not_sent.is_empty() => {
                         self.job_update(&job, JobState::Done, "inventory read; nothing differs", None);
+                        self.next_job(session)
+                    }
+                    None => {
+                        let answer = format!("inventory read; {}", write_answer(0, 0, &not_sent));
+                        self.job_update(&job, JobState::Failed, answer, None);
                         self.next_job(session)
                     }
                 }
@@ -406,9 +437,9 @@ impl Run<'_> {
         job: Job,
         sent: ItemList,
         mut rest: VecDeque<ItemList>,
-        mut refused: Vec<Item>,
-        mut accepted: usize,
+        so_far: (Vec<Item>, usize, NotSent),
     ) -> Answer {
+        let (mut refused, mut accepted, not_sent) = so_far;
         let outcome = self.write_outcome(&sent);
         accepted += sent.len() - outcome.refused.len();
         refused.extend(outcome.refused);
@@ -425,12 +456,16 @@ impl Run<'_> {
             self.changes.push(Change::MergeInventory(applied));
         }
         if let Some(next) = rest.pop_front() {
-            let stage = Stage::Write { sent: next.clone(), rest, refused, accepted };
+            let stage = Stage::Write { sent: next.clone(), rest, refused, accepted, not_sent };
             session.awaiting = Awaiting::Job(Box::new(JobStep { job, stage }));
             return (self.reply(Action::WriteItems, Some(next)), Some(session));
         }
-        let answer = format!("{accepted} items written, {} refused", refused.len());
-        let state = if accepted == 0 && !refused.is_empty() { JobState::Failed } else { JobState::Done };
+        let answer = write_answer(accepted, refused.len(), &not_sent);
+        let state = if accepted == 0 && !(refused.is_empty() && not_sent.is_empty()) {
+            JobState::Failed
+        } else {
+            JobState::Done
+        };
         let items = (!refused.is_empty()).then_some(refused);
         self.job_update(&job, state, answer, items);
         self.next_job(session)
@@ -450,6 +485,35 @@ impl Run<'_> {
             );
         }
     }
+}
+
+/// The items of a write job that were not sent: how many, and the first few named with why
+/// (bounded, as it is kept in the session).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct NotSent {
+    pub(crate) count: usize,
+    pub(crate) named: Vec<String>,
+}
+
+impl NotSent {
+    /// How many are named.
+    const NAMED: usize = 3;
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// A write job's answer: how many items the phone took and refused, and which were not sent.
+fn write_answer(accepted: usize, refused: usize, not_sent: &NotSent) -> String {
+    let mut answer = format!("{accepted} items written, {refused} refused");
+    if !not_sent.is_empty() {
+        answer.push_str(&format!(", {} not sent: {}", not_sent.count, not_sent.named.join("; ")));
+        if not_sent.count > not_sent.named.len() {
+            answer.push_str(&format!("; and {} more", not_sent.count - not_sent.named.len()));
+        }
+    }
+    answer
 }
 
 /// Whether this reason opens an interaction in which jobs run.

@@ -6,6 +6,7 @@
 //! * [`decode()`]: bytes to messages, tolerant of what phones send, with hard [`Limits`];
 //!   refuses DTDs and every entity but the five predefined ones.
 //! * [`encode()`]: messages to canonical bytes ([`EncodeOptions`] for legacy firmware).
+//! * [`check`]: whether an item can be sent to a phone (the rule every entry point applies).
 //! * [`fragment`]: splitting long item lists into messages within `maxItems` and a byte budget.
 //! * [`json`]: the JSON shape the CLI prints and reads.
 //! * [`MacAddr`]: the device identity, normalised.
@@ -29,6 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod check;
 mod decode;
 mod encode;
 mod error;

@@ -18,6 +18,10 @@
 //! | GET | `/api/v1/devices/{mac}/provisioning-url?embed=true` | `{"url"}`, credentials embedded on request |
 //! | GET, PUT, DELETE | `/api/v1/credentials/fallback` | `{"scope": "global" or {"profile": P}, "username", "password"}` |
 //!
+//! Items that a phone cannot be sent (in a profile, its provisioning template, device
+//! overrides, a `write` job) are refused with `422`, naming the item: the rule is
+//! [`dls_message::check`].
+//!
 //! Jobs, deployment files and contact-me: see [`jobs`].
 
 pub(crate) mod jobs;
@@ -27,7 +31,7 @@ use std::time::Duration;
 
 use dls_engine::Profile;
 use dls_engine::SecurityMode;
-use dls_message::MacAddr;
+use dls_message::{Item, MacAddr};
 use dls_secure_mode::Pin;
 use dls_store::{CredentialScope, DeviceFilter, DeviceSpec, DeviceUpdate, SecurityUpdate, Store, StoreError};
 use hyper::body::Incoming;
@@ -84,6 +88,29 @@ impl ApiError {
 
 fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError::new(status, message)
+}
+
+/// Refuses (`422`) items a phone cannot be sent, naming the first such item and its place:
+/// the rule is [`dls_message::check`], the one the engine applies to what it sends.
+fn check_items(what: &str, items: &[Item]) -> Result<(), ApiError> {
+    dls_message::check::check_items(items).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, format!("{what}: {e}")))
+}
+
+/// Refuses (`422`) a profile that holds something a phone cannot be sent: an item (see
+/// [`check_items`]) or a character XML 1.0 does not allow in its provisioning template.
+fn check_profile(name: &str, profile: &Profile) -> Result<(), ApiError> {
+    let what = format!("profile {}", dls_message::check::quoted(name));
+    check_items(&what, &profile.items)?;
+    if let Some((at, c)) = profile.provisioning_template.as_deref().and_then(dls_message::check::first_non_xml_char) {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{what}: the provisioning template holds U+{:04X} at character {at}, which XML 1.0 cannot carry",
+                u32::from(c)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn store_error(e: &StoreError) -> ApiError {
@@ -165,7 +192,7 @@ struct NewDevice {
     #[serde(default)]
     profiles: Vec<String>,
     #[serde(default)]
-    overrides: Vec<dls_message::Item>,
+    overrides: Vec<Item>,
     /// With `pin`, a PIN is issued and returned.
     #[serde(default)]
     mode: Option<SecurityMode>,
@@ -301,6 +328,7 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
         (Method::POST, ["devices"]) => {
             let new: NewDevice = body_json(state, req).await?;
             let mac = parse_mac(&new.mac)?;
+            check_items("overrides", &new.overrides)?;
             let spec = DeviceSpec { profiles: new.profiles, overrides: new.overrides };
             if let Some(secret) = &new.secret {
                 check_secret(secret)?;
@@ -413,6 +441,9 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
         (Method::PATCH, ["devices", mac]) => {
             let mac = parse_mac(mac)?;
             let update: DeviceUpdate = body_json(state, req).await?;
+            if let Some(overrides) = &update.overrides {
+                check_items("overrides", overrides)?;
+            }
             blocking(store, move |s| s.update_device(mac, &update)).await?;
             let details = blocking(store, move |s| s.device(mac)).await?;
             Ok(json(StatusCode::OK, &details))
@@ -440,6 +471,7 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
         }
         (Method::PUT, ["profiles", name]) => {
             let mut profile: Profile = body_json(state, req).await?;
+            check_profile(name, &profile)?;
             profile.name = (*name).to_owned();
             let p = profile.clone();
             blocking(store, move |s| s.put_profile(&p)).await?;

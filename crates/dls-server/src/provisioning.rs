@@ -118,7 +118,15 @@ impl ProvisioningState {
             "server" => Some(self.server_url.clone()),
             _ => {
                 let name = key.strip_prefix("item:")?;
-                desired.items.iter().find(|i| i.name == name && i.index.is_none()).map(|i| i.value.clone())
+                let item = desired.items.iter().find(|i| i.name == name && i.index.is_none())?;
+                // A value stored before it was checked, that XML cannot carry, is left out
+                // rather than spoil the whole file.
+                if let Some((at, c)) = dls_message::check::first_non_xml_char(&item.value) {
+                    let code = u32::from(c);
+                    warn!(%mac, item = name, code, at, "provisioning file: a value XML 1.0 cannot carry is left out");
+                    return None;
+                }
+                Some(item.value.clone())
             }
         }))
     }

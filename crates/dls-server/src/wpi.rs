@@ -188,24 +188,39 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
         for note in &out.notes {
             match note {
                 Note::Refused(why) => warn!(why = %why, "refused"),
+                Note::ItemNotSent { item, reason } => {
+                    warn!(item = %item, reason = %reason, "item cannot be sent to a phone: skipped, the rest is written");
+                }
                 other => info!(note = ?other, "protocol event"),
             }
         }
-        let (action, items) = (out.reply.action.clone(), out.reply.items.as_ref().map_or(0, Vec::len));
+        let (mut action, mut items) = (out.reply.action.clone(), out.reply.items.as_ref().map_or(0, Vec::len));
+        let nonce = out.reply.header.nonce.clone();
+        let mut session = out.session;
         let xml = match dls_message::encode(
             &Message::Dls(out.reply),
             &EncodeOptions::default().with_value_escaping(escaping),
         ) {
             Ok(x) => x,
             Err(e) => {
-                error!(error = %e, "reply not encodable");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+                // The engine leaves out every item that cannot be sent, so this is a bug;
+                // still, the phone gets a `CleanUp` that ends the interaction, not a `500`.
+                error!(error = %e, "reply not encodable; the interaction is ended with a CleanUp");
+                (action, items, session) = (dls_message::Action::CleanUp, 0, None);
+                let clean_up = dls_message::DlsMessage::new(nonce, dls_message::Action::CleanUp, None);
+                match dls_message::encode(&Message::Dls(clean_up), &EncodeOptions::default()) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        error!(error = %e, "not even a CleanUp is encodable");
+                        return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+                    }
+                }
             }
         };
         info!(%action, items, "reply");
         let mut resp = Response::new(crate::http::full(xml));
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
-        if let Some(s) = out.session {
+        if let Some(s) = session {
             // Keep the cookie the phone has; set one on the first response of an interaction.
             let id = match (had_session, cookie) {
                 (true, Some(id)) => id,

@@ -216,7 +216,7 @@ const MIGRATIONS: &[Migration] = &[
         name        TEXT NOT NULL,
         idx         INTEGER NOT NULL,                         -- -1: no index
         fingerprint BLOB NOT NULL,                            -- 32 bytes
-        outcome     TEXT NOT NULL,                            -- `accepted` | `refused:<status>`
+        outcome     TEXT NOT NULL,                            -- `accepted` | `refused:<status>` | `not-sent:<why>`
         PRIMARY KEY (mac, name, idx)
     ) WITHOUT ROWID;
 
@@ -892,17 +892,22 @@ fn index_from_sql(v: i64) -> Result<Option<u32>, StoreError> {
 
 const ACCEPTED: &str = "accepted";
 const REFUSED_PREFIX: &str = "refused:";
+const NOT_SENT_PREFIX: &str = "not-sent:";
 
 fn outcome_to_sql(outcome: &WriteOutcome) -> String {
     match outcome {
         WriteOutcome::Accepted => ACCEPTED.to_owned(),
         WriteOutcome::Refused(status) => format!("{REFUSED_PREFIX}{}", status.as_str()),
+        WriteOutcome::NotSent(why) => format!("{NOT_SENT_PREFIX}{why}"),
     }
 }
 
 fn outcome_from_sql(text: &str) -> Result<WriteOutcome, StoreError> {
     if text == ACCEPTED {
         return Ok(WriteOutcome::Accepted);
+    }
+    if let Some(why) = text.strip_prefix(NOT_SENT_PREFIX) {
+        return Ok(WriteOutcome::NotSent(why.to_owned()));
     }
     match text.strip_prefix(REFUSED_PREFIX) {
         Some(status) => Ok(WriteOutcome::Refused(ItemStatus::from_wire(status))),

@@ -307,7 +307,8 @@ impl Client {
             None => "request failed".to_owned(),
         };
         let code = match status {
-            StatusCode::BAD_REQUEST => MALFORMED,
+            // 422: well-formed, but holds something a phone cannot be sent (the message names it).
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => MALFORMED,
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => AUTH,
             StatusCode::PAYLOAD_TOO_LARGE => MALFORMED,
             _ => OTHER,

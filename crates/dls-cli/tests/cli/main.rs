@@ -1,6 +1,7 @@
 //! The `dls` binary driven as a user drives it: arguments, stdin, stdout, exit codes.
 
 mod common;
+mod items;
 mod jobs;
 mod message;
 mod phone;

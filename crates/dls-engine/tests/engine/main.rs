@@ -9,3 +9,4 @@ mod properties;
 mod refusals;
 mod secrets;
 mod secure;
+mod unsendable;

@@ -180,6 +180,17 @@ fn firmware_skip(file: &FileRecord, device_type: Option<&str>, running: Option<&
 
 async fn add_jobs(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let AddJobs { target, job } = body_json(state, req).await?;
+    // The items to write are checked before the target is: they are refused whether or not
+    // any device matches.
+    if let JobRequest::Write { items } = &job {
+        if items.is_empty() || items.len() > MAX_JOB_ITEMS {
+            return Err(bad(format!("a write job holds 1 to {MAX_JOB_ITEMS} items")));
+        }
+        if items.iter().any(|i| i.status.is_some()) {
+            return Err(bad("items to write have no status"));
+        }
+        super::check_items("write job", items)?;
+    }
     let (devices, single) = select(state, target).await?;
     let file = match &job {
         JobRequest::DeployFile { file, .. } | JobRequest::DeployFirmware { file, .. } => {
@@ -197,15 +208,7 @@ async fn add_jobs(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) 
         let kind = match &job {
             JobRequest::Read { items } if items.len() > MAX_JOB_ITEMS => return Err(bad("too many items")),
             JobRequest::Read { items } => JobKind::Read { items: items.clone() },
-            JobRequest::Write { items } if items.is_empty() || items.len() > MAX_JOB_ITEMS => {
-                return Err(bad(format!("a write job holds 1 to {MAX_JOB_ITEMS} items")));
-            }
-            JobRequest::Write { items } => {
-                if items.iter().any(|i| i.status.is_some() || i.name.is_empty()) {
-                    return Err(bad("items to write have a name and no status"));
-                }
-                JobKind::Write { items: items.clone() }
-            }
+            JobRequest::Write { items } => JobKind::Write { items: items.clone() },
             JobRequest::Restart => JobKind::Restart,
             JobRequest::FactoryReset => JobKind::FactoryReset,
             JobRequest::ReassertConfig => JobKind::ReassertConfig,

@@ -11,3 +11,4 @@ mod jobs;
 mod provisioning;
 mod secure;
 mod tls_clients;
+mod unsendable;

@@ -160,12 +160,14 @@ fn written_records_round_trip_and_update() {
     let s = store();
     register(&s, mac(1), 1);
     let refused_odd = WriteOutcome::Refused(ItemStatus::Other("some new status".into()));
+    let not_sent = WriteOutcome::NotSent("the value holds U+0000 at character 2, which XML 1.0 cannot carry".into());
     s.apply(
         mac(1),
         &[Change::Written(vec![
             (key("a", None), record(1, WriteOutcome::Accepted)),
             (key("b", Some(3)), record(2, WriteOutcome::Refused(ItemStatus::ReadOnly))),
             (key("c", None), record(3, refused_odd.clone())),
+            (key("d", None), record(4, not_sent.clone())),
         ])],
     )
     .expect("applies");
@@ -175,7 +177,8 @@ fn written_records_round_trip_and_update() {
     )
     .expect("applies");
     let snap = s.load_device(mac(1)).expect("loads");
-    assert_eq!(snap.written.len(), 3);
+    assert_eq!(snap.written.len(), 4);
+    assert_eq!(snap.written[&key("d", None)], record(4, not_sent.clone()));
     assert_eq!(snap.written[&key("a", None)], record(9, WriteOutcome::Refused(ItemStatus::InvalidData)));
     assert_eq!(snap.written[&key("b", Some(3))], record(2, WriteOutcome::Refused(ItemStatus::ReadOnly)));
     assert_eq!(snap.written[&key("c", None)], record(3, refused_odd.clone()));
@@ -188,6 +191,7 @@ fn written_records_round_trip_and_update() {
             (key("a", None), WriteOutcome::Refused(ItemStatus::InvalidData)),
             (key("b", Some(3)), WriteOutcome::Refused(ItemStatus::ReadOnly)),
             (key("c", None), refused_odd),
+            (key("d", None), not_sent),
         ]
     );
 }
