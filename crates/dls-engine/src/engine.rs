@@ -11,7 +11,9 @@ use crate::config::{EngineConfig, UnknownDevicePolicy};
 use crate::desired::Desired;
 use crate::device::{Change, DeviceSnapshot, ItemKey, Note, UnixTime, WriteOutcome, WrittenRecord, mac_of};
 use crate::diff::{fingerprint, to_write};
-use crate::security::{AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapState, Channel, SecurityMode};
+use crate::security::{
+    AuditEvent, AuditKind, BootstrapKind, BootstrapNeed, BootstrapState, BootstrapSupply, Channel, SecurityMode,
+};
 use crate::session::{Awaiting, Session};
 
 /// The `cleanup-reason` for a wrong TAN, as the protocol reference words it.
@@ -40,7 +42,7 @@ pub struct Input<'a> {
     /// The device's desired configuration.
     pub desired: &'a Desired,
     /// The bootstrap material, when [`Engine::bootstrap_needed`] asked for it.
-    pub bootstrap: Option<Bootstrap>,
+    pub bootstrap: Option<BootstrapSupply>,
     /// The address the message came from (the connection's peer), when the shell knows
     /// it: recorded as the address the device calls from.
     pub peer: Option<IpAddr>,
@@ -84,7 +86,12 @@ impl Engine {
     }
 
     /// Whether answering this message needs bootstrap material (a certificate, and for `pin`
-    /// the sealed bundle), which the shell then prepares and passes in [`Input::bootstrap`].
+    /// the sealed bundle), which the shell then prepares and passes in [`Input::bootstrap`]:
+    /// the material kept for the device when it may be sent again
+    /// ([`BootstrapNeed::Reuse`]: within `bootstrap_reuse_secs` of its issue, and still the
+    /// device's current certificate), otherwise new material ([`BootstrapNeed::Issue`]),
+    /// but for one device at most once in `bootstrap_reissue_secs`. `None` also when that
+    /// limit holds: the engine then refuses the start-up.
     #[must_use]
     pub fn bootstrap_needed(
         &self,
@@ -93,12 +100,22 @@ impl Engine {
         session: Option<&Session>,
         channel: &Channel,
         device: &DeviceSnapshot,
-    ) -> Option<BootstrapKind> {
+    ) -> Option<BootstrapNeed> {
         let opening = matches!(message.reason.value, Reason::StartUp | Reason::Solicited);
         let in_session = session.is_some() && message.reason.value == Reason::ReplyTo;
         if *channel != Channel::Default || !opening || in_session {
             return None;
         }
+        let kind = self.bootstrap_kind(now, device)?;
+        match self.bootstrap_source(now, device) {
+            Source::Reuse => Some(BootstrapNeed::Reuse(kind)),
+            Source::Issue => Some(BootstrapNeed::Issue(kind)),
+            Source::RateLimited => None,
+        }
+    }
+
+    /// Which bootstrap the device may get now on the default port, if any.
+    fn bootstrap_kind(&self, now: UnixTime, device: &DeviceSnapshot) -> Option<BootstrapKind> {
         let (mode, state) = self.security_of(device);
         if state != BootstrapState::NotBootstrapped {
             return None;
@@ -107,6 +124,20 @@ impl Engine {
             SecurityMode::Default => None,
             SecurityMode::Nopin => Some(BootstrapKind::Nopin),
             SecurityMode::Pin => self.pin_usable(now, device).then_some(BootstrapKind::Pin),
+        }
+    }
+
+    /// Whether the kept material may be sent again, new material issued, or neither.
+    fn bootstrap_source(&self, now: UnixTime, device: &DeviceSnapshot) -> Source {
+        let s = &device.security;
+        let Some(pending) = s.pending.as_ref().filter(|_| device.known) else { return Source::Issue };
+        let age = now.since(pending.issued_at);
+        if s.certificate.as_deref() == Some(pending.serial.as_str()) && age <= self.config.bootstrap_reuse_secs {
+            Source::Reuse
+        } else if age < self.config.bootstrap_reissue_secs {
+            Source::RateLimited
+        } else {
+            Source::Issue
         }
     }
 
@@ -143,6 +174,13 @@ impl Engine {
         };
         Output { reply, session, changes: run.changes, notes: run.notes }
     }
+}
+
+/// Where a device's bootstrap material comes from now.
+enum Source {
+    Reuse,
+    Issue,
+    RateLimited,
 }
 
 /// The work of answering one message.
@@ -242,7 +280,7 @@ impl Run<'_> {
     }
 
     /// A message that is not part of an interaction in progress.
-    fn begin(&mut self, bootstrap: Option<Bootstrap>) -> Answer {
+    fn begin(&mut self, bootstrap: Option<BootstrapSupply>) -> Answer {
         let reason = self.message.reason.value.clone();
         if reason == Reason::ReplyTo {
             return self.refuse("reply-to without a session");
@@ -260,7 +298,7 @@ impl Run<'_> {
         }
         let (mode, state) = self.engine.security_of(self.device);
         if *self.channel == Channel::Default && mode != SecurityMode::Default {
-            if let Some(refusal) = self.default_port_gate(mode, state, bootstrap.is_some()) {
+            if let Some(refusal) = self.default_port_gate(mode, state, bootstrap.as_ref()) {
                 return refusal;
             }
         }
@@ -303,7 +341,7 @@ impl Run<'_> {
                 if !reported.is_empty() {
                     self.changes.push(Change::MergeInventory(reported.clone()));
                 }
-                if let Some(b) = bootstrap {
+                if let Some(b @ (BootstrapSupply::Issued { .. } | BootstrapSupply::Reused(_))) = bootstrap {
                     return self.send_bootstrap(session, b);
                 }
                 if let Channel::Secure { certificate_serial, .. } = self.channel {
@@ -349,7 +387,12 @@ impl Run<'_> {
     }
 
     /// The default-mode port for a device configured for secure mode: bootstrap, or refuse.
-    fn default_port_gate(&mut self, mode: SecurityMode, state: BootstrapState, have_bootstrap: bool) -> Option<Answer> {
+    fn default_port_gate(
+        &mut self,
+        mode: SecurityMode,
+        state: BootstrapState,
+        bootstrap: Option<&BootstrapSupply>,
+    ) -> Option<Answer> {
         let opening = matches!(self.message.reason.value, Reason::StartUp | Reason::Solicited);
         match state {
             BootstrapState::Secured => Some(self.refuse_with_reason(
@@ -365,23 +408,62 @@ impl Run<'_> {
                 "bootstrapping failed; a new PIN is required",
                 None,
             )),
-            BootstrapState::NotBootstrapped if opening && !have_bootstrap => {
-                let audit = (mode == SecurityMode::Pin)
-                    .then(|| (AuditKind::PinUnavailable, "no PIN issued, or the PIN expired".to_owned()));
-                Some(self.refuse_with_reason("secure mode configured but no bootstrap possible", "no valid PIN", audit))
-            }
+            BootstrapState::NotBootstrapped if opening => self.bootstrap_gate(mode, bootstrap),
             // Status reports and local changes of a device not bootstrapped yet are recorded;
             // a phone clean-up is handled (retries exceeded).
             _ => None,
         }
     }
 
-    fn send_bootstrap(&mut self, mut session: Session, bootstrap: Bootstrap) -> Answer {
-        let serial = bootstrap.certificate.serial.clone();
-        self.changes.push(Change::IssueCertificate { at: self.now, certificate: bootstrap.certificate });
-        self.audit(AuditKind::CertificateIssued, format!("serial {serial}"));
+    /// A default-port start-up of a device to be bootstrapped: `None` to send `bootstrap`.
+    fn bootstrap_gate(&mut self, mode: SecurityMode, bootstrap: Option<&BootstrapSupply>) -> Option<Answer> {
+        match bootstrap {
+            Some(BootstrapSupply::Issued { .. }) => None,
+            Some(BootstrapSupply::Reused(b))
+                if self.device.security.certificate.as_deref() == Some(b.certificate.serial.as_str()) =>
+            {
+                None
+            }
+            Some(BootstrapSupply::Reused(_)) => Some(self.refuse_with_reason(
+                "kept bootstrap material is not the device's current certificate",
+                "bootstrap unavailable; try again later",
+                None,
+            )),
+            Some(BootstrapSupply::Unavailable) => Some(self.refuse_with_reason(
+                "bootstrap issuance at its bound; try again later",
+                "server busy; try again later",
+                None,
+            )),
+            None if self.engine.bootstrap_kind(self.now, self.device).is_some() => Some(self.refuse_with_reason(
+                "new bootstrap material issued to this device too recently",
+                "bootstrap issued recently; try again later",
+                None,
+            )),
+            None => {
+                let audit = (mode == SecurityMode::Pin)
+                    .then(|| (AuditKind::PinUnavailable, "no PIN issued, or the PIN expired".to_owned()));
+                Some(self.refuse_with_reason("secure mode configured but no bootstrap possible", "no valid PIN", audit))
+            }
+        }
+    }
+
+    fn send_bootstrap(&mut self, mut session: Session, supply: BootstrapSupply) -> Answer {
+        let (bootstrap, reused) = match supply {
+            BootstrapSupply::Issued { bootstrap, sealed } => {
+                let serial = bootstrap.certificate.serial.clone();
+                self.changes
+                    .push(Change::IssueCertificate { at: self.now, certificate: bootstrap.certificate.clone() });
+                self.changes.push(Change::KeepBootstrap { at: self.now, serial: serial.clone(), sealed });
+                self.audit(AuditKind::CertificateIssued, format!("serial {serial}"));
+                (bootstrap, false)
+            }
+            BootstrapSupply::Reused(bootstrap) => (bootstrap, true),
+            BootstrapSupply::Unavailable => return self.refuse("bootstrap material unavailable"),
+        };
+        let serial = &bootstrap.certificate.serial;
         let kind = bootstrap.items.iter().find(|i| i.name == "goto-secure-mode").map_or("", |i| i.value.as_str());
-        let detail = format!("goto-secure-mode={kind}, certificate {serial}");
+        let again = if reused { ", sent again (kept since its issue)" } else { "" };
+        let detail = format!("goto-secure-mode={kind}, certificate {serial}{again}");
         self.audit(AuditKind::BootstrapSent, detail);
         session.awaiting = Awaiting::Bootstrap;
         (self.reply(Action::WriteItems, Some(bootstrap.items)), Some(session))

@@ -35,6 +35,7 @@ pub use device::{Change, DeviceSnapshot, ItemKey, Note, UnixTime, WriteOutcome, 
 pub use engine::{Engine, Input, Output, WRONG_TAN};
 pub use jobs::{FileRef, Job, JobId, JobKind, JobState, JobUpdate};
 pub use security::{
-    AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapState, Channel, IssuedCertificate, Security, SecurityMode,
+    AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapNeed, BootstrapState, BootstrapSupply, Channel,
+    IssuedCertificate, PendingBootstrap, SealedBootstrap, Security, SecurityMode,
 };
 pub use session::Session;

@@ -51,6 +51,17 @@ pub struct Config {
     pub max_tan_failures: u32,
     /// A PIN expires this long after it is issued. Default 7 days.
     pub pin_lifetime_secs: u64,
+    /// Bootstrap material (certificate and key; for `pin` the sealed bundle) issued to a
+    /// device is sent again, unchanged, to its default-port start-ups for this long, until
+    /// it bootstraps: repeated start-ups quoting its MAC issue and revoke nothing. Default
+    /// 7 days.
+    pub bootstrap_reuse_secs: u64,
+    /// New bootstrap material is issued to one device at most once in this many seconds.
+    /// Default 600.
+    pub bootstrap_reissue_secs: u64,
+    /// How many bootstrap issuances (key generation, PBKDF2) run at once; a start-up that
+    /// finds them all busy gets a `CleanUp` ("server busy"), never a queue. Default 1.
+    pub bootstrap_concurrency: usize,
     /// Validity of device certificates, in days. Default 3650.
     pub device_certificate_days: u32,
     /// The key of device certificates: `ecdsa-p256` (default) or `rsa-2048` (old firmware).
@@ -139,6 +150,9 @@ impl Default for Config {
             max_pin_retries: 3,
             max_tan_failures: 3,
             pin_lifetime_secs: 7 * 24 * 3600,
+            bootstrap_reuse_secs: 7 * 24 * 3600,
+            bootstrap_reissue_secs: 600,
+            bootstrap_concurrency: 1,
             device_certificate_days: 3650,
             device_key_type: crate::pki::DeviceKeyType::EcdsaP256,
             ca_cert_file: None,
@@ -195,6 +209,9 @@ impl Config {
         }
         if self.max_pin_retries == 0 || self.max_tan_failures == 0 {
             return Err("max-pin-retries and max-tan-failures must be positive".into());
+        }
+        if self.bootstrap_concurrency == 0 || self.bootstrap_concurrency > 64 {
+            return Err("bootstrap-concurrency must be between 1 and 64".into());
         }
         let pattern = &self.provisioning_path;
         if !pattern.starts_with('/') || pattern.matches("{mac}").count() != 1 {

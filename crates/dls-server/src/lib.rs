@@ -102,6 +102,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let token = Zeroizing::new(hex::encode(&*dir.secret(names::ADMIN_TOKEN, 32)?));
     let mut fingerprint_key = [0u8; 32];
     fingerprint_key.copy_from_slice(&dir.secret(names::FINGERPRINT_KEY, 32)?);
+    let secrets = Arc::new(
+        secrets::SecretBox::new(&dir.secret(names::SECRETS_KEY, 32)?)
+            .ok_or_else(|| ServerError::Config("secrets.key".into()))?,
+    );
     let db = dir.file(names::DATABASE);
     let store: Arc<dyn Store> = Arc::new(
         tokio::task::spawn_blocking(move || SqliteStore::open(&db))
@@ -115,6 +119,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     engine_config.new_device_mode = config.new_device_mode;
     engine_config.max_tan_failures = config.max_tan_failures;
     engine_config.pin_lifetime_secs = config.pin_lifetime_secs;
+    engine_config.bootstrap_reuse_secs = config.bootstrap_reuse_secs;
+    engine_config.bootstrap_reissue_secs = config.bootstrap_reissue_secs;
     let files_dir = files_dir(&dir)?;
 
     let wpi_listener = bind(config.wpi_listen).await?;
@@ -135,10 +141,6 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
     };
     let body_timeout = Duration::from_secs(config.body_timeout_secs);
-    let secrets = Arc::new(
-        secrets::SecretBox::new(&dir.secret(names::SECRETS_KEY, 32)?)
-            .ok_or_else(|| ServerError::Config("secrets.key".into()))?,
-    );
     let mut digest = dls_digest::Config::new(config.digest_realm.clone());
     digest.challenges = config.digest_algorithms.iter().filter_map(|a| dls_digest::Algorithm::from_name(a)).collect();
     let verifier =
@@ -157,7 +159,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let provisioning = Arc::new(provisioning::ProvisioningState {
         store: store.clone(),
         verifier,
-        secrets,
+        secrets: secrets.clone(),
         prefix: prefix.to_owned(),
         suffix: suffix.to_owned(),
         server_url: base_url.clone(),
@@ -176,6 +178,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             max_pin_retries: config.max_pin_retries,
             certificate_days: config.device_certificate_days,
             key_type: config.device_key_type,
+            secrets,
+            permits: bootstrap::IssuePermits::new(config.bootstrap_concurrency),
         },
         in_flight: std::sync::atomic::AtomicUsize::new(0),
         downloads: Arc::new(downloads::DownloadState { store: store.clone(), files_dir: files_dir.clone() }),

@@ -155,7 +155,7 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
             let now = now();
             let bootstrap = match (mac, st.engine.bootstrap_needed(now, &message, session.as_ref(), &channel, &device))
             {
-                (Some(m), Some(kind)) => Some(st.bootstrap.prepare(kind, m, st.store.as_ref())?),
+                (Some(m), Some(need)) => Some(st.bootstrap.supply(need, m, st.store.as_ref())?),
                 _ => None,
             };
             let out = st.engine.handle(Input {

@@ -67,8 +67,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dls_engine::desired::resolve;
 use dls_engine::{
-    AuditEvent, AuditKind, BootstrapState, Change, Desired, DeviceSnapshot, IssuedCertificate, ItemKey, JobId, Profile,
-    Security, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
+    AuditEvent, AuditKind, BootstrapState, Change, Desired, DeviceSnapshot, IssuedCertificate, ItemKey, JobId,
+    PendingBootstrap, Profile, SealedBootstrap, Security, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
 };
 use dls_message::{Item, ItemStatus, MacAddr};
 use rusqlite::config::DbConfig;
@@ -380,7 +380,23 @@ const MIGRATIONS: &[Migration] = &[
     ",
         then: None,
     },
+    // 8: bootstrap material kept for reuse — a device's repeated start-ups before it
+    // bootstraps get the material issued first (sealed by the caller: opaque bytes here).
+    Migration {
+        sql: "
+    CREATE TABLE pending_bootstraps (
+        mac       TEXT PRIMARY KEY NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+        serial    TEXT NOT NULL,                             -- its certificate
+        issued_at INTEGER NOT NULL,
+        sealed    BLOB NOT NULL
+    ) WITHOUT ROWID;
+    ",
+        then: None,
+    },
 ];
+
+/// The largest sealed bootstrap material kept.
+const MAX_SEALED_BOOTSTRAP: usize = 1 << 20;
 
 /// How hard SQLite syncs a commit to disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1096,6 +1112,8 @@ struct SecurityRow {
     tan_failures: u32,
     /// The current certificate, if it exists and is not revoked.
     certificate: Option<String>,
+    /// The bootstrap material kept for reuse.
+    pending: Option<PendingBootstrap>,
 }
 
 impl SecurityRow {
@@ -1111,6 +1129,7 @@ impl SecurityRow {
             pin_issued_at: self.pin_issued_at,
             tan_failures: self.tan_failures,
             certificate: self.certificate,
+            pending: self.pending,
         }
     }
 
@@ -1128,21 +1147,28 @@ impl SecurityRow {
 
 /// A device's security, or `None` if the device is unknown.
 fn load_security(conn: &Connection, mac: &str) -> Result<Option<SecurityRow>, StoreError> {
-    type Columns = (String, String, Option<String>, Option<i64>, i64, Option<String>);
+    type Columns = (String, String, Option<String>, Option<i64>, i64, Option<String>, Option<String>, Option<i64>);
     let row: Option<Columns> = conn
         .cached(
             // The TAN: the last `TAN_DIGITS` (3) of the PIN, which stays in the database.
             "SELECT d.security_mode, d.bootstrap_state, substr(d.pin, -3), d.pin_issued_at, d.tan_failures,
                     (SELECT c.serial FROM certificates c
-                     WHERE c.serial = d.certificate_serial AND c.mac = d.mac AND c.revoked_at IS NULL)
-             FROM devices d WHERE d.mac = ?1",
+                     WHERE c.serial = d.certificate_serial AND c.mac = d.mac AND c.revoked_at IS NULL),
+                    p.serial, p.issued_at
+             FROM devices d LEFT JOIN pending_bootstraps p ON p.mac = d.mac WHERE d.mac = ?1",
         )
         .db()?
-        .query_row([mac], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .query_row([mac], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+        })
         .optional()
         .db()?;
-    let Some((mode, state, tan, pin_issued_at, tan_failures, certificate)) = row else {
+    let Some((mode, state, tan, pin_issued_at, tan_failures, certificate, pending_serial, pending_at)) = row else {
         return Ok(None);
+    };
+    let pending = match (pending_serial, pending_at) {
+        (Some(serial), Some(at)) => Some(PendingBootstrap { serial, issued_at: time_from_sql(at)? }),
+        _ => None,
     };
     if let Some(tan) = &tan {
         if tan.len() != TAN_DIGITS || !tan.bytes().all(|b| b.is_ascii_digit()) {
@@ -1156,6 +1182,7 @@ fn load_security(conn: &Connection, mac: &str) -> Result<Option<SecurityRow>, St
         pin_issued_at: opt_time_from_sql(pin_issued_at)?,
         tan_failures: count_from_sql(tan_failures)?,
         certificate,
+        pending,
     }))
 }
 
@@ -1478,6 +1505,7 @@ fn issue_certificate(
         return Err(StoreError::Conflict { what: format!("certificate serial number {}", certificate.serial) });
     }
     revoke_certificates(conn, mac, at, SUPERSEDED)?;
+    drop_pending(conn, mac)?;
     conn.cached("INSERT INTO certificates (serial, mac, issued_at, not_after) VALUES (?1, ?2, ?3, ?4)")
         .db()?
         .execute(params![certificate.serial, mac, issued_at, not_after])
@@ -1486,6 +1514,35 @@ fn issue_certificate(
         .db()?
         .execute(params![mac, certificate.serial])
         .db()?;
+    Ok(())
+}
+
+/// Forgets the bootstrap material kept for the device, if any.
+fn drop_pending(conn: &Connection, mac: &str) -> Result<(), StoreError> {
+    conn.cached("DELETE FROM pending_bootstraps WHERE mac = ?1").db()?.execute([mac]).db()?;
+    Ok(())
+}
+
+/// Keeps the bootstrap material just issued to the device, for its current certificate.
+fn keep_bootstrap(
+    conn: &Connection,
+    mac: &str,
+    at: UnixTime,
+    serial: &str,
+    sealed: &SealedBootstrap,
+) -> Result<(), StoreError> {
+    check_serial(serial)?;
+    if sealed.0.is_empty() || sealed.0.len() > MAX_SEALED_BOOTSTRAP {
+        return Err(StoreError::Invalid(format!("sealed bootstrap material of {} bytes", sealed.0.len())));
+    }
+    conn.cached(
+        "INSERT INTO pending_bootstraps (mac, serial, issued_at, sealed) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (mac) DO UPDATE SET serial = excluded.serial, issued_at = excluded.issued_at,
+                                         sealed = excluded.sealed",
+    )
+    .db()?
+    .execute(params![mac, serial, time_to_sql(at)?, sealed.0.as_slice()])
+    .db()?;
     Ok(())
 }
 
@@ -1605,8 +1662,10 @@ fn apply_changes(
                     .db()?;
             }
             Change::IssueCertificate { at, certificate } => issue_certificate(conn, mac, *at, certificate)?,
+            Change::KeepBootstrap { at, serial, sealed } => keep_bootstrap(conn, mac, *at, serial, sealed)?,
             Change::Bootstrapped { at } => {
                 time_to_sql(*at)?;
+                drop_pending(conn, mac)?;
                 conn.cached(
                     "UPDATE devices SET bootstrap_state = ?2, pin = NULL, pin_issued_at = NULL, tan_failures = 0
                      WHERE mac = ?1",
@@ -1623,6 +1682,7 @@ fn apply_changes(
             }
             Change::BootstrapFailed { at, revoke_certificate } => {
                 time_to_sql(*at)?;
+                drop_pending(conn, mac)?;
                 conn.cached("UPDATE devices SET bootstrap_state = ?2, pin = NULL, pin_issued_at = NULL WHERE mac = ?1")
                     .db()?
                     .execute(params![mac, BootstrapState::Failed.as_str()])
@@ -1634,6 +1694,7 @@ fn apply_changes(
             // The phone forgot its secure-mode state; the mode stays.
             Change::SecurityReset { at } => {
                 time_to_sql(*at)?;
+                drop_pending(conn, mac)?;
                 conn.cached(
                     "UPDATE devices SET bootstrap_state = ?2, tan_failures = 0, pin = NULL, pin_issued_at = NULL
                      WHERE mac = ?1",
@@ -2041,6 +2102,11 @@ impl Store for SqliteStore {
             }
             let audit = |kind: AuditKind, detail: &str| insert_audit(tx, &key, at, kind, detail);
             let mut pin_outstanding = before.pin_outstanding();
+            // Material issued before a reset, a mode change or a new PIN is never sent again
+            // (for `pin` it is sealed with the PIN it replaces).
+            if update.reset || update.new_pin.is_some() || update.mode.is_some_and(|m| m != before.mode) {
+                drop_pending(tx, &key)?;
+            }
 
             if update.reset {
                 tx.cached("UPDATE devices SET bootstrap_state = ?2, tan_failures = 0 WHERE mac = ?1")
@@ -2113,6 +2179,16 @@ impl Store for SqliteStore {
             ))),
             pin => Ok(pin),
         }
+    }
+
+    fn pending_bootstrap(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|tx| {
+            tx.cached("SELECT sealed FROM pending_bootstraps WHERE mac = ?1")
+                .db()?
+                .query_row([mac.to_string()], |r| r.get(0))
+                .optional()
+                .db()
+        })
     }
 
     /// `limit` is capped at 10,000. Records of deleted devices are kept, and listed.

@@ -23,7 +23,7 @@ pub(crate) struct Shell {
     pub(crate) session: Option<Session>,
     pub(crate) now: UnixTime,
     pub(crate) channel: Channel,
-    pub(crate) bootstrap: Option<dls_engine::Bootstrap>,
+    pub(crate) bootstrap: Option<dls_engine::BootstrapSupply>,
     pub(crate) audit: Vec<dls_engine::AuditKind>,
     pub(crate) log: Vec<Change>,
     pub(crate) deployment: Vec<Item>,
@@ -93,9 +93,16 @@ impl Shell {
                 d.known = true;
                 d.security.mode = *mode;
             }
-            Change::IssueCertificate { certificate, .. } => d.security.certificate = Some(certificate.serial.clone()),
+            Change::IssueCertificate { certificate, .. } => {
+                d.security.certificate = Some(certificate.serial.clone());
+                d.security.pending = None;
+            }
+            Change::KeepBootstrap { at, serial, .. } => {
+                d.security.pending = Some(dls_engine::PendingBootstrap { serial: serial.clone(), issued_at: *at });
+            }
             Change::Bootstrapped { .. } => {
                 d.security.state = BootstrapState::Secured;
+                d.security.pending = None;
                 d.security.tan = None;
                 d.security.pin_issued_at = None;
                 d.security.tan_failures = 0;
@@ -103,6 +110,7 @@ impl Shell {
             Change::TanFailed => d.security.tan_failures += 1,
             Change::BootstrapFailed { revoke_certificate, .. } => {
                 d.security.state = BootstrapState::Failed;
+                d.security.pending = None;
                 d.security.tan = None;
                 d.security.pin_issued_at = None;
                 if *revoke_certificate {
@@ -111,6 +119,7 @@ impl Shell {
             }
             Change::SecurityReset { .. } => {
                 d.security.state = BootstrapState::NotBootstrapped;
+                d.security.pending = None;
                 d.security.tan = None;
                 d.security.pin_issued_at = None;
                 d.security.tan_failures = 0;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bad_input;
+mod bootstrap;
 mod common;
 mod deploy;
 mod flows;

@@ -224,6 +224,7 @@ fn tan_failures_count_and_bootstrapped_wipes_the_pin() {
             pin_issued_at: None,
             tan_failures: 0,
             certificate: Some("C0FFEE".into()),
+            pending: None,
         }
     );
     assert_eq!(
@@ -829,7 +830,7 @@ fn a_schema_1_database_is_upgraded() {
     let s = SqliteStore::open(&path).expect("upgrades");
     let version = user_version(&raw(&path));
     assert_eq!(version, SqliteStore::schema_version());
-    assert_eq!(version, 7);
+    assert_eq!(version, SqliteStore::schema_version());
     let snap = s.load_device(mac(1)).expect("loads");
     assert!(snap.known);
     assert_eq!(snap.recent_nonces, vec!["n1"]);
@@ -856,4 +857,73 @@ fn a_schema_1_database_is_upgraded() {
     s.add_device(mac(2), &DeviceSpec { profiles: vec!["sales".into()], overrides: vec![Item::new("x", "1")] })
         .expect("adds");
     s.apply(mac(3), &[REGISTER, contact(1)]).expect("registers");
+}
+
+// ---------------------------------------------------------------------------------------
+// Bootstrap material kept for reuse.
+
+fn keep(at: u64, serial: &str, sealed: &[u8]) -> Change {
+    Change::KeepBootstrap {
+        at: UnixTime(at),
+        serial: serial.into(),
+        sealed: dls_engine::SealedBootstrap(sealed.to_vec()),
+    }
+}
+
+fn pending(s: &SqliteStore, mac: MacAddr) -> Option<(String, u64)> {
+    security(s, mac).pending.map(|p| (p.serial, p.issued_at.0))
+}
+
+#[test]
+fn kept_bootstrap_material_lives_until_the_bootstrap_ends() {
+    let s = store();
+    s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
+    s.update_security(mac(1), &new_pin(PIN)).expect("issues a PIN");
+    assert_eq!((pending(&s, mac(1)), s.pending_bootstrap(mac(1)).expect("reads")), (None, None));
+    s.apply(mac(1), &[issue(20, "AB01"), keep(20, "AB01", b"sealed-1")]).expect("keeps");
+    assert_eq!(pending(&s, mac(1)), Some(("AB01".into(), 20)));
+    assert_eq!(s.pending_bootstrap(mac(1)).expect("reads").as_deref(), Some(&b"sealed-1"[..]));
+    // A new certificate replaces it.
+    s.apply(mac(1), &[issue(30, "AB02"), keep(30, "AB02", b"sealed-2")]).expect("keeps");
+    assert_eq!(pending(&s, mac(1)), Some(("AB02".into(), 30)));
+    assert_eq!(s.pending_bootstrap(mac(1)).expect("reads").as_deref(), Some(&b"sealed-2"[..]));
+    // A certificate issued without it drops the old one.
+    s.apply(mac(1), &[issue(35, "AB03")]).expect("issues");
+    assert_eq!(s.pending_bootstrap(mac(1)).expect("reads"), None);
+
+    // Whatever ends the bootstrap drops it.
+    type End = Box<dyn Fn(&SqliteStore)>;
+    let ends: Vec<End> = vec![
+        Box::new(|s| s.apply(mac(1), &[Change::Bootstrapped { at: UnixTime(40) }]).expect("applies")),
+        Box::new(|s| {
+            s.apply(mac(1), &[Change::BootstrapFailed { at: UnixTime(40), revoke_certificate: false }])
+                .expect("applies");
+        }),
+        Box::new(|s| s.apply(mac(1), &[Change::SecurityReset { at: UnixTime(40) }]).expect("applies")),
+        Box::new(|s| s.update_security(mac(1), &new_pin(OTHER_PIN)).expect("new PIN")),
+        Box::new(|s| s.update_security(mac(1), &set_mode(SecurityMode::Nopin)).expect("mode")),
+        Box::new(|s| s.update_security(mac(1), &reset()).expect("reset")),
+        Box::new(|s| assert!(s.delete_device(mac(1)).expect("deletes"))),
+    ];
+    for (n, end) in ends.iter().enumerate() {
+        if s.device(mac(1)).expect("reads").is_none() {
+            s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
+        }
+        s.update_security(mac(1), &SecurityUpdate { reset: true, ..new_pin(PIN) }).expect("again");
+        s.update_security(mac(1), &set_mode(SecurityMode::Pin)).expect("pin mode");
+        let serial = format!("AC{n:02}");
+        s.apply(mac(1), &[issue(50, &serial), keep(50, &serial, b"sealed")]).expect("keeps");
+        assert!(pending(&s, mac(1)).is_some(), "{n}");
+        end(&s);
+        assert_eq!(s.pending_bootstrap(mac(1)).expect("reads"), None, "{n}");
+        if s.device(mac(1)).expect("reads").is_some() {
+            assert_eq!(pending(&s, mac(1)), None, "{n}");
+        }
+    }
+    // Nothing unbounded or empty is kept, and a bad serial is refused.
+    s.apply(mac(2), &[Change::Register { mode: SecurityMode::Nopin }, contact(10)]).expect("registers");
+    assert_invalid(s.apply(mac(2), &[keep(60, "AD01", b"")]), "sealed bootstrap");
+    assert_invalid(s.apply(mac(2), &[keep(60, "AD01", &vec![1; (1 << 20) + 1])]), "sealed bootstrap");
+    assert!(s.apply(mac(2), &[keep(60, "not hex", b"x")]).is_err());
+    assert_eq!(s.pending_bootstrap(mac(2)).expect("reads"), None);
 }
