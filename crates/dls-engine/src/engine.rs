@@ -46,6 +46,9 @@ pub struct Input<'a> {
     /// The address the message came from (the connection's peer), when the shell knows
     /// it: recorded as the address the device calls from.
     pub peer: Option<IpAddr>,
+    /// The outstanding PIN's TAN (its last three digits), when [`Engine::tan_needed`] asked
+    /// for it: the shell opens the sealed PIN for this message only.
+    pub tan: Option<&'a str>,
 }
 
 /// The engine's answer.
@@ -141,6 +144,16 @@ impl Engine {
         }
     }
 
+    /// Whether answering this message needs the outstanding PIN's TAN ([`Input::tan`]): only
+    /// for the reply to the `ReadItems` that asked the phone for it, on the secure port.
+    #[must_use]
+    pub fn tan_needed(message: &WorkpointMessage, session: Option<&Session>, channel: &Channel) -> bool {
+        matches!(channel, Channel::Secure { .. })
+            && message.reason.value == Reason::ReplyTo
+            && message.reason.action == Some(Action::ReadItems)
+            && session.is_some_and(|s| matches!(s.awaiting, Awaiting::Tan))
+    }
+
     /// The mode and state that apply: a device not yet known gets the new-device policy.
     pub(crate) fn security_of(&self, device: &DeviceSnapshot) -> (SecurityMode, BootstrapState) {
         if device.known {
@@ -154,15 +167,25 @@ impl Engine {
 
     fn pin_usable(&self, now: UnixTime, device: &DeviceSnapshot) -> bool {
         let s = &device.security;
-        s.tan.is_some() && s.pin_issued_at.is_some_and(|at| now.since(at) <= self.config.pin_lifetime_secs)
+        s.pin_outstanding && s.pin_issued_at.is_some_and(|at| now.since(at) <= self.config.pin_lifetime_secs)
     }
 
     /// Answers one message.
     #[must_use]
     pub fn handle(&self, input: Input<'_>) -> Output {
-        let Input { now, message, channel, session, device, desired, bootstrap, peer } = input;
-        let mut run =
-            Run { engine: self, now, message, channel, device, desired, peer, changes: Vec::new(), notes: Vec::new() };
+        let Input { now, message, channel, session, device, desired, bootstrap, peer, tan } = input;
+        let mut run = Run {
+            engine: self,
+            now,
+            message,
+            channel,
+            device,
+            desired,
+            peer,
+            tan,
+            changes: Vec::new(),
+            notes: Vec::new(),
+        };
         let (reply, session) = match run.check_channel() {
             Some(refusal) => refusal,
             None => match session {
@@ -192,6 +215,8 @@ pub(crate) struct Run<'a> {
     pub(crate) device: &'a DeviceSnapshot,
     pub(crate) desired: &'a Desired,
     pub(crate) peer: Option<IpAddr>,
+    /// The TAN, for the message that answers its `ReadItems`.
+    pub(crate) tan: Option<&'a str>,
     pub(crate) changes: Vec<Change>,
     pub(crate) notes: Vec<Note>,
 }
@@ -478,7 +503,7 @@ impl Run<'_> {
         serial: String,
     ) -> Answer {
         if mode == SecurityMode::Pin {
-            if self.device.security.tan.is_none() {
+            if !self.device.security.pin_outstanding {
                 return self.refuse_with_reason("no PIN outstanding", "no valid PIN", None);
             }
             session.awaiting = Awaiting::Tan;
@@ -611,7 +636,7 @@ impl Run<'_> {
             .flatten()
             .find(|i| i.name == "bootstrapping-tan" && i.status.is_none())
             .map(|i| i.value.trim().to_owned());
-        let expected = self.device.security.tan.clone().unwrap_or_default();
+        let expected = self.tan.filter(|_| self.device.security.pin_outstanding).unwrap_or_default();
         let right = matches!(status, Some(ReplyStatus::Accepted) | None)
             && given.as_deref().is_some_and(|g| {
                 g.len() == expected.len() && !expected.is_empty() && bool::from(g.as_bytes().ct_eq(expected.as_bytes()))

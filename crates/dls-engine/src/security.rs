@@ -82,8 +82,10 @@ pub struct Security {
     pub mode: SecurityMode,
     /// Where bootstrapping stands.
     pub state: BootstrapState,
-    /// The outstanding PIN's TAN (its last three digits), while a PIN is outstanding.
-    pub tan: Option<String>,
+    /// Whether a PIN is outstanding. The PIN itself (and so its TAN) is kept sealed by the
+    /// shell; the engine is given the TAN only to check it ([`crate::Engine::tan_needed`],
+    /// [`crate::Input::tan`]).
+    pub pin_outstanding: bool,
     /// When the outstanding PIN was issued.
     pub pin_issued_at: Option<UnixTime>,
     /// Wrong TANs since the PIN was issued.
@@ -110,7 +112,7 @@ impl fmt::Debug for Security {
         f.debug_struct("Security")
             .field("mode", &self.mode)
             .field("state", &self.state)
-            .field("tan", &self.tan.as_ref().map(|_| "<redacted>"))
+            .field("pin_outstanding", &self.pin_outstanding)
             .field("pin_issued_at", &self.pin_issued_at)
             .field("tan_failures", &self.tan_failures)
             .field("certificate", &self.certificate)

@@ -16,7 +16,7 @@ use dls_engine::{
     Bootstrap, BootstrapKind, BootstrapNeed, BootstrapSupply, IssuedCertificate, SealedBootstrap, UnixTime,
 };
 use dls_message::{Item, MacAddr};
-use dls_secure_mode::{Pin, SealParams};
+use dls_secure_mode::SealParams;
 use dls_store::Store;
 use tracing::warn;
 use zeroize::{Zeroize, Zeroizing};
@@ -50,8 +50,8 @@ pub(crate) enum BootstrapError {
     NoPin,
     #[error("sealing: {0}")]
     Seal(#[from] dls_secure_mode::Error),
-    #[error("stored PIN unusable: {0}")]
-    Pin(#[from] dls_secure_mode::PinError),
+    #[error("stored PIN does not open (or is not a PIN)")]
+    PinUnusable,
     #[error("bootstrap material could not be sealed for keeping")]
     Keep,
 }
@@ -178,8 +178,9 @@ impl BootstrapMaker {
                 items
             }
             BootstrapKind::Pin => {
-                let digits = store.pin(mac)?.ok_or(BootstrapError::NoPin)?;
-                let pin = Pin::parse(&digits)?;
+                // The PIN is opened for the moment of sealing, and wiped when dropped.
+                let stored = store.pin(mac)?.ok_or(BootstrapError::NoPin)?;
+                let pin = self.secrets.open_pin(mac, &stored).ok_or(BootstrapError::PinUnusable)?;
                 let sealed = dls_secure_mode::seal(&pin, &mac, &inner, &SealParams::new(self.pin_iterations)?);
                 for item in &mut inner {
                     item.value.zeroize();

@@ -108,9 +108,14 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     );
     let db = dir.file(names::DATABASE);
     let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || SqliteStore::open(&db))
-            .await
-            .map_err(|e| ServerError::Config(e.to_string()))??,
+        tokio::task::spawn_blocking({
+            // A database from an older version holds PINs in clear: they are sealed at this
+            // first open, in the upgrade's transaction.
+            let secrets = secrets.clone();
+            move || SqliteStore::open_sealing_pins(&db, &|mac, digits| secrets.seal_pin(mac, digits))
+        })
+        .await
+        .map_err(|e| ServerError::Config(e.to_string()))??,
     );
 
     let mut engine_config = EngineConfig::new(fingerprint_key);

@@ -19,7 +19,7 @@ pub use model::{
     DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, Pruned,
     SecuritySummary, SecurityUpdate, WrittenSummary,
 };
-pub use sqlite::SqliteStore;
+pub use sqlite::{PinSealer, SqliteStore};
 
 /// Why a storage call failed, by who is at fault.
 #[derive(Debug, thiserror::Error)]
@@ -110,8 +110,9 @@ pub trait Store: Send + Sync + 'static {
     /// on a secured device without `reset`.
     fn update_security(&self, mac: MacAddr, update: &SecurityUpdate) -> Result<(), StoreError>;
 
-    /// The device's outstanding PIN (digits), for sealing `secure-mode-data`; `None` if none.
-    fn pin(&self, mac: MacAddr) -> Result<Option<zeroize::Zeroizing<String>>, StoreError>;
+    /// The device's outstanding PIN as the caller sealed it ([`SecurityUpdate::new_pin`]),
+    /// for sealing `secure-mode-data` and checking the TAN; `None` if none.
+    fn pin(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// The bootstrap material kept for a device (as the caller sealed it, see
     /// [`dls_engine::Change::KeepBootstrap`]); `None` if none is kept or the device is

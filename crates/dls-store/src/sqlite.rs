@@ -37,10 +37,13 @@
 //!   up at every change of `profiles` (by any connection, e.g. another process's).
 //! * Nothing read back can make this module panic: a row it cannot understand is
 //!   [`StoreError::Corrupt`].
-//! * Secure mode: a device's outstanding PIN is kept in the clear (the file is private),
-//!   since sealing `secure-mode-data` needs it; only [`Store::pin`] reads it whole, the
-//!   engine gets its TAN, the admin API only whether there is one. It is wiped when the
-//!   device bootstraps, fails to, or is put back in default mode. At most one of a
+//! * Secure mode: a device's outstanding PIN is kept as the caller sealed it (opaque
+//!   bytes, `pin_sealed`; the key is not the store's), read only by [`Store::pin`]; the
+//!   engine and the admin API learn only whether there is one. The upgrade from a version
+//!   that kept PINs in clear seals them with the caller's [`PinSealer`]
+//!   ([`SqliteStore::open_sealing_pins`]) and drops the clear column. A PIN is wiped when
+//!   the device bootstraps, fails to, or is put back in default mode. Bootstrap material
+//!   kept for reuse (`pending_bootstraps`) is sealed by the caller too. At most one of a
 //!   device's certificates is unrevoked: its current one. The audit log outlives deleted
 //!   devices; only [`Store::prune`] deletes from it, by age.
 //! * Retention: [`Store::prune`] deletes old audit records and old jobs that are over, by
@@ -58,7 +61,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::ErrorKind;
-use std::ops::{Deref, DerefMut, RangeInclusive};
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -132,11 +135,8 @@ const PRUNE_BATCH: usize = 1000;
 const PRUNE_AUDIT: &str =
     "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit INDEXED BY audit_by_time WHERE at < ?1 LIMIT ?2)";
 
-/// How many decimal digits a PIN has.
-const PIN_DIGITS: RangeInclusive<usize> = 9..=32;
-
-/// How many of the PIN's last digits make its TAN.
-const TAN_DIGITS: usize = 3;
+/// The largest sealed PIN kept (a 32-digit PIN sealed is some 60 bytes).
+const MAX_SEALED_PIN: usize = 1024;
 
 /// The longest certificate serial number, in hex digits (RFC 5280 allows 20 octets; some
 /// room beyond).
@@ -162,7 +162,19 @@ struct Migration {
 }
 
 /// A migration's step in Rust (e.g. moving data into a form SQL cannot make).
-type MigrationStep = fn(&Connection) -> Result<(), StoreError>;
+type MigrationStep = fn(&Connection, &Upgrade<'_>) -> Result<(), StoreError>;
+
+/// Seals a device's PIN for keeping at rest with the caller's key: the device and the
+/// PIN's digits in, the sealed bytes out (`None`: sealing failed). The store never holds
+/// the key; it calls this only while upgrading a database that holds PINs in clear.
+pub type PinSealer<'a> = &'a dyn Fn(MacAddr, &str) -> Option<Vec<u8>>;
+
+/// What the migrations' Rust steps may need from the caller.
+#[derive(Default)]
+struct Upgrade<'a> {
+    /// Seals the clear PINs of a schema-8 database (migration 9).
+    pin_sealer: Option<PinSealer<'a>>,
+}
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
 /// Never edit a released migration; append a new one.
@@ -393,6 +405,15 @@ const MIGRATIONS: &[Migration] = &[
     ",
         then: None,
     },
+    // 9: PINs sealed at rest by the caller (`pin_sealed`, opaque bytes here): the clear
+    // PINs of older versions are sealed with the caller's `PinSealer` and the clear column
+    // is dropped (`seal_pins`).
+    Migration {
+        sql: "
+    ALTER TABLE devices ADD COLUMN pin_sealed BLOB;           -- NULL: no PIN outstanding
+    ",
+        then: Some(seal_pins),
+    },
 ];
 
 /// The largest sealed bootstrap material kept.
@@ -588,8 +609,20 @@ impl SqliteStore {
     /// [`StoreError::Invalid`] if `path` is a directory or cannot be created;
     /// [`StoreError::Corrupt`] if the file is not a DLS database or is from a newer
     /// version; [`StoreError::Database`] if SQLite fails.
+    /// A database from an older version that still holds PINs in clear is not upgraded
+    /// here ([`StoreError::Invalid`], nothing changed): see [`Self::open_sealing_pins`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, Synchronous::Normal)
+        Self::open_with(path, Synchronous::Normal, &Upgrade::default())
+    }
+
+    /// Like [`Self::open`]; the upgrade of a database from an older version that holds
+    /// PINs in clear seals them with `sealer`, in the upgrade's transaction, and drops the
+    /// clear column.
+    ///
+    /// # Errors
+    /// As [`Self::open`]; [`StoreError::Io`] if `sealer` fails (nothing is changed).
+    pub fn open_sealing_pins(path: &Path, sealer: PinSealer<'_>) -> Result<Self, StoreError> {
+        Self::open_with(path, Synchronous::Normal, &Upgrade { pin_sealer: Some(sealer) })
     }
 
     /// Like [`Self::open`], with `synchronous=FULL`: committed changes also survive power
@@ -598,7 +631,7 @@ impl SqliteStore {
     /// # Errors
     /// As [`Self::open`].
     pub fn open_full_sync(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, Synchronous::Full)
+        Self::open_with(path, Synchronous::Full, &Upgrade::default())
     }
 
     /// A fresh database in memory, gone when dropped. For tests.
@@ -610,11 +643,11 @@ impl SqliteStore {
         tune(&conn)?;
         conn.pragma_update(None, "foreign_keys", true).db()?;
         conn.pragma_update(None, "secure_delete", "FAST").db()?;
-        migrate(&mut conn)?;
+        migrate(&mut conn, &Upgrade::default())?;
         Ok(Self::new(conn, Vec::new(), None))
     }
 
-    fn open_with(path: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
+    fn open_with(path: &Path, synchronous: Synchronous, upgrade: &Upgrade<'_>) -> Result<Self, StoreError> {
         if path.is_dir() {
             return Err(StoreError::Invalid(format!(
                 "the database path {} is a directory; give a file name",
@@ -641,7 +674,7 @@ impl SqliteStore {
         // page may stay in the WAL until it is checkpointed and reused).
         conn.pragma_update(None, "secure_delete", "FAST").db()?;
         tune(&conn)?;
-        migrate(&mut conn)?;
+        migrate(&mut conn, upgrade)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Ok(Self::new(conn, Vec::new(), None));
         }
@@ -679,7 +712,7 @@ impl SqliteStore {
         create_private(path)?;
         let mut conn = Connection::open(path).db()?;
         conn.busy_timeout(BUSY_TIMEOUT).db()?;
-        migrate_to(&mut conn, version)
+        migrate_to(&mut conn, version, &Upgrade::default())
     }
 
     /// The writing connection, for one call.
@@ -830,12 +863,12 @@ fn check_compatible(conn: &Connection) -> Result<usize, StoreError> {
 }
 
 /// Applies the missing migrations in one transaction.
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    migrate_to(conn, MIGRATIONS.len())
+fn migrate(conn: &mut Connection, upgrade: &Upgrade<'_>) -> Result<(), StoreError> {
+    migrate_to(conn, MIGRATIONS.len(), upgrade)
 }
 
 /// Applies the migrations up to schema version `target` in one transaction (never down).
-fn migrate_to(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
+fn migrate_to(conn: &mut Connection, target: usize, upgrade: &Upgrade<'_>) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
     // Again, under the write lock: another process may have migrated meanwhile.
     let start = check_compatible(&tx)?;
@@ -845,7 +878,7 @@ fn migrate_to(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
     for migration in pending {
         tx.execute_batch(migration.sql).db()?;
         if let Some(then) = migration.then {
-            then(&tx)?;
+            then(&tx, upgrade)?;
         }
     }
     let version = i64::try_from(target).map_err(|_| StoreError::Invalid(format!("schema version {target}")))?;
@@ -973,17 +1006,12 @@ fn count_from_sql(v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("count {v}")))
 }
 
-fn is_pin(pin: &str) -> bool {
-    PIN_DIGITS.contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Checks a new PIN's form. The message never holds the PIN.
-fn check_pin(pin: &str) -> Result<(), StoreError> {
-    if is_pin(pin) {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!("a PIN is {} to {} decimal digits", PIN_DIGITS.start(), PIN_DIGITS.end())))
+/// A sealed PIN is opaque, but not empty nor unbounded.
+fn check_sealed_pin(sealed: &[u8]) -> Result<(), StoreError> {
+    if sealed.is_empty() || sealed.len() > MAX_SEALED_PIN {
+        return Err(StoreError::Invalid(format!("a sealed PIN of {} bytes (1 to {MAX_SEALED_PIN})", sealed.len())));
     }
+    Ok(())
 }
 
 /// Checks a certificate serial number: 1 to 64 upper-case hex digits, as the engine
@@ -1102,12 +1130,11 @@ fn profiles_version(conn: &Connection) -> Result<i64, StoreError> {
     conn.cached("SELECT version FROM profiles_version").db()?.query_row([], |r| r.get(0)).db()
 }
 
-/// A device's security columns, as read. The PIN itself is read only by `pin`.
+/// A device's security columns, as read. The (sealed) PIN itself is read only by `pin`.
 struct SecurityRow {
     mode: SecurityMode,
     state: BootstrapState,
-    /// The outstanding PIN's TAN: its last digits.
-    tan: Option<String>,
+    pin_outstanding: bool,
     pin_issued_at: Option<UnixTime>,
     tan_failures: u32,
     /// The current certificate, if it exists and is not revoked.
@@ -1117,15 +1144,11 @@ struct SecurityRow {
 }
 
 impl SecurityRow {
-    fn pin_outstanding(&self) -> bool {
-        self.tan.is_some()
-    }
-
     fn into_security(self) -> Security {
         Security {
             mode: self.mode,
             state: self.state,
-            tan: self.tan,
+            pin_outstanding: self.pin_outstanding,
             pin_issued_at: self.pin_issued_at,
             tan_failures: self.tan_failures,
             certificate: self.certificate,
@@ -1137,7 +1160,7 @@ impl SecurityRow {
         SecuritySummary {
             mode: self.mode,
             state: self.state,
-            pin_outstanding: self.pin_outstanding(),
+            pin_outstanding: self.pin_outstanding,
             pin_issued_at: self.pin_issued_at,
             tan_failures: self.tan_failures,
             certificate: self.certificate,
@@ -1147,11 +1170,10 @@ impl SecurityRow {
 
 /// A device's security, or `None` if the device is unknown.
 fn load_security(conn: &Connection, mac: &str) -> Result<Option<SecurityRow>, StoreError> {
-    type Columns = (String, String, Option<String>, Option<i64>, i64, Option<String>, Option<String>, Option<i64>);
+    type Columns = (String, String, bool, Option<i64>, i64, Option<String>, Option<String>, Option<i64>);
     let row: Option<Columns> = conn
         .cached(
-            // The TAN: the last `TAN_DIGITS` (3) of the PIN, which stays in the database.
-            "SELECT d.security_mode, d.bootstrap_state, substr(d.pin, -3), d.pin_issued_at, d.tan_failures,
+            "SELECT d.security_mode, d.bootstrap_state, d.pin_sealed IS NOT NULL, d.pin_issued_at, d.tan_failures,
                     (SELECT c.serial FROM certificates c
                      WHERE c.serial = d.certificate_serial AND c.mac = d.mac AND c.revoked_at IS NULL),
                     p.serial, p.issued_at
@@ -1163,22 +1185,19 @@ fn load_security(conn: &Connection, mac: &str) -> Result<Option<SecurityRow>, St
         })
         .optional()
         .db()?;
-    let Some((mode, state, tan, pin_issued_at, tan_failures, certificate, pending_serial, pending_at)) = row else {
+    let Some((mode, state, pin_outstanding, pin_issued_at, tan_failures, certificate, pending_serial, pending_at)) =
+        row
+    else {
         return Ok(None);
     };
     let pending = match (pending_serial, pending_at) {
         (Some(serial), Some(at)) => Some(PendingBootstrap { serial, issued_at: time_from_sql(at)? }),
         _ => None,
     };
-    if let Some(tan) = &tan {
-        if tan.len() != TAN_DIGITS || !tan.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(StoreError::Corrupt(format!("the PIN of device {mac} is not decimal digits")));
-        }
-    }
     Ok(Some(SecurityRow {
         mode: mode_from_sql(&mode)?,
         state: state_from_sql(&state)?,
-        tan,
+        pin_outstanding,
         pin_issued_at: opt_time_from_sql(pin_issued_at)?,
         tan_failures: count_from_sql(tan_failures)?,
         certificate,
@@ -1436,9 +1455,39 @@ fn merge_inventory(conn: &Connection, mac: &str, items: &[Item]) -> Result<(), S
     store_inventory(conn, mac, &Encoded::new(&merged))
 }
 
+/// Migration 9: seals the clear PINs of older versions with the caller's sealer into
+/// `pin_sealed`, then drops the clear column (its values overwritten: `secure_delete`).
+/// Without a sealer, a database that holds a clear PIN is not upgraded.
+fn seal_pins(conn: &Connection, upgrade: &Upgrade<'_>) -> Result<(), StoreError> {
+    // Not cached: it runs once.
+    let rows: Vec<(String, Zeroizing<String>)> = {
+        let mut stmt = conn.prepare("SELECT mac, pin FROM devices WHERE pin IS NOT NULL ORDER BY mac").db()?;
+        stmt.query_map([], |r| Ok((r.get(0)?, Zeroizing::new(r.get::<_, String>(1)?))))
+            .db()?
+            .collect::<rusqlite::Result<_>>()
+            .db()?
+    };
+    if !rows.is_empty() {
+        let Some(seal) = upgrade.pin_sealer else {
+            return Err(StoreError::Invalid(
+                "the database holds PINs in clear from an older version of dls; `dls serve` seals them with \
+                 its secrets key when it starts"
+                    .into(),
+            ));
+        };
+        let mut update = conn.prepare("UPDATE devices SET pin_sealed = ?2, pin = NULL WHERE mac = ?1").db()?;
+        for (mac, pin) in &rows {
+            let sealed = seal(mac_from_sql(mac)?, pin).ok_or_else(|| StoreError::Io("sealing a PIN failed".into()))?;
+            check_sealed_pin(&sealed)?;
+            update.execute(params![mac, sealed]).db()?;
+        }
+    }
+    conn.execute_batch("ALTER TABLE devices DROP COLUMN pin").db()
+}
+
 /// Migration 4: moves the rows of `inventory` (schema 1 to 3) into `inventories`, in
 /// their order, one device at a time, and drops the table.
-fn move_inventories(conn: &Connection) -> Result<(), StoreError> {
+fn move_inventories(conn: &Connection, _: &Upgrade<'_>) -> Result<(), StoreError> {
     // Not cached: it runs once.
     let mut stmt = conn
         .prepare(
@@ -1667,7 +1716,7 @@ fn apply_changes(
                 time_to_sql(*at)?;
                 drop_pending(conn, mac)?;
                 conn.cached(
-                    "UPDATE devices SET bootstrap_state = ?2, pin = NULL, pin_issued_at = NULL, tan_failures = 0
+                    "UPDATE devices SET bootstrap_state = ?2, pin_sealed = NULL, pin_issued_at = NULL, tan_failures = 0
                      WHERE mac = ?1",
                 )
                 .db()?
@@ -1683,10 +1732,12 @@ fn apply_changes(
             Change::BootstrapFailed { at, revoke_certificate } => {
                 time_to_sql(*at)?;
                 drop_pending(conn, mac)?;
-                conn.cached("UPDATE devices SET bootstrap_state = ?2, pin = NULL, pin_issued_at = NULL WHERE mac = ?1")
-                    .db()?
-                    .execute(params![mac, BootstrapState::Failed.as_str()])
-                    .db()?;
+                conn.cached(
+                    "UPDATE devices SET bootstrap_state = ?2, pin_sealed = NULL, pin_issued_at = NULL WHERE mac = ?1",
+                )
+                .db()?
+                .execute(params![mac, BootstrapState::Failed.as_str()])
+                .db()?;
                 if *revoke_certificate {
                     revoke_certificates(conn, mac, *at, REVOKED_BY_BOOTSTRAP_FAILURE)?;
                 }
@@ -1696,7 +1747,7 @@ fn apply_changes(
                 time_to_sql(*at)?;
                 drop_pending(conn, mac)?;
                 conn.cached(
-                    "UPDATE devices SET bootstrap_state = ?2, tan_failures = 0, pin = NULL, pin_issued_at = NULL
+                    "UPDATE devices SET bootstrap_state = ?2, tan_failures = 0, pin_sealed = NULL, pin_issued_at = NULL
                      WHERE mac = ?1",
                 )
                 .db()?
@@ -2089,7 +2140,7 @@ impl Store for SqliteStore {
     /// is this host's clock.
     fn update_security(&self, mac: MacAddr, update: &SecurityUpdate) -> Result<(), StoreError> {
         if let Some(pin) = &update.new_pin {
-            check_pin(pin)?;
+            check_sealed_pin(pin)?;
         }
         let key = mac.to_string();
         let at = now();
@@ -2101,7 +2152,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::Invalid("device is bootstrapped; reset it first".into()));
             }
             let audit = |kind: AuditKind, detail: &str| insert_audit(tx, &key, at, kind, detail);
-            let mut pin_outstanding = before.pin_outstanding();
+            let mut pin_outstanding = before.pin_outstanding;
             // Material issued before a reset, a mode change or a new PIN is never sent again
             // (for `pin` it is sealed with the PIN it replaces).
             if update.reset || update.new_pin.is_some() || update.mode.is_some_and(|m| m != before.mode) {
@@ -2123,7 +2174,7 @@ impl Store for SqliteStore {
                 let wipe = mode == SecurityMode::Default && pin_outstanding;
                 tx.cached(
                     "UPDATE devices SET security_mode = ?2,
-                                        pin = CASE WHEN ?3 THEN NULL ELSE pin END,
+                                        pin_sealed = CASE WHEN ?3 THEN NULL ELSE pin_sealed END,
                                         pin_issued_at = CASE WHEN ?3 THEN NULL ELSE pin_issued_at END
                      WHERE mac = ?1",
                 )
@@ -2141,14 +2192,14 @@ impl Store for SqliteStore {
             if let Some(pin) = &update.new_pin {
                 // A failed bootstrap may be retried with the new PIN.
                 tx.cached(
-                    "UPDATE devices SET pin = ?2, pin_issued_at = ?3, tan_failures = 0,
+                    "UPDATE devices SET pin_sealed = ?2, pin_issued_at = ?3, tan_failures = 0,
                                         bootstrap_state = CASE bootstrap_state WHEN ?4 THEN ?5 ELSE bootstrap_state END
                      WHERE mac = ?1",
                 )
                 .db()?
                 .execute(params![
                     key,
-                    pin.as_str(),
+                    pin.as_slice(),
                     time_to_sql(at)?,
                     BootstrapState::Failed.as_str(),
                     BootstrapState::NotBootstrapped.as_str()
@@ -2161,24 +2212,15 @@ impl Store for SqliteStore {
         })
     }
 
-    /// `Ok(None)` for an unknown device too. A stored PIN that is not 9 to 32 digits is
-    /// [`StoreError::Corrupt`] (never sealed into anything).
-    fn pin(&self, mac: MacAddr) -> Result<Option<Zeroizing<String>>, StoreError> {
-        let pin: Option<Zeroizing<String>> = self.read(|tx| {
-            tx.cached("SELECT pin FROM devices WHERE mac = ?1 AND pin IS NOT NULL")
+    /// `Ok(None)` for an unknown device too.
+    fn pin(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|tx| {
+            tx.cached("SELECT pin_sealed FROM devices WHERE mac = ?1 AND pin_sealed IS NOT NULL")
                 .db()?
-                .query_row([mac.to_string()], |r| r.get::<_, String>(0).map(Zeroizing::new))
+                .query_row([mac.to_string()], |r| r.get(0))
                 .optional()
                 .db()
-        })?;
-        match pin {
-            Some(pin) if !is_pin(&pin) => Err(StoreError::Corrupt(format!(
-                "the PIN of device {mac} is not {} to {} decimal digits",
-                PIN_DIGITS.start(),
-                PIN_DIGITS.end()
-            ))),
-            pin => Ok(pin),
-        }
+        })
     }
 
     fn pending_bootstrap(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError> {

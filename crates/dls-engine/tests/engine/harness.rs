@@ -34,6 +34,10 @@ pub(crate) struct Shell {
     pub(crate) peer: Option<IpAddr>,
     /// The last `Change::CalledFrom`.
     pub(crate) called_from: Option<IpAddr>,
+    /// The outstanding PIN's TAN, as the shell keeps it (sealed, in the real one).
+    pub(crate) tan: Option<String>,
+    /// How many messages the engine was given the TAN for.
+    pub(crate) tan_given: usize,
 }
 
 impl Shell {
@@ -58,6 +62,8 @@ impl Shell {
             job_log: Vec::new(),
             peer: Some(PEER),
             called_from: None,
+            tan: None,
+            tan_given: 0,
         }
     }
 
@@ -68,6 +74,9 @@ impl Shell {
 
     /// One message through the engine; the changes are applied like a store would.
     pub(crate) fn send(&mut self, msg: &WorkpointMessage) -> Output {
+        // Like the real shell: the TAN is opened only for the message that needs it.
+        let tan = Engine::tan_needed(msg, self.session.as_ref(), &self.channel).then(|| self.tan.clone()).flatten();
+        self.tan_given += usize::from(tan.is_some());
         let out = self.engine.handle(Input {
             now: self.now,
             message: msg,
@@ -77,6 +86,7 @@ impl Shell {
             desired: &self.desired,
             bootstrap: self.bootstrap.take(),
             peer: self.peer,
+            tan: tan.as_deref(),
         });
         for c in &out.changes {
             self.apply(c);
@@ -103,7 +113,8 @@ impl Shell {
             Change::Bootstrapped { .. } => {
                 d.security.state = BootstrapState::Secured;
                 d.security.pending = None;
-                d.security.tan = None;
+                d.security.pin_outstanding = false;
+                self.tan = None;
                 d.security.pin_issued_at = None;
                 d.security.tan_failures = 0;
             }
@@ -111,7 +122,8 @@ impl Shell {
             Change::BootstrapFailed { revoke_certificate, .. } => {
                 d.security.state = BootstrapState::Failed;
                 d.security.pending = None;
-                d.security.tan = None;
+                d.security.pin_outstanding = false;
+                self.tan = None;
                 d.security.pin_issued_at = None;
                 if *revoke_certificate {
                     d.security.certificate = None;
@@ -120,7 +132,8 @@ impl Shell {
             Change::SecurityReset { .. } => {
                 d.security.state = BootstrapState::NotBootstrapped;
                 d.security.pending = None;
-                d.security.tan = None;
+                d.security.pin_outstanding = false;
+                self.tan = None;
                 d.security.pin_issued_at = None;
                 d.security.tan_failures = 0;
                 d.security.certificate = None;

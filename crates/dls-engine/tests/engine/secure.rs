@@ -12,7 +12,8 @@ use crate::harness::*;
 fn secure_device(sh: &mut Shell, mode: SecurityMode, tan: Option<&str>) {
     sh.device.known = true;
     sh.device.security.mode = mode;
-    sh.device.security.tan = tan.map(str::to_owned);
+    sh.device.security.pin_outstanding = tan.is_some();
+    sh.tan = tan.map(str::to_owned);
     sh.device.security.pin_issued_at = tan.map(|_| sh.now);
 }
 
@@ -72,7 +73,8 @@ fn pin_bootstrap_then_tan_then_provisioning() {
         Some(vec![Item::new("bootstrapping-tan", "321")]),
     ));
     assert_eq!(sh.device.security.state, BootstrapState::Secured);
-    assert!(sh.device.security.tan.is_none(), "the PIN is wiped");
+    assert!(!sh.device.security.pin_outstanding && sh.tan.is_none(), "the PIN is wiped");
+    assert_eq!(sh.tan_given, 1, "the TAN opened for its check only");
     assert!(sh.audit.contains(&AuditKind::TanRight) && sh.audit.contains(&AuditKind::Bootstrapped));
     // … and the interaction goes on as a normal start-up.
     assert_eq!(out.reply.action, Action::ReadAllItems);
@@ -317,8 +319,8 @@ fn an_accepted_factory_reset_of_a_pin_device_needs_a_new_pin() {
     );
     let s = &sh.device.security;
     assert_eq!(
-        (s.mode, s.state, s.certificate.as_deref(), s.tan.as_deref(), s.tan_failures),
-        (SecurityMode::Pin, BootstrapState::NotBootstrapped, None, None, 0)
+        (s.mode, s.state, s.certificate.as_deref(), s.pin_outstanding, s.tan_failures),
+        (SecurityMode::Pin, BootstrapState::NotBootstrapped, None, false, 0)
     );
     assert!(sh.audit.ends_with(&[AuditKind::DeviceReset, AuditKind::CertificateRevoked]), "{:?}", sh.audit);
     // No PIN: no bootstrap, and the default port says why.
@@ -327,7 +329,8 @@ fn an_accepted_factory_reset_of_a_pin_device_needs_a_new_pin() {
     let out = sh.send(&start_up("F2"));
     assert_eq!(out.reply.item("cleanup-reason"), Some("no valid PIN"));
     // With a new PIN (the administrator's part), it bootstraps again.
-    sh.device.security.tan = Some("654".into());
+    sh.device.security.pin_outstanding = true;
+    sh.tan = Some("654".into());
     sh.device.security.pin_issued_at = Some(sh.now);
     assert_eq!(needed(&sh, "F3"), Some(BootstrapNeed::Issue(BootstrapKind::Pin)));
 }
@@ -490,4 +493,36 @@ fn no_material_now_or_stale_material_is_a_clean_up() {
     let out = sh.send(&start_up("N2"));
     assert_clean_up(&out.reply, "N2");
     assert!(out.changes.is_empty());
+}
+
+#[test]
+fn the_tan_is_asked_of_the_shell_only_to_check_it() {
+    let mut sh = Shell::new();
+    secure_device(&mut sh, SecurityMode::Pin, Some("321"));
+    sh.device.security.certificate = Some("AE01".into());
+    let tan_reply =
+        reply("T1", Action::ReadItems, ReplyStatus::Accepted, Some(vec![Item::new("bootstrapping-tan", "321")]));
+    // Not on the default port, not for a start-up, not without the session that asked.
+    assert!(!dls_engine::Engine::tan_needed(&start_up("T1"), None, &sh.channel));
+    sh.channel = secure_channel("AE01");
+    assert!(!dls_engine::Engine::tan_needed(&tan_reply, None, &sh.channel));
+    assert_eq!(sh.send(&start_up("T1")).reply.action, Action::ReadItems);
+    assert_eq!(sh.tan_given, 0);
+    assert!(dls_engine::Engine::tan_needed(&tan_reply, sh.session.as_ref(), &sh.channel));
+    // A shell that cannot give the TAN: the phone's answer is not taken as right.
+    let kept = sh.tan.take();
+    let out = sh.send(&tan_reply);
+    assert_eq!(out.reply.item("cleanup-reason"), Some(WRONG_TAN));
+    assert_eq!(sh.device.security.state, BootstrapState::NotBootstrapped);
+    sh.tan = kept;
+    sh.device.recent_nonces.clear();
+    sh.send(&start_up("T2"));
+    let out = sh.send(&reply(
+        "T2",
+        Action::ReadItems,
+        ReplyStatus::Accepted,
+        Some(vec![Item::new("bootstrapping-tan", "321")]),
+    ));
+    assert_eq!(out.reply.action, Action::ReadAllItems);
+    assert_eq!((sh.device.security.state, sh.tan_given), (BootstrapState::Secured, 1));
 }

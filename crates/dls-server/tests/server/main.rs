@@ -8,6 +8,7 @@ mod common;
 mod deploy;
 mod flows;
 mod jobs;
+mod pins;
 mod provisioning;
 mod secure;
 mod tls_clients;

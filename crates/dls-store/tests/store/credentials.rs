@@ -453,7 +453,6 @@ fn a_schema_2_database_is_upgraded() {
     let s = SqliteStore::open(&path).expect("upgrades");
     let version = user_version(&raw(&path));
     assert_eq!(version, SqliteStore::schema_version());
-    assert_eq!(version, SqliteStore::schema_version());
     let d = s.device(mac(1)).expect("reads").expect("exists");
     assert_eq!(d.summary.profiles, ["sales"]);
     assert_eq!(d.security.certificate.as_deref(), Some("AB"));

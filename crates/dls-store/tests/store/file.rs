@@ -252,7 +252,6 @@ fn a_schema_3_database_is_upgraded() {
     let s = SqliteStore::open(&path).expect("upgrades");
     let version = user_version(&raw(&path));
     assert_eq!(version, SqliteStore::schema_version());
-    assert_eq!(version, SqliteStore::schema_version());
     let tables: i64 = raw(&path)
         .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'inventory'", [], |r| r.get(0))
         .expect("counts");
