@@ -201,7 +201,69 @@ impl BootstrapMaker {
 
 #[cfg(test)]
 mod tests {
+    use dls_engine::{Change, SecurityMode};
+    use dls_store::SqliteStore;
+
     use super::*;
+
+    fn maker(dir: &std::path::Path) -> BootstrapMaker {
+        let data = crate::DataDir::open(&dir.join("data")).expect("data dir");
+        BootstrapMaker {
+            pki: Arc::new(Pki::load_with(&data, &[], None).expect("pki")),
+            secure_port: 18444,
+            pin_iterations: 100_000,
+            max_pin_retries: 3,
+            certificate_days: 30,
+            key_type: crate::pki::DeviceKeyType::EcdsaP256,
+            secrets: Arc::new(SecretBox::new(&[7; 32]).expect("key")),
+            permits: IssuePermits::new(1),
+        }
+    }
+
+    #[test]
+    fn issuance_is_bounded_and_kept_material_is_reused_sealed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let m = maker(dir.path());
+        let store = SqliteStore::open_in_memory().expect("store");
+        let mac = MacAddr::parse("001A2B3C4D5E").expect("mac");
+        store.apply(mac, &[Change::Register { mode: SecurityMode::Nopin }]).expect("registers");
+        let issue = BootstrapNeed::Issue(BootstrapKind::Nopin);
+
+        // The bound reached: nothing is made, at once.
+        let held = m.permits.try_acquire().expect("the only permit");
+        assert_eq!(m.supply(issue, mac, &store).expect("answers"), BootstrapSupply::Unavailable);
+        drop(held);
+        let BootstrapSupply::Issued { bootstrap, sealed } = m.supply(issue, mac, &store).expect("issues") else {
+            panic!("not issued")
+        };
+        assert_eq!(m.permits.issued.load(Ordering::Relaxed), 2, "two tries, one made");
+        let key = bootstrap.items.iter().find(|i| i.name == "dls-client-certificate").expect("cert").value.clone();
+        assert!(key.contains("PRIVATE KEY"));
+        assert!(!sealed.0.windows(11).any(|w| w == b"PRIVATE KEY"), "sealed");
+        let serial = bootstrap.certificate.serial.clone();
+        let at = UnixTime(1);
+        store
+            .apply(
+                mac,
+                &[
+                    Change::IssueCertificate { at, certificate: bootstrap.certificate.clone() },
+                    Change::KeepBootstrap { at, serial: serial.clone(), sealed },
+                ],
+            )
+            .expect("keeps");
+
+        // Reused: the same items, no permit needed, nothing made.
+        let held = m.permits.try_acquire().expect("permit");
+        let reuse = BootstrapNeed::Reuse(BootstrapKind::Nopin);
+        assert_eq!(m.supply(reuse, mac, &store).expect("reuses"), BootstrapSupply::Reused(bootstrap));
+        drop(held);
+        // Kept material another key sealed does not open: new material instead.
+        let other = BootstrapMaker { secrets: Arc::new(SecretBox::new(&[8; 32]).expect("key")), ..maker(dir.path()) };
+        let fresh = other.supply(reuse, mac, &store).expect("issues");
+        assert!(
+            matches!(fresh, BootstrapSupply::Issued { ref bootstrap, .. } if bootstrap.certificate.serial != serial)
+        );
+    }
 
     #[test]
     fn permits_bound_without_waiting() {
