@@ -5,12 +5,14 @@
 //! Anyone on the default port can quote a MAC, so the costly part is bounded twice: the
 //! engine asks for new material only when the device's kept material cannot be sent again
 //! (and then at most once per device in `bootstrap-reissue-secs`), and at most
-//! `bootstrap-concurrency` issuances run at once — a start-up that finds them all busy is
-//! answered at once with a `CleanUp`, not queued. Issued material is kept sealed
+//! `bootstrap-concurrency` issuances run at once, with at most `bootstrap-queue` start-ups
+//! waiting (10 s at most) for one — a start-up that finds the queue full, or waits in vain,
+//! is answered with a `CleanUp` ("server busy"). Issued material is kept sealed
 //! ([`SecretBox`], bound to the device's MAC): the private key is never stored in clear.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use dls_engine::{
     Bootstrap, BootstrapKind, BootstrapNeed, BootstrapSupply, IssuedCertificate, SealedBootstrap, UnixTime,
@@ -56,35 +58,73 @@ pub(crate) enum BootstrapError {
     Keep,
 }
 
-/// A bound on work running at once that never waits: a caller gets a permit or nothing.
+/// How long a start-up waits at most for an issuance to free up.
+const PERMIT_WAIT: Duration = Duration::from_secs(10);
+
+/// A bound on issuances running at once, with a bounded number of waiters: a caller gets a
+/// permit at once, or waits in a queue of at most `max_waiting` for at most
+/// [`PERMIT_WAIT`], or (queue full, or no permit in time) gets none.
 pub(crate) struct IssuePermits {
     max: usize,
-    in_use: AtomicUsize,
-    /// Issuances begun since the start (for the log and tests).
+    max_waiting: usize,
+    state: Mutex<PermitState>,
+    freed: Condvar,
+    /// Issuances begun since the start (for tests).
     issued: AtomicUsize,
+}
+
+#[derive(Default)]
+struct PermitState {
+    in_use: usize,
+    waiting: usize,
 }
 
 /// One unit of [`IssuePermits`], given back when dropped.
 pub(crate) struct Permit<'a>(&'a IssuePermits);
 
 impl IssuePermits {
-    pub(crate) fn new(max: usize) -> Self {
-        Self { max: max.max(1), in_use: AtomicUsize::new(0), issued: AtomicUsize::new(0) }
+    pub(crate) fn new(max: usize, max_waiting: usize) -> Self {
+        Self {
+            max: max.max(1),
+            max_waiting,
+            state: Mutex::new(PermitState::default()),
+            freed: Condvar::new(),
+            issued: AtomicUsize::new(0),
+        }
     }
 
-    pub(crate) fn try_acquire(&self) -> Option<Permit<'_>> {
-        self.in_use.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1)).ok().map(
-            |_| {
-                self.issued.fetch_add(1, Ordering::Relaxed);
-                Permit(self)
-            },
-        )
+    fn lock(&self) -> MutexGuard<'_, PermitState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A permit, waiting (on this blocking thread) for one only if the queue has room.
+    pub(crate) fn acquire(&self) -> Option<Permit<'_>> {
+        let mut st = self.lock();
+        if st.in_use >= self.max {
+            if st.waiting >= self.max_waiting {
+                return None;
+            }
+            st.waiting += 1;
+            let (back, _) = self
+                .freed
+                .wait_timeout_while(st, PERMIT_WAIT, |s| s.in_use >= self.max)
+                .unwrap_or_else(PoisonError::into_inner);
+            st = back;
+            st.waiting -= 1;
+            if st.in_use >= self.max {
+                return None;
+            }
+        }
+        st.in_use += 1;
+        self.issued.fetch_add(1, Ordering::Relaxed);
+        Some(Permit(self))
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        self.0.in_use.fetch_sub(1, Ordering::AcqRel);
+        self.0.lock().in_use -= 1;
+        self.0.freed.notify_one();
     }
 }
 
@@ -125,7 +165,7 @@ impl BootstrapMaker {
                 None => warn!(%mac, "kept bootstrap material does not open; issuing new material"),
             }
         }
-        let Some(_permit) = self.permits.try_acquire() else {
+        let Some(_permit) = self.permits.acquire() else {
             return Ok(BootstrapSupply::Unavailable);
         };
         let bootstrap = self.prepare(need.kind(), mac, store)?;
@@ -216,7 +256,7 @@ mod tests {
             certificate_days: 30,
             key_type: crate::pki::DeviceKeyType::EcdsaP256,
             secrets: Arc::new(SecretBox::new(&[7; 32]).expect("key")),
-            permits: IssuePermits::new(1),
+            permits: IssuePermits::new(1, 0),
         }
     }
 
@@ -230,7 +270,7 @@ mod tests {
         let issue = BootstrapNeed::Issue(BootstrapKind::Nopin);
 
         // The bound reached: nothing is made, at once.
-        let held = m.permits.try_acquire().expect("the only permit");
+        let held = m.permits.acquire().expect("the only permit");
         assert_eq!(m.supply(issue, mac, &store).expect("answers"), BootstrapSupply::Unavailable);
         drop(held);
         let BootstrapSupply::Issued { bootstrap, sealed } = m.supply(issue, mac, &store).expect("issues") else {
@@ -253,7 +293,7 @@ mod tests {
             .expect("keeps");
 
         // Reused: the same items, no permit needed, nothing made.
-        let held = m.permits.try_acquire().expect("permit");
+        let held = m.permits.acquire().expect("permit");
         let reuse = BootstrapNeed::Reuse(BootstrapKind::Nopin);
         assert_eq!(m.supply(reuse, mac, &store).expect("reuses"), BootstrapSupply::Reused(bootstrap));
         drop(held);
@@ -266,16 +306,29 @@ mod tests {
     }
 
     #[test]
-    fn permits_bound_without_waiting() {
-        let p = IssuePermits::new(2);
-        let a = p.try_acquire().expect("first");
-        let b = p.try_acquire().expect("second");
-        assert!(p.try_acquire().is_none(), "the bound");
+    fn permits_bound_the_work_and_the_queue() {
+        let p = IssuePermits::new(2, 0);
+        let a = p.acquire().expect("first");
+        let b = p.acquire().expect("second");
+        assert!(p.acquire().is_none(), "the bound, and no queue");
         drop(a);
-        let c = p.try_acquire().expect("given back");
-        assert!(p.try_acquire().is_none());
+        let c = p.acquire().expect("given back");
         drop((b, c));
-        assert_eq!(p.in_use.load(Ordering::Relaxed), 0);
-        assert_eq!(p.issued.load(Ordering::Relaxed), 3);
+        assert_eq!((p.lock().in_use, p.issued.load(Ordering::Relaxed)), (0, 3));
+
+        // One place in the queue: a waiter gets the permit when it is given back; a second
+        // caller finds the queue full and gets none, at once.
+        let p = IssuePermits::new(1, 1);
+        let held = p.acquire().expect("the only permit");
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| p.acquire().map(drop).is_some());
+            while p.lock().waiting == 0 {
+                std::thread::yield_now();
+            }
+            assert!(p.acquire().is_none(), "the queue is full");
+            drop(held);
+            assert!(waiter.join().expect("joins"), "the waiter got it");
+        });
+        assert_eq!(p.lock().in_use, 0);
     }
 }

@@ -184,7 +184,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             certificate_days: config.device_certificate_days,
             key_type: config.device_key_type,
             secrets,
-            permits: bootstrap::IssuePermits::new(config.bootstrap_concurrency),
+            permits: bootstrap::IssuePermits::new(config.bootstrap_concurrency, config.bootstrap_queue),
         },
         in_flight: std::sync::atomic::AtomicUsize::new(0),
         downloads: Arc::new(downloads::DownloadState { store: store.clone(), files_dir: files_dir.clone() }),

@@ -72,6 +72,9 @@ pub(crate) struct ServeArgs {
     /// How many bootstrap issuances (key generation, PBKDF2) run at once (1 to 64).
     #[arg(long)]
     bootstrap_concurrency: Option<usize>,
+    /// How many start-ups may wait for a bootstrap issuance (0 to 1024; beyond: server busy).
+    #[arg(long)]
+    bootstrap_queue: Option<usize>,
     /// A DNS name or IP address phones use to reach the service (repeatable).
     #[arg(long = "server-name")]
     server_names: Vec<String>,
@@ -177,6 +180,9 @@ fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
     }
     if let Some(v) = args.bootstrap_concurrency {
         config.bootstrap_concurrency = v;
+    }
+    if let Some(v) = args.bootstrap_queue {
+        config.bootstrap_queue = v;
     }
     config.server_names.extend(args.server_names);
     if let Some(v) = args.idle_timeout_secs {
