@@ -44,9 +44,7 @@ impl WpiState {
     pub(crate) fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::SeqCst) == 0 && self.sessions.is_idle()
     }
-}
 
-impl WpiState {
     /// The device's outstanding PIN, opened. One that does not open is logged, and the
     /// engine gets no TAN (the phone's answer then counts as wrong).
     fn open_pin(&self, mac: MacAddr) -> Result<Option<dls_secure_mode::Pin>, BootstrapError> {
