@@ -36,6 +36,13 @@ pub struct EngineConfig {
     /// The key that makes the fingerprints of written values ([`crate::diff::fingerprint`])
     /// useless to anyone who reads the store without it. 32 random bytes, kept by the shell.
     pub fingerprint_key: [u8; 32],
+    /// Bootstrap material issued to a device is sent again, unchanged (same certificate,
+    /// nothing revoked), to its start-ups within this many seconds of issue, until it
+    /// bootstraps. Default 7 days (the default PIN lifetime).
+    pub bootstrap_reuse_secs: u64,
+    /// New bootstrap material is issued to one device at most once in this many seconds
+    /// (when the kept material cannot be reused). Default 600.
+    pub bootstrap_reissue_secs: u64,
     /// Where phones download deployment files: `file-https-base-url` is this followed by
     /// the job's token and `/` (e.g. `https://dls.example.com:18443/files/`). Without it,
     /// deployment jobs fail.
@@ -59,6 +66,8 @@ impl EngineConfig {
             new_device_mode: crate::security::SecurityMode::Default,
             max_tan_failures: 3,
             pin_lifetime_secs: 7 * 24 * 3600,
+            bootstrap_reuse_secs: 7 * 24 * 3600,
+            bootstrap_reissue_secs: 600,
             fingerprint_key,
             files_base_url: None,
             max_job_attempts: 3,

@@ -130,6 +130,17 @@ pub enum Change {
         /// The certificate.
         certificate: IssuedCertificate,
     },
+    /// Keep the bootstrap material just issued (sealed by the shell), replacing any kept
+    /// before: the device's start-ups get it again until it bootstraps. Whatever ends the
+    /// bootstrap (bootstrapped, failed, reset, a new PIN, a mode change) drops it.
+    KeepBootstrap {
+        /// When it was issued.
+        at: UnixTime,
+        /// The serial number of its certificate.
+        serial: String,
+        /// The material, sealed.
+        sealed: crate::security::SealedBootstrap,
+    },
     /// Bootstrapping completed: the device is in secure mode; its PIN is wiped.
     Bootstrapped {
         /// When.

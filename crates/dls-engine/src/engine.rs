@@ -13,7 +13,9 @@ use crate::desired::Desired;
 use crate::device::{Change, DeviceSnapshot, ItemKey, Note, UnixTime, WriteOutcome, WrittenRecord, mac_of};
 use crate::diff::{fingerprint, to_write};
 use crate::refusal::Refusal;
-use crate::security::{AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapState, Channel, SecurityMode};
+use crate::security::{
+    AuditEvent, AuditKind, BootstrapKind, BootstrapNeed, BootstrapState, BootstrapSupply, Channel, SecurityMode,
+};
 use crate::session::{Awaiting, Session};
 
 /// The protocol engine. Cheap to share: it holds only its configuration.
@@ -39,10 +41,13 @@ pub struct Input<'a> {
     /// The device's desired configuration.
     pub desired: &'a Desired,
     /// The bootstrap material, when [`Engine::bootstrap_needed`] asked for it.
-    pub bootstrap: Option<Bootstrap>,
+    pub bootstrap: Option<BootstrapSupply>,
     /// The address the message came from (the connection's peer), when the shell knows
     /// it: recorded as the address the device calls from.
     pub peer: Option<IpAddr>,
+    /// The outstanding PIN's TAN (its last three digits), when [`Engine::tan_needed`] asked
+    /// for it: the shell opens the sealed PIN for this message only.
+    pub tan: Option<&'a str>,
 }
 
 /// The engine's answer.
@@ -83,7 +88,12 @@ impl Engine {
     }
 
     /// Whether answering this message needs bootstrap material (a certificate, and for `pin`
-    /// the sealed bundle), which the shell then prepares and passes in [`Input::bootstrap`].
+    /// the sealed bundle), which the shell then prepares and passes in [`Input::bootstrap`]:
+    /// the material kept for the device when it may be sent again
+    /// ([`BootstrapNeed::Reuse`]: within `bootstrap_reuse_secs` of its issue, and still the
+    /// device's current certificate), otherwise new material ([`BootstrapNeed::Issue`]),
+    /// but for one device at most once in `bootstrap_reissue_secs`. `None` also when that
+    /// limit holds: the engine then refuses the start-up.
     #[must_use]
     pub fn bootstrap_needed(
         &self,
@@ -92,12 +102,22 @@ impl Engine {
         session: Option<&Session>,
         channel: &Channel,
         device: &DeviceSnapshot,
-    ) -> Option<BootstrapKind> {
+    ) -> Option<BootstrapNeed> {
         let opening = matches!(message.reason.value, Reason::StartUp | Reason::Solicited);
         let in_session = session.is_some() && message.reason.value == Reason::ReplyTo;
         if *channel != Channel::Default || !opening || in_session {
             return None;
         }
+        let kind = self.bootstrap_kind(now, device)?;
+        match self.bootstrap_source(now, device) {
+            Source::Reuse => Some(BootstrapNeed::Reuse(kind)),
+            Source::Issue => Some(BootstrapNeed::Issue(kind)),
+            Source::RateLimited => None,
+        }
+    }
+
+    /// Which bootstrap the device may get now on the default port, if any.
+    fn bootstrap_kind(&self, now: UnixTime, device: &DeviceSnapshot) -> Option<BootstrapKind> {
         let (mode, state) = self.security_of(device);
         if state != BootstrapState::NotBootstrapped {
             return None;
@@ -107,6 +127,30 @@ impl Engine {
             SecurityMode::Nopin => Some(BootstrapKind::Nopin),
             SecurityMode::Pin => self.pin_usable(now, device).then_some(BootstrapKind::Pin),
         }
+    }
+
+    /// Whether the kept material may be sent again, new material issued, or neither.
+    fn bootstrap_source(&self, now: UnixTime, device: &DeviceSnapshot) -> Source {
+        let s = &device.security;
+        let Some(pending) = s.pending.as_ref().filter(|_| device.known) else { return Source::Issue };
+        let age = now.since(pending.issued_at);
+        if s.certificate.as_deref() == Some(pending.serial.as_str()) && age <= self.config.bootstrap_reuse_secs {
+            Source::Reuse
+        } else if age < self.config.bootstrap_reissue_secs {
+            Source::RateLimited
+        } else {
+            Source::Issue
+        }
+    }
+
+    /// Whether answering this message needs the outstanding PIN's TAN ([`Input::tan`]): only
+    /// for the reply to the `ReadItems` that asked the phone for it, on the secure port.
+    #[must_use]
+    pub fn tan_needed(message: &WorkpointMessage, session: Option<&Session>, channel: &Channel) -> bool {
+        matches!(channel, Channel::Secure { .. })
+            && message.reason.value == Reason::ReplyTo
+            && message.reason.action == Some(Action::ReadItems)
+            && session.is_some_and(|s| matches!(s.awaiting, Awaiting::Tan))
     }
 
     /// The mode and state that apply: a device not yet known gets the new-device policy.
@@ -122,15 +166,25 @@ impl Engine {
 
     fn pin_usable(&self, now: UnixTime, device: &DeviceSnapshot) -> bool {
         let s = &device.security;
-        s.tan.is_some() && s.pin_issued_at.is_some_and(|at| now.since(at) <= self.config.pin_lifetime_secs)
+        s.pin_outstanding && s.pin_issued_at.is_some_and(|at| now.since(at) <= self.config.pin_lifetime_secs)
     }
 
     /// Answers one message.
     #[must_use]
     pub fn handle(&self, input: Input<'_>) -> Output {
-        let Input { now, message, channel, session, device, desired, bootstrap, peer } = input;
-        let mut run =
-            Run { engine: self, now, message, channel, device, desired, peer, changes: Vec::new(), notes: Vec::new() };
+        let Input { now, message, channel, session, device, desired, bootstrap, peer, tan } = input;
+        let mut run = Run {
+            engine: self,
+            now,
+            message,
+            channel,
+            device,
+            desired,
+            peer,
+            tan,
+            changes: Vec::new(),
+            notes: Vec::new(),
+        };
         let (reply, session) = match run.check_channel() {
             Some(refusal) => refusal,
             None => match session {
@@ -146,6 +200,13 @@ impl Engine {
     }
 }
 
+/// Where a device's bootstrap material comes from now.
+enum Source {
+    Reuse,
+    Issue,
+    RateLimited,
+}
+
 /// The work of answering one message.
 pub(crate) struct Run<'a> {
     pub(crate) engine: &'a Engine,
@@ -155,6 +216,8 @@ pub(crate) struct Run<'a> {
     pub(crate) device: &'a DeviceSnapshot,
     pub(crate) desired: &'a Desired,
     pub(crate) peer: Option<IpAddr>,
+    /// The TAN, for the message that answers its `ReadItems`.
+    pub(crate) tan: Option<&'a str>,
     pub(crate) changes: Vec<Change>,
     pub(crate) notes: Vec<Note>,
 }
@@ -237,7 +300,7 @@ impl Run<'_> {
     }
 
     /// A message that is not part of an interaction in progress.
-    fn begin(&mut self, bootstrap: Option<Bootstrap>) -> Answer {
+    fn begin(&mut self, bootstrap: Option<BootstrapSupply>) -> Answer {
         let reason = self.message.reason.value.clone();
         if reason == Reason::ReplyTo {
             return self.refuse(Refusal::ReplyWithoutSession);
@@ -255,7 +318,7 @@ impl Run<'_> {
         }
         let (mode, state) = self.engine.security_of(self.device);
         if *self.channel == Channel::Default && mode != SecurityMode::Default {
-            if let Some(refusal) = self.default_port_gate(mode, state, bootstrap.is_some()) {
+            if let Some(refusal) = self.default_port_gate(mode, state, bootstrap.as_ref()) {
                 return refusal;
             }
         }
@@ -298,7 +361,7 @@ impl Run<'_> {
                 if !reported.is_empty() {
                     self.changes.push(Change::MergeInventory(reported.clone()));
                 }
-                if let Some(b) = bootstrap {
+                if let Some(b @ (BootstrapSupply::Issued { .. } | BootstrapSupply::Reused(_))) = bootstrap {
                     return self.send_bootstrap(session, b);
                 }
                 if let Channel::Secure { certificate_serial, .. } = self.channel {
@@ -340,7 +403,12 @@ impl Run<'_> {
     }
 
     /// The default-mode port for a device configured for secure mode: bootstrap, or refuse.
-    fn default_port_gate(&mut self, mode: SecurityMode, state: BootstrapState, have_bootstrap: bool) -> Option<Answer> {
+    fn default_port_gate(
+        &mut self,
+        mode: SecurityMode,
+        state: BootstrapState,
+        bootstrap: Option<&BootstrapSupply>,
+    ) -> Option<Answer> {
         let opening = matches!(self.message.reason.value, Reason::StartUp | Reason::Solicited);
         match state {
             BootstrapState::Secured => Some(self.refuse_audited(
@@ -353,23 +421,52 @@ impl Run<'_> {
             BootstrapState::Failed if self.message.reason.value != Reason::CleanUp => {
                 Some(self.refuse(Refusal::BootstrapFailed))
             }
-            BootstrapState::NotBootstrapped if opening && !have_bootstrap => {
-                let audit = (mode == SecurityMode::Pin)
-                    .then(|| (AuditKind::PinUnavailable, "no PIN issued, or the PIN expired".to_owned()));
-                Some(self.refuse_audited(Refusal::NoValidPin, audit))
-            }
+            BootstrapState::NotBootstrapped if opening => self.bootstrap_gate(mode, bootstrap),
             // Status reports and local changes of a device not bootstrapped yet are recorded;
             // a phone clean-up is handled (retries exceeded).
             _ => None,
         }
     }
 
-    fn send_bootstrap(&mut self, mut session: Session, bootstrap: Bootstrap) -> Answer {
-        let serial = bootstrap.certificate.serial.clone();
-        self.changes.push(Change::IssueCertificate { at: self.now, certificate: bootstrap.certificate });
-        self.audit(AuditKind::CertificateIssued, format!("serial {serial}"));
+    /// A default-port start-up of a device to be bootstrapped: `None` to send `bootstrap`.
+    fn bootstrap_gate(&mut self, mode: SecurityMode, bootstrap: Option<&BootstrapSupply>) -> Option<Answer> {
+        match bootstrap {
+            Some(BootstrapSupply::Issued { .. }) => None,
+            Some(BootstrapSupply::Reused(b))
+                if self.device.security.certificate.as_deref() == Some(b.certificate.serial.as_str()) =>
+            {
+                None
+            }
+            Some(BootstrapSupply::Reused(_)) => Some(self.refuse(Refusal::KeptBootstrapStale)),
+            Some(BootstrapSupply::Unavailable) => Some(self.refuse(Refusal::BootstrapBusy)),
+            None if self.engine.bootstrap_kind(self.now, self.device).is_some() => {
+                Some(self.refuse(Refusal::ReissueTooSoon))
+            }
+            None => {
+                let audit = (mode == SecurityMode::Pin)
+                    .then(|| (AuditKind::PinUnavailable, "no PIN issued, or the PIN expired".to_owned()));
+                Some(self.refuse_audited(Refusal::NoValidPin, audit))
+            }
+        }
+    }
+
+    fn send_bootstrap(&mut self, mut session: Session, supply: BootstrapSupply) -> Answer {
+        let (bootstrap, reused) = match supply {
+            BootstrapSupply::Issued { bootstrap, sealed } => {
+                let serial = bootstrap.certificate.serial.clone();
+                self.changes
+                    .push(Change::IssueCertificate { at: self.now, certificate: bootstrap.certificate.clone() });
+                self.changes.push(Change::KeepBootstrap { at: self.now, serial: serial.clone(), sealed });
+                self.audit(AuditKind::CertificateIssued, format!("serial {serial}"));
+                (bootstrap, false)
+            }
+            BootstrapSupply::Reused(bootstrap) => (bootstrap, true),
+            BootstrapSupply::Unavailable => return self.refuse(Refusal::BootstrapBusy),
+        };
+        let serial = &bootstrap.certificate.serial;
         let kind = bootstrap.items.iter().find(|i| i.name == "goto-secure-mode").map_or("", |i| i.value.as_str());
-        let detail = format!("goto-secure-mode={kind}, certificate {serial}");
+        let again = if reused { ", sent again (kept since its issue)" } else { "" };
+        let detail = format!("goto-secure-mode={kind}, certificate {serial}{again}");
         self.audit(AuditKind::BootstrapSent, detail);
         session.awaiting = Awaiting::Bootstrap;
         (self.reply(Action::WriteItems, Some(bootstrap.items)), Some(session))
@@ -384,7 +481,7 @@ impl Run<'_> {
         serial: String,
     ) -> Answer {
         if mode == SecurityMode::Pin {
-            if self.device.security.tan.is_none() {
+            if !self.device.security.pin_outstanding {
                 return self.refuse(Refusal::NoValidPin);
             }
             session.awaiting = Awaiting::Tan;
@@ -539,7 +636,7 @@ impl Run<'_> {
             .flatten()
             .find(|i| i.name == "bootstrapping-tan" && i.status.is_none())
             .map(|i| i.value.trim().to_owned());
-        let expected = self.device.security.tan.clone().unwrap_or_default();
+        let expected = self.tan.filter(|_| self.device.security.pin_outstanding).unwrap_or_default();
         let right = matches!(status, Some(ReplyStatus::Accepted) | None)
             && given.as_deref().is_some_and(|g| {
                 g.len() == expected.len() && !expected.is_empty() && bool::from(g.as_bytes().ct_eq(expected.as_bytes()))

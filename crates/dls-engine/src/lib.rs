@@ -40,6 +40,7 @@ pub use engine::{Engine, Input, Output};
 pub use jobs::{FileRef, Job, JobId, JobKind, JobState, JobUpdate};
 pub use refusal::{Refusal, WRONG_TAN};
 pub use security::{
-    AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapState, Channel, IssuedCertificate, Security, SecurityMode,
+    AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapNeed, BootstrapState, BootstrapSupply, Channel,
+    IssuedCertificate, PendingBootstrap, SealedBootstrap, Security, SecurityMode,
 };
 pub use session::Session;

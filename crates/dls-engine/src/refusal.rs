@@ -49,8 +49,12 @@ pub enum Refusal {
     NoValidPin,
     /// The phone sent a wrong TAN.
     WrongTan,
-    /// Bootstrap material could not be prepared now (issuance is rate-limited or busy).
-    BootstrapUnavailable,
+    /// Bootstrap issuance is at its bound (or its queue is full): try again later.
+    BootstrapBusy,
+    /// New bootstrap material was issued to this device too recently to issue more.
+    ReissueTooSoon,
+    /// The kept bootstrap material is not the device's current certificate.
+    KeptBootstrapStale,
 }
 
 /// The `cleanup-reason` for a wrong TAN, as the protocol reference words it.
@@ -76,7 +80,9 @@ impl Refusal {
             Self::BootstrapFailed => "bootstrapping failed; a new PIN is required",
             Self::NoValidPin => "no valid PIN",
             Self::WrongTan => WRONG_TAN,
-            Self::BootstrapUnavailable => "bootstrapping busy; try again later",
+            Self::BootstrapBusy => "server busy; try again later",
+            Self::ReissueTooSoon => "bootstrap issued recently; try again later",
+            Self::KeptBootstrapStale => "bootstrap unavailable; try again later",
         }
     }
 
@@ -101,7 +107,9 @@ impl Refusal {
             Self::BootstrapFailed => "bootstrapping failed; waiting for a new PIN",
             Self::NoValidPin => "secure mode with PIN configured, but no valid PIN is outstanding",
             Self::WrongTan => "wrong TAN",
-            Self::BootstrapUnavailable => "bootstrap material not available now (rate-limited or busy)",
+            Self::BootstrapBusy => "bootstrap issuance at its bound; try again later",
+            Self::ReissueTooSoon => "new bootstrap material issued to this device too recently",
+            Self::KeptBootstrapStale => "kept bootstrap material is not the device's current certificate",
         }
     }
 }
@@ -137,7 +145,9 @@ mod tests {
             BootstrapFailed,
             NoValidPin,
             WrongTan,
-            BootstrapUnavailable,
+            BootstrapBusy,
+            ReissueTooSoon,
+            KeptBootstrapStale,
         ];
         for r in all {
             let text = r.cleanup_reason();

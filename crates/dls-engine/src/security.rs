@@ -82,14 +82,29 @@ pub struct Security {
     pub mode: SecurityMode,
     /// Where bootstrapping stands.
     pub state: BootstrapState,
-    /// The outstanding PIN's TAN (its last three digits), while a PIN is outstanding.
-    pub tan: Option<String>,
+    /// Whether a PIN is outstanding. The PIN itself (and so its TAN) is kept sealed by the
+    /// shell; the engine is given the TAN only to check it ([`crate::Engine::tan_needed`],
+    /// [`crate::Input::tan`]).
+    pub pin_outstanding: bool,
     /// When the outstanding PIN was issued.
     pub pin_issued_at: Option<UnixTime>,
     /// Wrong TANs since the PIN was issued.
     pub tan_failures: u32,
     /// The serial number (hex) of the device's current, unrevoked certificate.
     pub certificate: Option<String>,
+    /// The bootstrap material last issued to the device and kept (sealed by the shell) for
+    /// the start-ups that follow, while the device has not finished bootstrapping.
+    pub pending: Option<PendingBootstrap>,
+}
+
+/// Bootstrap material that was issued and is kept, so that a repeated start-up gets the
+/// same certificate (and for `pin` the same sealed bundle) instead of a new one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingBootstrap {
+    /// The serial number of the certificate in it.
+    pub serial: String,
+    /// When it was issued.
+    pub issued_at: UnixTime,
 }
 
 impl fmt::Debug for Security {
@@ -97,10 +112,11 @@ impl fmt::Debug for Security {
         f.debug_struct("Security")
             .field("mode", &self.mode)
             .field("state", &self.state)
-            .field("tan", &self.tan.as_ref().map(|_| "<redacted>"))
+            .field("pin_outstanding", &self.pin_outstanding)
             .field("pin_issued_at", &self.pin_issued_at)
             .field("tan_failures", &self.tan_failures)
             .field("certificate", &self.certificate)
+            .field("pending", &self.pending)
             .finish()
     }
 }
@@ -127,6 +143,56 @@ pub enum BootstrapKind {
     Nopin,
     /// The same, sealed with the PIN into `secure-mode-data` (`goto-secure-mode` = `pin`).
     Pin,
+}
+
+/// What the shell must do to answer a default-port start-up with bootstrap material, as
+/// [`crate::Engine::bootstrap_needed`] decides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootstrapNeed {
+    /// Issue new material (a certificate and key; for `pin` sealed with the PIN): the costly
+    /// path, which the shell bounds.
+    Issue(BootstrapKind),
+    /// Send again the material kept for the device ([`Security::pending`]): no new
+    /// certificate, nothing revoked, no key generation or PBKDF2.
+    Reuse(BootstrapKind),
+}
+
+impl BootstrapNeed {
+    /// Which bootstrap.
+    #[must_use]
+    pub fn kind(self) -> BootstrapKind {
+        match self {
+            Self::Issue(k) | Self::Reuse(k) => k,
+        }
+    }
+}
+
+/// Bootstrap material sealed by the shell for keeping at rest: opaque to the engine and the
+/// store (it holds a private key; only the shell's key opens it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedBootstrap(pub Vec<u8>);
+
+impl fmt::Debug for SealedBootstrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealedBootstrap({} bytes)", self.0.len())
+    }
+}
+
+/// What the shell supplies for a start-up that [`crate::Engine::bootstrap_needed`] asked
+/// material for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BootstrapSupply {
+    /// Newly issued material, and the same sealed for keeping.
+    Issued {
+        /// What to send.
+        bootstrap: Bootstrap,
+        /// The material sealed by the shell, kept for the start-ups that follow.
+        sealed: SealedBootstrap,
+    },
+    /// The material kept for the device, opened again.
+    Reused(Bootstrap),
+    /// None now: the bound on concurrent issuance is reached. The phone gets a `CleanUp`.
+    Unavailable,
 }
 
 /// A client certificate issued for a bootstrap.

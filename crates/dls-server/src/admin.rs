@@ -258,19 +258,25 @@ struct SecurityRequest {
     new_pin: bool,
 }
 
-/// Applies a security change; returns the PIN issued, if any.
+/// Applies a security change; returns the PIN issued, if any (the store keeps it sealed).
 async fn change_security(
-    store: &Arc<dyn Store>,
+    state: &AdminState,
     mac: MacAddr,
     request: SecurityRequest,
 ) -> Result<Option<Zeroizing<String>>, ApiError> {
-    let pin = if request.new_pin {
+    let store = &state.store;
+    let (pin, sealed) = if request.new_pin {
         let p = Pin::generate().map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("no PIN: {e}")))?;
-        Some(Zeroizing::new(p.digits().to_owned()))
+        let sealed = state
+            .provisioning
+            .secrets
+            .seal_pin(mac, p.digits())
+            .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "the PIN could not be sealed"))?;
+        (Some(Zeroizing::new(p.digits().to_owned())), Some(sealed))
     } else {
-        None
+        (None, None)
     };
-    let update = SecurityUpdate { mode: request.mode, reset: request.reset, new_pin: pin.clone() };
+    let update = SecurityUpdate { mode: request.mode, reset: request.reset, new_pin: sealed };
     blocking(store, move |s| s.update_security(mac, &update)).await?;
     Ok(pin)
 }
@@ -341,7 +347,7 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
                 Some(mode) => {
                     let request =
                         SecurityRequest { mode: Some(mode), reset: false, new_pin: mode == SecurityMode::Pin };
-                    change_security(store, mac, request).await?
+                    change_security(state, mac, request).await?
                 }
                 None => None,
             };
@@ -355,7 +361,7 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
         (Method::POST, ["devices", mac, "security"]) => {
             let mac = parse_mac(mac)?;
             let request: SecurityRequest = body_json(state, req).await?;
-            let pin = change_security(store, mac, request).await?;
+            let pin = change_security(state, mac, request).await?;
             let body = match pin {
                 Some(p) => serde_json::json!({ "mac": mac, "pin": p.as_str() }),
                 None => serde_json::json!({ "mac": mac }),

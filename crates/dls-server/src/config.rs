@@ -56,6 +56,19 @@ pub struct Config {
     pub max_tan_failures: u32,
     /// A PIN expires this long after it is issued. Default 7 days.
     pub pin_lifetime_secs: u64,
+    /// Bootstrap material (certificate and key; for `pin` the sealed bundle) issued to a
+    /// device is sent again, unchanged, to its default-port start-ups for this long, until
+    /// it bootstraps: repeated start-ups quoting its MAC issue and revoke nothing. Default
+    /// 7 days.
+    pub bootstrap_reuse_secs: u64,
+    /// New bootstrap material is issued to one device at most once in this many seconds.
+    /// Default 600.
+    pub bootstrap_reissue_secs: u64,
+    /// How many bootstrap issuances (key generation, PBKDF2) run at once. Default 1.
+    pub bootstrap_concurrency: usize,
+    /// How many start-ups may wait (10 s at most) for an issuance to free up; one that finds
+    /// the queue full, or waits in vain, gets a `CleanUp` ("server busy"). Default 32.
+    pub bootstrap_queue: usize,
     /// Validity of device certificates, in days. Default 3650.
     pub device_certificate_days: u32,
     /// The key of device certificates: `ecdsa-p256` (default) or `rsa-2048` (old firmware).
@@ -153,6 +166,10 @@ impl Default for Config {
             max_pin_retries: 3,
             max_tan_failures: 3,
             pin_lifetime_secs: 7 * 24 * 3600,
+            bootstrap_reuse_secs: 7 * 24 * 3600,
+            bootstrap_reissue_secs: 600,
+            bootstrap_concurrency: 1,
+            bootstrap_queue: 32,
             device_certificate_days: 3650,
             device_key_type: crate::pki::DeviceKeyType::EcdsaP256,
             ca_cert_file: None,
@@ -214,6 +231,15 @@ impl Config {
         if self.max_pin_retries == 0 || self.max_tan_failures == 0 {
             return Err("max-pin-retries and max-tan-failures must be positive".into());
         }
+        if self.bootstrap_concurrency == 0 || self.bootstrap_concurrency > 64 {
+            return Err("bootstrap-concurrency must be between 1 and 64".into());
+        }
+        if self.bootstrap_queue > 1024 {
+            return Err("bootstrap-queue must be at most 1024".into());
+        }
+        if self.bootstrap_reuse_secs >= u64::from(self.device_certificate_days) * 86_400 {
+            return Err("bootstrap-reuse-secs must be shorter than device-certificate-days".into());
+        }
         let pattern = &self.provisioning_path;
         if !pattern.starts_with('/') || pattern.matches("{mac}").count() != 1 {
             return Err("provisioning-path must start with / and hold {mac} once".into());
@@ -270,5 +296,32 @@ mod tests {
         let e = config.validate().expect_err("too long");
         assert!(e.contains("job-retention-days"), "{e}");
         assert!(Config::from_toml("audit-retention-days = -1\n").is_err());
+    }
+
+    #[test]
+    fn bootstrap_settings_parse_and_bounds() {
+        let config = Config::default();
+        assert_eq!(
+            (config.bootstrap_reuse_secs, config.bootstrap_reissue_secs, config.bootstrap_concurrency),
+            (604_800, 600, 1)
+        );
+        let config =
+            Config::from_toml("bootstrap-reuse-secs = 3600\nbootstrap-reissue-secs = 60\nbootstrap-concurrency = 2\n")
+                .expect("parses");
+        assert_eq!(
+            (config.bootstrap_reuse_secs, config.bootstrap_reissue_secs, config.bootstrap_concurrency),
+            (3600, 60, 2)
+        );
+        assert_eq!(config.validate(), Ok(()));
+        for bad in ["bootstrap-concurrency = 0\n", "bootstrap-concurrency = 65\n", "bootstrap-queue = 1025\n"] {
+            let e = Config::from_toml(bad).expect("parses").validate().expect_err("out of bounds");
+            let setting = bad.split(' ').next().unwrap_or_default();
+            assert!(e.contains(setting), "{e}");
+        }
+        let e = Config::from_toml("device-certificate-days = 1\nbootstrap-reuse-secs = 86400\n")
+            .expect("parses")
+            .validate()
+            .expect_err("outlives the certificate");
+        assert!(e.contains("bootstrap-reuse-secs"), "{e}");
     }
 }

@@ -125,11 +125,20 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let mut fingerprint_key = [0u8; 32];
     fingerprint_key.copy_from_slice(&dir.secret(names::FINGERPRINT_KEY, 32)?);
     dir.create_private(names::DATABASE)?;
+    let secrets = Arc::new(
+        secrets::SecretBox::new(&dir.secret(names::SECRETS_KEY, 32)?)
+            .ok_or_else(|| ServerError::Config("secrets.key".into()))?,
+    );
     let db = dir.file(names::DATABASE);
     let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || SqliteStore::open(&db))
-            .await
-            .map_err(|e| ServerError::Config(e.to_string()))??,
+        tokio::task::spawn_blocking({
+            // A database from an older version holds PINs in clear: they are sealed at this
+            // first open, in the upgrade's transaction.
+            let secrets = secrets.clone();
+            move || SqliteStore::open_sealing_pins(&db, &|mac, digits| secrets.seal_pin(mac, digits))
+        })
+        .await
+        .map_err(|e| ServerError::Config(e.to_string()))??,
     );
 
     let mut engine_config = EngineConfig::new(fingerprint_key);
@@ -138,6 +147,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     engine_config.new_device_mode = config.new_device_mode;
     engine_config.max_tan_failures = config.max_tan_failures;
     engine_config.pin_lifetime_secs = config.pin_lifetime_secs;
+    engine_config.bootstrap_reuse_secs = config.bootstrap_reuse_secs;
+    engine_config.bootstrap_reissue_secs = config.bootstrap_reissue_secs;
     let files_dir = files_dir(&dir)?;
 
     let wpi_listener = bind(config.wpi_listen).await?;
@@ -168,10 +179,6 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
     };
     let body_timeout = Duration::from_secs(config.body_timeout_secs);
-    let secrets = Arc::new(
-        secrets::SecretBox::new(&dir.secret(names::SECRETS_KEY, 32)?)
-            .ok_or_else(|| ServerError::Config("secrets.key".into()))?,
-    );
     let mut digest = dls_digest::Config::new(config.digest_realm.clone());
     digest.challenges = config.digest_algorithms.iter().filter_map(|a| dls_digest::Algorithm::from_name(a)).collect();
     let verifier =
@@ -190,7 +197,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let provisioning = Arc::new(provisioning::ProvisioningState {
         store: store.clone(),
         verifier,
-        secrets,
+        secrets: secrets.clone(),
         prefix: prefix.to_owned(),
         suffix: suffix.to_owned(),
         server_url: base_url.clone(),
@@ -209,6 +216,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             max_pin_retries: config.max_pin_retries,
             certificate_days: config.device_certificate_days,
             key_type: config.device_key_type,
+            secrets,
+            permits: bootstrap::IssuePermits::new(config.bootstrap_concurrency, config.bootstrap_queue),
         },
         in_flight: std::sync::atomic::AtomicUsize::new(0),
         downloads: Arc::new(downloads::DownloadState { store: store.clone(), files_dir: files_dir.clone() }),

@@ -6,6 +6,8 @@
 
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use dls_message::MacAddr;
+use dls_secure_mode::Pin;
 use zeroize::Zeroizing;
 
 const VERSION: u8 = 1;
@@ -63,6 +65,24 @@ impl SecretBox {
     }
 }
 
+impl SecretBox {
+    fn pin_context(mac: MacAddr) -> String {
+        format!("pin:{mac}")
+    }
+
+    /// A device's PIN (its digits) sealed for the store.
+    pub(crate) fn seal_pin(&self, mac: MacAddr, digits: &str) -> Option<Vec<u8>> {
+        self.seal(&Self::pin_context(mac), digits.as_bytes())
+    }
+
+    /// A device's PIN opened again, for the moment of sealing its bundle or checking its
+    /// TAN; wiped when dropped.
+    pub(crate) fn open_pin(&self, mac: MacAddr, sealed: &[u8]) -> Option<Pin> {
+        let digits = self.open(&Self::pin_context(mac), sealed)?;
+        Pin::parse(std::str::from_utf8(&digits).ok()?).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +104,16 @@ mod tests {
         assert!(b.open("device:001A2B3C4D5E", &sealed[..10]).is_none());
         assert_ne!(sealed, b.seal("device:001A2B3C4D5E", b"s3cret").expect("sealed"), "fresh nonces");
         assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
+    }
+
+    #[test]
+    fn pins_are_bound_to_their_device() {
+        let b = SecretBox::new(&[9; 32]).expect("key");
+        let (one, two) = (MacAddr::parse("001A2B3C4D5E").expect("mac"), MacAddr::parse("001A2B3C4D5F").expect("mac"));
+        let sealed = b.seal_pin(one, "918273645546907").expect("sealed");
+        assert!(!sealed.windows(3).any(|w| w == b"907") && !sealed.windows(12).any(|w| w == b"918273645546"));
+        assert_eq!(b.open_pin(one, &sealed).map(|p| p.tan().to_owned()).as_deref(), Some("907"));
+        assert!(b.open_pin(two, &sealed).is_none());
+        assert!(b.open_pin(one, &b.seal_pin(one, "12ab").expect("sealed")).is_none(), "not a PIN");
     }
 }

@@ -44,6 +44,17 @@ impl WpiState {
     pub(crate) fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::SeqCst) == 0 && self.sessions.is_idle()
     }
+
+    /// The device's outstanding PIN, opened. One that does not open is logged, and the
+    /// engine gets no TAN (the phone's answer then counts as wrong).
+    fn open_pin(&self, mac: MacAddr) -> Result<Option<dls_secure_mode::Pin>, BootstrapError> {
+        let Some(sealed) = self.store.pin(mac)? else { return Ok(None) };
+        let pin = self.bootstrap.secrets.open_pin(mac, &sealed);
+        if pin.is_none() {
+            error!(%mac, "the stored PIN does not open (secrets.key changed?)");
+        }
+        Ok(pin)
+    }
 }
 
 /// Counts a request as in flight until dropped.
@@ -155,7 +166,13 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
             let now = now();
             let bootstrap = match (mac, st.engine.bootstrap_needed(now, &message, session.as_ref(), &channel, &device))
             {
-                (Some(m), Some(kind)) => Some(st.bootstrap.prepare(kind, m, st.store.as_ref())?),
+                (Some(m), Some(need)) => Some(st.bootstrap.supply(need, m, st.store.as_ref())?),
+                _ => None,
+            };
+            // The PIN is opened only to check the TAN that answers its `ReadItems`, and wiped
+            // when this message is handled.
+            let pin = match mac {
+                Some(m) if Engine::tan_needed(&message, session.as_ref(), &channel) => st.open_pin(m)?,
                 _ => None,
             };
             let out = st.engine.handle(Input {
@@ -167,7 +184,9 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
                 desired: &desired,
                 bootstrap,
                 peer: Some(peer.ip()),
+                tan: pin.as_ref().map(dls_secure_mode::Pin::tan),
             });
+            drop(pin);
             if let (Some(m), false) = (mac, out.changes.is_empty()) {
                 st.store.apply(m, &out.changes)?;
             }

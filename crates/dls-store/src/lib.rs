@@ -19,7 +19,7 @@ pub use model::{
     DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, Pruned,
     SecuritySummary, SecurityUpdate, WrittenSummary,
 };
-pub use sqlite::SqliteStore;
+pub use sqlite::{PinSealer, SqliteStore};
 
 /// Why a storage call failed, by who is at fault.
 #[derive(Debug, thiserror::Error)]
@@ -110,8 +110,15 @@ pub trait Store: Send + Sync + 'static {
     /// on a secured device without `reset`.
     fn update_security(&self, mac: MacAddr, update: &SecurityUpdate) -> Result<(), StoreError>;
 
-    /// The device's outstanding PIN (digits), for sealing `secure-mode-data`; `None` if none.
-    fn pin(&self, mac: MacAddr) -> Result<Option<zeroize::Zeroizing<String>>, StoreError>;
+    /// The device's outstanding PIN as the caller sealed it ([`SecurityUpdate::new_pin`]),
+    /// for sealing `secure-mode-data` and checking the TAN; `None` if none.
+    fn pin(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The bootstrap material kept for a device (as the caller sealed it, see
+    /// [`dls_engine::Change::KeepBootstrap`]); `None` if none is kept or the device is
+    /// unknown. It is dropped when the device bootstraps, fails to, is reset, gets a new PIN
+    /// or another mode, and when a new certificate is issued to it.
+    fn pending_bootstrap(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// The audit log, newest first, for one device or all, at most `limit` records.
     fn audit(&self, mac: Option<MacAddr>, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;

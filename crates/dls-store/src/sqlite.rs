@@ -37,10 +37,13 @@
 //!   up at every change of `profiles` (by any connection, e.g. another process's).
 //! * Nothing read back can make this module panic: a row it cannot understand is
 //!   [`StoreError::Corrupt`].
-//! * Secure mode: a device's outstanding PIN is kept in the clear (the file is private),
-//!   since sealing `secure-mode-data` needs it; only [`Store::pin`] reads it whole, the
-//!   engine gets its TAN, the admin API only whether there is one. It is wiped when the
-//!   device bootstraps, fails to, or is put back in default mode. At most one of a
+//! * Secure mode: a device's outstanding PIN is kept as the caller sealed it (opaque
+//!   bytes, `pin_sealed`; the key is not the store's), read only by [`Store::pin`]; the
+//!   engine and the admin API learn only whether there is one. The upgrade from a version
+//!   that kept PINs in clear seals them with the caller's [`PinSealer`]
+//!   ([`SqliteStore::open_sealing_pins`]) and drops the clear column. A PIN is wiped when
+//!   the device bootstraps, fails to, or is put back in default mode. Bootstrap material
+//!   kept for reuse (`pending_bootstraps`) is sealed by the caller too. At most one of a
 //!   device's certificates is unrevoked: its current one. The audit log outlives deleted
 //!   devices; only [`Store::prune`] deletes from it, by age.
 //! * Retention: [`Store::prune`] deletes old audit records and old jobs that are over, by
@@ -58,7 +61,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::ErrorKind;
-use std::ops::{Deref, DerefMut, RangeInclusive};
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -67,8 +70,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dls_engine::desired::resolve;
 use dls_engine::{
-    AuditEvent, AuditKind, BootstrapState, Change, Desired, DeviceSnapshot, IssuedCertificate, ItemKey, JobId, Profile,
-    Security, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
+    AuditEvent, AuditKind, BootstrapState, Change, Desired, DeviceSnapshot, IssuedCertificate, ItemKey, JobId,
+    PendingBootstrap, Profile, SealedBootstrap, Security, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
 };
 use dls_message::{Item, ItemStatus, MacAddr};
 use rusqlite::config::DbConfig;
@@ -132,11 +135,8 @@ const PRUNE_BATCH: usize = 1000;
 const PRUNE_AUDIT: &str =
     "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit INDEXED BY audit_by_time WHERE at < ?1 LIMIT ?2)";
 
-/// How many decimal digits a PIN has.
-const PIN_DIGITS: RangeInclusive<usize> = 9..=32;
-
-/// How many of the PIN's last digits make its TAN.
-const TAN_DIGITS: usize = 3;
+/// The largest sealed PIN kept (a 32-digit PIN sealed is some 60 bytes).
+const MAX_SEALED_PIN: usize = 1024;
 
 /// The longest certificate serial number, in hex digits (RFC 5280 allows 20 octets; some
 /// room beyond).
@@ -162,7 +162,19 @@ struct Migration {
 }
 
 /// A migration's step in Rust (e.g. moving data into a form SQL cannot make).
-type MigrationStep = fn(&Connection) -> Result<(), StoreError>;
+type MigrationStep = fn(&Connection, &Upgrade<'_>) -> Result<(), StoreError>;
+
+/// Seals a device's PIN for keeping at rest with the caller's key: the device and the
+/// PIN's digits in, the sealed bytes out (`None`: sealing failed). The store never holds
+/// the key; it calls this only while upgrading a database that holds PINs in clear.
+pub type PinSealer<'a> = &'a dyn Fn(MacAddr, &str) -> Option<Vec<u8>>;
+
+/// What the migrations' Rust steps may need from the caller.
+#[derive(Default)]
+struct Upgrade<'a> {
+    /// Seals the clear PINs of a schema-8 database (migration 9).
+    pin_sealer: Option<PinSealer<'a>>,
+}
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
 /// Never edit a released migration; append a new one.
@@ -380,11 +392,36 @@ const MIGRATIONS: &[Migration] = &[
     ",
         then: None,
     },
-    // 8: secrets a phone reported (passwords, keys, TANs) are no longer kept: the ones
+    // 8: bootstrap material kept for reuse — a device's repeated start-ups before it
+    // bootstraps get the material issued first (sealed by the caller: opaque bytes here).
+    Migration {
+        sql: "
+    CREATE TABLE pending_bootstraps (
+        mac       TEXT PRIMARY KEY NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+        serial    TEXT NOT NULL,                             -- its certificate
+        issued_at INTEGER NOT NULL,
+        sealed    BLOB NOT NULL
+    ) WITHOUT ROWID;
+    ",
+        then: None,
+    },
+    // 9: PINs sealed at rest by the caller (`pin_sealed`, opaque bytes here): the clear
+    // PINs of older versions are sealed with the caller's `PinSealer` and the clear column
+    // is dropped (`seal_pins`).
+    Migration {
+        sql: "
+    ALTER TABLE devices ADD COLUMN pin_sealed BLOB;           -- NULL: no PIN outstanding
+    ",
+        then: Some(seal_pins),
+    },
+    // 10: secrets a phone reported (passwords, keys, TANs) are no longer kept: the ones
     // earlier versions stored in inventories and job answers are removed
     // (`scrub_reported_secrets`).
     Migration { sql: "", then: Some(scrub_reported_secrets) },
 ];
+
+/// The largest sealed bootstrap material kept.
+const MAX_SEALED_BOOTSTRAP: usize = 1 << 20;
 
 /// How hard SQLite syncs a commit to disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -576,8 +613,20 @@ impl SqliteStore {
     /// [`StoreError::Invalid`] if `path` is a directory or cannot be created;
     /// [`StoreError::Corrupt`] if the file is not a DLS database or is from a newer
     /// version; [`StoreError::Database`] if SQLite fails.
+    /// A database from an older version that still holds PINs in clear is not upgraded
+    /// here ([`StoreError::Invalid`], nothing changed): see [`Self::open_sealing_pins`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, Synchronous::Normal)
+        Self::open_with(path, Synchronous::Normal, &Upgrade::default())
+    }
+
+    /// Like [`Self::open`]; the upgrade of a database from an older version that holds
+    /// PINs in clear seals them with `sealer`, in the upgrade's transaction, and drops the
+    /// clear column.
+    ///
+    /// # Errors
+    /// As [`Self::open`]; [`StoreError::Io`] if `sealer` fails (nothing is changed).
+    pub fn open_sealing_pins(path: &Path, sealer: PinSealer<'_>) -> Result<Self, StoreError> {
+        Self::open_with(path, Synchronous::Normal, &Upgrade { pin_sealer: Some(sealer) })
     }
 
     /// Like [`Self::open`], with `synchronous=FULL`: committed changes also survive power
@@ -586,7 +635,7 @@ impl SqliteStore {
     /// # Errors
     /// As [`Self::open`].
     pub fn open_full_sync(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, Synchronous::Full)
+        Self::open_with(path, Synchronous::Full, &Upgrade::default())
     }
 
     /// A fresh database in memory, gone when dropped. For tests.
@@ -598,11 +647,11 @@ impl SqliteStore {
         tune(&conn)?;
         conn.pragma_update(None, "foreign_keys", true).db()?;
         conn.pragma_update(None, "secure_delete", "FAST").db()?;
-        migrate(&mut conn)?;
+        migrate(&mut conn, &Upgrade::default())?;
         Ok(Self::new(conn, Vec::new(), None))
     }
 
-    fn open_with(path: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
+    fn open_with(path: &Path, synchronous: Synchronous, upgrade: &Upgrade<'_>) -> Result<Self, StoreError> {
         if path.is_dir() {
             return Err(StoreError::Invalid(format!(
                 "the database path {} is a directory; give a file name",
@@ -629,7 +678,7 @@ impl SqliteStore {
         // page may stay in the WAL until it is checkpointed and reused).
         conn.pragma_update(None, "secure_delete", "FAST").db()?;
         tune(&conn)?;
-        migrate(&mut conn)?;
+        migrate(&mut conn, upgrade)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Ok(Self::new(conn, Vec::new(), None));
         }
@@ -667,7 +716,7 @@ impl SqliteStore {
         create_private(path)?;
         let mut conn = Connection::open(path).db()?;
         conn.busy_timeout(BUSY_TIMEOUT).db()?;
-        migrate_to(&mut conn, version)
+        migrate_to(&mut conn, version, &Upgrade::default())
     }
 
     /// The writing connection, for one call.
@@ -818,12 +867,12 @@ fn check_compatible(conn: &Connection) -> Result<usize, StoreError> {
 }
 
 /// Applies the missing migrations in one transaction.
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    migrate_to(conn, MIGRATIONS.len())
+fn migrate(conn: &mut Connection, upgrade: &Upgrade<'_>) -> Result<(), StoreError> {
+    migrate_to(conn, MIGRATIONS.len(), upgrade)
 }
 
 /// Applies the migrations up to schema version `target` in one transaction (never down).
-fn migrate_to(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
+fn migrate_to(conn: &mut Connection, target: usize, upgrade: &Upgrade<'_>) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
     // Again, under the write lock: another process may have migrated meanwhile.
     let start = check_compatible(&tx)?;
@@ -833,7 +882,7 @@ fn migrate_to(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
     for migration in pending {
         tx.execute_batch(migration.sql).db()?;
         if let Some(then) = migration.then {
-            then(&tx)?;
+            then(&tx, upgrade)?;
         }
     }
     let version = i64::try_from(target).map_err(|_| StoreError::Invalid(format!("schema version {target}")))?;
@@ -966,17 +1015,12 @@ fn count_from_sql(v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("count {v}")))
 }
 
-fn is_pin(pin: &str) -> bool {
-    PIN_DIGITS.contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Checks a new PIN's form. The message never holds the PIN.
-fn check_pin(pin: &str) -> Result<(), StoreError> {
-    if is_pin(pin) {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!("a PIN is {} to {} decimal digits", PIN_DIGITS.start(), PIN_DIGITS.end())))
+/// A sealed PIN is opaque, but not empty nor unbounded.
+fn check_sealed_pin(sealed: &[u8]) -> Result<(), StoreError> {
+    if sealed.is_empty() || sealed.len() > MAX_SEALED_PIN {
+        return Err(StoreError::Invalid(format!("a sealed PIN of {} bytes (1 to {MAX_SEALED_PIN})", sealed.len())));
     }
+    Ok(())
 }
 
 /// Checks a certificate serial number: 1 to 64 upper-case hex digits, as the engine
@@ -1095,31 +1139,29 @@ fn profiles_version(conn: &Connection) -> Result<i64, StoreError> {
     conn.cached("SELECT version FROM profiles_version").db()?.query_row([], |r| r.get(0)).db()
 }
 
-/// A device's security columns, as read. The PIN itself is read only by `pin`.
+/// A device's security columns, as read. The (sealed) PIN itself is read only by `pin`.
 struct SecurityRow {
     mode: SecurityMode,
     state: BootstrapState,
-    /// The outstanding PIN's TAN: its last digits.
-    tan: Option<String>,
+    pin_outstanding: bool,
     pin_issued_at: Option<UnixTime>,
     tan_failures: u32,
     /// The current certificate, if it exists and is not revoked.
     certificate: Option<String>,
+    /// The bootstrap material kept for reuse.
+    pending: Option<PendingBootstrap>,
 }
 
 impl SecurityRow {
-    fn pin_outstanding(&self) -> bool {
-        self.tan.is_some()
-    }
-
     fn into_security(self) -> Security {
         Security {
             mode: self.mode,
             state: self.state,
-            tan: self.tan,
+            pin_outstanding: self.pin_outstanding,
             pin_issued_at: self.pin_issued_at,
             tan_failures: self.tan_failures,
             certificate: self.certificate,
+            pending: self.pending,
         }
     }
 
@@ -1127,7 +1169,7 @@ impl SecurityRow {
         SecuritySummary {
             mode: self.mode,
             state: self.state,
-            pin_outstanding: self.pin_outstanding(),
+            pin_outstanding: self.pin_outstanding,
             pin_issued_at: self.pin_issued_at,
             tan_failures: self.tan_failures,
             certificate: self.certificate,
@@ -1137,34 +1179,38 @@ impl SecurityRow {
 
 /// A device's security, or `None` if the device is unknown.
 fn load_security(conn: &Connection, mac: &str) -> Result<Option<SecurityRow>, StoreError> {
-    type Columns = (String, String, Option<String>, Option<i64>, i64, Option<String>);
+    type Columns = (String, String, bool, Option<i64>, i64, Option<String>, Option<String>, Option<i64>);
     let row: Option<Columns> = conn
         .cached(
-            // The TAN: the last `TAN_DIGITS` (3) of the PIN, which stays in the database.
-            "SELECT d.security_mode, d.bootstrap_state, substr(d.pin, -3), d.pin_issued_at, d.tan_failures,
+            "SELECT d.security_mode, d.bootstrap_state, d.pin_sealed IS NOT NULL, d.pin_issued_at, d.tan_failures,
                     (SELECT c.serial FROM certificates c
-                     WHERE c.serial = d.certificate_serial AND c.mac = d.mac AND c.revoked_at IS NULL)
-             FROM devices d WHERE d.mac = ?1",
+                     WHERE c.serial = d.certificate_serial AND c.mac = d.mac AND c.revoked_at IS NULL),
+                    p.serial, p.issued_at
+             FROM devices d LEFT JOIN pending_bootstraps p ON p.mac = d.mac WHERE d.mac = ?1",
         )
         .db()?
-        .query_row([mac], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .query_row([mac], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+        })
         .optional()
         .db()?;
-    let Some((mode, state, tan, pin_issued_at, tan_failures, certificate)) = row else {
+    let Some((mode, state, pin_outstanding, pin_issued_at, tan_failures, certificate, pending_serial, pending_at)) =
+        row
+    else {
         return Ok(None);
     };
-    if let Some(tan) = &tan {
-        if tan.len() != TAN_DIGITS || !tan.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(StoreError::Corrupt(format!("the PIN of device {mac} is not decimal digits")));
-        }
-    }
+    let pending = match (pending_serial, pending_at) {
+        (Some(serial), Some(at)) => Some(PendingBootstrap { serial, issued_at: time_from_sql(at)? }),
+        _ => None,
+    };
     Ok(Some(SecurityRow {
         mode: mode_from_sql(&mode)?,
         state: state_from_sql(&state)?,
-        tan,
+        pin_outstanding,
         pin_issued_at: opt_time_from_sql(pin_issued_at)?,
         tan_failures: count_from_sql(tan_failures)?,
         certificate,
+        pending,
     }))
 }
 
@@ -1418,9 +1464,39 @@ fn merge_inventory(conn: &Connection, mac: &str, items: &[Item]) -> Result<(), S
     store_inventory(conn, mac, &Encoded::new(&merged))
 }
 
+/// Migration 9: seals the clear PINs of older versions with the caller's sealer into
+/// `pin_sealed`, then drops the clear column (its values overwritten: `secure_delete`).
+/// Without a sealer, a database that holds a clear PIN is not upgraded.
+fn seal_pins(conn: &Connection, upgrade: &Upgrade<'_>) -> Result<(), StoreError> {
+    // Not cached: it runs once.
+    let rows: Vec<(String, Zeroizing<String>)> = {
+        let mut stmt = conn.prepare("SELECT mac, pin FROM devices WHERE pin IS NOT NULL ORDER BY mac").db()?;
+        stmt.query_map([], |r| Ok((r.get(0)?, Zeroizing::new(r.get::<_, String>(1)?))))
+            .db()?
+            .collect::<rusqlite::Result<_>>()
+            .db()?
+    };
+    if !rows.is_empty() {
+        let Some(seal) = upgrade.pin_sealer else {
+            return Err(StoreError::Invalid(
+                "the database holds PINs in clear from an older version of dls; `dls serve` seals them with \
+                 its secrets key when it starts"
+                    .into(),
+            ));
+        };
+        let mut update = conn.prepare("UPDATE devices SET pin_sealed = ?2, pin = NULL WHERE mac = ?1").db()?;
+        for (mac, pin) in &rows {
+            let sealed = seal(mac_from_sql(mac)?, pin).ok_or_else(|| StoreError::Io("sealing a PIN failed".into()))?;
+            check_sealed_pin(&sealed)?;
+            update.execute(params![mac, sealed]).db()?;
+        }
+    }
+    conn.execute_batch("ALTER TABLE devices DROP COLUMN pin").db()
+}
+
 /// Migration 4: moves the rows of `inventory` (schema 1 to 3) into `inventories`, in
 /// their order, one device at a time, and drops the table.
-fn move_inventories(conn: &Connection) -> Result<(), StoreError> {
+fn move_inventories(conn: &Connection, _: &Upgrade<'_>) -> Result<(), StoreError> {
     // Not cached: it runs once.
     let mut stmt = conn
         .prepare(
@@ -1449,9 +1525,9 @@ fn move_inventories(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("DROP TABLE inventory").db()
 }
 
-/// Migration 8: removes the items [`dls_engine::secret_items::is_secret`] names from every
+/// Migration 10: removes the items [`dls_engine::secret_items::is_secret`] names from every
 /// stored inventory and job answer.
-fn scrub_reported_secrets(conn: &Connection) -> Result<(), StoreError> {
+fn scrub_reported_secrets(conn: &Connection, _: &Upgrade<'_>) -> Result<(), StoreError> {
     use dls_engine::secret_items::is_secret;
     // Not cached: it runs once.
     let mut stmt = conn.prepare("SELECT mac, items FROM inventories").db()?;
@@ -1518,6 +1594,7 @@ fn issue_certificate(
         return Err(StoreError::Conflict { what: format!("certificate serial number {}", certificate.serial) });
     }
     revoke_certificates(conn, mac, at, SUPERSEDED)?;
+    drop_pending(conn, mac)?;
     conn.cached("INSERT INTO certificates (serial, mac, issued_at, not_after) VALUES (?1, ?2, ?3, ?4)")
         .db()?
         .execute(params![certificate.serial, mac, issued_at, not_after])
@@ -1526,6 +1603,35 @@ fn issue_certificate(
         .db()?
         .execute(params![mac, certificate.serial])
         .db()?;
+    Ok(())
+}
+
+/// Forgets the bootstrap material kept for the device, if any.
+fn drop_pending(conn: &Connection, mac: &str) -> Result<(), StoreError> {
+    conn.cached("DELETE FROM pending_bootstraps WHERE mac = ?1").db()?.execute([mac]).db()?;
+    Ok(())
+}
+
+/// Keeps the bootstrap material just issued to the device, for its current certificate.
+fn keep_bootstrap(
+    conn: &Connection,
+    mac: &str,
+    at: UnixTime,
+    serial: &str,
+    sealed: &SealedBootstrap,
+) -> Result<(), StoreError> {
+    check_serial(serial)?;
+    if sealed.0.is_empty() || sealed.0.len() > MAX_SEALED_BOOTSTRAP {
+        return Err(StoreError::Invalid(format!("sealed bootstrap material of {} bytes", sealed.0.len())));
+    }
+    conn.cached(
+        "INSERT INTO pending_bootstraps (mac, serial, issued_at, sealed) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (mac) DO UPDATE SET serial = excluded.serial, issued_at = excluded.issued_at,
+                                         sealed = excluded.sealed",
+    )
+    .db()?
+    .execute(params![mac, serial, time_to_sql(at)?, sealed.0.as_slice()])
+    .db()?;
     Ok(())
 }
 
@@ -1645,10 +1751,12 @@ fn apply_changes(
                     .db()?;
             }
             Change::IssueCertificate { at, certificate } => issue_certificate(conn, mac, *at, certificate)?,
+            Change::KeepBootstrap { at, serial, sealed } => keep_bootstrap(conn, mac, *at, serial, sealed)?,
             Change::Bootstrapped { at } => {
                 time_to_sql(*at)?;
+                drop_pending(conn, mac)?;
                 conn.cached(
-                    "UPDATE devices SET bootstrap_state = ?2, pin = NULL, pin_issued_at = NULL, tan_failures = 0
+                    "UPDATE devices SET bootstrap_state = ?2, pin_sealed = NULL, pin_issued_at = NULL, tan_failures = 0
                      WHERE mac = ?1",
                 )
                 .db()?
@@ -1663,10 +1771,13 @@ fn apply_changes(
             }
             Change::BootstrapFailed { at, revoke_certificate } => {
                 time_to_sql(*at)?;
-                conn.cached("UPDATE devices SET bootstrap_state = ?2, pin = NULL, pin_issued_at = NULL WHERE mac = ?1")
-                    .db()?
-                    .execute(params![mac, BootstrapState::Failed.as_str()])
-                    .db()?;
+                drop_pending(conn, mac)?;
+                conn.cached(
+                    "UPDATE devices SET bootstrap_state = ?2, pin_sealed = NULL, pin_issued_at = NULL WHERE mac = ?1",
+                )
+                .db()?
+                .execute(params![mac, BootstrapState::Failed.as_str()])
+                .db()?;
                 if *revoke_certificate {
                     revoke_certificates(conn, mac, *at, REVOKED_BY_BOOTSTRAP_FAILURE)?;
                 }
@@ -1674,8 +1785,9 @@ fn apply_changes(
             // The phone forgot its secure-mode state; the mode stays.
             Change::SecurityReset { at } => {
                 time_to_sql(*at)?;
+                drop_pending(conn, mac)?;
                 conn.cached(
-                    "UPDATE devices SET bootstrap_state = ?2, tan_failures = 0, pin = NULL, pin_issued_at = NULL
+                    "UPDATE devices SET bootstrap_state = ?2, tan_failures = 0, pin_sealed = NULL, pin_issued_at = NULL
                      WHERE mac = ?1",
                 )
                 .db()?
@@ -2068,7 +2180,7 @@ impl Store for SqliteStore {
     /// is this host's clock.
     fn update_security(&self, mac: MacAddr, update: &SecurityUpdate) -> Result<(), StoreError> {
         if let Some(pin) = &update.new_pin {
-            check_pin(pin)?;
+            check_sealed_pin(pin)?;
         }
         let key = mac.to_string();
         let at = now();
@@ -2080,7 +2192,12 @@ impl Store for SqliteStore {
                 return Err(StoreError::Invalid("device is bootstrapped; reset it first".into()));
             }
             let audit = |kind: AuditKind, detail: &str| insert_audit(tx, &key, at, kind, detail);
-            let mut pin_outstanding = before.pin_outstanding();
+            let mut pin_outstanding = before.pin_outstanding;
+            // Material issued before a reset, a mode change or a new PIN is never sent again
+            // (for `pin` it is sealed with the PIN it replaces).
+            if update.reset || update.new_pin.is_some() || update.mode.is_some_and(|m| m != before.mode) {
+                drop_pending(tx, &key)?;
+            }
 
             if update.reset {
                 tx.cached("UPDATE devices SET bootstrap_state = ?2, tan_failures = 0 WHERE mac = ?1")
@@ -2097,7 +2214,7 @@ impl Store for SqliteStore {
                 let wipe = mode == SecurityMode::Default && pin_outstanding;
                 tx.cached(
                     "UPDATE devices SET security_mode = ?2,
-                                        pin = CASE WHEN ?3 THEN NULL ELSE pin END,
+                                        pin_sealed = CASE WHEN ?3 THEN NULL ELSE pin_sealed END,
                                         pin_issued_at = CASE WHEN ?3 THEN NULL ELSE pin_issued_at END
                      WHERE mac = ?1",
                 )
@@ -2115,14 +2232,14 @@ impl Store for SqliteStore {
             if let Some(pin) = &update.new_pin {
                 // A failed bootstrap may be retried with the new PIN.
                 tx.cached(
-                    "UPDATE devices SET pin = ?2, pin_issued_at = ?3, tan_failures = 0,
+                    "UPDATE devices SET pin_sealed = ?2, pin_issued_at = ?3, tan_failures = 0,
                                         bootstrap_state = CASE bootstrap_state WHEN ?4 THEN ?5 ELSE bootstrap_state END
                      WHERE mac = ?1",
                 )
                 .db()?
                 .execute(params![
                     key,
-                    pin.as_str(),
+                    pin.as_slice(),
                     time_to_sql(at)?,
                     BootstrapState::Failed.as_str(),
                     BootstrapState::NotBootstrapped.as_str()
@@ -2135,24 +2252,25 @@ impl Store for SqliteStore {
         })
     }
 
-    /// `Ok(None)` for an unknown device too. A stored PIN that is not 9 to 32 digits is
-    /// [`StoreError::Corrupt`] (never sealed into anything).
-    fn pin(&self, mac: MacAddr) -> Result<Option<Zeroizing<String>>, StoreError> {
-        let pin: Option<Zeroizing<String>> = self.read(|tx| {
-            tx.cached("SELECT pin FROM devices WHERE mac = ?1 AND pin IS NOT NULL")
+    /// `Ok(None)` for an unknown device too.
+    fn pin(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|tx| {
+            tx.cached("SELECT pin_sealed FROM devices WHERE mac = ?1 AND pin_sealed IS NOT NULL")
                 .db()?
-                .query_row([mac.to_string()], |r| r.get::<_, String>(0).map(Zeroizing::new))
+                .query_row([mac.to_string()], |r| r.get(0))
                 .optional()
                 .db()
-        })?;
-        match pin {
-            Some(pin) if !is_pin(&pin) => Err(StoreError::Corrupt(format!(
-                "the PIN of device {mac} is not {} to {} decimal digits",
-                PIN_DIGITS.start(),
-                PIN_DIGITS.end()
-            ))),
-            pin => Ok(pin),
-        }
+        })
+    }
+
+    fn pending_bootstrap(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|tx| {
+            tx.cached("SELECT sealed FROM pending_bootstraps WHERE mac = ?1")
+                .db()?
+                .query_row([mac.to_string()], |r| r.get(0))
+                .optional()
+                .db()
+        })
     }
 
     /// `limit` is capped at 10,000. Records of deleted devices are kept, and listed.

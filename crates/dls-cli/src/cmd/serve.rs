@@ -68,6 +68,18 @@ pub(crate) struct ServeArgs {
     /// PBKDF2 iterations for secure-mode-data (at least 100000).
     #[arg(long)]
     pin_iterations: Option<u32>,
+    /// How long issued bootstrap material is sent again to a device's start-ups, in seconds.
+    #[arg(long)]
+    bootstrap_reuse_secs: Option<u64>,
+    /// New bootstrap material for one device at most once in this many seconds.
+    #[arg(long)]
+    bootstrap_reissue_secs: Option<u64>,
+    /// How many bootstrap issuances (key generation, PBKDF2) run at once (1 to 64).
+    #[arg(long)]
+    bootstrap_concurrency: Option<usize>,
+    /// How many start-ups may wait for a bootstrap issuance (0 to 1024; beyond: server busy).
+    #[arg(long)]
+    bootstrap_queue: Option<usize>,
     /// A DNS name or IP address phones use to reach the service (repeatable).
     #[arg(long = "server-name")]
     server_names: Vec<String>,
@@ -171,6 +183,18 @@ fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
     }
     if let Some(n) = args.pin_iterations {
         config.pin_iterations = n;
+    }
+    if let Some(v) = args.bootstrap_reuse_secs {
+        config.bootstrap_reuse_secs = v;
+    }
+    if let Some(v) = args.bootstrap_reissue_secs {
+        config.bootstrap_reissue_secs = v;
+    }
+    if let Some(v) = args.bootstrap_concurrency {
+        config.bootstrap_concurrency = v;
+    }
+    if let Some(v) = args.bootstrap_queue {
+        config.bootstrap_queue = v;
     }
     config.server_names.extend(args.server_names);
     if let Some(v) = args.idle_timeout_secs {

@@ -23,7 +23,7 @@ pub(crate) struct Shell {
     pub(crate) session: Option<Session>,
     pub(crate) now: UnixTime,
     pub(crate) channel: Channel,
-    pub(crate) bootstrap: Option<dls_engine::Bootstrap>,
+    pub(crate) bootstrap: Option<dls_engine::BootstrapSupply>,
     pub(crate) audit: Vec<dls_engine::AuditKind>,
     pub(crate) log: Vec<Change>,
     pub(crate) deployment: Vec<Item>,
@@ -34,6 +34,10 @@ pub(crate) struct Shell {
     pub(crate) peer: Option<IpAddr>,
     /// The last `Change::CalledFrom`.
     pub(crate) called_from: Option<IpAddr>,
+    /// The outstanding PIN's TAN, as the shell keeps it (sealed, in the real one).
+    pub(crate) tan: Option<String>,
+    /// How many messages the engine was given the TAN for.
+    pub(crate) tan_given: usize,
 }
 
 impl Shell {
@@ -58,6 +62,8 @@ impl Shell {
             job_log: Vec::new(),
             peer: Some(PEER),
             called_from: None,
+            tan: None,
+            tan_given: 0,
         }
     }
 
@@ -68,6 +74,9 @@ impl Shell {
 
     /// One message through the engine; the changes are applied like a store would.
     pub(crate) fn send(&mut self, msg: &WorkpointMessage) -> Output {
+        // Like the real shell: the TAN is opened only for the message that needs it.
+        let tan = Engine::tan_needed(msg, self.session.as_ref(), &self.channel).then(|| self.tan.clone()).flatten();
+        self.tan_given += usize::from(tan.is_some());
         let out = self.engine.handle(Input {
             now: self.now,
             message: msg,
@@ -77,6 +86,7 @@ impl Shell {
             desired: &self.desired,
             bootstrap: self.bootstrap.take(),
             peer: self.peer,
+            tan: tan.as_deref(),
         });
         for c in &out.changes {
             self.apply(c);
@@ -93,17 +103,27 @@ impl Shell {
                 d.known = true;
                 d.security.mode = *mode;
             }
-            Change::IssueCertificate { certificate, .. } => d.security.certificate = Some(certificate.serial.clone()),
+            Change::IssueCertificate { certificate, .. } => {
+                d.security.certificate = Some(certificate.serial.clone());
+                d.security.pending = None;
+            }
+            Change::KeepBootstrap { at, serial, .. } => {
+                d.security.pending = Some(dls_engine::PendingBootstrap { serial: serial.clone(), issued_at: *at });
+            }
             Change::Bootstrapped { .. } => {
                 d.security.state = BootstrapState::Secured;
-                d.security.tan = None;
+                d.security.pending = None;
+                d.security.pin_outstanding = false;
+                self.tan = None;
                 d.security.pin_issued_at = None;
                 d.security.tan_failures = 0;
             }
             Change::TanFailed => d.security.tan_failures += 1,
             Change::BootstrapFailed { revoke_certificate, .. } => {
                 d.security.state = BootstrapState::Failed;
-                d.security.tan = None;
+                d.security.pending = None;
+                d.security.pin_outstanding = false;
+                self.tan = None;
                 d.security.pin_issued_at = None;
                 if *revoke_certificate {
                     d.security.certificate = None;
@@ -111,7 +131,9 @@ impl Shell {
             }
             Change::SecurityReset { .. } => {
                 d.security.state = BootstrapState::NotBootstrapped;
-                d.security.tan = None;
+                d.security.pending = None;
+                d.security.pin_outstanding = false;
+                self.tan = None;
                 d.security.pin_issued_at = None;
                 d.security.tan_failures = 0;
                 d.security.certificate = None;

@@ -2,8 +2,8 @@
 //! an accepted factory reset does to it.
 
 use dls_engine::{
-    AuditKind, Bootstrap, BootstrapKind, BootstrapState, Change, Channel, EngineConfig, IssuedCertificate, Job,
-    JobKind, JobState, SecurityMode, UnixTime, WRONG_TAN,
+    AuditKind, Bootstrap, BootstrapKind, BootstrapNeed, BootstrapState, BootstrapSupply, Change, Channel, EngineConfig,
+    IssuedCertificate, Job, JobKind, JobState, SealedBootstrap, SecurityMode, UnixTime, WRONG_TAN,
 };
 use dls_message::{Action, Item, MacAddr, Reason, ReasonForContact, ReplyStatus};
 
@@ -12,7 +12,8 @@ use crate::harness::*;
 fn secure_device(sh: &mut Shell, mode: SecurityMode, tan: Option<&str>) {
     sh.device.known = true;
     sh.device.security.mode = mode;
-    sh.device.security.tan = tan.map(str::to_owned);
+    sh.device.security.pin_outstanding = tan.is_some();
+    sh.tan = tan.map(str::to_owned);
     sh.device.security.pin_issued_at = tan.map(|_| sh.now);
 }
 
@@ -27,11 +28,16 @@ fn material(kind: &str, serial: &str) -> Bootstrap {
     }
 }
 
+/// `material` newly issued, as the shell supplies it.
+fn issued(kind: &str, serial: &str) -> BootstrapSupply {
+    BootstrapSupply::Issued { bootstrap: material(kind, serial), sealed: SealedBootstrap(serial.as_bytes().to_vec()) }
+}
+
 fn secure_channel(serial: &str) -> Channel {
     Channel::Secure { certificate_mac: Some(MacAddr::parse(MAC).expect("mac")), certificate_serial: serial.into() }
 }
 
-fn needed(sh: &Shell, nonce: &str) -> Option<BootstrapKind> {
+fn needed(sh: &Shell, nonce: &str) -> Option<BootstrapNeed> {
     sh.engine.bootstrap_needed(sh.now, &start_up(nonce), sh.session.as_ref(), &sh.channel, &sh.device)
 }
 
@@ -40,8 +46,8 @@ fn pin_bootstrap_then_tan_then_provisioning() {
     let mut sh = Shell::new();
     sh.set_profile(vec![Item::new("sntp-addr", "ntp.example.net")]);
     secure_device(&mut sh, SecurityMode::Pin, Some("321"));
-    assert_eq!(needed(&sh, "N1"), Some(BootstrapKind::Pin));
-    sh.bootstrap = Some(material("pin", "AA01"));
+    assert_eq!(needed(&sh, "N1"), Some(BootstrapNeed::Issue(BootstrapKind::Pin)));
+    sh.bootstrap = Some(issued("pin", "AA01"));
     let out = sh.send(&start_up("N1"));
     assert_eq!(out.reply.action, Action::WriteItems);
     assert_eq!(out.reply.item("goto-secure-mode"), Some("pin"));
@@ -51,8 +57,8 @@ fn pin_bootstrap_then_tan_then_provisioning() {
     assert_clean_up(&out.reply, "N1");
     assert!(out.session.is_none());
 
-    // A phone that restarts before its user typed the PIN gets a fresh bundle, same PIN.
-    assert_eq!(needed(&sh, "N2"), Some(BootstrapKind::Pin));
+    // A phone that restarts before its user typed the PIN gets the same bundle again.
+    assert_eq!(needed(&sh, "N2"), Some(BootstrapNeed::Reuse(BootstrapKind::Pin)));
 
     // On the secure port: the TAN first.
     sh.channel = secure_channel("AA01");
@@ -67,7 +73,8 @@ fn pin_bootstrap_then_tan_then_provisioning() {
         Some(vec![Item::new("bootstrapping-tan", "321")]),
     ));
     assert_eq!(sh.device.security.state, BootstrapState::Secured);
-    assert!(sh.device.security.tan.is_none(), "the PIN is wiped");
+    assert!(!sh.device.security.pin_outstanding && sh.tan.is_none(), "the PIN is wiped");
+    assert_eq!(sh.tan_given, 1, "the TAN opened for its check only");
     assert!(sh.audit.contains(&AuditKind::TanRight) && sh.audit.contains(&AuditKind::Bootstrapped));
     // … and the interaction goes on as a normal start-up.
     assert_eq!(out.reply.action, Action::ReadAllItems);
@@ -96,8 +103,8 @@ fn pin_bootstrap_then_tan_then_provisioning() {
 fn nopin_bootstrap_completes_at_the_first_secure_contact() {
     let mut sh = Shell::new();
     secure_device(&mut sh, SecurityMode::Nopin, None);
-    assert_eq!(needed(&sh, "N1"), Some(BootstrapKind::Nopin));
-    sh.bootstrap = Some(material("nopin", "BB02"));
+    assert_eq!(needed(&sh, "N1"), Some(BootstrapNeed::Issue(BootstrapKind::Nopin)));
+    sh.bootstrap = Some(issued("nopin", "BB02"));
     assert_eq!(sh.send(&start_up("N1")).reply.action, Action::WriteItems);
     assert_clean_up(&sh.send(&reply("N1", Action::WriteItems, ReplyStatus::Accepted, None)).reply, "N1");
     sh.channel = secure_channel("BB02");
@@ -210,8 +217,8 @@ fn new_devices_follow_the_policy() {
     let mut config = EngineConfig::new(KEY);
     config.new_device_mode = SecurityMode::Nopin;
     let mut sh = Shell::with_config(config);
-    assert_eq!(needed(&sh, "N1"), Some(BootstrapKind::Nopin));
-    sh.bootstrap = Some(material("nopin", "FF06"));
+    assert_eq!(needed(&sh, "N1"), Some(BootstrapNeed::Issue(BootstrapKind::Nopin)));
+    sh.bootstrap = Some(issued("nopin", "FF06"));
     let out = sh.send(&start_up("N1"));
     assert_eq!(out.reply.action, Action::WriteItems);
     assert!(out.changes.contains(&Change::Register { mode: SecurityMode::Nopin }));
@@ -289,8 +296,8 @@ fn an_accepted_factory_reset_returns_a_nopin_device_to_not_bootstrapped() {
 
     // The phone, reset, starts up on the default port: it is bootstrapped again.
     sh.channel = Channel::Default;
-    assert_eq!(needed(&sh, "F3"), Some(BootstrapKind::Nopin));
-    sh.bootstrap = Some(material("nopin", "AB11"));
+    assert_eq!(needed(&sh, "F3"), Some(BootstrapNeed::Issue(BootstrapKind::Nopin)));
+    sh.bootstrap = Some(issued("nopin", "AB11"));
     let out = sh.send(&start_up("F3"));
     assert_eq!(out.reply.action, Action::WriteItems);
     assert_eq!(out.reply.item("goto-secure-mode"), Some("nopin"));
@@ -312,8 +319,8 @@ fn an_accepted_factory_reset_of_a_pin_device_needs_a_new_pin() {
     );
     let s = &sh.device.security;
     assert_eq!(
-        (s.mode, s.state, s.certificate.as_deref(), s.tan.as_deref(), s.tan_failures),
-        (SecurityMode::Pin, BootstrapState::NotBootstrapped, None, None, 0)
+        (s.mode, s.state, s.certificate.as_deref(), s.pin_outstanding, s.tan_failures),
+        (SecurityMode::Pin, BootstrapState::NotBootstrapped, None, false, 0)
     );
     assert!(sh.audit.ends_with(&[AuditKind::DeviceReset, AuditKind::CertificateRevoked]), "{:?}", sh.audit);
     // No PIN: no bootstrap, and the default port says why.
@@ -322,9 +329,10 @@ fn an_accepted_factory_reset_of_a_pin_device_needs_a_new_pin() {
     let out = sh.send(&start_up("F2"));
     assert_eq!(out.reply.item("cleanup-reason"), Some("no valid PIN"));
     // With a new PIN (the administrator's part), it bootstraps again.
-    sh.device.security.tan = Some("654".into());
+    sh.device.security.pin_outstanding = true;
+    sh.tan = Some("654".into());
     sh.device.security.pin_issued_at = Some(sh.now);
-    assert_eq!(needed(&sh, "F3"), Some(BootstrapKind::Pin));
+    assert_eq!(needed(&sh, "F3"), Some(BootstrapNeed::Issue(BootstrapKind::Pin)));
 }
 
 #[test]
@@ -383,4 +391,138 @@ fn a_default_mode_device_with_leftover_secure_state_is_reset_too() {
         (sh.device.security.state, sh.device.security.certificate.as_deref()),
         (BootstrapState::NotBootstrapped, None)
     );
+}
+
+/// The certificate-issuing changes of `out`.
+fn issuances(changes: &[Change]) -> usize {
+    changes.iter().filter(|c| matches!(c, Change::IssueCertificate { .. })).count()
+}
+
+#[test]
+fn repeated_default_port_start_ups_get_the_kept_material_and_revoke_nothing() {
+    for (mode, kind, word) in
+        [(SecurityMode::Pin, BootstrapKind::Pin, "pin"), (SecurityMode::Nopin, BootstrapKind::Nopin, "nopin")]
+    {
+        let mut sh = Shell::new();
+        secure_device(&mut sh, mode, (mode == SecurityMode::Pin).then_some("321"));
+        assert_eq!(needed(&sh, "N1"), Some(BootstrapNeed::Issue(kind)));
+        sh.bootstrap = Some(issued(word, "AA01"));
+        let out = sh.send(&start_up("N1"));
+        assert_eq!(issuances(&out.changes), 1);
+        assert!(out.changes.iter().any(|c| matches!(c, Change::KeepBootstrap { serial, .. } if serial == "AA01")));
+        let first = out.reply.items.clone();
+        let pending = sh.device.security.pending.clone().expect("kept");
+        assert_eq!((pending.serial.as_str(), pending.issued_at), ("AA01", sh.now));
+
+        // The attacker (or the phone, restarted) quotes the MAC again and again: the kept
+        // material, no new certificate, nothing revoked — until the window ends.
+        for n in 0..5u64 {
+            sh.now = UnixTime(sh.now.0 + 3600);
+            let nonce = format!("R{n}");
+            assert_eq!(needed(&sh, &nonce), Some(BootstrapNeed::Reuse(kind)), "{word} {n}");
+            sh.bootstrap = Some(BootstrapSupply::Reused(material(word, "AA01")));
+            sh.audit.clear();
+            let out = sh.send(&start_up(&nonce));
+            assert_eq!(out.reply.action, Action::WriteItems);
+            assert_eq!(out.reply.items, first, "the same material");
+            assert_eq!(issuances(&out.changes), 0, "{:?}", out.changes);
+            assert!(!out.changes.iter().any(|c| matches!(c, Change::KeepBootstrap { .. })));
+            assert_eq!(sh.audit, vec![AuditKind::BootstrapSent]);
+            assert_eq!(sh.device.security.certificate.as_deref(), Some("AA01"));
+        }
+        // The real phone still completes its bootstrap with the certificate it was given.
+        sh.channel = secure_channel("AA01");
+        let out = sh.send(&start_up("S1"));
+        assert_ne!(out.reply.item("cleanup-reason"), Some("certificate revoked"), "{word}");
+        assert_eq!(out.reply.action, if mode == SecurityMode::Pin { Action::ReadItems } else { Action::ReadAllItems });
+    }
+}
+
+#[test]
+fn kept_material_is_reused_within_the_window_only() {
+    let mut config = EngineConfig::new(KEY);
+    config.bootstrap_reuse_secs = 100;
+    config.bootstrap_reissue_secs = 50;
+    let mut sh = Shell::with_config(config);
+    secure_device(&mut sh, SecurityMode::Nopin, None);
+    sh.bootstrap = Some(issued("nopin", "AB01"));
+    sh.send(&start_up("N1"));
+    let issued_at = sh.now;
+    sh.now = UnixTime(issued_at.0 + 100);
+    assert_eq!(needed(&sh, "N2"), Some(BootstrapNeed::Reuse(BootstrapKind::Nopin)), "at the window's end");
+    sh.now = UnixTime(issued_at.0 + 101);
+    assert_eq!(needed(&sh, "N3"), Some(BootstrapNeed::Issue(BootstrapKind::Nopin)), "after it");
+    sh.bootstrap = Some(issued("nopin", "AB02"));
+    let out = sh.send(&start_up("N3"));
+    assert_eq!(issuances(&out.changes), 1);
+    assert_eq!(sh.device.security.pending.as_ref().map(|p| p.serial.as_str()), Some("AB02"));
+}
+
+#[test]
+fn reissue_is_rate_limited_per_device() {
+    let mut sh = Shell::new();
+    secure_device(&mut sh, SecurityMode::Nopin, None);
+    sh.bootstrap = Some(issued("nopin", "AC01"));
+    sh.send(&start_up("N1"));
+    // The kept material no longer matches the device's certificate (changed behind the
+    // engine's back): it is not sent, and no new material is issued for 600 s.
+    sh.device.security.certificate = Some("AC00".into());
+    sh.now = UnixTime(sh.now.0 + 599);
+    assert_eq!(needed(&sh, "N2"), None);
+    sh.audit.clear();
+    let out = sh.send(&start_up("N2"));
+    assert_clean_up(&out.reply, "N2");
+    assert_eq!(out.reply.item("cleanup-reason"), Some("bootstrap issued recently; try again later"));
+    assert!(out.changes.is_empty(), "{:?}", out.changes);
+    sh.now = UnixTime(sh.now.0 + 1);
+    assert_eq!(needed(&sh, "N3"), Some(BootstrapNeed::Issue(BootstrapKind::Nopin)));
+}
+
+#[test]
+fn no_material_now_or_stale_material_is_a_clean_up() {
+    let mut sh = Shell::new();
+    secure_device(&mut sh, SecurityMode::Pin, Some("321"));
+    sh.bootstrap = Some(BootstrapSupply::Unavailable);
+    let out = sh.send(&start_up("N1"));
+    assert_clean_up(&out.reply, "N1");
+    assert_eq!(out.reply.item("cleanup-reason"), Some("server busy; try again later"));
+    assert!(out.changes.is_empty(), "nothing issued, nothing recorded: {:?}", out.changes);
+    // Material for another certificate than the device's current one is never sent.
+    sh.device.security.certificate = Some("AD01".into());
+    sh.bootstrap = Some(BootstrapSupply::Reused(material("pin", "AD00")));
+    let out = sh.send(&start_up("N2"));
+    assert_clean_up(&out.reply, "N2");
+    assert!(out.changes.is_empty());
+}
+
+#[test]
+fn the_tan_is_asked_of_the_shell_only_to_check_it() {
+    let mut sh = Shell::new();
+    secure_device(&mut sh, SecurityMode::Pin, Some("321"));
+    sh.device.security.certificate = Some("AE01".into());
+    let tan_reply =
+        reply("T1", Action::ReadItems, ReplyStatus::Accepted, Some(vec![Item::new("bootstrapping-tan", "321")]));
+    // Not on the default port, not for a start-up, not without the session that asked.
+    assert!(!dls_engine::Engine::tan_needed(&start_up("T1"), None, &sh.channel));
+    sh.channel = secure_channel("AE01");
+    assert!(!dls_engine::Engine::tan_needed(&tan_reply, None, &sh.channel));
+    assert_eq!(sh.send(&start_up("T1")).reply.action, Action::ReadItems);
+    assert_eq!(sh.tan_given, 0);
+    assert!(dls_engine::Engine::tan_needed(&tan_reply, sh.session.as_ref(), &sh.channel));
+    // A shell that cannot give the TAN: the phone's answer is not taken as right.
+    let kept = sh.tan.take();
+    let out = sh.send(&tan_reply);
+    assert_eq!(out.reply.item("cleanup-reason"), Some(WRONG_TAN));
+    assert_eq!(sh.device.security.state, BootstrapState::NotBootstrapped);
+    sh.tan = kept;
+    sh.device.recent_nonces.clear();
+    sh.send(&start_up("T2"));
+    let out = sh.send(&reply(
+        "T2",
+        Action::ReadItems,
+        ReplyStatus::Accepted,
+        Some(vec![Item::new("bootstrapping-tan", "321")]),
+    ));
+    assert_eq!(out.reply.action, Action::ReadAllItems);
+    assert_eq!((sh.device.security.state, sh.tan_given), (BootstrapState::Secured, 1));
 }

@@ -3,11 +3,13 @@
 
 mod admin;
 mod bad_input;
+mod bootstrap;
 mod common;
 mod connections;
 mod deploy;
 mod flows;
 mod jobs;
+mod pins;
 mod provisioning;
 mod secure;
 mod tls_clients;

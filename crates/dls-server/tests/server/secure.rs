@@ -105,7 +105,7 @@ async fn pin_bootstrap_end_to_end() {
 }
 
 #[tokio::test]
-async fn nopin_bootstrap_end_to_end_and_a_restarted_phone_gets_a_fresh_bundle() {
+async fn nopin_bootstrap_end_to_end_and_a_restarted_phone_gets_the_same_bundle() {
     let srv = TestServer::start().await;
     configured(&srv).await;
     let mut p = nopin_phone(&srv, "00:1A:E8:5E:00:02").await;
@@ -113,14 +113,14 @@ async fn nopin_bootstrap_end_to_end_and_a_restarted_phone_gets_a_fresh_bundle() 
     assert_eq!(r.actions, vec![Action::ReadAllItems, Action::WriteItems, Action::CleanUp]);
     assert_eq!(p.get("sntp-addr", None), Some("ntp.secure.example"));
 
-    // pin mode: a phone restarting before its user typed the PIN gets a new bundle, same PIN.
+    // pin mode: a phone restarting before its user typed the PIN gets the same bundle again.
     let pin = add(&srv, "00:1A:E8:5E:00:03", "pin").await.expect("pin");
     let mut q = phone("00:1A:E8:5E:00:03");
     q.interact(&mut default_client(&srv), Reason::StartUp).await.expect("bootstrap");
     let first = q.pending_pin.clone().expect("pending").secure_mode_data;
     q.interact(&mut default_client(&srv), Reason::StartUp).await.expect("bootstrap again");
     let second = q.pending_pin.clone().expect("pending").secure_mode_data;
-    assert_ne!(first, second, "freshly sealed");
+    assert_eq!(first, second, "the kept bundle, not a new one");
     q.pin_entries.push_back(pin);
     assert_eq!(q.enter_pin().expect("open"), PinOutcome::Opened, "same PIN");
     let r = q.interact(&mut secure_client(&srv, &q), Reason::StartUp).await.expect("secure");

@@ -337,10 +337,10 @@ fn a_forgotten_configuration_is_read_and_written_again() {
     assert_eq!(triples(&snap.inventory), vec![t("a", None, "1")], "what was reported stays until then");
 }
 
-/// Versions before schema 8 stored what phones reported, passwords included: the upgrade
+/// Versions before schema 10 stored what phones reported, passwords included: the upgrade
 /// removes them from inventories and job answers, and keeps the rest.
 #[test]
-fn the_upgrade_to_schema_8_removes_reported_secrets() {
+fn the_upgrade_to_schema_10_removes_reported_secrets() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("dls.db");
     let m = mac(8);
@@ -361,9 +361,9 @@ fn the_upgrade_to_schema_8_removes_reported_secrets() {
         "INSERT INTO jobs (mac, kind, state, created_at, updated_at, items)
              VALUES ('0001E325EA08', '{\"kind\": \"restart\"}', 'done', 5, 10,
                      '[{\"name\":\"sip-pwd\",\"value\":\"hunter2-sip\"},{\"name\":\"e164\",\"value\":\"100\"}]');
-         PRAGMA user_version = 7;",
+         PRAGMA user_version = 9;",
     )
-    .expect("goes back to schema 7");
+    .expect("goes back to schema 9");
     drop(c);
     let s = SqliteStore::open(&path).expect("upgrades");
     assert_eq!(user_version(&raw(&path)), SqliteStore::schema_version());

@@ -9,15 +9,22 @@ use dls_engine::{
 };
 use dls_message::{Item, MacAddr};
 use dls_store::{AuditRecord, DeviceSpec, SecuritySummary, SecurityUpdate, SqliteStore, Store, StoreError};
-use zeroize::Zeroizing;
 
 use crate::{REGISTER, contact, mac, profile, raw, register, store, user_version};
 
 const PIN: &str = "918273645051";
 const OTHER_PIN: &str = "564738291000777";
 
+/// A stand-in for the caller's sealing of a PIN (the store keeps opaque bytes): no digit
+/// of it survives.
+pub(crate) fn sealed(digits: &str) -> Vec<u8> {
+    let mut v = b"sealed:".to_vec();
+    v.extend(digits.bytes().map(|b| b ^ 0x5A));
+    v
+}
+
 fn new_pin(digits: &str) -> SecurityUpdate {
-    SecurityUpdate { new_pin: Some(Zeroizing::new(digits.to_owned())), ..SecurityUpdate::default() }
+    SecurityUpdate { new_pin: Some(sealed(digits)), ..SecurityUpdate::default() }
 }
 
 fn set_mode(mode: SecurityMode) -> SecurityUpdate {
@@ -198,21 +205,21 @@ fn tan_failures_count_and_bootstrapped_wipes_the_pin() {
     let before = now();
     s.update_security(mac(1), &new_pin(PIN)).expect("issues");
     let sec = security(&s, mac(1));
-    assert_eq!(sec.tan.as_deref(), Some("051"));
+    assert!(sec.pin_outstanding);
     let issued = sec.pin_issued_at.expect("issued").0;
     assert!((before..=now()).contains(&issued), "{issued}");
     s.apply(mac(1), &[Change::TanFailed]).expect("applies");
     s.apply(mac(1), &[Change::TanFailed, Change::TanFailed]).expect("applies");
     let sec = security(&s, mac(1));
     assert_eq!(sec.tan_failures, 3);
-    assert_eq!(sec.tan.as_deref(), Some("051"));
+    assert!(sec.pin_outstanding);
     let sum = summary(&s, mac(1));
     assert!(sum.pin_outstanding);
     assert_eq!(
         (sum.tan_failures, sum.pin_issued_at, sum.state),
         (3, Some(UnixTime(issued)), BootstrapState::NotBootstrapped)
     );
-    assert_eq!(s.pin(mac(1)).expect("reads").as_deref().map(String::as_str), Some(PIN));
+    assert_eq!(s.pin(mac(1)).expect("reads"), Some(sealed(PIN)));
 
     s.apply(mac(1), &[issue(40, "C0FFEE"), Change::Bootstrapped { at: UnixTime(41) }]).expect("bootstraps");
     assert_eq!(
@@ -220,10 +227,11 @@ fn tan_failures_count_and_bootstrapped_wipes_the_pin() {
         Security {
             mode: SecurityMode::Pin,
             state: BootstrapState::Secured,
-            tan: None,
+            pin_outstanding: false,
             pin_issued_at: None,
             tan_failures: 0,
             certificate: Some("C0FFEE".into()),
+            pending: None,
         }
     );
     assert_eq!(
@@ -252,15 +260,15 @@ fn bootstrap_failed_wipes_the_pin_and_may_revoke() {
     s.apply(mac(1), &[Change::BootstrapFailed { at: UnixTime(50), revoke_certificate: false }]).expect("fails");
     let sec = security(&s, mac(1));
     assert_eq!(
-        (sec.state, sec.tan, sec.pin_issued_at, sec.tan_failures, sec.certificate.as_deref()),
-        (BootstrapState::Failed, None, None, 1, Some("10"))
+        (sec.state, sec.pin_outstanding, sec.pin_issued_at, sec.tan_failures, sec.certificate.as_deref()),
+        (BootstrapState::Failed, false, None, 1, Some("10"))
     );
     assert!(!summary(&s, mac(1)).pin_outstanding);
     assert_eq!(s.pin(mac(1)).expect("reads"), None);
     // With: revoked at the failure, and no longer current.
     s.apply(mac(2), &[Change::BootstrapFailed { at: UnixTime(60), revoke_certificate: true }]).expect("fails");
     let sec = security(&s, mac(2));
-    assert_eq!((sec.state, sec.tan, sec.certificate), (BootstrapState::Failed, None, None));
+    assert_eq!((sec.state, sec.pin_outstanding, sec.certificate), (BootstrapState::Failed, false, None));
     assert_eq!(summary(&s, mac(2)).certificate, None);
     assert_eq!(certificates(&s, mac(2)), vec![("20".into(), Some(60))]);
     assert_eq!(
@@ -419,39 +427,23 @@ fn update_security_of_an_unknown_device_is_not_found() {
 }
 
 #[test]
-fn pins_must_be_9_to_32_ascii_digits() {
+fn a_sealed_pin_is_opaque_but_bounded() {
     let s = store();
     s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
-    let bad = [
-        "",
-        "12345678",
-        &"1".repeat(33),
-        "12345678a",
-        " 123456789",
-        "123456789 ",
-        "-123456789",
-        "１２３４５６７８９", // full-width digits
-        "١٢٣٤٥٦٧٨٩",          // Arabic-Indic digits
-    ];
-    for pin in bad {
+    for bad in [vec![], vec![7; 1025]] {
         // Also with a reset and a mode change in the same update: none of it happens.
-        let update = SecurityUpdate { mode: Some(SecurityMode::Nopin), reset: true, ..new_pin(pin) };
-        match s.update_security(mac(1), &update) {
-            Err(StoreError::Invalid(m)) => {
-                assert!(m.contains("9 to 32"), "{m}");
-                assert!(pin.is_empty() || !m.contains(pin.trim()), "the message holds the PIN: {m}");
-            }
-            other => panic!("{pin:?}: {other:?}"),
-        }
+        let update = SecurityUpdate { mode: Some(SecurityMode::Nopin), reset: true, new_pin: Some(bad) };
+        assert_invalid(s.update_security(mac(1), &update), "sealed PIN");
     }
     assert_eq!(security(&s, mac(1)), Security { mode: SecurityMode::Pin, ..Security::default() });
     assert!(s.audit(None, 100).expect("audit").is_empty());
-    // The limits themselves are fine.
-    for pin in ["123456789", &"9".repeat(32), "000000000"] {
-        s.update_security(mac(1), &new_pin(pin)).expect("issues");
-        assert_eq!(s.pin(mac(1)).expect("reads").as_deref().map(String::as_str), Some(pin));
+    // The limits themselves are fine, and any bytes are kept as they are.
+    for ok in [vec![0], vec![0xFF; 1024], b"x\0y".to_vec()] {
+        s.update_security(mac(1), &SecurityUpdate { new_pin: Some(ok.clone()), ..SecurityUpdate::default() })
+            .expect("issues");
+        assert_eq!(s.pin(mac(1)).expect("reads"), Some(ok));
     }
-    assert_eq!(security(&s, mac(1)).tan.as_deref(), Some("000"));
+    assert!(security(&s, mac(1)).pin_outstanding);
 }
 
 #[test]
@@ -462,8 +454,8 @@ fn a_new_pin_replaces_the_outstanding_one_and_clears_failures() {
     s.apply(mac(1), &[Change::TanFailed, Change::TanFailed]).expect("applies");
     s.update_security(mac(1), &new_pin(OTHER_PIN)).expect("issues");
     let sec = security(&s, mac(1));
-    assert_eq!((sec.tan.as_deref(), sec.tan_failures), (Some("777"), 0));
-    assert_eq!(s.pin(mac(1)).expect("reads").as_deref().map(String::as_str), Some(OTHER_PIN));
+    assert_eq!((sec.pin_outstanding, sec.tan_failures), (true, 0));
+    assert_eq!(s.pin(mac(1)).expect("reads"), Some(sealed(OTHER_PIN)));
     assert_eq!(
         log(&s, mac(1)),
         vec![
@@ -483,7 +475,7 @@ fn a_failed_device_may_retry_with_a_new_pin() {
     assert_eq!(security(&s, mac(1)).state, BootstrapState::Failed);
     s.update_security(mac(1), &new_pin(OTHER_PIN)).expect("issues");
     let sec = security(&s, mac(1));
-    assert_eq!((sec.state, sec.tan.as_deref(), sec.tan_failures), (BootstrapState::NotBootstrapped, Some("777"), 0));
+    assert_eq!((sec.state, sec.pin_outstanding, sec.tan_failures), (BootstrapState::NotBootstrapped, true, 0));
 }
 
 #[test]
@@ -505,8 +497,8 @@ fn a_secured_device_needs_a_reset_before_a_new_pin() {
     s.update_security(mac(1), &SecurityUpdate { reset: true, ..new_pin(OTHER_PIN) }).expect("resets");
     let sec = security(&s, mac(1));
     assert_eq!(
-        (sec.mode, sec.state, sec.tan.as_deref(), sec.certificate),
-        (SecurityMode::Pin, BootstrapState::NotBootstrapped, Some("777"), None)
+        (sec.mode, sec.state, sec.pin_outstanding, sec.certificate),
+        (SecurityMode::Pin, BootstrapState::NotBootstrapped, true, None)
     );
     let revoked = s.certificates(mac(1)).expect("certificates")[0].revoked_at.expect("revoked").0;
     assert!((t0..=now()).contains(&revoked));
@@ -539,8 +531,8 @@ fn reset_then_mode_then_pin_in_one_update() {
     assert_eq!(log(&s, mac(1))[3].1, "from pin to nopin");
     let sec = security(&s, mac(1));
     assert_eq!(
-        (sec.mode, sec.state, sec.tan.as_deref(), sec.tan_failures, sec.certificate),
-        (SecurityMode::Nopin, BootstrapState::NotBootstrapped, Some("777"), 0, None)
+        (sec.mode, sec.state, sec.pin_outstanding, sec.tan_failures, sec.certificate),
+        (SecurityMode::Nopin, BootstrapState::NotBootstrapped, true, 0, None)
     );
 }
 
@@ -580,7 +572,7 @@ fn mode_changes_are_audited_and_default_wipes_the_pin() {
         (SecurityMode::Default, false, None, 1)
     );
     assert_eq!(s.pin(mac(1)).expect("reads"), None);
-    assert_eq!(security(&s, mac(1)).tan, None);
+    assert!(!security(&s, mac(1)).pin_outstanding);
     // Without a PIN, nothing to say about one.
     s.update_security(mac(1), &set_mode(SecurityMode::Pin)).expect("updates");
     s.update_security(mac(1), &set_mode(SecurityMode::Default)).expect("updates");
@@ -599,7 +591,7 @@ fn mode_changes_are_audited_and_default_wipes_the_pin() {
     s.update_security(mac(1), &set_mode(SecurityMode::Pin)).expect("updates");
     s.update_security(mac(1), &new_pin(OTHER_PIN)).expect("issues");
     s.update_security(mac(1), &SecurityUpdate { mode: Some(SecurityMode::Default), ..new_pin(PIN) }).expect("updates");
-    assert_eq!(s.pin(mac(1)).expect("reads").as_deref().map(String::as_str), Some(PIN));
+    assert_eq!(s.pin(mac(1)).expect("reads"), Some(sealed(PIN)));
     assert_eq!(
         log(&s, mac(1))[8..],
         [
@@ -632,11 +624,11 @@ fn the_pin_is_only_given_by_pin() {
     assert!(!audit.contains(PIN) && !audit.contains("051"), "{audit}");
     // Nor do the debug forms show it, or the TAN.
     let snapshot = s.load_device(mac(1)).expect("loads");
-    assert_eq!(snapshot.security.tan.as_deref(), Some("051"));
+    assert!(snapshot.security.pin_outstanding);
     let debug = format!("{snapshot:?} {details:?} {:?}", new_pin(PIN));
     assert!(!debug.contains(PIN) && !debug.contains("\"051\""), "{debug}");
 
-    assert_eq!(s.pin(mac(1)).expect("reads").as_deref().map(String::as_str), Some(PIN));
+    assert_eq!(s.pin(mac(1)).expect("reads"), Some(sealed(PIN)));
 }
 
 #[test]
@@ -648,7 +640,12 @@ fn a_wiped_pin_is_gone_from_the_file() {
         s.update_security(mac(n), &new_pin(&pin_of(n))).expect("issues");
     }
     let checkpoint = || raw(&path).query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoints");
-    let in_file = |pin: &str| std::fs::read(&path).expect("reads").windows(pin.len()).any(|w| w == pin.as_bytes());
+    let in_file = |pin: &str| {
+        let kept = sealed(pin);
+        let bytes = std::fs::read(&path).expect("reads");
+        assert!(!bytes.windows(pin.len()).any(|w| w == pin.as_bytes()), "never in clear");
+        bytes.windows(kept.len()).any(|w| w == kept.as_slice())
+    };
     checkpoint();
     assert!((1..=6).all(|n| in_file(&pin_of(n))), "written");
     // Every way a PIN is wiped.
@@ -766,16 +763,10 @@ fn damaged_security_rows_are_corrupt_not_panics() {
     assert_corrupt("failures");
     damage("UPDATE devices SET tan_failures = 0, pin_issued_at = -1");
     assert_corrupt("issue time");
-    damage("UPDATE devices SET pin_issued_at = 1, pin = '1234567x9'");
-    assert_corrupt("TAN");
+    damage("UPDATE devices SET pin_issued_at = 1, pin_sealed = 'text, not bytes'");
     assert!(matches!(s.pin(mac(1)), Err(StoreError::Corrupt(_))));
-    damage("UPDATE devices SET pin = '12'");
-    assert_corrupt("short PIN");
-    damage("UPDATE devices SET pin = 'x23456789'");
-    let pin = s.pin(mac(1));
-    assert!(matches!(pin, Err(StoreError::Corrupt(ref m)) if !m.contains("23456789")), "{pin:?}");
-    damage("UPDATE devices SET pin = '123456789'");
-    assert_eq!(security(&s, mac(1)).tan.as_deref(), Some("789"));
+    damage("UPDATE devices SET pin_sealed = x'00'");
+    assert!(security(&s, mac(1)).pin_outstanding);
 
     // The failure count saturates.
     damage("UPDATE devices SET tan_failures = 4294967295");
@@ -855,4 +846,132 @@ fn a_schema_1_database_is_upgraded() {
     s.add_device(mac(2), &DeviceSpec { profiles: vec!["sales".into()], overrides: vec![Item::new("x", "1")] })
         .expect("adds");
     s.apply(mac(3), &[REGISTER, contact(1)]).expect("registers");
+}
+
+// ---------------------------------------------------------------------------------------
+// Bootstrap material kept for reuse.
+
+fn keep(at: u64, serial: &str, sealed: &[u8]) -> Change {
+    Change::KeepBootstrap {
+        at: UnixTime(at),
+        serial: serial.into(),
+        sealed: dls_engine::SealedBootstrap(sealed.to_vec()),
+    }
+}
+
+fn pending(s: &SqliteStore, mac: MacAddr) -> Option<(String, u64)> {
+    security(s, mac).pending.map(|p| (p.serial, p.issued_at.0))
+}
+
+#[test]
+fn kept_bootstrap_material_lives_until_the_bootstrap_ends() {
+    let s = store();
+    s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
+    s.update_security(mac(1), &new_pin(PIN)).expect("issues a PIN");
+    assert_eq!((pending(&s, mac(1)), s.pending_bootstrap(mac(1)).expect("reads")), (None, None));
+    s.apply(mac(1), &[issue(20, "AB01"), keep(20, "AB01", b"sealed-1")]).expect("keeps");
+    assert_eq!(pending(&s, mac(1)), Some(("AB01".into(), 20)));
+    assert_eq!(s.pending_bootstrap(mac(1)).expect("reads").as_deref(), Some(&b"sealed-1"[..]));
+    // A new certificate replaces it.
+    s.apply(mac(1), &[issue(30, "AB02"), keep(30, "AB02", b"sealed-2")]).expect("keeps");
+    assert_eq!(pending(&s, mac(1)), Some(("AB02".into(), 30)));
+    assert_eq!(s.pending_bootstrap(mac(1)).expect("reads").as_deref(), Some(&b"sealed-2"[..]));
+    // A certificate issued without it drops the old one.
+    s.apply(mac(1), &[issue(35, "AB03")]).expect("issues");
+    assert_eq!(s.pending_bootstrap(mac(1)).expect("reads"), None);
+
+    // Whatever ends the bootstrap drops it.
+    type End = Box<dyn Fn(&SqliteStore)>;
+    let ends: Vec<End> = vec![
+        Box::new(|s| s.apply(mac(1), &[Change::Bootstrapped { at: UnixTime(40) }]).expect("applies")),
+        Box::new(|s| {
+            s.apply(mac(1), &[Change::BootstrapFailed { at: UnixTime(40), revoke_certificate: false }])
+                .expect("applies");
+        }),
+        Box::new(|s| s.apply(mac(1), &[Change::SecurityReset { at: UnixTime(40) }]).expect("applies")),
+        Box::new(|s| s.update_security(mac(1), &new_pin(OTHER_PIN)).expect("new PIN")),
+        Box::new(|s| s.update_security(mac(1), &set_mode(SecurityMode::Nopin)).expect("mode")),
+        Box::new(|s| s.update_security(mac(1), &reset()).expect("reset")),
+        Box::new(|s| assert!(s.delete_device(mac(1)).expect("deletes"))),
+    ];
+    for (n, end) in ends.iter().enumerate() {
+        if s.device(mac(1)).expect("reads").is_none() {
+            s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
+        }
+        s.update_security(mac(1), &SecurityUpdate { reset: true, ..new_pin(PIN) }).expect("again");
+        s.update_security(mac(1), &set_mode(SecurityMode::Pin)).expect("pin mode");
+        let serial = format!("AC{n:02}");
+        s.apply(mac(1), &[issue(50, &serial), keep(50, &serial, b"sealed")]).expect("keeps");
+        assert!(pending(&s, mac(1)).is_some(), "{n}");
+        end(&s);
+        assert_eq!(s.pending_bootstrap(mac(1)).expect("reads"), None, "{n}");
+        if s.device(mac(1)).expect("reads").is_some() {
+            assert_eq!(pending(&s, mac(1)), None, "{n}");
+        }
+    }
+    // Nothing unbounded or empty is kept, and a bad serial is refused.
+    s.apply(mac(2), &[Change::Register { mode: SecurityMode::Nopin }, contact(10)]).expect("registers");
+    assert_invalid(s.apply(mac(2), &[keep(60, "AD01", b"")]), "sealed bootstrap");
+    assert_invalid(s.apply(mac(2), &[keep(60, "AD01", &vec![1; (1 << 20) + 1])]), "sealed bootstrap");
+    assert!(s.apply(mac(2), &[keep(60, "not hex", b"x")]).is_err());
+    assert_eq!(s.pending_bootstrap(mac(2)).expect("reads"), None);
+}
+
+// ---------------------------------------------------------------------------------------
+// PINs sealed at rest: the upgrade of a database that holds them in clear.
+
+#[test]
+fn a_schema_8_database_with_a_clear_pin_is_upgraded_to_sealed_pins() {
+    const CLEAR: &str = "918273645546907";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("dls.db");
+    SqliteStore::create_at_schema_version(&path, 8).expect("creates");
+    raw(&path)
+        .execute_batch(&format!(
+            "INSERT INTO devices (mac, registered_at, security_mode, pin, pin_issued_at)
+                 VALUES ('0001E325EA01', 100, 'pin', '{CLEAR}', 150);
+             INSERT INTO devices (mac, registered_at, security_mode) VALUES ('0001E325EA02', 100, 'nopin');"
+        ))
+        .expect("what dls at schema 8 wrote");
+
+    // Without the key, the store does not upgrade it, and changes nothing.
+    assert_invalid(SqliteStore::open(&path), "PINs in clear");
+    assert_eq!(user_version(&raw(&path)), 8);
+    // A sealer that fails changes nothing either.
+    let failing = |_: MacAddr, _: &str| None;
+    assert!(matches!(SqliteStore::open_sealing_pins(&path, &failing), Err(StoreError::Io(_))));
+    let pin: String =
+        raw(&path).query_row("SELECT pin FROM devices WHERE pin IS NOT NULL", [], |r| r.get(0)).expect("kept");
+    assert_eq!((user_version(&raw(&path)), pin.as_str()), (8, CLEAR));
+
+    let seen = std::cell::RefCell::new(Vec::new());
+    let sealer = |mac: MacAddr, digits: &str| {
+        seen.borrow_mut().push(mac);
+        Some(sealed(digits))
+    };
+    let s = SqliteStore::open_sealing_pins(&path, &sealer).expect("upgrades");
+    assert_eq!(seen.borrow().as_slice(), &[mac(1)], "the clear PINs only");
+    assert_eq!(user_version(&raw(&path)), SqliteStore::schema_version());
+    assert_eq!(s.pin(mac(1)).expect("reads"), Some(sealed(CLEAR)));
+    assert_eq!(s.pin(mac(2)).expect("reads"), None);
+    let sec = security(&s, mac(1));
+    assert_eq!((sec.pin_outstanding, sec.pin_issued_at), (true, Some(UnixTime(150))));
+    let columns: Vec<String> = {
+        let c = raw(&path);
+        let mut stmt = c.prepare("SELECT name FROM pragma_table_info('devices')").expect("sql");
+        stmt.query_map([], |r| r.get(0)).expect("query").collect::<rusqlite::Result<_>>().expect("rows")
+    };
+    assert!(!columns.iter().any(|c| c == "pin") && columns.iter().any(|c| c == "pin_sealed"), "{columns:?}");
+    // The upgraded store works on, and is not upgraded again.
+    s.update_security(mac(2), &new_pin(OTHER_PIN)).expect("issues");
+    drop(s);
+    SqliteStore::open(&path).expect("reopens without a sealer");
+
+    // Nothing of the PIN is left in the file: not the PIN, its key part, or its TAN.
+    for name in ["dls.db", "dls.db-wal"] {
+        let Ok(bytes) = std::fs::read(dir.path().join(name)) else { continue };
+        for needle in [CLEAR, &CLEAR[..12], &CLEAR[12..], OTHER_PIN, &OTHER_PIN[12..]] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} in {name}");
+        }
+    }
 }
