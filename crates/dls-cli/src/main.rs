@@ -10,6 +10,7 @@
 mod cmd;
 mod exit;
 mod io;
+mod table;
 
 use std::process::ExitCode;
 

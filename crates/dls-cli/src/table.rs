@@ -12,7 +12,7 @@ use comfy_table::{ContentArrangement, Table, presets};
 /// scripts can still cut it by whitespace).
 pub(crate) fn new(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(presets::NOTHING)
+    t.load_style(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.iter().map(|h| cell(h)));
     for column in t.column_iter_mut() {

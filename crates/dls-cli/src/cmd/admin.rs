@@ -17,6 +17,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::exit::{AUTH, MALFORMED, OTHER, fail, malformed};
+use crate::table;
 
 /// Where the admin API is.
 #[derive(Debug, Args)]
@@ -423,14 +424,9 @@ pub(crate) fn run_device(cmd: DeviceCmd) -> anyhow::Result<()> {
             if json {
                 return print_json(&v);
             }
-            println!(
-                "{:<12}  {:<20}  {:<14}  {:<16}  {:<12}  PROFILES",
-                "MAC", "TYPE", "VERSION", "E164", "LAST CONTACT"
-            );
+            let mut t = table::new(&["MAC", "TYPE", "VERSION", "E164", "LAST CONTACT", "PROFILES"]);
             for d in v.as_array().into_iter().flatten() {
-                let s = |k: &str| d.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_owned();
-                let last =
-                    d.get("last_contact").and_then(serde_json::Value::as_u64).map_or("-".to_owned(), |t| t.to_string());
+                let s = |k: &str| table::cell(d.get(k).and_then(|x| x.as_str()).unwrap_or("-"));
                 let profiles: Vec<&str> = d
                     .get("profiles")
                     .and_then(|p| p.as_array())
@@ -438,16 +434,16 @@ pub(crate) fn run_device(cmd: DeviceCmd) -> anyhow::Result<()> {
                     .flatten()
                     .filter_map(|p| p.as_str())
                     .collect();
-                println!(
-                    "{:<12}  {:<20}  {:<14}  {:<16}  {:<12}  {}",
+                t.add_row(vec![
                     s("mac"),
                     s("device_type"),
                     s("software_version"),
                     s("e164"),
-                    last,
-                    profiles.join(",")
-                );
+                    table::local_time(d.get("last_contact").and_then(serde_json::Value::as_u64)),
+                    table::cell(&profiles.join(",")),
+                ]);
             }
+            table::print(&t);
             Ok(())
         }
         DeviceCmd::Show { mac: m, target } => {
@@ -535,16 +531,17 @@ pub(crate) fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&v);
     }
-    println!("{:<12}  {:<12}  {:<22}  DETAIL", "AT", "MAC", "EVENT");
+    let mut t = table::new(&["AT", "MAC", "EVENT", "DETAIL"]);
     for e in v.as_array().into_iter().flatten() {
-        println!(
-            "{:<12}  {:<12}  {:<22}  {}",
-            e.get("at").and_then(serde_json::Value::as_u64).unwrap_or(0),
-            e.get("mac").and_then(|x| x.as_str()).unwrap_or("-"),
-            e.get("kind").and_then(|x| x.as_str()).unwrap_or("-"),
-            e.get("detail").and_then(|x| x.as_str()).unwrap_or("")
-        );
+        let s = |k: &str, none: &str| table::cell(e.get(k).and_then(|x| x.as_str()).unwrap_or(none));
+        t.add_row(vec![
+            table::local_time(e.get("at").and_then(serde_json::Value::as_u64)),
+            s("mac", "-"),
+            s("kind", "-"),
+            s("detail", ""),
+        ]);
     }
+    table::print(&t);
     Ok(())
 }
 

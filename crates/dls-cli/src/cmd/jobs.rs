@@ -9,6 +9,7 @@ use hyper::Method;
 
 use super::admin::{Client, Target, mac, print_json};
 use crate::exit::{malformed, usage};
+use crate::table;
 
 /// Which devices a job is for.
 #[derive(Debug, Args)]
@@ -268,18 +269,18 @@ pub(crate) fn run_job(cmd: JobCmd) -> anyhow::Result<()> {
             if json {
                 return print_json(&v);
             }
-            println!("{:<6}  {:<17}  {:<16}  {:<10}  {:<30}  CONTACT-ME", "ID", "MAC", "KIND", "STATE", "ANSWER");
+            let mut t = table::new(&["ID", "MAC", "KIND", "STATE", "ANSWER", "CONTACT-ME"]);
             for j in v.as_array().into_iter().flatten() {
-                println!(
-                    "{:<6}  {:<17}  {:<16}  {:<10}  {:<30}  {}",
-                    j.get("id").unwrap_or(&serde_json::Value::Null),
-                    colon_mac(j),
-                    j.pointer("/job/kind").and_then(|k| k.as_str()).unwrap_or("-"),
-                    s(j, "state"),
-                    s(j, "answer"),
-                    s(j, "contact")
-                );
+                t.add_row(vec![
+                    j.get("id").unwrap_or(&serde_json::Value::Null).to_string(),
+                    table::cell(&colon_mac(j)),
+                    table::cell(j.pointer("/job/kind").and_then(|k| k.as_str()).unwrap_or("-")),
+                    table::cell(s(j, "state")),
+                    table::cell(s(j, "answer")),
+                    table::cell(s(j, "contact")),
+                ]);
             }
+            table::print(&t);
             Ok(())
         }
         JobCmd::Show { id, target } => {
@@ -338,17 +339,17 @@ pub(crate) fn run_file(cmd: FileCmd) -> anyhow::Result<()> {
             if json {
                 return print_json(&v);
             }
-            println!("{:<6}  {:<12}  {:<12}  {:<14}  NAME", "ID", "TYPE", "SIZE", "VERSION");
+            let mut t = table::new(&["ID", "TYPE", "SIZE", "VERSION", "NAME"]);
             for f in v.as_array().into_iter().flatten() {
-                println!(
-                    "{:<6}  {:<12}  {:<12}  {:<14}  {}",
-                    f.get("id").unwrap_or(&serde_json::Value::Null),
-                    s(f, "file_type"),
-                    f.get("size").and_then(serde_json::Value::as_u64).unwrap_or(0),
-                    s(f, "software_version"),
-                    s(f, "name")
-                );
+                t.add_row(vec![
+                    f.get("id").unwrap_or(&serde_json::Value::Null).to_string(),
+                    table::cell(s(f, "file_type")),
+                    f.get("size").and_then(serde_json::Value::as_u64).unwrap_or(0).to_string(),
+                    table::cell(s(f, "software_version")),
+                    table::cell(s(f, "name")),
+                ]);
             }
+            table::print(&t);
             Ok(())
         }
         FileCmd::Delete { id, target } => {
