@@ -224,21 +224,19 @@ fn check_secret(s: &str) -> Result<(), ApiError> {
 }
 
 /// Seals and stores a device's secret.
+/// A device's Digest secret, checked and sealed for the store.
+fn seal_secret(state: &AdminState, mac: MacAddr, secret: &str) -> Result<Vec<u8>, ApiError> {
+    check_secret(secret)?;
+    let context = crate::provisioning::device_context(mac);
+    state
+        .provisioning
+        .secrets
+        .seal(&context, secret.as_bytes())
+        .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))
+}
+
 async fn set_secret(state: &AdminState, mac: MacAddr, secret: Option<&str>) -> Result<(), ApiError> {
-    let sealed = match secret {
-        Some(s) => {
-            check_secret(s)?;
-            let context = crate::provisioning::device_context(mac);
-            Some(
-                state
-                    .provisioning
-                    .secrets
-                    .seal(&context, s.as_bytes())
-                    .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?,
-            )
-        }
-        None => None,
-    };
+    let sealed = secret.map(|s| seal_secret(state, mac, s)).transpose()?;
     blocking(&state.store, move |s| s.set_device_secret(mac, sealed.as_deref())).await
 }
 
@@ -258,13 +256,13 @@ struct SecurityRequest {
     new_pin: bool,
 }
 
-/// Applies a security change; returns the PIN issued, if any (the store keeps it sealed).
-async fn change_security(
+/// The store's form of a security change, with the PIN it issues, if any (generated from
+/// the CSPRNG; the store gets it sealed).
+fn security_update(
     state: &AdminState,
     mac: MacAddr,
     request: SecurityRequest,
-) -> Result<Option<Zeroizing<String>>, ApiError> {
-    let store = &state.store;
+) -> Result<(Option<Zeroizing<String>>, SecurityUpdate), ApiError> {
     let (pin, sealed) = if request.new_pin {
         let p = Pin::generate().map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("no PIN: {e}")))?;
         let sealed = state
@@ -276,8 +274,17 @@ async fn change_security(
     } else {
         (None, None)
     };
-    let update = SecurityUpdate { mode: request.mode, reset: request.reset, new_pin: sealed };
-    blocking(store, move |s| s.update_security(mac, &update)).await?;
+    Ok((pin, SecurityUpdate { mode: request.mode, reset: request.reset, new_pin: sealed }))
+}
+
+/// Applies a security change; returns the PIN issued, if any (the store keeps it sealed).
+async fn change_security(
+    state: &AdminState,
+    mac: MacAddr,
+    request: SecurityRequest,
+) -> Result<Option<Zeroizing<String>>, ApiError> {
+    let (pin, update) = security_update(state, mac, request)?;
+    blocking(&state.store, move |s| s.update_security(mac, &update)).await?;
     Ok(pin)
 }
 
@@ -335,22 +342,18 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
             let new: NewDevice = body_json(state, req).await?;
             let mac = parse_mac(&new.mac)?;
             check_items("overrides", &new.overrides)?;
-            let spec = DeviceSpec { profiles: new.profiles, overrides: new.overrides };
-            if let Some(secret) = &new.secret {
-                check_secret(secret)?;
-            }
-            blocking(store, move |s| s.add_device(mac, &spec)).await?;
-            if let Some(secret) = &new.secret {
-                set_secret(state, mac, Some(secret)).await?;
-            }
-            let pin = match new.mode {
+            let secret = new.secret.as_deref().map(|secret| seal_secret(state, mac, secret)).transpose()?;
+            let (pin, security) = match new.mode {
                 Some(mode) => {
                     let request =
                         SecurityRequest { mode: Some(mode), reset: false, new_pin: mode == SecurityMode::Pin };
-                    change_security(state, mac, request).await?
+                    let (pin, update) = security_update(state, mac, request)?;
+                    (pin, Some(update))
                 }
-                None => None,
+                None => (None, None),
             };
+            let spec = DeviceSpec { profiles: new.profiles, overrides: new.overrides, secret, security };
+            blocking(store, move |s| s.add_device(mac, &spec)).await?;
             let details = blocking(store, move |s| s.device(mac)).await?;
             let mut body = serde_json::to_value(&details).unwrap_or_default();
             if let (Some(p), Some(obj)) = (pin, body.as_object_mut()) {

@@ -82,7 +82,9 @@ pub trait Store: Send + Sync + 'static {
     /// One device with its inventory, or `None`.
     fn device(&self, mac: MacAddr) -> Result<Option<DeviceDetails>, StoreError>;
 
-    /// Registers a device ahead of its first contact. [`StoreError::Conflict`] if known.
+    /// Registers a device ahead of its first contact, with its profiles, overrides, secret
+    /// and security, in one transaction: on any error nothing is stored.
+    /// [`StoreError::Conflict`] if known.
     fn add_device(&self, mac: MacAddr, spec: &DeviceSpec) -> Result<(), StoreError>;
 
     /// Changes a device's profiles or overrides. [`StoreError::NotFound`] if unknown.

@@ -151,6 +151,13 @@ pub struct DeviceSpec {
     pub profiles: Vec<String>,
     /// Item overrides.
     pub overrides: Vec<Item>,
+    /// Its Digest secret, sealed by the caller (as for [`crate::Store::set_device_secret`]).
+    #[serde(skip)]
+    pub secret: Option<Vec<u8>>,
+    /// Its security mode and PIN (as for [`crate::Store::update_security`]), set in the
+    /// same transaction as the rest.
+    #[serde(skip)]
+    pub security: Option<SecurityUpdate>,
 }
 
 /// Changes to a device; `None` fields stay as they are.

@@ -1607,6 +1607,95 @@ fn issue_certificate(
 }
 
 /// Forgets the bootstrap material kept for the device, if any.
+/// A security change of the device `key` at `at` (see [`SecurityUpdate`]), with its audit
+/// records, in the caller's transaction.
+fn change_security(conn: &Connection, key: &str, at: UnixTime, update: &SecurityUpdate) -> Result<(), StoreError> {
+    if let Some(pin) = &update.new_pin {
+        check_sealed_pin(pin)?;
+    }
+    let Some(before) = load_security(conn, key)? else {
+        return Err(StoreError::NotFound { what: format!("device {key}") });
+    };
+    if update.new_pin.is_some() && before.state == BootstrapState::Secured && !update.reset {
+        return Err(StoreError::Invalid("device is bootstrapped; reset it first".into()));
+    }
+    let audit = |kind: AuditKind, detail: &str| insert_audit(conn, key, at, kind, detail);
+    let mut pin_outstanding = before.pin_outstanding;
+    // Material issued before a reset, a mode change or a new PIN is never sent again
+    // (for `pin` it is sealed with the PIN it replaces).
+    if update.reset || update.new_pin.is_some() || update.mode.is_some_and(|m| m != before.mode) {
+        drop_pending(conn, key)?;
+    }
+
+    if update.reset {
+        conn.cached("UPDATE devices SET bootstrap_state = ?2, tan_failures = 0 WHERE mac = ?1")
+            .db()?
+            .execute(params![key, BootstrapState::NotBootstrapped.as_str()])
+            .db()?;
+        audit(AuditKind::DeviceReset, &format!("reset to not-bootstrapped (was {})", before.state.as_str()))?;
+        for serial in revoke_certificates(conn, key, at, REVOKED_BY_RESET)? {
+            audit(AuditKind::CertificateRevoked, &format!("certificate {serial} revoked: {REVOKED_BY_RESET}"))?;
+        }
+    }
+
+    if let Some(mode) = update.mode.filter(|m| *m != before.mode) {
+        let wipe = mode == SecurityMode::Default && pin_outstanding;
+        conn.cached(
+            "UPDATE devices SET security_mode = ?2,
+                                pin_sealed = CASE WHEN ?3 THEN NULL ELSE pin_sealed END,
+                                pin_issued_at = CASE WHEN ?3 THEN NULL ELSE pin_issued_at END
+             WHERE mac = ?1",
+        )
+        .db()?
+        .execute(params![key, mode.as_str(), wipe])
+        .db()?;
+        let mut detail = format!("from {} to {}", before.mode.as_str(), mode.as_str());
+        if wipe {
+            detail.push_str("; outstanding PIN wiped");
+            pin_outstanding = false;
+        }
+        audit(AuditKind::ModeChanged, &detail)?;
+    }
+
+    if let Some(pin) = &update.new_pin {
+        // A failed bootstrap may be retried with the new PIN.
+        conn.cached(
+            "UPDATE devices SET pin_sealed = ?2, pin_issued_at = ?3, tan_failures = 0,
+                                bootstrap_state = CASE bootstrap_state WHEN ?4 THEN ?5 ELSE bootstrap_state END
+             WHERE mac = ?1",
+        )
+        .db()?
+        .execute(params![
+            key,
+            pin.as_slice(),
+            time_to_sql(at)?,
+            BootstrapState::Failed.as_str(),
+            BootstrapState::NotBootstrapped.as_str()
+        ])
+        .db()?;
+        let detail = if pin_outstanding { "PIN issued, replacing the outstanding one" } else { "PIN issued" };
+        audit(AuditKind::PinIssued, detail)?;
+    }
+    Ok(())
+}
+
+/// Sets (`Some`) or removes (`None`) the sealed secret of the device `key`, in the
+/// caller's transaction.
+fn put_device_secret(conn: &Connection, key: &str, sealed: Option<&[u8]>) -> Result<(), StoreError> {
+    match sealed {
+        Some(sealed) => conn
+            .cached(
+                "INSERT INTO device_secrets (mac, sealed) VALUES (?1, ?2)
+                 ON CONFLICT (mac) DO UPDATE SET sealed = excluded.sealed",
+            )
+            .db()?
+            .execute(params![key, sealed])
+            .db()?,
+        None => conn.cached("DELETE FROM device_secrets WHERE mac = ?1").db()?.execute([key]).db()?,
+    };
+    Ok(())
+}
+
 fn drop_pending(conn: &Connection, mac: &str) -> Result<(), StoreError> {
     conn.cached("DELETE FROM pending_bootstraps WHERE mac = ?1").db()?.execute([mac]).db()?;
     Ok(())
@@ -2084,6 +2173,8 @@ impl Store for SqliteStore {
     fn add_device(&self, mac: MacAddr, spec: &DeviceSpec) -> Result<(), StoreError> {
         let mac = mac.to_string();
         check_overrides(&spec.overrides)?;
+        let at = now();
+        // One transaction: a device is added with everything asked for, or not at all.
         self.write(|tx| {
             if device_exists(tx, &mac)? {
                 return Err(StoreError::Conflict { what: format!("device {mac}") });
@@ -2091,10 +2182,17 @@ impl Store for SqliteStore {
             check_assignable(tx, &spec.profiles)?;
             tx.cached("INSERT INTO devices (mac, registered_at) VALUES (?1, ?2)")
                 .db()?
-                .execute(params![mac, time_to_sql(now())?])
+                .execute(params![mac, time_to_sql(at)?])
                 .db()?;
             replace_assigned(tx, &mac, &spec.profiles)?;
-            replace_overrides(tx, &mac, &spec.overrides)
+            replace_overrides(tx, &mac, &spec.overrides)?;
+            if let Some(sealed) = &spec.secret {
+                put_device_secret(tx, &mac, Some(sealed))?;
+            }
+            match &spec.security {
+                Some(update) => change_security(tx, &mac, at, update),
+                None => Ok(()),
+            }
         })
     }
 
@@ -2179,77 +2277,9 @@ impl Store for SqliteStore {
     /// anything changes, like the refusal for a secured device). The audit records' time
     /// is this host's clock.
     fn update_security(&self, mac: MacAddr, update: &SecurityUpdate) -> Result<(), StoreError> {
-        if let Some(pin) = &update.new_pin {
-            check_sealed_pin(pin)?;
-        }
         let key = mac.to_string();
         let at = now();
-        self.write(|tx| {
-            let Some(before) = load_security(tx, &key)? else {
-                return Err(StoreError::NotFound { what: format!("device {key}") });
-            };
-            if update.new_pin.is_some() && before.state == BootstrapState::Secured && !update.reset {
-                return Err(StoreError::Invalid("device is bootstrapped; reset it first".into()));
-            }
-            let audit = |kind: AuditKind, detail: &str| insert_audit(tx, &key, at, kind, detail);
-            let mut pin_outstanding = before.pin_outstanding;
-            // Material issued before a reset, a mode change or a new PIN is never sent again
-            // (for `pin` it is sealed with the PIN it replaces).
-            if update.reset || update.new_pin.is_some() || update.mode.is_some_and(|m| m != before.mode) {
-                drop_pending(tx, &key)?;
-            }
-
-            if update.reset {
-                tx.cached("UPDATE devices SET bootstrap_state = ?2, tan_failures = 0 WHERE mac = ?1")
-                    .db()?
-                    .execute(params![key, BootstrapState::NotBootstrapped.as_str()])
-                    .db()?;
-                audit(AuditKind::DeviceReset, &format!("reset to not-bootstrapped (was {})", before.state.as_str()))?;
-                for serial in revoke_certificates(tx, &key, at, REVOKED_BY_RESET)? {
-                    audit(AuditKind::CertificateRevoked, &format!("certificate {serial} revoked: {REVOKED_BY_RESET}"))?;
-                }
-            }
-
-            if let Some(mode) = update.mode.filter(|m| *m != before.mode) {
-                let wipe = mode == SecurityMode::Default && pin_outstanding;
-                tx.cached(
-                    "UPDATE devices SET security_mode = ?2,
-                                        pin_sealed = CASE WHEN ?3 THEN NULL ELSE pin_sealed END,
-                                        pin_issued_at = CASE WHEN ?3 THEN NULL ELSE pin_issued_at END
-                     WHERE mac = ?1",
-                )
-                .db()?
-                .execute(params![key, mode.as_str(), wipe])
-                .db()?;
-                let mut detail = format!("from {} to {}", before.mode.as_str(), mode.as_str());
-                if wipe {
-                    detail.push_str("; outstanding PIN wiped");
-                    pin_outstanding = false;
-                }
-                audit(AuditKind::ModeChanged, &detail)?;
-            }
-
-            if let Some(pin) = &update.new_pin {
-                // A failed bootstrap may be retried with the new PIN.
-                tx.cached(
-                    "UPDATE devices SET pin_sealed = ?2, pin_issued_at = ?3, tan_failures = 0,
-                                        bootstrap_state = CASE bootstrap_state WHEN ?4 THEN ?5 ELSE bootstrap_state END
-                     WHERE mac = ?1",
-                )
-                .db()?
-                .execute(params![
-                    key,
-                    pin.as_slice(),
-                    time_to_sql(at)?,
-                    BootstrapState::Failed.as_str(),
-                    BootstrapState::NotBootstrapped.as_str()
-                ])
-                .db()?;
-                let detail = if pin_outstanding { "PIN issued, replacing the outstanding one" } else { "PIN issued" };
-                audit(AuditKind::PinIssued, detail)?;
-            }
-            Ok(())
-        })
+        self.write(|tx| change_security(tx, &key, at, update))
     }
 
     /// `Ok(None)` for an unknown device too.
@@ -2332,18 +2362,7 @@ impl Store for SqliteStore {
             if !device_exists(tx, &key)? {
                 return Err(StoreError::NotFound { what: format!("device {key}") });
             }
-            match sealed {
-                Some(sealed) => tx
-                    .cached(
-                        "INSERT INTO device_secrets (mac, sealed) VALUES (?1, ?2)
-                         ON CONFLICT (mac) DO UPDATE SET sealed = excluded.sealed",
-                    )
-                    .db()?
-                    .execute(params![key, sealed])
-                    .db()?,
-                None => tx.cached("DELETE FROM device_secrets WHERE mac = ?1").db()?.execute([&key]).db()?,
-            };
-            Ok(())
+            put_device_secret(tx, &key, sealed)
         })
     }
 

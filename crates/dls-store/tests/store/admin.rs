@@ -3,9 +3,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dls_engine::desired::GLOBAL_PROFILE;
-use dls_engine::{Change, Profile, UnixTime};
+use dls_engine::{AuditKind, Change, Profile, SecurityMode, UnixTime};
 use dls_message::{Item, ItemStatus};
-use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, SqliteStore, Store, StoreError};
+use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, SecurityUpdate, SqliteStore, Store, StoreError};
 
 use crate::{mac, profile, register, store};
 
@@ -24,6 +24,7 @@ fn add_device_then_read_it() {
     let spec = DeviceSpec {
         profiles: vec!["sales".into(), "floor-2".into()],
         overrides: vec![Item::new("e164", "4711"), Item::indexed("function-key-def", 0, "1")],
+        ..Default::default()
     };
     let before = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
     s.add_device(mac(1), &spec).expect("adds");
@@ -64,7 +65,8 @@ fn add_and_update_refuse_bad_specs() {
 
     // The same key with and without index is fine.
     let both = vec![Item::new("k", "1"), Item::indexed("k", 0, "2")];
-    s.add_device(mac(1), &DeviceSpec { profiles: vec!["sales".into()], overrides: both.clone() }).expect("adds");
+    s.add_device(mac(1), &DeviceSpec { profiles: vec!["sales".into()], overrides: both.clone(), ..Default::default() })
+        .expect("adds");
     assert_invalid(
         s.update_device(mac(1), &DeviceUpdate { profiles: Some(vec!["nope".into()]), overrides: None }),
         "nope",
@@ -82,8 +84,11 @@ fn update_device_changes_only_what_is_given() {
     let err = s.update_device(mac(1), &DeviceUpdate::default()).expect_err("unknown");
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 
-    s.add_device(mac(1), &DeviceSpec { profiles: vec!["a".into()], overrides: vec![Item::new("x", "1")] })
-        .expect("adds");
+    s.add_device(
+        mac(1),
+        &DeviceSpec { profiles: vec!["a".into()], overrides: vec![Item::new("x", "1")], ..Default::default() },
+    )
+    .expect("adds");
     s.update_device(mac(1), &DeviceUpdate { profiles: Some(vec!["b".into(), "a".into()]), overrides: None })
         .expect("updates");
     let d = s.device(mac(1)).expect("reads").expect("exists");
@@ -101,8 +106,11 @@ fn update_device_changes_only_what_is_given() {
 fn delete_device_forgets_everything() {
     let s = store();
     s.put_profile(&profile("a", None, &[])).expect("puts");
-    s.add_device(mac(1), &DeviceSpec { profiles: vec!["a".into()], overrides: vec![Item::new("x", "1")] })
-        .expect("adds");
+    s.add_device(
+        mac(1),
+        &DeviceSpec { profiles: vec!["a".into()], overrides: vec![Item::new("x", "1")], ..Default::default() },
+    )
+    .expect("adds");
     s.apply(
         mac(1),
         &[
@@ -270,4 +278,36 @@ fn list_devices_with_filters() {
     assert_eq!(listed(&s, f(None, None, None, Some(usize::MAX))), vec![1, 2, 3]);
     assert_eq!(listed(&s, f(Some("sales"), Some("OpenStage 60"), Some("4711"), Some(5))), vec![1]);
     assert_eq!(listed(&s, f(Some("floor"), None, Some("471"), None)), vec![2]);
+}
+
+/// A device is added with its secret and its security mode and PIN in one transaction:
+/// when any part is refused, nothing of it is stored (the admin API once made three
+/// transactions of it, and a failure left a device half-created).
+#[test]
+fn a_device_is_added_whole_or_not_at_all() {
+    let s = store();
+    s.put_profile(&profile("sales", None, &[])).expect("puts");
+    let pin = SecurityUpdate { mode: Some(SecurityMode::Pin), reset: false, new_pin: Some(vec![7; 40]) };
+    let whole = DeviceSpec {
+        profiles: vec!["sales".into()],
+        secret: Some(vec![1; 48]),
+        security: Some(pin.clone()),
+        ..Default::default()
+    };
+    s.add_device(mac(1), &whole).expect("adds");
+    let d = s.device(mac(1)).expect("reads").expect("exists");
+    assert_eq!(d.summary.profiles, ["sales"]);
+    assert_eq!((d.security.mode, d.security.pin_outstanding), (SecurityMode::Pin, true));
+    assert_eq!(s.device_secret(mac(1)).expect("reads"), Some(vec![1; 48]));
+    let kinds: Vec<AuditKind> = s.audit(Some(mac(1)), 10).expect("audit").into_iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&AuditKind::PinIssued) && kinds.contains(&AuditKind::ModeChanged), "{kinds:?}");
+
+    // The sealed PIN is refused (empty), after the device and its secret were written in
+    // the transaction: neither is stored.
+    let bad_pin = SecurityUpdate { new_pin: Some(Vec::new()), ..pin };
+    let refused = DeviceSpec { secret: Some(vec![2; 48]), security: Some(bad_pin), ..Default::default() };
+    assert!(s.add_device(mac(2), &refused).is_err());
+    assert!(s.device(mac(2)).expect("reads").is_none(), "no half-created device");
+    assert_eq!(s.device_secret(mac(2)).expect("reads"), None);
+    assert!(s.audit(Some(mac(2)), 10).expect("audit").is_empty());
 }

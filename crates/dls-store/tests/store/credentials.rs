@@ -326,7 +326,8 @@ fn a_device_gets_its_profiles_credentials_in_assignment_order_then_the_global_on
         [pair(of("p1"), "alice"), pair(of("p1"), "bob"), pair(of("p3"), "g1"), pair(of("p3"), "zed")]
     );
     // Another device, and an unknown one.
-    s.add_device(mac(2), &DeviceSpec { profiles: vec!["p2".into()], overrides: vec![] }).expect("adds");
+    s.add_device(mac(2), &DeviceSpec { profiles: vec!["p2".into()], overrides: vec![], ..Default::default() })
+        .expect("adds");
     assert_eq!(applying(&s, mac(2)), [pair(of("p2"), "unassigned"), globals[0].clone(), globals[1].clone()]);
     assert_eq!(applying(&s, mac(9)), globals);
     // A deleted device is unknown again.
@@ -367,8 +368,11 @@ fn deleting_a_profile_deletes_its_credentials() {
     set(&s, &of("sales"), "b");
     set(&s, &of("support"), "a");
     set(&s, &global(), "a");
-    s.add_device(mac(1), &DeviceSpec { profiles: vec!["sales".into(), "support".into()], overrides: vec![] })
-        .expect("adds");
+    s.add_device(
+        mac(1),
+        &DeviceSpec { profiles: vec!["sales".into(), "support".into()], overrides: vec![], ..Default::default() },
+    )
+    .expect("adds");
     assert_eq!(applying(&s, mac(1)).len(), 4);
 
     assert!(s.delete_profile("sales").expect("deletes"));

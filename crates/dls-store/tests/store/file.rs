@@ -20,8 +20,15 @@ fn a_reopened_store_has_everything() {
     let (snapshot, details, desired) = {
         let s = SqliteStore::open(&path).expect("opens");
         s.put_profile(&profile("sales", None, &[("sntp-addr", None, "ntp")])).expect("puts");
-        s.add_device(mac(2), &DeviceSpec { profiles: vec!["sales".into()], overrides: vec![Item::new("e164", "1")] })
-            .expect("adds");
+        s.add_device(
+            mac(2),
+            &DeviceSpec {
+                profiles: vec!["sales".into()],
+                overrides: vec![Item::new("e164", "1")],
+                ..Default::default()
+            },
+        )
+        .expect("adds");
         s.apply(
             mac(1),
             &[

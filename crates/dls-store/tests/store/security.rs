@@ -843,8 +843,11 @@ fn a_schema_1_database_is_upgraded() {
     assert_eq!(kinds(&s, mac(1)).len(), 2);
     // The rest of schema 1 is intact.
     s.put_profile(&profile("more", None, &[("a", None, "1")])).expect("puts");
-    s.add_device(mac(2), &DeviceSpec { profiles: vec!["sales".into()], overrides: vec![Item::new("x", "1")] })
-        .expect("adds");
+    s.add_device(
+        mac(2),
+        &DeviceSpec { profiles: vec!["sales".into()], overrides: vec![Item::new("x", "1")], ..Default::default() },
+    )
+    .expect("adds");
     s.apply(mac(3), &[REGISTER, contact(1)]).expect("registers");
 }
 
