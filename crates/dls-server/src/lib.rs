@@ -12,8 +12,9 @@
 //! * [`tls`]: the one place the TLS provider and versions are chosen; `uri`: path segments
 //!   and query strings decoded strictly, components encoded.
 //! * `admin::jobs`: jobs, deployment files and contact-me in the admin API;
-//!   `contact`: the contact-me sender (a sans-IO planner: one per phone per minute,
-//!   backoff, bounded concurrency); `dcmp`: polls from phones behind NAT; `downloads` and
+//!   `contact`: contact-me (`contact::planner`, sans-IO: one per phone per minute,
+//!   backoff, the contact gap; `contact::sender`: the POST, timeouts, bounded concurrency;
+//!   `contact::target`: the phone's URI and whom it may name); `dcmp`: polls from phones behind NAT; `downloads` and
 //!   `files`: deployment files streamed from the file store (`Range`, per-job tokens) and
 //!   uploads streamed into it.
 //! * `retention`: the task that deletes old audit records and old jobs that are over

@@ -18,7 +18,6 @@
 //!   ([`Phone::secure_client`]), the `bootstrapping-tan` answer.
 //! * [`tls`]: default-mode trust (none) and verified trust.
 //! * [`contact`]: the contact-me listener (`204`, with the phone's contact gap).
-//! * [`load`]: a fleet of phones for load tests (`dls phone load`).
 //!
 //! A phone's start-up against a DLS (`examples/start_up.rs` runs the same):
 //!
@@ -49,7 +48,6 @@ pub mod contact;
 pub mod dcmp;
 pub mod deploy;
 mod http;
-pub mod load;
 mod phone;
 pub mod secure;
 pub mod tls;
@@ -59,7 +57,6 @@ pub use client::{ClientError, LOGIN_SERVICE_PATH, Traced, WpiClient};
 pub use contact::{CONTACT_ME_PATH, ContactListener, ContactMe};
 pub use dcmp::{DcmpAnswer, DcmpError};
 pub use deploy::{Deployment, DeploymentKind, DeploymentOutcome, DownloadLimits, InstalledFile};
-pub use load::{Fleet, Histogram, LoadConfig, LoadMode, LoadReport, Progress};
 pub use phone::{Interaction, MAX_EXCHANGES, Phone, is_write_only, item_map, new_nonce};
 pub use secure::{PendingPin, PinOutcome, PinsError, PinsOutcome, RETRIES_EXCEEDED, SecureMaterial};
 pub use tls::ServerTrust;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use dls_load::{self as load, DEFAULT_FIRST_MAC, Fleet, LoadConfig, LoadMode, LoadReport, Progress};
 use dls_message::{Item, MacAddr, Reason};
-use dls_workpoint::load::{self, DEFAULT_FIRST_MAC, Fleet, LoadConfig, LoadMode, LoadReport, Progress};
 use dls_workpoint::{ClientError, Phone, PinOutcome, SecureMaterial, ServerTrust, Traced, WpiClient};
 
 use crate::exit::{AUTH, OTHER, fail, malformed};

@@ -1,0 +1,5 @@
+//! The load generator's tests: one binary, a module per topic.
+
+mod fleet;
+mod histogram;
+mod pins;

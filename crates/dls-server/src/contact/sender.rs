@@ -1,0 +1,769 @@
+//! The contact-me sender: the async loop around the [planner](super::planner).
+//!
+//! [`ContactHandle::request`] marks a device as wanted (non-blocking, idempotent); the loop
+//! asks `targets` (off the executor) for the device's contact-me URI when it is due, sends the
+//! HTTP POST within the attempt timeout, at most [`concurrency`](ContactPolicy::concurrency)
+//! at a time, and hands every attempt to `report` (off the executor).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dls_message::MacAddr;
+use dls_store::ContactTarget;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, error, warn};
+
+use super::planner::ContactPlanner;
+use super::target::{Target, TargetHost, check_caller, parse_uri};
+use super::{ContactAttempt, ContactPolicy, ContactRefused, ContactResult};
+
+/// How much of a phone's answer is read (and ignored).
+const MAX_RESPONSE_BODY: usize = 4096;
+/// The most of a phone's answer buffered while reading its head (hyper's minimum).
+const MAX_RESPONSE_HEAD: usize = 8192;
+
+/// Gives the contact-me URI of a device that still needs contacting, and the address it
+/// calls from (`None`: nothing pending any more, or no `contact-me-uri`). Called on a
+/// blocking thread.
+pub(crate) type ContactTargets = Arc<dyn Fn(MacAddr) -> Option<ContactTarget> + Send + Sync>;
+/// Records an attempt (e.g. in the device's job listing). Called on a blocking thread.
+pub(crate) type ContactReport = Arc<dyn Fn(MacAddr, &ContactAttempt) + Send + Sync>;
+
+struct Shared {
+    policy: ContactPolicy,
+    body: Bytes,
+    planner: Mutex<ContactPlanner>,
+    notify: Notify,
+    origin: Instant,
+    stopped: AtomicBool,
+    targets: ContactTargets,
+    report: ContactReport,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("policy", &self.policy)
+            .field("stopped", &self.stopped.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn planner(&self) -> MutexGuard<'_, ContactPlanner> {
+        self.planner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running contact-me sender: ask it to contact devices. Clones share the sender.
+#[derive(Clone, Debug)]
+pub(crate) struct ContactHandle {
+    shared: Arc<Shared>,
+    #[cfg_attr(not(test), allow(dead_code, reason = "read by `stopped`"))]
+    done: watch::Receiver<bool>,
+}
+
+impl ContactHandle {
+    /// `mac` needs contacting (pending jobs). Never blocks on I/O and never queues: the device
+    /// is marked as wanted (a no-op when it already is) and the sender woken. The sender asks
+    /// `targets` whether the device still needs contacting when it is due.
+    ///
+    /// # Errors
+    /// [`ContactRefused`] when too many devices are tracked or the sender has stopped.
+    pub(crate) fn request(&self, mac: MacAddr) -> Result<(), ContactRefused> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(ContactRefused::Stopped);
+        }
+        let now = self.shared.now();
+        let (outcome, refused) = {
+            let mut planner = self.shared.planner();
+            (planner.want(mac, now), planner.refused())
+        };
+        match outcome {
+            Ok(true) => {
+                self.shared.notify.notify_one();
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => {
+                // Logarithmically spaced: the 1st, 2nd, 4th, 8th, … refusal.
+                if refused.is_power_of_two() {
+                    warn!(%mac, refused, "{e}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the sender has stopped.
+    #[cfg_attr(not(test), allow(dead_code, reason = "API for the service's shutdown; used by the tests"))]
+    #[must_use]
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Acquire)
+    }
+
+    /// Returns once the sender's loop has ended (after `shutdown`).
+    #[cfg_attr(not(test), allow(dead_code, reason = "API for the service's shutdown; used by the tests"))]
+    pub(crate) async fn stopped(&self) {
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+}
+
+/// Starts the contact-me sender on the current tokio runtime. It runs until `shutdown` becomes
+/// `true` (or its sender is dropped); attempts in flight are then abandoned.
+pub(crate) fn spawn(
+    policy: ContactPolicy,
+    targets: ContactTargets,
+    report: ContactReport,
+    shutdown: watch::Receiver<bool>,
+) -> ContactHandle {
+    let policy = policy.clamped();
+    let shared = Arc::new(Shared {
+        body: Bytes::from(policy.body()),
+        planner: Mutex::new(ContactPlanner::new(&policy)),
+        policy,
+        notify: Notify::new(),
+        origin: Instant::now(),
+        stopped: AtomicBool::new(false),
+        targets,
+        report,
+    });
+    let (done_tx, done) = watch::channel(false);
+    tokio::spawn(run(shared.clone(), shutdown, done_tx));
+    ContactHandle { shared, done }
+}
+
+async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, done: watch::Sender<bool>) {
+    let permits = Arc::new(Semaphore::new(shared.policy.concurrency));
+    let mut attempts = JoinSet::new();
+    loop {
+        if *shutdown.borrow_and_update() {
+            break;
+        }
+        while let Some(r) = attempts.try_join_next() {
+            if let Err(e) = r {
+                error!("contact-me attempt failed: {e}");
+            }
+        }
+        let now = shared.now();
+        let free = permits.available_permits();
+        let (batch, wake) = {
+            let mut planner = shared.planner();
+            let mut batch = Vec::new();
+            if free > 0 {
+                for mac in planner.due(now, free) {
+                    if planner.started(mac, now) {
+                        batch.push(mac);
+                    }
+                }
+            }
+            (batch, planner.next_wakeup())
+        };
+        for mac in batch {
+            match permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    attempts.spawn(attempt(shared.clone(), mac, permit));
+                }
+                Err(_) => shared.planner().cancel(mac),
+            }
+        }
+        // A wake-up not after `now` means devices are due but every permit is taken: an
+        // attempt ending notifies.
+        let deadline = wake.filter(|w| *w > now).map(|w| shared.origin + w);
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            () = shared.notify.notified() => {}
+            () = sleep => {}
+        }
+    }
+    shared.stopped.store(true, Ordering::Release);
+    attempts.shutdown().await;
+    done.send_replace(true);
+    debug!("contact-me sender stopped");
+}
+
+/// One attempt for `mac`, already `started` in the planner.
+async fn attempt(shared: Arc<Shared>, mac: MacAddr, permit: OwnedSemaphorePermit) {
+    let targets = shared.targets.clone();
+    let target = match tokio::task::spawn_blocking(move || targets(mac)).await {
+        Ok(Some(target)) => target,
+        Ok(None) => {
+            debug!(%mac, "nothing to contact any more");
+            shared.planner().cancel(mac);
+            drop(permit);
+            shared.notify.notify_one();
+            return;
+        }
+        Err(e) => {
+            error!(%mac, "looking up the contact-me target failed: {e}");
+            shared.planner().cancel(mac);
+            drop(permit);
+            shared.notify.notify_one();
+            return;
+        }
+    };
+    let at_unix_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let caller = (!shared.policy.any_host).then_some(target.caller);
+    let uri = target.uri;
+    let result = send(&uri, caller, shared.body.clone(), shared.policy.attempt_timeout).await;
+    debug!(%mac, "{result}");
+    {
+        let now = shared.now();
+        let mut planner = shared.planner();
+        planner.finished(mac, now, &result);
+        // Wanted again: `targets` decides at the next permitted time whether it still is.
+        let _ = planner.want(mac, now);
+    }
+    let report = shared.report.clone();
+    let record = ContactAttempt { at_unix_secs, uri, result };
+    if let Err(e) = tokio::task::spawn_blocking(move || report(mac, &record)).await {
+        error!(%mac, "recording the contact-me attempt failed: {e}");
+    }
+    drop(permit);
+    shared.notify.notify_one();
+}
+
+/// Aborts the connection task when the attempt ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends one contact-me to `uri` within `timeout`.
+/// Posts the contact-me to `uri`; with `caller` (`Some`), only if the URI's host is that
+/// address (`Some(None)`: the phone's address is not known, nothing is sent).
+async fn send(uri: &str, caller: Option<Option<IpAddr>>, body: Bytes, timeout: Duration) -> ContactResult {
+    let target = match parse_uri(uri) {
+        Ok(t) => t,
+        Err(why) => return ContactResult::Unreachable(why),
+    };
+    if let Some(caller) = caller {
+        if let Err(why) = check_caller(&target.host, caller) {
+            return ContactResult::Refused(why);
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    match tokio::time::timeout_at(deadline, exchange(&target, body)).await {
+        Err(_) => ContactResult::Timeout,
+        Ok(Err(why)) => ContactResult::Unreachable(why),
+        Ok(Ok((status, response, _conn))) => {
+            // Read a little of the answer, bounded, and ignore it.
+            let _ = tokio::time::timeout_at(deadline, Limited::new(response, MAX_RESPONSE_BODY).collect()).await;
+            if status == StatusCode::NO_CONTENT {
+                ContactResult::Contacted
+            } else {
+                ContactResult::Status(status.as_u16())
+            }
+        }
+    }
+}
+
+async fn exchange(target: &Target, body: Bytes) -> Result<(StatusCode, hyper::body::Incoming, AbortOnDrop), String> {
+    let tcp = match &target.host {
+        TargetHost::Ip(ip) => tokio::net::TcpStream::connect(SocketAddr::new(*ip, target.port)).await,
+        TargetHost::Name(name) => tokio::net::TcpStream::connect((name.as_str(), target.port)).await,
+    }
+    .map_err(|e| io_error(&e))?;
+    let _ = tcp.set_nodelay(true);
+    // A phone's answer is a status line and a few headers: hyper's smallest read buffer.
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(MAX_RESPONSE_HEAD)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    let conn = AbortOnDrop(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
+    let host = HeaderValue::from_str(&target.authority).map_err(|e| e.to_string())?;
+    let request = Request::post(target.path.as_str())
+        .header(header::HOST, host)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::CONNECTION, "close")
+        .body(Full::new(body))
+        .map_err(|e| e.to_string())?;
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let (parts, response) = response.into_parts();
+    Ok((parts.status, response, conn))
+}
+
+/// A short description of a connection error (`connection refused`, …).
+fn io_error(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        k @ (K::ConnectionRefused
+        | K::ConnectionReset
+        | K::ConnectionAborted
+        | K::NotConnected
+        | K::AddrNotAvailable
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::TimedOut) => k.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::net::Ipv4Addr;
+
+    use dls_workpoint::contact::{CONTACT_ME_PATH, ContactListener, ContactMe};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    fn mac(n: u8) -> MacAddr {
+        MacAddr::from_bytes([0x00, 0x1a, 0xe8, 0x00, 0x00, n])
+    }
+
+    fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    /// A sender whose targets come from a map and whose reports go to a channel.
+    struct Harness {
+        handle: ContactHandle,
+        uris: Arc<Mutex<HashMap<MacAddr, ContactTarget>>>,
+        reports: mpsc::UnboundedReceiver<(MacAddr, ContactAttempt)>,
+        shutdown: watch::Sender<bool>,
+    }
+
+    impl Harness {
+        fn new(policy: ContactPolicy) -> Self {
+            let uris: Arc<Mutex<HashMap<MacAddr, ContactTarget>>> = Arc::default();
+            let (tx, reports) = mpsc::unbounded_channel();
+            let (shutdown, rx) = watch::channel(false);
+            let lookup = uris.clone();
+            let handle = spawn(
+                policy,
+                Arc::new(move |mac| lookup.lock().expect("lock").get(&mac).cloned()),
+                Arc::new(move |mac, attempt: &ContactAttempt| {
+                    let _ = tx.send((mac, attempt.clone()));
+                }),
+                rx,
+            );
+            Self { handle, uris, reports, shutdown }
+        }
+
+        /// `uri` for `mac`, the phone calling from 127.0.0.1 (where the test phones listen).
+        fn target(&self, mac: MacAddr, uri: String) {
+            self.target_from(mac, uri, Some(IpAddr::from([127, 0, 0, 1])));
+        }
+
+        fn target_from(&self, mac: MacAddr, uri: String, caller: Option<IpAddr>) {
+            self.uris.lock().expect("lock").insert(mac, ContactTarget::new(uri, caller));
+        }
+
+        async fn report(&mut self) -> (MacAddr, ContactAttempt) {
+            tokio::time::timeout(LIMIT, self.reports.recv()).await.expect("a report in time").expect("a report")
+        }
+
+        async fn no_report(&mut self, wait: Duration) {
+            if let Ok(r) = tokio::time::timeout(wait, self.reports.recv()).await {
+                panic!("unexpected report {r:?}");
+            }
+        }
+    }
+
+    fn quick() -> ContactPolicy {
+        ContactPolicy { attempt_timeout: Duration::from_millis(300), ..ContactPolicy::default() }
+    }
+
+    fn uri(addr: SocketAddr) -> String {
+        format!("http://{addr}{CONTACT_ME_PATH}")
+    }
+
+    fn localhost() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    #[tokio::test]
+    async fn one_request_one_contact_me() {
+        tokio::time::timeout(LIMIT, async {
+            let mut phone = ContactListener::bind(localhost(), Duration::ZERO).await.expect("bind");
+            let mut h = Harness::new(quick());
+            h.target(mac(1), uri(phone.local_addr()));
+            let before = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+            h.handle.request(mac(1)).expect("request");
+            let got = phone.next(LIMIT).await.expect("a contact-me");
+            assert_eq!(got, ContactMe { dls_ip_addr: None, dls_ip_port: None });
+            let (m, attempt) = h.report().await;
+            assert_eq!(m, mac(1));
+            assert_eq!(attempt.result, ContactResult::Contacted);
+            assert_eq!(attempt.uri, uri(phone.local_addr()));
+            assert!(attempt.at_unix_secs >= before && attempt.at_unix_secs <= before + 10);
+            assert!(phone.next(Duration::from_millis(300)).await.is_none(), "exactly one");
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn the_dls_address_is_sent_when_configured() {
+        tokio::time::timeout(LIMIT, async {
+            let mut phone = ContactListener::bind(localhost(), Duration::ZERO).await.expect("bind");
+            let policy = ContactPolicy { dls_ip_addr: Some("10.1.2.3".into()), dls_ip_port: Some(18443), ..quick() };
+            let mut h = Harness::new(policy);
+            h.target(mac(1), uri(phone.local_addr()));
+            h.handle.request(mac(1)).expect("request");
+            let got = phone.next(LIMIT).await.expect("a contact-me");
+            assert_eq!(got, ContactMe { dls_ip_addr: Some("10.1.2.3".into()), dls_ip_port: Some(18443) });
+            assert_eq!(h.report().await.1.result, ContactResult::Contacted);
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_requests_sends_one_contact_me() {
+        tokio::time::timeout(LIMIT, async {
+            let mut phone = ContactListener::bind(localhost(), Duration::ZERO).await.expect("bind");
+            let mut h = Harness::new(quick());
+            h.target(mac(1), uri(phone.local_addr()));
+            for i in 0..50 {
+                h.handle.request(mac(1)).expect("request");
+                if i % 10 == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            assert!(phone.next(LIMIT).await.is_some());
+            assert_eq!(h.report().await.1.result, ContactResult::Contacted);
+            for _ in 0..50 {
+                h.handle.request(mac(1)).expect("request");
+            }
+            assert!(phone.next(Duration::from_millis(700)).await.is_none(), "exactly one contact-me");
+            h.no_report(Duration::from_millis(100)).await;
+        })
+        .await
+        .expect("in time");
+    }
+
+    /// A listener that answers every request with `response` and passes each request's
+    /// head and body on.
+    async fn raw_server(response: &'static str) -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+        let listener = TcpListener::bind(localhost()).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    // The head, then as many body bytes as Content-Length says.
+                    loop {
+                        let Ok(n) = tcp.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).into_owned();
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(str::to_owned))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if body.len() >= len {
+                                let _ = tx.send(text);
+                                break;
+                            }
+                        }
+                    }
+                    let _ = tcp.write_all(response.as_bytes()).await;
+                    let _ = tcp.shutdown().await;
+                });
+            }
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn only_the_address_the_phone_calls_from_is_contacted() {
+        tokio::time::timeout(LIMIT, async {
+            let ok = "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n";
+            let (addr, mut requests) = raw_server(ok).await;
+            let mut h = Harness::new(quick());
+            let other = IpAddr::from([127, 0, 0, 2]);
+            h.target_from(mac(1), uri(addr), Some(other));
+            h.target_from(mac(2), format!("http://localhost:{}{CONTACT_ME_PATH}", addr.port()), Some(addr.ip()));
+            h.target_from(mac(3), uri(addr), None);
+            let mapped = IpAddr::from(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+            h.target_from(mac(4), uri(addr), Some(mapped));
+            for n in 1..=4 {
+                h.handle.request(mac(n)).expect("request");
+            }
+            let mut results = HashMap::new();
+            for _ in 1..=4 {
+                let (m, attempt) = h.report().await;
+                results.insert(m, attempt.result);
+            }
+            let refused = |m: u8| match &results[&mac(m)] {
+                ContactResult::Refused(why) => why.clone(),
+                other => panic!("phone {m}: want Refused, got {other:?}"),
+            };
+            assert!(refused(1).contains("host 127.0.0.1 is not the address the phone calls from (127.0.0.2)"));
+            assert!(refused(2).contains("names the host \"localhost\""));
+            assert!(refused(3).contains("not known yet"));
+            assert_eq!(results[&mac(4)], ContactResult::Contacted, "an IPv4 address is its IPv6-mapped form");
+            assert_eq!(
+                results[&mac(1)].to_string(),
+                "contact-me not sent: the contact-me-uri's host 127.0.0.1 is not the address the phone calls from \
+                 (127.0.0.2)"
+            );
+            // One request reached the listener: phone 4's.
+            requests.recv().await.expect("phone 4's request");
+            assert!(requests.try_recv().is_err(), "nothing else was sent");
+
+            // Allowed explicitly: any host the phone names.
+            let mut h = Harness::new(ContactPolicy { any_host: true, ..quick() });
+            h.target_from(mac(1), uri(addr), Some(other));
+            h.handle.request(mac(1)).expect("request");
+            assert_eq!(h.report().await.1.result, ContactResult::Contacted);
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn the_request_is_a_plain_form_post() {
+        tokio::time::timeout(LIMIT, async {
+            let (addr, mut requests) =
+                raw_server("HTTP/1.1 204 No Content\r\nServer: DlsClient\r\nConnection: close\r\n\r\n").await;
+            let mut h = Harness::new(ContactPolicy { dls_ip_port: Some(18443), ..quick() });
+            h.target(mac(1), uri(addr));
+            h.handle.request(mac(1)).expect("request");
+            let request = requests.recv().await.expect("a request");
+            let (head, body) = request.split_once("\r\n\r\n").expect("head and body");
+            let mut lines = head.lines();
+            assert_eq!(lines.next(), Some(format!("POST {CONTACT_ME_PATH} HTTP/1.1").as_str()));
+            let headers: Vec<String> = lines.map(str::to_ascii_lowercase).collect();
+            let expected = "ContactMe=true&dls_ip_port=18443";
+            assert_eq!(body, expected);
+            for want in [
+                format!("host: {addr}"),
+                "content-type: application/x-www-form-urlencoded".to_owned(),
+                format!("content-length: {}", expected.len()),
+                "connection: close".to_owned(),
+            ] {
+                assert!(headers.contains(&want), "{want} in {headers:?}");
+            }
+
+            assert_eq!(h.report().await.1.result, ContactResult::Contacted);
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn other_statuses_are_reported() {
+        tokio::time::timeout(LIMIT, async {
+            let (addr, _requests) =
+                raw_server("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\nConnection: close\r\n\r\noops!")
+                    .await;
+            let mut h = Harness::new(quick());
+            h.target(mac(1), uri(addr));
+            h.handle.request(mac(1)).expect("request");
+            let (_, attempt) = h.report().await;
+            assert_eq!(attempt.result, ContactResult::Status(500));
+            assert_eq!(attempt.result.to_string(), "contact-me answered 500");
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn a_silent_phone_times_out() {
+        tokio::time::timeout(LIMIT, async {
+            let listener = TcpListener::bind(localhost()).await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((tcp, _)) = listener.accept().await {
+                    held.push(tcp);
+                }
+            });
+            let mut h = Harness::new(quick());
+            h.target(mac(1), uri(addr));
+            let start = Instant::now();
+            h.handle.request(mac(1)).expect("request");
+            let (_, attempt) = h.report().await;
+            assert_eq!(attempt.result, ContactResult::Timeout);
+            let took = start.elapsed();
+            assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "{took:?}");
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unreachable() {
+        tokio::time::timeout(LIMIT, async {
+            let addr = {
+                let listener = TcpListener::bind(localhost()).await.expect("bind");
+                listener.local_addr().expect("addr")
+            };
+            let mut h = Harness::new(quick());
+            h.target(mac(1), uri(addr));
+            h.handle.request(mac(1)).expect("request");
+            let (_, attempt) = h.report().await;
+            assert_eq!(attempt.result, ContactResult::Unreachable("connection refused".into()));
+            assert_eq!(attempt.result.to_string(), "contact-me failed: connection refused");
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn bad_uris_are_not_contacted() {
+        tokio::time::timeout(LIMIT, async {
+            let listener = TcpListener::bind(localhost()).await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let mut h = Harness::new(quick());
+            let bad = [
+                format!("https://{addr}{CONTACT_ME_PATH}"),
+                format!("http://user@{addr}{CONTACT_ME_PATH}"),
+                format!("http://{addr}"),
+                "garbage".to_owned(),
+            ];
+            for (n, u) in (1..).zip(&bad) {
+                h.target(mac(n), u.clone());
+                h.handle.request(mac(n)).expect("request");
+            }
+            let mut seen = Vec::new();
+            for _ in &bad {
+                let (m, attempt) = h.report().await;
+                let ContactResult::Unreachable(why) = &attempt.result else { panic!("{attempt:?}") };
+                assert!(why.starts_with("unsupported contact-me-uri"), "{why}");
+                seen.push(m);
+            }
+            seen.sort();
+            assert_eq!(seen, [mac(1), mac(2), mac(3), mac(4)]);
+            let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+            assert!(accepted.is_err(), "no connection");
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn nothing_pending_means_no_contact() {
+        tokio::time::timeout(LIMIT, async {
+            let mut phone = ContactListener::bind(localhost(), Duration::ZERO).await.expect("bind");
+            let mut h = Harness::new(quick());
+            h.handle.request(mac(1)).expect("request");
+            assert!(phone.next(Duration::from_millis(300)).await.is_none());
+            h.no_report(Duration::from_millis(10)).await;
+            // Forgotten without an interval: a later request with a target goes out at once.
+            h.target(mac(1), uri(phone.local_addr()));
+            h.handle.request(mac(1)).expect("request");
+            assert!(phone.next(LIMIT).await.is_some());
+            assert_eq!(h.report().await.1.result, ContactResult::Contacted);
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn concurrency_is_bounded() {
+        tokio::time::timeout(LIMIT, async {
+            let listener = TcpListener::bind(localhost()).await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (tx, mut accepted) = mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((tcp, _)) = listener.accept().await {
+                    held.push(tcp);
+                    let _ = tx.send(());
+                }
+            });
+            let policy = ContactPolicy { concurrency: 2, attempt_timeout: Duration::from_secs(1), ..quick() };
+            let mut h = Harness::new(policy);
+            for n in 1..=5 {
+                h.target(mac(n), uri(addr));
+                h.handle.request(mac(n)).expect("request");
+            }
+            for _ in 0..2 {
+                accepted.recv().await.expect("an attempt");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(accepted.try_recv().is_err(), "two attempts at a time");
+            let mut seen = Vec::new();
+            for _ in 0..5 {
+                let (m, attempt) = h.report().await;
+                assert_eq!(attempt.result, ContactResult::Timeout);
+                seen.push(m);
+            }
+            seen.sort();
+            assert_eq!(seen, [mac(1), mac(2), mac(3), mac(4), mac(5)], "each device once");
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_the_sender() {
+        tokio::time::timeout(LIMIT, async {
+            let listener = TcpListener::bind(localhost()).await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let mut h = Harness::new(ContactPolicy { attempt_timeout: s(60), ..quick() });
+            h.target(mac(1), uri(addr));
+            h.handle.request(mac(1)).expect("request");
+            // The attempt hangs (the connection is held, never answered); shutdown must not wait.
+            let (_held, _) = listener.accept().await.expect("connected");
+            h.shutdown.send_replace(true);
+            h.handle.stopped().await;
+            assert!(h.handle.is_stopped());
+            assert_eq!(h.handle.request(mac(2)), Err(ContactRefused::Stopped));
+            h.no_report(Duration::from_millis(50)).await;
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_shutdown_sender_stops_the_sender() {
+        tokio::time::timeout(LIMIT, async {
+            let h = Harness::new(quick());
+            drop(h.shutdown);
+            h.handle.stopped().await;
+            assert!(h.handle.is_stopped());
+        })
+        .await
+        .expect("in time");
+    }
+}
