@@ -79,10 +79,10 @@ pub fn resolve<'a>(
         layers.extend(typed);
     }
     for name in assigned {
-        if let Some(p) = by_name.get(name.as_str()) {
-            if !layers.iter().any(|l| l.name == p.name) {
-                layers.push(p);
-            }
+        if let Some(p) = by_name.get(name.as_str())
+            && !layers.iter().any(|l| l.name == p.name)
+        {
+            layers.push(p);
         }
     }
 

@@ -279,13 +279,13 @@ impl Run<'_> {
         let Some(cert_mac) = certificate_mac else {
             return Some(self.refuse(Refusal::CertificateWithoutDevice));
         };
-        if let Some(claimed) = mac_of(self.message.items.as_deref()) {
-            if claimed != *cert_mac {
-                let detail = format!("certificate {certificate_serial} of {cert_mac} presented for {claimed}");
-                return Some(
-                    self.refuse_audited(Refusal::CertificateMismatch, Some((AuditKind::CertificateMismatch, detail))),
-                );
-            }
+        if let Some(claimed) = mac_of(self.message.items.as_deref())
+            && claimed != *cert_mac
+        {
+            let detail = format!("certificate {certificate_serial} of {cert_mac} presented for {claimed}");
+            return Some(
+                self.refuse_audited(Refusal::CertificateMismatch, Some((AuditKind::CertificateMismatch, detail))),
+            );
         }
         if !self.device.known {
             return Some(self.refuse(Refusal::UnknownDeviceOnSecurePort));
@@ -317,10 +317,11 @@ impl Run<'_> {
             return self.refuse(Refusal::NonceReplayed);
         }
         let (mode, state) = self.engine.security_of(self.device);
-        if *self.channel == Channel::Default && mode != SecurityMode::Default {
-            if let Some(refusal) = self.default_port_gate(mode, state, bootstrap.as_ref()) {
-                return refusal;
-            }
+        if *self.channel == Channel::Default
+            && mode != SecurityMode::Default
+            && let Some(refusal) = self.default_port_gate(mode, state, bootstrap.as_ref())
+        {
+            return refusal;
         }
         if !self.device.known {
             if self.engine.config.unknown_devices == UnknownDevicePolicy::Reject {
@@ -581,10 +582,10 @@ impl Run<'_> {
 
     /// A `reply-to` within an interaction.
     fn continue_interaction(&mut self, mut session: Session) -> Answer {
-        if let Some(mac) = mac_of(self.message.items.as_deref()) {
-            if mac != session.mac {
-                return self.refuse(Refusal::MacDiffers);
-            }
+        if let Some(mac) = mac_of(self.message.items.as_deref())
+            && mac != session.mac
+        {
+            return self.refuse(Refusal::MacDiffers);
         }
         if self.nonce_replayed(Some(&session)) {
             return self.refuse(Refusal::NonceReplayed);

@@ -167,17 +167,17 @@ impl Fleet {
                 if r.actions.last() != Some(&Action::CleanUp) {
                     return Err(NO_CLEANUP.into());
                 }
-                if let (Some(w), false) = (written, r.written.is_empty()) {
-                    if let Ok(mut w) = w.lock() {
-                        let mut at: HashMap<(String, Option<u32>), usize> =
-                            w.iter().enumerate().map(|(n, i)| ((i.name.clone(), i.index), n)).collect();
-                        for item in r.written {
-                            match at.get(&(item.name.clone(), item.index)) {
-                                Some(&n) => w[n] = item,
-                                None => {
-                                    at.insert((item.name.clone(), item.index), w.len());
-                                    w.push(item);
-                                }
+                if let (Some(w), false) = (written, r.written.is_empty())
+                    && let Ok(mut w) = w.lock()
+                {
+                    let mut at: HashMap<(String, Option<u32>), usize> =
+                        w.iter().enumerate().map(|(n, i)| ((i.name.clone(), i.index), n)).collect();
+                    for item in r.written {
+                        match at.get(&(item.name.clone(), item.index)) {
+                            Some(&n) => w[n] = item,
+                            None => {
+                                at.insert((item.name.clone(), item.index), w.len());
+                                w.push(item);
                             }
                         }
                     }

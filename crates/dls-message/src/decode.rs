@@ -656,10 +656,10 @@ impl<'i, 'l> Parser<'i, 'l> {
         let a = Attribute { key: QName(attribute), value: Cow::Borrowed(raw) };
         match a.normalized_value_with(XmlVersion::Implicit1_0, 1, resolve_predefined_entity) {
             Ok(v) => {
-                if let Cow::Owned(s) = &v {
-                    if s.chars().any(|c| !is_xml_char(c)) {
-                        return Err(self.invalid(element, attribute, s));
-                    }
+                if let Cow::Owned(s) = &v
+                    && s.chars().any(|c| !is_xml_char(c))
+                {
+                    return Err(self.invalid(element, attribute, s));
                 }
                 Ok(v)
             }
@@ -863,10 +863,8 @@ fn check_chars(b: &[u8]) -> Result<bool, usize> {
     for chunk in b.chunks(BLOCK) {
         let (sus, cr) = chunk.iter().fold((false, false), |(s, r), &c| (s | suspect(c), r | (c == b'\r')));
         carriage_return |= cr;
-        if sus {
-            if let Some(i) = (block_start..block_start + chunk.len()).find(|&i| bad_at(i)) {
-                return Err(i);
-            }
+        if sus && let Some(i) = (block_start..block_start + chunk.len()).find(|&i| bad_at(i)) {
+            return Err(i);
         }
         block_start += chunk.len();
     }

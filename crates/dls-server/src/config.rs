@@ -255,10 +255,10 @@ impl Config {
         if self.ca_cert_file.is_some() != self.ca_key_file.is_some() {
             return Err("ca-cert-file and ca-key-file go together".into());
         }
-        if let Some(u) = &self.files_base_url {
-            if !u.starts_with("https://") || u.len() > 1024 || u.chars().any(|c| c.is_control() || c == ' ') {
-                return Err("files-base-url must be an https:// URL".into());
-            }
+        if let Some(u) = &self.files_base_url
+            && (!u.starts_with("https://") || u.len() > 1024 || u.chars().any(|c| c.is_control() || c == ' '))
+        {
+            return Err("files-base-url must be an https:// URL".into());
         }
         if self.upload_timeout_secs == 0 || self.upload_timeout_secs > 7 * 24 * 3600 {
             return Err("upload-timeout-secs must be 1 to 604800 (a week)".into());

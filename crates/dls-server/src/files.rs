@@ -84,11 +84,11 @@ pub(crate) async fn serve_file(
     let body = if head || len == 0 {
         full(Bytes::new())
     } else {
-        if start > 0 {
-            if let Err(e) = file.seek(SeekFrom::Start(start)).await {
-                warn!(error = %e, "seeking in a deployment file failed");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "file could not be read\n");
-            }
+        if start > 0
+            && let Err(e) = file.seek(SeekFrom::Start(start)).await
+        {
+            warn!(error = %e, "seeking in a deployment file failed");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "file could not be read\n");
         }
         http_body_util::Either::Right(FileBody::new(file, len).boxed_unsync())
     };
@@ -324,10 +324,10 @@ where
             Ok(Upload { temp_path, size, sha256_hex, head })
         }
         Err(e) => {
-            if let Some(path) = guard.0.take() {
-                if let Err(re) = tokio::fs::remove_file(&path).await {
-                    warn!(path = %path.display(), error = %re, "removing a failed upload");
-                }
+            if let Some(path) = guard.0.take()
+                && let Err(re) = tokio::fs::remove_file(&path).await
+            {
+                warn!(path = %path.display(), error = %re, "removing a failed upload");
             }
             Err(e)
         }

@@ -44,10 +44,10 @@ impl Sessions {
         let mut map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() >= self.max {
             map.retain(|_, e| e.expires > now);
-            if map.len() >= self.max {
-                if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.expires).map(|(k, _)| k.clone()) {
-                    map.remove(&oldest);
-                }
+            if map.len() >= self.max
+                && let Some(oldest) = map.iter().min_by_key(|(_, e)| e.expires).map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
             }
         }
         map.insert(id, Entry { session, expires: now + self.ttl });

@@ -562,7 +562,7 @@ impl Checkpointer {
     /// Counts a commit, waking the thread when there are enough to checkpoint.
     fn committed(&self) {
         let commits = self.shared.commits.fetch_add(1, Ordering::Relaxed) + 1;
-        if commits % CHECKPOINT_COMMITS == 0 {
+        if commits.is_multiple_of(CHECKPOINT_COMMITS) {
             // Under the lock, so that the wake-up cannot fall between the thread's count
             // and its wait.
             let _stop = self.shared.stop.lock().unwrap_or_else(PoisonError::into_inner);
@@ -1509,11 +1509,11 @@ fn move_inventories(conn: &Connection, _: &Upgrade<'_>) -> Result<(), StoreError
     let mut items = Vec::new();
     while let Some(row) = rows.next().db()? {
         let mac: String = row.get(0).db()?;
-        if device.as_ref() != Some(&mac) {
-            if let Some(done) = device.replace(mac) {
-                store_inventory(conn, &done, &Encoded::replacing(&items))?;
-                items.clear();
-            }
+        if device.as_ref() != Some(&mac)
+            && let Some(done) = device.replace(mac)
+        {
+            store_inventory(conn, &done, &Encoded::replacing(&items))?;
+            items.clear();
         }
         items.push(item_from_row((row.get(1).db()?, row.get(2).db()?, row.get(3).db()?, row.get(4).db()?))?);
     }
@@ -2388,10 +2388,10 @@ impl Store for SqliteStore {
         check_username(username)?;
         let (kind, profile) = scope_to_sql(scope);
         self.write(|tx| {
-            if let CredentialScope::Profile(name) = scope {
-                if !tx.cached("SELECT 1 FROM profiles WHERE name = ?1").db()?.exists([name]).db()? {
-                    return Err(StoreError::Invalid(format!("no profile named {name:?}")));
-                }
+            if let CredentialScope::Profile(name) = scope
+                && !tx.cached("SELECT 1 FROM profiles WHERE name = ?1").db()?.exists([name]).db()?
+            {
+                return Err(StoreError::Invalid(format!("no profile named {name:?}")));
             }
             match sealed {
                 Some(sealed) => {

@@ -450,10 +450,10 @@ fn print_event(e: &dls_workpoint::AgentEvent, host: &str, state_dir: Option<&Pat
         }
         AgentEvent::SecureMode { kind, port } => {
             println!("secure mode ({kind}): switching to {host}:{port}");
-            if let Some(dir) = state_dir {
-                if let Err(err) = save_state(dir, phone.secure.as_ref()) {
-                    println!("saving the secure-mode state failed: {}", crate::exit::one_line(&err));
-                }
+            if let Some(dir) = state_dir
+                && let Err(err) = save_state(dir, phone.secure.as_ref())
+            {
+                println!("saving the secure-mode state failed: {}", crate::exit::one_line(&err));
             }
             return;
         }

@@ -125,11 +125,10 @@ proptest! {
                 prop_assert_eq!(&out.reply.action, &Action::CleanUp);
                 break;
             }
-            if let Some(limit) = max_items {
-                if out.reply.action == Action::WriteItems {
+            if let Some(limit) = max_items
+                && out.reply.action == Action::WriteItems {
                     prop_assert!(out.reply.items.as_ref().map_or(0, Vec::len) <= usize::try_from(limit).unwrap_or(usize::MAX));
                 }
-            }
             let nonce = format!("N{}", i % 3);
             let m = answer(&nonce, &out, c);
             out = sh.send(&m);

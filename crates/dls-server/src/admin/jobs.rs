@@ -240,10 +240,8 @@ async fn add_jobs(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) 
         };
         new.push(NewJob { mac, kind });
     }
-    if single {
-        if let Some(s) = skipped.first() {
-            return Err(error(StatusCode::CONFLICT, format!("not queued for {}: {}", s.mac, s.reason)));
-        }
+    if single && let Some(s) = skipped.first() {
+        return Err(error(StatusCode::CONFLICT, format!("not queued for {}: {}", s.mac, s.reason)));
     }
     let added = if new.is_empty() {
         Vec::new()
@@ -252,10 +250,10 @@ async fn add_jobs(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) 
     };
     let mut contacted = HashSet::new();
     for j in &added {
-        if contacted.insert(j.mac) {
-            if let Err(e) = jobs.contact.request(j.mac) {
-                warn!(mac = %j.mac, error = %e, "no contact-me for a new job");
-            }
+        if contacted.insert(j.mac)
+            && let Err(e) = jobs.contact.request(j.mac)
+        {
+            warn!(mac = %j.mac, error = %e, "no contact-me for a new job");
         }
     }
     info!(jobs = added.len(), skipped = skipped.len(), "jobs queued");

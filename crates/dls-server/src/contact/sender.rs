@@ -265,10 +265,10 @@ async fn send(uri: &str, caller: Option<Option<IpAddr>>, body: Bytes, timeout: D
         Ok(t) => t,
         Err(why) => return ContactResult::Unreachable(why),
     };
-    if let Some(caller) = caller {
-        if let Err(why) = check_caller(&target.host, caller) {
-            return ContactResult::Refused(why);
-        }
+    if let Some(caller) = caller
+        && let Err(why) = check_caller(&target.host, caller)
+    {
+        return ContactResult::Refused(why);
     }
     let deadline = Instant::now() + timeout;
     match tokio::time::timeout_at(deadline, exchange(&target, body)).await {
