@@ -14,7 +14,7 @@ mod table;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// The allocator of every subcommand: jemalloc. The service allocates and frees a message's
 /// items, XML and stored records per request on several threads; with glibc's allocator a
@@ -64,6 +64,13 @@ enum Command {
     /// Seal and open the encrypted `secure-mode-data` bundle.
     #[command(subcommand, name = "secure-mode-data")]
     SecureModeData(cmd::secure_mode::SecureModeDataCmd),
+    /// Print a shell completion script (e.g. `dls completions bash > /etc/bash_completion.d/dls`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, roff (e.g. `dls man | man -l -`).
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -88,6 +95,11 @@ fn main() -> ExitCode {
         Command::Message(c) => cmd::message::run(c),
         Command::Pin(c) => cmd::secure_mode::run_pin(c),
         Command::SecureModeData(c) => cmd::secure_mode::run_secure_mode_data(c),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "dls", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

@@ -34,6 +34,14 @@ pub(crate) enum Stage {
     Deploy,
 }
 
+impl Stage {
+    /// The first `WriteItems` of a job, `sent`, with the `rest` to follow and the items
+    /// that could not be sent.
+    fn first_write(sent: ItemList, rest: VecDeque<ItemList>, not_sent: NotSent) -> Self {
+        Self::Write { sent, rest, refused: Vec::new(), accepted: 0, not_sent }
+    }
+}
+
 impl JobStep {
     /// The action whose reply this step waits for.
     pub(crate) fn action(&self) -> Action {
@@ -196,14 +204,7 @@ impl Run<'_> {
                     let (mut parts, not_sent) = self.plan_job_writes(&session, items.clone(), false);
                     match parts.pop_front() {
                         Some(sent) => {
-                            let stage = Stage::Write {
-                                sent: sent.clone(),
-                                rest: parts,
-                                refused: Vec::new(),
-                                accepted: 0,
-                                not_sent,
-                            };
-                            (stage, Action::WriteItems, Some(sent))
+                            (Stage::first_write(sent.clone(), parts, not_sent), Action::WriteItems, Some(sent))
                         }
                         None if not_sent.is_empty() => {
                             self.job_update(&job, JobState::Done, "nothing to write", None);
@@ -390,13 +391,7 @@ impl Run<'_> {
                 let (mut parts, not_sent) = self.plan_job_writes(&session, writes, true);
                 match parts.pop_front() {
                     Some(sent) => {
-                        let stage = Stage::Write {
-                            sent: sent.clone(),
-                            rest: parts,
-                            refused: Vec::new(),
-                            accepted: 0,
-                            not_sent,
-                        };
+                        let stage = Stage::first_write(sent.clone(), parts, not_sent);
                         session.awaiting = Awaiting::Job(Box::new(JobStep { job, stage }));
                         (self.reply(Action::WriteItems, Some(sent)), Some(session))
                     }

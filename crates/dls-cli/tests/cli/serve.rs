@@ -349,3 +349,42 @@ fn phone_run_bootstraps_with_a_pin_and_then_uses_the_secure_port() {
         serde_json::from_str(&dls(&["device", "show", "001AE8000021", "--data-dir", &d], b"").stdout).expect("JSON");
     assert_eq!(shown["security"]["state"], "failed");
 }
+
+/// Shell completions and the manual page come from clap's own definition of the command,
+/// so they list every subcommand; bash checks the script's syntax.
+#[test]
+fn completions_and_the_manual_page_cover_every_subcommand() {
+    let subcommands = ["serve", "device", "credentials", "job", "file", "audit", "profile", "phone", "message", "pin"];
+    let bash = dls(&["completions", "bash"], b"");
+    assert_eq!(bash.code, 0, "{}", bash.stderr);
+    for s in subcommands {
+        assert!(bash.stdout.contains(s), "{s} in the bash completions");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("dls.bash");
+    std::fs::write(&script, &bash.stdout).expect("writes");
+    let syntax = std::process::Command::new("bash").arg("-n").arg(&script).output().expect("bash runs");
+    assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+    for shell in ["zsh", "fish"] {
+        let run = dls(&["completions", shell], b"");
+        assert!(run.code == 0 && run.stdout.contains("serve"), "{shell}: {}", run.stderr);
+    }
+    assert_eq!(dls(&["completions", "tcsh"], b"").code, 2, "an unknown shell is a usage error");
+
+    let man = dls(&["man"], b"");
+    assert_eq!(man.code, 0, "{}", man.stderr);
+    assert!(man.stdout.contains(".TH dls 1"), "a roff manual page");
+    for s in subcommands {
+        assert!(man.stdout.contains(s), "{s} in the manual page");
+    }
+    // groff, an independent reader, takes it (UTF-8, as man reads it) without a warning,
+    // all warnings enabled.
+    let page = dir.path().join("dls.1");
+    std::fs::write(&page, &man.stdout).expect("writes");
+    let groff = std::process::Command::new("groff")
+        .args(["-k", "-man", "-Tutf8", "-ww", "-z"])
+        .arg(&page)
+        .output()
+        .expect("groff is needed for this test (Debian: groff-base)");
+    assert!(groff.status.success() && groff.stderr.is_empty(), "{}", String::from_utf8_lossy(&groff.stderr));
+}
