@@ -363,7 +363,7 @@ fn completions_and_the_manual_page_cover_every_subcommand() {
     let dir = tempfile::tempdir().expect("temp dir");
     let script = dir.path().join("dls.bash");
     std::fs::write(&script, &bash.stdout).expect("writes");
-    let syntax = std::process::Command::new("bash").arg("-n").arg(&script).output().expect("bash runs");
+    let syntax = Command::new("bash").arg("-n").arg(&script).output().expect("bash runs");
     assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
     for shell in ["zsh", "fish"] {
         let run = dls(&["completions", shell], b"");
@@ -381,7 +381,7 @@ fn completions_and_the_manual_page_cover_every_subcommand() {
     // all warnings enabled.
     let page = dir.path().join("dls.1");
     std::fs::write(&page, &man.stdout).expect("writes");
-    let groff = std::process::Command::new("groff")
+    let groff = Command::new("groff")
         .args(["-k", "-man", "-Tutf8", "-ww", "-z"])
         .arg(&page)
         .output()
