@@ -208,18 +208,14 @@ impl std::fmt::Debug for DeviceCertificate {
     }
 }
 
-/// A DER certificate as PEM, in 64-character lines.
+/// A DER certificate as PEM, in 64-character lines (`pem`), without a final line break.
 fn pem_certificate(der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----");
-    out
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    let mut text = pem::encode_config(&pem::Pem::new("CERTIFICATE", der), config);
+    text.truncate(text.trim_end().len());
+    text
 }
+
 fn utf8(bytes: &[u8], name: &str) -> Result<String, ServerError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| ServerError::Pki(format!("{name} is not PEM text")))
 }
@@ -282,4 +278,20 @@ fn host_name() -> Option<String> {
     let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
     let h = h.trim();
     (!h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')).then(|| h.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_in_pem_reads_back_as_the_same_der() {
+        let (ca_pem, _) = make_ca().expect("a CA");
+        let der = parse_certs(&ca_pem).expect("parses").remove(0);
+        let text = pem_certificate(der.as_ref());
+        assert!(text.starts_with("-----BEGIN CERTIFICATE-----\n") && text.ends_with("\n-----END CERTIFICATE-----"));
+        assert!(text.lines().all(|l| l.len() <= 64), "64-character lines: {text}");
+        assert_eq!(parse_certs(&text).expect("parses"), [der]);
+        assert_eq!(text, ca_pem.trim_end(), "the same text rcgen writes");
+    }
 }
