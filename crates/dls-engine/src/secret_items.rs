@@ -16,9 +16,9 @@ use dls_message::Item;
 
 use crate::device::Change;
 
-/// Items that carry key material or bootstrap secrets, whatever their name says.
-const SECRET_NAMES: &[&str] =
-    &["bootstrapping-tan", "secure-mode-data", "dls-client-certificate", "restart-password", "sip-digest-password"];
+/// Items that carry key material whatever their name says (the others, such as
+/// `bootstrapping-tan` or `restart-password`, are caught by the name rule below).
+const SECRET_NAMES: &[&str] = &["secure-mode-data", "dls-client-certificate"];
 
 /// Whether an item of this name holds a secret (a password, a key, a TAN).
 #[must_use]
