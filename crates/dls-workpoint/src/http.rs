@@ -66,18 +66,13 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     s.replace('\n', " ")
 }
 
-/// Percent-encodes everything but the unreserved characters (RFC 3986: letters, digits,
-/// `-._~`), byte by byte of the UTF-8.
+/// Everything but RFC 3986's unreserved characters (letters, digits, `-._~`) is escaped.
+const COMPONENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Percent-encodes everything but the unreserved characters, byte by byte of the UTF-8.
 pub(crate) fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 /// `GET target`, on a new connection (TLS with `trust` for `https`); returns the response
