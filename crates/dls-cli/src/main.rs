@@ -11,6 +11,7 @@ mod cmd;
 mod exit;
 mod io;
 mod table;
+mod upload;
 
 use std::process::ExitCode;
 

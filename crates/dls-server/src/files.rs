@@ -183,9 +183,9 @@ fn number(s: &str) -> Option<u64> {
 
 /// A body streaming `remaining` bytes of a file from its current position, in pieces of at
 /// most 64 KiB, with an exact size hint. A file that ends early or cannot be read ends the
-/// body with an error. (The service's downloads; `dls file add`'s uploads.)
+/// body with an error. (The service's downloads.)
 #[derive(Debug)]
-pub struct FileBody {
+pub(crate) struct FileBody {
     file: File,
     remaining: u64,
     /// The piece being read, kept while the read is pending.
@@ -195,7 +195,7 @@ pub struct FileBody {
 impl FileBody {
     /// The next `len` bytes of `file`.
     #[must_use]
-    pub fn new(file: File, len: u64) -> Self {
+    pub(crate) fn new(file: File, len: u64) -> Self {
         Self { file, remaining: len, piece: None }
     }
 }

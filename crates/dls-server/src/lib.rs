@@ -56,10 +56,8 @@ use zeroize::Zeroizing;
 pub use config::Config;
 pub use datadir::DataDir;
 pub use error::ServerError;
-pub use files::FileBody;
 pub use http::http1_builder;
 pub use limits::RefusedConnections;
-pub use uri::percent_encode;
 pub use wpi::LOGIN_SERVICE_PATH;
 
 use crate::datadir::names;

@@ -6,11 +6,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::upload::percent_encode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use dls_engine::{Profile, SecurityMode};
 use dls_message::MacAddr;
-use dls_server::percent_encode;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
@@ -179,8 +179,11 @@ pub(crate) enum ProfileCmd {
         #[command(flatten)]
         target: Target,
     },
-    /// List profiles (JSON).
+    /// List profiles: a table, or JSON with `--json`.
     List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -223,16 +226,8 @@ impl Client {
             None => std::fs::read_to_string(t.data_dir.join("admin-token"))
                 .with_context(|| format!("reading the admin token in {}", t.data_dir.display()))?,
         };
-        let url = url.trim();
-        let (authority, https) = if let Some(rest) = url.strip_prefix("http://") {
-            (rest, false)
-        } else if let Some(rest) = url.strip_prefix("https://") {
-            (rest, true)
-        } else {
-            return Err(crate::exit::usage(format!("the admin URL must start with http:// or https://, not {url:?}")));
-        };
-        let authority = authority.trim_end_matches('/').to_owned();
-        let tls = if https { Some(tls_for(&authority, t)?) } else { None };
+        let (authority, host, https) = admin_url(url.trim())?;
+        let tls = if https { Some(tls_for(&host, t)?) } else { None };
         Ok(Self { authority, token: token.trim().to_owned(), tls })
     }
 
@@ -318,18 +313,46 @@ impl Client {
     }
 }
 
-/// The TLS client of an https:// admin API at `authority` (`host:port`), trusting
-/// `--cacert` or the data directory's `ca.crt`.
+/// The parts of an admin URL (`url`): `host:port` to connect to (the scheme's port when
+/// none is given), the host, and whether it is `https`. Anything but a bare
+/// `http(s)://host[:port][/]` is a usage error: the API's paths are the CLI's to add, and a
+/// token is never taken from a URL.
+fn admin_url(text: &str) -> anyhow::Result<(String, url::Host, bool)> {
+    let bad = |why: &str| crate::exit::usage(format!("the admin URL {text:?} {why}"));
+    let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL: {e}")))?;
+    let https = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        _ => return Err(bad("must start with http:// or https://")),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not hold a user or password (pass --token)"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must be only a scheme, a host and a port"));
+    }
+    let host = url.host().ok_or_else(|| bad("names no host"))?.to_owned();
+    let port = url.port_or_known_default().ok_or_else(|| bad("names no port"))?;
+    let authority = match &host {
+        url::Host::Ipv6(a) => format!("[{a}]:{port}"),
+        other => format!("{other}:{port}"),
+    };
+    Ok((authority, host, https))
+}
+
+/// The TLS client of an https:// admin API on `host`, trusting `--cacert` or the data
+/// directory's `ca.crt`.
 fn tls_for(
-    authority: &str,
+    host: &url::Host,
     t: &Target,
 ) -> anyhow::Result<(tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>)> {
-    let host = match authority.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => h.trim_start_matches('[').trim_end_matches(']'),
-        _ => return Err(crate::exit::usage(format!("the admin URL must name host:port, not {authority:?}"))),
+    let name = match host {
+        url::Host::Domain(d) => {
+            rustls_pki_types::ServerName::try_from(d.clone()).map_err(|e| crate::exit::usage(format!("{d:?}: {e}")))?
+        }
+        url::Host::Ipv4(a) => rustls_pki_types::ServerName::IpAddress(std::net::IpAddr::V4(*a).into()),
+        url::Host::Ipv6(a) => rustls_pki_types::ServerName::IpAddress(std::net::IpAddr::V6(*a).into()),
     };
-    let name = rustls_pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| crate::exit::usage(format!("{host:?}: {e}")))?;
     let ca_file = t.cacert.clone().unwrap_or_else(|| t.data_dir.join("ca.crt"));
     let pem = std::fs::read_to_string(&ca_file)
         .with_context(|| format!("reading the CA certificate {} (or pass --cacert)", ca_file.display()))?;
@@ -491,8 +514,28 @@ pub(crate) fn run_profile(cmd: ProfileCmd) -> anyhow::Result<()> {
             )?;
             print_json(&v)
         }
-        ProfileCmd::List { target } => {
-            print_json(&Client::new(&target)?.call(Method::GET, "/api/v1/profiles", None)?)
+        ProfileCmd::List { json, target } => {
+            let v = Client::new(&target)?.call(Method::GET, "/api/v1/profiles", None)?;
+            if json {
+                return print_json(&v);
+            }
+            let mut t = table::new(&["NAME", "DEVICE TYPE", "ITEMS", "REASSERT", "TEMPLATE"]);
+            for p in v.as_array().into_iter().flatten() {
+                let items = p.get("item").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+                let yes_no = |k: &str| {
+                    if p.get(k).and_then(serde_json::Value::as_bool) == Some(true) { "yes" } else { "no" }
+                };
+                let template = if p.get("provisioning-template").is_some_and(|t| !t.is_null()) { "yes" } else { "no" };
+                t.add_row(vec![
+                    table::cell(p.get("name").and_then(|x| x.as_str()).unwrap_or("-")),
+                    table::cell(p.get("device-type").and_then(|x| x.as_str()).unwrap_or("(any)")),
+                    items.to_string(),
+                    yes_no("reassert-on-local-changes").to_owned(),
+                    template.to_owned(),
+                ]);
+            }
+            table::print(&t);
+            Ok(())
         }
         ProfileCmd::Show { name, target } => print_json(&Client::new(&target)?.call(
             Method::GET,
@@ -589,8 +632,11 @@ pub(crate) enum CredentialsCmd {
         #[command(flatten)]
         target: Target,
     },
-    /// List fallback credentials (JSON, without passwords).
+    /// List fallback credentials (never their passwords): a table, or JSON with `--json`.
     List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -623,8 +669,45 @@ pub(crate) fn run_credentials(cmd: CredentialsCmd) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
-        CredentialsCmd::List { target } => {
-            print_json(&Client::new(&target)?.call(Method::GET, "/api/v1/credentials/fallback", None)?)
+        CredentialsCmd::List { json, target } => {
+            let v = Client::new(&target)?.call(Method::GET, "/api/v1/credentials/fallback", None)?;
+            if json {
+                return print_json(&v);
+            }
+            let mut t = table::new(&["SCOPE", "USERNAME"]);
+            for c in v.as_array().into_iter().flatten() {
+                let scope = match c.get("scope") {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(other) => other
+                        .get("profile")
+                        .and_then(|p| p.as_str())
+                        .map_or_else(|| other.to_string(), |p| format!("profile {p}")),
+                    None => "-".to_owned(),
+                };
+                t.add_row(vec![
+                    table::cell(&scope),
+                    table::cell(c.get("username").and_then(|u| u.as_str()).unwrap_or("-")),
+                ]);
+            }
+            table::print(&t);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::admin_url;
+
+    #[test]
+    fn admin_urls_are_parsed_with_their_default_ports() {
+        let parts = |t: &str| admin_url(t).map(|(a, _, https)| (a, https)).map_err(|e| e.to_string());
+        assert_eq!(parts("http://127.0.0.1:18081"), Ok(("127.0.0.1:18081".to_owned(), false)));
+        assert_eq!(parts("http://127.0.0.1:18081/"), Ok(("127.0.0.1:18081".to_owned(), false)));
+        assert_eq!(parts("https://dls.example.com"), Ok(("dls.example.com:443".to_owned(), true)));
+        assert_eq!(parts("HTTPS://[::1]:8443"), Ok(("[::1]:8443".to_owned(), true)));
+        for bad in ["ftp://h:1", "127.0.0.1:18081", "http://u:p@h:1", "http://h:1/api", "http://h:1/?x", "http://"] {
+            assert!(parts(bad).is_err(), "{bad}");
         }
     }
 }

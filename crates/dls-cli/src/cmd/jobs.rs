@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::upload::percent_encode;
 use clap::{Args, Subcommand};
-use dls_server::percent_encode;
 use hyper::Method;
 
 use super::admin::{Client, Target, mac, print_json};
@@ -299,7 +299,7 @@ fn upload(client: &Client, path: &str, file: &Path) -> anyhow::Result<serde_json
     rt.block_on(async {
         let f = tokio::fs::File::open(file).await.map_err(|e| malformed(format!("{}: {e}", file.display())))?;
         let size = f.metadata().await?.len();
-        let body = dls_server::FileBody::new(f, size);
+        let body = crate::upload::Upload::new(f, size);
         // A large image over a slow link takes long: an hour at most.
         tokio::time::timeout(
             Duration::from_secs(3600),

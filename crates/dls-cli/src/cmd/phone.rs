@@ -2,7 +2,7 @@
 //! every exchange printed, or a fleet for load tests (and the baseline the service's
 //! benchmark compares with).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use dls_load::{self as load, DEFAULT_FIRST_MAC, Fleet, LoadConfig, LoadMode, LoadReport, Progress};
 use dls_message::{Item, MacAddr, Reason};
 use dls_workpoint::{ClientError, Phone, PinOutcome, SecureMaterial, ServerTrust, Traced, WpiClient};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::exit::{AUTH, OTHER, fail, malformed};
 use crate::io::read_input;
@@ -545,34 +546,47 @@ fn save_state(dir: &Path, m: Option<&SecureMaterial>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A `\r`-updated progress line on stderr, when stderr is a terminal.
+/// A progress bar on stderr (`indicatif`), drawn only when stderr is a terminal: for a
+/// count of phones, interactions done of the total with rate and ETA; for a timed run, the
+/// seconds elapsed of the duration with the interactions so far.
 fn spawn_progress(
     rt: &tokio::runtime::Runtime,
     progress: Arc<Progress>,
     total: Option<u64>,
     duration: Option<Duration>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if !std::io::stderr().is_terminal() {
-        return None;
+) -> (ProgressBar, Option<tokio::task::JoinHandle<()>>) {
+    let (len, template) = match (total, duration) {
+        (_, Some(d)) => (Some(d.as_secs()), "{bar:30} {pos}/{len} s  {msg}"),
+        (Some(t), None) => (Some(t), "{bar:30} {pos}/{len} interactions  {per_sec}  ETA {eta}  {msg}"),
+        (None, None) => (None, "{pos} interactions  {per_sec}  {msg}"),
+    };
+    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    if bar.is_hidden() {
+        return (bar, None);
     }
     let start = Instant::now();
-    Some(rt.spawn(async move {
+    let shown = bar.clone();
+    let ticker = rt.spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
             let n = progress.interactions();
-            let secs = start.elapsed().as_secs_f64();
-            #[allow(clippy::cast_precision_loss)]
-            let rate = if secs > 0.0 { n as f64 / secs } else { 0.0 };
-            let of = match (total, duration) {
-                (_, Some(d)) => format!(" ({secs:.0} of {:.0} s)", d.as_secs_f64()),
-                (Some(t), None) => format!("/{t}"),
-                (None, None) => String::new(),
-            };
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r{n}{of} interactions, {} failed, {rate:.0}/s   ", progress.failures());
-            let _ = err.flush();
+            let failed = progress.failures();
+            if duration.is_some() {
+                let secs = start.elapsed().as_secs_f64();
+                #[allow(clippy::cast_precision_loss)]
+                let rate = if secs > 0.0 { n as f64 / secs } else { 0.0 };
+                shown.set_position(start.elapsed().as_secs());
+                shown.set_message(format!("{n} interactions, {failed} failed, {rate:.0}/s"));
+            } else {
+                shown.set_position(n);
+                shown.set_message(format!("{failed} failed"));
+            }
         }
-    }))
+    });
+    (bar, Some(ticker))
 }
 
 fn ms(d: Option<Duration>) -> serde_json::Value {
@@ -711,14 +725,12 @@ fn run_load(a: LoadArgs) -> anyhow::Result<()> {
     let rt = runtime(false)?;
     let progress = Arc::new(Progress::default());
     let total = duration.is_none().then_some(phones as u64);
-    let ticker = spawn_progress(&rt, progress.clone(), total, duration);
+    let (bar, ticker) = spawn_progress(&rt, progress.clone(), total, duration);
     let result = rt.block_on(load::run(config, progress));
     if let Some(t) = ticker {
         t.abort();
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r{:60}\r", "");
-        let _ = err.flush();
     }
+    bar.finish_and_clear();
     let mut report = result.map_err(|e| client_error(&e, &format!("load against {}", a.server.server)))?;
     let mut out = std::io::stdout().lock();
     if a.json {

@@ -78,6 +78,7 @@ fn files_are_added_listed_and_deleted() {
         .expect("image");
     let run = admin(&data, &["file", "add", &image.to_string_lossy(), "--type", "APP"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr, "", "no progress bar when stderr is not a terminal");
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
     assert_eq!(v["software_version"], "V3 R5.13.0");
     assert_eq!(v["name"], "os60-V3R5.13.0.img");

@@ -49,6 +49,16 @@ fn zero_configuration_start_then_phone_cli_and_sigterm() {
 
     let run = dls(&["profile", "set", "global", &profile(tmp.path(), 3, "v1"), "--data-dir", &d], b"");
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // A table for people, JSON with --json.
+    let run = dls(&["profile", "list", "--data-dir", &d], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<Vec<&str>> = run.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAME", "DEVICE", "TYPE", "ITEMS", "REASSERT", "TEMPLATE"], "{}", run.stdout);
+    assert_eq!(lines[1], ["global", "(any)", "3", "no", "no"], "{}", run.stdout);
+    let run = dls(&["profile", "list", "--json", "--data-dir", &d], b"");
+    let listed: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(listed[0]["name"], "global");
+    assert_eq!(listed[0]["item"].as_array().map(Vec::len), Some(3));
 
     let mut phone = Phone::new(MacAddr::parse("00:1A:E8:00:00:01").expect("mac"));
     let mut c = client(&s, &data);
@@ -266,7 +276,12 @@ fn digest_protected_provisioning_from_the_command_line() {
     );
     assert_eq!(run.code, 3, "an unknown profile: {}", run.stderr);
     let run = dls(&["credentials", "list", "--data-dir", &d], b"");
+    assert!(run.stdout.starts_with("SCOPE") && run.stdout.contains("global"), "{}", run.stdout);
     assert!(run.stdout.contains("site") && !run.stdout.contains("shared-secret"), "{}", run.stdout);
+    let run = dls(&["credentials", "list", "--json", "--data-dir", &d], b"");
+    let listed: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert!(listed.as_array().is_some_and(|l| l.iter().any(|c| c["username"] == "site")), "{listed}");
+    assert!(!run.stdout.contains("shared-secret"), "{}", run.stdout);
 
     let run = dls(&["device", "provisioning-url", "001a2b3c4d5e", "--embed-credentials", "--data-dir", &d], b"");
     assert_eq!(run.code, 0, "{}", run.stderr);

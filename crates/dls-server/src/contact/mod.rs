@@ -114,7 +114,7 @@ impl ContactPolicy {
         let mut body = String::from("ContactMe=true");
         if let Some(addr) = &self.dls_ip_addr {
             body.push_str("&dls_ip_addr=");
-            body.push_str(&crate::percent_encode(addr));
+            body.push_str(&crate::uri::percent_encode(addr));
         }
         if let Some(port) = self.dls_ip_port {
             body.push_str(&format!("&dls_ip_port={port}"));
