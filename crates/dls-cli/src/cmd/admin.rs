@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::upload::percent_encode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use dls_engine::{Profile, SecurityMode};
@@ -18,6 +17,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::exit::{AUTH, MALFORMED, OTHER, fail, malformed};
 use crate::table;
+use crate::upload::percent_encode;
 
 /// Where the admin API is.
 #[derive(Debug, Args)]

@@ -3,13 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::upload::percent_encode;
 use clap::{Args, Subcommand};
 use hyper::Method;
 
 use super::admin::{Client, Target, mac, print_json};
 use crate::exit::{malformed, usage};
 use crate::table;
+use crate::upload::percent_encode;
 
 /// Which devices a job is for.
 #[derive(Debug, Args)]

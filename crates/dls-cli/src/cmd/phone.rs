@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -567,7 +567,6 @@ fn spawn_progress(
     if bar.is_hidden() {
         return (bar, None);
     }
-    let start = Instant::now();
     let shown = bar.clone();
     let ticker = rt.spawn(async move {
         loop {
@@ -575,10 +574,10 @@ fn spawn_progress(
             let n = progress.interactions();
             let failed = progress.failures();
             if duration.is_some() {
-                let secs = start.elapsed().as_secs_f64();
+                let elapsed = shown.elapsed();
                 #[allow(clippy::cast_precision_loss)]
-                let rate = if secs > 0.0 { n as f64 / secs } else { 0.0 };
-                shown.set_position(start.elapsed().as_secs());
+                let rate = if elapsed.is_zero() { 0.0 } else { n as f64 / elapsed.as_secs_f64() };
+                shown.set_position(elapsed.as_secs());
                 shown.set_message(format!("{n} interactions, {failed} failed, {rate:.0}/s"));
             } else {
                 shown.set_position(n);
