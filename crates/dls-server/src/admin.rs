@@ -284,7 +284,7 @@ async fn change_security(
     request: SecurityRequest,
 ) -> Result<Option<Zeroizing<String>>, ApiError> {
     let (pin, update) = security_update(state, mac, request)?;
-    blocking(&state.store, move |s| s.update_security(mac, &update)).await?;
+    blocking(&state.store, move |s| s.update_security(mac, &update, crate::wpi::now())).await?;
     Ok(pin)
 }
 
@@ -353,7 +353,7 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
                 None => (None, None),
             };
             let spec = DeviceSpec { profiles: new.profiles, overrides: new.overrides, secret, security };
-            blocking(store, move |s| s.add_device(mac, &spec)).await?;
+            blocking(store, move |s| s.add_device(mac, &spec, crate::wpi::now())).await?;
             let details = blocking(store, move |s| s.device(mac)).await?;
             let mut body = serde_json::to_value(&details).unwrap_or_default();
             if let (Some(p), Some(obj)) = (pin, body.as_object_mut()) {

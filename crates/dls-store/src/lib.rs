@@ -83,9 +83,9 @@ pub trait Store: Send + Sync + 'static {
     fn device(&self, mac: MacAddr) -> Result<Option<DeviceDetails>, StoreError>;
 
     /// Registers a device ahead of its first contact, with its profiles, overrides, secret
-    /// and security, in one transaction: on any error nothing is stored.
-    /// [`StoreError::Conflict`] if known.
-    fn add_device(&self, mac: MacAddr, spec: &DeviceSpec) -> Result<(), StoreError>;
+    /// and security, in one transaction: on any error nothing is stored. `at` is its
+    /// registration time (the store never reads a clock). [`StoreError::Conflict`] if known.
+    fn add_device(&self, mac: MacAddr, spec: &DeviceSpec, at: UnixTime) -> Result<(), StoreError>;
 
     /// Changes a device's profiles or overrides. [`StoreError::NotFound`] if unknown.
     fn update_device(&self, mac: MacAddr, update: &DeviceUpdate) -> Result<(), StoreError>;
@@ -108,9 +108,9 @@ pub trait Store: Send + Sync + 'static {
     // Secure mode.
 
     /// Changes a device's security (mode, reset, new PIN) with its audit records, in one
-    /// transaction. [`StoreError::NotFound`] if unknown; [`StoreError::Invalid`] for a PIN
-    /// on a secured device without `reset`.
-    fn update_security(&self, mac: MacAddr, update: &SecurityUpdate) -> Result<(), StoreError>;
+    /// transaction, at `at`. [`StoreError::NotFound`] if unknown; [`StoreError::Invalid`] for
+    /// a PIN on a secured device without `reset`.
+    fn update_security(&self, mac: MacAddr, update: &SecurityUpdate, at: UnixTime) -> Result<(), StoreError>;
 
     /// The device's outstanding PIN as the caller sealed it ([`SecurityUpdate::new_pin`]),
     /// for sealing `secure-mode-data` and checking the TAN; `None` if none.

@@ -66,7 +66,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dls_engine::desired::resolve;
 use dls_engine::{
@@ -1049,10 +1049,6 @@ fn check_username(username: &str) -> Result<(), StoreError> {
         return Err(StoreError::Invalid("a username has no control characters".into()));
     }
     Ok(())
-}
-
-fn now() -> UnixTime {
-    UnixTime(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
 /// An item's columns as read: name, index, value, type.
@@ -2170,10 +2166,9 @@ impl Store for SqliteStore {
         })
     }
 
-    fn add_device(&self, mac: MacAddr, spec: &DeviceSpec) -> Result<(), StoreError> {
+    fn add_device(&self, mac: MacAddr, spec: &DeviceSpec, at: UnixTime) -> Result<(), StoreError> {
         let mac = mac.to_string();
         check_overrides(&spec.overrides)?;
-        let at = now();
         // One transaction: a device is added with everything asked for, or not at all.
         self.write(|tx| {
             if device_exists(tx, &mac)? {
@@ -2275,10 +2270,9 @@ impl Store for SqliteStore {
     /// In this order, each part audited: `reset` (which keeps an outstanding PIN), then
     /// `mode` (only if it differs), then `new_pin` (9 to 32 ASCII digits, checked before
     /// anything changes, like the refusal for a secured device). The audit records' time
-    /// is this host's clock.
-    fn update_security(&self, mac: MacAddr, update: &SecurityUpdate) -> Result<(), StoreError> {
+    /// is `at`.
+    fn update_security(&self, mac: MacAddr, update: &SecurityUpdate, at: UnixTime) -> Result<(), StoreError> {
         let key = mac.to_string();
-        let at = now();
         self.write(|tx| change_security(tx, &key, at, update))
     }
 

@@ -1,13 +1,11 @@
 //! The admin API: devices and profiles, validation, listing.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use dls_engine::desired::GLOBAL_PROFILE;
 use dls_engine::{AuditKind, Change, Profile, SecurityMode, UnixTime};
 use dls_message::{Item, ItemStatus};
 use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, SecurityUpdate, SqliteStore, Store, StoreError};
 
-use crate::{mac, profile, register, store};
+use crate::{AT, mac, profile, register, store};
 
 fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>, mentions: &str) {
     match r {
@@ -26,10 +24,9 @@ fn add_device_then_read_it() {
         overrides: vec![Item::new("e164", "4711"), Item::indexed("function-key-def", 0, "1")],
         ..Default::default()
     };
-    let before = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
-    s.add_device(mac(1), &spec).expect("adds");
+    s.add_device(mac(1), &spec, AT).expect("adds");
     let d = s.device(mac(1)).expect("reads").expect("exists");
-    assert!(d.registered_at >= UnixTime(before) && d.registered_at <= UnixTime(before + 60));
+    assert_eq!(d.registered_at, AT, "the time given, not the host's clock");
     assert_eq!(d.summary.profiles, spec.profiles);
     assert_eq!(d.overrides, spec.overrides);
     assert_eq!(d.summary.last_contact, None);
@@ -39,7 +36,7 @@ fn add_device_then_read_it() {
     register(&s, mac(1), 5);
     assert_eq!(s.device(mac(1)).expect("reads").expect("exists").registered_at, d.registered_at);
 
-    let err = s.add_device(mac(1), &DeviceSpec::default()).expect_err("exists");
+    let err = s.add_device(mac(1), &DeviceSpec::default(), AT).expect_err("exists");
     assert!(matches!(err, StoreError::Conflict { ref what } if what.contains("0001E325EA01")), "{err:?}");
 }
 
@@ -47,26 +44,36 @@ fn add_device_then_read_it() {
 fn add_and_update_refuse_bad_specs() {
     let s = store();
     s.put_profile(&profile("sales", None, &[])).expect("puts");
-    assert_invalid(s.add_device(mac(1), &DeviceSpec { profiles: vec!["sals".into()], ..Default::default() }), "sals");
     assert_invalid(
-        s.add_device(mac(1), &DeviceSpec { profiles: vec!["sales".into(), "sales".into()], ..Default::default() }),
+        s.add_device(mac(1), &DeviceSpec { profiles: vec!["sals".into()], ..Default::default() }, AT),
+        "sals",
+    );
+    assert_invalid(
+        s.add_device(mac(1), &DeviceSpec { profiles: vec!["sales".into(), "sales".into()], ..Default::default() }, AT),
         "sales",
     );
     let with_status = Item::new("e164", "1").with_status(ItemStatus::Failed);
-    assert_invalid(s.add_device(mac(1), &DeviceSpec { overrides: vec![with_status], ..Default::default() }), "e164");
     assert_invalid(
-        s.add_device(mac(1), &DeviceSpec { overrides: vec![Item::new("", "1")], ..Default::default() }),
+        s.add_device(mac(1), &DeviceSpec { overrides: vec![with_status], ..Default::default() }, AT),
+        "e164",
+    );
+    assert_invalid(
+        s.add_device(mac(1), &DeviceSpec { overrides: vec![Item::new("", "1")], ..Default::default() }, AT),
         "name",
     );
     let twice = vec![Item::indexed("k", 0, "1"), Item::indexed("k", 0, "2")];
-    assert_invalid(s.add_device(mac(1), &DeviceSpec { overrides: twice, ..Default::default() }), "\"k\"");
+    assert_invalid(s.add_device(mac(1), &DeviceSpec { overrides: twice, ..Default::default() }, AT), "\"k\"");
     // Nothing was created.
     assert_eq!(s.device(mac(1)).expect("reads"), None);
 
     // The same key with and without index is fine.
     let both = vec![Item::new("k", "1"), Item::indexed("k", 0, "2")];
-    s.add_device(mac(1), &DeviceSpec { profiles: vec!["sales".into()], overrides: both.clone(), ..Default::default() })
-        .expect("adds");
+    s.add_device(
+        mac(1),
+        &DeviceSpec { profiles: vec!["sales".into()], overrides: both.clone(), ..Default::default() },
+        AT,
+    )
+    .expect("adds");
     assert_invalid(
         s.update_device(mac(1), &DeviceUpdate { profiles: Some(vec!["nope".into()]), overrides: None }),
         "nope",
@@ -87,6 +94,7 @@ fn update_device_changes_only_what_is_given() {
     s.add_device(
         mac(1),
         &DeviceSpec { profiles: vec!["a".into()], overrides: vec![Item::new("x", "1")], ..Default::default() },
+        AT,
     )
     .expect("adds");
     s.update_device(mac(1), &DeviceUpdate { profiles: Some(vec!["b".into(), "a".into()]), overrides: None })
@@ -109,6 +117,7 @@ fn delete_device_forgets_everything() {
     s.add_device(
         mac(1),
         &DeviceSpec { profiles: vec!["a".into()], overrides: vec![Item::new("x", "1")], ..Default::default() },
+        AT,
     )
     .expect("adds");
     s.apply(
@@ -184,9 +193,9 @@ fn deleting_a_profile_removes_its_assignments() {
     for name in ["a", "b", "c"] {
         s.put_profile(&profile(name, None, &[])).expect("puts");
     }
-    s.add_device(mac(1), &DeviceSpec { profiles: vec!["a".into(), "b".into(), "c".into()], ..Default::default() })
+    s.add_device(mac(1), &DeviceSpec { profiles: vec!["a".into(), "b".into(), "c".into()], ..Default::default() }, AT)
         .expect("adds");
-    s.add_device(mac(2), &DeviceSpec { profiles: vec!["b".into()], ..Default::default() }).expect("adds");
+    s.add_device(mac(2), &DeviceSpec { profiles: vec!["b".into()], ..Default::default() }, AT).expect("adds");
     assert!(s.delete_profile("b").expect("deletes"));
     assert_eq!(s.device(mac(1)).expect("reads").expect("exists").summary.profiles, vec!["a", "c"]);
     assert!(s.device(mac(2)).expect("reads").expect("exists").summary.profiles.is_empty());
@@ -211,7 +220,7 @@ fn fleet() -> SqliteStore {
     ];
     for (n, inventory, profiles) in phones {
         let profiles: Vec<String> = profiles.iter().map(|p| (*p).to_owned()).collect();
-        s.add_device(mac(n), &DeviceSpec { profiles, ..Default::default() }).expect("adds");
+        s.add_device(mac(n), &DeviceSpec { profiles, ..Default::default() }, AT).expect("adds");
         if let Some((device_type, version, e164)) = inventory {
             s.apply(
                 mac(n),
@@ -294,7 +303,7 @@ fn a_device_is_added_whole_or_not_at_all() {
         security: Some(pin.clone()),
         ..Default::default()
     };
-    s.add_device(mac(1), &whole).expect("adds");
+    s.add_device(mac(1), &whole, AT).expect("adds");
     let d = s.device(mac(1)).expect("reads").expect("exists");
     assert_eq!(d.summary.profiles, ["sales"]);
     assert_eq!((d.security.mode, d.security.pin_outstanding), (SecurityMode::Pin, true));
@@ -306,7 +315,7 @@ fn a_device_is_added_whole_or_not_at_all() {
     // the transaction: neither is stored.
     let bad_pin = SecurityUpdate { new_pin: Some(Vec::new()), ..pin };
     let refused = DeviceSpec { secret: Some(vec![2; 48]), security: Some(bad_pin), ..Default::default() };
-    assert!(s.add_device(mac(2), &refused).is_err());
+    assert!(s.add_device(mac(2), &refused, AT).is_err());
     assert!(s.device(mac(2)).expect("reads").is_none(), "no half-created device");
     assert_eq!(s.device_secret(mac(2)).expect("reads"), None);
     assert!(s.audit(Some(mac(2)), 10).expect("audit").is_empty());

@@ -7,7 +7,7 @@ use dls_engine::{Change, SecurityMode};
 use dls_message::{Item, MacAddr};
 use dls_store::{CredentialScope, DeviceSpec, DeviceUpdate, FallbackCredential, SqliteStore, Store, StoreError};
 
-use crate::{REGISTER, contact, mac, profile, raw, register, store, user_version};
+use crate::{AT, REGISTER, contact, mac, profile, raw, register, store, user_version};
 
 /// A sealed secret, as the caller would store it: bytes that are not text.
 const SECRET: &[u8] = b"\x00\xffSEALED-DEVICE-SECRET-7d1c\x80\x01";
@@ -109,7 +109,7 @@ fn a_device_secret_round_trips_and_clears() {
     assert_eq!(s.device(mac(1)).expect("reads"), None, "not registered by the attempt");
 
     register(&s, mac(1), 1);
-    s.add_device(mac(2), &DeviceSpec::default()).expect("adds");
+    s.add_device(mac(2), &DeviceSpec::default(), AT).expect("adds");
     assert_eq!(s.device_secret(mac(1)).expect("reads"), None, "none set");
     s.set_device_secret(mac(1), None).expect("clearing none is no error");
 
@@ -326,7 +326,7 @@ fn a_device_gets_its_profiles_credentials_in_assignment_order_then_the_global_on
         [pair(of("p1"), "alice"), pair(of("p1"), "bob"), pair(of("p3"), "g1"), pair(of("p3"), "zed")]
     );
     // Another device, and an unknown one.
-    s.add_device(mac(2), &DeviceSpec { profiles: vec!["p2".into()], overrides: vec![], ..Default::default() })
+    s.add_device(mac(2), &DeviceSpec { profiles: vec!["p2".into()], overrides: vec![], ..Default::default() }, AT)
         .expect("adds");
     assert_eq!(applying(&s, mac(2)), [pair(of("p2"), "unassigned"), globals[0].clone(), globals[1].clone()]);
     assert_eq!(applying(&s, mac(9)), globals);
@@ -371,6 +371,7 @@ fn deleting_a_profile_deletes_its_credentials() {
     s.add_device(
         mac(1),
         &DeviceSpec { profiles: vec!["sales".into(), "support".into()], overrides: vec![], ..Default::default() },
+        AT,
     )
     .expect("adds");
     assert_eq!(applying(&s, mac(1)).len(), 4);

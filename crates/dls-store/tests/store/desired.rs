@@ -5,7 +5,7 @@ use dls_engine::{Change, Profile, UnixTime};
 use dls_message::{Item, ValueEscaping};
 use dls_store::{DeviceSpec, DeviceUpdate, Store};
 
-use crate::{mac, profile, register, store, t, triples};
+use crate::{AT, mac, profile, register, store, t, triples};
 
 fn with_profiles() -> dls_store::SqliteStore {
     let s = store();
@@ -90,7 +90,7 @@ fn an_unknown_or_bare_device_gets_what_applies_to_all() {
 #[test]
 fn profile_changes_are_seen_at_once() {
     let s = with_profiles();
-    s.add_device(mac(1), &DeviceSpec { profiles: vec!["sales".into(), "unused".into()], ..Default::default() })
+    s.add_device(mac(1), &DeviceSpec { profiles: vec!["sales".into(), "unused".into()], ..Default::default() }, AT)
         .expect("adds");
     assert_eq!(s.desired(mac(1)).expect("resolves").layers, vec!["global", "sales", "unused"]);
     // Replace a profile: the cache is not stale.

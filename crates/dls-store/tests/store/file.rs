@@ -7,7 +7,7 @@ use dls_engine::{Change, UnixTime, WriteOutcome};
 use dls_message::Item;
 use dls_store::{DeviceSpec, SqliteStore, Store, StoreError};
 
-use crate::{REGISTER, contact, key, mac, profile, raw, record, register, user_version};
+use crate::{AT, REGISTER, contact, key, mac, profile, raw, record, register, user_version};
 
 fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>) {
     assert!(matches!(r, Err(StoreError::Corrupt(_))), "want Corrupt, got {r:?}");
@@ -27,6 +27,7 @@ fn a_reopened_store_has_everything() {
                 overrides: vec![Item::new("e164", "1")],
                 ..Default::default()
             },
+            AT,
         )
         .expect("adds");
         s.apply(

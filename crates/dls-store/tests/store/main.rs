@@ -15,6 +15,9 @@ use dls_engine::{Change, ItemKey, Profile, SecurityMode, UnixTime, WriteOutcome,
 use dls_message::{Item, MacAddr, Reason};
 use dls_store::{SqliteStore, Store};
 
+/// The time of the admin changes the tests make (devices added, security changed).
+pub(crate) const AT: UnixTime = UnixTime(1_700_000_000);
+
 /// A fresh in-memory store.
 pub(crate) fn store() -> SqliteStore {
     SqliteStore::open_in_memory().expect("in-memory store opens")

@@ -2,7 +2,6 @@
 //! log, and the upgrade of a schema-1 database.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use dls_engine::{
     AuditEvent, AuditKind, BootstrapState, Change, DeviceSnapshot, IssuedCertificate, Security, SecurityMode, UnixTime,
@@ -10,7 +9,7 @@ use dls_engine::{
 use dls_message::{Item, MacAddr};
 use dls_store::{AuditRecord, DeviceSpec, SecuritySummary, SecurityUpdate, SqliteStore, Store, StoreError};
 
-use crate::{REGISTER, contact, mac, profile, raw, register, store, user_version};
+use crate::{AT, REGISTER, contact, mac, profile, raw, register, store, user_version};
 
 const PIN: &str = "918273645051";
 const OTHER_PIN: &str = "564738291000777";
@@ -70,10 +69,6 @@ fn certificates(s: &SqliteStore, mac: MacAddr) -> Vec<(String, Option<u64>)> {
     s.certificates(mac).expect("certificates").into_iter().map(|c| (c.serial, c.revoked_at.map(|t| t.0))).collect()
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs()
-}
-
 fn file_store() -> (tempfile::TempDir, PathBuf, SqliteStore) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("dls.db");
@@ -94,7 +89,7 @@ fn revocations(path: &Path) -> Vec<(String, Option<i64>, Option<String>)> {
 /// A device in `pin` mode that bootstrapped with certificate `serial`.
 fn secured(s: &SqliteStore, mac: MacAddr, serial: &str) {
     s.apply(mac, &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
-    s.update_security(mac, &new_pin(PIN)).expect("issues a PIN");
+    s.update_security(mac, &new_pin(PIN), AT).expect("issues a PIN");
     s.apply(mac, &[issue(20, serial)]).expect("issues");
     s.apply(mac, &[Change::Bootstrapped { at: UnixTime(30) }]).expect("bootstraps");
 }
@@ -123,7 +118,7 @@ fn register_sets_the_mode_of_a_new_device_only() {
         .expect("registers");
     assert_eq!(security(&s, mac(2)).mode, SecurityMode::Nopin);
     // Added by an administrator, and unknown: default.
-    s.add_device(mac(3), &DeviceSpec::default()).expect("adds");
+    s.add_device(mac(3), &DeviceSpec::default(), AT).expect("adds");
     assert_eq!(security(&s, mac(3)), Security::default());
     assert_eq!(summary(&s, mac(3)), SecuritySummary::default());
     assert_eq!(security(&s, mac(4)), Security::default());
@@ -202,12 +197,10 @@ fn a_certificate_serial_is_unique_and_upper_case_hex() {
 fn tan_failures_count_and_bootstrapped_wipes_the_pin() {
     let s = store();
     s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
-    let before = now();
-    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.update_security(mac(1), &new_pin(PIN), AT).expect("issues");
     let sec = security(&s, mac(1));
     assert!(sec.pin_outstanding);
-    let issued = sec.pin_issued_at.expect("issued").0;
-    assert!((before..=now()).contains(&issued), "{issued}");
+    assert_eq!(sec.pin_issued_at, Some(AT), "the time is the one passed in");
     s.apply(mac(1), &[Change::TanFailed]).expect("applies");
     s.apply(mac(1), &[Change::TanFailed, Change::TanFailed]).expect("applies");
     let sec = security(&s, mac(1));
@@ -215,10 +208,7 @@ fn tan_failures_count_and_bootstrapped_wipes_the_pin() {
     assert!(sec.pin_outstanding);
     let sum = summary(&s, mac(1));
     assert!(sum.pin_outstanding);
-    assert_eq!(
-        (sum.tan_failures, sum.pin_issued_at, sum.state),
-        (3, Some(UnixTime(issued)), BootstrapState::NotBootstrapped)
-    );
+    assert_eq!((sum.tan_failures, sum.pin_issued_at, sum.state), (3, Some(AT), BootstrapState::NotBootstrapped));
     assert_eq!(s.pin(mac(1)).expect("reads"), Some(sealed(PIN)));
 
     s.apply(mac(1), &[issue(40, "C0FFEE"), Change::Bootstrapped { at: UnixTime(41) }]).expect("bootstraps");
@@ -253,7 +243,7 @@ fn bootstrap_failed_wipes_the_pin_and_may_revoke() {
     let (_dir, path, s) = file_store();
     for n in [1, 2] {
         s.apply(mac(n), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
-        s.update_security(mac(n), &new_pin(PIN)).expect("issues");
+        s.update_security(mac(n), &new_pin(PIN), AT).expect("issues");
         s.apply(mac(n), &[issue(10, &format!("{n}0")), Change::TanFailed]).expect("applies");
     }
     // Without revocation: the certificate stays current; the failures stay counted.
@@ -285,7 +275,7 @@ fn security_reset_returns_the_device_to_not_bootstrapped_and_keeps_its_mode() {
     let (_dir, path, s) = file_store();
     // A pin device, bootstrapped with its second certificate (the first one superseded).
     s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
-    s.update_security(mac(1), &new_pin(PIN)).expect("issues a PIN");
+    s.update_security(mac(1), &new_pin(PIN), AT).expect("issues a PIN");
     s.apply(mac(1), &[issue(20, "A1"), issue(21, "A2"), Change::TanFailed]).expect("issues");
     s.apply(mac(1), &[Change::Bootstrapped { at: UnixTime(30) }, Change::TanFailed]).expect("bootstraps");
     assert_eq!(security(&s, mac(1)).tan_failures, 1);
@@ -311,7 +301,7 @@ fn security_reset_returns_the_device_to_not_bootstrapped_and_keeps_its_mode() {
     // A nopin device that was not bootstrapped yet but had a certificate and an outstanding
     // PIN (left from an earlier mode): the PIN is wiped too, the mode stays.
     s.apply(mac(2), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
-    s.update_security(mac(2), &new_pin(PIN)).expect("issues a PIN");
+    s.update_security(mac(2), &new_pin(PIN), AT).expect("issues a PIN");
     s.apply(mac(2), &[issue(60, "B1")]).expect("issues");
     raw(&path).execute_batch("UPDATE devices SET security_mode = 'nopin' WHERE mac = '0001E325EA02'").expect("mode");
     assert!(summary(&s, mac(2)).pin_outstanding);
@@ -419,7 +409,7 @@ fn audit_listings_are_capped() {
 fn update_security_of_an_unknown_device_is_not_found() {
     let s = store();
     for update in [SecurityUpdate::default(), reset(), set_mode(SecurityMode::Pin), new_pin(PIN)] {
-        let err = s.update_security(mac(1), &update).expect_err("unknown");
+        let err = s.update_security(mac(1), &update, AT).expect_err("unknown");
         assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
     }
     assert!(s.audit(None, 100).expect("audit").is_empty());
@@ -433,13 +423,13 @@ fn a_sealed_pin_is_opaque_but_bounded() {
     for bad in [vec![], vec![7; 1025]] {
         // Also with a reset and a mode change in the same update: none of it happens.
         let update = SecurityUpdate { mode: Some(SecurityMode::Nopin), reset: true, new_pin: Some(bad) };
-        assert_invalid(s.update_security(mac(1), &update), "sealed PIN");
+        assert_invalid(s.update_security(mac(1), &update, AT), "sealed PIN");
     }
     assert_eq!(security(&s, mac(1)), Security { mode: SecurityMode::Pin, ..Security::default() });
     assert!(s.audit(None, 100).expect("audit").is_empty());
     // The limits themselves are fine, and any bytes are kept as they are.
     for ok in [vec![0], vec![0xFF; 1024], b"x\0y".to_vec()] {
-        s.update_security(mac(1), &SecurityUpdate { new_pin: Some(ok.clone()), ..SecurityUpdate::default() })
+        s.update_security(mac(1), &SecurityUpdate { new_pin: Some(ok.clone()), ..SecurityUpdate::default() }, AT)
             .expect("issues");
         assert_eq!(s.pin(mac(1)).expect("reads"), Some(ok));
     }
@@ -450,9 +440,9 @@ fn a_sealed_pin_is_opaque_but_bounded() {
 fn a_new_pin_replaces_the_outstanding_one_and_clears_failures() {
     let s = store();
     s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
-    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.update_security(mac(1), &new_pin(PIN), AT).expect("issues");
     s.apply(mac(1), &[Change::TanFailed, Change::TanFailed]).expect("applies");
-    s.update_security(mac(1), &new_pin(OTHER_PIN)).expect("issues");
+    s.update_security(mac(1), &new_pin(OTHER_PIN), AT).expect("issues");
     let sec = security(&s, mac(1));
     assert_eq!((sec.pin_outstanding, sec.tan_failures), (true, 0));
     assert_eq!(s.pin(mac(1)).expect("reads"), Some(sealed(OTHER_PIN)));
@@ -469,11 +459,11 @@ fn a_new_pin_replaces_the_outstanding_one_and_clears_failures() {
 fn a_failed_device_may_retry_with_a_new_pin() {
     let s = store();
     s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
-    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.update_security(mac(1), &new_pin(PIN), AT).expect("issues");
     s.apply(mac(1), &[Change::TanFailed, Change::BootstrapFailed { at: UnixTime(9), revoke_certificate: true }])
         .expect("fails");
     assert_eq!(security(&s, mac(1)).state, BootstrapState::Failed);
-    s.update_security(mac(1), &new_pin(OTHER_PIN)).expect("issues");
+    s.update_security(mac(1), &new_pin(OTHER_PIN), AT).expect("issues");
     let sec = security(&s, mac(1));
     assert_eq!((sec.state, sec.pin_outstanding, sec.tan_failures), (BootstrapState::NotBootstrapped, true, 0));
 }
@@ -484,7 +474,7 @@ fn a_secured_device_needs_a_reset_before_a_new_pin() {
     secured(&s, mac(1), "5EC");
     let before = (s.load_device(mac(1)).expect("loads"), s.device(mac(1)).expect("reads"), log(&s, mac(1)));
     for update in [new_pin(OTHER_PIN), SecurityUpdate { mode: Some(SecurityMode::Nopin), ..new_pin(OTHER_PIN) }] {
-        match s.update_security(mac(1), &update) {
+        match s.update_security(mac(1), &update, AT) {
             Err(StoreError::Invalid(m)) => assert_eq!(m, "device is bootstrapped; reset it first"),
             other => panic!("{other:?}"),
         }
@@ -493,15 +483,15 @@ fn a_secured_device_needs_a_reset_before_a_new_pin() {
     assert_eq!((s.load_device(mac(1)).expect("loads"), s.device(mac(1)).expect("reads"), log(&s, mac(1))), before);
 
     // With a reset: the certificate is revoked, and the new PIN issued.
-    let t0 = now();
-    s.update_security(mac(1), &SecurityUpdate { reset: true, ..new_pin(OTHER_PIN) }).expect("resets");
+    let t0 = UnixTime(AT.0 + 60);
+    s.update_security(mac(1), &SecurityUpdate { reset: true, ..new_pin(OTHER_PIN) }, t0).expect("resets");
     let sec = security(&s, mac(1));
     assert_eq!(
         (sec.mode, sec.state, sec.pin_outstanding, sec.certificate),
         (SecurityMode::Pin, BootstrapState::NotBootstrapped, true, None)
     );
     let revoked = s.certificates(mac(1)).expect("certificates")[0].revoked_at.expect("revoked").0;
-    assert!((t0..=now()).contains(&revoked));
+    assert_eq!(revoked, t0.0);
     assert_eq!(revocations(&path)[0].2.as_deref(), Some("reset"));
     assert_eq!(
         log(&s, mac(1)),
@@ -514,7 +504,7 @@ fn a_secured_device_needs_a_reset_before_a_new_pin() {
     );
     // The records of one update share their time.
     let times: Vec<u64> = s.audit(Some(mac(1)), 3).expect("audit").iter().map(|r| r.at.0).collect();
-    assert!(times.windows(2).all(|w| w[0] == w[1]) && times[0] >= t0, "{times:?}");
+    assert_eq!(times, vec![t0.0; 3]);
 }
 
 #[test]
@@ -523,7 +513,7 @@ fn reset_then_mode_then_pin_in_one_update() {
     secured(&s, mac(1), "5EC");
     s.apply(mac(1), &[Change::TanFailed]).expect("applies");
     let update = SecurityUpdate { mode: Some(SecurityMode::Nopin), reset: true, ..new_pin(OTHER_PIN) };
-    s.update_security(mac(1), &update).expect("updates");
+    s.update_security(mac(1), &update, AT).expect("updates");
     assert_eq!(
         kinds(&s, mac(1))[1..],
         [AuditKind::DeviceReset, AuditKind::CertificateRevoked, AuditKind::ModeChanged, AuditKind::PinIssued]
@@ -540,14 +530,14 @@ fn reset_then_mode_then_pin_in_one_update() {
 fn reset_without_a_certificate_and_an_empty_update() {
     let s = store();
     s.apply(mac(1), &[Change::Register { mode: SecurityMode::Nopin }]).expect("registers");
-    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.update_security(mac(1), &new_pin(PIN), AT).expect("issues");
     s.apply(mac(1), &[Change::TanFailed, Change::BootstrapFailed { at: UnixTime(5), revoke_certificate: false }])
         .expect("fails");
-    s.update_security(mac(1), &reset()).expect("resets");
+    s.update_security(mac(1), &reset(), AT).expect("resets");
     assert_eq!(log(&s, mac(1))[1..], [(AuditKind::DeviceReset, "reset to not-bootstrapped (was failed)".into())]);
     assert_eq!(security(&s, mac(1)), Security { mode: SecurityMode::Nopin, ..Security::default() });
     // Nothing asked, nothing done.
-    s.update_security(mac(1), &SecurityUpdate::default()).expect("updates");
+    s.update_security(mac(1), &SecurityUpdate::default(), AT).expect("updates");
     assert_eq!(kinds(&s, mac(1)).len(), 2);
 }
 
@@ -556,16 +546,16 @@ fn mode_changes_are_audited_and_default_wipes_the_pin() {
     let s = store();
     register(&s, mac(1), 1);
     // The same mode: nothing to record.
-    s.update_security(mac(1), &set_mode(SecurityMode::Default)).expect("updates");
+    s.update_security(mac(1), &set_mode(SecurityMode::Default), AT).expect("updates");
     assert!(log(&s, mac(1)).is_empty());
-    s.update_security(mac(1), &set_mode(SecurityMode::Pin)).expect("updates");
-    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.update_security(mac(1), &set_mode(SecurityMode::Pin), AT).expect("updates");
+    s.update_security(mac(1), &new_pin(PIN), AT).expect("issues");
     s.apply(mac(1), &[Change::TanFailed]).expect("applies");
     // To nopin: the PIN stays.
-    s.update_security(mac(1), &set_mode(SecurityMode::Nopin)).expect("updates");
+    s.update_security(mac(1), &set_mode(SecurityMode::Nopin), AT).expect("updates");
     assert!(summary(&s, mac(1)).pin_outstanding);
     // To default: the PIN is wiped.
-    s.update_security(mac(1), &set_mode(SecurityMode::Default)).expect("updates");
+    s.update_security(mac(1), &set_mode(SecurityMode::Default), AT).expect("updates");
     let sum = summary(&s, mac(1));
     assert_eq!(
         (sum.mode, sum.pin_outstanding, sum.pin_issued_at, sum.tan_failures),
@@ -574,8 +564,8 @@ fn mode_changes_are_audited_and_default_wipes_the_pin() {
     assert_eq!(s.pin(mac(1)).expect("reads"), None);
     assert!(!security(&s, mac(1)).pin_outstanding);
     // Without a PIN, nothing to say about one.
-    s.update_security(mac(1), &set_mode(SecurityMode::Pin)).expect("updates");
-    s.update_security(mac(1), &set_mode(SecurityMode::Default)).expect("updates");
+    s.update_security(mac(1), &set_mode(SecurityMode::Pin), AT).expect("updates");
+    s.update_security(mac(1), &set_mode(SecurityMode::Default), AT).expect("updates");
     assert_eq!(
         log(&s, mac(1)),
         vec![
@@ -588,9 +578,10 @@ fn mode_changes_are_audited_and_default_wipes_the_pin() {
         ]
     );
     // To default and a new PIN in one update: in that order, so the new PIN is outstanding.
-    s.update_security(mac(1), &set_mode(SecurityMode::Pin)).expect("updates");
-    s.update_security(mac(1), &new_pin(OTHER_PIN)).expect("issues");
-    s.update_security(mac(1), &SecurityUpdate { mode: Some(SecurityMode::Default), ..new_pin(PIN) }).expect("updates");
+    s.update_security(mac(1), &set_mode(SecurityMode::Pin), AT).expect("updates");
+    s.update_security(mac(1), &new_pin(OTHER_PIN), AT).expect("issues");
+    s.update_security(mac(1), &SecurityUpdate { mode: Some(SecurityMode::Default), ..new_pin(PIN) }, AT)
+        .expect("updates");
     assert_eq!(s.pin(mac(1)).expect("reads"), Some(sealed(PIN)));
     assert_eq!(
         log(&s, mac(1))[8..],
@@ -610,7 +601,7 @@ fn the_pin_is_only_given_by_pin() {
     assert_eq!(s.pin(mac(1)).expect("reads"), None, "unknown device");
     s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(1)]).expect("registers");
     assert_eq!(s.pin(mac(1)).expect("reads"), None, "none issued");
-    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.update_security(mac(1), &new_pin(PIN), AT).expect("issues");
     s.apply(mac(1), &[issue(2, "AB"), event(3, AuditKind::BootstrapSent, "certificate AB")]).expect("applies");
 
     let details = s.device(mac(1)).expect("reads").expect("exists");
@@ -637,7 +628,7 @@ fn a_wiped_pin_is_gone_from_the_file() {
     let pin_of = |n: u8| format!("91827364505{n}");
     for n in 1..=6 {
         s.apply(mac(n), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
-        s.update_security(mac(n), &new_pin(&pin_of(n))).expect("issues");
+        s.update_security(mac(n), &new_pin(&pin_of(n)), AT).expect("issues");
     }
     let checkpoint = || raw(&path).query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoints");
     let in_file = |pin: &str| {
@@ -651,8 +642,8 @@ fn a_wiped_pin_is_gone_from_the_file() {
     // Every way a PIN is wiped.
     s.apply(mac(1), &[Change::Bootstrapped { at: UnixTime(1) }]).expect("bootstraps");
     s.apply(mac(2), &[Change::BootstrapFailed { at: UnixTime(1), revoke_certificate: false }]).expect("fails");
-    s.update_security(mac(3), &set_mode(SecurityMode::Default)).expect("updates");
-    s.update_security(mac(4), &new_pin(OTHER_PIN)).expect("replaces");
+    s.update_security(mac(3), &set_mode(SecurityMode::Default), AT).expect("updates");
+    s.update_security(mac(4), &new_pin(OTHER_PIN), AT).expect("replaces");
     assert!(s.delete_device(mac(5)).expect("deletes"));
     // The pages that held them are overwritten, with the old cells zeroed (`secure_delete`).
     checkpoint();
@@ -681,7 +672,7 @@ fn deleting_a_device_deletes_its_certificates_but_not_its_audit_log() {
     // Registered again, it starts afresh, with its history.
     register(&s, mac(1), 50);
     assert_eq!(security(&s, mac(1)), Security::default());
-    s.update_security(mac(1), &set_mode(SecurityMode::Nopin)).expect("updates");
+    s.update_security(mac(1), &set_mode(SecurityMode::Nopin), AT).expect("updates");
     assert_eq!(kinds(&s, mac(1)), [AuditKind::PinIssued, AuditKind::Bootstrapped, AuditKind::ModeChanged]);
     // Its old serial is forgotten with it.
     s.apply(mac(1), &[issue(60, "AA")]).expect("issues");
@@ -719,7 +710,7 @@ fn a_failing_batch_of_security_changes_leaves_no_trace() {
 
     // A known device, with a PIN and a certificate: unchanged.
     s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, issue(50, "CAFE")]).expect("applies");
-    s.update_security(mac(1), &new_pin(PIN)).expect("issues");
+    s.update_security(mac(1), &new_pin(PIN), AT).expect("issues");
     s.apply(mac(1), &[Change::TanFailed]).expect("applies");
     let before = || {
         (
@@ -832,7 +823,7 @@ fn a_schema_1_database_is_upgraded() {
 
     // Secure mode works on the upgraded file, deletion cascades to certificates, and the
     // upgrade is done once.
-    s.update_security(mac(1), &SecurityUpdate { mode: Some(SecurityMode::Pin), ..new_pin(PIN) }).expect("updates");
+    s.update_security(mac(1), &SecurityUpdate { mode: Some(SecurityMode::Pin), ..new_pin(PIN) }, AT).expect("updates");
     s.apply(mac(1), &[issue(300, "AB"), Change::Bootstrapped { at: UnixTime(301) }]).expect("applies");
     drop(s);
     let s = SqliteStore::open(&path).expect("reopens");
@@ -846,6 +837,7 @@ fn a_schema_1_database_is_upgraded() {
     s.add_device(
         mac(2),
         &DeviceSpec { profiles: vec!["sales".into()], overrides: vec![Item::new("x", "1")], ..Default::default() },
+        AT,
     )
     .expect("adds");
     s.apply(mac(3), &[REGISTER, contact(1)]).expect("registers");
@@ -870,7 +862,7 @@ fn pending(s: &SqliteStore, mac: MacAddr) -> Option<(String, u64)> {
 fn kept_bootstrap_material_lives_until_the_bootstrap_ends() {
     let s = store();
     s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
-    s.update_security(mac(1), &new_pin(PIN)).expect("issues a PIN");
+    s.update_security(mac(1), &new_pin(PIN), AT).expect("issues a PIN");
     assert_eq!((pending(&s, mac(1)), s.pending_bootstrap(mac(1)).expect("reads")), (None, None));
     s.apply(mac(1), &[issue(20, "AB01"), keep(20, "AB01", b"sealed-1")]).expect("keeps");
     assert_eq!(pending(&s, mac(1)), Some(("AB01".into(), 20)));
@@ -892,17 +884,17 @@ fn kept_bootstrap_material_lives_until_the_bootstrap_ends() {
                 .expect("applies");
         }),
         Box::new(|s| s.apply(mac(1), &[Change::SecurityReset { at: UnixTime(40) }]).expect("applies")),
-        Box::new(|s| s.update_security(mac(1), &new_pin(OTHER_PIN)).expect("new PIN")),
-        Box::new(|s| s.update_security(mac(1), &set_mode(SecurityMode::Nopin)).expect("mode")),
-        Box::new(|s| s.update_security(mac(1), &reset()).expect("reset")),
+        Box::new(|s| s.update_security(mac(1), &new_pin(OTHER_PIN), AT).expect("new PIN")),
+        Box::new(|s| s.update_security(mac(1), &set_mode(SecurityMode::Nopin), AT).expect("mode")),
+        Box::new(|s| s.update_security(mac(1), &reset(), AT).expect("reset")),
         Box::new(|s| assert!(s.delete_device(mac(1)).expect("deletes"))),
     ];
     for (n, end) in ends.iter().enumerate() {
         if s.device(mac(1)).expect("reads").is_none() {
             s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
         }
-        s.update_security(mac(1), &SecurityUpdate { reset: true, ..new_pin(PIN) }).expect("again");
-        s.update_security(mac(1), &set_mode(SecurityMode::Pin)).expect("pin mode");
+        s.update_security(mac(1), &SecurityUpdate { reset: true, ..new_pin(PIN) }, AT).expect("again");
+        s.update_security(mac(1), &set_mode(SecurityMode::Pin), AT).expect("pin mode");
         let serial = format!("AC{n:02}");
         s.apply(mac(1), &[issue(50, &serial), keep(50, &serial, b"sealed")]).expect("keeps");
         assert!(pending(&s, mac(1)).is_some(), "{n}");
@@ -966,7 +958,7 @@ fn a_schema_8_database_with_a_clear_pin_is_upgraded_to_sealed_pins() {
     };
     assert!(!columns.iter().any(|c| c == "pin") && columns.iter().any(|c| c == "pin_sealed"), "{columns:?}");
     // The upgraded store works on, and is not upgraded again.
-    s.update_security(mac(2), &new_pin(OTHER_PIN)).expect("issues");
+    s.update_security(mac(2), &new_pin(OTHER_PIN), AT).expect("issues");
     drop(s);
     SqliteStore::open(&path).expect("reopens without a sealer");
 
