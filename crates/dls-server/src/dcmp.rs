@@ -67,6 +67,7 @@ impl RateLimiter {
 pub(crate) struct DcmpState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) limiter: RateLimiter,
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// The `device-id` of a DCMP query: `Ok(None)` when absent.
@@ -81,7 +82,7 @@ fn device_id(query: Option<&str>) -> Result<Option<MacAddr>, String> {
 /// Answers one DCMP poll.
 pub(crate) async fn handle(state: Arc<DcmpState>, req: Request<Incoming>, info: ConnInfo) -> Resp {
     let peer = info.peer;
-    if !state.limiter.allow(peer.ip(), Instant::now()) {
+    if !state.limiter.allow(peer.ip(), state.clock.instant()) {
         debug!(%peer, "DCMP poll refused: rate limit");
         let mut r = text(StatusCode::TOO_MANY_REQUESTS, "too many polls\n");
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

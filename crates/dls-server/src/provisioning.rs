@@ -10,7 +10,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use dls_digest::{Credential, LookupError, Outcome, Request as DigestRequest, Verifier};
 use dls_message::MacAddr;
@@ -46,6 +45,8 @@ pub(crate) struct ProvisioningState {
     pub(crate) suffix: String,
     /// The service's address for `{{server}}`.
     pub(crate) server_url: String,
+    /// The service's clock (Digest nonces' age).
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// The sealing context of a device's secret.
@@ -196,7 +197,7 @@ pub(crate) async fn handle(state: Arc<ProvisioningState>, req: Request<Incoming>
     let st = state.clone();
     let m = method.as_str().to_owned();
     let result = tokio::task::spawn_blocking(move || {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = st.clock.now().0;
         let request =
             DigestRequest { method: &m, target: &target, authorization: authorization.as_deref(), source, now };
         let lookup = |username: &str| st.credential(mac, username);

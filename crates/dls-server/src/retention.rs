@@ -12,10 +12,10 @@ use dls_engine::UnixTime;
 use dls_store::{Pruned, Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tracing::{debug, error, info};
 
 use crate::Config;
+use crate::clock::Clock;
 
 /// How long after the start the first pruning runs: after the phones that call in at a
 /// restart.
@@ -66,8 +66,7 @@ pub(crate) fn prune(store: &dyn Store, policy: RetentionPolicy, now: UnixTime) -
 
 /// Prunes now, on a blocking thread, and logs the outcome: one info line when something was
 /// deleted, an error line on failure. `None` on failure.
-async fn prune_and_log(store: Arc<dyn Store>, policy: RetentionPolicy) -> Option<Pruned> {
-    let now = crate::wpi::now();
+async fn prune_and_log(store: Arc<dyn Store>, policy: RetentionPolicy, now: UnixTime) -> Option<Pruned> {
     match tokio::task::spawn_blocking(move || prune(&*store, policy, now)).await {
         Ok(Ok(pruned)) => {
             if !pruned.is_empty() {
@@ -99,32 +98,42 @@ async fn prune_and_log(store: Arc<dyn Store>, policy: RetentionPolicy) -> Option
 pub(crate) fn spawn(
     policy: RetentionPolicy,
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
     if policy.keeps_everything() {
         debug!("retention: audit records and jobs are kept forever");
         return None;
     }
-    Some(tokio::spawn(run(policy, store, shutdown)))
+    // The schedule is fixed here, not when the task first runs.
+    let first = clock.instant() + FIRST_RUN;
+    Some(tokio::spawn(run(policy, store, clock, first, shutdown)))
 }
 
-async fn run(policy: RetentionPolicy, store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+async fn run(
+    policy: RetentionPolicy,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    first: std::time::Instant,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let stop = async move {
         // An error: the sender is gone, which stops the task too.
         let _ = shutdown.wait_for(|stopped| *stopped).await;
     };
     tokio::pin!(stop);
-    let mut next = Instant::now() + FIRST_RUN;
+    let mut next = first;
     loop {
         tokio::select! {
             () = &mut stop => break,
-            () = tokio::time::sleep_until(next) => {}
+            () = clock.sleep_until(next) => {}
         }
         tokio::select! {
             () = &mut stop => break,
-            _ = prune_and_log(store.clone(), policy) => {}
+            _ = prune_and_log(store.clone(), policy, clock.now()) => {}
         }
-        next = Instant::now() + INTERVAL;
+        // Hourly from the first run; a run that took longer than that is followed at once.
+        next = (next + INTERVAL).max(clock.instant());
     }
     debug!("retention task stopped");
 }
@@ -141,6 +150,7 @@ mod tests {
 
     use super::{RetentionPolicy, SECS_PER_DAY, prune, prune_and_log, spawn};
     use crate::Config;
+    use crate::clock::{Clock, ManualClock};
 
     /// A safety net for the tests that wait for the task: never reached when they pass.
     const LIMIT: Duration = Duration::from_secs(30);
@@ -217,29 +227,73 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_pruning_runs_off_the_executor_with_the_clock() {
-        let now = crate::wpi::now().0;
+    async fn a_pruning_runs_off_the_executor_at_the_time_given() {
+        let now = 20_000 * DAY;
         let s = Arc::new(store_with(&[now - 500 * DAY, now - DAY], &[now - 100 * DAY, now - DAY]));
         let store: Arc<dyn Store> = s.clone();
-        let pruned = prune_and_log(store.clone(), policy(400, 90)).await.expect("prunes");
+        let pruned = prune_and_log(store.clone(), policy(400, 90), UnixTime(now)).await.expect("prunes");
         assert_eq!((pruned.audit_records, pruned.jobs), (1, 1));
         assert_eq!(left(&s), (1, 2));
-        assert!(prune_and_log(store, policy(400, 90)).await.expect("prunes").is_empty());
+        assert!(prune_and_log(store, policy(400, 90), UnixTime(now)).await.expect("prunes").is_empty());
+    }
+
+    /// The task runs a minute after the start, then hourly, at the clock's time: a manual
+    /// clock makes each run happen exactly when the test moves it.
+    #[tokio::test]
+    async fn the_task_prunes_a_minute_after_the_start_then_hourly() {
+        let start = 20_000 * DAY;
+        let clock = ManualClock::new(UnixTime(start));
+        // One audit record 401 days old, one 30 minutes short of 400 days (kept at the first
+        // run, older than 400 days at the second).
+        let s = Arc::new(store_with(&[start - 401 * DAY, start - 400 * DAY + 1800], &[]));
+        let store: Arc<dyn Store> = s.clone();
+        let (tx, rx) = watch::channel(false);
+        let task = spawn(policy(400, 0), store, Arc::new(clock.clone()), rx).expect("a task");
+        let wait_for = |audit: usize| {
+            let s = s.clone();
+            async move {
+                tokio::time::timeout(LIMIT, async {
+                    while left(&s).0 != audit {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+                .await
+                .expect("pruned in time");
+            }
+        };
+        clock.advance(Duration::from_secs(59));
+        tokio::task::yield_now().await;
+        assert_eq!(left(&s).0, 2, "nothing before the first minute");
+        clock.advance(Duration::from_secs(1));
+        wait_for(1).await;
+        // The second record turns 400 days old 1,800 s later; the next run is an hour after
+        // the first.
+        clock.advance(Duration::from_secs(3599));
+        tokio::task::yield_now().await;
+        assert_eq!(left(&s).0, 1, "no run before the hour is over");
+        clock.advance(Duration::from_secs(1));
+        wait_for(0).await;
+        tx.send_replace(true);
+        tokio::time::timeout(LIMIT, task).await.expect("stops").expect("ends cleanly");
     }
 
     #[tokio::test]
     async fn the_task_stops_at_shutdown() {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("opens"));
-        assert!(spawn(policy(0, 0), store.clone(), watch::channel(false).1).is_none(), "nothing to prune");
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(UnixTime(20_000 * DAY)));
+        assert!(
+            spawn(policy(0, 0), store.clone(), clock.clone(), watch::channel(false).1).is_none(),
+            "nothing to prune"
+        );
 
         let (tx, rx) = watch::channel(false);
-        let task = spawn(policy(400, 90), store.clone(), rx).expect("a task");
+        let task = spawn(policy(400, 90), store.clone(), clock.clone(), rx).expect("a task");
         tx.send_replace(true);
         tokio::time::timeout(LIMIT, task).await.expect("stops").expect("ends cleanly");
 
         // A dropped sender stops it too.
         let (tx, rx) = watch::channel(false);
-        let task = spawn(policy(400, 0), store, rx).expect("a task");
+        let task = spawn(policy(400, 0), store, clock, rx).expect("a task");
         drop(tx);
         tokio::time::timeout(LIMIT, task).await.expect("stops").expect("ends cleanly");
     }

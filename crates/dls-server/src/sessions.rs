@@ -2,8 +2,10 @@
 //! Bounded in number and in time.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
 
 use dls_engine::Session;
 
@@ -11,6 +13,7 @@ pub(crate) struct Sessions {
     inner: Mutex<HashMap<String, Entry>>,
     ttl: Duration,
     max: usize,
+    clock: Arc<dyn Clock>,
 }
 
 struct Entry {
@@ -19,8 +22,8 @@ struct Entry {
 }
 
 impl Sessions {
-    pub(crate) fn new(ttl: Duration, max: usize) -> Self {
-        Self { inner: Mutex::new(HashMap::new()), ttl, max }
+    pub(crate) fn new(ttl: Duration, max: usize, clock: Arc<dyn Clock>) -> Self {
+        Self { inner: Mutex::new(HashMap::new()), ttl, max, clock }
     }
 
     /// Takes the session out while its message is handled (a second message with the same
@@ -28,19 +31,19 @@ impl Sessions {
     pub(crate) fn take(&self, id: &str) -> Option<Session> {
         let mut map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let e = map.remove(id)?;
-        (e.expires > Instant::now()).then_some(e.session)
+        (e.expires > self.clock.instant()).then_some(e.session)
     }
 
     /// Whether no interaction is in progress (expired sessions do not count).
     pub(crate) fn is_idle(&self) -> bool {
-        let now = Instant::now();
+        let now = self.clock.instant();
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().all(|e| e.expires <= now)
     }
 
     /// Keeps a session for its next message. When full, expired sessions are dropped
     /// first, then the one closest to expiry.
     pub(crate) fn put(&self, id: String, session: Session) {
-        let now = Instant::now();
+        let now = self.clock.instant();
         let mut map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() >= self.max {
             map.retain(|_, e| e.expires > now);

@@ -5,10 +5,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use dls_engine::{Channel, Desired, DeviceSnapshot, Engine, Input, Note, UnixTime};
-use dls_message::{EncodeOptions, MacAddr, Message};
+use std::net::SocketAddr;
+
+use dls_engine::{Channel, Desired, DeviceSnapshot, Engine, Input, Note, Output, Session};
+use dls_message::{EncodeOptions, MacAddr, ValueEscaping, WorkpointMessage};
 use dls_store::Store;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -37,6 +39,8 @@ pub(crate) struct WpiState {
     pub(crate) downloads: Arc<crate::downloads::DownloadState>,
     /// Requests being handled (their sessions are out of the table meanwhile).
     pub(crate) in_flight: AtomicUsize,
+    /// The service's clock.
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl WpiState {
@@ -89,31 +93,29 @@ impl DeviceLocks {
     }
 }
 
-pub(crate) fn now() -> UnixTime {
-    UnixTime(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+/// Which WPI listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Port {
+    /// The default-mode port (TLS, no client certificate).
+    Default,
+    /// The secure-mode port (mutual TLS).
+    Secure,
 }
 
-/// Handles one request on the default-mode port (`secure` false) or the secure port.
-pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: ConnInfo, secure: bool) -> Resp {
-    if !secure && state.provisioning.matches(req.uri().path()) {
-        return crate::provisioning::handle(state.provisioning.clone(), req, info).await;
-    }
-    if !secure && req.uri().path().starts_with(crate::downloads::PREFIX) {
-        return crate::downloads::handle(state.downloads.clone(), req, info).await;
-    }
+/// Handles one message to [`LOGIN_SERVICE_PATH`] (the routes are in [`crate::routes`]):
+/// reads and decodes it ([`read_message`]), takes its session, and — under the device's
+/// lock — runs the engine and commits ([`run_engine`]) before answering ([`respond`]).
+pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: ConnInfo, port: Port) -> Resp {
     let _in_flight = InFlight::enter(&state);
     let peer = info.peer;
-    let channel = match (secure, &info.client) {
-        (false, _) => Channel::Default,
-        (true, Some(c)) => Channel::Secure {
+    let channel = match (port, &info.client) {
+        (Port::Default, _) => Channel::Default,
+        (Port::Secure, Some(c)) => Channel::Secure {
             certificate_mac: c.common_name.as_deref().and_then(|cn| MacAddr::parse(cn).ok()),
             certificate_serial: c.serial.clone(),
         },
-        (true, None) => return text(StatusCode::FORBIDDEN, "a client certificate is required\n"),
+        (Port::Secure, None) => return text(StatusCode::FORBIDDEN, "a client certificate is required\n"),
     };
-    if req.uri().path() != LOGIN_SERVICE_PATH {
-        return text(StatusCode::NOT_FOUND, "not found\n");
-    }
     if req.method() != Method::POST {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -126,139 +128,186 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
         .filter_map(|v| v.to_str().ok())
         .find_map(cookie_id)
         .map(str::to_owned);
-    let body = match read_body(req, state.max_body_bytes, state.body_timeout).await {
-        Ok(b) => b,
-        Err(e) => {
-            warn!(%peer, error = ?e, "request body refused");
-            return e.response();
-        }
+    let message = match read_message(&state, req, peer).await {
+        Ok(m) => m,
+        Err(refused) => return refused,
     };
-    let message = match dls_message::decode(&body) {
-        Ok(Message::Workpoint(m)) => m,
-        Ok(Message::Dls(_)) => {
-            warn!(%peer, "a DLSMessage was posted to the DLS");
-            return text(StatusCode::BAD_REQUEST, "expected a WorkpointMessage, got a DLSMessage\n");
-        }
-        Err(e) => {
-            warn!(%peer, error = %e, "malformed message");
-            return text(StatusCode::BAD_REQUEST, format!("malformed message: {e}\n"));
-        }
-    };
-
     let session = cookie.as_deref().and_then(|id| state.sessions.take(id));
     let mac = Engine::identify(&message, session.as_ref(), &channel);
     let span = info_span!(
         "interaction",
-        port = if secure { "secure" } else { "default" },
+        port = match port {
+            Port::Default => "default",
+            Port::Secure => "secure",
+        },
         mac = %mac.map_or_else(|| "-".to_owned(), |m| m.to_string()),
         nonce = %message.header.nonce,
         reason = %message.reason.value
     );
     async move {
         let _guard = state.locks.of(mac).lock().await;
-        let st = state.clone();
         let had_session = session.is_some();
-        let outcome = tokio::task::spawn_blocking(move || -> Result<_, BootstrapError> {
-            let (device, desired) = match mac {
-                Some(m) => st.store.load_for_message(m)?,
-                None => (DeviceSnapshot::unknown(), Desired::default()),
-            };
-            let now = now();
-            let bootstrap = match (mac, st.engine.bootstrap_needed(now, &message, session.as_ref(), &channel, &device))
-            {
-                (Some(m), Some(need)) => Some(st.bootstrap.supply(need, m, st.store.as_ref())?),
-                _ => None,
-            };
-            // The PIN is opened only to check the TAN that answers its `ReadItems`, and wiped
-            // when this message is handled.
-            let pin = match mac {
-                Some(m) if Engine::tan_needed(&message, session.as_ref(), &channel) => st.open_pin(m)?,
-                _ => None,
-            };
-            let out = st.engine.handle(Input {
-                now,
-                message: &message,
-                channel: &channel,
-                session,
-                device: &device,
-                desired: &desired,
-                bootstrap,
-                peer: Some(peer.ip()),
-                tan: pin.as_ref().map(dls_secure_mode::Pin::tan),
-            });
-            drop(pin);
-            if let (Some(m), false) = (mac, out.changes.is_empty()) {
-                st.store.apply(m, &out.changes)?;
-            }
-            Ok((out, desired.value_escaping))
-        })
-        .await;
-        let (out, escaping) = match outcome {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                error!(error = %e, "message not handled; nothing sent");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
-            }
-            Err(e) => {
-                error!(error = %e, "engine task failed");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
-            }
-        };
-        for note in &out.notes {
-            match note {
-                Note::Refused(why) => warn!(why = %why, "refused"),
-                Note::ItemNotSent { item, reason } => {
-                    warn!(item = %item, reason = %reason, "item cannot be sent to a phone: skipped, the rest is written");
-                }
-                other => info!(note = ?other, "protocol event"),
-            }
-        }
-        let (mut action, mut items) = (out.reply.action.clone(), out.reply.items.as_ref().map_or(0, Vec::len));
-        let nonce = out.reply.header.nonce.clone();
-        let mut session = out.session;
-        let xml = match dls_message::encode(
-            &Message::Dls(out.reply),
-            &EncodeOptions::default().with_value_escaping(escaping),
-        ) {
+        let message = Message { mac, peer, channel, workpoint: message, session };
+        let (out, escaping) = match run_engine(&state, message).await {
             Ok(x) => x,
-            Err(e) => {
-                // The engine leaves out every item that cannot be sent, so this is a bug;
-                // still, the phone gets a `CleanUp` that ends the interaction, not a `500`.
-                error!(error = %e, "reply not encodable; the interaction is ended with a CleanUp");
-                (action, items, session) = (dls_message::Action::CleanUp, 0, None);
-                let clean_up = dls_message::DlsMessage::new(nonce, dls_message::Action::CleanUp, None);
-                match dls_message::encode(&Message::Dls(clean_up), &EncodeOptions::default()) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        error!(error = %e, "not even a CleanUp is encodable");
-                        return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
-                    }
-                }
-            }
+            Err(failed) => return failed,
         };
-        info!(%action, items, "reply");
-        let mut resp = Response::new(crate::http::full(xml));
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
-        if let Some(s) = session {
-            // Keep the cookie the phone has; set one on the first response of an interaction.
-            let id = match (had_session, cookie) {
-                (true, Some(id)) => id,
-                _ => {
-                    let id = new_id();
-                    if let Ok(v) =
-                        HeaderValue::from_str(&format!("JSESSIONID={id}; Path=/DeploymentService; Secure; HttpOnly"))
-                    {
-                        resp.headers_mut().insert(header::SET_COOKIE, v);
-                    }
-                    id
-                }
-            };
-            if !id.is_empty() {
-                state.sessions.put(id, s);
-            }
-        }
-        resp
+        log_notes(&out.notes);
+        respond(&state, out, escaping, had_session, cookie)
     }
     .instrument(span)
     .await
+}
+
+/// The body read within its limits and decoded: a `WorkpointMessage`, or the answer that
+/// refuses it (`400`, `408`, `413`).
+async fn read_message(state: &WpiState, req: Request<Incoming>, peer: SocketAddr) -> Result<WorkpointMessage, Resp> {
+    let body = match read_body(req, state.max_body_bytes, state.body_timeout).await {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(%peer, error = ?e, "request body refused");
+            return Err(e.response());
+        }
+    };
+    match dls_message::decode(&body) {
+        Ok(dls_message::Message::Workpoint(m)) => Ok(m),
+        Ok(dls_message::Message::Dls(_)) => {
+            warn!(%peer, "a DLSMessage was posted to the DLS");
+            Err(text(StatusCode::BAD_REQUEST, "expected a WorkpointMessage, got a DLSMessage\n"))
+        }
+        Err(e) => {
+            warn!(%peer, error = %e, "malformed message");
+            Err(text(StatusCode::BAD_REQUEST, format!("malformed message: {e}\n")))
+        }
+    }
+}
+
+/// One decoded message and what the engine needs to know of where it came from.
+struct Message {
+    mac: Option<MacAddr>,
+    peer: SocketAddr,
+    channel: Channel,
+    workpoint: WorkpointMessage,
+    session: Option<Session>,
+}
+
+/// Loads the device, runs the engine and commits its changes, on a blocking thread (never
+/// on the executor); the caller holds the device's lock. A failure is a `500` with nothing
+/// committed.
+async fn run_engine(state: &Arc<WpiState>, message: Message) -> Result<(Output, ValueEscaping), Resp> {
+    let st = state.clone();
+    match tokio::task::spawn_blocking(move || st.handle_blocking(message)).await {
+        Ok(Ok(x)) => Ok(x),
+        Ok(Err(e)) => {
+            error!(error = %e, "message not handled; nothing sent");
+            Err(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
+        }
+        Err(e) => {
+            error!(error = %e, "engine task failed");
+            Err(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
+        }
+    }
+}
+
+impl WpiState {
+    /// [`run_engine`]'s work: load (one read transaction), bootstrap material if the engine
+    /// needs it, the PIN only to check a TAN, the engine, and the commit (one transaction).
+    fn handle_blocking(&self, m: Message) -> Result<(Output, ValueEscaping), BootstrapError> {
+        let (device, desired) = match m.mac {
+            Some(mac) => self.store.load_for_message(mac)?,
+            None => (DeviceSnapshot::unknown(), Desired::default()),
+        };
+        let now = self.clock.now();
+        let need = self.engine.bootstrap_needed(now, &m.workpoint, m.session.as_ref(), &m.channel, &device);
+        let bootstrap = match (m.mac, need) {
+            (Some(mac), Some(need)) => Some(self.bootstrap.supply(need, mac, self.store.as_ref())?),
+            _ => None,
+        };
+        // The PIN is opened only to check the TAN that answers its `ReadItems`, and wiped
+        // when this message is handled.
+        let pin = match m.mac {
+            Some(mac) if Engine::tan_needed(&m.workpoint, m.session.as_ref(), &m.channel) => self.open_pin(mac)?,
+            _ => None,
+        };
+        let out = self.engine.handle(Input {
+            now,
+            message: &m.workpoint,
+            channel: &m.channel,
+            session: m.session,
+            device: &device,
+            desired: &desired,
+            bootstrap,
+            peer: Some(m.peer.ip()),
+            tan: pin.as_ref().map(dls_secure_mode::Pin::tan),
+        });
+        drop(pin);
+        if let (Some(mac), false) = (m.mac, out.changes.is_empty()) {
+            self.store.apply(mac, &out.changes)?;
+        }
+        Ok((out, desired.value_escaping))
+    }
+}
+
+/// The engine's notes as log lines: refusals and items not sent as warnings.
+fn log_notes(notes: &[Note]) {
+    for note in notes {
+        match note {
+            Note::Refused(why) => warn!(why = %why, "refused"),
+            Note::ItemNotSent { item, reason } => {
+                warn!(item = %item, reason = %reason, "item cannot be sent to a phone: skipped, the rest is written");
+            }
+            other => info!(note = ?other, "protocol event"),
+        }
+    }
+}
+
+/// The reply, encoded with the device family's value escaping and an exact length; the
+/// session kept for the next message, with a new `JSESSIONID` on an interaction's first
+/// response. A reply that cannot be encoded becomes a bare `CleanUp`, never a `500`.
+fn respond(state: &WpiState, out: Output, escaping: ValueEscaping, had_session: bool, cookie: Option<String>) -> Resp {
+    let (mut action, mut items) = (out.reply.action.clone(), out.reply.items.as_ref().map_or(0, Vec::len));
+    let nonce = out.reply.header.nonce.clone();
+    let mut session = out.session;
+    let xml = match dls_message::encode(
+        &dls_message::Message::Dls(out.reply),
+        &EncodeOptions::default().with_value_escaping(escaping),
+    ) {
+        Ok(x) => x,
+        Err(e) => {
+            // The engine leaves out every item that cannot be sent, so this is a bug; still,
+            // the phone gets a `CleanUp` that ends the interaction, not a `500`.
+            error!(error = %e, "reply not encodable; the interaction is ended with a CleanUp");
+            (action, items, session) = (dls_message::Action::CleanUp, 0, None);
+            let clean_up = dls_message::DlsMessage::new(nonce, dls_message::Action::CleanUp, None);
+            match dls_message::encode(&dls_message::Message::Dls(clean_up), &EncodeOptions::default()) {
+                Ok(x) => x,
+                Err(e) => {
+                    error!(error = %e, "not even a CleanUp is encodable");
+                    return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+                }
+            }
+        }
+    };
+    info!(%action, items, "reply");
+    let mut resp = Response::new(crate::http::full(xml));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
+    if let Some(s) = session {
+        // Keep the cookie the phone has; set one on the first response of an interaction.
+        let id = match (had_session, cookie) {
+            (true, Some(id)) => id,
+            _ => {
+                let id = new_id();
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("JSESSIONID={id}; Path=/DeploymentService; Secure; HttpOnly"))
+                {
+                    resp.headers_mut().insert(header::SET_COOKIE, v);
+                }
+                id
+            }
+        };
+        if !id.is_empty() {
+            state.sessions.put(id, s);
+        }
+    }
+    resp
 }

@@ -20,11 +20,12 @@ use dls_engine::{FileRef, ItemKey, JobKind, JobState};
 use dls_message::{Item, MacAddr};
 use dls_store::{DeviceFilter, FileRecord, JobFilter, NewFile, NewJob};
 use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Request, StatusCode};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{AdminState, ApiError, blocking, body_json, error, json, parse_mac, query};
+use super::AdminState;
+use super::api::{ApiError, blocking, body_json, check_items, error, json, parse_mac, query};
 use crate::http::Resp;
 
 /// What the jobs part of the admin API needs besides the store.
@@ -178,7 +179,9 @@ fn firmware_skip(file: &FileRecord, device_type: Option<&str>, running: Option<&
     }
 }
 
-async fn add_jobs(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) -> Result<Resp, ApiError> {
+/// `POST /api/v1/jobs`: one job per device the target selects, each contact-me'd.
+pub(super) async fn add_jobs(state: &AdminState, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let jobs = &state.jobs;
     let AddJobs { target, job } = body_json(state, req).await?;
     // The items to write are checked before the target is: they are refused whether or not
     // any device matches.
@@ -189,7 +192,7 @@ async fn add_jobs(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) 
         if items.iter().any(|i| i.status.is_some()) {
             return Err(bad("items to write have no status"));
         }
-        super::check_items("write job", items)?;
+        check_items("write job", items)?;
     }
     let (devices, single) = select(state, target).await?;
     let file = match &job {
@@ -246,7 +249,8 @@ async fn add_jobs(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) 
     let added = if new.is_empty() {
         Vec::new()
     } else {
-        blocking(&state.store, move |s| s.add_jobs(&new, crate::wpi::now())).await?
+        let at = state.clock.now();
+        blocking(&state.store, move |s| s.add_jobs(&new, at)).await?
     };
     let mut contacted = HashSet::new();
     for j in &added {
@@ -286,10 +290,6 @@ fn job_filter(q: Option<&str>) -> Result<JobFilter, ApiError> {
         }
     }
     Ok(f)
-}
-
-fn parse_id(s: &str, what: &str) -> Result<i64, ApiError> {
-    s.parse().map_err(|_| bad(format!("{what} id {s:?} is not a number")))
 }
 
 /// The query of a file upload.
@@ -371,7 +371,9 @@ pub(crate) fn content_path(dir: &Path, id: i64) -> PathBuf {
     dir.join(id.to_string())
 }
 
-async fn add_file(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) -> Result<Resp, ApiError> {
+/// `POST /api/v1/files?name=&type=&…`: the body is the file, streamed to disk.
+pub(super) async fn add_file(state: &AdminState, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let jobs = &state.jobs;
     let q = file_query(req.uri().query())?;
     let receiving =
         crate::files::receive_upload(req.into_body(), &jobs.files_dir, jobs.max_file_bytes, state.body_timeout);
@@ -393,7 +395,8 @@ async fn add_file(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) 
             return Err(e);
         }
     };
-    let added = match blocking(&state.store, move |s| s.add_file(&new, crate::wpi::now())).await {
+    let at = state.clock.now();
+    let added = match blocking(&state.store, move |s| s.add_file(&new, at)).await {
         Ok(r) => r,
         Err(e) => {
             let _ = tokio::fs::remove_file(&temp).await;
@@ -405,88 +408,71 @@ async fn add_file(state: &AdminState, jobs: &JobsState, req: Request<Incoming>) 
         tracing::error!(error = %e, "file store: moving an upload into place failed");
         let _ = tokio::fs::remove_file(&temp).await;
         let id = added.id;
-        let _ = blocking(&state.store, move |s| s.delete_file(id, crate::wpi::now())).await;
+        let _ = blocking(&state.store, move |s| s.delete_file(id, at)).await;
         return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "the file could not be stored"));
     }
     info!(id = added.id, name = %added.file.name, file_type = %added.file.file_type, size = added.file.size, "file added");
     Ok(json(StatusCode::CREATED, &added))
 }
 
-/// Routes the jobs, files and contact requests; `None` when the path is not one of them.
-pub(super) async fn route(
-    state: &AdminState,
-    req: Request<Incoming>,
-    method: &Method,
-    seg: &[&str],
-) -> Option<Result<Resp, ApiError>> {
-    let jobs = &state.jobs;
-    let store = &state.store;
-    Some(match (method.clone(), seg) {
-        (Method::POST, ["jobs"]) => add_jobs(state, jobs, req).await,
-        (Method::GET, ["jobs"]) => match job_filter(req.uri().query()) {
-            Ok(f) => blocking(store, move |s| s.jobs(&f)).await.map(|l| json(StatusCode::OK, &l)),
-            Err(e) => Err(e),
-        },
-        (Method::GET, ["jobs", id]) => match parse_id(id, "job") {
-            Ok(id) => match blocking(store, move |s| s.job(id)).await {
-                Ok(Some(j)) => Ok(json(StatusCode::OK, &j)),
-                Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("job {id} not found"))),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        },
-        (Method::POST, ["jobs", id, "cancel"]) => match parse_id(id, "job") {
-            Ok(id) => blocking(store, move |s| s.cancel_job(id, crate::wpi::now())).await.map(|j| {
-                info!(id, "job cancelled");
-                json(StatusCode::OK, &j)
-            }),
-            Err(e) => Err(e),
-        },
-        (Method::POST, ["devices", mac, "contact"]) => match parse_mac(mac) {
-            Ok(mac) => match blocking(store, move |s| s.device(mac)).await {
-                Ok(Some(_)) => {
-                    jobs.forced.lock().unwrap_or_else(PoisonError::into_inner).insert(mac);
-                    match jobs.contact.request(mac) {
-                        Ok(()) => Ok(json(
-                            StatusCode::ACCEPTED,
-                            &serde_json::json!({ "mac": mac, "contact-me": "requested" }),
-                        )),
-                        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-                    }
-                }
-                Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found"))),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        },
-        (Method::POST, ["files"]) => add_file(state, jobs, req).await,
-        (Method::GET, ["files"]) => blocking(store, |s| s.files()).await.map(|l| json(StatusCode::OK, &l)),
-        (Method::GET, ["files", id]) => match parse_id(id, "file") {
-            Ok(id) => match blocking(store, move |s| s.file(id)).await {
-                Ok(Some(f)) => Ok(json(StatusCode::OK, &f)),
-                Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("file {id} not found"))),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        },
-        (Method::DELETE, ["files", id]) => match parse_id(id, "file") {
-            Ok(id) => match blocking(store, move |s| s.delete_file(id, crate::wpi::now())).await {
-                Ok(Some(f)) => {
-                    // Downloads in progress keep their open file; new ones find no job.
-                    if let Err(e) = tokio::fs::remove_file(content_path(&jobs.files_dir, id)).await {
-                        warn!(id, error = %e, "file store: removing a deleted file's content failed");
-                    }
-                    info!(id, "file deleted");
-                    Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": f })))
-                }
-                Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("file {id} not found"))),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        },
-        (_, ["jobs"] | ["jobs", _] | ["jobs", _, "cancel"] | ["devices", _, "contact"] | ["files"] | ["files", _]) => {
-            Err(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
-        }
-        _ => return None,
-    })
+/// `GET /api/v1/jobs?mac=&state=&limit=`: newest first.
+pub(super) async fn list(state: &AdminState, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+    let filter = job_filter(req.uri().query())?;
+    Ok(json(StatusCode::OK, &blocking(&state.store, move |s| s.jobs(&filter)).await?))
+}
+
+/// `GET /api/v1/jobs/{id}`
+pub(super) async fn show(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
+    match blocking(&state.store, move |s| s.job(id)).await? {
+        Some(j) => Ok(json(StatusCode::OK, &j)),
+        None => Err(error(StatusCode::NOT_FOUND, format!("job {id} not found"))),
+    }
+}
+
+/// `POST /api/v1/jobs/{id}/cancel`: a job that is not over.
+pub(super) async fn cancel(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
+    let at = state.clock.now();
+    let job = blocking(&state.store, move |s| s.cancel_job(id, at)).await?;
+    info!(id, "job cancelled");
+    Ok(json(StatusCode::OK, &job))
+}
+
+/// `POST /api/v1/devices/{mac}/contact`: a contact-me now (rate limits apply), pending
+/// jobs or not.
+pub(super) async fn contact(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
+    if blocking(&state.store, move |s| s.device(mac)).await?.is_none() {
+        return Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found")));
+    }
+    state.jobs.forced.lock().unwrap_or_else(PoisonError::into_inner).insert(mac);
+    match state.jobs.contact.request(mac) {
+        Ok(()) => Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "mac": mac, "contact-me": "requested" }))),
+        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
+/// `GET /api/v1/files`
+pub(super) async fn list_files(state: &AdminState) -> Result<Resp, ApiError> {
+    Ok(json(StatusCode::OK, &blocking(&state.store, |s| s.files()).await?))
+}
+
+/// `GET /api/v1/files/{id}`
+pub(super) async fn show_file(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
+    match blocking(&state.store, move |s| s.file(id)).await? {
+        Some(f) => Ok(json(StatusCode::OK, &f)),
+        None => Err(error(StatusCode::NOT_FOUND, format!("file {id} not found"))),
+    }
+}
+
+/// `DELETE /api/v1/files/{id}`: its jobs that are not over fail; downloads in progress keep
+/// their open file, new ones find no job.
+pub(super) async fn delete_file(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
+    let at = state.clock.now();
+    let Some(f) = blocking(&state.store, move |s| s.delete_file(id, at)).await? else {
+        return Err(error(StatusCode::NOT_FOUND, format!("file {id} not found")));
+    };
+    if let Err(e) = tokio::fs::remove_file(content_path(&state.jobs.files_dir, id)).await {
+        warn!(id, error = %e, "file store: removing a deleted file's content failed");
+    }
+    info!(id, "file deleted");
+    Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": f })))
 }

@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dls_message::MacAddr;
 use dls_store::ContactTarget;
@@ -26,6 +26,7 @@ use tracing::{debug, error, warn};
 use super::planner::ContactPlanner;
 use super::target::{Target, TargetHost, check_caller, parse_uri};
 use super::{ContactAttempt, ContactPolicy, ContactRefused, ContactResult};
+use crate::clock::Clock;
 
 /// How much of a phone's answer is read (and ignored).
 const MAX_RESPONSE_BODY: usize = 4096;
@@ -44,7 +45,8 @@ struct Shared {
     body: Bytes,
     planner: Mutex<ContactPlanner>,
     notify: Notify,
-    origin: Instant,
+    origin: std::time::Instant,
+    clock: Arc<dyn Clock>,
     stopped: AtomicBool,
     targets: ContactTargets,
     report: ContactReport,
@@ -61,7 +63,7 @@ impl fmt::Debug for Shared {
 
 impl Shared {
     fn now(&self) -> Duration {
-        self.origin.elapsed()
+        self.clock.instant().saturating_duration_since(self.origin)
     }
 
     fn planner(&self) -> MutexGuard<'_, ContactPlanner> {
@@ -130,6 +132,7 @@ pub(crate) fn spawn(
     policy: ContactPolicy,
     targets: ContactTargets,
     report: ContactReport,
+    clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 ) -> ContactHandle {
     let policy = policy.clamped();
@@ -138,7 +141,8 @@ pub(crate) fn spawn(
         planner: Mutex::new(ContactPlanner::new(&policy)),
         policy,
         notify: Notify::new(),
-        origin: Instant::now(),
+        origin: clock.instant(),
+        clock,
         stopped: AtomicBool::new(false),
         targets,
         report,
@@ -187,7 +191,7 @@ async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, done: wat
         let deadline = wake.filter(|w| *w > now).map(|w| shared.origin + w);
         let sleep = async {
             match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
+                Some(d) => shared.clock.sleep_until(d).await,
                 None => std::future::pending().await,
             }
         };
@@ -227,7 +231,7 @@ async fn attempt(shared: Arc<Shared>, mac: MacAddr, permit: OwnedSemaphorePermit
             return;
         }
     };
-    let at_unix_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let at_unix_secs = shared.clock.now().0;
     let caller = (!shared.policy.any_host).then_some(target.caller);
     let uri = target.uri;
     let result = send(&uri, caller, shared.body.clone(), shared.policy.attempt_timeout).await;
@@ -336,6 +340,7 @@ fn io_error(e: &std::io::Error) -> String {
 mod tests {
     use std::collections::HashMap;
     use std::net::Ipv4Addr;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     use dls_workpoint::contact::{CONTACT_ME_PATH, ContactListener, ContactMe};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -364,6 +369,10 @@ mod tests {
 
     impl Harness {
         fn new(policy: ContactPolicy) -> Self {
+            Self::with_clock(policy, Arc::new(crate::clock::SystemClock))
+        }
+
+        fn with_clock(policy: ContactPolicy, clock: Arc<dyn Clock>) -> Self {
             let uris: Arc<Mutex<HashMap<MacAddr, ContactTarget>>> = Arc::default();
             let (tx, reports) = mpsc::unbounded_channel();
             let (shutdown, rx) = watch::channel(false);
@@ -374,6 +383,7 @@ mod tests {
                 Arc::new(move |mac, attempt: &ContactAttempt| {
                     let _ = tx.send((mac, attempt.clone()));
                 }),
+                clock,
                 rx,
             );
             Self { handle, uris, reports, shutdown }
@@ -467,6 +477,33 @@ mod tests {
             }
             assert!(phone.next(Duration::from_millis(700)).await.is_none(), "exactly one contact-me");
             h.no_report(Duration::from_millis(100)).await;
+        })
+        .await
+        .expect("in time");
+    }
+
+    /// After a `204` the phone ignores contact-me for its contact gap: the next one goes out
+    /// once `after_success` is over on the service's clock, not a moment before, and is
+    /// recorded at that clock's time.
+    #[tokio::test]
+    async fn after_a_success_the_next_contact_me_waits_for_the_contact_gap() {
+        tokio::time::timeout(LIMIT, async {
+            let clock = crate::clock::ManualClock::new(dls_engine::UnixTime(1_700_000_000));
+            let mut phone = ContactListener::bind(localhost(), Duration::ZERO).await.expect("bind");
+            let mut h = Harness::with_clock(quick(), Arc::new(clock.clone()));
+            h.target(mac(1), uri(phone.local_addr()));
+            h.handle.request(mac(1)).expect("request");
+            assert!(phone.next(LIMIT).await.is_some());
+            let (_, first) = h.report().await;
+            assert_eq!((first.result, first.at_unix_secs), (ContactResult::Contacted, 1_700_000_000));
+            // Still pending (the target keeps answering): wanted again, but not before 300 s.
+            clock.advance(s(299));
+            h.handle.request(mac(1)).expect("request");
+            assert!(phone.next(Duration::from_millis(300)).await.is_none(), "not within the contact gap");
+            clock.advance(s(1));
+            assert!(phone.next(LIMIT).await.is_some(), "at the end of the contact gap");
+            let (_, second) = h.report().await;
+            assert_eq!((second.result, second.at_unix_secs), (ContactResult::Contacted, 1_700_000_300));
         })
         .await
         .expect("in time");

@@ -1,0 +1,140 @@
+//! What every admin handler shares: JSON answers, [`ApiError`] (a status and a one-line
+//! message) and how store errors map to it, the bearer token check, running store calls
+//! off the executor, request bodies and queries.
+
+use std::sync::Arc;
+
+use dls_engine::Profile;
+use dls_message::{Item, MacAddr};
+use dls_store::{Store, StoreError};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::AdminState;
+use crate::http::Resp;
+
+pub(super) fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{\"error\":\"response not serialisable\"}".to_vec());
+    let mut r = Response::new(crate::http::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// An admin request's failure: its status and a one-line message, rendered as
+/// `{"error": "…"}`.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    pub(super) fn response(&self) -> Resp {
+        let mut r = json(self.status, &serde_json::json!({ "error": self.message }));
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        r
+    }
+}
+
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(status, message)
+}
+
+/// Refuses (`422`) items a phone cannot be sent, naming the first such item and its place:
+/// the rule is [`dls_message::check`], the one the engine applies to what it sends.
+pub(super) fn check_items(what: &str, items: &[Item]) -> Result<(), ApiError> {
+    dls_message::check::check_items(items).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, format!("{what}: {e}")))
+}
+
+/// Refuses (`422`) a profile that holds something a phone cannot be sent: an item (see
+/// [`check_items`]) or a character XML 1.0 does not allow in its provisioning template.
+pub(super) fn check_profile(name: &str, profile: &Profile) -> Result<(), ApiError> {
+    let what = format!("profile {}", dls_message::check::quoted(name));
+    check_items(&what, &profile.items)?;
+    if let Some((at, c)) = profile.provisioning_template.as_deref().and_then(dls_message::check::first_non_xml_char) {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{what}: the provisioning template holds U+{:04X} at character {at}, which XML 1.0 cannot carry",
+                u32::from(c)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn store_error(e: &StoreError) -> ApiError {
+    let status = match e {
+        StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
+        StoreError::Conflict { .. } => StatusCode::CONFLICT,
+        StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = %e, "admin request failed in the store");
+        return error(status, "internal error");
+    }
+    error(status, e.to_string())
+}
+
+pub(super) fn authorised(req: &Request<Incoming>, token: &str) -> bool {
+    let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(given) = v.strip_prefix("Bearer ").map(str::trim) else { return false };
+    given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+}
+
+/// Runs a store call off the executor.
+pub(super) async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(store_error(&e)),
+        Err(_) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")),
+    }
+}
+
+pub(super) async fn body_json<T: for<'de> Deserialize<'de>>(
+    state: &AdminState,
+    req: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let bytes = match crate::http::read_body(req, state.max_body_bytes, state.body_timeout).await {
+        Ok(b) => b,
+        Err(crate::http::BodyError::TooLarge) => {
+            return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+        }
+        Err(crate::http::BodyError::Timeout) => {
+            return Err(error(StatusCode::REQUEST_TIMEOUT, "request body not received in time"));
+        }
+        Err(crate::http::BodyError::Broken) => {
+            return Err(error(StatusCode::BAD_REQUEST, "request body could not be read"));
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
+}
+
+pub(super) fn parse_mac(s: &str) -> Result<MacAddr, ApiError> {
+    MacAddr::parse(s).map_err(|e| error(StatusCode::BAD_REQUEST, format!("{s:?}: {e}")))
+}
+
+/// The query's pairs ([`crate::uri::query_pairs`]), or `400` for bad encoding.
+pub(super) fn query(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    crate::uri::query_pairs(query).ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad percent-encoding in query"))
+}
+
+/// A job's or file's id in a path, or `400`.
+pub(super) fn parse_id(s: &str, what: &str) -> Result<i64, ApiError> {
+    s.parse().map_err(|_| error(StatusCode::BAD_REQUEST, format!("{what} id {s:?} is not a number")))
+}

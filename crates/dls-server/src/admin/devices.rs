@@ -1,0 +1,112 @@
+//! Devices: list, add (with profiles, overrides, Digest secret and security in one store
+//! transaction), show, change, forget, and the merged configuration a device should have.
+
+use dls_engine::SecurityMode;
+use dls_message::{Item, MacAddr};
+use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use super::AdminState;
+use super::api::{ApiError, blocking, body_json, check_items, error, json, parse_mac, query};
+use super::credentials::seal_secret;
+use super::security::{SecurityRequest, security_update};
+use crate::http::Resp;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDevice {
+    mac: String,
+    #[serde(default)]
+    profiles: Vec<String>,
+    #[serde(default)]
+    overrides: Vec<Item>,
+    /// With `pin`, a PIN is issued and returned.
+    #[serde(default)]
+    mode: Option<SecurityMode>,
+    /// The device's digest secret ("MAC-ID").
+    #[serde(default)]
+    secret: Option<Zeroizing<String>>,
+}
+
+fn filter_of(q: Option<&str>) -> Result<DeviceFilter, ApiError> {
+    let mut f = DeviceFilter::default();
+    for (k, v) in query(q)? {
+        match k.as_str() {
+            "profile" => f.profile = Some(v),
+            "device-type" => f.device_type = Some(v),
+            "search" => f.search = Some(v),
+            "limit" => f.limit = Some(v.parse().map_err(|_| error(StatusCode::BAD_REQUEST, "limit must be a number"))?),
+            other => return Err(error(StatusCode::BAD_REQUEST, format!("unknown query parameter {other:?}"))),
+        }
+    }
+    Ok(f)
+}
+
+/// `GET /api/v1/devices?profile=&device-type=&search=&limit=`
+pub(super) async fn list(state: &AdminState, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+    let filter = filter_of(req.uri().query())?;
+    let list = blocking(&state.store, move |s| s.list_devices(&filter)).await?;
+    Ok(json(StatusCode::OK, &list))
+}
+
+/// `POST /api/v1/devices`: everything asked for in one store transaction, or nothing.
+pub(super) async fn add(state: &AdminState, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let new: NewDevice = body_json(state, req).await?;
+    let mac = parse_mac(&new.mac)?;
+    check_items("overrides", &new.overrides)?;
+    let secret = new.secret.as_deref().map(|secret| seal_secret(state, mac, secret)).transpose()?;
+    let (pin, security) = match new.mode {
+        Some(mode) => {
+            let request = SecurityRequest { mode: Some(mode), reset: false, new_pin: mode == SecurityMode::Pin };
+            let (pin, update) = security_update(state, mac, request)?;
+            (pin, Some(update))
+        }
+        None => (None, None),
+    };
+    let spec = DeviceSpec { profiles: new.profiles, overrides: new.overrides, secret, security };
+    let at = state.clock.now();
+    blocking(&state.store, move |s| s.add_device(mac, &spec, at)).await?;
+    let details = blocking(&state.store, move |s| s.device(mac)).await?;
+    let mut body = serde_json::to_value(&details).unwrap_or_default();
+    if let (Some(p), Some(obj)) = (pin, body.as_object_mut()) {
+        obj.insert("pin".into(), serde_json::Value::String(p.to_string()));
+    }
+    Ok(json(StatusCode::CREATED, &body))
+}
+
+/// `GET /api/v1/devices/{mac}`
+pub(super) async fn show(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
+    match blocking(&state.store, move |s| s.device(mac)).await? {
+        Some(d) => Ok(json(StatusCode::OK, &d)),
+        None => Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found"))),
+    }
+}
+
+/// `PATCH /api/v1/devices/{mac}`: `{"profiles"?, "overrides"?}`
+pub(super) async fn update(state: &AdminState, mac: MacAddr, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let update: DeviceUpdate = body_json(state, req).await?;
+    if let Some(overrides) = &update.overrides {
+        check_items("overrides", overrides)?;
+    }
+    blocking(&state.store, move |s| s.update_device(mac, &update)).await?;
+    let details = blocking(&state.store, move |s| s.device(mac)).await?;
+    Ok(json(StatusCode::OK, &details))
+}
+
+/// `DELETE /api/v1/devices/{mac}`
+pub(super) async fn delete(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
+    if blocking(&state.store, move |s| s.delete_device(mac)).await? {
+        Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": mac })))
+    } else {
+        Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found")))
+    }
+}
+
+/// `GET /api/v1/devices/{mac}/desired`
+pub(super) async fn desired(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
+    let desired = blocking(&state.store, move |s| s.desired(mac)).await?;
+    Ok(json(StatusCode::OK, &desired))
+}

@@ -1,0 +1,476 @@
+//! Starting the service: [`start`] opens the data directory's keys and the store, binds
+//! the listeners, builds what the handlers share and serves until [`Running::shutdown`].
+//! Each step is a function of its own, in the order `start` calls them.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use dls_engine::{Engine, EngineConfig};
+use dls_message::MacAddr;
+use dls_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tracing::info;
+use zeroize::Zeroizing;
+
+use crate::clock::{Clock, SystemClock};
+use crate::datadir::{self, DataDir, names};
+use crate::http::{self, ListenerLimits};
+use crate::limits::{self, RefusedConnections};
+use crate::routes::{self, HttpRoutes};
+use crate::{Config, ServerError, admin, bootstrap, contact, dcmp, downloads, pki, provisioning, retention};
+use crate::{secrets, sessions, tls, wpi};
+
+/// A running service.
+#[derive(Debug)]
+pub struct Running {
+    /// The default-mode WPI listener's address.
+    pub wpi_addr: SocketAddr,
+    /// The admin API's address.
+    pub admin_addr: SocketAddr,
+    /// The secure-mode WPI listener's address (mutual TLS).
+    pub secure_addr: SocketAddr,
+    /// The plain-HTTP listener's address (provisioning files).
+    pub http_addr: SocketAddr,
+    /// The admin API's URL, as `admin-url` in the data directory says (`https://` with
+    /// `admin-tls`; a loopback address when the listener is bound to all addresses).
+    pub admin_url: String,
+    refused: Vec<Arc<limits::RefusalCounters>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// The connections the listeners refused since the start (over `max-connections` or
+    /// `max-connections-per-source`), summed over the listeners.
+    #[must_use]
+    pub fn refused_connections(&self) -> RefusedConnections {
+        self.refused.iter().map(|c| c.get()).fold(RefusedConnections::default(), |a, b| RefusedConnections {
+            global_cap: a.global_cap + b.global_cap,
+            per_source_cap: a.per_source_cap + b.per_source_cap,
+        })
+    }
+
+    /// Stops accepting connections, lets interactions in flight finish (up to the
+    /// configured grace period) and returns when every listener has stopped.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts the service with `config` on the host's clock: creates the data directory on
+/// first start (database, CA, server certificate, admin token), binds the listeners, and
+/// serves until [`Running::shutdown`].
+///
+/// # Errors
+/// [`ServerError`]: bad configuration, an unusable data directory, a port in use, …
+pub async fn start(config: Config) -> Result<Running, ServerError> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with another [`Clock`] (for tests: a [`crate::clock::ManualClock`]). Every
+/// time the service decides by is read from it.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Running, ServerError> {
+    config.validate().map_err(ServerError::Config)?;
+    let keys = Keys::load(&config)?;
+    let store = open_store(&keys).await?;
+    let listeners = Listeners::bind(&config).await?;
+    let admin_url = admin_url(listeners.admin_addr, config.admin_tls);
+    keys.dir.write_private(names::ADMIN_URL, format!("{admin_url}\n").as_bytes())?;
+    if !config.admin_tls && !listeners.admin_addr.ip().is_loopback() {
+        tracing::warn!(
+            admin_addr = %listeners.admin_addr,
+            "the admin API listens on an address other than loopback without TLS: its token and everything it \
+             carries cross the network in clear; bind it to 127.0.0.1, or set admin-tls (--admin-tls)"
+        );
+    }
+    let (shutdown, rx) = watch::channel(false);
+    let handlers = Handlers::new(&config, &keys, store, &listeners, clock, &rx)?;
+    info!(
+        wpi_addr = %listeners.wpi_addr, secure_addr = %listeners.secure_addr, http_addr = %listeners.http_addr,
+        %admin_url, data_dir = %keys.dir.path().display(), "DLS service started"
+    );
+    let (wpi_addr, admin_addr, secure_addr, http_addr) =
+        (listeners.wpi_addr, listeners.admin_addr, listeners.secure_addr, listeners.http_addr);
+    let refused: Vec<Arc<limits::RefusalCounters>> = (0..4).map(|_| Arc::default()).collect();
+    let mut tasks = serve(&config, &keys, listeners, &handlers, &refused, &rx)?;
+    tasks.extend(handlers.retention);
+    Ok(Running { wpi_addr, admin_addr, secure_addr, http_addr, admin_url, refused, shutdown, tasks })
+}
+
+/// The data directory and the keys in it.
+struct Keys {
+    dir: DataDir,
+    pki: Arc<pki::Pki>,
+    token: Zeroizing<String>,
+    fingerprint_key: [u8; 32],
+    secrets: Arc<secrets::SecretBox>,
+}
+
+impl Keys {
+    /// Opens (or creates) the data directory, the CA and server certificate (or the
+    /// enterprise CA configured), the admin token and the service's secret keys.
+    fn load(config: &Config) -> Result<Self, ServerError> {
+        let dir = DataDir::open(&config.data_dir)?;
+        let external_ca = match (&config.ca_cert_file, &config.ca_key_file) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            _ => None,
+        };
+        if let Some((_, key)) = external_ca {
+            datadir::secure_private_file(key, "ca-key-file")?;
+        }
+        let pki = Arc::new(pki::Pki::load_with(&dir, &config.server_names, external_ca)?);
+        let token = Zeroizing::new(hex::encode(&*dir.secret(names::ADMIN_TOKEN, 32)?));
+        let mut fingerprint_key = [0u8; 32];
+        fingerprint_key.copy_from_slice(&dir.secret(names::FINGERPRINT_KEY, 32)?);
+        let secrets = Arc::new(
+            secrets::SecretBox::new(&dir.secret(names::SECRETS_KEY, 32)?)
+                .ok_or_else(|| ServerError::Config("secrets.key".into()))?,
+        );
+        Ok(Self { dir, pki, token, fingerprint_key, secrets })
+    }
+}
+
+/// Opens the database in the data directory (created 0600), off the executor. A database
+/// from an older version holds PINs in clear: they are sealed at this first open, in the
+/// upgrade's transaction.
+async fn open_store(keys: &Keys) -> Result<Arc<dyn Store>, ServerError> {
+    keys.dir.create_private(names::DATABASE)?;
+    let db = keys.dir.file(names::DATABASE);
+    let secrets = keys.secrets.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        SqliteStore::open_sealing_pins(&db, &|mac, digits| secrets.seal_pin(mac, digits))
+    })
+    .await
+    .map_err(|e| ServerError::Config(e.to_string()))??;
+    Ok(Arc::new(store))
+}
+
+/// The four listeners, bound, and their addresses.
+struct Listeners {
+    wpi: TcpListener,
+    secure: TcpListener,
+    http: TcpListener,
+    admin: TcpListener,
+    wpi_addr: SocketAddr,
+    secure_addr: SocketAddr,
+    http_addr: SocketAddr,
+    admin_addr: SocketAddr,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> Result<Self, ServerError> {
+        let wpi = bind(config.wpi_listen).await?;
+        let admin = bind(config.admin_listen).await?;
+        let secure = bind(config.secure_listen).await?;
+        let http = bind(config.http_listen).await?;
+        let address = |l: &TcpListener, what: &str| {
+            l.local_addr().map_err(|e| ServerError::io(format!("reading the {what} address"), e))
+        };
+        Ok(Self {
+            wpi_addr: address(&wpi, "WPI")?,
+            secure_addr: address(&secure, "secure")?,
+            http_addr: address(&http, "HTTP")?,
+            admin_addr: address(&admin, "admin")?,
+            wpi,
+            secure,
+            http,
+            admin,
+        })
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|e| ServerError::io(format!("binding {addr}"), e))
+}
+
+/// What the listeners' handlers share, and the retention task.
+struct Handlers {
+    wpi: Arc<wpi::WpiState>,
+    admin: Arc<admin::AdminState>,
+    http: Arc<HttpRoutes>,
+    retention: Option<JoinHandle<()>>,
+}
+
+impl Handlers {
+    fn new(
+        config: &Config,
+        keys: &Keys,
+        store: Arc<dyn Store>,
+        listeners: &Listeners,
+        clock: Arc<dyn Clock>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Self, ServerError> {
+        let files_dir = files_dir(&keys.dir)?;
+        let body_timeout = Duration::from_secs(config.body_timeout_secs);
+        // Where phones reach the default-mode port, unless configured otherwise (behind NAT).
+        let server_host = config.server_names.first().cloned().unwrap_or_else(|| listeners.wpi_addr.ip().to_string());
+        let default_url = format!("https://{server_host}:{}", listeners.wpi_addr.port());
+        let base_url = config.provisioning_base_url.clone().unwrap_or_else(|| default_url.clone());
+        let files_base = config.files_base_url.clone().unwrap_or(default_url);
+        let mut engine_config = engine_config(config, keys.fingerprint_key);
+        engine_config.files_base_url = Some(format!("{}{}", files_base.trim_end_matches('/'), downloads::PREFIX));
+
+        let forced: Arc<Mutex<HashSet<MacAddr>>> = Arc::default();
+        let contact = start_contact(config, store.clone(), forced.clone(), clock.clone(), shutdown.clone());
+        let retention = retention::spawn(
+            retention::RetentionPolicy::from_config(config),
+            store.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        );
+        let provisioning = Arc::new(provisioning_state(config, keys, store.clone(), clock.clone(), &base_url)?);
+        let wpi = Arc::new(wpi::WpiState {
+            engine: Engine::new(engine_config),
+            store: store.clone(),
+            sessions: sessions::Sessions::new(
+                Duration::from_secs(config.session_timeout_secs),
+                config.max_sessions,
+                clock.clone(),
+            ),
+            locks: wpi::DeviceLocks::new(1024),
+            max_body_bytes: config.max_body_bytes,
+            body_timeout,
+            bootstrap: bootstrap::BootstrapMaker {
+                pki: keys.pki.clone(),
+                secure_port: config.secure_port_advertised.unwrap_or(listeners.secure_addr.port()),
+                pin_iterations: config.pin_iterations,
+                max_pin_retries: config.max_pin_retries,
+                certificate_days: config.device_certificate_days,
+                key_type: config.device_key_type,
+                secrets: keys.secrets.clone(),
+                permits: bootstrap::IssuePermits::new(config.bootstrap_concurrency, config.bootstrap_queue),
+            },
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            downloads: Arc::new(downloads::DownloadState { store: store.clone(), files_dir: files_dir.clone() }),
+            provisioning: provisioning.clone(),
+            clock: clock.clone(),
+        });
+        let admin = Arc::new(admin::AdminState {
+            store: store.clone(),
+            token: keys.token.clone(),
+            max_body_bytes: 4 << 20,
+            body_timeout,
+            provisioning: provisioning.clone(),
+            base_url,
+            jobs: admin::jobs::JobsState {
+                contact,
+                forced,
+                files_dir,
+                max_file_bytes: config.max_file_bytes,
+                upload_timeout: Duration::from_secs(config.upload_timeout_secs),
+            },
+            clock: clock.clone(),
+        });
+        let dcmp =
+            Arc::new(dcmp::DcmpState { store, limiter: dcmp::RateLimiter::new(config.dcmp_polls_per_second), clock });
+        let http = Arc::new(HttpRoutes { provisioning, dcmp });
+        Ok(Self { wpi, admin, http, retention })
+    }
+}
+
+/// The engine's settings from the service's.
+fn engine_config(config: &Config, fingerprint_key: [u8; 32]) -> EngineConfig {
+    let mut engine = EngineConfig::new(fingerprint_key);
+    engine.inventory_max_age_secs = config.inventory_max_age_secs;
+    engine.unknown_devices = config.unknown_devices;
+    engine.new_device_mode = config.new_device_mode;
+    engine.max_tan_failures = config.max_tan_failures;
+    engine.pin_lifetime_secs = config.pin_lifetime_secs;
+    engine.bootstrap_reuse_secs = config.bootstrap_reuse_secs;
+    engine.bootstrap_reissue_secs = config.bootstrap_reissue_secs;
+    engine
+}
+
+/// Provisioning files: the Digest verifier (its own random nonce secret), the path pattern
+/// and the URL phones are given.
+fn provisioning_state(
+    config: &Config,
+    keys: &Keys,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    base_url: &str,
+) -> Result<provisioning::ProvisioningState, ServerError> {
+    let mut digest = dls_digest::Config::new(config.digest_realm.clone());
+    digest.challenges = config.digest_algorithms.iter().filter_map(|a| dls_digest::Algorithm::from_name(a)).collect();
+    let verifier =
+        dls_digest::Verifier::with_random_secret(digest).map_err(|e| ServerError::Config(format!("digest: {e}")))?;
+    let (prefix, suffix) = config.provisioning_path.split_once("{mac}").unwrap_or(("/provisioning/", ".xml"));
+    Ok(provisioning::ProvisioningState {
+        store,
+        verifier,
+        secrets: keys.secrets.clone(),
+        prefix: prefix.to_owned(),
+        suffix: suffix.to_owned(),
+        server_url: base_url.to_owned(),
+        clock,
+    })
+}
+
+/// Starts the four listeners' tasks, each with its routes ([`crate::routes`]) and limits.
+fn serve(
+    config: &Config,
+    keys: &Keys,
+    listeners: Listeners,
+    handlers: &Handlers,
+    refused: &[Arc<limits::RefusalCounters>],
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, ServerError> {
+    let limits = ListenerLimits {
+        name: "wpi",
+        max_connections: config.max_connections,
+        max_per_source: config.max_connections_per_source.min(config.max_connections),
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+        tls_handshake_timeout: Duration::from_secs(config.tls_handshake_timeout_secs),
+        max_header_bytes: config.max_header_bytes,
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+    };
+    let tls = TlsAcceptor::from(tls::default_mode(&keys.pki)?);
+    let admin_tls = config.admin_tls.then(|| tls.clone());
+    let secure_tls = TlsAcceptor::from(tls::secure_mode(&keys.pki)?);
+    let drain_state = handlers.wpi.clone();
+    let drained: http::Drained = Arc::new(move || drain_state.is_idle());
+    let (wpi, secure, plain, admin) =
+        (handlers.wpi.clone(), handlers.wpi.clone(), handlers.http.clone(), handlers.admin.clone());
+    Ok(vec![
+        tokio::spawn(http::serve(
+            listeners.wpi,
+            Some(tls),
+            move |req, info| routes::default_port(wpi.clone(), req, info),
+            limits,
+            shutdown.clone(),
+            Some(drained.clone()),
+            refused[0].clone(),
+        )),
+        tokio::spawn(http::serve(
+            listeners.secure,
+            Some(secure_tls),
+            move |req, info| routes::secure_port(secure.clone(), req, info),
+            ListenerLimits { name: "secure", ..limits },
+            shutdown.clone(),
+            Some(drained),
+            refused[1].clone(),
+        )),
+        tokio::spawn(http::serve(
+            listeners.http,
+            None,
+            move |req, info| routes::http_port(plain.clone(), req, info),
+            ListenerLimits { name: "http", ..limits },
+            shutdown.clone(),
+            None,
+            refused[2].clone(),
+        )),
+        tokio::spawn(http::serve(
+            listeners.admin,
+            admin_tls,
+            move |req, info| routes::admin_port(admin.clone(), req, info),
+            ListenerLimits {
+                name: "admin",
+                max_connections: ADMIN_MAX_CONNECTIONS,
+                max_per_source: limits.max_per_source.min(ADMIN_MAX_PER_SOURCE),
+                ..limits
+            },
+            shutdown.clone(),
+            None,
+            refused[3].clone(),
+        )),
+    ])
+}
+
+/// The admin API's connections at most (it serves administrators and scripts, not a fleet).
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// The admin API's connections from one source at most: a quarter of its cap, so that one
+/// client (even without the token) cannot lock the administrators out.
+const ADMIN_MAX_PER_SOURCE: usize = 16;
+
+/// The URL clients on this host reach the admin API at: the listener's address, or
+/// loopback when it is bound to all addresses (a name the server certificate holds).
+fn admin_url(addr: SocketAddr, tls: bool) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("{}://{addr}", if tls { "https" } else { "http" })
+}
+
+/// The file store's directory, created private; uploads a crash left half-done are removed.
+fn files_dir(dir: &DataDir) -> Result<std::path::PathBuf, ServerError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let path = dir.path().join(names::FILES);
+    if !path.is_dir() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| ServerError::io(format!("creating {}", path.display()), e))?;
+    }
+    let entries = std::fs::read_dir(&path).map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?;
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".upload-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(path)
+}
+
+/// Starts the contact-me sender, and asks it to contact the devices whose jobs wait from
+/// before a restart.
+fn start_contact(
+    config: &Config,
+    store: Arc<dyn Store>,
+    forced: Arc<Mutex<HashSet<MacAddr>>>,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+) -> contact::ContactHandle {
+    let policy = contact::ContactPolicy {
+        attempt_timeout: Duration::from_secs(config.contact_me_timeout_secs),
+        concurrency: config.contact_me_concurrency,
+        dls_ip_addr: config.contact_me_dls_address.clone(),
+        dls_ip_port: config.contact_me_dls_port,
+        any_host: config.contact_me_any_host,
+        ..contact::ContactPolicy::default()
+    };
+    let lookup = store.clone();
+    let targets: contact::ContactTargets = Arc::new(move |mac| {
+        let was_forced = forced.lock().unwrap_or_else(PoisonError::into_inner).remove(&mac);
+        match lookup.contact_target(mac, was_forced) {
+            Ok(target) => target,
+            Err(e) => {
+                tracing::error!(%mac, error = %e, "contact-me: store failed");
+                None
+            }
+        }
+    });
+    let recorder = store.clone();
+    let report: contact::ContactReport = Arc::new(move |mac, attempt: &contact::ContactAttempt| {
+        info!(%mac, uri = %attempt.uri, result = %attempt.result, "contact-me");
+        if let Err(e) =
+            recorder.record_contact(mac, dls_engine::UnixTime(attempt.at_unix_secs), &attempt.result.to_string())
+        {
+            tracing::error!(%mac, error = %e, "contact-me: recording failed");
+        }
+    });
+    let handle = contact::spawn(policy, targets, report, clock, shutdown);
+    let seeding = handle.clone();
+    tokio::task::spawn_blocking(move || match store.devices_with_pending_jobs(100_000) {
+        Ok(macs) => {
+            for mac in macs {
+                let _ = seeding.request(mac);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "contact-me: listing pending jobs failed"),
+    });
+    handle
+}
