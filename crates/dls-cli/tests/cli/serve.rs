@@ -145,12 +145,13 @@ fn sigkill_at_any_moment_loses_no_committed_change_and_leaves_no_half_update() {
             }
         });
     });
-    // Kill at a moment that depends on the clock, after some phones are through.
-    let wait = 300
-        + u64::from(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_millis()) % 700,
-        );
-    std::thread::sleep(Duration::from_millis(wait));
+    // Kill once 20 phones are through, with the worker's next phones in flight: the test
+    // waits for that state, not for a time.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done.lock().expect("lock").len() < 20 {
+        assert!(!worker.is_finished() && Instant::now() < deadline, "20 phones did not complete");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     drop(s); // SIGKILL
     worker.join().expect("worker");
     let completed = done.lock().expect("lock").clone();

@@ -25,6 +25,15 @@ impl TestServer {
     }
 
     pub(crate) async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_clock(tweak, std::sync::Arc::new(dls_server::SystemClock)).await
+    }
+
+    /// A service whose every time decision reads `clock` (a [`dls_server::ManualClock`]
+    /// makes rate limits and schedules happen exactly when the test moves it).
+    pub(crate) async fn start_with_clock(
+        tweak: impl FnOnce(&mut Config),
+        clock: std::sync::Arc<dyn dls_server::Clock>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::default();
         config.data_dir = dir.path().join("data");
@@ -35,7 +44,7 @@ impl TestServer {
         config.pin_iterations = 100_000;
         config.shutdown_grace_secs = 5;
         tweak(&mut config);
-        let running = dls_server::start(config).await.expect("service starts");
+        let running = dls_server::start_with_clock(config, clock).await.expect("service starts");
         let (wpi, admin, secure, http) = (running.wpi_addr, running.admin_addr, running.secure_addr, running.http_addr);
         Self { running: Some(running), dir, wpi, admin, secure, http }
     }

@@ -255,10 +255,19 @@ async fn a_file_deleted_while_a_phone_downloads_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out_path = dir.path().join("logo");
     let out = out_path.to_str().expect("path").to_owned();
-    // A slow download (about 5 s), and the file is deleted a moment after it started.
+    // A slow download (about 5 s), and the file is deleted once its first bytes have
+    // arrived and before its last have: the test waits for that state, not for a time.
     let slow = tokio::spawn(async move { curl(&["--cacert", &ca, "--limit-rate", "600k", "-o", &out, &url]).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!slow.is_finished(), "the download is in progress");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let received = loop {
+        let n = std::fs::metadata(&out_path).map_or(0, |m| m.len());
+        if n > 0 {
+            break n;
+        }
+        assert!(!slow.is_finished() && tokio::time::Instant::now() < deadline, "the download did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(received < logo.len() as u64, "the download is in progress ({received} bytes)");
     let (status, _) = server.admin("DELETE", &format!("/api/v1/files/{}", f["id"]), None).await;
     assert_eq!(status, 200);
     let j = job_state(&server, &id).await;

@@ -2,7 +2,11 @@
 //! phone runs them; deployment files are downloaded over HTTPS (by `curl` too).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use dls_engine::UnixTime;
+use dls_server::ManualClock;
 
 use dls_message::{Action, MacAddr, Reason};
 use dls_workpoint::Phone;
@@ -101,9 +105,13 @@ async fn a_contact_me_goes_only_to_the_address_the_phone_calls_from() {
     server.stop().await;
 }
 
+/// However many jobs and contact requests come in, a phone gets one contact-me; the next
+/// one only once the phone's contact gap (300 s after a contact-me it answered) is over on
+/// the service's clock: a manual clock, so the test never depends on how loaded the host is.
 #[tokio::test]
-async fn a_burst_of_jobs_sends_one_contact_me() {
-    let server = TestServer::start().await;
+async fn a_burst_of_jobs_sends_one_contact_me_and_the_next_after_the_contact_gap() {
+    let clock = ManualClock::new(UnixTime(1_700_000_000));
+    let server = TestServer::start_with_clock(|_| {}, Arc::new(clock.clone())).await;
     let mut listener =
         ContactListener::bind("127.0.0.1:0".parse().expect("addr"), Duration::ZERO).await.expect("binds");
     let mut phone = phone_listening_at(Some(listener.local_addr()));
@@ -114,7 +122,24 @@ async fn a_burst_of_jobs_sends_one_contact_me() {
         assert_eq!(status, 202);
     }
     listener.next(Duration::from_secs(10)).await.expect("one contact-me");
-    assert_eq!(listener.next(Duration::from_secs(2)).await, None, "at most one per minute");
+    // The phone has not called: its jobs still wait, but nothing more within the gap.
+    clock.advance(Duration::from_secs(299));
+    let (status, _) = server.admin("POST", &format!("/api/v1/devices/{MAC}/contact"), None).await;
+    assert_eq!(status, 202);
+    assert_eq!(listener.next(Duration::from_millis(500)).await, None, "none within the contact gap");
+    clock.advance(Duration::from_secs(1));
+    listener.next(Duration::from_secs(10)).await.expect("the next contact-me once the gap is over");
+    // Recorded at the clock's time, not the host's.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, jobs) = server.admin("GET", &format!("/api/v1/jobs?mac={MAC}&limit=1"), None).await;
+        if jobs[0]["contact_at"] == json!(1_700_000_300) {
+            assert_eq!(jobs[0]["contact"], "contact-me answered 204");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the second contact-me is not recorded: {jobs}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.stop().await;
 }
 
@@ -169,22 +194,31 @@ async fn dcmp_says_whether_jobs_wait() {
     server.stop().await;
 }
 
+/// One address polling DCMP faster than `dcmp-polls-per-second` gets `429` past its burst
+/// (four times the rate), and its allowance back as the service's clock moves on.
 #[tokio::test]
 async fn a_dcmp_flood_from_one_address_is_limited() {
-    let server = TestServer::start_with(|c| c.dcmp_polls_per_second = 1).await;
+    let clock = ManualClock::new(UnixTime(1_700_000_000));
+    let server = TestServer::start_with_clock(|c| c.dcmp_polls_per_second = 1, Arc::new(clock.clone())).await;
     let url = format!("http://{}/dcmp/contact-me?device-id={MAC}", server.http);
-    // One curl, 30 requests on one connection: a burst of 4 passes, the rest get 429.
-    let urls: Vec<&str> = std::iter::repeat_n(url.as_str(), 30).collect();
-    let mut cmd = tokio::process::Command::new("curl");
-    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}\\n"]).args(&urls);
-    let (_, out, _) = run(&mut cmd, 20).await;
-    // Only the first URL's body goes to -o; the status codes are the 3-digit lines.
-    let codes: Vec<&str> = out.lines().filter(|l| l.len() == 3 && l.parse::<u16>().is_ok()).collect();
+    let flood = |n: usize| {
+        // One curl, n requests on one connection.
+        let urls: Vec<String> = std::iter::repeat_n(url.clone(), n).collect();
+        async move {
+            let mut cmd = tokio::process::Command::new("curl");
+            cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}\\n"]).args(&urls);
+            let (_, out, _) = run(&mut cmd, 20).await;
+            // Only the first URL's body goes to -o; the status codes are the 3-digit lines.
+            out.lines().filter(|l| l.len() == 3 && l.parse::<u16>().is_ok()).map(str::to_owned).collect::<Vec<_>>()
+        }
+    };
+    let codes = flood(30).await;
     assert_eq!(codes.len(), 30);
-    let ok = codes.iter().filter(|c| **c == "200").count();
-    let limited = codes.iter().filter(|c| **c == "429").count();
-    assert!((4..=6).contains(&ok), "{codes:?}");
-    assert_eq!(ok + limited, 30, "{codes:?}");
+    assert!(codes[..4].iter().all(|c| c == "200") && codes[4..].iter().all(|c| c == "429"), "{codes:?}");
+    // Two seconds later: two more.
+    clock.advance(Duration::from_secs(2));
+    let codes = flood(5).await;
+    assert_eq!(codes, ["200", "200", "429", "429", "429"]);
     server.stop().await;
 }
 
