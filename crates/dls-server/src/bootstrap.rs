@@ -158,6 +158,7 @@ impl BootstrapMaker {
         need: BootstrapNeed,
         mac: MacAddr,
         store: &dyn Store,
+        now: UnixTime,
     ) -> Result<BootstrapSupply, BootstrapError> {
         if let BootstrapNeed::Reuse(_) = need {
             match self.reopen(mac, store)? {
@@ -168,7 +169,7 @@ impl BootstrapMaker {
         let Some(_permit) = self.permits.acquire() else {
             return Ok(BootstrapSupply::Unavailable);
         };
-        let bootstrap = self.prepare(need.kind(), mac, store)?;
+        let bootstrap = self.prepare(need.kind(), mac, store, now)?;
         let sealed = self.seal(mac, &bootstrap)?;
         Ok(BootstrapSupply::Issued { bootstrap, sealed })
     }
@@ -201,8 +202,14 @@ impl BootstrapMaker {
 
     /// The items for `mac`: for `nopin` in the clear, for `pin` sealed with the device's
     /// outstanding PIN into `secure-mode-data`, with a new certificate.
-    fn prepare(&self, kind: BootstrapKind, mac: MacAddr, store: &dyn Store) -> Result<Bootstrap, BootstrapError> {
-        let cert = self.pki.issue_device_certificate(mac, self.certificate_days, self.key_type)?;
+    fn prepare(
+        &self,
+        kind: BootstrapKind,
+        mac: MacAddr,
+        store: &dyn Store,
+        now: UnixTime,
+    ) -> Result<Bootstrap, BootstrapError> {
+        let cert = self.pki.issue_device_certificate(mac, self.certificate_days, self.key_type, now)?;
         let mut inner = vec![Item::new(
             "dls-client-certificate",
             format!("{}\n{}", cert.cert_pem.trim_end(), cert.key_pem.trim_end()),
@@ -246,10 +253,13 @@ mod tests {
 
     use super::*;
 
+    /// The time the tests issue at: the certificate is valid from an hour before it.
+    const NOW: UnixTime = UnixTime(1_700_000_000);
+
     fn maker(dir: &std::path::Path) -> BootstrapMaker {
         let data = crate::DataDir::open(&dir.join("data")).expect("data dir");
         BootstrapMaker {
-            pki: Arc::new(Pki::load_with(&data, &[], None).expect("pki")),
+            pki: Arc::new(Pki::load_or_create(&data, &[]).expect("pki")),
             secure_port: 18444,
             pin_iterations: 100_000,
             max_pin_retries: 3,
@@ -271,9 +281,9 @@ mod tests {
 
         // The bound reached: nothing is made, at once.
         let held = m.permits.acquire().expect("the only permit");
-        assert_eq!(m.supply(issue, mac, &store).expect("answers"), BootstrapSupply::Unavailable);
+        assert_eq!(m.supply(issue, mac, &store, NOW).expect("answers"), BootstrapSupply::Unavailable);
         drop(held);
-        let BootstrapSupply::Issued { bootstrap, sealed } = m.supply(issue, mac, &store).expect("issues") else {
+        let BootstrapSupply::Issued { bootstrap, sealed } = m.supply(issue, mac, &store, NOW).expect("issues") else {
             panic!("not issued")
         };
         assert_eq!(m.permits.issued.load(Ordering::Relaxed), 2, "two tries, one made");
@@ -295,11 +305,11 @@ mod tests {
         // Reused: the same items, no permit needed, nothing made.
         let held = m.permits.acquire().expect("permit");
         let reuse = BootstrapNeed::Reuse(BootstrapKind::Nopin);
-        assert_eq!(m.supply(reuse, mac, &store).expect("reuses"), BootstrapSupply::Reused(bootstrap));
+        assert_eq!(m.supply(reuse, mac, &store, NOW).expect("reuses"), BootstrapSupply::Reused(bootstrap));
         drop(held);
         // Kept material another key sealed does not open: new material instead.
         let other = BootstrapMaker { secrets: Arc::new(SecretBox::new(&[8; 32]).expect("key")), ..maker(dir.path()) };
-        let fresh = other.supply(reuse, mac, &store).expect("issues");
+        let fresh = other.supply(reuse, mac, &store, NOW).expect("issues");
         assert!(
             matches!(fresh, BootstrapSupply::Issued { ref bootstrap, .. } if bootstrap.certificate.serial != serial)
         );

@@ -72,6 +72,13 @@ impl ManualClock {
         Self { inner: Arc::new(ManualInner { origin: Instant::now(), unix_origin: unix.0, elapsed }) }
     }
 
+    /// A clock that reads the host's time now until advanced: for tests whose peers check
+    /// certificates the service issues against their own clock.
+    #[must_use]
+    pub fn from_system() -> Self {
+        Self::new(SystemClock.now())
+    }
+
     /// Moves both times forward by `by`, waking the waits that are then over.
     pub fn advance(&self, by: Duration) {
         self.inner.elapsed.send_modify(|e| *e += by);

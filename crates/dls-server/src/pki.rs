@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
+use dls_engine::UnixTime;
 use dls_message::MacAddr;
 
 use rcgen::{
@@ -43,11 +44,12 @@ impl Pki {
     /// # Errors
     /// [`ServerError::Pki`] when keys or certificates cannot be made or read.
     pub fn load_or_create(dir: &DataDir, server_names: &[String]) -> Result<Self, ServerError> {
-        Self::load_with(dir, server_names, None)
+        Self::load_with(dir, server_names, None, crate::clock::Clock::now(&crate::clock::SystemClock))
     }
 
     /// As [`Self::load_or_create`], with an enterprise CA (certificate and key PEM files)
-    /// instead of the generated one when `external` is given.
+    /// instead of the generated one when `external` is given, and `now` the time the
+    /// certificates made are valid from (an hour before, for clocks a little behind).
     ///
     /// # Errors
     /// [`ServerError::Pki`] when keys or certificates cannot be made or read.
@@ -55,7 +57,9 @@ impl Pki {
         dir: &DataDir,
         server_names: &[String],
         external: Option<(&Path, &Path)>,
+        now: UnixTime,
     ) -> Result<Self, ServerError> {
+        let now = at(now)?;
         let stored = match external {
             Some((cert, key)) => {
                 let read = |p: &Path| {
@@ -68,7 +72,7 @@ impl Pki {
         let (ca_cert_pem, ca_key_pem) = match stored {
             (Some(c), Some(k)) => (utf8(&c, names::CA_CERT)?, Zeroizing::new(utf8(&k, names::CA_KEY)?)),
             (None, None) => {
-                let (c, k) = make_ca()?;
+                let (c, k) = make_ca(now)?;
                 dir.write_private(names::CA_KEY, k.as_bytes())?;
                 dir.write_private(names::CA_CERT, c.as_bytes())?;
                 (c, k)
@@ -87,7 +91,6 @@ impl Pki {
         params.subject_alt_names = sans(server_names)?;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
         params.not_after = now + Duration::days(397);
         params.use_authority_key_identifier_extension = true;
@@ -123,6 +126,7 @@ impl Pki {
         mac: MacAddr,
         validity_days: u32,
         key_type: DeviceKeyType,
+        now: UnixTime,
     ) -> Result<DeviceCertificate, ServerError> {
         let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, KeyPair::from_pem(&self.ca_key_pem)?)?;
         let key = match key_type {
@@ -141,7 +145,7 @@ impl Pki {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
-        let now = OffsetDateTime::now_utc();
+        let now = at(now)?;
         let not_after = now + Duration::days(i64::from(validity_days.max(1)));
         params.not_before = now - Duration::hours(1);
         params.not_after = not_after;
@@ -237,17 +241,24 @@ fn dn(common_name: &str) -> DistinguishedName {
     dn
 }
 
-fn make_ca() -> Result<(String, Zeroizing<String>), ServerError> {
+fn make_ca(now: OffsetDateTime) -> Result<(String, Zeroizing<String>), ServerError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
     params.distinguished_name = dn("DLS CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::hours(1);
     params.not_after = now + Duration::days(10 * 365);
     let cert = params.self_signed(&key)?;
     Ok((cert.pem(), Zeroizing::new(key.serialize_pem())))
+}
+
+/// `now` as a certificate time.
+fn at(now: UnixTime) -> Result<OffsetDateTime, ServerError> {
+    i64::try_from(now.0)
+        .ok()
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .ok_or_else(|| ServerError::Pki(format!("the time {} cannot be a certificate's", now.0)))
 }
 
 /// The subject alternative names: the defaults, the host name, and the configured names.
@@ -286,12 +297,34 @@ mod tests {
 
     #[test]
     fn a_certificate_in_pem_reads_back_as_the_same_der() {
-        let (ca_pem, _) = make_ca().expect("a CA");
+        let (ca_pem, _) = make_ca(OffsetDateTime::now_utc()).expect("a CA");
         let der = parse_certs(&ca_pem).expect("parses").remove(0);
         let text = pem_certificate(der.as_ref());
         assert!(text.starts_with("-----BEGIN CERTIFICATE-----\n") && text.ends_with("\n-----END CERTIFICATE-----"));
         assert!(text.lines().all(|l| l.len() <= 64), "64-character lines: {text}");
         assert_eq!(parse_certs(&text).expect("parses"), [der]);
         assert_eq!(text, ca_pem.trim_end(), "the same text rcgen writes");
+    }
+
+    /// What the service issues is valid from the service's clock (an hour earlier, for
+    /// phones a little behind), not from the host's.
+    #[test]
+    fn certificates_are_valid_from_the_time_given() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = DataDir::open(&dir.path().join("data")).expect("data dir");
+        let now = UnixTime(1_700_000_000);
+        let pki = Pki::load_with(&data, &[], None, now).expect("pki");
+        let validity = |pem: &str| {
+            let der = parse_certs(pem).expect("parses").remove(0);
+            let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).expect("x509");
+            (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp())
+        };
+        let hour = 3600;
+        assert_eq!(validity(&pki.ca_cert_pem), (1_700_000_000 - hour, 1_700_000_000 + 3650 * 86_400));
+        assert_eq!(validity(&pki.server_cert_pem), (1_700_000_000 - hour, 1_700_000_000 + 397 * 86_400));
+        let mac = MacAddr::parse("00:1A:E8:3C:4D:5E").expect("mac");
+        let device = pki.issue_device_certificate(mac, 30, DeviceKeyType::EcdsaP256, now).expect("issues");
+        assert_eq!(validity(&device.cert_pem), (1_700_000_000 - hour, 1_700_000_000 + 30 * 86_400));
+        assert_eq!(device.not_after, 1_700_000_000 + 30 * 86_400);
     }
 }

@@ -82,7 +82,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
 /// As [`start`].
 pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Running, ServerError> {
     config.validate().map_err(ServerError::Config)?;
-    let keys = Keys::load(&config)?;
+    let keys = Keys::load(&config, clock.now())?;
     let store = open_store(&keys).await?;
     let listeners = Listeners::bind(&config).await?;
     let admin_url = admin_url(listeners.admin_addr, config.admin_tls);
@@ -120,7 +120,7 @@ struct Keys {
 impl Keys {
     /// Opens (or creates) the data directory, the CA and server certificate (or the
     /// enterprise CA configured), the admin token and the service's secret keys.
-    fn load(config: &Config) -> Result<Self, ServerError> {
+    fn load(config: &Config, now: dls_engine::UnixTime) -> Result<Self, ServerError> {
         let dir = DataDir::open(&config.data_dir)?;
         let external_ca = match (&config.ca_cert_file, &config.ca_key_file) {
             (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
@@ -129,7 +129,7 @@ impl Keys {
         if let Some((_, key)) = external_ca {
             datadir::secure_private_file(key, "ca-key-file")?;
         }
-        let pki = Arc::new(pki::Pki::load_with(&dir, &config.server_names, external_ca)?);
+        let pki = Arc::new(pki::Pki::load_with(&dir, &config.server_names, external_ca, now)?);
         let token = Zeroizing::new(hex::encode(&*dir.secret(names::ADMIN_TOKEN, 32)?));
         let mut fingerprint_key = [0u8; 32];
         fingerprint_key.copy_from_slice(&dir.secret(names::FINGERPRINT_KEY, 32)?);

@@ -220,7 +220,7 @@ impl WpiState {
         let now = self.clock.now();
         let need = self.engine.bootstrap_needed(now, &m.workpoint, m.session.as_ref(), &m.channel, &device);
         let bootstrap = match (m.mac, need) {
-            (Some(mac), Some(need)) => Some(self.bootstrap.supply(need, mac, self.store.as_ref())?),
+            (Some(mac), Some(need)) => Some(self.bootstrap.supply(need, mac, self.store.as_ref(), now)?),
             _ => None,
         };
         // The PIN is opened only to check the TAN that answers its `ReadItems`, and wiped

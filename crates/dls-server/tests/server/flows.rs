@@ -187,3 +187,38 @@ async fn shutdown_finishes_an_interaction_in_flight() {
     assert_eq!(r.action, Action::CleanUp);
     tokio::time::timeout(std::time::Duration::from_secs(5), stopping).await.expect("shutdown completes").expect("task");
 }
+
+/// An interaction's session lasts `session-timeout-secs` on the service's clock: a `reply-to`
+/// within it goes on, one after it is refused (a manual clock: no waiting, no race).
+#[tokio::test]
+async fn a_session_expires_on_the_service_clock() {
+    let clock = dls_server::ManualClock::from_system();
+    let srv = TestServer::start_with_clock(|c| c.session_timeout_secs = 60, std::sync::Arc::new(clock.clone())).await;
+    let mut c = srv.client();
+    let start_up = |mac: &str| dls_message::WorkpointMessage {
+        header: dls_message::Header { nonce: dls_workpoint::new_nonce(), max_items: Some(-1), fragment: None },
+        reason: dls_message::ReasonForContact::new(Reason::StartUp),
+        items: Some(vec![dls_message::Item::new("mac-addr", mac)]),
+    };
+    let reply_to = |start: &dls_message::WorkpointMessage| dls_message::WorkpointMessage {
+        reason: dls_message::ReasonForContact::reply_to(Action::ReadAllItems, dls_message::ReplyStatus::Accepted),
+        ..start.clone()
+    };
+    // 59 s after the start-up: the interaction goes on.
+    let first = start_up("00:1A:E8:3C:00:05");
+    assert_eq!(c.exchange(&first).await.expect("start-up answered").action, Action::ReadAllItems);
+    clock.advance(std::time::Duration::from_secs(59));
+    assert_eq!(c.exchange(&reply_to(&first)).await.expect("answered").action, Action::CleanUp);
+    // 61 s after another start-up: the session is gone, the reply-to refused.
+    let mut c = srv.client();
+    let second = start_up("00:1A:E8:3C:00:06");
+    assert_eq!(c.exchange(&second).await.expect("start-up answered").action, Action::ReadAllItems);
+    clock.advance(std::time::Duration::from_secs(61));
+    let refused = c.exchange(&reply_to(&second)).await.expect("answered");
+    assert_eq!(
+        (&refused.action, refused.item("cleanup-reason")),
+        (&Action::CleanUp, Some("no interaction in progress")),
+        "{refused:?}"
+    );
+    srv.stop().await;
+}

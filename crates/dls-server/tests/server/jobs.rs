@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dls_engine::UnixTime;
-use dls_server::ManualClock;
+use dls_server::{Clock, ManualClock};
 
 use dls_message::{Action, MacAddr, Reason};
 use dls_workpoint::Phone;
@@ -110,7 +109,9 @@ async fn a_contact_me_goes_only_to_the_address_the_phone_calls_from() {
 /// the service's clock: a manual clock, so the test never depends on how loaded the host is.
 #[tokio::test]
 async fn a_burst_of_jobs_sends_one_contact_me_and_the_next_after_the_contact_gap() {
-    let clock = ManualClock::new(UnixTime(1_700_000_000));
+    // Starting now: the phone checks the service's certificate against the host's clock.
+    let clock = ManualClock::from_system();
+    let start = clock.now().0;
     let server = TestServer::start_with_clock(|_| {}, Arc::new(clock.clone())).await;
     let mut listener =
         ContactListener::bind("127.0.0.1:0".parse().expect("addr"), Duration::ZERO).await.expect("binds");
@@ -133,7 +134,7 @@ async fn a_burst_of_jobs_sends_one_contact_me_and_the_next_after_the_contact_gap
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (_, jobs) = server.admin("GET", &format!("/api/v1/jobs?mac={MAC}&limit=1"), None).await;
-        if jobs[0]["contact_at"] == json!(1_700_000_300) {
+        if jobs[0]["contact_at"] == json!(start + 300) {
             assert_eq!(jobs[0]["contact"], "contact-me answered 204");
             break;
         }
@@ -198,7 +199,7 @@ async fn dcmp_says_whether_jobs_wait() {
 /// (four times the rate), and its allowance back as the service's clock moves on.
 #[tokio::test]
 async fn a_dcmp_flood_from_one_address_is_limited() {
-    let clock = ManualClock::new(UnixTime(1_700_000_000));
+    let clock = ManualClock::from_system();
     let server = TestServer::start_with_clock(|c| c.dcmp_polls_per_second = 1, Arc::new(clock.clone())).await;
     let url = format!("http://{}/dcmp/contact-me?device-id={MAC}", server.http);
     let flood = |n: usize| {
