@@ -39,7 +39,7 @@ enum UnknownDevices {
 #[command(after_help = LAYERS)]
 pub(crate) struct ServeArgs {
     /// A TOML configuration file: the settings below by their names, e.g.
-    /// `max-connections = 100`, `server-name = ["dls.example.com"]`.
+    /// max-connections = 100, server-name = ["dls.example.com"].
     #[arg(long, env = "DLS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Print the configuration the layers give, as a --config file, and exit.
@@ -54,9 +54,10 @@ pub(crate) struct ServeArgs {
 
 /// How the layers combine, after the list of options in `--help`.
 const LAYERS: &str = "Every setting is taken from, lowest first: its default, the --config file \
-(`name = value`), the environment (DLS_NAME, e.g. DLS_MAX_CONNECTIONS=100), the flag (--name). \
-Lists (--server-name, --digest-algorithm) take the flag once per value or comma-separated values, \
-and a higher layer replaces the list; a boolean takes --name (true) or --name=false.";
+(name = value), the environment (DLS_NAME, e.g. DLS_MAX_CONNECTIONS=100), the flag (--name). \
+A list (--server-name, --digest-algorithm) is a repeated flag, comma-separated in the variable, an \
+array in the file, and a higher layer replaces it whole. A boolean is --name (true) or --name=false, \
+DLS_NAME=true or false.";
 
 /// Every setting of `dls_server::Config`, each under its name there: the flag `--name`, the
 /// environment variable `DLS_NAME`, the key `name` of the `--config` file. Unset ones are
