@@ -90,8 +90,8 @@ struct Settings {
     /// /provisioning/{mac}.xml.
     #[arg(long, env = "DLS_PROVISIONING_PATH", value_name = "PATH")]
     provisioning_path: Option<String>,
-    /// The base URL phones fetch provisioning files from (e.g. behind NAT). Default
-    /// https://<first server name>:<WPI port>.
+    /// The base URL phones fetch provisioning files from (e.g. behind NAT). Default https://
+    /// with the first server name and the WPI listener's port.
     #[arg(long, env = "DLS_PROVISIONING_BASE_URL", value_name = "URL")]
     provisioning_base_url: Option<String>,
     /// The HTTP Digest realm of provisioning files. Default DLS.
