@@ -77,8 +77,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(mut e) => {
             let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            if let Some(variable) = from_the_environment(&e) {
+                use clap::error::{ContextKind, ContextValue};
+                let mut tips = match e.get(ContextKind::Suggested) {
+                    Some(ContextValue::StyledStrs(tips)) => tips.clone(),
+                    _ => Vec::new(),
+                };
+                tips.push(format!("the value is that of the environment variable {variable}").into());
+                e.insert(ContextKind::Suggested, ContextValue::StyledStrs(tips));
+            }
             // clap prints help and version on stdout, errors on stderr.
             let _ = e.print();
             return ExitCode::from(code);
@@ -110,4 +119,26 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// The environment variable a value clap refused came from, if it did: clap's message
+/// names only the flag, which the command line may not hold.
+fn from_the_environment(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else { return None };
+    // "--max-connections <N>", "--admin-tls[=<BOOL>]"
+    let long = arg.strip_prefix("--")?.split([' ', '[', '=']).next()?;
+    let flag = format!("--{long}");
+    let given = std::env::args_os().skip(1).any(|a| {
+        a.to_str().is_some_and(|a| a == flag || a.strip_prefix(flag.as_str()).is_some_and(|rest| rest.starts_with('=')))
+    });
+    if given {
+        return None;
+    }
+    fn find(command: &clap::Command, long: &str) -> Option<std::ffi::OsString> {
+        let own = command.get_arguments().find(|a| a.get_long() == Some(long)).and_then(|a| a.get_env());
+        own.map(ToOwned::to_owned).or_else(|| command.get_subcommands().find_map(|c| find(c, long)))
+    }
+    let variable = find(&Cli::command(), long)?;
+    std::env::var_os(&variable).is_some().then(|| variable.to_string_lossy().into_owned())
 }

@@ -1,5 +1,6 @@
-//! The service's configuration: every field settable in a TOML file and, in the CLI, by
-//! flag. The defaults are what `dls serve` does with no configuration at all.
+//! The service's configuration: every field settable in a TOML file (its kebab-case name)
+//! and, in the CLI, by a flag of the same name and an environment variable `DLS_<NAME>`
+//! (`dls serve --help`). The defaults are what `dls serve` does with no configuration at all.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,7 +41,9 @@ pub struct Config {
     /// The HTTP Digest realm. Default `DLS`.
     pub digest_realm: String,
     /// The Digest challenges offered, in order: `MD5` (default; what devices in the field
-    /// handle), `SHA-256`, `SHA-512-256`.
+    /// handle), `SHA-256`, `SHA-512-256`. Named `digest-algorithm` (one flag per algorithm);
+    /// a file may also say `digest-algorithms`.
+    #[serde(rename = "digest-algorithm", alias = "digest-algorithms")]
     pub digest_algorithms: Vec<String>,
     /// The port phones are told to use for secure mode (`dls-secure-port`), when it differs
     /// from the listener's (NAT, port forwarding). Default: the listener's port.
@@ -79,7 +82,9 @@ pub struct Config {
     /// The enterprise CA's private key (PEM, PKCS#8).
     pub ca_key_file: Option<PathBuf>,
     /// Extra DNS names and IP addresses phones use to reach the service (server
-    /// certificate SANs).
+    /// certificate SANs). Named `server-name` (one flag per name); a file may also say
+    /// `server-names`.
+    #[serde(rename = "server-name", alias = "server-names")]
     pub server_names: Vec<String>,
     /// Keep-alive idle timeout, and the time a client has to send a request's headers.
     /// Phones need at least 30 s. Default 60.
@@ -203,12 +208,14 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Parses a TOML configuration file's text; missing fields take their defaults.
+    /// Parses a TOML configuration file's text; missing settings take their defaults, unknown
+    /// ones are refused.
     ///
     /// # Errors
-    /// The TOML error, as one line.
+    /// What is wrong, as one line: where, the setting, the problem (`line 3:
+    /// max-connections: invalid type: string "many", expected usize`).
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().replace('\n', " "))
+        toml::from_str(text).map_err(|e| toml_error(text, e))
     }
 
     /// Checks the values that can be wrong.
@@ -250,7 +257,7 @@ impl Config {
             }
         }
         if self.digest_algorithms.is_empty() {
-            return Err("digest-algorithms must name at least one algorithm".into());
+            return Err("digest-algorithm must name at least one algorithm".into());
         }
         if self.ca_cert_file.is_some() != self.ca_key_file.is_some() {
             return Err("ca-cert-file and ca-key-file go together".into());
@@ -280,9 +287,54 @@ impl Config {
     }
 }
 
+/// A TOML error on one line, naming the setting: toml's own rendering quotes the line under
+/// a caret over several lines, and serde's unknown-field message lists every setting.
+fn toml_error(text: &str, mut e: toml::de::Error) -> String {
+    let line = e.span().map(|span| text.get(..span.start).map_or(0, |before| before.matches('\n').count()) + 1);
+    let message = match e.message().split_once(", expected one of") {
+        Some((unknown, _)) if unknown.starts_with("unknown field") => unknown.replacen("field", "setting", 1),
+        _ => e.message().to_owned(),
+    };
+    // Without its input, the error renders as the message and then the key it belongs to.
+    e.set_input(None);
+    let rendered = e.to_string();
+    let key = rendered.lines().find_map(|l| l.strip_prefix("in `").and_then(|k| k.strip_suffix('`')));
+    let message = message.trim().replace(['\n', '\r'], " ");
+    match (line, key) {
+        (Some(line), Some(key)) => format!("line {line}: {key}: {message}"),
+        (Some(line), None) => format!("line {line}: {message}"),
+        (None, Some(key)) => format!("{key}: {message}"),
+        (None, None) => message,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Config;
+
+    #[test]
+    fn file_errors_are_one_line_naming_the_setting() {
+        for (text, want) in [
+            ("max-connections = 10\nmax-conections = 5\n", "line 2: unknown setting `max-conections`"),
+            ("idle-timeout-secs = 60\nmax-connections = \"many\"\n", "line 2: max-connections: invalid type"),
+            ("admin-tls = \"yes\"\n", "line 1: admin-tls: invalid type"),
+            ("server-name = [\"a\",\n  3]\n", "line 2: server-name: invalid type"),
+            ("unknown-devices = \"maybe\"\n", "line 1: unknown-devices: unknown variant `maybe`"),
+            ("wpi-listen = \"nowhere\"\n", "line 1: wpi-listen: invalid socket address"),
+            ("max-connections = \n", "line 1: "),
+        ] {
+            let e = Config::from_toml(text).expect_err(text);
+            assert!(e.starts_with(want) && !e.contains('\n'), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn list_settings_take_the_singular_and_the_plural_name() {
+        let c = Config::from_toml("server-name = [\"a\", \"b\"]\ndigest-algorithm = [\"SHA-256\"]\n").expect("parses");
+        assert_eq!((c.server_names, c.digest_algorithms), (vec!["a".into(), "b".into()], vec!["SHA-256".into()]));
+        let c = Config::from_toml("server-names = [\"a\"]\ndigest-algorithms = [\"MD5\"]\n").expect("parses");
+        assert_eq!((c.server_names, c.digest_algorithms), (vec!["a".into()], vec!["MD5".into()]));
+    }
 
     #[test]
     fn retention_defaults_parse_and_bounds() {

@@ -176,7 +176,9 @@ pub enum DeviceKeyType {
     /// ECDSA on P-256 (the default).
     #[default]
     EcdsaP256,
-    /// RSA, 2048 bits, for firmware that handles no ECDSA.
+    /// RSA, 2048 bits, for firmware that handles no ECDSA. Named `rsa-2048` as documented
+    /// (`rsa2048`, what kebab-case alone makes of it, is still read).
+    #[serde(rename = "rsa-2048", alias = "rsa2048")]
     Rsa2048,
 }
 

@@ -1,256 +1,276 @@
-//! `dls serve`: the service, configured by flags, environment and a TOML file (flags win).
+//! `dls serve`: the service. Its configuration is layered: the defaults
+//! (`Config::default()`), then the `--config` TOML file, then the environment
+//! (`DLS_<SETTING>`), then the flags; each layer overrides the settings it names.
+//!
+//! clap reads the environment and the flags into [`Settings`] (a flag wins over its
+//! variable); what they set is laid over the file's configuration key by key, by the names
+//! both share with `Config`'s serde form, so no setting is merged by hand.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
-use dls_engine::config::UnknownDevicePolicy;
 use dls_server::{Config, LOGIN_SERVICE_PATH, ServerError};
+use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
 use crate::exit::{fail, usage};
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 enum KeyType {
     EcdsaP256,
+    #[value(name = "rsa-2048", alias = "rsa2048")]
+    #[serde(rename = "rsa-2048")]
     Rsa2048,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 enum UnknownDevices {
     Register,
     Reject,
 }
 
-/// Options of `dls serve`. Every option can also be set in the `--config` file (same
-/// names, kebab-case); flags override the file.
+/// Options of `dls serve`.
 #[derive(Debug, Args)]
+#[command(after_help = LAYERS)]
 pub(crate) struct ServeArgs {
-    /// A TOML configuration file.
-    #[arg(long, env = "DLS_CONFIG")]
+    /// A TOML configuration file: the settings below by their names, e.g.
+    /// max-connections = 100, server-name = ["dls.example.com"].
+    #[arg(long, env = "DLS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The data directory (database, keys, certificates, admin token). Default ./dls-data.
-    #[arg(long, env = "DLS_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// The default-mode WPI listener (TLS). Default 0.0.0.0:18443.
+    /// Print the configuration the layers give, as a --config file, and exit.
     #[arg(long)]
-    wpi_listen: Option<SocketAddr>,
-    /// The admin API listener. Default 127.0.0.1:18081 (another address without
-    /// --admin-tls gets a warning at start).
-    #[arg(long)]
-    admin_listen: Option<SocketAddr>,
-    /// Serve the admin API over TLS with the service's server certificate (clients trust
-    /// the data directory's ca.crt).
-    #[arg(long)]
-    admin_tls: bool,
-    /// The secure-mode WPI listener (mutual TLS). Default 0.0.0.0:18444.
-    #[arg(long)]
-    secure_listen: Option<SocketAddr>,
-    /// The plain-HTTP listener (provisioning files). Default 0.0.0.0:18080.
-    #[arg(long)]
-    http_listen: Option<SocketAddr>,
-    /// A Digest challenge to offer, in order (repeatable): MD5 (default), SHA-256, SHA-512-256.
-    #[arg(long = "digest-algorithm")]
-    digest_algorithms: Vec<String>,
-    /// The base URL phones fetch provisioning files from (e.g. behind NAT).
-    #[arg(long)]
-    provisioning_base_url: Option<String>,
-    /// The secure port phones are told (behind NAT). Default: the listener's.
-    #[arg(long)]
-    secure_port_advertised: Option<u16>,
-    /// The security mode of devices seen for the first time: default, nopin or pin.
-    #[arg(long)]
-    new_device_mode: Option<dls_engine::SecurityMode>,
-    /// The key of device certificates: ecdsa-p256 (default) or rsa-2048 (old firmware).
-    #[arg(long, value_enum)]
-    device_key_type: Option<KeyType>,
-    /// PBKDF2 iterations for secure-mode-data (at least 100000).
-    #[arg(long)]
-    pin_iterations: Option<u32>,
-    /// How long issued bootstrap material is sent again to a device's start-ups, in seconds.
-    #[arg(long)]
-    bootstrap_reuse_secs: Option<u64>,
-    /// New bootstrap material for one device at most once in this many seconds.
-    #[arg(long)]
-    bootstrap_reissue_secs: Option<u64>,
-    /// How many bootstrap issuances (key generation, PBKDF2) run at once (1 to 64).
-    #[arg(long)]
-    bootstrap_concurrency: Option<usize>,
-    /// How many start-ups may wait for a bootstrap issuance (0 to 1024; beyond: server busy).
-    #[arg(long)]
-    bootstrap_queue: Option<usize>,
-    /// A DNS name or IP address phones use to reach the service (repeatable).
-    #[arg(long = "server-name")]
-    server_names: Vec<String>,
-    /// Keep-alive idle timeout in seconds (at least 30).
-    #[arg(long)]
-    idle_timeout_secs: Option<u64>,
-    /// The largest request body in bytes.
-    #[arg(long)]
-    max_body_bytes: Option<usize>,
-    /// The most concurrent connections per listener.
-    #[arg(long)]
-    max_connections: Option<usize>,
-    /// The most concurrent connections per listener from one IPv4 address or IPv6 /64
-    /// (connections still in their TLS handshake count). Default 64 (16 on the admin API).
-    #[arg(long)]
-    max_connections_per_source: Option<usize>,
-    /// A full inventory older than this (seconds) is read again at start-up.
-    #[arg(long)]
-    inventory_max_age_secs: Option<u64>,
-    /// Devices never seen before: register them, or reject them.
-    #[arg(long, value_enum)]
-    unknown_devices: Option<UnknownDevices>,
-    /// Where phones download deployment files, as they see it (behind NAT: the external
-    /// address), e.g. https://dls.example.com:18443.
-    #[arg(long)]
-    files_base_url: Option<String>,
-    /// The largest deployment file accepted, in bytes.
-    #[arg(long)]
-    max_file_bytes: Option<u64>,
-    /// The longest a deployment file's upload may take in all, in seconds.
-    #[arg(long)]
-    upload_timeout_secs: Option<u64>,
-    /// The address a contact-me tells phones to call (`dls_ip_addr`).
-    #[arg(long)]
-    contact_me_dls_address: Option<String>,
-    /// The port a contact-me tells phones to call (`dls_ip_port`).
-    #[arg(long)]
-    contact_me_dls_port: Option<u16>,
-    /// Send contact-me to whatever host a phone's contact-me-uri names, not only to the
-    /// address the phone last called from (phones behind NAT or a proxy).
-    #[arg(long)]
-    contact_me_any_host: bool,
-    /// DCMP polls answered per second from one address.
-    #[arg(long)]
-    dcmp_polls_per_second: Option<u32>,
-    /// Days audit records are kept after they were written (0: forever). Default 400.
-    #[arg(long)]
-    audit_retention_days: Option<u32>,
-    /// Days jobs that are over (done, failed, cancelled) are kept after their last change
-    /// (0: forever). Default 90.
-    #[arg(long)]
-    job_retention_days: Option<u32>,
+    print_config: bool,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
+    #[command(flatten)]
+    settings: Settings,
 }
 
-fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
-    let mut config = match &args.config {
+/// How the layers combine, after the list of options in `--help`.
+const LAYERS: &str = "Every setting is taken from, lowest first: its default, the --config file \
+(name = value), the environment (DLS_NAME, e.g. DLS_MAX_CONNECTIONS=100), the flag (--name). \
+A list (--server-name, --digest-algorithm) is a repeated flag, comma-separated in the variable, an \
+array in the file, and a higher layer replaces it whole. A boolean is --name (true) or --name=false, \
+DLS_NAME=true or false.";
+
+/// Every setting of `dls_server::Config`, each under its name there: the flag `--name`, the
+/// environment variable `DLS_NAME`, the key `name` of the `--config` file. Unset ones are
+/// `None` (or an empty list) and leave the lower layers' value.
+#[derive(Debug, Args, Serialize)]
+#[command(next_help_heading = "Settings (also DLS_NAME in the environment, name in the --config file)")]
+#[serde(rename_all = "kebab-case")]
+struct Settings {
+    /// The data directory (database, keys, certificates, admin token). Default ./dls-data.
+    #[arg(long, env = "DLS_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<String>,
+    /// The default-mode WPI listener (TLS). Default 0.0.0.0:18443.
+    #[arg(long, env = "DLS_WPI_LISTEN", value_name = "ADDR:PORT")]
+    wpi_listen: Option<SocketAddr>,
+    /// The admin API listener. Default 127.0.0.1:18081 (another address without
+    /// --admin-tls gets a warning at start).
+    #[arg(long, env = "DLS_ADMIN_LISTEN", value_name = "ADDR:PORT")]
+    admin_listen: Option<SocketAddr>,
+    /// Serve the admin API over TLS with the service's server certificate (clients trust
+    /// the data directory's ca.crt). Default false.
+    #[arg(long, env = "DLS_ADMIN_TLS", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    admin_tls: Option<bool>,
+    /// The secure-mode WPI listener (mutual TLS). Default 0.0.0.0:18444.
+    #[arg(long, env = "DLS_SECURE_LISTEN", value_name = "ADDR:PORT")]
+    secure_listen: Option<SocketAddr>,
+    /// The plain-HTTP listener (provisioning files, DCMP). Default 0.0.0.0:18080.
+    #[arg(long, env = "DLS_HTTP_LISTEN", value_name = "ADDR:PORT")]
+    http_listen: Option<SocketAddr>,
+    /// The path of provisioning files, {mac} standing for the 12 hex digits. Default
+    /// /provisioning/{mac}.xml.
+    #[arg(long, env = "DLS_PROVISIONING_PATH", value_name = "PATH")]
+    provisioning_path: Option<String>,
+    /// The base URL phones fetch provisioning files from (e.g. behind NAT). Default https://
+    /// with the first server name and the WPI listener's port.
+    #[arg(long, env = "DLS_PROVISIONING_BASE_URL", value_name = "URL")]
+    provisioning_base_url: Option<String>,
+    /// The HTTP Digest realm of provisioning files. Default DLS.
+    #[arg(long, env = "DLS_DIGEST_REALM", value_name = "REALM")]
+    digest_realm: Option<String>,
+    /// A Digest challenge to offer, in order (repeatable): MD5 (default), SHA-256, SHA-512-256.
+    #[arg(long, env = "DLS_DIGEST_ALGORITHM", value_name = "ALGORITHM", value_delimiter = ',')]
+    digest_algorithm: Vec<String>,
+    /// The secure port phones are told (behind NAT). Default: the listener's.
+    #[arg(long, env = "DLS_SECURE_PORT_ADVERTISED", value_name = "PORT")]
+    secure_port_advertised: Option<u16>,
+    /// The security mode of devices seen for the first time: default, nopin or pin.
+    /// Default default.
+    #[arg(long, env = "DLS_NEW_DEVICE_MODE", value_name = "MODE")]
+    new_device_mode: Option<dls_engine::SecurityMode>,
+    /// PBKDF2 iterations for secure-mode-data (100000 to 10000000). Default 600000.
+    #[arg(long, env = "DLS_PIN_ITERATIONS", value_name = "N")]
+    pin_iterations: Option<u32>,
+    /// The max-pin-retries phones are sent. Default 3.
+    #[arg(long, env = "DLS_MAX_PIN_RETRIES", value_name = "N")]
+    max_pin_retries: Option<u32>,
+    /// Wrong TANs before a device's certificate is revoked. Default 3.
+    #[arg(long, env = "DLS_MAX_TAN_FAILURES", value_name = "N")]
+    max_tan_failures: Option<u32>,
+    /// A PIN expires this many seconds after it is issued. Default 604800 (7 days).
+    #[arg(long, env = "DLS_PIN_LIFETIME_SECS", value_name = "SECS")]
+    pin_lifetime_secs: Option<u64>,
+    /// How long issued bootstrap material is sent again to a device's start-ups, in seconds.
+    /// Default 604800 (7 days).
+    #[arg(long, env = "DLS_BOOTSTRAP_REUSE_SECS", value_name = "SECS")]
+    bootstrap_reuse_secs: Option<u64>,
+    /// New bootstrap material for one device at most once in this many seconds. Default 600.
+    #[arg(long, env = "DLS_BOOTSTRAP_REISSUE_SECS", value_name = "SECS")]
+    bootstrap_reissue_secs: Option<u64>,
+    /// How many bootstrap issuances (key generation, PBKDF2) run at once (1 to 64). Default 1.
+    #[arg(long, env = "DLS_BOOTSTRAP_CONCURRENCY", value_name = "N")]
+    bootstrap_concurrency: Option<usize>,
+    /// How many start-ups may wait for a bootstrap issuance (0 to 1024; beyond: server busy).
+    /// Default 32.
+    #[arg(long, env = "DLS_BOOTSTRAP_QUEUE", value_name = "N")]
+    bootstrap_queue: Option<usize>,
+    /// Validity of device certificates, in days. Default 3650.
+    #[arg(long, env = "DLS_DEVICE_CERTIFICATE_DAYS", value_name = "DAYS")]
+    device_certificate_days: Option<u32>,
+    /// The key of device certificates: ecdsa-p256 (default) or rsa-2048 (old firmware).
+    #[arg(long, env = "DLS_DEVICE_KEY_TYPE", value_name = "TYPE", value_enum)]
+    device_key_type: Option<KeyType>,
+    /// An enterprise CA certificate (PEM) to use instead of the generated CA; with
+    /// --ca-key-file.
+    #[arg(long, env = "DLS_CA_CERT_FILE", value_name = "FILE")]
+    ca_cert_file: Option<String>,
+    /// The enterprise CA's private key (PEM, PKCS#8); with --ca-cert-file.
+    #[arg(long, env = "DLS_CA_KEY_FILE", value_name = "FILE")]
+    ca_key_file: Option<String>,
+    /// A DNS name or IP address phones use to reach the service (repeatable).
+    #[arg(long, env = "DLS_SERVER_NAME", value_name = "NAME", value_delimiter = ',')]
+    server_name: Vec<String>,
+    /// Keep-alive idle timeout, and the time to send a request's headers, in seconds (at
+    /// least 30). Default 60.
+    #[arg(long, env = "DLS_IDLE_TIMEOUT_SECS", value_name = "SECS")]
+    idle_timeout_secs: Option<u64>,
+    /// The time a client has to send a request body, in seconds. Default 30.
+    #[arg(long, env = "DLS_BODY_TIMEOUT_SECS", value_name = "SECS")]
+    body_timeout_secs: Option<u64>,
+    /// The time a client has to complete the TLS handshake, in seconds. Default 10.
+    #[arg(long, env = "DLS_TLS_HANDSHAKE_TIMEOUT_SECS", value_name = "SECS")]
+    tls_handshake_timeout_secs: Option<u64>,
+    /// The largest request body in bytes; larger gets 413. Default 1048576.
+    #[arg(long, env = "DLS_MAX_BODY_BYTES", value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+    /// The largest request head (line and headers) in bytes, at least 8192; larger gets 431.
+    /// Default 16384.
+    #[arg(long, env = "DLS_MAX_HEADER_BYTES", value_name = "BYTES")]
+    max_header_bytes: Option<usize>,
+    /// The most concurrent connections per listener. Default 4096 (64 on the admin API).
+    #[arg(long, env = "DLS_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// The most concurrent connections per listener from one IPv4 address or IPv6 /64
+    /// (connections still in their TLS handshake count). Default 64 (16 on the admin API).
+    #[arg(long, env = "DLS_MAX_CONNECTIONS_PER_SOURCE", value_name = "N")]
+    max_connections_per_source: Option<usize>,
+    /// A session (one interaction) is forgotten after this many seconds without a message.
+    /// Default 300.
+    #[arg(long, env = "DLS_SESSION_TIMEOUT_SECS", value_name = "SECS")]
+    session_timeout_secs: Option<u64>,
+    /// The most sessions held at once. Default 100000.
+    #[arg(long, env = "DLS_MAX_SESSIONS", value_name = "N")]
+    max_sessions: Option<usize>,
+    /// A full inventory older than this (seconds) is read again at start-up. Default 86400.
+    #[arg(long, env = "DLS_INVENTORY_MAX_AGE_SECS", value_name = "SECS")]
+    inventory_max_age_secs: Option<u64>,
+    /// Devices never seen before: register them (default), or reject them.
+    #[arg(long, env = "DLS_UNKNOWN_DEVICES", value_name = "POLICY", value_enum)]
+    unknown_devices: Option<UnknownDevices>,
+    /// How long shutdown waits for interactions in flight, in seconds. Default 30.
+    #[arg(long, env = "DLS_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
+    shutdown_grace_secs: Option<u64>,
+    /// Where phones download deployment files, as they see it (behind NAT: the external
+    /// address), e.g. https://dls.example.com:18443.
+    #[arg(long, env = "DLS_FILES_BASE_URL", value_name = "URL")]
+    files_base_url: Option<String>,
+    /// The largest deployment file accepted, in bytes. Default 2147483648 (2 GiB).
+    #[arg(long, env = "DLS_MAX_FILE_BYTES", value_name = "BYTES")]
+    max_file_bytes: Option<u64>,
+    /// The longest a deployment file's upload may take in all, in seconds. Default 3600.
+    #[arg(long, env = "DLS_UPLOAD_TIMEOUT_SECS", value_name = "SECS")]
+    upload_timeout_secs: Option<u64>,
+    /// The address a contact-me tells phones to call (dls_ip_addr). Default: not sent.
+    #[arg(long, env = "DLS_CONTACT_ME_DLS_ADDRESS", value_name = "ADDRESS")]
+    contact_me_dls_address: Option<String>,
+    /// The port a contact-me tells phones to call (dls_ip_port). Default: not sent.
+    #[arg(long, env = "DLS_CONTACT_ME_DLS_PORT", value_name = "PORT")]
+    contact_me_dls_port: Option<u16>,
+    /// Contact-me requests in flight at once, across the fleet. Default 32.
+    #[arg(long, env = "DLS_CONTACT_ME_CONCURRENCY", value_name = "N")]
+    contact_me_concurrency: Option<usize>,
+    /// How long one contact-me may take, in seconds. Default 5.
+    #[arg(long, env = "DLS_CONTACT_ME_TIMEOUT_SECS", value_name = "SECS")]
+    contact_me_timeout_secs: Option<u64>,
+    /// Send contact-me to whatever host a phone's contact-me-uri names, not only to the
+    /// address the phone last called from (phones behind NAT or a proxy). Default false.
+    #[arg(long, env = "DLS_CONTACT_ME_ANY_HOST", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    contact_me_any_host: Option<bool>,
+    /// DCMP polls answered per second from one address. Default 5.
+    #[arg(long, env = "DLS_DCMP_POLLS_PER_SECOND", value_name = "N")]
+    dcmp_polls_per_second: Option<u32>,
+    /// Days audit records are kept after they were written (0: forever). Default 400.
+    #[arg(long, env = "DLS_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
+    audit_retention_days: Option<u32>,
+    /// Days jobs that are over (done, failed, cancelled) are kept after their last change
+    /// (0: forever). Default 90.
+    #[arg(long, env = "DLS_JOB_RETENTION_DAYS", value_name = "DAYS")]
+    job_retention_days: Option<u32>,
+}
+
+/// The configuration the layers give, validated: the defaults, the `--config` file, then
+/// what the environment and the flags set.
+fn config_of(args: &ServeArgs) -> anyhow::Result<Config> {
+    let file = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             Config::from_toml(&text).map_err(|e| usage(format!("{}: {e}", p.display())))?
         }
         None => Config::default(),
     };
-    if let Some(d) = args.data_dir {
-        config.data_dir = d;
-    }
-    if let Some(a) = args.wpi_listen {
-        config.wpi_listen = a;
-    }
-    if let Some(a) = args.admin_listen {
-        config.admin_listen = a;
-    }
-    if args.admin_tls {
-        config.admin_tls = true;
-    }
-    if let Some(a) = args.secure_listen {
-        config.secure_listen = a;
-    }
-    if let Some(a) = args.http_listen {
-        config.http_listen = a;
-    }
-    if !args.digest_algorithms.is_empty() {
-        config.digest_algorithms = args.digest_algorithms;
-    }
-    if let Some(u) = args.provisioning_base_url {
-        config.provisioning_base_url = Some(u);
-    }
-    if let Some(p) = args.secure_port_advertised {
-        config.secure_port_advertised = Some(p);
-    }
-    if let Some(m) = args.new_device_mode {
-        config.new_device_mode = m;
-    }
-    if let Some(k) = args.device_key_type {
-        config.device_key_type = match k {
-            KeyType::EcdsaP256 => dls_server::pki::DeviceKeyType::EcdsaP256,
-            KeyType::Rsa2048 => dls_server::pki::DeviceKeyType::Rsa2048,
-        };
-    }
-    if let Some(n) = args.pin_iterations {
-        config.pin_iterations = n;
-    }
-    if let Some(v) = args.bootstrap_reuse_secs {
-        config.bootstrap_reuse_secs = v;
-    }
-    if let Some(v) = args.bootstrap_reissue_secs {
-        config.bootstrap_reissue_secs = v;
-    }
-    if let Some(v) = args.bootstrap_concurrency {
-        config.bootstrap_concurrency = v;
-    }
-    if let Some(v) = args.bootstrap_queue {
-        config.bootstrap_queue = v;
-    }
-    config.server_names.extend(args.server_names);
-    if let Some(v) = args.idle_timeout_secs {
-        config.idle_timeout_secs = v;
-    }
-    if let Some(v) = args.max_body_bytes {
-        config.max_body_bytes = v;
-    }
-    if let Some(v) = args.max_connections {
-        config.max_connections = v;
-    }
-    if let Some(v) = args.max_connections_per_source {
-        config.max_connections_per_source = v;
-    }
-    if let Some(v) = args.inventory_max_age_secs {
-        config.inventory_max_age_secs = v;
-    }
-    if let Some(u) = args.unknown_devices {
-        config.unknown_devices = match u {
-            UnknownDevices::Register => UnknownDevicePolicy::Register,
-            UnknownDevices::Reject => UnknownDevicePolicy::Reject,
-        };
-    }
-    if let Some(v) = args.files_base_url {
-        config.files_base_url = Some(v);
-    }
-    if let Some(v) = args.max_file_bytes {
-        config.max_file_bytes = v;
-    }
-    if let Some(v) = args.upload_timeout_secs {
-        config.upload_timeout_secs = v;
-    }
-    if let Some(v) = args.contact_me_dls_address {
-        config.contact_me_dls_address = Some(v);
-    }
-    if let Some(v) = args.contact_me_dls_port {
-        config.contact_me_dls_port = Some(v);
-    }
-    if args.contact_me_any_host {
-        config.contact_me_any_host = true;
-    }
-    if let Some(v) = args.dcmp_polls_per_second {
-        config.dcmp_polls_per_second = v;
-    }
-    if let Some(v) = args.audit_retention_days {
-        config.audit_retention_days = v;
-    }
-    if let Some(v) = args.job_retention_days {
-        config.job_retention_days = v;
-    }
+    let config = overlay(file, &args.settings)?;
     config.validate().map_err(usage)?;
-    Ok((config, args.log_json))
+    Ok(config)
+}
+
+/// `below` with every setting `settings` sets replaced: both are serialized under the
+/// setting names, the set ones (neither `None` nor an empty list) are laid over, and the
+/// result is read back as a `Config`.
+fn overlay(below: Config, settings: &Settings) -> anyhow::Result<Config> {
+    let serde_json::Value::Object(mut merged) = serde_json::to_value(&below).context("the configuration")? else {
+        anyhow::bail!("the configuration is not a table of settings");
+    };
+    let serde_json::Value::Object(set) = serde_json::to_value(settings).context("the settings")? else {
+        anyhow::bail!("the settings are not a table");
+    };
+    for (name, value) in set {
+        let unset = value.is_null() || value.as_array().is_some_and(Vec::is_empty);
+        if !unset {
+            merged.insert(name, value);
+        }
+    }
+    // Every value comes typed from clap; a failure here is a setting of `Settings` that
+    // `Config` does not take (the test of every setting finds it).
+    serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| usage(format!("a setting: {e}")))
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let (config, log_json) = config_of(args)?;
+    let config = config_of(&args)?;
+    if args.print_config {
+        let text = toml::to_string(&config).context("printing the configuration")?;
+        print!("{text}");
+        return Ok(());
+    }
+    let log_json = args.log_json;
     let filter = EnvFilter::try_from_env("DLS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     if log_json {
@@ -315,9 +335,14 @@ mod tests {
         serve: ServeArgs,
     }
 
+    /// The configuration of `dls serve args…`, the environment ignored: a `DLS_…` variable
+    /// of the shell running the tests changes nothing here (tests/cli/serve_config.rs runs
+    /// the binary with variables set).
     fn config(args: &[&str]) -> anyhow::Result<dls_server::Config> {
-        let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))?;
-        Ok(config_of(cli.serve)?.0)
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Cli::command().mut_args(|a| a.env(None::<&str>));
+        let matches = command.try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))?;
+        config_of(&Cli::from_arg_matches(&matches)?.serve)
     }
 
     #[test]
@@ -366,5 +391,90 @@ mod tests {
         std::fs::write(&file, "contact-me-any-host = true\n").expect("writes");
         let c = config(&["--config", &file.to_string_lossy()]).expect("file");
         assert!(c.contact_me_any_host);
+    }
+
+    /// The settings of `Config`, by their names: the keys of its serde form (`None` ones
+    /// serialize as null, so none is missed).
+    fn setting_names() -> Vec<String> {
+        let serde_json::Value::Object(map) = serde_json::to_value(dls_server::Config::default()).expect("serializes")
+        else {
+            panic!("Config serializes as a table");
+        };
+        map.keys().cloned().collect()
+    }
+
+    /// Every setting of `Config` is a flag of the same name with the variable `DLS_NAME`, and
+    /// every flag of `Settings` is a setting of `Config`.
+    #[test]
+    fn every_setting_is_a_flag_and_an_environment_variable() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let names = setting_names();
+        assert!(names.len() >= 48, "{names:?}");
+        for name in &names {
+            let arg = command.get_arguments().find(|a| a.get_long() == Some(name.as_str()));
+            let arg = arg.unwrap_or_else(|| panic!("no flag --{name}"));
+            let env = format!("DLS_{}", name.to_uppercase().replace('-', "_"));
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(env.as_str()), "--{name}");
+            assert!(arg.get_help().is_some_and(|h| !h.to_string().is_empty()), "--{name} has a help text");
+        }
+        let own = ["config", "print-config", "log-json", "help"];
+        for arg in command.get_arguments() {
+            let long = arg.get_long().unwrap_or_default();
+            assert!(own.contains(&long) || names.iter().any(|n| n == long), "--{long} is no setting of Config");
+        }
+    }
+
+    #[test]
+    fn flags_replace_lists_and_set_booleans_either_way() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("dls.toml");
+        std::fs::write(&file, "server-name = [\"a.example\"]\nadmin-tls = true\ndigest-algorithms = [\"SHA-256\"]\n")
+            .expect("writes");
+        let file = file.to_string_lossy().into_owned();
+        let c = config(&["--config", &file]).expect("file");
+        assert_eq!((c.server_names.as_slice(), c.admin_tls), (&["a.example".to_owned()][..], true));
+        assert_eq!(c.digest_algorithms, ["SHA-256"]);
+        let c = config(&["--config", &file, "--server-name", "b.example", "--server-name", "c.example,192.0.2.1"])
+            .expect("flags");
+        assert_eq!(c.server_names, ["b.example", "c.example", "192.0.2.1"], "replaced, not appended");
+        assert_eq!(c.digest_algorithms, ["SHA-256"], "untouched by the flags");
+        let c = config(&["--config", &file, "--admin-tls=false"]).expect("off");
+        assert!(!c.admin_tls);
+        let c = config(&["--admin-tls=yes", "--contact-me-any-host"]).expect("on");
+        assert!(c.admin_tls && c.contact_me_any_host);
+        let c = config(&["--digest-algorithm", "SHA-512-256", "--digest-algorithm", "MD5"]).expect("list");
+        assert_eq!(c.digest_algorithms, ["SHA-512-256", "MD5"]);
+        let c = config(&["--device-key-type", "rsa-2048", "--unknown-devices", "reject", "--new-device-mode", "pin"])
+            .expect("enums");
+        assert_eq!(c.device_key_type, dls_server::pki::DeviceKeyType::Rsa2048);
+        assert_eq!(c.unknown_devices, dls_engine::config::UnknownDevicePolicy::Reject);
+        assert_eq!(c.new_device_mode, dls_engine::SecurityMode::Pin);
+        assert!(config(&["--digest-algorithm", "SHA-1"]).is_err(), "the merged result is validated");
+    }
+
+    #[test]
+    fn no_configuration_is_exactly_the_defaults() {
+        assert_eq!(config(&[]).expect("defaults"), dls_server::Config::default());
+    }
+
+    #[test]
+    fn a_bad_file_is_a_usage_error_naming_the_setting() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("dls.toml");
+        for (text, want) in [
+            ("max-conections = 5\n", "dls.toml: line 1: unknown setting `max-conections`"),
+            ("max-connections = \"many\"\n", "dls.toml: line 1: max-connections: invalid type"),
+            ("idle-timeout-secs = 10\n", "idle-timeout-secs must be at least 30"),
+        ] {
+            std::fs::write(&file, text).expect("writes");
+            let e = config(&["--config", &file.to_string_lossy()]).expect_err(text);
+            assert_eq!(crate::exit::code_of(&e), crate::exit::USAGE, "{e}");
+            let shown = crate::exit::one_line(&e);
+            assert!(shown.contains(want), "{text:?}: {shown}");
+        }
+        let missing = dir.path().join("missing.toml");
+        let e = config(&["--config", &missing.to_string_lossy()]).expect_err("no file");
+        assert_eq!(crate::exit::code_of(&e), crate::exit::OTHER, "{e}");
     }
 }

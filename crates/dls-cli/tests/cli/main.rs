@@ -7,4 +7,5 @@ mod message;
 mod phone;
 mod secure_mode;
 mod serve;
+mod serve_config;
 mod serve_security;
