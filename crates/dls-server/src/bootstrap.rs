@@ -249,7 +249,8 @@ impl BootstrapMaker {
 #[cfg(test)]
 mod tests {
     use dls_engine::{Change, SecurityMode};
-    use dls_store::SqliteStore;
+    use dls_store::ProtocolStore;
+    use dls_store_sqlite::SqliteStore;
 
     use super::*;
 

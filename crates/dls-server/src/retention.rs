@@ -145,7 +145,8 @@ mod tests {
 
     use dls_engine::{AuditEvent, AuditKind, Change, JobKind, JobState, JobUpdate, SecurityMode, UnixTime};
     use dls_message::MacAddr;
-    use dls_store::{JobFilter, NewJob, SqliteStore, Store};
+    use dls_store::{JobFilter, JobStore, NewJob, ProtocolStore, SecurityStore, Store};
+    use dls_store_sqlite::SqliteStore;
     use tokio::sync::watch;
 
     use super::{RetentionPolicy, SECS_PER_DAY, prune, prune_and_log, spawn};

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use dls_engine::{Engine, EngineConfig};
 use dls_message::MacAddr;
-use dls_store::{SqliteStore, Store};
+use dls_store::Store;
+use dls_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

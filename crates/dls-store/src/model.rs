@@ -151,10 +151,10 @@ pub struct DeviceSpec {
     pub profiles: Vec<String>,
     /// Item overrides.
     pub overrides: Vec<Item>,
-    /// Its Digest secret, sealed by the caller (as for [`crate::Store::set_device_secret`]).
+    /// Its Digest secret, sealed by the caller (as for [`crate::CredentialStore::set_device_secret`]).
     #[serde(skip)]
     pub secret: Option<Vec<u8>>,
-    /// Its security mode and PIN (as for [`crate::Store::update_security`]), set in the
+    /// Its security mode and PIN (as for [`crate::SecurityStore::update_security`]), set in the
     /// same transaction as the rest.
     #[serde(skip)]
     pub security: Option<SecurityUpdate>,
@@ -306,7 +306,7 @@ pub struct FileRecord {
     pub added_at: UnixTime,
 }
 
-/// What [`Store::prune`](crate::Store::prune) deleted.
+/// What [`MaintenanceStore::prune`](crate::MaintenanceStore::prune) deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Pruned {

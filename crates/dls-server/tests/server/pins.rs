@@ -112,7 +112,7 @@ async fn a_clear_pin_from_an_older_version_is_sealed_at_the_first_start_and_stil
     std::fs::create_dir(&data).expect("creates");
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("private");
     let db = data.join("dls.sqlite");
-    dls_store::SqliteStore::create_at_schema_version(&db, 8).expect("schema 8");
+    dls_store_sqlite::SqliteStore::create_at_schema_version(&db, 8).expect("schema 8");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
     rusqlite::Connection::open(&db)
         .expect("opens")

@@ -4,7 +4,8 @@
 
 use dls_engine::Profile;
 use dls_message::{Action, Item, MacAddr, Reason};
-use dls_store::{SqliteStore, Store};
+use dls_store::DeviceStore;
+use dls_store_sqlite::SqliteStore;
 use dls_workpoint::Phone;
 use serde_json::{Value, json};
 

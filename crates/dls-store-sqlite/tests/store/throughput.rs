@@ -17,9 +17,10 @@ use std::time::Instant;
 
 use dls_engine::{Change, ItemKey, UnixTime, WriteOutcome};
 use dls_message::{Item, MacAddr, Reason};
-use dls_store::{SqliteStore, Store};
+use dls_store::traits::*;
+use dls_store_sqlite::SqliteStore;
 
-use crate::{REGISTER, profile, record};
+use crate::conformance::{REGISTER, profile, record};
 
 /// The items a start-up message reports (identity).
 fn start_up_items(n: usize) -> Vec<Item> {

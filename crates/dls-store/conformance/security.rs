@@ -1,18 +1,17 @@
 //! Secure mode: the security changes, `update_security`, the PIN, certificates, the audit
 //! log, and the upgrade of a schema-1 database.
 
-use std::path::{Path, PathBuf};
-
 use dls_engine::{
     AuditEvent, AuditKind, BootstrapState, Change, DeviceSnapshot, IssuedCertificate, Security, SecurityMode, UnixTime,
 };
-use dls_message::{Item, MacAddr};
-use dls_store::{AuditRecord, DeviceSpec, SecuritySummary, SecurityUpdate, SqliteStore, Store, StoreError};
+use dls_message::MacAddr;
+use dls_store::traits::*;
+use dls_store::{AuditRecord, DeviceSpec, SecuritySummary, SecurityUpdate, StoreError};
 
-use crate::{AT, REGISTER, contact, mac, profile, raw, register, store, user_version};
+use super::{AT, contact, mac, register, store};
 
-const PIN: &str = "918273645051";
-const OTHER_PIN: &str = "564738291000777";
+pub(crate) const PIN: &str = "918273645051";
+pub(crate) const OTHER_PIN: &str = "564738291000777";
 
 /// A stand-in for the caller's sealing of a PIN (the store keeps opaque bytes): no digit
 /// of it survives.
@@ -22,79 +21,62 @@ pub(crate) fn sealed(digits: &str) -> Vec<u8> {
     v
 }
 
-fn new_pin(digits: &str) -> SecurityUpdate {
+pub(crate) fn new_pin(digits: &str) -> SecurityUpdate {
     SecurityUpdate { new_pin: Some(sealed(digits)), ..SecurityUpdate::default() }
 }
 
-fn set_mode(mode: SecurityMode) -> SecurityUpdate {
+pub(crate) fn set_mode(mode: SecurityMode) -> SecurityUpdate {
     SecurityUpdate { mode: Some(mode), ..SecurityUpdate::default() }
 }
 
-fn reset() -> SecurityUpdate {
+pub(crate) fn reset() -> SecurityUpdate {
     SecurityUpdate { reset: true, ..SecurityUpdate::default() }
 }
 
-fn issue(at: u64, serial: &str) -> Change {
+pub(crate) fn issue(at: u64, serial: &str) -> Change {
     Change::IssueCertificate {
         at: UnixTime(at),
         certificate: IssuedCertificate { serial: serial.into(), not_after: UnixTime(at + 1000) },
     }
 }
 
-fn event(at: u64, kind: AuditKind, detail: &str) -> Change {
+pub(crate) fn event(at: u64, kind: AuditKind, detail: &str) -> Change {
     Change::Audit(AuditEvent { at: UnixTime(at), kind, detail: detail.into() })
 }
 
-fn security(s: &SqliteStore, mac: MacAddr) -> Security {
+pub(crate) fn security(s: &dyn Store, mac: MacAddr) -> Security {
     s.load_device(mac).expect("loads").security
 }
 
-fn summary(s: &SqliteStore, mac: MacAddr) -> SecuritySummary {
+pub(crate) fn summary(s: &dyn Store, mac: MacAddr) -> SecuritySummary {
     s.device(mac).expect("reads").expect("exists").security
 }
 
 /// The audit log of a device, oldest first, as (kind, detail).
-fn log(s: &SqliteStore, mac: MacAddr) -> Vec<(AuditKind, String)> {
+pub(crate) fn log(s: &dyn Store, mac: MacAddr) -> Vec<(AuditKind, String)> {
     let mut records = s.audit(Some(mac), 10_000).expect("audit");
     records.reverse();
     records.into_iter().map(|r| (r.kind, r.detail)).collect()
 }
 
-fn kinds(s: &SqliteStore, mac: MacAddr) -> Vec<AuditKind> {
+pub(crate) fn kinds(s: &dyn Store, mac: MacAddr) -> Vec<AuditKind> {
     log(s, mac).into_iter().map(|(k, _)| k).collect()
 }
 
 /// (serial, revoked) of a device's certificates, newest first.
-fn certificates(s: &SqliteStore, mac: MacAddr) -> Vec<(String, Option<u64>)> {
+pub(crate) fn certificates(s: &dyn Store, mac: MacAddr) -> Vec<(String, Option<u64>)> {
     s.certificates(mac).expect("certificates").into_iter().map(|c| (c.serial, c.revoked_at.map(|t| t.0))).collect()
 }
 
-fn file_store() -> (tempfile::TempDir, PathBuf, SqliteStore) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("dls.db");
-    let s = SqliteStore::open(&path).expect("opens");
-    (dir, path, s)
-}
-
-/// `(serial, revoked_at, revoke_reason)` of every certificate, in order of issue.
-fn revocations(path: &Path) -> Vec<(String, Option<i64>, Option<String>)> {
-    let c = raw(path);
-    let mut stmt = c.prepare("SELECT serial, revoked_at, revoke_reason FROM certificates ORDER BY seq").expect("sql");
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .expect("query")
-        .collect::<rusqlite::Result<_>>()
-        .expect("rows")
-}
-
 /// A device in `pin` mode that bootstrapped with certificate `serial`.
-fn secured(s: &SqliteStore, mac: MacAddr, serial: &str) {
+pub(crate) fn secured(s: &dyn Store, mac: MacAddr, serial: &str) {
     s.apply(mac, &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
     s.update_security(mac, &new_pin(PIN), AT).expect("issues a PIN");
     s.apply(mac, &[issue(20, serial)]).expect("issues");
     s.apply(mac, &[Change::Bootstrapped { at: UnixTime(30) }]).expect("bootstraps");
 }
 
-fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>, want: &str) {
+pub(crate) fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>, want: &str) {
     match r {
         Err(StoreError::Invalid(m)) => assert!(m.contains(want), "{m:?} should contain {want:?}"),
         other => panic!("want Invalid({want:?}), got {other:?}"),
@@ -126,7 +108,7 @@ fn register_sets_the_mode_of_a_new_device_only() {
 
 #[test]
 fn an_issued_certificate_is_current_and_supersedes_the_previous() {
-    let (_dir, path, s) = file_store();
+    let s = store();
     register(&s, mac(1), 1);
     register(&s, mac(2), 1);
     assert_eq!(security(&s, mac(1)).certificate, None);
@@ -151,15 +133,6 @@ fn an_issued_certificate_is_current_and_supersedes_the_previous() {
     assert_eq!(
         certificates(&s, mac(1)),
         vec![("02".into(), None), ("01".into(), Some(201)), ("FF00".into(), Some(200)), ("0A1B".into(), Some(90))]
-    );
-    assert_eq!(
-        revocations(&path),
-        vec![
-            ("0A1B".into(), Some(90), Some("superseded".into())),
-            ("FF00".into(), Some(200), Some("superseded".into())),
-            ("01".into(), Some(201), Some("superseded".into())),
-            ("02".into(), None, None),
-        ]
     );
     // Per device.
     assert!(s.certificates(mac(2)).expect("certificates").is_empty());
@@ -240,7 +213,7 @@ fn tan_failures_count_and_bootstrapped_wipes_the_pin() {
 
 #[test]
 fn bootstrap_failed_wipes_the_pin_and_may_revoke() {
-    let (_dir, path, s) = file_store();
+    let s = store();
     for n in [1, 2] {
         s.apply(mac(n), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
         s.update_security(mac(n), &new_pin(PIN), AT).expect("issues");
@@ -261,58 +234,9 @@ fn bootstrap_failed_wipes_the_pin_and_may_revoke() {
     assert_eq!((sec.state, sec.pin_outstanding, sec.certificate), (BootstrapState::Failed, false, None));
     assert_eq!(summary(&s, mac(2)).certificate, None);
     assert_eq!(certificates(&s, mac(2)), vec![("20".into(), Some(60))]);
-    assert_eq!(
-        revocations(&path),
-        vec![("10".into(), None, None), ("20".into(), Some(60), Some("bootstrap-failed".into()))]
-    );
     // Nothing to revoke is fine.
     s.apply(mac(2), &[Change::BootstrapFailed { at: UnixTime(70), revoke_certificate: true }]).expect("fails");
     assert_eq!(certificates(&s, mac(2)), vec![("20".into(), Some(60))]);
-}
-
-#[test]
-fn security_reset_returns_the_device_to_not_bootstrapped_and_keeps_its_mode() {
-    let (_dir, path, s) = file_store();
-    // A pin device, bootstrapped with its second certificate (the first one superseded).
-    s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }, contact(10)]).expect("registers");
-    s.update_security(mac(1), &new_pin(PIN), AT).expect("issues a PIN");
-    s.apply(mac(1), &[issue(20, "A1"), issue(21, "A2"), Change::TanFailed]).expect("issues");
-    s.apply(mac(1), &[Change::Bootstrapped { at: UnixTime(30) }, Change::TanFailed]).expect("bootstraps");
-    assert_eq!(security(&s, mac(1)).tan_failures, 1);
-    // The factory reset: the change and its audit records, in one batch.
-    s.apply(
-        mac(1),
-        &[
-            Change::SecurityReset { at: UnixTime(50) },
-            event(50, AuditKind::DeviceReset, "factory-reset job 9 accepted"),
-            event(50, AuditKind::CertificateRevoked, "serial A2: factory reset (job 9)"),
-        ],
-    )
-    .expect("resets");
-    assert_eq!(security(&s, mac(1)), Security { mode: SecurityMode::Pin, ..Security::default() });
-    assert_eq!(summary(&s, mac(1)), SecuritySummary { mode: SecurityMode::Pin, ..SecuritySummary::default() });
-    assert_eq!(s.pin(mac(1)).expect("reads"), None);
-    assert_eq!(
-        revocations(&path),
-        vec![("A1".into(), Some(21), Some("superseded".into())), ("A2".into(), Some(50), Some("factory-reset".into()))]
-    );
-    assert_eq!(kinds(&s, mac(1))[1..], [AuditKind::DeviceReset, AuditKind::CertificateRevoked]);
-
-    // A nopin device that was not bootstrapped yet but had a certificate and an outstanding
-    // PIN (left from an earlier mode): the PIN is wiped too, the mode stays.
-    s.apply(mac(2), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
-    s.update_security(mac(2), &new_pin(PIN), AT).expect("issues a PIN");
-    s.apply(mac(2), &[issue(60, "B1")]).expect("issues");
-    raw(&path).execute_batch("UPDATE devices SET security_mode = 'nopin' WHERE mac = '0001E325EA02'").expect("mode");
-    assert!(summary(&s, mac(2)).pin_outstanding);
-    s.apply(mac(2), &[Change::SecurityReset { at: UnixTime(70) }]).expect("resets");
-    assert_eq!(security(&s, mac(2)), Security { mode: SecurityMode::Nopin, ..Security::default() });
-    assert!(!summary(&s, mac(2)).pin_outstanding);
-    assert_eq!(certificates(&s, mac(2)), vec![("B1".into(), Some(70))]);
-    // The other device is untouched, and a second reset has nothing left to revoke.
-    assert_eq!(security(&s, mac(1)).mode, SecurityMode::Pin);
-    s.apply(mac(2), &[Change::SecurityReset { at: UnixTime(80) }]).expect("resets again");
-    assert_eq!(certificates(&s, mac(2)), vec![("B1".into(), Some(70))]);
 }
 
 #[test]
@@ -331,20 +255,6 @@ fn a_security_reset_in_a_failing_batch_changes_nothing() {
     assert!(r.is_err(), "{r:?}");
     assert_eq!((security(&s, mac(1)), certificates(&s, mac(1)), log(&s, mac(1))), before);
     assert_eq!(security(&s, mac(1)).state, BootstrapState::Secured);
-}
-
-#[test]
-fn a_certificate_revoked_behind_the_stores_back_is_not_current() {
-    let (_dir, path, s) = file_store();
-    register(&s, mac(1), 1);
-    s.apply(mac(1), &[issue(10, "AA")]).expect("issues");
-    raw(&path).execute_batch("UPDATE certificates SET revoked_at = 11").expect("revokes");
-    assert_eq!(security(&s, mac(1)).certificate, None);
-    assert_eq!(summary(&s, mac(1)).certificate, None);
-    // Nor one of another device's.
-    register(&s, mac(2), 1);
-    raw(&path).execute_batch("UPDATE certificates SET revoked_at = NULL, mac = '0001E325EA02'").expect("moves");
-    assert_eq!(security(&s, mac(1)).certificate, None);
 }
 
 #[test]
@@ -470,7 +380,7 @@ fn a_failed_device_may_retry_with_a_new_pin() {
 
 #[test]
 fn a_secured_device_needs_a_reset_before_a_new_pin() {
-    let (_dir, path, s) = file_store();
+    let s = store();
     secured(&s, mac(1), "5EC");
     let before = (s.load_device(mac(1)).expect("loads"), s.device(mac(1)).expect("reads"), log(&s, mac(1)));
     for update in [new_pin(OTHER_PIN), SecurityUpdate { mode: Some(SecurityMode::Nopin), ..new_pin(OTHER_PIN) }] {
@@ -492,7 +402,6 @@ fn a_secured_device_needs_a_reset_before_a_new_pin() {
     );
     let revoked = s.certificates(mac(1)).expect("certificates")[0].revoked_at.expect("revoked").0;
     assert_eq!(revoked, t0.0);
-    assert_eq!(revocations(&path)[0].2.as_deref(), Some("reset"));
     assert_eq!(
         log(&s, mac(1)),
         vec![
@@ -622,43 +531,12 @@ fn the_pin_is_only_given_by_pin() {
     assert_eq!(s.pin(mac(1)).expect("reads"), Some(sealed(PIN)));
 }
 
-#[test]
-fn a_wiped_pin_is_gone_from_the_file() {
-    let (_dir, path, s) = file_store();
-    let pin_of = |n: u8| format!("91827364505{n}");
-    for n in 1..=6 {
-        s.apply(mac(n), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
-        s.update_security(mac(n), &new_pin(&pin_of(n)), AT).expect("issues");
-    }
-    let checkpoint = || raw(&path).query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoints");
-    let in_file = |pin: &str| {
-        let kept = sealed(pin);
-        let bytes = std::fs::read(&path).expect("reads");
-        assert!(!bytes.windows(pin.len()).any(|w| w == pin.as_bytes()), "never in clear");
-        bytes.windows(kept.len()).any(|w| w == kept.as_slice())
-    };
-    checkpoint();
-    assert!((1..=6).all(|n| in_file(&pin_of(n))), "written");
-    // Every way a PIN is wiped.
-    s.apply(mac(1), &[Change::Bootstrapped { at: UnixTime(1) }]).expect("bootstraps");
-    s.apply(mac(2), &[Change::BootstrapFailed { at: UnixTime(1), revoke_certificate: false }]).expect("fails");
-    s.update_security(mac(3), &set_mode(SecurityMode::Default), AT).expect("updates");
-    s.update_security(mac(4), &new_pin(OTHER_PIN), AT).expect("replaces");
-    assert!(s.delete_device(mac(5)).expect("deletes"));
-    // The pages that held them are overwritten, with the old cells zeroed (`secure_delete`).
-    checkpoint();
-    for n in 1..=5 {
-        assert!(!in_file(&pin_of(n)), "the PIN of device {n} is still in the file");
-    }
-    assert!(in_file(&pin_of(6)) && in_file(OTHER_PIN), "outstanding");
-}
-
 // ---------------------------------------------------------------------------------------
 // Deletion, atomicity, damage.
 
 #[test]
 fn deleting_a_device_deletes_its_certificates_but_not_its_audit_log() {
-    let (_dir, path, s) = file_store();
+    let s = store();
     secured(&s, mac(1), "AA");
     secured(&s, mac(2), "BB");
     s.apply(mac(1), &[event(40, AuditKind::Bootstrapped, "certificate AA")]).expect("applies");
@@ -666,7 +544,6 @@ fn deleting_a_device_deletes_its_certificates_but_not_its_audit_log() {
     assert_eq!(log_before.len(), 2);
     assert!(s.delete_device(mac(1)).expect("deletes"));
     assert!(s.certificates(mac(1)).expect("certificates").is_empty());
-    assert_eq!(revocations(&path), vec![("BB".into(), None, None)]);
     assert_eq!(log(&s, mac(1)), log_before);
     assert_eq!(s.pin(mac(1)).expect("reads"), None);
     // Registered again, it starts afresh, with its history.
@@ -733,120 +610,10 @@ fn a_failing_batch_of_security_changes_leaves_no_trace() {
     assert_eq!(security(&s, mac(1)).state, BootstrapState::Secured);
 }
 
-#[test]
-fn damaged_security_rows_are_corrupt_not_panics() {
-    let (_dir, path, s) = file_store();
-    register(&s, mac(1), 1);
-    let damage = |sql: &str| raw(&path).execute_batch(sql).expect("damages");
-    let assert_corrupt = |what: &str| {
-        let load = s.load_device(mac(1));
-        assert!(matches!(load, Err(StoreError::Corrupt(_))), "{what}: {load:?}");
-        let read = s.device(mac(1));
-        assert!(matches!(read, Err(StoreError::Corrupt(_))), "{what}: {read:?}");
-    };
-    damage("UPDATE devices SET security_mode = 'paranoid'");
-    assert_corrupt("mode");
-    damage("UPDATE devices SET security_mode = 'pin', bootstrap_state = 'bootstrapped'");
-    assert_corrupt("state");
-    damage("UPDATE devices SET bootstrap_state = 'secured', tan_failures = -1");
-    assert_corrupt("negative failures");
-    damage("UPDATE devices SET tan_failures = 4294967296");
-    assert_corrupt("failures");
-    damage("UPDATE devices SET tan_failures = 0, pin_issued_at = -1");
-    assert_corrupt("issue time");
-    damage("UPDATE devices SET pin_issued_at = 1, pin_sealed = 'text, not bytes'");
-    assert!(matches!(s.pin(mac(1)), Err(StoreError::Corrupt(_))));
-    damage("UPDATE devices SET pin_sealed = x'00'");
-    assert!(security(&s, mac(1)).pin_outstanding);
-
-    // The failure count saturates.
-    damage("UPDATE devices SET tan_failures = 4294967295");
-    s.apply(mac(1), &[Change::TanFailed]).expect("applies");
-    assert_eq!(security(&s, mac(1)).tan_failures, u32::MAX);
-
-    damage("INSERT INTO audit (at, mac, kind, detail) VALUES (1, '0001E325EA01', 'tan-guessed', '')");
-    assert!(matches!(s.audit(None, 10), Err(StoreError::Corrupt(_))));
-    damage("UPDATE audit SET kind = 'tan-right', mac = 'nope'");
-    assert!(matches!(s.audit(None, 10), Err(StoreError::Corrupt(_))));
-    damage("UPDATE audit SET mac = '0001E325EA01', at = -3");
-    assert!(matches!(s.audit(Some(mac(1)), 10), Err(StoreError::Corrupt(_))));
-    damage("DELETE FROM audit");
-
-    s.apply(mac(1), &[issue(1, "AB")]).expect("issues");
-    damage("UPDATE certificates SET not_after = -1");
-    assert!(matches!(s.certificates(mac(1)), Err(StoreError::Corrupt(_))));
-}
-
-// ---------------------------------------------------------------------------------------
-// The schema upgrade.
-
-#[test]
-fn a_schema_1_database_is_upgraded() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("dls.db");
-    SqliteStore::create_at_schema_version(&path, 1).expect("creates");
-    {
-        let c = raw(&path);
-        let version = user_version(&c);
-        assert_eq!(version, 1);
-        let tables: i64 = c
-            .query_row("SELECT count(*) FROM sqlite_schema WHERE name IN ('certificates', 'audit')", [], |r| r.get(0))
-            .expect("counts");
-        assert_eq!(tables, 0, "schema 1 has no secure mode");
-        // What dls 1 wrote.
-        c.execute_batch(
-            "INSERT INTO devices (mac, registered_at, last_contact_at, last_reason, inventory_at)
-                 VALUES ('0001E325EA01', 100, 200, 'start-up', 150);
-             INSERT INTO inventory (mac, name, idx, value) VALUES ('0001E325EA01', 'device-type', -1, 'OpenStage 60');
-             INSERT INTO nonces (mac, nonce, seen_at) VALUES ('0001E325EA01', 'n1', 200);
-             INSERT INTO profiles (name, body) VALUES ('sales', '{}');
-             INSERT INTO device_profiles (mac, position, profile) VALUES ('0001E325EA01', 0, 'sales');",
-        )
-        .expect("inserts");
-    }
-    // A newer schema is never taken down.
-    SqliteStore::create_at_schema_version(&path, 0).expect("leaves it");
-    assert!(SqliteStore::create_at_schema_version(&dir.path().join("x.db"), 99).is_err());
-
-    let s = SqliteStore::open(&path).expect("upgrades");
-    let version = user_version(&raw(&path));
-    assert_eq!(version, SqliteStore::schema_version());
-    let snap = s.load_device(mac(1)).expect("loads");
-    assert!(snap.known);
-    assert_eq!(snap.recent_nonces, vec!["n1"]);
-    assert_eq!(snap.inventory_at, Some(UnixTime(150)));
-    assert_eq!(snap.security, Security::default());
-    let d = s.device(mac(1)).expect("reads").expect("exists");
-    assert_eq!((d.registered_at, d.summary.profiles.clone()), (UnixTime(100), vec!["sales".to_owned()]));
-    assert_eq!(d.summary.device_type.as_deref(), Some("OpenStage 60"));
-    assert_eq!(d.security, SecuritySummary::default());
-
-    // Secure mode works on the upgraded file, deletion cascades to certificates, and the
-    // upgrade is done once.
-    s.update_security(mac(1), &SecurityUpdate { mode: Some(SecurityMode::Pin), ..new_pin(PIN) }, AT).expect("updates");
-    s.apply(mac(1), &[issue(300, "AB"), Change::Bootstrapped { at: UnixTime(301) }]).expect("applies");
-    drop(s);
-    let s = SqliteStore::open(&path).expect("reopens");
-    assert_eq!(security(&s, mac(1)).state, BootstrapState::Secured);
-    assert_eq!(kinds(&s, mac(1)), [AuditKind::ModeChanged, AuditKind::PinIssued]);
-    assert!(s.delete_device(mac(1)).expect("deletes"));
-    assert!(revocations(&path).is_empty());
-    assert_eq!(kinds(&s, mac(1)).len(), 2);
-    // The rest of schema 1 is intact.
-    s.put_profile(&profile("more", None, &[("a", None, "1")])).expect("puts");
-    s.add_device(
-        mac(2),
-        &DeviceSpec { profiles: vec!["sales".into()], overrides: vec![Item::new("x", "1")], ..Default::default() },
-        AT,
-    )
-    .expect("adds");
-    s.apply(mac(3), &[REGISTER, contact(1)]).expect("registers");
-}
-
 // ---------------------------------------------------------------------------------------
 // Bootstrap material kept for reuse.
 
-fn keep(at: u64, serial: &str, sealed: &[u8]) -> Change {
+pub(crate) fn keep(at: u64, serial: &str, sealed: &[u8]) -> Change {
     Change::KeepBootstrap {
         at: UnixTime(at),
         serial: serial.into(),
@@ -854,7 +621,7 @@ fn keep(at: u64, serial: &str, sealed: &[u8]) -> Change {
     }
 }
 
-fn pending(s: &SqliteStore, mac: MacAddr) -> Option<(String, u64)> {
+pub(crate) fn pending(s: &dyn Store, mac: MacAddr) -> Option<(String, u64)> {
     security(s, mac).pending.map(|p| (p.serial, p.issued_at.0))
 }
 
@@ -876,7 +643,7 @@ fn kept_bootstrap_material_lives_until_the_bootstrap_ends() {
     assert_eq!(s.pending_bootstrap(mac(1)).expect("reads"), None);
 
     // Whatever ends the bootstrap drops it.
-    type End = Box<dyn Fn(&SqliteStore)>;
+    type End = Box<dyn Fn(&dyn Store)>;
     let ends: Vec<End> = vec![
         Box::new(|s| s.apply(mac(1), &[Change::Bootstrapped { at: UnixTime(40) }]).expect("applies")),
         Box::new(|s| {
@@ -910,63 +677,4 @@ fn kept_bootstrap_material_lives_until_the_bootstrap_ends() {
     assert_invalid(s.apply(mac(2), &[keep(60, "AD01", &vec![1; (1 << 20) + 1])]), "sealed bootstrap");
     assert!(s.apply(mac(2), &[keep(60, "not hex", b"x")]).is_err());
     assert_eq!(s.pending_bootstrap(mac(2)).expect("reads"), None);
-}
-
-// ---------------------------------------------------------------------------------------
-// PINs sealed at rest: the upgrade of a database that holds them in clear.
-
-#[test]
-fn a_schema_8_database_with_a_clear_pin_is_upgraded_to_sealed_pins() {
-    const CLEAR: &str = "918273645546907";
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("dls.db");
-    SqliteStore::create_at_schema_version(&path, 8).expect("creates");
-    raw(&path)
-        .execute_batch(&format!(
-            "INSERT INTO devices (mac, registered_at, security_mode, pin, pin_issued_at)
-                 VALUES ('0001E325EA01', 100, 'pin', '{CLEAR}', 150);
-             INSERT INTO devices (mac, registered_at, security_mode) VALUES ('0001E325EA02', 100, 'nopin');"
-        ))
-        .expect("what dls at schema 8 wrote");
-
-    // Without the key, the store does not upgrade it, and changes nothing.
-    assert_invalid(SqliteStore::open(&path), "PINs in clear");
-    assert_eq!(user_version(&raw(&path)), 8);
-    // A sealer that fails changes nothing either.
-    let failing = |_: MacAddr, _: &str| None;
-    assert!(matches!(SqliteStore::open_sealing_pins(&path, &failing), Err(StoreError::Io(_))));
-    let pin: String =
-        raw(&path).query_row("SELECT pin FROM devices WHERE pin IS NOT NULL", [], |r| r.get(0)).expect("kept");
-    assert_eq!((user_version(&raw(&path)), pin.as_str()), (8, CLEAR));
-
-    let seen = std::cell::RefCell::new(Vec::new());
-    let sealer = |mac: MacAddr, digits: &str| {
-        seen.borrow_mut().push(mac);
-        Some(sealed(digits))
-    };
-    let s = SqliteStore::open_sealing_pins(&path, &sealer).expect("upgrades");
-    assert_eq!(seen.borrow().as_slice(), &[mac(1)], "the clear PINs only");
-    assert_eq!(user_version(&raw(&path)), SqliteStore::schema_version());
-    assert_eq!(s.pin(mac(1)).expect("reads"), Some(sealed(CLEAR)));
-    assert_eq!(s.pin(mac(2)).expect("reads"), None);
-    let sec = security(&s, mac(1));
-    assert_eq!((sec.pin_outstanding, sec.pin_issued_at), (true, Some(UnixTime(150))));
-    let columns: Vec<String> = {
-        let c = raw(&path);
-        let mut stmt = c.prepare("SELECT name FROM pragma_table_info('devices')").expect("sql");
-        stmt.query_map([], |r| r.get(0)).expect("query").collect::<rusqlite::Result<_>>().expect("rows")
-    };
-    assert!(!columns.iter().any(|c| c == "pin") && columns.iter().any(|c| c == "pin_sealed"), "{columns:?}");
-    // The upgraded store works on, and is not upgraded again.
-    s.update_security(mac(2), &new_pin(OTHER_PIN), AT).expect("issues");
-    drop(s);
-    SqliteStore::open(&path).expect("reopens without a sealer");
-
-    // Nothing of the PIN is left in the file: not the PIN, its key part, or its TAN.
-    for name in ["dls.db", "dls.db-wal"] {
-        let Ok(bytes) = std::fs::read(dir.path().join(name)) else { continue };
-        for needle in [CLEAR, &CLEAR[..12], &CLEAR[12..], OTHER_PIN, &OTHER_PIN[12..]] {
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} in {name}");
-        }
-    }
 }

@@ -4,10 +4,11 @@ use std::collections::HashMap;
 
 use dls_engine::{Change, ItemKey, SecurityMode, UnixTime, WriteOutcome, WrittenRecord};
 use dls_message::{Item, ItemStatus, Reason};
-use dls_store::{SecuritySummary, Store};
+use dls_store::SecuritySummary;
+use dls_store::traits::*;
 use proptest::prelude::*;
 
-use crate::{mac, store};
+use super::{mac, store};
 
 /// What a device's record must hold after a sequence of batches.
 #[derive(Debug, Default)]

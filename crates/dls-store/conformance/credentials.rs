@@ -1,38 +1,37 @@
 //! Digest credentials: a device's sealed secret, the fallback credentials of profiles and
 //! of every device, and the upgrade of a schema-2 database.
 
-use std::path::PathBuf;
-
 use dls_engine::{Change, SecurityMode};
 use dls_message::{Item, MacAddr};
-use dls_store::{CredentialScope, DeviceSpec, DeviceUpdate, FallbackCredential, SqliteStore, Store, StoreError};
+use dls_store::traits::*;
+use dls_store::{CredentialScope, DeviceSpec, DeviceUpdate, FallbackCredential, StoreError};
 
-use crate::{AT, REGISTER, contact, mac, profile, raw, register, store, user_version};
+use super::{AT, Fixture, REGISTER, contact, mac, profile, register, store};
 
 /// A sealed secret, as the caller would store it: bytes that are not text.
-const SECRET: &[u8] = b"\x00\xffSEALED-DEVICE-SECRET-7d1c\x80\x01";
-const OTHER_SECRET: &[u8] = b"\x01SEALED-OTHER-SECRET-40aa";
+pub(crate) const SECRET: &[u8] = b"\x00\xffSEALED-DEVICE-SECRET-7d1c\x80\x01";
+pub(crate) const OTHER_SECRET: &[u8] = b"\x01SEALED-OTHER-SECRET-40aa";
 
-fn global() -> CredentialScope {
+pub(crate) fn global() -> CredentialScope {
     CredentialScope::Global
 }
 
-fn of(name: &str) -> CredentialScope {
+pub(crate) fn of(name: &str) -> CredentialScope {
     CredentialScope::Profile(name.into())
 }
 
 /// A sealed fallback password, by name.
-fn sealed(name: &str) -> Vec<u8> {
+pub(crate) fn sealed(name: &str) -> Vec<u8> {
     format!("\u{0}sealed:{name}").into_bytes()
 }
 
 /// Sets a fallback credential whose sealed password is `sealed(username)`.
-fn set(s: &SqliteStore, scope: &CredentialScope, username: &str) {
+pub(crate) fn set(s: &dyn Store, scope: &CredentialScope, username: &str) {
     s.set_fallback_credential(scope, username, Some(&sealed(username))).expect("sets");
 }
 
 /// `(scope, username)` of what applies to a device, in order, checking each secret.
-fn applying(s: &SqliteStore, mac: MacAddr) -> Vec<(CredentialScope, String)> {
+pub(crate) fn applying(s: &dyn Store, mac: MacAddr) -> Vec<(CredentialScope, String)> {
     s.fallback_credentials(mac)
         .expect("reads")
         .into_iter()
@@ -43,15 +42,15 @@ fn applying(s: &SqliteStore, mac: MacAddr) -> Vec<(CredentialScope, String)> {
         .collect()
 }
 
-fn listed(s: &SqliteStore) -> Vec<(CredentialScope, String)> {
+pub(crate) fn listed(s: &dyn Store) -> Vec<(CredentialScope, String)> {
     s.list_fallback_credentials().expect("lists")
 }
 
-fn pair(scope: CredentialScope, username: &str) -> (CredentialScope, String) {
+pub(crate) fn pair(scope: CredentialScope, username: &str) -> (CredentialScope, String) {
     (scope, username.into())
 }
 
-fn with_profiles(names: &[&str]) -> SqliteStore {
+pub(crate) fn with_profiles(names: &[&str]) -> Fixture {
     let s = store();
     for name in names {
         s.put_profile(&profile(name, None, &[])).expect("puts");
@@ -59,26 +58,19 @@ fn with_profiles(names: &[&str]) -> SqliteStore {
     s
 }
 
-fn assign(s: &SqliteStore, mac: MacAddr, names: &[&str]) {
+pub(crate) fn assign(s: &dyn Store, mac: MacAddr, names: &[&str]) {
     let profiles = Some(names.iter().map(|&n| n.to_owned()).collect());
     s.update_device(mac, &DeviceUpdate { profiles, overrides: None }).expect("assigns");
 }
 
-fn file_store() -> (tempfile::TempDir, PathBuf, SqliteStore) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("dls.db");
-    let s = SqliteStore::open(&path).expect("opens");
-    (dir, path, s)
-}
-
-fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>, want: &str) {
+pub(crate) fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>, want: &str) {
     match r {
         Err(StoreError::Invalid(m)) => assert!(m.contains(want), "{m:?} should contain {want:?}"),
         other => panic!("want Invalid({want:?}), got {other:?}"),
     }
 }
 
-fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>, want: &str) {
+pub(crate) fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>, want: &str) {
     match r {
         Err(StoreError::NotFound { what }) => assert!(what.contains(want), "{what:?} should contain {want:?}"),
         other => panic!("want NotFound({want:?}), got {other:?}"),
@@ -86,7 +78,7 @@ fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>, want: &str) {
 }
 
 /// Whether `text` shows `secret` in any of the forms a serialiser or `Debug` would give.
-fn shows(text: &str, secret: &[u8]) -> bool {
+pub(crate) fn shows(text: &str, secret: &[u8]) -> bool {
     let marker = &secret[2..14];
     let numbers = |sep: &str| secret.iter().map(u8::to_string).collect::<Vec<_>>().join(sep);
     let hex = |upper: bool| {
@@ -157,35 +149,6 @@ fn deleting_a_device_deletes_its_secret() {
     register(&s, mac(1), 2);
     assert_eq!(s.device_secret(mac(1)).expect("reads"), None);
     assert_eq!(s.device_secret(mac(2)).expect("reads").as_deref(), Some(OTHER_SECRET));
-}
-
-#[test]
-fn a_deleted_secret_is_gone_from_the_file() {
-    let (_dir, path, s) = file_store();
-    let secret_of = |n: u8| format!("SEALED-SECRET-OF-DEVICE-{n}-b7e2").into_bytes();
-    for n in 1..=3 {
-        register(&s, mac(n), 1);
-        s.set_device_secret(mac(n), Some(&secret_of(n))).expect("sets");
-    }
-    s.put_profile(&profile("sales", None, &[])).expect("puts");
-    s.set_fallback_credential(&of("sales"), "ops", Some(b"SEALED-FALLBACK-PROFILE-91c3")).expect("sets");
-    s.set_fallback_credential(&global(), "ops", Some(b"SEALED-FALLBACK-GLOBAL-2f0d")).expect("sets");
-    let checkpoint = || raw(&path).query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoints");
-    let in_file = |needle: &[u8]| std::fs::read(&path).expect("reads").windows(needle.len()).any(|w| w == needle);
-    checkpoint();
-    assert!((1..=3).all(|n| in_file(&secret_of(n))), "written");
-    assert!(in_file(b"SEALED-FALLBACK-PROFILE-91c3") && in_file(b"SEALED-FALLBACK-GLOBAL-2f0d"), "written");
-    // Every way one is removed.
-    s.set_device_secret(mac(1), None).expect("clears");
-    assert!(s.delete_device(mac(2)).expect("deletes"));
-    assert!(s.delete_profile("sales").expect("deletes"));
-    s.set_fallback_credential(&global(), "ops", None).expect("removes");
-    checkpoint();
-    assert!(!in_file(&secret_of(1)), "cleared");
-    assert!(!in_file(&secret_of(2)), "deleted with the device");
-    assert!(!in_file(b"SEALED-FALLBACK-PROFILE-91c3"), "deleted with the profile");
-    assert!(!in_file(b"SEALED-FALLBACK-GLOBAL-2f0d"), "removed");
-    assert!(in_file(&secret_of(3)), "kept");
 }
 
 #[test]
@@ -387,103 +350,4 @@ fn deleting_a_profile_deletes_its_credentials() {
     // Deleting a missing profile touches nothing.
     assert!(!s.delete_profile("nope").expect("deletes"));
     assert_eq!(listed(&s).len(), 2);
-}
-
-#[test]
-fn damaged_credential_rows_are_corrupt_not_panics() {
-    let (_dir, path, s) = file_store();
-    register(&s, mac(1), 1);
-    s.set_device_secret(mac(1), Some(SECRET)).expect("sets");
-    let damage = |sql: &str| raw(&path).execute_batch(sql).expect("damages");
-    let assert_corrupt = |what: &str| {
-        let listing = s.list_fallback_credentials();
-        assert!(matches!(listing, Err(StoreError::Corrupt(_))), "{what}: {listing:?}");
-        let applying = s.fallback_credentials(mac(1));
-        assert!(matches!(applying, Err(StoreError::Corrupt(_))), "{what}: {applying:?}");
-    };
-    damage("INSERT INTO fallback_credentials VALUES ('everyone', '', 'a', x'00')");
-    let listing = s.list_fallback_credentials();
-    assert!(matches!(listing, Err(StoreError::Corrupt(_))), "kind: {listing:?}");
-    // A device's credentials are those of its profiles and the global ones: it reads no other.
-    assert!(s.fallback_credentials(mac(1)).expect("reads").is_empty());
-    damage("UPDATE fallback_credentials SET scope_kind = 'global', profile = 'sales'");
-    assert_corrupt("global with a profile");
-    damage("UPDATE fallback_credentials SET profile = '', username = x'ff'");
-    assert_corrupt("blob username");
-    damage("UPDATE fallback_credentials SET username = 'a', sealed = 'text'");
-    let applying = s.fallback_credentials(mac(1));
-    assert!(matches!(applying, Err(StoreError::Corrupt(_))), "text secret: {applying:?}");
-    assert_eq!(s.list_fallback_credentials().expect("lists, without secrets"), [pair(global(), "a")]);
-    damage("DELETE FROM fallback_credentials");
-    assert!(s.list_fallback_credentials().expect("lists").is_empty());
-
-    damage("UPDATE device_secrets SET sealed = 'text'");
-    assert!(matches!(s.device_secret(mac(1)), Err(StoreError::Corrupt(_))));
-    damage("UPDATE device_secrets SET sealed = x'0102'");
-    assert_eq!(s.device_secret(mac(1)).expect("reads"), Some(vec![1, 2]));
-}
-
-// ---------------------------------------------------------------------------------------
-// The schema upgrade.
-
-#[test]
-fn a_schema_2_database_is_upgraded() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("dls.db");
-    SqliteStore::create_at_schema_version(&path, 2).expect("creates");
-    {
-        let c = raw(&path);
-        let version = user_version(&c);
-        assert_eq!(version, 2);
-        let tables: i64 = c
-            .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE name IN ('device_secrets', 'fallback_credentials')",
-                [],
-                |r| r.get(0),
-            )
-            .expect("counts");
-        assert_eq!(tables, 0, "schema 2 has no digest credentials");
-        // What dls 2 wrote.
-        c.execute_batch(
-            "INSERT INTO devices (mac, registered_at, last_contact_at, security_mode, bootstrap_state)
-                 VALUES ('0001E325EA01', 100, 200, 'pin', 'secured');
-             INSERT INTO profiles (name, body) VALUES ('sales', '{}');
-             INSERT INTO device_profiles (mac, position, profile) VALUES ('0001E325EA01', 0, 'sales');
-             INSERT INTO certificates (serial, mac, issued_at, not_after) VALUES ('AB', '0001E325EA01', 150, 9999);
-             UPDATE devices SET certificate_serial = 'AB';",
-        )
-        .expect("inserts");
-    }
-
-    let s = SqliteStore::open(&path).expect("upgrades");
-    let version = user_version(&raw(&path));
-    assert_eq!(version, SqliteStore::schema_version());
-    let d = s.device(mac(1)).expect("reads").expect("exists");
-    assert_eq!(d.summary.profiles, ["sales"]);
-    assert_eq!(d.security.certificate.as_deref(), Some("AB"));
-    assert_eq!(s.device_secret(mac(1)).expect("reads"), None);
-    assert!(s.fallback_credentials(mac(1)).expect("reads").is_empty());
-    assert!(listed(&s).is_empty());
-
-    // The credentials work on the upgraded file, and the upgrade is done once.
-    s.set_device_secret(mac(1), Some(SECRET)).expect("sets");
-    set(&s, &of("sales"), "ops");
-    set(&s, &global(), "ops");
-    drop(s);
-    let s = SqliteStore::open(&path).expect("reopens");
-    assert_eq!(s.device_secret(mac(1)).expect("reads").as_deref(), Some(SECRET));
-    assert_eq!(applying(&s, mac(1)), [pair(of("sales"), "ops"), pair(global(), "ops")]);
-    // Deletion cascades on the upgraded file too.
-    assert!(s.delete_profile("sales").expect("deletes"));
-    assert!(s.delete_device(mac(1)).expect("deletes"));
-    let left: i64 = raw(&path)
-        .query_row(
-            "SELECT (SELECT count(*) FROM device_secrets) + (SELECT count(*) FROM fallback_credentials)",
-            [],
-            |r| r.get(0),
-        )
-        .expect("counts");
-    assert_eq!(left, 1, "the global credential");
-    register(&s, mac(1), 300);
-    assert_eq!(s.device_secret(mac(1)).expect("reads"), None);
 }

@@ -1,32 +1,30 @@
-//! Jobs and deployment files in SQLite.
+//! Jobs and contact-me: queued by the admin API, run by the engine (`Change::Job`), ended
+//! by an administrator (`cancel_job`) or a deleted file (`files`); ids are never reused
+//! (`AUTOINCREMENT`, schema 11).
 
-use dls_engine::{Job, JobId, JobKind, JobState, JobUpdate, UnixTime};
 use std::net::IpAddr;
 
+use dls_engine::{Job, JobId, JobKind, JobState, JobUpdate, UnixTime};
 use dls_message::MacAddr;
+use dls_store::{ContactTarget, FileRecord, JobFilter, JobRecord, JobStore, NewFile, NewJob, StoreError, rules};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{Cached, Db, count_from_sql, items_from_json, items_to_json, mac_from_sql, opt_time_from_sql};
-use super::{decode_stored, query_all, time_from_sql, time_to_sql};
-use crate::StoreError;
-use crate::model::{ContactTarget, FileRecord, JobFilter, JobRecord, NewFile, NewJob};
+use crate::SqliteStore;
+use crate::files::{self, file};
+use crate::inventory::decode_stored;
+use crate::sql::{
+    Cached, Db, count_from_sql, device_exists, items_from_json, items_to_json, mac_from_sql, opt_time_from_sql,
+    query_all, time_from_sql, time_to_sql,
+};
 
-/// The most open jobs given to the engine per message.
-const OPEN_JOBS_LOADED: i64 = 256;
-/// The most jobs one listing returns.
-const MAX_JOB_LIST: usize = 10_000;
-/// The most jobs queued in one call.
-pub(super) const MAX_JOBS_ADDED: usize = 100_000;
-/// The longest file name or type.
-const MAX_FILE_NAME: usize = 255;
-
+/// The jobs not over (the same terms as [`rules::jobs::file_deleted`] and `JobState::is_final`).
 const OPEN: &str = "state IN ('queued', 'sent', 'busy-retry')";
 /// Deletes at most `?2` jobs that are over and last changed before `?1`, by the partial
 /// index `jobs_over_by_time` (its terms are the index's). Named: left to itself, the planner
 /// prefers `jobs_by_state`, which reads every job that is over.
-pub(super) const PRUNE: &str = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_over_by_time
+pub(crate) const PRUNE: &str = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_over_by_time
      WHERE state IN ('done', 'failed', 'cancelled') AND updated_at < ?1 LIMIT ?2)";
-/// Jobs the DLS still has to send.
+/// Jobs the DLS still has to send ([`rules::jobs::is_pending`]).
 const PENDING: &str = "(state IN ('queued', 'busy-retry') OR (state = 'sent' AND accepted = 0))";
 
 fn state_from_sql(s: &str) -> Result<JobState, StoreError> {
@@ -42,12 +40,12 @@ fn kind_to_sql(kind: &JobKind) -> Result<String, StoreError> {
 }
 
 /// The open jobs of a device, oldest first, for the engine.
-pub(super) fn open_jobs(conn: &Connection, mac: &str) -> Result<Vec<Job>, StoreError> {
+pub(crate) fn open_jobs(conn: &Connection, mac: &str) -> Result<Vec<Job>, StoreError> {
     let rows: Vec<(i64, String, String, i64, bool)> = query_all(
         conn,
         "SELECT id, kind, state, attempts, accepted FROM jobs
          WHERE mac = ?1 AND state IN ('queued', 'sent', 'busy-retry') ORDER BY id LIMIT ?2",
-        params![mac, OPEN_JOBS_LOADED],
+        params![mac, i64::try_from(rules::jobs::OPEN_JOBS_LOADED).unwrap_or(i64::MAX)],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
     rows.into_iter()
@@ -65,7 +63,7 @@ pub(super) fn open_jobs(conn: &Connection, mac: &str) -> Result<Vec<Job>, StoreE
 
 /// A job's change, unless the job is over already (an administrator cancelled it
 /// meanwhile: the cancellation stands).
-pub(super) fn apply_update(conn: &Connection, mac: &str, u: &JobUpdate) -> Result<(), StoreError> {
+pub(crate) fn apply_update(conn: &Connection, mac: &str, u: &JobUpdate) -> Result<(), StoreError> {
     let items = u.items.as_deref().map(items_to_json).transpose()?;
     conn.cached(
         "UPDATE jobs SET state = ?1, updated_at = ?2, attempts = attempts + ?3, accepted = ?4,
@@ -115,7 +113,7 @@ fn job_from_row(row: JobRow) -> Result<JobRecord, StoreError> {
     })
 }
 
-pub(super) fn job(conn: &Connection, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+pub(crate) fn job(conn: &Connection, id: JobId) -> Result<Option<JobRecord>, StoreError> {
     let row = conn
         .cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
         .db()?
@@ -125,15 +123,13 @@ pub(super) fn job(conn: &Connection, id: JobId) -> Result<Option<JobRecord>, Sto
     row.map(job_from_row).transpose()
 }
 
-pub(super) fn add_jobs(conn: &Connection, jobs: &[NewJob], at: UnixTime) -> Result<Vec<JobRecord>, StoreError> {
-    if jobs.len() > MAX_JOBS_ADDED {
-        return Err(StoreError::Invalid(format!("at most {MAX_JOBS_ADDED} jobs at once")));
-    }
+pub(crate) fn add_jobs(conn: &Connection, jobs: &[NewJob], at: UnixTime) -> Result<Vec<JobRecord>, StoreError> {
+    rules::jobs::check_batch(jobs.len())?;
     let at = time_to_sql(at)?;
     let mut added = Vec::with_capacity(jobs.len());
     for j in jobs {
         let mac = j.mac.to_string();
-        if !super::device_exists(conn, &mac)? {
+        if !device_exists(conn, &mac)? {
             return Err(StoreError::NotFound { what: format!("device {}", j.mac) });
         }
         let file = j.kind.file();
@@ -158,7 +154,7 @@ pub(super) fn add_jobs(conn: &Connection, jobs: &[NewJob], at: UnixTime) -> Resu
             Some(rusqlite::ErrorCode::ConstraintViolation) => {
                 StoreError::Conflict { what: "a job with that token".into() }
             }
-            _ => StoreError::Database(e),
+            _ => StoreError::database(e),
         })?;
         let id = conn.last_insert_rowid();
         added.push(job(conn, id)?.ok_or_else(|| StoreError::Corrupt("job just added".into()))?);
@@ -166,8 +162,8 @@ pub(super) fn add_jobs(conn: &Connection, jobs: &[NewJob], at: UnixTime) -> Resu
     Ok(added)
 }
 
-pub(super) fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-    let limit = i64::try_from(filter.limit.unwrap_or(1000).min(MAX_JOB_LIST)).unwrap_or(1000);
+pub(crate) fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+    let limit = i64::try_from(rules::jobs::list_limit(filter)).unwrap_or(i64::MAX);
     let mac = filter.mac.map(|m| m.to_string());
     let state = filter.state.map(JobState::as_str);
     let rows = query_all(
@@ -182,23 +178,19 @@ pub(super) fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<JobRecor
     rows.into_iter().map(job_from_row).collect()
 }
 
-pub(super) fn cancel_job(conn: &Connection, id: JobId, at: UnixTime) -> Result<JobRecord, StoreError> {
+pub(crate) fn cancel_job(conn: &Connection, id: JobId, at: UnixTime) -> Result<JobRecord, StoreError> {
     let Some(current) = job(conn, id)? else {
-        return Err(StoreError::NotFound { what: format!("job {id}") });
+        return Err(StoreError::not_found(format_args!("job {id}")));
     };
-    if current.state.is_final() {
-        return Err(StoreError::Conflict { what: format!("job {id} is {} already; it", current.state) });
-    }
-    conn.cached(
-        "UPDATE jobs SET state = 'cancelled', updated_at = ?2, answer = 'cancelled by an administrator' WHERE id = ?1",
-    )
-    .db()?
-    .execute(params![id, time_to_sql(at)?])
-    .db()?;
+    let end = rules::jobs::cancel(&current)?;
+    conn.cached("UPDATE jobs SET state = ?2, updated_at = ?3, answer = ?4 WHERE id = ?1")
+        .db()?
+        .execute(params![id, end.state.as_str(), time_to_sql(at)?, end.answer])
+        .db()?;
     job(conn, id)?.ok_or_else(|| StoreError::Corrupt("job just cancelled".into()))
 }
 
-pub(super) fn has_pending_jobs(conn: &Connection, mac: MacAddr) -> Result<bool, StoreError> {
+pub(crate) fn has_pending_jobs(conn: &Connection, mac: MacAddr) -> Result<bool, StoreError> {
     let found: Option<i64> = conn
         .cached(&format!("SELECT 1 FROM jobs WHERE mac = ?1 AND {OPEN} AND {PENDING} LIMIT 1"))
         .db()?
@@ -208,7 +200,7 @@ pub(super) fn has_pending_jobs(conn: &Connection, mac: MacAddr) -> Result<bool, 
     Ok(found.is_some())
 }
 
-pub(super) fn devices_with_pending_jobs(conn: &Connection, limit: usize) -> Result<Vec<MacAddr>, StoreError> {
+pub(crate) fn devices_with_pending_jobs(conn: &Connection, limit: usize) -> Result<Vec<MacAddr>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let macs: Vec<String> = query_all(
         conn,
@@ -219,7 +211,7 @@ pub(super) fn devices_with_pending_jobs(conn: &Connection, limit: usize) -> Resu
     macs.iter().map(|m| mac_from_sql(m)).collect()
 }
 
-pub(super) fn contact_target(
+pub(crate) fn contact_target(
     conn: &Connection,
     mac: MacAddr,
     always: bool,
@@ -246,7 +238,7 @@ pub(super) fn contact_target(
     Ok(uri.map(|uri| ContactTarget::new(uri, caller)))
 }
 
-pub(super) fn record_contact(conn: &Connection, mac: MacAddr, at: UnixTime, result: &str) -> Result<(), StoreError> {
+pub(crate) fn record_contact(conn: &Connection, mac: MacAddr, at: UnixTime, result: &str) -> Result<(), StoreError> {
     conn.cached(&format!("UPDATE jobs SET contact = ?2, contact_at = ?3 WHERE mac = ?1 AND {OPEN} AND {PENDING}"))
         .db()?
         .execute(params![mac.to_string(), result, time_to_sql(at)?])
@@ -254,99 +246,7 @@ pub(super) fn record_contact(conn: &Connection, mac: MacAddr, at: UnixTime, resu
     Ok(())
 }
 
-const FILE_COLUMNS: &str = "id, name, file_type, size, sha256, device_types, software_type, software_version, added_at";
-
-type FileRow = (i64, String, String, i64, String, String, Option<String>, Option<String>, i64);
-
-fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
-    FileRow::try_from(r)
-}
-
-fn file_from_row(row: FileRow) -> Result<FileRecord, StoreError> {
-    let (id, name, file_type, size, sha256, device_types, software_type, software_version, added_at) = row;
-    Ok(FileRecord {
-        id,
-        file: NewFile {
-            name,
-            file_type,
-            size: u64::try_from(size).map_err(|_| StoreError::Corrupt(format!("file size {size}")))?,
-            sha256,
-            device_types: serde_json::from_str(&device_types)
-                .map_err(|e| StoreError::Corrupt(format!("file device types: {e}")))?,
-            software_type,
-            software_version,
-        },
-        added_at: time_from_sql(added_at)?,
-    })
-}
-
-pub(super) fn file(conn: &Connection, id: i64) -> Result<Option<FileRecord>, StoreError> {
-    let row = conn
-        .cached(&format!("SELECT {FILE_COLUMNS} FROM files WHERE id = ?1"))
-        .db()?
-        .query_row([id], file_row)
-        .optional()
-        .db()?;
-    row.map(file_from_row).transpose()
-}
-
-fn check_file_text(what: &str, s: &str) -> Result<(), StoreError> {
-    if s.is_empty() || s.len() > MAX_FILE_NAME || s.chars().any(char::is_control) || s.contains('/') {
-        return Err(StoreError::Invalid(format!(
-            "a file's {what} must be 1 to {MAX_FILE_NAME} bytes, without control characters or '/'"
-        )));
-    }
-    Ok(())
-}
-
-pub(super) fn add_file(conn: &Connection, f: &NewFile, at: UnixTime) -> Result<FileRecord, StoreError> {
-    check_file_text("name", &f.name)?;
-    check_file_text("type", &f.file_type)?;
-    let device_types = serde_json::to_string(&f.device_types).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let size = i64::try_from(f.size).map_err(|_| StoreError::Invalid("file too large".into()))?;
-    conn.cached(
-        "INSERT INTO files (name, file_type, size, sha256, device_types, software_type, software_version, added_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )
-    .db()?
-    .execute(params![
-        f.name,
-        f.file_type,
-        size,
-        f.sha256,
-        device_types,
-        f.software_type,
-        f.software_version,
-        time_to_sql(at)?
-    ])
-    .map_err(|e| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::ConstraintViolation) => {
-            StoreError::Conflict { what: format!("a {} file named {:?}", f.file_type, f.name) }
-        }
-        _ => StoreError::Database(e),
-    })?;
-    file(conn, conn.last_insert_rowid())?.ok_or_else(|| StoreError::Corrupt("file just added".into()))
-}
-
-pub(super) fn files(conn: &Connection) -> Result<Vec<FileRecord>, StoreError> {
-    let rows = query_all(conn, &format!("SELECT {FILE_COLUMNS} FROM files ORDER BY id"), [], file_row)?;
-    rows.into_iter().map(file_from_row).collect()
-}
-
-pub(super) fn delete_file(conn: &Connection, id: i64, at: UnixTime) -> Result<Option<FileRecord>, StoreError> {
-    let Some(record) = file(conn, id)? else { return Ok(None) };
-    conn.cached(&format!(
-        "UPDATE jobs SET state = 'failed', updated_at = ?2, answer = 'the file was deleted'
-         WHERE file_id = ?1 AND {OPEN}"
-    ))
-    .db()?
-    .execute(params![id, time_to_sql(at)?])
-    .db()?;
-    conn.cached("DELETE FROM files WHERE id = ?1").db()?.execute([id]).db()?;
-    Ok(Some(record))
-}
-
-pub(super) fn download(conn: &Connection, token: &str) -> Result<Option<(JobRecord, FileRecord)>, StoreError> {
+pub(crate) fn download(conn: &Connection, token: &str) -> Result<Option<(JobRecord, FileRecord)>, StoreError> {
     let found: Option<(i64, Option<i64>)> = conn
         .cached("SELECT id, file_id FROM jobs WHERE token = ?1 AND state = 'sent'")
         .db()?
@@ -357,5 +257,59 @@ pub(super) fn download(conn: &Connection, token: &str) -> Result<Option<(JobReco
     match (job(conn, id)?, file(conn, file_id)?) {
         (Some(j), Some(f)) => Ok(Some((j, f))),
         _ => Ok(None),
+    }
+}
+
+impl JobStore for SqliteStore {
+    fn add_jobs(&self, new: &[NewJob], at: UnixTime) -> Result<Vec<JobRecord>, StoreError> {
+        self.write(|tx| add_jobs(tx, new, at))
+    }
+
+    fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        self.read(|tx| jobs(tx, filter))
+    }
+
+    fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.read(|tx| job(tx, id))
+    }
+
+    fn cancel_job(&self, id: JobId, at: UnixTime) -> Result<JobRecord, StoreError> {
+        self.write(|tx| cancel_job(tx, id, at))
+    }
+
+    fn has_pending_jobs(&self, mac: MacAddr) -> Result<bool, StoreError> {
+        self.read(|tx| has_pending_jobs(tx, mac))
+    }
+
+    fn devices_with_pending_jobs(&self, limit: usize) -> Result<Vec<MacAddr>, StoreError> {
+        self.read(|tx| devices_with_pending_jobs(tx, limit))
+    }
+
+    fn contact_target(&self, mac: MacAddr, always: bool) -> Result<Option<ContactTarget>, StoreError> {
+        self.read(|tx| contact_target(tx, mac, always))
+    }
+
+    fn record_contact(&self, mac: MacAddr, at: UnixTime, result: &str) -> Result<(), StoreError> {
+        self.write(|tx| record_contact(tx, mac, at, result))
+    }
+
+    fn download(&self, token: &str) -> Result<Option<(JobRecord, FileRecord)>, StoreError> {
+        self.read(|tx| download(tx, token))
+    }
+
+    fn add_file(&self, file: &NewFile, at: UnixTime) -> Result<FileRecord, StoreError> {
+        self.write(|tx| files::add_file(tx, file, at))
+    }
+
+    fn files(&self) -> Result<Vec<FileRecord>, StoreError> {
+        self.read(files::files)
+    }
+
+    fn file(&self, id: i64) -> Result<Option<FileRecord>, StoreError> {
+        self.read(|tx| file(tx, id))
+    }
+
+    fn delete_file(&self, id: i64, at: UnixTime) -> Result<Option<FileRecord>, StoreError> {
+        self.write(|tx| files::delete_file(tx, id, at))
     }
 }

@@ -4,9 +4,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use dls_engine::{Change, FileRef, JobKind, JobState, JobUpdate, UnixTime};
 use dls_message::Item;
-use dls_store::{ContactTarget, JobFilter, NewFile, NewJob, Store, StoreError};
+use dls_store::traits::*;
+use dls_store::{ContactTarget, JobFilter, NewFile, NewJob, StoreError};
 
-use crate::{mac, register, store};
+use super::{mac, register, store};
 
 fn write(value: &str) -> JobKind {
     JobKind::Write { items: vec![Item::new("sntp-addr", value)] }

@@ -2,9 +2,10 @@
 
 use dls_engine::{Change, DeviceSnapshot, UnixTime, WriteOutcome};
 use dls_message::{Item, ItemStatus, Reason};
-use dls_store::{SqliteStore, Store, StoreError};
+use dls_store::StoreError;
+use dls_store::traits::*;
 
-use crate::{REGISTER, contact, key, mac, raw, record, register, store, t, triples, user_version};
+use super::{REGISTER, contact, key, mac, record, register, store, t, triples};
 
 #[test]
 fn register_and_contact() {
@@ -335,43 +336,4 @@ fn a_forgotten_configuration_is_read_and_written_again() {
     assert_eq!(snap.inventory_at, None, "stale: read again at the next start-up");
     assert!(snap.written.is_empty(), "write-only items are written again");
     assert_eq!(triples(&snap.inventory), vec![t("a", None, "1")], "what was reported stays until then");
-}
-
-/// Versions before schema 10 stored what phones reported, passwords included: the upgrade
-/// removes them from inventories and job answers, and keeps the rest.
-#[test]
-fn the_upgrade_to_schema_10_removes_reported_secrets() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("dls.db");
-    let m = mac(8);
-    {
-        let s = SqliteStore::open(&path).expect("opens");
-        register(&s, m, 1);
-        // As an earlier engine asked: the phone's report, its passwords included.
-        let reported = vec![
-            Item::new("sntp-addr", "ntp.example.net"),
-            Item::new("user-pwd", "hunter2-user"),
-            Item::new("admin-pwd-unicode", "hunter2-admin"),
-            Item::indexed("ldap-pwd", 1, "hunter2-ldap"),
-        ];
-        s.apply(m, &[Change::MergeInventory(reported)]).expect("applies");
-    }
-    let c = raw(&path);
-    c.execute_batch(
-        "INSERT INTO jobs (mac, kind, state, created_at, updated_at, items)
-             VALUES ('0001E325EA08', '{\"kind\": \"restart\"}', 'done', 5, 10,
-                     '[{\"name\":\"sip-pwd\",\"value\":\"hunter2-sip\"},{\"name\":\"e164\",\"value\":\"100\"}]');
-         PRAGMA user_version = 9;",
-    )
-    .expect("goes back to schema 9");
-    drop(c);
-    let s = SqliteStore::open(&path).expect("upgrades");
-    assert_eq!(user_version(&raw(&path)), SqliteStore::schema_version());
-    let d = s.device(m).expect("reads").expect("exists");
-    assert_eq!(triples(&d.inventory), [t("sntp-addr", None, "ntp.example.net")]);
-    drop(s);
-    let bytes = std::fs::read(&path).expect("reads the file");
-    let text = String::from_utf8_lossy(&bytes);
-    assert!(!text.contains("hunter2"), "a reported secret is still in the database file");
-    assert!(text.contains("ntp.example.net"));
 }

@@ -2,36 +2,37 @@
 
 use dls_engine::{AuditEvent, AuditKind, Change, FileRef, JobId, JobKind, JobState, JobUpdate, UnixTime};
 use dls_message::Item;
-use dls_store::{JobFilter, NewFile, NewJob, SqliteStore, Store};
+use dls_store::traits::*;
+use dls_store::{JobFilter, NewFile, NewJob};
 
-use crate::{mac, raw, register, store, user_version};
+use super::{mac, register, store};
 
-fn event(at: u64, detail: &str) -> Change {
+pub(crate) fn event(at: u64, detail: &str) -> Change {
     Change::Audit(AuditEvent { at: UnixTime(at), kind: AuditKind::TanWrong, detail: detail.into() })
 }
 
 /// The audit log's times, newest first.
-fn audit_times(s: &SqliteStore) -> Vec<u64> {
+pub(crate) fn audit_times(s: &dyn Store) -> Vec<u64> {
     s.audit(None, 10_000).expect("audit").iter().map(|r| r.at.0).collect()
 }
 
-fn write_job() -> JobKind {
+pub(crate) fn write_job() -> JobKind {
     JobKind::Write { items: vec![Item::new("sntp-addr", "ntp")] }
 }
 
 /// Queues a job for device 1 at `created`.
-fn queue(s: &SqliteStore, kind: JobKind, created: u64) -> JobId {
+pub(crate) fn queue(s: &dyn Store, kind: JobKind, created: u64) -> JobId {
     s.add_jobs(&[NewJob { mac: mac(1), kind }], UnixTime(created)).expect("adds")[0].id
 }
 
 /// Moves a job to `state` at `at`, as the engine does.
-fn move_job(s: &SqliteStore, id: JobId, state: JobState, at: u64) {
+pub(crate) fn move_job(s: &dyn Store, id: JobId, state: JobState, at: u64) {
     s.apply(mac(1), &[Change::Job(JobUpdate { id, at: UnixTime(at), state, ..JobUpdate::default() })])
         .expect("applies");
 }
 
 /// Every job's id, in order.
-fn job_ids(s: &SqliteStore) -> Vec<JobId> {
+pub(crate) fn job_ids(s: &dyn Store) -> Vec<JobId> {
     let mut ids: Vec<JobId> = s.jobs(&JobFilter::default()).expect("lists").iter().map(|j| j.id).collect();
     ids.sort_unstable();
     ids
@@ -124,9 +125,8 @@ fn no_bound_prunes_nothing() {
 /// More rows than one write transaction deletes (1,000): several batches, all counted.
 #[test]
 fn more_than_a_batch_is_pruned() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    // On a file: the batches go through the writer beside the readers, as in the service.
-    let s = SqliteStore::open(&dir.path().join("dls.db")).expect("opens");
+    // The batches go through the writer beside the readers, as in the service.
+    let s = store();
     register(&s, mac(1), 1);
     let old: Vec<Change> = (0..2_500).map(|n| event(1_000 + n, "old")).collect();
     s.apply(mac(1), &old).expect("applies");
@@ -159,7 +159,7 @@ fn more_than_a_batch_is_pruned() {
     assert_eq!(audit_times(&s), [10_001, 10_000]);
 }
 
-fn new_file(name: &str) -> NewFile {
+pub(crate) fn new_file(name: &str) -> NewFile {
     NewFile {
         name: name.into(),
         file_type: "RINGTONE".into(),
@@ -171,7 +171,7 @@ fn new_file(name: &str) -> NewFile {
     }
 }
 
-fn deploy(file_id: i64, token: &str) -> JobKind {
+pub(crate) fn deploy(file_id: i64, token: &str) -> JobKind {
     JobKind::DeployFile {
         file: FileRef {
             file_id,
@@ -223,38 +223,4 @@ fn a_pruned_deployment_leaves_its_file() {
     assert!(job_ids(&s).is_empty());
     // A token of a pruned job may be used again (the column is unique).
     queue(&s, deploy(s.add_file(&new_file("again.mp3"), UnixTime(50)).expect("adds").id, "tok-done"), 50);
-}
-
-/// A schema 6 database gets the indexes of schema 7, and its old rows are pruned.
-#[test]
-fn a_schema_6_database_is_upgraded_and_pruned() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("dls.db");
-    SqliteStore::create_at_schema_version(&path, 6).expect("creates");
-    raw(&path)
-        .execute_batch(
-            "INSERT INTO devices (mac, registered_at) VALUES ('0001E325EA01', 1);
-             INSERT INTO audit (at, mac, kind, detail) VALUES (10, '0001E325EA01', 'tan-wrong', ''),
-                                                              (90, '0001E325EA09', 'tan-wrong', '');
-             INSERT INTO jobs (mac, kind, state, created_at, updated_at)
-                 VALUES ('0001E325EA01', '{\"kind\": \"restart\"}', 'done', 5, 10),
-                        ('0001E325EA01', '{\"kind\": \"restart\"}', 'queued', 5, 5);",
-        )
-        .expect("inserts");
-    let s = SqliteStore::open(&path).expect("upgrades");
-    let version = user_version(&raw(&path));
-    assert_eq!(version, SqliteStore::schema_version());
-    let indexes: i64 = raw(&path)
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN ('audit_by_time', 'jobs_over_by_time')",
-            [],
-            |r| r.get(0),
-        )
-        .expect("counts");
-    assert_eq!(indexes, 2);
-    let pruned = s.prune(Some(UnixTime(50)), Some(UnixTime(50))).expect("prunes");
-    assert_eq!((pruned.audit_records, pruned.jobs), (1, 1));
-    assert_eq!(audit_times(&s), [90]);
-    let left = s.jobs(&JobFilter::default()).expect("lists");
-    assert_eq!(left.iter().map(|j| j.state).collect::<Vec<_>>(), [JobState::Queued]);
 }

@@ -3,9 +3,10 @@
 use dls_engine::desired::GLOBAL_PROFILE;
 use dls_engine::{AuditKind, Change, Profile, SecurityMode, UnixTime};
 use dls_message::{Item, ItemStatus};
-use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, SecurityUpdate, SqliteStore, Store, StoreError};
+use dls_store::traits::*;
+use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, SecurityUpdate, StoreError};
 
-use crate::{AT, mac, profile, register, store};
+use super::{AT, Fixture, mac, profile, register, store};
 
 fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>, mentions: &str) {
     match r {
@@ -125,7 +126,7 @@ fn delete_device_forgets_everything() {
         &[
             Change::Nonce("n".into()),
             Change::MergeInventory(vec![Item::new("e164", "1")]),
-            Change::Written(vec![(crate::key("p", None), crate::record(1, dls_engine::WriteOutcome::Accepted))]),
+            Change::Written(vec![(super::key("p", None), super::record(1, dls_engine::WriteOutcome::Accepted))]),
         ],
     )
     .expect("applies");
@@ -208,7 +209,7 @@ fn deleting_a_profile_removes_its_assignments() {
 
 /// Three phones: 01 (OpenStage 60, e164 4711, sales), 02 (OpenStage 40, e164 +49 89 4712,
 /// sales and floor), 03 (nothing reported, floor).
-fn fleet() -> SqliteStore {
+fn fleet() -> Fixture {
     let s = store();
     s.put_profile(&profile("sales", None, &[])).expect("puts");
     s.put_profile(&profile("floor", None, &[])).expect("puts");
@@ -225,7 +226,7 @@ fn fleet() -> SqliteStore {
             s.apply(
                 mac(n),
                 &[
-                    crate::contact(100 + u64::from(n)),
+                    super::contact(100 + u64::from(n)),
                     Change::ReplaceInventory {
                         items: vec![
                             Item::new("device-type", device_type),
@@ -243,7 +244,7 @@ fn fleet() -> SqliteStore {
     s
 }
 
-fn listed(s: &SqliteStore, filter: DeviceFilter) -> Vec<u8> {
+fn listed(s: &dyn Store, filter: DeviceFilter) -> Vec<u8> {
     s.list_devices(&filter).expect("lists").iter().map(|d| d.mac.octets()[5]).collect()
 }
 

@@ -1,15 +1,18 @@
-//! The database file: persistence, permissions, schema versions, damaged data, sharing.
+//! The database file: persistence, permissions, schema versions, damaged data, sharing
+//! with another connection.
 
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
 
 use dls_engine::{Change, UnixTime, WriteOutcome};
 use dls_message::Item;
-use dls_store::{DeviceSpec, SqliteStore, Store, StoreError};
+use dls_store::traits::*;
+use dls_store::{DeviceSpec, StoreError};
+use dls_store_sqlite::SqliteStore;
 
-use crate::{AT, REGISTER, contact, key, mac, profile, raw, record, register, user_version};
+use crate::conformance::{AT, REGISTER, contact, key, mac, profile, record, register};
+use crate::{raw, user_version};
 
-fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+pub(crate) fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>) {
     assert!(matches!(r, Err(StoreError::Corrupt(_))), "want Corrupt, got {r:?}");
 }
 
@@ -206,211 +209,6 @@ fn changes_by_another_connection_are_seen() {
     assert!(server.profiles().expect("lists").is_empty());
 }
 
-#[test]
-fn shared_between_threads() {
-    fn is_store<S: Store>(_: &S) {}
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s = Arc::new(SqliteStore::open(&dir.path().join("dls.db")).expect("opens"));
-    is_store(&*s);
-    let threads: Vec<_> = (1..=4_u8)
-        .map(|n| {
-            let s = Arc::clone(&s);
-            std::thread::spawn(move || {
-                for i in 0..25 {
-                    let mut batch = vec![REGISTER, contact(i), Change::Nonce(format!("n{i}"))];
-                    batch.push(Change::MergeInventory(vec![Item::indexed("k", u32::try_from(i).expect("small"), "v")]));
-                    s.apply(mac(n), &batch).expect("applies");
-                    s.desired(mac(n)).expect("resolves");
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("thread ends");
-    }
-    for n in 1..=4 {
-        let snap = s.load_device(mac(n)).expect("loads");
-        assert_eq!(snap.recent_nonces.len(), 25);
-        assert_eq!(snap.inventory.len(), 25);
-    }
-}
-
-#[test]
-fn a_schema_3_database_is_upgraded() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("dls.db");
-    SqliteStore::create_at_schema_version(&path, 3).expect("creates");
-    // What dls 3 wrote: inventory rows, in an order (`seq`) that is not the keys' order.
-    raw(&path)
-        .execute_batch(
-            "INSERT INTO devices (mac, registered_at, last_contact_at, inventory_at)
-                 VALUES ('0001E325EA01', 100, 200, 150), ('0001E325EA02', 100, NULL, NULL),
-                        ('0001E325EA03', 100, NULL, NULL);
-             INSERT INTO inventory (seq, mac, name, idx, value, type) VALUES
-                 (7, '0001E325EA01', 'e164', -1, '4711', NULL),
-                 (3, '0001E325EA01', 'device-type', -1, 'OpenStage 60', NULL),
-                 (4, '0001E325EA02', 'device-type', -1, 'OpenStage 40', NULL),
-                 (9, '0001E325EA01', 'function-key-def', 0, 'zero', 'x'),
-                 (5, '0001E325EA01', 'software-version', -1, 'V3', NULL),
-                 (8, '0001E325EA01', 'function-key-def', -1, 'none', NULL);
-             INSERT INTO profiles (name, body) VALUES ('os60', '{\"device-type\": \"OpenStage 60\", \"item\": [{\"name\": \"a\", \"value\": \"1\"}]}');",
-        )
-        .expect("inserts");
-
-    let s = SqliteStore::open(&path).expect("upgrades");
-    let version = user_version(&raw(&path));
-    assert_eq!(version, SqliteStore::schema_version());
-    let tables: i64 = raw(&path)
-        .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'inventory'", [], |r| r.get(0))
-        .expect("counts");
-    assert_eq!(tables, 0, "the rows moved");
-    let snap = s.load_device(mac(1)).expect("loads");
-    let typed = Item { item_type: Some("x".into()), ..Item::indexed("function-key-def", 0, "zero") };
-    assert_eq!(
-        snap.inventory,
-        [
-            Item::new("device-type", "OpenStage 60"),
-            Item::new("software-version", "V3"),
-            Item::new("e164", "4711"),
-            Item::new("function-key-def", "none"),
-            typed,
-        ]
-    );
-    assert_eq!(snap.inventory_at, Some(UnixTime(150)));
-    assert_eq!(s.load_device(mac(2)).expect("loads").inventory, [Item::new("device-type", "OpenStage 40")]);
-    assert!(s.load_device(mac(3)).expect("loads").inventory.is_empty());
-    // The listing and the profiles by device type see the moved items.
-    let listed = s.list_devices(&dls_store::DeviceFilter::default()).expect("lists");
-    assert_eq!(
-        (listed[0].device_type.as_deref(), listed[0].software_version.as_deref(), listed[0].e164.as_deref()),
-        (Some("OpenStage 60"), Some("V3"), Some("4711"))
-    );
-    assert_eq!(listed[1].device_type.as_deref(), Some("OpenStage 40"));
-    assert_eq!(listed[2].device_type, None);
-    assert_eq!(s.desired(mac(1)).expect("resolves").items, [Item::new("a", "1")]);
-    assert!(s.desired(mac(2)).expect("resolves").items.is_empty());
-    // Profile changes after the upgrade are seen.
-    s.put_profile(&profile("os60", Some("OpenStage 60"), &[("a", None, "2")])).expect("puts");
-    assert_eq!(s.desired(mac(1)).expect("resolves").items, [Item::new("a", "2")]);
-    // The inventory goes on from there, and goes with its device.
-    s.apply(mac(1), &[Change::MergeInventory(vec![Item::new("e164", "4712"), Item::new("new", "n")])])
-        .expect("applies");
-    let inventory = s.load_device(mac(1)).expect("loads").inventory;
-    assert_eq!((inventory.len(), inventory[2].value.as_str(), inventory[5].name.as_str()), (6, "4712", "new"));
-    assert!(s.delete_device(mac(1)).expect("deletes"));
-    let left: Vec<String> = raw(&path)
-        .prepare("SELECT mac FROM inventories")
-        .expect("prepares")
-        .query_map([], |r| r.get(0))
-        .expect("reads")
-        .collect::<Result<_, _>>()
-        .expect("reads");
-    assert_eq!(left, ["0001E325EA02"]);
-    drop(s);
-    SqliteStore::open(&path).expect("reopens");
-}
-
-#[test]
-fn an_upgrade_that_cannot_read_the_old_rows_changes_nothing() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("dls.db");
-    SqliteStore::create_at_schema_version(&path, 3).expect("creates");
-    raw(&path)
-        .execute_batch(
-            "INSERT INTO devices (mac, registered_at) VALUES ('0001E325EA01', 100);
-             INSERT INTO inventory (mac, name, idx, value) VALUES ('0001E325EA01', 'a', -7, 'v');",
-        )
-        .expect("inserts");
-    assert_corrupt(SqliteStore::open(&path));
-    let version = user_version(&raw(&path));
-    assert_eq!(version, 3, "left as it was");
-    raw(&path).execute_batch("UPDATE inventory SET idx = 1").expect("repairs");
-    let s = SqliteStore::open(&path).expect("upgrades");
-    assert_eq!(s.load_device(mac(1)).expect("loads").inventory, [Item::indexed("a", 1, "v")]);
-}
-
-/// Reads run beside the writer on their own connections: each sees one committed state
-/// (a device's listing agrees with its inventory), and whatever was committed before it
-/// began (a profile just put, an inventory just stored).
-#[test]
-fn reads_and_writes_at_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s = Arc::new(SqliteStore::open(&dir.path().join("dls.db")).expect("opens"));
-    s.put_profile(&profile("global", None, &[("v", None, "0")])).expect("puts");
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let phones: Vec<_> = (1..=4_u8)
-        .map(|n| {
-            let s = Arc::clone(&s);
-            std::thread::spawn(move || {
-                for i in 0..40_u32 {
-                    s.load_device(mac(n)).expect("loads");
-                    s.desired(mac(n)).expect("resolves");
-                    let items: Vec<Item> = (0..=i % 7)
-                        .map(|k| Item::indexed("k", k, format!("{i}")))
-                        .chain([Item::new("device-type", format!("type {i}")), Item::new("e164", format!("{n}{i}"))])
-                        .collect();
-                    s.apply(
-                        mac(n),
-                        &[
-                            REGISTER,
-                            contact(u64::from(i)),
-                            Change::Nonce(format!("n{i}")),
-                            Change::ReplaceInventory { items: items.clone(), at: UnixTime(u64::from(i)) },
-                        ],
-                    )
-                    .expect("applies");
-                    // Read back at once, on whichever connection.
-                    assert_eq!(s.load_device(mac(n)).expect("loads").inventory, items);
-                    assert_eq!(s.device(mac(n)).expect("reads").expect("exists").inventory, items);
-                }
-            })
-        })
-        .collect();
-    let readers: Vec<_> = (0..2)
-        .map(|_| {
-            let (s, done) = (Arc::clone(&s), Arc::clone(&done));
-            std::thread::spawn(move || {
-                let mut rounds = 0;
-                while !done.load(std::sync::atomic::Ordering::Relaxed) || rounds == 0 {
-                    for d in s.list_devices(&dls_store::DeviceFilter::default()).expect("lists") {
-                        let details = s.device(d.mac).expect("reads").expect("exists");
-                        let value = |name: &str| {
-                            details
-                                .inventory
-                                .iter()
-                                .find(|i| i.name == name && i.index.is_none())
-                                .map(|i| i.value.clone())
-                        };
-                        // One state: the copies in `devices` and the inventory agree.
-                        assert_eq!(details.summary.device_type, value("device-type"));
-                        assert_eq!(details.summary.e164, value("e164"));
-                        let snap = s.load_device(d.mac).expect("loads");
-                        let applied: u64 = snap.recent_nonces.len().try_into().expect("small");
-                        assert_eq!(snap.inventory_at, Some(UnixTime(applied - 1)));
-                    }
-                    rounds += 1;
-                }
-            })
-        })
-        .collect();
-    for v in 1..=30 {
-        s.put_profile(&profile("global", None, &[("v", None, &v.to_string())])).expect("puts");
-        assert_eq!(s.desired(mac(1)).expect("resolves").items, [Item::new("v", v.to_string())]);
-        assert_eq!(s.profile("global").expect("reads").expect("exists").items, [Item::new("v", v.to_string())]);
-    }
-    for t in phones {
-        t.join().expect("thread ends");
-    }
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    for t in readers {
-        t.join().expect("thread ends");
-    }
-    for n in 1..=4 {
-        let snap = s.load_device(mac(n)).expect("loads");
-        assert_eq!((snap.recent_nonces.len(), snap.inventory_at), (40, Some(UnixTime(39))));
-    }
-}
-
 /// A deleted device's inventory is overwritten in the file, not only unlinked:
 /// `secure_delete=FAST` does not overwrite the pages a deletion frees (it did not for the
 /// rows of schema 3 either), so the inventory is zeroed in place first.
@@ -465,23 +263,34 @@ fn a_merge_that_changes_nothing_does_not_rewrite_the_inventory() {
     assert_eq!(snap.inventory.iter().map(|i| i.value.as_str()).collect::<Vec<_>>(), ["1", "x", "3", "1"]);
 }
 
+/// `run_message` excludes the messages of a device handled by another store on the same
+/// file (another process, the CLI), not only those of its own: it holds SQLite's one
+/// writer from the load to the commit.
 #[test]
-fn what_a_message_needs_is_read_as_one_state() {
+fn a_message_excludes_another_connections_messages() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let s = SqliteStore::open(&dir.path().join("dls.db")).expect("opens");
-    s.put_profile(&profile("global", None, &[("sntp-addr", None, "ntp")])).expect("puts");
-    s.put_profile(&profile("desk", Some("OpenStage 60"), &[("ringer-melody", None, "4")])).expect("puts");
-    register(&s, mac(1), 1);
-    let items = vec![Item::new("device-type", "OpenStage 60"), Item::new("sntp-addr", "old")];
-    s.apply(mac(1), &[Change::ReplaceInventory { items, at: UnixTime(5) }, Change::Nonce("n1".into())])
-        .expect("applies");
-    let (device, desired) = s.load_for_message(mac(1)).expect("loads");
-    assert_eq!(device, s.load_device(mac(1)).expect("loads"));
-    assert_eq!(desired, s.desired(mac(1)).expect("resolves"));
-    assert_eq!(desired.items.len(), 2, "the device type's profile applies: {desired:?}");
-    // An unknown device: what applies to every device.
-    let (device, desired) = s.load_for_message(mac(2)).expect("loads");
-    assert!(!device.known);
-    assert_eq!(desired, s.desired(mac(2)).expect("resolves"));
-    assert_eq!(desired.items.len(), 1);
+    let path = dir.path().join("dls.db");
+    let stores = [SqliteStore::open(&path).expect("opens"), SqliteStore::open(&path).expect("opens again")];
+    register(&stores[0], mac(1), 1);
+    std::thread::scope(|scope| {
+        for (t, s) in stores.iter().enumerate() {
+            scope.spawn(move || {
+                for round in 0..20 {
+                    with_device(s, mac(1), |device, _| -> Result<_, StoreError> {
+                        let count: usize = device
+                            .inventory
+                            .iter()
+                            .find(|i| i.name == "counter")
+                            .map_or(0, |i| i.value.parse().expect("a number"));
+                        std::thread::sleep(std::time::Duration::from_micros(300));
+                        let counter = Item::new("counter", (count + 1).to_string());
+                        Ok((vec![Change::Nonce(format!("{t}-{round}")), Change::MergeInventory(vec![counter])], ()))
+                    })
+                    .expect("runs");
+                }
+            });
+        }
+    });
+    let device = stores[1].load_device(mac(1)).expect("loads");
+    assert_eq!(device.inventory, [Item::new("counter", "40")]);
 }

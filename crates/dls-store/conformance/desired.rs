@@ -3,11 +3,12 @@
 use dls_engine::desired::GLOBAL_PROFILE;
 use dls_engine::{Change, Profile, UnixTime};
 use dls_message::{Item, ValueEscaping};
-use dls_store::{DeviceSpec, DeviceUpdate, Store};
+use dls_store::traits::*;
+use dls_store::{DeviceSpec, DeviceUpdate};
 
-use crate::{AT, mac, profile, register, store, t, triples};
+use super::{AT, Fixture, mac, profile, register, store, t, triples};
 
-fn with_profiles() -> dls_store::SqliteStore {
+fn with_profiles() -> Fixture {
     let s = store();
     let mut global = profile(GLOBAL_PROFILE, None, &[("sntp-addr", None, "ntp.global"), ("country-iso", None, "DE")]);
     global.reassert_on_local_changes = Some(false);
@@ -27,7 +28,7 @@ fn with_profiles() -> dls_store::SqliteStore {
     s
 }
 
-fn report_type(s: &dls_store::SqliteStore, device_type: &str) {
+fn report_type(s: &dyn Store, device_type: &str) {
     s.apply(
         mac(1),
         &[Change::ReplaceInventory {

@@ -1,0 +1,54 @@
+//! Retention: old audit records and old jobs that are over are deleted by age, by indexes
+//! on their times (`audit.at`; `jobs.updated_at` of the jobs over), at most
+//! [`PRUNE_BATCH`] rows per write transaction, so that the writer is given back between
+//! batches and a large backlog never holds up the protocol path.
+
+use dls_engine::UnixTime;
+use dls_store::{MaintenanceStore, Pruned, StoreError};
+use rusqlite::params;
+
+use crate::SqliteStore;
+use crate::jobs;
+use crate::sql::{Cached, Db};
+
+/// The most rows one write transaction of `prune` deletes.
+pub(crate) const PRUNE_BATCH: usize = 1000;
+
+/// Deletes at most `?2` audit records from before `?1`, by the index `audit_by_time`.
+pub(crate) const PRUNE_AUDIT: &str =
+    "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit INDEXED BY audit_by_time WHERE at < ?1 LIMIT ?2)";
+
+impl SqliteStore {
+    /// Runs `delete` (a statement deleting at most `?2` rows from before `?1`) in write
+    /// transactions of at most [`PRUNE_BATCH`] rows until it deletes fewer: the writer is
+    /// given back between batches. Returns how many rows were deleted.
+    pub(crate) fn delete_in_batches(&self, delete: &str, before: UnixTime) -> Result<u64, StoreError> {
+        // No stored time is later than `i64::MAX`: a later bound deletes everything too.
+        let before = i64::try_from(before.0).unwrap_or(i64::MAX);
+        let limit = i64::try_from(PRUNE_BATCH).unwrap_or(i64::MAX);
+        let mut total = 0_u64;
+        loop {
+            let deleted = self.write(|tx| tx.cached(delete).db()?.execute(params![before, limit]).db())?;
+            total = total.saturating_add(u64::try_from(deleted).unwrap_or(u64::MAX));
+            if deleted < PRUNE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+impl MaintenanceStore for SqliteStore {
+    /// Batches of at most `PRUNE_BATCH` (1,000) rows, the audit log's first. Rows only: the
+    /// deployment files a deleted job referred to stay in the file store and in `files`
+    /// (`jobs.file_id` is no foreign key; nothing refers to a job).
+    fn prune(&self, audit_before: Option<UnixTime>, jobs_before: Option<UnixTime>) -> Result<Pruned, StoreError> {
+        let mut pruned = Pruned::default();
+        if let Some(before) = audit_before {
+            pruned.audit_records = self.delete_in_batches(PRUNE_AUDIT, before)?;
+        }
+        if let Some(before) = jobs_before {
+            pruned.jobs = self.delete_in_batches(jobs::PRUNE, before)?;
+        }
+        Ok(pruned)
+    }
+}

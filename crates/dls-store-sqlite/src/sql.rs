@@ -1,0 +1,178 @@
+//! Conversions between records and columns, and the statement helpers every module uses.
+//!
+//! Nothing read back can make this crate panic: a value these functions cannot understand
+//! is [`StoreError::Corrupt`].
+
+use dls_engine::{AuditKind, BootstrapState, SecurityMode, UnixTime, WriteOutcome};
+use dls_message::{Item, ItemStatus, MacAddr};
+use dls_store::{CredentialScope, StoreError};
+use rusqlite::{CachedStatement, Connection, ErrorCode, Params, Row};
+
+/// The stored index of an item without an index (where `(name, index)` is part of a key;
+/// `Some(0)` is the real index 0).
+pub(crate) const NO_INDEX: i64 = -1;
+
+/// `fallback_credentials.scope_kind`; the global scope's `profile` is `''`.
+pub(crate) const SCOPE_GLOBAL: &str = "global";
+pub(crate) const SCOPE_PROFILE: &str = "profile";
+
+/// Maps rusqlite's errors: what it could not convert, or a damaged file, is corrupt data.
+pub(crate) trait Db<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(|e| match e {
+            rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..) => StoreError::Corrupt(format!("unreadable column: {e}")),
+            rusqlite::Error::SqliteFailure(ref f, _)
+                if matches!(f.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) =>
+            {
+                StoreError::Corrupt(e.to_string())
+            }
+            other => StoreError::database(other),
+        })
+    }
+}
+
+pub(crate) fn time_to_sql(t: UnixTime) -> Result<i64, StoreError> {
+    i64::try_from(t.0).map_err(|_| StoreError::Invalid(format!("time {} out of range", t.0)))
+}
+
+pub(crate) fn time_from_sql(v: i64) -> Result<UnixTime, StoreError> {
+    u64::try_from(v).map(UnixTime).map_err(|_| StoreError::Corrupt(format!("negative time {v}")))
+}
+
+pub(crate) fn opt_time_from_sql(v: Option<i64>) -> Result<Option<UnixTime>, StoreError> {
+    v.map(time_from_sql).transpose()
+}
+
+pub(crate) fn index_to_sql(index: Option<u32>) -> i64 {
+    index.map_or(NO_INDEX, i64::from)
+}
+
+pub(crate) fn index_from_sql(v: i64) -> Result<Option<u32>, StoreError> {
+    if v == NO_INDEX {
+        return Ok(None);
+    }
+    u32::try_from(v).map(Some).map_err(|_| StoreError::Corrupt(format!("item index {v}")))
+}
+
+const ACCEPTED: &str = "accepted";
+const REFUSED_PREFIX: &str = "refused:";
+const NOT_SENT_PREFIX: &str = "not-sent:";
+
+pub(crate) fn outcome_to_sql(outcome: &WriteOutcome) -> String {
+    match outcome {
+        WriteOutcome::Accepted => ACCEPTED.to_owned(),
+        WriteOutcome::Refused(status) => format!("{REFUSED_PREFIX}{}", status.as_str()),
+        WriteOutcome::NotSent(why) => format!("{NOT_SENT_PREFIX}{why}"),
+    }
+}
+
+pub(crate) fn outcome_from_sql(text: &str) -> Result<WriteOutcome, StoreError> {
+    if text == ACCEPTED {
+        return Ok(WriteOutcome::Accepted);
+    }
+    if let Some(why) = text.strip_prefix(NOT_SENT_PREFIX) {
+        return Ok(WriteOutcome::NotSent(why.to_owned()));
+    }
+    match text.strip_prefix(REFUSED_PREFIX) {
+        Some(status) => Ok(WriteOutcome::Refused(ItemStatus::from_wire(status))),
+        None => Err(StoreError::Corrupt(format!("write outcome {text:?}"))),
+    }
+}
+
+pub(crate) fn mac_from_sql(text: &str) -> Result<MacAddr, StoreError> {
+    MacAddr::parse(text).map_err(|_| StoreError::Corrupt(format!("device MAC {text:?}")))
+}
+
+pub(crate) fn items_to_json(items: &[Item]) -> Result<String, StoreError> {
+    serde_json::to_string(items).map_err(|e| StoreError::Invalid(format!("items not serialisable: {e}")))
+}
+
+pub(crate) fn items_from_json(json: &str) -> Result<Vec<Item>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("stored items: {e}")))
+}
+
+pub(crate) fn mode_from_sql(text: &str) -> Result<SecurityMode, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt(format!("security mode {text:?}")))
+}
+
+pub(crate) fn state_from_sql(text: &str) -> Result<BootstrapState, StoreError> {
+    match text {
+        "not-bootstrapped" => Ok(BootstrapState::NotBootstrapped),
+        "secured" => Ok(BootstrapState::Secured),
+        "failed" => Ok(BootstrapState::Failed),
+        other => Err(StoreError::Corrupt(format!("bootstrap state {other:?}"))),
+    }
+}
+
+/// An audit kind by its kebab-case name (the inverse of [`AuditKind::as_str`]).
+pub(crate) fn kind_from_sql(text: &str) -> Result<AuditKind, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| StoreError::Corrupt(format!("audit kind {text:?}")))
+}
+
+/// A scope's `(scope_kind, profile)` columns.
+pub(crate) fn scope_to_sql(scope: &CredentialScope) -> (&'static str, &str) {
+    match scope {
+        CredentialScope::Global => (SCOPE_GLOBAL, ""),
+        CredentialScope::Profile(name) => (SCOPE_PROFILE, name),
+    }
+}
+
+pub(crate) fn scope_from_sql(kind: &str, profile: String) -> Result<CredentialScope, StoreError> {
+    match (kind, profile.is_empty()) {
+        (SCOPE_GLOBAL, true) => Ok(CredentialScope::Global),
+        (SCOPE_PROFILE, false) => Ok(CredentialScope::Profile(profile)),
+        _ => Err(StoreError::Corrupt(format!("credential scope {kind:?} of profile {profile:?}"))),
+    }
+}
+
+pub(crate) fn count_from_sql(v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("count {v}")))
+}
+/// An item's columns as read: name, index, value, type.
+pub(crate) type ItemRow = (String, i64, String, Option<String>);
+
+pub(crate) fn item_row(r: &Row<'_>) -> rusqlite::Result<ItemRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+pub(crate) fn item_from_row((name, idx, value, item_type): ItemRow) -> Result<Item, StoreError> {
+    Ok(Item { name, index: index_from_sql(idx)?, status: None, value, item_type })
+}
+
+/// Every row of a query.
+pub(crate) fn query_all<T, P: Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.cached(sql).db()?;
+    let rows = stmt.query_map(params, f).db()?;
+    rows.collect::<rusqlite::Result<Vec<T>>>().db()
+}
+
+/// Statements from the connection's cache: prepared at their first use on a connection,
+/// then kept (and never compiled again: see [`tune`] and the test of it).
+pub(crate) trait Cached {
+    fn cached(&self, sql: &str) -> rusqlite::Result<CachedStatement<'_>>;
+}
+
+impl Cached for Connection {
+    fn cached(&self, sql: &str) -> rusqlite::Result<CachedStatement<'_>> {
+        #[cfg(test)]
+        crate::tests::used(sql);
+        self.prepare_cached(sql)
+    }
+}
+
+pub(crate) fn device_exists(conn: &Connection, mac: &str) -> Result<bool, StoreError> {
+    conn.cached("SELECT 1 FROM devices WHERE mac = ?1").db()?.exists([mac]).db()
+}

@@ -1,0 +1,300 @@
+//! The conformance suite of the storage traits: every store test that is not about one
+//! backend, written once against [`dls_store::Store`], run by every backend.
+//!
+//! Not a crate of its own, nor a test target of `dls-store`: each backend's integration
+//! test binary includes this directory as a module and gives it a factory, one line:
+//!
+//! ```ignore
+//! #[path = "../../../dls-store/conformance/mod.rs"]
+//! mod conformance;
+//!
+//! /// A fresh, empty store for one test (the suite calls it for every test).
+//! pub(crate) fn backend() -> conformance::Fixture {
+//!     conformance::Fixture::new(MyStore::connect_fresh().expect("opens"), ())
+//! }
+//! ```
+//!
+//! Every `#[test]` here then runs against that backend, the model-based property test
+//! (`model`) included. A test that needs to look at or damage the database behind the
+//! store's back is backend-specific and stays in the backend's own tests.
+//!
+//! The topics: `admin` (devices and profiles), `changes` (the engine's changes),
+//! `concurrency` (threads, one state per read), `credentials`, `desired`, `ids` (never
+//! reused), `jobs` (and files), `message` (one message atomically), `model` (the property
+//! test), `retention`, `rules` (the domain rules as the backends apply them), `security`.
+
+pub(crate) mod admin;
+pub(crate) mod changes;
+pub(crate) mod concurrency;
+pub(crate) mod credentials;
+pub(crate) mod desired;
+pub(crate) mod ids;
+pub(crate) mod jobs;
+pub(crate) mod message;
+pub(crate) mod model;
+pub(crate) mod retention;
+pub(crate) mod rules;
+pub(crate) mod security;
+
+use std::any::Any;
+use std::fmt::Debug;
+
+use dls_engine::{
+    Change, Desired, DeviceSnapshot, ItemKey, JobId, Profile, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
+};
+use dls_message::{Item, MacAddr, Reason};
+use dls_store::{
+    AuditRecord, CertificateRecord, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec,
+    DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, Pruned,
+    SecurityUpdate, Store, StoreError,
+};
+
+/// A store under test, and whatever must live as long as it (a temporary directory, a
+/// database to drop afterwards). It is a [`Store`] itself, by the store's implementation:
+/// the suite sees the traits only.
+pub(crate) struct Fixture {
+    // Dropped in this order: the store, then what it lives in.
+    store: Box<dyn DebugStore>,
+    _keep: Box<dyn Any + Send + Sync>,
+}
+
+impl Fixture {
+    /// `store`, kept with `keep`.
+    pub(crate) fn new(store: impl Store + Debug, keep: impl Any + Send + Sync) -> Self {
+        Self { store: Box::new(store), _keep: Box::new(keep) }
+    }
+}
+
+/// A store that shows itself (the suite checks that no secret is in what it shows).
+trait DebugStore: Store + Debug {}
+
+impl<T: Store + Debug> DebugStore for T {}
+
+impl Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.store.fmt(f)
+    }
+}
+
+// The store's own implementation of every method, so that a fixture is a `Store` (and
+// `&fixture` a `&dyn Store`) wherever the suite needs one.
+
+impl dls_store::ProtocolStore for Fixture {
+    fn load_device(&self, mac: MacAddr) -> Result<DeviceSnapshot, StoreError> {
+        self.store.load_device(mac)
+    }
+
+    fn desired(&self, mac: MacAddr) -> Result<Desired, StoreError> {
+        self.store.desired(mac)
+    }
+
+    fn load_for_message(&self, mac: MacAddr) -> Result<(DeviceSnapshot, Desired), StoreError> {
+        self.store.load_for_message(mac)
+    }
+
+    fn apply(&self, mac: MacAddr, changes: &[Change]) -> Result<(), StoreError> {
+        self.store.apply(mac, changes)
+    }
+
+    fn run_message(&self, mac: MacAddr, f: &mut dls_store::MessageFn<'_>) -> Result<(), StoreError> {
+        self.store.run_message(mac, f)
+    }
+
+    fn pin(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.pin(mac)
+    }
+
+    fn pending_bootstrap(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.pending_bootstrap(mac)
+    }
+}
+
+impl dls_store::DeviceStore for Fixture {
+    fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceSummary>, StoreError> {
+        self.store.list_devices(filter)
+    }
+
+    fn device(&self, mac: MacAddr) -> Result<Option<DeviceDetails>, StoreError> {
+        self.store.device(mac)
+    }
+
+    fn add_device(&self, mac: MacAddr, spec: &DeviceSpec, at: UnixTime) -> Result<(), StoreError> {
+        self.store.add_device(mac, spec, at)
+    }
+
+    fn update_device(&self, mac: MacAddr, update: &DeviceUpdate) -> Result<(), StoreError> {
+        self.store.update_device(mac, update)
+    }
+
+    fn delete_device(&self, mac: MacAddr) -> Result<bool, StoreError> {
+        self.store.delete_device(mac)
+    }
+
+    fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        self.store.profiles()
+    }
+
+    fn profile(&self, name: &str) -> Result<Option<Profile>, StoreError> {
+        self.store.profile(name)
+    }
+
+    fn put_profile(&self, profile: &Profile) -> Result<(), StoreError> {
+        self.store.put_profile(profile)
+    }
+
+    fn delete_profile(&self, name: &str) -> Result<bool, StoreError> {
+        self.store.delete_profile(name)
+    }
+}
+
+impl dls_store::SecurityStore for Fixture {
+    fn update_security(&self, mac: MacAddr, update: &SecurityUpdate, at: UnixTime) -> Result<(), StoreError> {
+        self.store.update_security(mac, update, at)
+    }
+
+    fn audit(&self, mac: Option<MacAddr>, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        self.store.audit(mac, limit)
+    }
+
+    fn certificates(&self, mac: MacAddr) -> Result<Vec<CertificateRecord>, StoreError> {
+        self.store.certificates(mac)
+    }
+}
+
+impl dls_store::CredentialStore for Fixture {
+    fn set_device_secret(&self, mac: MacAddr, sealed: Option<&[u8]>) -> Result<(), StoreError> {
+        self.store.set_device_secret(mac, sealed)
+    }
+
+    fn device_secret(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.device_secret(mac)
+    }
+
+    fn set_fallback_credential(
+        &self,
+        scope: &CredentialScope,
+        username: &str,
+        sealed: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        self.store.set_fallback_credential(scope, username, sealed)
+    }
+
+    fn fallback_credentials(&self, mac: MacAddr) -> Result<Vec<FallbackCredential>, StoreError> {
+        self.store.fallback_credentials(mac)
+    }
+
+    fn list_fallback_credentials(&self) -> Result<Vec<(CredentialScope, String)>, StoreError> {
+        self.store.list_fallback_credentials()
+    }
+}
+
+impl dls_store::JobStore for Fixture {
+    fn add_jobs(&self, jobs: &[NewJob], at: UnixTime) -> Result<Vec<JobRecord>, StoreError> {
+        self.store.add_jobs(jobs, at)
+    }
+
+    fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        self.store.jobs(filter)
+    }
+
+    fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.store.job(id)
+    }
+
+    fn cancel_job(&self, id: JobId, at: UnixTime) -> Result<JobRecord, StoreError> {
+        self.store.cancel_job(id, at)
+    }
+
+    fn has_pending_jobs(&self, mac: MacAddr) -> Result<bool, StoreError> {
+        self.store.has_pending_jobs(mac)
+    }
+
+    fn devices_with_pending_jobs(&self, limit: usize) -> Result<Vec<MacAddr>, StoreError> {
+        self.store.devices_with_pending_jobs(limit)
+    }
+
+    fn contact_target(&self, mac: MacAddr, always: bool) -> Result<Option<ContactTarget>, StoreError> {
+        self.store.contact_target(mac, always)
+    }
+
+    fn record_contact(&self, mac: MacAddr, at: UnixTime, result: &str) -> Result<(), StoreError> {
+        self.store.record_contact(mac, at, result)
+    }
+
+    fn download(&self, token: &str) -> Result<Option<(JobRecord, FileRecord)>, StoreError> {
+        self.store.download(token)
+    }
+
+    fn add_file(&self, file: &NewFile, at: UnixTime) -> Result<FileRecord, StoreError> {
+        self.store.add_file(file, at)
+    }
+
+    fn files(&self) -> Result<Vec<FileRecord>, StoreError> {
+        self.store.files()
+    }
+
+    fn file(&self, id: i64) -> Result<Option<FileRecord>, StoreError> {
+        self.store.file(id)
+    }
+
+    fn delete_file(&self, id: i64, at: UnixTime) -> Result<Option<FileRecord>, StoreError> {
+        self.store.delete_file(id, at)
+    }
+}
+
+impl dls_store::MaintenanceStore for Fixture {
+    fn prune(&self, audit_before: Option<UnixTime>, jobs_before: Option<UnixTime>) -> Result<Pruned, StoreError> {
+        self.store.prune(audit_before, jobs_before)
+    }
+}
+
+/// The time of the admin changes the tests make (devices added, security changed).
+pub(crate) const AT: UnixTime = UnixTime(1_700_000_000);
+
+/// A fresh, empty store of the backend under test.
+pub(crate) fn store() -> Fixture {
+    crate::backend()
+}
+
+/// A device's MAC, by number.
+pub(crate) fn mac(n: u8) -> MacAddr {
+    MacAddr::from_bytes([0x00, 0x01, 0xE3, 0x25, 0xEA, n])
+}
+
+/// Registration in default mode.
+pub(crate) const REGISTER: Change = Change::Register { mode: SecurityMode::Default };
+
+pub(crate) fn contact(at: u64) -> Change {
+    Change::Contact { at: UnixTime(at), reason: Reason::StartUp }
+}
+
+/// Registers `mac` as the engine does at a first contact.
+pub(crate) fn register(store: &dyn Store, mac: MacAddr, at: u64) {
+    store.apply(mac, &[REGISTER, contact(at)]).expect("registers");
+}
+
+pub(crate) fn key(name: &str, index: Option<u32>) -> ItemKey {
+    ItemKey { name: name.into(), index }
+}
+
+pub(crate) fn record(byte: u8, outcome: WriteOutcome) -> WrittenRecord {
+    WrittenRecord { fingerprint: [byte; 32], outcome }
+}
+
+pub(crate) fn profile(name: &str, device_type: Option<&str>, items: &[(&str, Option<u32>, &str)]) -> Profile {
+    Profile {
+        name: name.into(),
+        device_type: device_type.map(Into::into),
+        items: items.iter().map(|(n, i, v)| Item { index: *i, ..Item::new(*n, *v) }).collect(),
+        ..Profile::default()
+    }
+}
+
+/// `(name, index, value)` of items, for compact assertions.
+pub(crate) fn triples(items: &[Item]) -> Vec<(String, Option<u32>, String)> {
+    items.iter().map(|i| (i.name.clone(), i.index, i.value.clone())).collect()
+}
+
+pub(crate) fn t(name: &str, index: Option<u32>, value: &str) -> (String, Option<u32>, String) {
+    (name.into(), index, value.into())
+}

@@ -1,0 +1,282 @@
+//! The storage traits: one per part of the service that uses the store, and [`Store`], all
+//! of them.
+//!
+//! Why this cut (`docs/ARCHITECTURE.md` has the longer version): each trait is what one
+//! caller needs and what one backend module implements — the protocol path (every phone
+//! message: hot, per-device, atomic), the admin API's devices and profiles, secure mode
+//! (security state machine and its audit log), Digest credentials (secrets, sealed), jobs
+//! and files (which refer to each other: deleting a file fails its jobs, a download is a
+//! job's file), and maintenance (retention, batched). A function that needs only jobs can
+//! take `&dyn JobStore`, a test double implements only what it is used for, and a backend
+//! can be written and reviewed one part at a time.
+
+use dls_engine::{Change, Desired, DeviceSnapshot, JobId, Profile, UnixTime};
+use dls_message::MacAddr;
+
+use crate::StoreError;
+use crate::model::{
+    AuditRecord, CertificateRecord, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec,
+    DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, Pruned,
+    SecurityUpdate,
+};
+
+/// The caller's part of one message, run by [`ProtocolStore::run_message`]: given what the
+/// store holds of the device, the changes to commit (`Some`, possibly empty), or `None` to
+/// commit nothing.
+pub type MessageFn<'a> = dyn FnMut(&DeviceSnapshot, &Desired) -> Option<Vec<Change>> + 'a;
+
+/// The protocol path: what one phone message reads and writes.
+///
+/// # Atomicity of one message
+///
+/// One message of a device is handled as *load → engine → apply*; two messages of the
+/// same device must not interleave (the second would decide on a state the first is about
+/// to change: a nonce accepted twice, a job sent twice, an inventory lost). What a backend
+/// guarantees:
+///
+/// * [`Self::run_message`] runs the whole of it under the backend's own exclusion of the
+///   device, whatever process or node the other message is handled by. SQLite: its one
+///   writer transaction (`BEGIN IMMEDIATE`), which excludes every other writer of the
+///   file; PostgreSQL: a transaction holding the device's row lock (`SELECT … FOR UPDATE`,
+///   or a transaction-scoped advisory lock on the MAC for a device not yet registered).
+/// * [`Self::load_for_message`] reads one committed state, and [`Self::apply`] commits all
+///   of a message's changes or none, but nothing excludes another message of the device
+///   between them: a caller that uses them must serialise a device's messages itself. The
+///   service does, with its per-device locks, which is enough in one process and not
+///   across nodes.
+pub trait ProtocolStore: Send + Sync {
+    /// What the engine needs to know of a device (an unknown device gives
+    /// [`DeviceSnapshot::unknown`]).
+    fn load_device(&self, mac: MacAddr) -> Result<DeviceSnapshot, StoreError>;
+
+    /// The device's desired configuration: its profiles layered (see
+    /// [`dls_engine::desired`]), for its reported `device-type`, assigned profiles and
+    /// overrides. An unknown device gets what applies to every device.
+    fn desired(&self, mac: MacAddr) -> Result<Desired, StoreError>;
+
+    /// [`Self::load_device`] and [`Self::desired`] as of one state of the store: what
+    /// the engine needs for one message.
+    fn load_for_message(&self, mac: MacAddr) -> Result<(DeviceSnapshot, Desired), StoreError> {
+        Ok((self.load_device(mac)?, self.desired(mac)?))
+    }
+
+    /// Persists one message's changes for `mac`, all or nothing, in one transaction.
+    fn apply(&self, mac: MacAddr, changes: &[Change]) -> Result<(), StoreError>;
+
+    /// One message as a whole: loads what [`Self::load_for_message`] loads, calls `f` with
+    /// it, and applies the changes `f` returns as [`Self::apply`] does, in one transaction
+    /// under the backend's exclusion of the device (see the trait's documentation), so
+    /// that no other message of the device — from this process or another node — runs in
+    /// between. `f` returning `None` commits nothing.
+    ///
+    /// `f` runs while the device (for SQLite: every writer) is excluded: it must be short
+    /// (the engine is), with anything slow (a key derivation) done before. A backend may
+    /// call `f` again, with a fresh load, when its transaction had to be retried (a
+    /// serialisation failure); only the last call's changes are committed.
+    ///
+    /// # Errors
+    /// As [`Self::load_for_message`] and [`Self::apply`]; on any error nothing is
+    /// committed.
+    fn run_message(&self, mac: MacAddr, f: &mut MessageFn<'_>) -> Result<(), StoreError>;
+
+    /// The device's outstanding PIN as the caller sealed it ([`SecurityUpdate::new_pin`]),
+    /// for sealing `secure-mode-data` and checking the TAN; `None` if none (or the device
+    /// is unknown).
+    fn pin(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The bootstrap material kept for a device (as the caller sealed it, see
+    /// [`dls_engine::Change::KeepBootstrap`]); `None` if none is kept or the device is
+    /// unknown. It is dropped when the device bootstraps, fails to, is reset, gets a new PIN
+    /// or another mode, and when a new certificate is issued to it.
+    fn pending_bootstrap(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// One message of a device, atomically: [`ProtocolStore::run_message`] for a closure that
+/// also returns a value of its own, or fails with the caller's error (then nothing is
+/// committed). Works on `dyn Store` as on a concrete backend.
+///
+/// # Errors
+/// `f`'s error, or the store's (converted with `From`).
+pub fn with_device<S, T, E>(
+    store: &S,
+    mac: MacAddr,
+    mut f: impl FnMut(&DeviceSnapshot, &Desired) -> Result<(Vec<Change>, T), E>,
+) -> Result<T, E>
+where
+    S: ProtocolStore + ?Sized,
+    E: From<StoreError>,
+{
+    let mut last: Option<Result<T, E>> = None;
+    store.run_message(mac, &mut |device, desired| match f(device, desired) {
+        Ok((changes, value)) => {
+            last = Some(Ok(value));
+            Some(changes)
+        }
+        Err(e) => {
+            last = Some(Err(e));
+            None
+        }
+    })?;
+    last.unwrap_or_else(|| Err(StoreError::Invalid("the store ran no message".into()).into()))
+}
+
+/// Devices and profiles, as the admin API manages them.
+pub trait DeviceStore: Send + Sync {
+    /// Devices matching `filter`, ordered by MAC.
+    fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceSummary>, StoreError>;
+
+    /// One device with its inventory, or `None`.
+    fn device(&self, mac: MacAddr) -> Result<Option<DeviceDetails>, StoreError>;
+
+    /// Registers a device ahead of its first contact, with its profiles, overrides, secret
+    /// and security, in one transaction: on any error nothing is stored. `at` is its
+    /// registration time (the store never reads a clock). [`StoreError::Conflict`] if known.
+    fn add_device(&self, mac: MacAddr, spec: &DeviceSpec, at: UnixTime) -> Result<(), StoreError>;
+
+    /// Changes a device's profiles or overrides. [`StoreError::NotFound`] if unknown.
+    fn update_device(&self, mac: MacAddr, update: &DeviceUpdate) -> Result<(), StoreError>;
+
+    /// Forgets a device and everything recorded about it (but its audit records). `false`
+    /// if it was unknown.
+    fn delete_device(&self, mac: MacAddr) -> Result<bool, StoreError>;
+
+    /// Every profile, by name.
+    fn profiles(&self) -> Result<Vec<Profile>, StoreError>;
+
+    /// One profile, or `None`.
+    fn profile(&self, name: &str) -> Result<Option<Profile>, StoreError>;
+
+    /// Creates or replaces a profile (its `name` field names it; see
+    /// [`rules::check_profile_name`](crate::rules::check_profile_name)).
+    fn put_profile(&self, profile: &Profile) -> Result<(), StoreError>;
+
+    /// Deletes a profile, its assignments and its fallback credentials. `false` if it did
+    /// not exist.
+    fn delete_profile(&self, name: &str) -> Result<bool, StoreError>;
+}
+
+/// Secure mode, as the admin API manages it (the protocol path's part is in
+/// [`ProtocolStore`]).
+pub trait SecurityStore: Send + Sync {
+    /// Changes a device's security (mode, reset, new PIN) with its audit records, in one
+    /// transaction, at `at`, as [`rules::security::plan`](crate::rules::security::plan)
+    /// says. [`StoreError::NotFound`] if unknown; [`StoreError::Invalid`] for a PIN on a
+    /// secured device without `reset`.
+    fn update_security(&self, mac: MacAddr, update: &SecurityUpdate, at: UnixTime) -> Result<(), StoreError>;
+
+    /// The audit log, newest first, for one device or all, at most `limit` records
+    /// (capped at [`rules::MAX_AUDIT_LIMIT`](crate::rules::MAX_AUDIT_LIMIT)). Records of
+    /// deleted devices are kept, and listed.
+    fn audit(&self, mac: Option<MacAddr>, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The certificates issued to a device, newest first by order of issue; empty for an
+    /// unknown device.
+    fn certificates(&self, mac: MacAddr) -> Result<Vec<CertificateRecord>, StoreError>;
+}
+
+/// Digest credentials for provisioning-file downloads. Secrets arrive sealed by the caller
+/// (the store keeps opaque ciphertext, never a password).
+pub trait CredentialStore: Send + Sync {
+    /// Sets (`Some`) or clears (`None`) a device's sealed secret (its "MAC-ID").
+    /// [`StoreError::NotFound`] if the device is unknown; clearing a device's secret when it
+    /// has none is no error.
+    fn set_device_secret(&self, mac: MacAddr, sealed: Option<&[u8]>) -> Result<(), StoreError>;
+
+    /// A device's sealed secret, if any (`None` for an unknown device too).
+    fn device_secret(&self, mac: MacAddr) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Sets (`Some`) or removes (`None`) a fallback credential for a scope.
+    /// [`StoreError::Invalid`] for a username [`rules::check_username`](crate::rules::check_username)
+    /// refuses, or a profile that does not exist (for a removal too); removing one that
+    /// does not exist is [`StoreError::NotFound`]. A username is matched exactly.
+    fn set_fallback_credential(
+        &self,
+        scope: &CredentialScope,
+        username: &str,
+        sealed: Option<&[u8]>,
+    ) -> Result<(), StoreError>;
+
+    /// The fallback credentials that apply to a device: those of its assigned profiles in
+    /// assignment order, then the global ones; within a scope, by username (as `str`
+    /// orders). A device the store does not know gets the global ones.
+    fn fallback_credentials(&self, mac: MacAddr) -> Result<Vec<FallbackCredential>, StoreError>;
+
+    /// Every fallback credential, without secrets (admin listing): the global scope first,
+    /// then the profiles by name; within a scope, by username.
+    fn list_fallback_credentials(&self) -> Result<Vec<(CredentialScope, String)>, StoreError>;
+}
+
+/// Jobs, contact-me, and deployment files (their content is kept by the caller, by id).
+pub trait JobStore: Send + Sync {
+    /// Queues jobs, all or none. [`StoreError::NotFound`] if a device or a file is unknown.
+    /// Each gets an id never handed out before.
+    fn add_jobs(&self, jobs: &[NewJob], at: UnixTime) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Jobs matching `filter`, newest first.
+    fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// One job, or `None`.
+    fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Cancels a job that is not over ([`rules::jobs::cancel`](crate::rules::jobs::cancel)).
+    /// [`StoreError::NotFound`] if unknown, [`StoreError::Conflict`] if it is over already.
+    fn cancel_job(&self, id: JobId, at: UnixTime) -> Result<JobRecord, StoreError>;
+
+    /// Whether a device has jobs the DLS still has to send
+    /// ([`rules::jobs::is_pending`](crate::rules::jobs::is_pending)): what a DCMP poll answers.
+    fn has_pending_jobs(&self, mac: MacAddr) -> Result<bool, StoreError>;
+
+    /// The devices that have jobs the DLS still has to send, oldest job first.
+    fn devices_with_pending_jobs(&self, limit: usize) -> Result<Vec<MacAddr>, StoreError>;
+
+    /// Where to send a contact-me for a device: its reported `contact-me-uri` and the
+    /// address it last called from, when it has pending jobs or `always`; `None` otherwise.
+    fn contact_target(&self, mac: MacAddr, always: bool) -> Result<Option<ContactTarget>, StoreError>;
+
+    /// Records a contact-me attempt on the device's pending jobs.
+    fn record_contact(&self, mac: MacAddr, at: UnixTime, result: &str) -> Result<(), StoreError>;
+
+    /// The job a deployment download token belongs to, with its file, while the job is
+    /// sent and not over.
+    fn download(&self, token: &str) -> Result<Option<(JobRecord, FileRecord)>, StoreError>;
+
+    /// Records a file, with an id never handed out before.
+    /// [`StoreError::Conflict`] if a file of that type and name exists.
+    fn add_file(&self, file: &NewFile, at: UnixTime) -> Result<FileRecord, StoreError>;
+
+    /// Every file, by id.
+    fn files(&self) -> Result<Vec<FileRecord>, StoreError>;
+
+    /// One file, or `None`.
+    fn file(&self, id: i64) -> Result<Option<FileRecord>, StoreError>;
+
+    /// Forgets a file; the jobs that deploy it and are not over fail
+    /// ([`rules::jobs::file_deleted`](crate::rules::jobs::file_deleted)). `None` if unknown.
+    fn delete_file(&self, id: i64, at: UnixTime) -> Result<Option<FileRecord>, StoreError>;
+}
+
+/// Maintenance: retention.
+pub trait MaintenanceStore: Send + Sync {
+    /// Deletes the audit records from before `audit_before`, and the jobs that are over
+    /// (done, failed, cancelled) and last changed before `jobs_before`; `None` deletes none
+    /// of that kind. Jobs not over are kept whatever their age, and so are deployment files
+    /// (a deleted job's file stays, with the other jobs that deploy it). Deletes in small
+    /// transactions, one after the other, so that the protocol path never waits long for
+    /// the store: each is committed by itself, and an error leaves those before it done.
+    /// Returns how many records of each kind were deleted.
+    fn prune(&self, audit_before: Option<UnixTime>, jobs_before: Option<UnixTime>) -> Result<Pruned, StoreError>;
+}
+
+/// The whole storage interface of the DLS service: every part. Implemented for every type
+/// that implements the parts, so the service holds one `Arc<dyn Store>`. Implementations
+/// are safe to share between threads; calls block (the async shell runs them off its
+/// executor).
+pub trait Store:
+    ProtocolStore + DeviceStore + SecurityStore + CredentialStore + JobStore + MaintenanceStore + 'static
+{
+}
+
+impl<T> Store for T where
+    T: ProtocolStore + DeviceStore + SecurityStore + CredentialStore + JobStore + MaintenanceStore + 'static
+{
+}
