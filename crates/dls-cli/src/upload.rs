@@ -1,16 +1,12 @@
 //! What the CLI sends to the admin API: URL components percent-encoded
-//! (`percent-encoding`), and `dls file add`'s upload body, a file streamed in pieces with a
-//! progress bar (`indicatif`: bytes, rate and ETA on a terminal, nothing otherwise).
+//! (`percent-encoding`), and `dls file add`'s upload body, a file read through a counter
+//! that drives a progress bar (`indicatif`: bytes, rate and ETA on a terminal, nothing
+//! otherwise).
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::io::{self, Read};
 
-use hyper::body::{Bytes, Frame};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use tokio::fs::File;
-use tokio::io::{AsyncRead, ReadBuf};
 
 /// Everything but RFC 3986's unreserved characters (letters, digits, `-._~`) is escaped.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -20,86 +16,56 @@ pub(crate) fn percent_encode(s: &str) -> String {
     utf8_percent_encode(s, COMPONENT).to_string()
 }
 
-/// The largest piece read from the file at once.
-const CHUNK: usize = 64 * 1024;
-
-/// A body streaming the next `remaining` bytes of a file, with an exact size hint; a file
-/// that ends early or cannot be read ends the body with an error.
+/// The next `remaining` bytes of a reader (a file whose size was announced), each byte
+/// read counted on a progress bar; a reader that ends early is an error.
 #[derive(Debug)]
-pub(crate) struct Upload {
-    file: File,
+pub(crate) struct Upload<R> {
+    inner: R,
     remaining: u64,
-    /// The piece being read, kept while the read is pending.
-    piece: Option<Vec<u8>>,
     bar: ProgressBar,
 }
 
-impl Upload {
-    /// `len` bytes of `file`, with a progress bar on standard error when that is a terminal.
-    pub(crate) fn new(file: File, len: u64) -> Self {
+impl<R: Read> Upload<R> {
+    /// `len` bytes of `inner`, with a progress bar on standard error when that is a terminal.
+    pub(crate) fn new(inner: R, len: u64) -> Self {
         let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}") {
             bar.set_style(style);
         }
-        Self { file, remaining: len, piece: None, bar }
+        Self { inner, remaining: len, bar }
     }
 }
 
-impl hyper::body::Body for Upload {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = self.get_mut();
-        if this.remaining == 0 {
-            this.bar.finish_and_clear();
-            return Poll::Ready(None);
+impl<R: Read> Read for Upload<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            if self.remaining == 0 {
+                self.bar.finish_and_clear();
+            }
+            return Ok(0);
         }
-        let want = usize::try_from(this.remaining).map_or(CHUNK, |r| r.min(CHUNK));
-        let mut piece = this.piece.take().unwrap_or_default();
-        piece.resize(want, 0);
-        let mut buf = ReadBuf::new(&mut piece);
-        match Pin::new(&mut this.file).poll_read(cx, &mut buf) {
-            Poll::Pending => {
-                this.piece = Some(piece);
-                Poll::Pending
+        let want = usize::try_from(self.remaining).map_or(buf.len(), |r| r.min(buf.len()));
+        let n = match self.inner.read(&mut buf[..want]) {
+            Ok(0) => {
+                self.bar.abandon();
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file is shorter than announced"));
             }
-            Poll::Ready(Err(e)) => {
-                this.remaining = 0;
-                this.bar.abandon();
-                Poll::Ready(Some(Err(e)))
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                self.bar.abandon();
+                return Err(e);
             }
-            Poll::Ready(Ok(())) => {
-                let n = buf.filled().len();
-                if n == 0 {
-                    this.remaining = 0;
-                    this.bar.abandon();
-                    return Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the file is shorter than announced",
-                    ))));
-                }
-                piece.truncate(n);
-                this.remaining -= n as u64;
-                this.bar.inc(n as u64);
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from(piece)))))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.remaining)
+        };
+        self.remaining -= n as u64;
+        self.bar.inc(n as u64);
+        Ok(n)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
     #[test]
     fn components_are_encoded_but_the_unreserved_characters() {
@@ -107,21 +73,18 @@ mod tests {
     }
 
     #[test]
-    fn an_upload_streams_the_whole_file_and_a_short_file_is_an_error() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("fw.img");
+    fn an_upload_reads_exactly_the_announced_length_and_a_short_file_is_an_error() {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, &data).expect("file");
-        rt.block_on(async {
-            let f = File::open(&path).await.expect("open");
-            let body = Upload::new(f, data.len() as u64);
-            assert_eq!(hyper::body::Body::size_hint(&body).exact(), Some(data.len() as u64));
-            let got = body.collect().await.expect("whole").to_bytes();
-            assert_eq!(got.as_ref(), &data[..]);
-            let f = File::open(&path).await.expect("open");
-            let err = Upload::new(f, data.len() as u64 + 1).collect().await.expect_err("shorter than announced");
-            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        });
+        let mut got = Vec::new();
+        let mut body = Upload::new(&data[..], data.len() as u64);
+        body.read_to_end(&mut got).expect("whole");
+        assert_eq!(got, data);
+        assert_eq!(body.bar.position(), data.len() as u64, "every byte counted");
+        // A file that grew since its size was taken: only the announced bytes.
+        let mut got = Vec::new();
+        Upload::new(&data[..], 1000).read_to_end(&mut got).expect("prefix");
+        assert_eq!(got, &data[..1000]);
+        let err = Upload::new(&data[..], data.len() as u64 + 1).read_to_end(&mut Vec::new()).expect_err("short");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

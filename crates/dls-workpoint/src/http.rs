@@ -6,11 +6,12 @@ use std::time::Duration;
 use http_body_util::Empty;
 use hyper::body::{Bytes, Incoming};
 use hyper::header;
-use hyper::{Request, Response, Uri};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
+use url::{Host, Url};
 
 use crate::tls::{ServerTrust, client_config};
 
@@ -29,26 +30,39 @@ pub(crate) struct Target {
     pub(crate) path: String,
 }
 
-/// Parses an absolute `http://` or `https://` URL without user information.
-pub(crate) fn parse_url(url: &str) -> Result<Target, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    let tls = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err(format!("{url:?} is not an http:// or https:// URL")),
+/// Parses an absolute `http://` or `https://` URL without user information (`url`: the
+/// scheme and a name host lowercased, an IPv4 or IPv6 host in its canonical form, a port
+/// out of range or an IPv6 zone refused, the fragment not sent).
+pub(crate) fn parse_url(text: &str) -> Result<Target, String> {
+    let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    let tls = match url.scheme() {
+        "https" => true,
+        "http" => false,
+        _ => return Err(format!("{text:?} is not an http:// or https:// URL")),
     };
-    let authority = uri.authority().ok_or_else(|| format!("{url:?} has no host"))?;
-    if authority.as_str().contains('@') {
-        return Err(format!("{url:?} carries user information"));
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{text:?} carries user information"));
     }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
-    if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
+    let host = match url.host() {
+        Some(Host::Domain(d)) => d.to_owned(),
+        Some(Host::Ipv4(a)) => a.to_string(),
+        Some(Host::Ipv6(a)) => a.to_string(),
+        None => return Err(format!("{text:?} has no host")),
+    };
+    let port = url.port_or_known_default().ok_or_else(|| format!("{text:?} has no port"))?;
+    if port == 0 {
+        return Err(format!("{text:?} names port 0"));
     }
-    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let path = if path.is_empty() { "/" } else { path };
-    Ok(Target { tls, host, port, authority: authority.as_str().to_owned(), path: path.to_owned() })
+    // The host as the URL writes it (IPv6 in brackets), and the port unless the scheme's.
+    let authority = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    };
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    Ok(Target { tls, host, port, authority, path })
 }
 
 /// An error and its sources on one line (`a: b: c`).
@@ -142,6 +156,52 @@ mod tests {
         assert_eq!(parse_url("HTTPS://h").expect("url").path, "/");
         for bad in ["ftp://h/x", "/relative", "https://user:pw@h/x", "not a url"] {
             assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// What `url` does that the former hand-written parser did not.
+    #[test]
+    fn urls_as_the_url_crate_reads_them() {
+        let parts = |u: &str| parse_url(u).map(|t| (t.tls, t.host, t.port, t.authority, t.path));
+        let ok = |tls, host: &str, port, authority: &str, path: &str| {
+            Ok((tls, host.to_owned(), port, authority.to_owned(), path.to_owned()))
+        };
+        // IPv6: the host without brackets (to connect to), the authority with them; the
+        // address in its canonical form.
+        assert_eq!(
+            parts("https://[2001:DB8:0:0::1]:8443/f"),
+            ok(true, "2001:db8::1", 8443, "[2001:db8::1]:8443", "/f")
+        );
+        assert_eq!(parts("http://[::ffff:192.0.2.1]/"), ok(false, "::ffff:192.0.2.1", 80, "[::ffff:c000:201]", "/"));
+        // Default ports: taken when none is given, and dropped from the Host header when given.
+        assert_eq!(parts("https://h.example"), ok(true, "h.example", 443, "h.example", "/"));
+        assert_eq!(parts("http://h.example:80/x"), ok(false, "h.example", 80, "h.example", "/x"));
+        assert_eq!(parts("https://h.example:80/x"), ok(true, "h.example", 80, "h.example:80", "/x"));
+        // A name lowercased; an IPv4 address written in short or hexadecimal form normalised.
+        assert_eq!(parts("HTTP://H.Example/x"), ok(false, "h.example", 80, "h.example", "/x"));
+        assert_eq!(parts("http://0x7f.1/x"), ok(false, "127.0.0.1", 80, "127.0.0.1", "/x"));
+        // A query without a path gets the path `/`; the fragment is not part of the request.
+        assert_eq!(parts("http://h?x=1"), ok(false, "h", 80, "h", "/?x=1"));
+        assert_eq!(parts("http://h/x#frag"), ok(false, "h", 80, "h", "/x"));
+        // Characters a request target cannot hold are percent-encoded, dot segments resolved.
+        assert_eq!(parts("http://h/a b/é").map(|p| p.4), Ok("/a%20b/%C3%A9".to_owned()));
+        assert_eq!(parts("http://h/a/../b").map(|p| p.4), Ok("/b".to_owned()));
+        // An empty port is the default one.
+        assert_eq!(parts("http://h:/x"), ok(false, "h", 80, "h", "/x"));
+        // Refused: user information (even a bare `user@`), a port out of range or 0, an IPv6
+        // zone, no host.
+        for bad in [
+            "http://user@h/x",
+            "https://:pw@h/x",
+            "https://h:99999/",
+            "http://h:0/x",
+            "http://[fe80::1%25eth0]/x",
+            "http:///",
+            "http://",
+            "http://999.1.1.1/",
+        ] {
+            let e = parse_url(bad).expect_err(bad);
+            assert!(e.starts_with(&format!("{bad:?}")) && !e.contains('\n'), "{e}");
         }
     }
 

@@ -3,21 +3,19 @@
 //! there) or through `--server URL --token T`. An `https://` admin API (`serve
 //! --admin-tls`) is verified against `--cacert`, else the data directory's `ca.crt`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use dls_engine::{Profile, SecurityMode};
 use dls_message::MacAddr;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use ureq::http::{Method, StatusCode, header};
 
 use crate::exit::{AUTH, MALFORMED, OTHER, fail, malformed};
 use crate::table;
-use crate::upload::percent_encode;
+use crate::upload::{Upload, percent_encode};
 
 /// Where the admin API is.
 #[derive(Debug, Args)]
@@ -203,12 +201,23 @@ pub(crate) enum ProfileCmd {
     },
 }
 
+/// A blocking client of the admin API (`ureq`): one agent, no proxy from the environment,
+/// no redirects followed, every status answered to the caller.
 pub(crate) struct Client {
+    agent: ureq::Agent,
+    /// `scheme://host:port`, to which the API's paths are appended.
+    base: String,
+    /// `host:port`, for messages.
     authority: String,
     token: String,
-    /// For an https:// admin API: the TLS configuration and the name to verify.
-    tls: Option<(tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>)>,
 }
+
+/// The longest an admin call may take, and how an error says so.
+const CALL_TIMEOUT: (Duration, &str) = (Duration::from_secs(30), "the admin API did not answer within 30 s");
+/// The longest an upload may take: a large image over a slow link takes long.
+const UPLOAD_TIMEOUT: (Duration, &str) = (Duration::from_secs(3600), "the upload did not finish within an hour");
+/// The largest answer read.
+const MAX_ANSWER: u64 = 256 << 20;
 
 impl Client {
     pub(crate) fn new(t: &Target) -> anyhow::Result<Self> {
@@ -226,71 +235,73 @@ impl Client {
             None => std::fs::read_to_string(t.data_dir.join("admin-token"))
                 .with_context(|| format!("reading the admin token in {}", t.data_dir.display()))?,
         };
-        let (authority, host, https) = admin_url(url.trim())?;
-        let tls = if https { Some(tls_for(&host, t)?) } else { None };
-        Ok(Self { authority, token: token.trim().to_owned(), tls })
-    }
-
-    pub(crate) fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<serde_json::Value> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(30), self.call_async(method, path, body))
-                .await
-                .map_err(|_| fail(OTHER, "the admin API did not answer within 30 s"))?
+        let (authority, https) = admin_url(url.trim())?;
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .proxy(None)
+            .user_agent(concat!("dls/", env!("CARGO_PKG_VERSION")))
+            .timeout_global(Some(CALL_TIMEOUT.0));
+        if https {
+            config = config.tls_config(tls_for(t)?);
+        }
+        let scheme = if https { "https" } else { "http" };
+        Ok(Self {
+            agent: config.build().new_agent(),
+            base: format!("{scheme}://{authority}"),
+            authority,
+            token: token.trim().to_owned(),
         })
     }
 
-    async fn call_async(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<serde_json::Value> {
-        let content_type = body.is_some().then_some("application/json");
-        self.send(method, path, content_type, Full::new(Bytes::from(body.unwrap_or_default()))).await
+    /// A request to `path` with the bearer token.
+    fn request(&self, method: Method, path: &str) -> ureq::http::request::Builder {
+        ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
     }
 
-    /// Sends a request with any body (an upload streams one from disk).
-    pub(crate) async fn send<B>(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: Option<&str>,
-        body: B,
-    ) -> anyhow::Result<serde_json::Value>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .with_context(|| format!("connecting to the admin API at {} (is `dls serve` running?)", self.authority))?;
-        let mut sender = match &self.tls {
-            None => {
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-                tokio::spawn(conn);
-                sender
-            }
-            Some((connector, name)) => {
-                let stream = connector
-                    .connect(name.clone(), stream)
-                    .await
-                    .with_context(|| format!("TLS with the admin API at {}", self.authority))?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-                tokio::spawn(conn);
-                sender
-            }
+    /// Calls the API with an optional JSON body; returns the JSON answer.
+    pub(crate) fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<serde_json::Value> {
+        let req = self.request(method, path);
+        let sent = match body {
+            Some(body) => self.agent.run(req.header(header::CONTENT_TYPE, "application/json").body(body)?),
+            None => self.agent.run(req.body(())?),
         };
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, &self.authority)
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token));
-        if let Some(ct) = content_type {
-            req = req.header(hyper::header::CONTENT_TYPE, ct);
-        }
-        let resp = sender.send_request(req.body(body)?).await?;
+        self.answer(sent, CALL_TIMEOUT.1)
+    }
+
+    /// Posts the file at `file` as the body of `path`, streamed with its exact length
+    /// announced and a progress bar (`Upload`); returns the JSON answer.
+    pub(crate) fn upload(&self, path: &str, file: &Path) -> anyhow::Result<serde_json::Value> {
+        let f = std::fs::File::open(file).map_err(|e| malformed(format!("{}: {e}", file.display())))?;
+        let size = f.metadata().with_context(|| format!("reading {}", file.display()))?.len();
+        let mut body = Upload::new(f, size);
+        let req = self
+            .request(Method::POST, path)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, size)
+            .body(ureq::SendBody::from_reader(&mut body))?;
+        let req = self.agent.configure_request(req).timeout_global(Some(UPLOAD_TIMEOUT.0)).build();
+        self.answer(self.agent.run(req), UPLOAD_TIMEOUT.1)
+    }
+
+    /// The JSON answer of a successful call, or the error with its exit code.
+    fn answer(
+        &self,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        timed_out: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut resp = sent.map_err(|e| self.transport_error(e, timed_out))?;
         let status = resp.status();
-        let bytes = Limited::new(resp.into_body(), 256 << 20)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
-            .to_bytes();
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_to_vec()
+            .map_err(|e| self.transport_error(e, timed_out).context("reading the answer"))?;
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         if status.is_success() {
             return Ok(value);
@@ -311,13 +322,42 @@ impl Client {
         };
         Err(fail(code, format!("{message} ({})", status.as_u16())))
     }
+
+    /// What went wrong below HTTP, said as the CLI says it.
+    fn transport_error(&self, e: ureq::Error, timed_out: &str) -> anyhow::Error {
+        use std::io::ErrorKind as K;
+        let at = &self.authority;
+        match e {
+            ureq::Error::Timeout(_) => fail(OTHER, timed_out),
+            ureq::Error::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+                anyhow::anyhow!("TLS with the admin API at {at}: {e}")
+            }
+            e @ (ureq::Error::Tls(_) | ureq::Error::Rustls(_)) => {
+                anyhow::anyhow!("TLS with the admin API at {at}: {e}")
+            }
+            ureq::Error::Io(e)
+                if matches!(
+                    e.kind(),
+                    K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable | K::AddrNotAvailable
+                ) =>
+            {
+                anyhow::anyhow!("connecting to the admin API at {at} (is `dls serve` running?): {e}")
+            }
+            e @ (ureq::Error::HostNotFound | ureq::Error::ConnectionFailed) => {
+                anyhow::anyhow!("connecting to the admin API at {at} (is `dls serve` running?): {e}")
+            }
+            ureq::Error::Io(e) => anyhow::anyhow!("the admin API at {at}: {e}"),
+            e => anyhow::anyhow!("the admin API at {at}: {e}"),
+        }
+    }
 }
 
 /// The parts of an admin URL (`url`): `host:port` to connect to (the scheme's port when
-/// none is given), the host, and whether it is `https`. Anything but a bare
+/// none is given) and whether it is `https`. Anything but a bare
 /// `http(s)://host[:port][/]` is a usage error: the API's paths are the CLI's to add, and a
-/// token is never taken from a URL.
-fn admin_url(text: &str) -> anyhow::Result<(String, url::Host, bool)> {
+/// token is never taken from a URL. An IP-address host stays one: TLS verifies it as an
+/// address, not as a name.
+fn admin_url(text: &str) -> anyhow::Result<(String, bool)> {
     let bad = |why: &str| crate::exit::usage(format!("the admin URL {text:?} {why}"));
     let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL: {e}")))?;
     let https = match url.scheme() {
@@ -331,34 +371,40 @@ fn admin_url(text: &str) -> anyhow::Result<(String, url::Host, bool)> {
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
         return Err(bad("must be only a scheme, a host and a port"));
     }
-    let host = url.host().ok_or_else(|| bad("names no host"))?.to_owned();
+    // `Host`'s display puts an IPv6 address in brackets.
+    let host = url.host().ok_or_else(|| bad("names no host"))?;
     let port = url.port_or_known_default().ok_or_else(|| bad("names no port"))?;
-    let authority = match &host {
-        url::Host::Ipv6(a) => format!("[{a}]:{port}"),
-        other => format!("{other}:{port}"),
-    };
-    Ok((authority, host, https))
+    Ok((format!("{host}:{port}"), https))
 }
 
-/// The TLS client of an https:// admin API on `host`, trusting `--cacert` or the data
-/// directory's `ca.crt`.
-fn tls_for(
-    host: &url::Host,
-    t: &Target,
-) -> anyhow::Result<(tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>)> {
-    let name = match host {
-        url::Host::Domain(d) => {
-            rustls_pki_types::ServerName::try_from(d.clone()).map_err(|e| crate::exit::usage(format!("{d:?}: {e}")))?
-        }
-        url::Host::Ipv4(a) => rustls_pki_types::ServerName::IpAddress(std::net::IpAddr::V4(*a).into()),
-        url::Host::Ipv6(a) => rustls_pki_types::ServerName::IpAddress(std::net::IpAddr::V6(*a).into()),
-    };
+/// The TLS settings of an https:// admin API: the service's crypto provider (ring), trusting
+/// `--cacert` or the data directory's `ca.crt`, and nothing else.
+fn tls_for(t: &Target) -> anyhow::Result<ureq::tls::TlsConfig> {
     let ca_file = t.cacert.clone().unwrap_or_else(|| t.data_dir.join("ca.crt"));
-    let pem = std::fs::read_to_string(&ca_file)
+    let pem = std::fs::read(&ca_file)
         .with_context(|| format!("reading the CA certificate {} (or pass --cacert)", ca_file.display()))?;
-    let config = dls_workpoint::tls::client_config(&dls_workpoint::ServerTrust::Verify(vec![pem]))
-        .map_err(|e| malformed(format!("{}: {e}", ca_file.display())))?;
-    Ok((tokio_rustls::TlsConnector::from(config), name))
+    let bad = |why: String| malformed(format!("{}: CA certificate: {why}", ca_file.display()));
+    let mut roots = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item.map_err(|e| bad(e.to_string()))? {
+            ureq::tls::PemItem::Certificate(cert) => {
+                // What the verifier will be given must be a usable trust anchor.
+                rustls::RootCertStore::empty()
+                    .add(rustls::pki_types::CertificateDer::from(cert.der()))
+                    .map_err(|e| bad(e.to_string()))?;
+                roots.push(cert.to_owned());
+            }
+            _ => continue,
+        }
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in the file".to_owned()));
+    }
+    Ok(ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(dls_server::tls::provider())
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+        .build())
 }
 
 pub(crate) fn mac(s: &str) -> anyhow::Result<MacAddr> {
@@ -589,7 +635,7 @@ pub(crate) fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
 }
 
 /// The first line of a secret file.
-fn first_line(path: &std::path::Path) -> anyhow::Result<String> {
+fn first_line(path: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let line = text.lines().next().unwrap_or_default().to_owned();
     if line.is_empty() {
@@ -701,7 +747,7 @@ mod url_tests {
 
     #[test]
     fn admin_urls_are_parsed_with_their_default_ports() {
-        let parts = |t: &str| admin_url(t).map(|(a, _, https)| (a, https)).map_err(|e| e.to_string());
+        let parts = |t: &str| admin_url(t).map_err(|e| e.to_string());
         assert_eq!(parts("http://127.0.0.1:18081"), Ok(("127.0.0.1:18081".to_owned(), false)));
         assert_eq!(parts("http://127.0.0.1:18081/"), Ok(("127.0.0.1:18081".to_owned(), false)));
         assert_eq!(parts("https://dls.example.com"), Ok(("dls.example.com:443".to_owned(), true)));

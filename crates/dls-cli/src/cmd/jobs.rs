@@ -1,10 +1,9 @@
 //! `dls job …` and `dls file …`: jobs and deployment files, through the admin API.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use hyper::Method;
+use ureq::http::Method;
 
 use super::admin::{Client, Target, mac, print_json};
 use crate::exit::{malformed, usage};
@@ -294,22 +293,6 @@ pub(crate) fn run_job(cmd: JobCmd) -> anyhow::Result<()> {
     }
 }
 
-fn upload(client: &Client, path: &str, file: &Path) -> anyhow::Result<serde_json::Value> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let f = tokio::fs::File::open(file).await.map_err(|e| malformed(format!("{}: {e}", file.display())))?;
-        let size = f.metadata().await?.len();
-        let body = crate::upload::Upload::new(f, size);
-        // A large image over a slow link takes long: an hour at most.
-        tokio::time::timeout(
-            Duration::from_secs(3600),
-            client.send(Method::POST, path, Some("application/octet-stream"), body),
-        )
-        .await
-        .map_err(|_| crate::exit::fail(crate::exit::OTHER, "the upload did not finish within an hour"))?
-    })
-}
-
 pub(crate) fn run_file(cmd: FileCmd) -> anyhow::Result<()> {
     match cmd {
         FileCmd::Add { path, file_type, name, device_types, software_version, software_type, target } => {
@@ -331,8 +314,7 @@ pub(crate) fn run_file(cmd: FileCmd) -> anyhow::Result<()> {
             if let Some(t) = &software_type {
                 q.push(format!("software-type={}", percent_encode(t)));
             }
-            let client = Client::new(&target)?;
-            print_json(&upload(&client, &format!("/api/v1/files?{}", q.join("&")), &path)?)
+            print_json(&Client::new(&target)?.upload(&format!("/api/v1/files?{}", q.join("&")), &path)?)
         }
         FileCmd::List { json, target } => {
             let v = Client::new(&target)?.call(Method::GET, "/api/v1/files", None)?;

@@ -6,7 +6,7 @@
 //! at a time, and hands every attempt to `report` (off the executor).
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -17,7 +17,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -40,9 +42,13 @@ pub(crate) type ContactTargets = Arc<dyn Fn(MacAddr) -> Option<ContactTarget> + 
 /// Records an attempt (e.g. in the device's job listing). Called on a blocking thread.
 pub(crate) type ContactReport = Arc<dyn Fn(MacAddr, &ContactAttempt) + Send + Sync>;
 
+/// The HTTP client of every attempt: plain HTTP/1.1, each contact-me on a connection of its own.
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
 struct Shared {
     policy: ContactPolicy,
     body: Bytes,
+    client: HttpClient,
     planner: Mutex<ContactPlanner>,
     notify: Notify,
     origin: std::time::Instant,
@@ -138,6 +144,7 @@ pub(crate) fn spawn(
     let policy = policy.clamped();
     let shared = Arc::new(Shared {
         body: Bytes::from(policy.body()),
+        client: http_client(),
         planner: Mutex::new(ContactPlanner::new(&policy)),
         policy,
         notify: Notify::new(),
@@ -234,7 +241,7 @@ async fn attempt(shared: Arc<Shared>, mac: MacAddr, permit: OwnedSemaphorePermit
     let at_unix_secs = shared.clock.now().0;
     let caller = (!shared.policy.any_host).then_some(target.caller);
     let uri = target.uri;
-    let result = send(&uri, caller, shared.body.clone(), shared.policy.attempt_timeout).await;
+    let result = send(&shared.client, &uri, caller, shared.body.clone(), shared.policy.attempt_timeout).await;
     debug!(%mac, "{result}");
     {
         let now = shared.now();
@@ -252,19 +259,27 @@ async fn attempt(shared: Arc<Shared>, mac: MacAddr, permit: OwnedSemaphorePermit
     shared.notify.notify_one();
 }
 
-/// Aborts the connection task when the attempt ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// The client the sender posts with (`hyper-util`'s): HTTP/1 only, no idle connection kept
+/// (a phone is asked at most once a minute, and every request says `Connection: close`),
+/// hyper's smallest read buffer (a phone's answer is a status line and a few headers).
+fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .http1_max_buf_size(MAX_RESPONSE_HEAD)
+        .build(connector)
 }
 
-/// Sends one contact-me to `uri` within `timeout`.
-/// Posts the contact-me to `uri`; with `caller` (`Some`), only if the URI's host is that
-/// address (`Some(None)`: the phone's address is not known, nothing is sent).
-async fn send(uri: &str, caller: Option<Option<IpAddr>>, body: Bytes, timeout: Duration) -> ContactResult {
+/// Posts the contact-me to `uri` within `timeout`; with `caller` (`Some`), only if the URI's
+/// host is that address (`Some(None)`: the phone's address is not known, nothing is sent).
+async fn send(
+    client: &HttpClient,
+    uri: &str,
+    caller: Option<Option<IpAddr>>,
+    body: Bytes,
+    timeout: Duration,
+) -> ContactResult {
     let target = match parse_uri(uri) {
         Ok(t) => t,
         Err(why) => return ContactResult::Unreachable(why),
@@ -275,10 +290,10 @@ async fn send(uri: &str, caller: Option<Option<IpAddr>>, body: Bytes, timeout: D
         return ContactResult::Refused(why);
     }
     let deadline = Instant::now() + timeout;
-    match tokio::time::timeout_at(deadline, exchange(&target, body)).await {
+    match tokio::time::timeout_at(deadline, exchange(client, &target, body)).await {
         Err(_) => ContactResult::Timeout,
         Ok(Err(why)) => ContactResult::Unreachable(why),
-        Ok(Ok((status, response, _conn))) => {
+        Ok(Ok((status, response))) => {
             // Read a little of the answer, bounded, and ignore it.
             let _ = tokio::time::timeout_at(deadline, Limited::new(response, MAX_RESPONSE_BODY).collect()).await;
             if status == StatusCode::NO_CONTENT {
@@ -290,34 +305,49 @@ async fn send(uri: &str, caller: Option<Option<IpAddr>>, body: Bytes, timeout: D
     }
 }
 
-async fn exchange(target: &Target, body: Bytes) -> Result<(StatusCode, hyper::body::Incoming, AbortOnDrop), String> {
-    let tcp = match &target.host {
-        TargetHost::Ip(ip) => tokio::net::TcpStream::connect(SocketAddr::new(*ip, target.port)).await,
-        TargetHost::Name(name) => tokio::net::TcpStream::connect((name.as_str(), target.port)).await,
-    }
-    .map_err(|e| io_error(&e))?;
-    let _ = tcp.set_nodelay(true);
-    // A phone's answer is a status line and a few headers: hyper's smallest read buffer.
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(MAX_RESPONSE_HEAD)
-        .handshake(TokioIo::new(tcp))
-        .await
+async fn exchange(
+    client: &HttpClient,
+    target: &Target,
+    body: Bytes,
+) -> Result<(StatusCode, hyper::body::Incoming), String> {
+    // The address to connect to: the IP literal, or the name (resolved by the connector).
+    let host = match &target.host {
+        TargetHost::Ip(IpAddr::V6(ip)) => format!("[{ip}]"),
+        TargetHost::Ip(IpAddr::V4(ip)) => ip.to_string(),
+        TargetHost::Name(name) => name.clone(),
+    };
+    let uri = hyper::Uri::builder()
+        .scheme("http")
+        .authority(format!("{host}:{}", target.port))
+        .path_and_query(target.path.as_str())
+        .build()
         .map_err(|e| e.to_string())?;
-    let conn = AbortOnDrop(tokio::spawn(async move {
-        let _ = conn.await;
-    }));
-    let host = HeaderValue::from_str(&target.authority).map_err(|e| e.to_string())?;
-    let request = Request::post(target.path.as_str())
-        .header(header::HOST, host)
+    let request = Request::post(uri)
+        .header(header::HOST, HeaderValue::from_str(&target.authority).map_err(|e| e.to_string())?)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::CONTENT_LENGTH, body.len())
         .header(header::CONNECTION, "close")
         .body(Full::new(body))
         .map_err(|e| e.to_string())?;
-    sender.ready().await.map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| client_error(&e))?;
     let (parts, response) = response.into_parts();
-    Ok((parts.status, response, conn))
+    Ok((parts.status, response))
+}
+
+/// What went wrong, briefly: the connection error (`connection refused`, …) when there is
+/// one, else the error and its causes on one line.
+fn client_error(e: &hyper_util::client::legacy::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return io_error(io);
+        }
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text.replace('\n', " ")
 }
 
 /// A short description of a connection error (`connection refused`, …).
@@ -339,7 +369,7 @@ fn io_error(e: &std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, SocketAddr};
     use std::time::{SystemTime, UNIX_EPOCH};
 
     use dls_workpoint::contact::{CONTACT_ME_PATH, ContactListener, ContactMe};
