@@ -268,11 +268,7 @@ impl TestPostgres {
     /// Starts a server of its own with these options.
     pub fn start_with(options: Options) -> Result<Self, Error> {
         let bin = find_bin_dir()?;
-        for name in ["initdb", "pg_ctl", "postgres"] {
-            if !bin.join(name).is_file() {
-                return Err(Error::MissingBinary(bin.join(name)));
-            }
-        }
+        check_binaries(&bin)?;
         let as_postgres = rustix::process::geteuid().is_root();
         let dir = tempfile::Builder::new()
             .prefix("dls-test-postgres-")
@@ -615,6 +611,16 @@ fn find_bin_dir() -> Result<PathBuf, Error> {
     newest.map(|(_, bin)| bin).ok_or(Error::NotInstalled)
 }
 
+/// The binaries a server needs are all in `bin`.
+fn check_binaries(bin: &Path) -> Result<(), Error> {
+    for name in ["initdb", "pg_ctl", "postgres"] {
+        if !bin.join(name).is_file() {
+            return Err(Error::MissingBinary(bin.join(name)));
+        }
+    }
+    Ok(())
+}
+
 /// A free port on 127.0.0.1 (free now: the caller retries when it is taken before its bind).
 fn free_port() -> Result<u16, Error> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -699,6 +705,16 @@ mod tests {
     #[test]
     fn the_newest_installed_version_is_chosen() {
         let bin = find_bin_dir().expect("PostgreSQL's binaries");
-        assert!(bin.join("initdb").is_file(), "{}", bin.display());
+        check_binaries(&bin).expect("initdb, pg_ctl and postgres");
+    }
+
+    #[test]
+    fn a_missing_binary_is_named() {
+        let empty = tempfile::tempdir().expect("dir");
+        let err = check_binaries(empty.path()).expect_err("no binaries");
+        let message = err.to_string();
+        assert!(message.contains("initdb") && message.contains("is missing"), "{message}");
+        let not_installed = Error::NotInstalled.to_string();
+        assert!(not_installed.contains("apt-get install postgresql"), "{not_installed}");
     }
 }

@@ -2,6 +2,7 @@
 //! every worker gets through again.
 
 use std::{
+    net::TcpListener,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -10,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dls_test_postgres::TestPostgres;
+use dls_test_postgres::{Error, TestPostgres};
 
 use crate::{pool, pool_with};
 
@@ -88,4 +89,22 @@ fn a_stopped_server_fails_checkouts_until_it_is_started_again() {
     let mut conn = pool.get().expect("connection after the start");
     let one: i32 = conn.query_one("SELECT 1", &[]).expect("query").get(0);
     assert_eq!(one, 1);
+}
+
+#[test]
+fn a_start_on_a_taken_port_fails_with_the_server_log() {
+    let pg = TestPostgres::start().expect("server");
+    let port = pg.port();
+    pg.stop().expect("stop");
+    // Another process takes the port meanwhile: the restart cannot move (clients know the
+    // port), so it fails, saying why.
+    let squatter = TcpListener::bind(("127.0.0.1", port)).expect("take the port");
+    let err = pg.start_again().expect_err("the port is taken");
+    let message = err.to_string();
+    assert!(matches!(err, Error::Start { .. }), "{message}");
+    assert!(message.contains("Address already in use"), "{message}");
+    assert!(!message.contains('\n'), "one line: {message}");
+    drop(squatter);
+    pg.start_again().expect("start once the port is free");
+    assert_eq!(pg.port(), port);
 }
