@@ -118,6 +118,7 @@ fn store_error(e: &StoreError) -> ApiError {
         StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
         StoreError::Conflict { .. } => StatusCode::CONFLICT,
         StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+        StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -505,5 +506,20 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
             | ["credentials", "fallback"],
         ) => Err(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
         _ => Err(error(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_statuses() {
+        let unavailable = store_error(&StoreError::Unavailable("connection refused".into()));
+        assert_eq!(unavailable.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unavailable.message, "database unavailable: connection refused");
+        assert_eq!(store_error(&StoreError::not_found("device 1")).status, StatusCode::NOT_FOUND);
+        let broken = store_error(&StoreError::Corrupt("a row".into()));
+        assert_eq!((broken.status, broken.message.as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
     }
 }
