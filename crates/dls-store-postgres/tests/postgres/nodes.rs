@@ -31,7 +31,8 @@ fn messages_of_one_device_on_two_nodes_never_interleave() {
     const THREADS_PER_NODE: usize = 3;
     const ROUNDS: usize = 20;
     let database = server::shared().database();
-    let nodes = [Arc::new(open(&database)), Arc::new(open(&database))];
+    // As the service holds a store.
+    let nodes: [Arc<dyn Store>; 2] = [Arc::new(open(&database)), Arc::new(open(&database))];
     let threads: Vec<_> = nodes
         .iter()
         .enumerate()
