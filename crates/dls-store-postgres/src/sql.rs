@@ -125,28 +125,46 @@ pub(crate) fn db_error(e: postgres::Error) -> StoreError {
         if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *code == SqlState::UNTRANSLATABLE_CHARACTER {
             return StoreError::Invalid(format!("text the database cannot store: {}", one_line(&e)));
         }
-        return StoreError::database(e);
+        return StoreError::database(DriverError(e));
     }
     let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
     if e.is_closed() || io {
         return StoreError::Unavailable(one_line(&e));
     }
-    StoreError::database(e)
+    StoreError::database(DriverError(e))
+}
+
+/// The driver's error as [`StoreError::Database`]'s source: shown on one line (the
+/// server's detail and hint included), the driver's error its own source.
+#[derive(Debug)]
+pub(crate) struct DriverError(pub(crate) postgres::Error);
+
+impl std::fmt::Display for DriverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&one_line(&self.0))
+    }
+}
+
+impl std::error::Error for DriverError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 /// An error and its sources, on one line.
 pub(crate) fn one_line(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
+    let flat = |e: &dyn std::error::Error| e.to_string().replace(['\n', '\r'], " ");
+    let mut text = flat(e);
     let mut source = e.source();
     while let Some(s) = source {
-        let more = s.to_string();
+        let more = flat(s);
         if !text.contains(&more) {
             text.push_str(": ");
             text.push_str(&more);
         }
         source = s.source();
     }
-    text.replace(['\n', '\r'], " ")
+    text
 }
 
 /// Whether a transaction failed only because another one ran beside it (a serialisation
@@ -154,8 +172,8 @@ pub(crate) fn one_line(e: &dyn std::error::Error) -> String {
 pub(crate) fn is_retryable(e: &StoreError) -> bool {
     let StoreError::Database(source) = e else { return false };
     source
-        .downcast_ref::<postgres::Error>()
-        .and_then(postgres::Error::code)
+        .downcast_ref::<DriverError>()
+        .and_then(|e| e.0.code())
         .is_some_and(|code| *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED)
 }
 
@@ -298,4 +316,38 @@ pub(crate) fn device_lock_key(mac: MacAddr) -> i64 {
 pub(crate) fn lock_device(tx: &mut Tx<'_>, mac: MacAddr) -> Result<(), StoreError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&device_lock_key(mac)])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cannot read\nthe row")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn errors_are_shown_on_one_line_with_their_sources() {
+        let e = Outer(std::io::Error::other("disk\non fire"));
+        assert_eq!(one_line(&e), "cannot read the row: disk on fire");
+    }
+
+    #[test]
+    fn device_lock_keys_are_the_mac_in_a_namespace_of_their_own() {
+        let a = device_lock_key(MacAddr::from_bytes([0, 0, 0, 0, 0, 0]));
+        let b = device_lock_key(MacAddr::from_bytes([0xFF; 6]));
+        assert_eq!((a, b), (0x444C_0000_0000_0000, 0x444C_FFFF_FFFF_FFFF));
+        assert_ne!(a >> 48, crate::schema::MIGRATION_LOCK >> 48);
+    }
 }

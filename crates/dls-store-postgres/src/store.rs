@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use dls_engine::Profile;
+use dls_message::MacAddr;
 use dls_store::StoreError;
 use postgres::error::SqlState;
 use postgres::{Client, Config, IsolationLevel, NoTls};
@@ -122,6 +123,15 @@ impl PostgresStore {
     #[must_use]
     pub fn schema_version() -> i64 {
         schema::latest()
+    }
+
+    /// The key of the advisory lock that excludes a device's messages: a transaction that
+    /// takes it (`SELECT pg_advisory_xact_lock(<key>)`) waits for the device's message in
+    /// flight on any node, and holds off the next ones until it ends. For tools that change
+    /// a device's rows beside running nodes.
+    #[must_use]
+    pub fn device_lock_key(mac: MacAddr) -> i64 {
+        crate::sql::device_lock_key(mac)
     }
 
     fn connection(&self) -> Result<PooledConnection<Manager>, StoreError> {

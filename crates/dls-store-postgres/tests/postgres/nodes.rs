@@ -67,6 +67,42 @@ fn messages_of_one_device_on_two_nodes_never_interleave() {
     }
 }
 
+/// A message whose transaction the database aborts in a deadlock is run again — its
+/// closure called again, with a fresh load — and commits.
+#[test]
+fn a_message_caught_in_a_deadlock_is_run_again() {
+    let database = server::shared().database();
+    let s = Arc::new(open(&database));
+    s.apply(mac(1), &[REGISTER, contact(1)]).expect("registers");
+    let mut other = postgres::Client::connect(&database.url, postgres::NoTls).expect("connects");
+    // This session looks for deadlocks late: the store's session finds this one first.
+    other.batch_execute("SET deadlock_timeout = '30s'").expect("sets");
+    let mut tx = other.transaction().expect("begins");
+    tx.execute("UPDATE devices SET last_reason = 'held' WHERE mac = $1", &[&mac(1).to_string()])
+        .expect("locks the row");
+    let (called, seen) = std::sync::mpsc::channel();
+    let store = Arc::clone(&s);
+    let message = std::thread::spawn(move || {
+        let mut calls = 0;
+        let result = store.run_message(mac(1), &mut |_, _| {
+            calls += 1;
+            let _ = called.send(());
+            Some(vec![contact(5)])
+        });
+        result.map(|()| calls)
+    });
+    seen.recv().expect("the message loads");
+    // The message, holding the device's lock, now waits for the row; this session waiting
+    // for the device's lock closes the circle.
+    std::thread::sleep(Duration::from_millis(300));
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PostgresStore::device_lock_key(mac(1))])
+        .expect("gets the lock when the message's transaction is aborted");
+    tx.commit().expect("commits");
+    assert_eq!(message.join().expect("thread ends").expect("the message commits"), 2);
+    let details = s.device(mac(1)).expect("reads").expect("exists");
+    assert_eq!((details.summary.last_contact, details.last_reason.as_deref()), (Some(UnixTime(5)), Some("start-up")));
+}
+
 fn new_file(name: &str) -> NewFile {
     NewFile {
         name: name.into(),
@@ -227,4 +263,41 @@ fn the_pool_recovers_after_the_server_restarts() {
     s.apply(mac(1), &[contact(3)]).expect("applies after the restart");
     let details = s.device(mac(1)).expect("reads").expect("exists");
     assert_eq!(details.summary.last_contact, Some(UnixTime(3)));
+}
+
+/// Text PostgreSQL cannot store (a NUL character, which SQLite takes) is refused as
+/// invalid, and nothing of the batch is kept.
+#[test]
+fn text_postgresql_cannot_store_is_invalid() {
+    let database = server::shared().database();
+    let s = open(&database);
+    let r = s.apply(mac(1), &[REGISTER, contact(1), Change::Nonce("n\0".into())]);
+    assert!(matches!(r, Err(StoreError::Invalid(ref m)) if !m.contains('\n')), "{r:?}");
+    assert!(!s.load_device(mac(1)).expect("loads").known);
+}
+
+/// Rows damaged behind the store's back are corrupt, never a panic.
+#[test]
+fn damaged_rows_are_corrupt() {
+    let database = server::shared().database();
+    let s = open(&database);
+    s.apply(mac(1), &[REGISTER, contact(1), Change::MergeInventory(vec![Item::new("a", "1")])]).expect("applies");
+    let mut c = postgres::Client::connect(&database.url, postgres::NoTls).expect("connects");
+    for damage in [
+        "UPDATE inventories SET items = '[{\"nom\": 1}]'",
+        "UPDATE devices SET security_mode = 'fortress'",
+        "UPDATE devices SET registered_at = -5",
+        "UPDATE devices SET tan_failures = 99999999999",
+    ] {
+        let mut tx = c.transaction().expect("begins");
+        tx.batch_execute(damage).expect("damages");
+        tx.commit().expect("commits");
+        let loaded = s.load_device(mac(1)).and_then(|_| s.device(mac(1)));
+        assert!(matches!(loaded, Err(StoreError::Corrupt(_))), "{damage}: {loaded:?}");
+        drop(s.delete_device(mac(1)));
+        s.apply(mac(1), &[REGISTER, contact(1), Change::MergeInventory(vec![Item::new("a", "1")])]).expect("applies");
+    }
+    c.batch_execute("UPDATE profiles_version SET version = version + 1; INSERT INTO profiles VALUES ('p', '{')")
+        .expect("damages");
+    assert!(matches!(s.desired(mac(1)), Err(StoreError::Corrupt(_))));
 }
