@@ -33,6 +33,10 @@ pub enum StoreError {
     /// The database holds data this version cannot read, or is from a newer version.
     #[error("store is corrupt or from a newer version: {0}")]
     Corrupt(String),
+    /// The database cannot be reached now (a database server down, restarting, or out of
+    /// connections): nobody's fault, try again later (HTTP 503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -59,5 +63,7 @@ mod tests {
         let source = std::error::Error::source(&e).expect("has a source");
         assert_eq!(source.to_string(), "disk on fire");
         assert_eq!(StoreError::not_found("device 1").to_string(), "device 1 not found");
+        let down = StoreError::Unavailable("connection refused".into());
+        assert_eq!(down.to_string(), "database unavailable: connection refused");
     }
 }

@@ -27,7 +27,7 @@
 //! * Each write call is all or nothing; each read call sees one committed state.
 //! * One message of a device is atomic as a whole: see [`ProtocolStore`].
 //!
-//! The implementations are crates of their own (`dls-store-sqlite`; PostgreSQL next), and
+//! The implementations are crates of their own (`dls-store-sqlite`, `dls-store-postgres`), and
 //! so is their common test suite: the conformance suite in `crates/dls-store/conformance/`,
 //! which every backend's integration test binary includes with a one-line factory.
 

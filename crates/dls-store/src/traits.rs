@@ -37,8 +37,8 @@ pub type MessageFn<'a> = dyn FnMut(&DeviceSnapshot, &Desired) -> Option<Vec<Chan
 /// * [`Self::run_message`] runs the whole of it under the backend's own exclusion of the
 ///   device, whatever process or node the other message is handled by. SQLite: its one
 ///   writer transaction (`BEGIN IMMEDIATE`), which excludes every other writer of the
-///   file; PostgreSQL: a transaction holding the device's row lock (`SELECT … FOR UPDATE`,
-///   or a transaction-scoped advisory lock on the MAC for a device not yet registered).
+///   file; PostgreSQL: a transaction holding a transaction-scoped advisory lock on the
+///   device's MAC (which a device not yet registered has too).
 /// * [`Self::load_for_message`] reads one committed state, and [`Self::apply`] commits all
 ///   of a message's changes or none, but nothing excludes another message of the device
 ///   between them: a caller that uses them must serialise a device's messages itself. The

@@ -78,8 +78,12 @@ pub(super) fn store_error(e: &StoreError) -> ApiError {
         StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
         StoreError::Conflict { .. } => StatusCode::CONFLICT,
         StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+        StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(error = %e, "admin request: the store is unavailable");
+    }
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(error = %e, "admin request failed in the store");
         return error(status, "internal error");
@@ -137,4 +141,19 @@ pub(super) fn query(query: Option<&str>) -> Result<Vec<(String, String)>, ApiErr
 /// A job's or file's id in a path, or `400`.
 pub(super) fn parse_id(s: &str, what: &str) -> Result<i64, ApiError> {
     s.parse().map_err(|_| error(StatusCode::BAD_REQUEST, format!("{what} id {s:?} is not a number")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_statuses() {
+        let unavailable = store_error(&StoreError::Unavailable("connection refused".into()));
+        assert_eq!(unavailable.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unavailable.message, "database unavailable: connection refused");
+        assert_eq!(store_error(&StoreError::not_found("device 1")).status, StatusCode::NOT_FOUND);
+        let broken = store_error(&StoreError::Corrupt("a row".into()));
+        assert_eq!((broken.status, broken.message.as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
+    }
 }

@@ -1,0 +1,141 @@
+//! A device's inventory as one record (`inventories.items`, a JSON array): the protocol
+//! path reads and replaces it whole, the items of a phone in one row rather than hundreds.
+//! The three items the admin listing shows and filters by (`device-type`,
+//! `software-version`, `e164`, without index) are copied into `devices` when the inventory
+//! changes.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use dls_message::Item;
+use dls_store::StoreError;
+
+use crate::sql::{Tx, get, items_from_json, items_to_json};
+
+/// `base` with `items` merged in, as an upsert by item key would: an item whose key is
+/// there changes its value and type in place, a new key goes to the end; items with a
+/// status (a phone's refusals) are skipped. Also whether anything changed.
+pub(crate) fn merge_items(mut base: Vec<Item>, items: &[Item]) -> (Vec<Item>, bool) {
+    let mut at: HashMap<(String, Option<u32>), usize> = HashMap::with_capacity(base.len() + items.len());
+    at.extend(base.iter().enumerate().map(|(position, i)| ((i.name.clone(), i.index), position)));
+    let mut changed = false;
+    for item in items.iter().filter(|i| i.status.is_none()) {
+        match at.entry((item.name.clone(), item.index)) {
+            Entry::Occupied(e) => {
+                let stored = &mut base[*e.get()];
+                changed |= stored != item;
+                stored.clone_from(item);
+            }
+            Entry::Vacant(e) => {
+                e.insert(base.len());
+                base.push(item.clone());
+                changed = true;
+            }
+        }
+    }
+    (base, changed)
+}
+
+/// A stored inventory's items, or [`StoreError::Corrupt`].
+fn decode(stored: Option<&str>, mac: &str) -> Result<Vec<Item>, StoreError> {
+    let Some(json) = stored else { return Ok(Vec::new()) };
+    let items = items_from_json(json).map_err(|_| StoreError::Corrupt(format!("the inventory of device {mac}")))?;
+    // What is stored never has a status: a status read back is damage.
+    if items.iter().any(|i| i.status.is_some()) {
+        return Err(StoreError::Corrupt(format!("the inventory of device {mac}")));
+    }
+    Ok(items)
+}
+
+/// A stored inventory (`inventories.items`, NULL: none) as items.
+pub(crate) fn inventory_from_sql(stored: Option<&str>, mac: &str) -> Result<Vec<Item>, StoreError> {
+    decode(stored, mac)
+}
+
+pub(crate) fn load_inventory(tx: &mut Tx<'_>, mac: &str) -> Result<Vec<Item>, StoreError> {
+    match tx.query_opt("SELECT items FROM inventories WHERE mac = $1", &[&mac])? {
+        Some(row) => decode(Some(get::<&str>(&row, 0)?), mac),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// An inventory in its stored form, with the items copied into `devices`.
+pub(crate) struct Encoded {
+    stored: String,
+    device_type: Option<String>,
+    software_version: Option<String>,
+    e164: Option<String>,
+}
+
+impl Encoded {
+    pub(crate) fn new(items: &[Item]) -> Result<Self, StoreError> {
+        let find = |name: &str| items.iter().find(|i| i.name == name && i.index.is_none()).map(|i| i.value.clone());
+        Ok(Self {
+            stored: items_to_json(items)?,
+            device_type: find("device-type"),
+            software_version: find("software-version"),
+            e164: find("e164"),
+        })
+    }
+
+    /// The inventory `items` make (see [`merge_items`]), as a replacement.
+    pub(crate) fn replacing(items: &[Item]) -> Result<Self, StoreError> {
+        Self::new(&merge_items(Vec::new(), items).0)
+    }
+}
+
+/// Stores the device's inventory.
+pub(crate) fn store_inventory(tx: &mut Tx<'_>, mac: &str, inventory: &Encoded) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO inventories (mac, items) VALUES ($1, $2) ON CONFLICT (mac) DO UPDATE SET items = excluded.items",
+        &[&mac, &inventory.stored],
+    )?;
+    tx.execute(
+        "UPDATE devices SET device_type = $2, software_version = $3, e164 = $4 WHERE mac = $1",
+        &[&mac, &inventory.device_type, &inventory.software_version, &inventory.e164],
+    )?;
+    Ok(())
+}
+
+/// Merges `items` into the device's inventory (see [`merge_items`]); writes nothing when
+/// they change nothing (a phone reports the same items at every start-up).
+pub(crate) fn merge_inventory(tx: &mut Tx<'_>, mac: &str, items: &[Item]) -> Result<(), StoreError> {
+    if items.iter().all(|i| i.status.is_some()) {
+        return Ok(());
+    }
+    let stored = tx.query_opt("SELECT items FROM inventories WHERE mac = $1", &[&mac])?;
+    let base = match &stored {
+        Some(row) => decode(Some(get::<&str>(row, 0)?), mac)?,
+        None => Vec::new(),
+    };
+    let (merged, changed) = merge_items(base, items);
+    if !changed && stored.is_some() {
+        return Ok(());
+    }
+    store_inventory(tx, mac, &Encoded::new(&merged)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_upserts_in_place_appends_new_keys_and_skips_statuses() {
+        let base = vec![Item::new("a", "1"), Item::indexed("b", 0, "2")];
+        let refused = Item { status: Some(dls_message::ItemStatus::Failed), ..Item::new("c", "x") };
+        let (merged, changed) = merge_items(base.clone(), &[Item::new("b", "3"), Item::new("a", "9"), refused.clone()]);
+        assert!(changed);
+        assert_eq!(merged, [Item::new("a", "9"), Item::indexed("b", 0, "2"), Item::new("b", "3")]);
+        let (same, changed) = merge_items(base.clone(), &[Item::new("a", "1"), refused]);
+        assert!(!changed);
+        assert_eq!(same, base);
+    }
+
+    #[test]
+    fn damaged_inventories_are_corrupt_not_a_panic() {
+        for bad in ["", "{", "[1]", r#"[{"name":"a","status":"failed"}]"#] {
+            assert!(matches!(decode(Some(bad), "X"), Err(StoreError::Corrupt(_))), "{bad:?}");
+        }
+        assert_eq!(decode(None, "X").expect("none"), []);
+    }
+}

@@ -1,0 +1,69 @@
+//! The DLS service's PostgreSQL storage backend: [`PostgresStore`], every trait of
+//! [`dls_store`] on a PostgreSQL database that several nodes share.
+//!
+//! The modules, by concern:
+//!
+//! | module | what |
+//! |---|---|
+//! | `store` | [`PostgresStore`]: opening, the pool ([`PoolOptions`]), the transactions and their retries, the profile cache |
+//! | `schema` | the migrations (`schema_version`), applied at open under an advisory lock |
+//! | `sql` | conversions between records and columns; errors; prepared statements; the devices' advisory locks |
+//! | `inventory` | a device's inventory as one record (a JSON array), its merges |
+//! | `protocol` | [`ProtocolStore`](dls_store::ProtocolStore): a message's load and apply, `run_message` |
+//! | `devices` | [`DeviceStore`](dls_store::DeviceStore): devices and profiles |
+//! | `security` | [`SecurityStore`](dls_store::SecurityStore): secure mode, certificates, audit |
+//! | `credentials` | [`CredentialStore`](dls_store::CredentialStore): Digest secrets |
+//! | `jobs`, `files` | [`JobStore`](dls_store::JobStore): jobs, contact-me, deployment files |
+//! | `retention` | [`MaintenanceStore`](dls_store::MaintenanceStore): pruning in batches |
+//!
+//! The domain rules (validations, the secure-mode transitions and their audit texts, what
+//! happens to jobs) are [`dls_store::rules`]'; this crate stores what they decide.
+//!
+//! How it works:
+//!
+//! * Connections: a pool (`r2d2`, the blocking `postgres` client; 16 connections by
+//!   default, opened when needed, each checked when taken so that one a restarted server
+//!   dropped is replaced). A call takes one for its transaction. An unreachable database
+//!   is [`StoreError::Unavailable`](dls_store::StoreError::Unavailable), in one line.
+//! * Transactions: a read is one `REPEATABLE READ`, read-only transaction (one snapshot);
+//!   a write is one `READ COMMITTED` transaction, committed whole or rolled back, and run
+//!   again (a bounded number of times, the closure called again) after a deadlock or a
+//!   serialisation failure.
+//! * One message of a device (`run_message`) runs in one write transaction that first
+//!   takes the device's transaction-scoped advisory lock (`pg_advisory_xact_lock`, keyed
+//!   by the MAC in a namespace of its own): no other message of the device, on any node,
+//!   runs between its load and its commit — a device not yet registered included — and
+//!   as each statement of a `READ COMMITTED` transaction sees what was committed when it
+//!   began, the load after the lock sees the previous holder's changes. `apply` and the
+//!   admin's changes of one device (add, update, delete, security, secret) take the same
+//!   lock, so that a message's load never sees half of one.
+//! * Schema: `schema_version` (one row) counts the migrations applied; the missing ones
+//!   are applied at open in one transaction under an advisory lock, so that nodes
+//!   starting at once migrate once. A database from a newer version, or with tables of
+//!   another application, is refused with
+//!   [`StoreError::Corrupt`](dls_store::StoreError::Corrupt) and left untouched.
+//! * Ids of jobs and files are identity columns: a sequence never hands a value out
+//!   twice, not after a delete nor after a rolled-back insert.
+//! * Statements are prepared once per connection and kept with it.
+//! * Profiles are cached parsed, as of `profiles_version.version`, which a trigger counts
+//!   up in the transaction of every change of `profiles`: every node sees a change at its
+//!   next read.
+//! * Nothing read back can make this crate panic: a row it cannot understand is
+//!   [`StoreError::Corrupt`](dls_store::StoreError::Corrupt). All SQL is parameterised.
+//! * Secrets (a device's PIN, its Digest secret, fallback credentials, bootstrap
+//!   material) are stored as the caller sealed them: opaque bytes, the key is not the
+//!   store's.
+
+mod credentials;
+mod devices;
+mod files;
+mod inventory;
+mod jobs;
+mod protocol;
+mod retention;
+mod schema;
+mod security;
+mod sql;
+mod store;
+
+pub use store::{PoolOptions, PostgresStore};

@@ -1,0 +1,296 @@
+//! The schema: [`MIGRATIONS`], one per version, counted by the one row of
+//! `schema_version`.
+//!
+//! The missing migrations are applied at open in one transaction (PostgreSQL's DDL is
+//! transactional: all of them or none), under an advisory lock, so that of several nodes
+//! starting at once one migrates and the others then find the schema done. A database
+//! from a newer version, or one with tables of another application, is refused with
+//! [`StoreError::Corrupt`] and left untouched.
+//!
+//! The tables and their meaning are those of the SQLite backend's schema (its version 11),
+//! in PostgreSQL's types. What differs:
+//! * ids that are never handed out again (jobs, files) are identity columns: a sequence
+//!   never gives a value twice, not even one of a rolled-back transaction;
+//! * a device's inventory is one JSON array (`inventories.items`, as `Item`s serialise),
+//!   not SQLite's binary record;
+//! * the columns ordered by name compare bytes (`COLLATE "C"`), as Rust's `str` does,
+//!   whatever the database's default collation;
+//! * `profiles_version` is counted up by a statement trigger, in the transaction of the
+//!   change, so that every node's cache of the profiles sees a change at its next read.
+
+use dls_store::StoreError;
+use postgres::{Client, IsolationLevel};
+
+use crate::sql::{Db, Statements, Tx, get};
+
+/// The advisory lock the migrations run under: "DMS" and 1, outside the namespace of the
+/// devices' locks (`sql::device_lock_key`, whose top 16 bits are "DL").
+pub(crate) const MIGRATION_LOCK: i64 = 0x444D_5300_0000_0001;
+
+/// The tables of the schema: a database that holds one of them without `schema_version`
+/// is not a DLS database (or a damaged one) and is not touched.
+const TABLES: &[&str] = &[
+    "devices",
+    "device_profiles",
+    "device_overrides",
+    "inventories",
+    "written",
+    "nonces",
+    "profiles",
+    "profiles_version",
+    "certificates",
+    "audit",
+    "device_secrets",
+    "fallback_credentials",
+    "pending_bootstraps",
+    "files",
+    "jobs",
+];
+
+/// The schema, one migration per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
+/// Never edit a released migration; append a new one.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the schema of the SQLite backend's version 11.
+    r#"
+    CREATE TABLE schema_version (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        version BIGINT NOT NULL
+    );
+
+    CREATE TABLE devices (
+        mac                       TEXT COLLATE "C" PRIMARY KEY,  -- 12 upper-case hex digits
+        registered_at             BIGINT NOT NULL,               -- Unix seconds
+        last_contact_at           BIGINT,
+        last_reason               TEXT,
+        inventory_at              BIGINT,
+        last_phone_cleanup_reason TEXT,
+        last_deployment_status    TEXT,                          -- JSON array of items
+        security_mode             TEXT NOT NULL DEFAULT 'default',
+        bootstrap_state           TEXT NOT NULL DEFAULT 'not-bootstrapped',
+        pin_sealed                BYTEA,                         -- NULL: no PIN outstanding
+        pin_issued_at             BIGINT,
+        tan_failures              BIGINT NOT NULL DEFAULT 0,
+        certificate_serial        TEXT,                          -- the current certificate
+        -- Copies of the inventory's items without index of these names (NULL: none).
+        device_type               TEXT,
+        software_version          TEXT,
+        e164                      TEXT,
+        last_address              TEXT                           -- an IP address, canonical form
+    );
+
+    -- Profiles assigned to a device, in order. Not a foreign key to `profiles`: the names
+    -- are checked when assigned, and deleting a profile deletes its assignments.
+    CREATE TABLE device_profiles (
+        mac      TEXT COLLATE "C" NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+        position BIGINT NOT NULL,
+        profile  TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (mac, position)
+    );
+    CREATE INDEX device_profiles_by_profile ON device_profiles (profile);
+
+    CREATE TABLE device_overrides (
+        mac      TEXT COLLATE "C" NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+        position BIGINT NOT NULL,
+        name     TEXT NOT NULL,
+        idx      BIGINT NOT NULL,                                -- -1: no index
+        value    TEXT NOT NULL,
+        type     TEXT,
+        PRIMARY KEY (mac, position)
+    );
+
+    -- A device's inventory as one record: a JSON array of its items, in the order of
+    -- their first report.
+    CREATE TABLE inventories (
+        mac   TEXT COLLATE "C" PRIMARY KEY REFERENCES devices (mac) ON DELETE CASCADE,
+        items TEXT NOT NULL
+    );
+
+    CREATE TABLE written (
+        mac         TEXT COLLATE "C" NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+        name        TEXT COLLATE "C" NOT NULL,
+        idx         BIGINT NOT NULL,                             -- -1: no index
+        fingerprint BYTEA NOT NULL,                              -- 32 bytes
+        outcome     TEXT NOT NULL,                               -- `accepted` | `refused:<status>` | `not-sent:<why>`
+        PRIMARY KEY (mac, name, idx)
+    );
+
+    -- `seq` orders a device's nonces by first use; only the most recent are kept.
+    CREATE TABLE nonces (
+        seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        mac     TEXT COLLATE "C" NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+        nonce   TEXT NOT NULL,
+        seen_at BIGINT NOT NULL,
+        UNIQUE (mac, nonce)
+    );
+    CREATE INDEX nonces_by_mac ON nonces (mac, seq);
+
+    CREATE TABLE profiles (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        body TEXT NOT NULL                                       -- JSON, without the name
+    );
+
+    -- Counts the changes of `profiles`, so that a cache of them knows when it is stale.
+    CREATE TABLE profiles_version (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        version BIGINT NOT NULL
+    );
+    INSERT INTO profiles_version (id, version) VALUES (1, 0);
+    CREATE FUNCTION dls_profiles_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE profiles_version SET version = version + 1;
+            RETURN NULL;
+        END
+    $$;
+    CREATE TRIGGER profiles_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON profiles
+        FOR EACH STATEMENT EXECUTE FUNCTION dls_profiles_changed();
+
+    -- `seq` orders a device's certificates by issue (the clock may go back; `seq` does
+    -- not). At most one of a device's certificates is unrevoked: its current one.
+    CREATE TABLE certificates (
+        seq           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        serial        TEXT NOT NULL UNIQUE,                      -- hex, upper case
+        mac           TEXT COLLATE "C" NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+        issued_at     BIGINT NOT NULL,
+        not_after     BIGINT NOT NULL,
+        revoked_at    BIGINT,
+        revoke_reason TEXT                                       -- `superseded`, `reset`, …
+    );
+    CREATE INDEX certificates_by_mac ON certificates (mac, seq);
+
+    -- Not a foreign key: the audit log outlives the devices it tells of.
+    CREATE TABLE audit (
+        seq    BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at     BIGINT NOT NULL,
+        mac    TEXT COLLATE "C" NOT NULL,
+        kind   TEXT NOT NULL,                                    -- `AuditKind`, kebab-case
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_mac ON audit (mac, seq);
+    CREATE INDEX audit_by_time ON audit (at);
+
+    -- A device's Digest secret (its MAC-ID), sealed by the caller, apart from `devices`
+    -- so that no query of a device reads it by accident; deleted with the device.
+    CREATE TABLE device_secrets (
+        mac    TEXT COLLATE "C" PRIMARY KEY REFERENCES devices (mac) ON DELETE CASCADE,
+        sealed BYTEA NOT NULL
+    );
+
+    -- Fallback credentials, several usernames per scope, sealed by the caller. Not a
+    -- foreign key to `profiles` (the global scope has none): deleting a profile deletes
+    -- its credentials.
+    CREATE TABLE fallback_credentials (
+        scope_kind TEXT COLLATE "C" NOT NULL,                    -- `global` | `profile`
+        profile    TEXT COLLATE "C" NOT NULL,                    -- '': the global scope
+        username   TEXT COLLATE "C" NOT NULL,
+        sealed     BYTEA NOT NULL,
+        PRIMARY KEY (scope_kind, profile, username)
+    );
+
+    -- Bootstrap material kept for reuse, sealed by the caller.
+    CREATE TABLE pending_bootstraps (
+        mac       TEXT COLLATE "C" PRIMARY KEY REFERENCES devices (mac) ON DELETE CASCADE,
+        serial    TEXT NOT NULL,                                 -- its certificate
+        issued_at BIGINT NOT NULL,
+        sealed    BYTEA NOT NULL
+    );
+
+    -- Deployment files (their content is the caller's, as `files/<id>`).
+    CREATE TABLE files (
+        id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name             TEXT NOT NULL,                          -- file-name
+        file_type        TEXT NOT NULL,                          -- file-type
+        size             BIGINT NOT NULL,
+        sha256           TEXT NOT NULL,                          -- hex
+        device_types     TEXT NOT NULL DEFAULT '[]',             -- JSON list (firmware)
+        software_type    TEXT,
+        software_version TEXT,
+        added_at         BIGINT NOT NULL,
+        UNIQUE (file_type, name)
+    );
+
+    CREATE TABLE jobs (
+        id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        mac         TEXT COLLATE "C" NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+        kind        TEXT NOT NULL,                               -- JSON of dls_engine::JobKind
+        state       TEXT NOT NULL,                               -- queued, sent, busy-retry, done, failed, cancelled
+        created_at  BIGINT NOT NULL,
+        updated_at  BIGINT NOT NULL,
+        attempts    BIGINT NOT NULL DEFAULT 0,                   -- sent without an answer
+        accepted    BOOLEAN NOT NULL DEFAULT FALSE,              -- a deployment the phone accepted
+        answer      TEXT,                                        -- the phone's answer, in words
+        items       TEXT,                                        -- JSON items of the answer
+        token       TEXT UNIQUE,                                 -- a deployment's download token
+        file_id     BIGINT,                                      -- a deployment's file
+        contact     TEXT,                                        -- the last contact-me, in words
+        contact_at  BIGINT
+    );
+    -- The jobs not over, by device: the protocol path reads them at every message.
+    CREATE INDEX jobs_open ON jobs (mac, id) WHERE state IN ('queued', 'sent', 'busy-retry');
+    CREATE INDEX jobs_by_state ON jobs (state, id);
+    CREATE INDEX jobs_by_file ON jobs (file_id) WHERE file_id IS NOT NULL;
+    -- The jobs that are over, by their last change (retention).
+    CREATE INDEX jobs_over_by_time ON jobs (updated_at) WHERE state IN ('done', 'failed', 'cancelled');
+    "#,
+];
+
+pub(crate) fn latest() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+/// The schema version of the database, or why this build must not touch it.
+fn current(tx: &mut Tx<'_>) -> Result<usize, StoreError> {
+    let row = tx.query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])?;
+    let version: i64 = if get::<bool>(&row, 0)? {
+        let rows = tx.query("SELECT version FROM schema_version", &[])?;
+        match rows.as_slice() {
+            [row] => get(row, 0)?,
+            _ => return Err(StoreError::Corrupt(format!("schema_version holds {} rows, not one", rows.len()))),
+        }
+    } else {
+        let names: Vec<String> = TABLES.iter().map(|t| (*t).to_owned()).collect();
+        let row = tx.query_one(
+            "SELECT string_agg(t, ', ') FROM unnest($1::TEXT[]) AS t WHERE to_regclass(t) IS NOT NULL",
+            &[&names],
+        )?;
+        if let Some(found) = get::<Option<String>>(&row, 0)? {
+            return Err(StoreError::Corrupt(format!(
+                "the database has tables named like DLS's ({found}) but no schema_version: not a DLS database"
+            )));
+        }
+        0
+    };
+    let latest = latest();
+    if version > latest {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {version}, newer than this version of dls knows ({latest}); use a newer dls"
+        )));
+    }
+    usize::try_from(version).map_err(|_| StoreError::Corrupt(format!("schema version {version}")))
+}
+
+/// Applies the missing migrations in one transaction, under [`MIGRATION_LOCK`].
+pub(crate) fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    migrate_to(client, MIGRATIONS.len())
+}
+
+/// Applies the migrations up to schema version `target` in one transaction (never down).
+pub(crate) fn migrate_to(client: &mut Client, target: usize) -> Result<(), StoreError> {
+    let mut statements = Statements::default();
+    let tx = client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().db()?;
+    let mut tx = Tx::new(tx, &mut statements);
+    // Another node may be migrating: wait for it, then see what it did.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    let start = current(&mut tx)?;
+    let Some(pending) = MIGRATIONS.get(start..target).filter(|m| !m.is_empty()) else {
+        return Ok(());
+    };
+    for migration in pending {
+        tx.batch(migration)?;
+    }
+    let version = i64::try_from(target).map_err(|_| StoreError::Invalid(format!("schema version {target}")))?;
+    tx.execute(
+        "INSERT INTO schema_version (id, version) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET version = $1",
+        &[&version],
+    )?;
+    tx.commit()
+}

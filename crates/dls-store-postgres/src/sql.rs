@@ -1,0 +1,353 @@
+//! Conversions between records and columns, the mapping of the driver's errors, and
+//! [`Tx`]: a transaction with the connection's prepared statements.
+//!
+//! Nothing read back can make this crate panic: a value these functions cannot understand
+//! is [`StoreError::Corrupt`].
+
+use std::collections::HashMap;
+
+use dls_engine::{AuditKind, BootstrapState, SecurityMode, UnixTime, WriteOutcome};
+use dls_message::{Item, ItemStatus, MacAddr};
+use dls_store::{CredentialScope, StoreError};
+use postgres::error::SqlState;
+use postgres::types::{FromSql, ToSql};
+use postgres::{Row, Statement, Transaction};
+
+/// The stored index of an item without an index (where `(name, index)` is part of a key;
+/// `Some(0)` is the real index 0).
+pub(crate) const NO_INDEX: i64 = -1;
+
+/// `fallback_credentials.scope_kind`; the global scope's `profile` is `''`.
+pub(crate) const SCOPE_GLOBAL: &str = "global";
+pub(crate) const SCOPE_PROFILE: &str = "profile";
+
+/// A statement's parameters.
+pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// The statements prepared on one connection, by their SQL (kept in the pooled
+/// connection's extensions between calls).
+#[derive(Default)]
+pub(crate) struct Statements(HashMap<String, Statement>);
+
+/// One transaction of a call, with the connection's prepared statements: every statement
+/// is prepared once per connection, then only bound and executed (one round trip).
+pub(crate) struct Tx<'a> {
+    tx: Transaction<'a>,
+    statements: &'a mut Statements,
+}
+
+impl<'a> Tx<'a> {
+    pub(crate) fn new(tx: Transaction<'a>, statements: &'a mut Statements) -> Self {
+        Self { tx, statements }
+    }
+
+    pub(crate) fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().db()
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.statements.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.tx.prepare(sql).db()?;
+        self.statements.0.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Every row of a query.
+    pub(crate) fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        self.tx.query(&statement, params).db()
+    }
+
+    /// The one row of a query, if any (more than one is an error).
+    pub(crate) fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        self.tx.query_opt(&statement, params).db()
+    }
+
+    /// The one row of a query.
+    pub(crate) fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, StoreError> {
+        let statement = self.statement(sql)?;
+        self.tx.query_one(&statement, params).db()
+    }
+
+    /// Runs a statement; how many rows it changed.
+    pub(crate) fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
+        let statement = self.statement(sql)?;
+        self.tx.execute(&statement, params).db()
+    }
+
+    /// Whether a query gives a row.
+    pub(crate) fn exists(&mut self, sql: &str, params: Params<'_>) -> Result<bool, StoreError> {
+        Ok(!self.query(sql, params)?.is_empty())
+    }
+
+    /// Statements without parameters, not prepared (the migrations).
+    pub(crate) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.tx.batch_execute(sql).db()
+    }
+}
+
+/// Maps the driver's errors.
+pub(crate) trait Db<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> Db<T> for Result<T, postgres::Error> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(db_error)
+    }
+}
+
+/// What a driver error means for the caller: the database unreachable (its server down,
+/// restarting, out of connections) is [`StoreError::Unavailable`]; a duplicate key a
+/// [`StoreError::Conflict`]; text PostgreSQL cannot store (a NUL character) invalid;
+/// anything else the database's fault, with the driver's error kept as the source (a
+/// serialisation failure is recognised there: [`is_retryable`]).
+pub(crate) fn db_error(e: postgres::Error) -> StoreError {
+    if let Some(code) = e.code() {
+        let unavailable = code.code().starts_with("08")
+            || [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+            ]
+            .contains(code);
+        if unavailable {
+            return StoreError::Unavailable(one_line(&e));
+        }
+        if *code == SqlState::UNIQUE_VIOLATION {
+            let what = e.as_db_error().and_then(|d| d.constraint()).unwrap_or("a unique key").to_owned();
+            return StoreError::Conflict { what: format!("a row with that key ({what})") };
+        }
+        if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *code == SqlState::UNTRANSLATABLE_CHARACTER {
+            return StoreError::Invalid(format!("text the database cannot store: {}", one_line(&e)));
+        }
+        return StoreError::database(DriverError(e));
+    }
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io {
+        return StoreError::Unavailable(one_line(&e));
+    }
+    StoreError::database(DriverError(e))
+}
+
+/// The driver's error as [`StoreError::Database`]'s source: shown on one line (the
+/// server's detail and hint included), the driver's error its own source.
+#[derive(Debug)]
+pub(crate) struct DriverError(pub(crate) postgres::Error);
+
+impl std::fmt::Display for DriverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&one_line(&self.0))
+    }
+}
+
+impl std::error::Error for DriverError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// An error and its sources, on one line.
+pub(crate) fn one_line(e: &dyn std::error::Error) -> String {
+    let flat = |e: &dyn std::error::Error| e.to_string().replace(['\n', '\r'], " ");
+    let mut text = flat(e);
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = flat(s);
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Whether a transaction failed only because another one ran beside it (a serialisation
+/// failure or a deadlock), so that running it again may succeed.
+pub(crate) fn is_retryable(e: &StoreError) -> bool {
+    let StoreError::Database(source) = e else { return false };
+    source
+        .downcast_ref::<DriverError>()
+        .and_then(|e| e.0.code())
+        .is_some_and(|code| *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// Column `i` of a row: a value of another type (or NULL where none may be) is corrupt.
+pub(crate) fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
+    row.try_get(i).map_err(|e| StoreError::Corrupt(format!("unreadable column {i}: {}", one_line(&e))))
+}
+
+pub(crate) fn time_to_sql(t: UnixTime) -> Result<i64, StoreError> {
+    i64::try_from(t.0).map_err(|_| StoreError::Invalid(format!("time {} out of range", t.0)))
+}
+
+pub(crate) fn time_from_sql(v: i64) -> Result<UnixTime, StoreError> {
+    u64::try_from(v).map(UnixTime).map_err(|_| StoreError::Corrupt(format!("negative time {v}")))
+}
+
+pub(crate) fn opt_time_from_sql(v: Option<i64>) -> Result<Option<UnixTime>, StoreError> {
+    v.map(time_from_sql).transpose()
+}
+
+pub(crate) fn index_to_sql(index: Option<u32>) -> i64 {
+    index.map_or(NO_INDEX, i64::from)
+}
+
+pub(crate) fn index_from_sql(v: i64) -> Result<Option<u32>, StoreError> {
+    if v == NO_INDEX {
+        return Ok(None);
+    }
+    u32::try_from(v).map(Some).map_err(|_| StoreError::Corrupt(format!("item index {v}")))
+}
+
+/// A count or a limit as a bound parameter.
+pub(crate) fn int(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+const ACCEPTED: &str = "accepted";
+const REFUSED_PREFIX: &str = "refused:";
+const NOT_SENT_PREFIX: &str = "not-sent:";
+
+pub(crate) fn outcome_to_sql(outcome: &WriteOutcome) -> String {
+    match outcome {
+        WriteOutcome::Accepted => ACCEPTED.to_owned(),
+        WriteOutcome::Refused(status) => format!("{REFUSED_PREFIX}{}", status.as_str()),
+        WriteOutcome::NotSent(why) => format!("{NOT_SENT_PREFIX}{why}"),
+    }
+}
+
+pub(crate) fn outcome_from_sql(text: &str) -> Result<WriteOutcome, StoreError> {
+    if text == ACCEPTED {
+        return Ok(WriteOutcome::Accepted);
+    }
+    if let Some(why) = text.strip_prefix(NOT_SENT_PREFIX) {
+        return Ok(WriteOutcome::NotSent(why.to_owned()));
+    }
+    match text.strip_prefix(REFUSED_PREFIX) {
+        Some(status) => Ok(WriteOutcome::Refused(ItemStatus::from_wire(status))),
+        None => Err(StoreError::Corrupt(format!("write outcome {text:?}"))),
+    }
+}
+
+pub(crate) fn mac_from_sql(text: &str) -> Result<MacAddr, StoreError> {
+    MacAddr::parse(text).map_err(|_| StoreError::Corrupt(format!("device MAC {text:?}")))
+}
+
+pub(crate) fn items_to_json(items: &[Item]) -> Result<String, StoreError> {
+    serde_json::to_string(items).map_err(|e| StoreError::Invalid(format!("items not serialisable: {e}")))
+}
+
+pub(crate) fn items_from_json(json: &str) -> Result<Vec<Item>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("stored items: {e}")))
+}
+
+pub(crate) fn mode_from_sql(text: &str) -> Result<SecurityMode, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt(format!("security mode {text:?}")))
+}
+
+pub(crate) fn state_from_sql(text: &str) -> Result<BootstrapState, StoreError> {
+    match text {
+        "not-bootstrapped" => Ok(BootstrapState::NotBootstrapped),
+        "secured" => Ok(BootstrapState::Secured),
+        "failed" => Ok(BootstrapState::Failed),
+        other => Err(StoreError::Corrupt(format!("bootstrap state {other:?}"))),
+    }
+}
+
+/// An audit kind by its kebab-case name (the inverse of [`AuditKind::as_str`]).
+pub(crate) fn kind_from_sql(text: &str) -> Result<AuditKind, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| StoreError::Corrupt(format!("audit kind {text:?}")))
+}
+
+/// A scope's `(scope_kind, profile)` columns.
+pub(crate) fn scope_to_sql(scope: &CredentialScope) -> (&'static str, &str) {
+    match scope {
+        CredentialScope::Global => (SCOPE_GLOBAL, ""),
+        CredentialScope::Profile(name) => (SCOPE_PROFILE, name),
+    }
+}
+
+pub(crate) fn scope_from_sql(kind: &str, profile: String) -> Result<CredentialScope, StoreError> {
+    match (kind, profile.is_empty()) {
+        (SCOPE_GLOBAL, true) => Ok(CredentialScope::Global),
+        (SCOPE_PROFILE, false) => Ok(CredentialScope::Profile(profile)),
+        _ => Err(StoreError::Corrupt(format!("credential scope {kind:?} of profile {profile:?}"))),
+    }
+}
+
+pub(crate) fn count_from_sql(v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("count {v}")))
+}
+
+/// An item from its columns: name, index, value, type.
+pub(crate) fn item_from_row(row: &Row) -> Result<Item, StoreError> {
+    Ok(Item {
+        name: get(row, 0)?,
+        index: index_from_sql(get(row, 1)?)?,
+        status: None,
+        value: get(row, 2)?,
+        item_type: get(row, 3)?,
+    })
+}
+
+pub(crate) fn device_exists(tx: &mut Tx<'_>, mac: &str) -> Result<bool, StoreError> {
+    tx.exists("SELECT 1 FROM devices WHERE mac = $1", &[&mac])
+}
+
+/// The namespace of the devices' advisory locks: the lock of a device is this plus its
+/// MAC (48 bits), so that no device's lock is the migrations' (`schema::MIGRATION_LOCK`).
+const DEVICE_LOCKS: i64 = 0x444C << 48;
+
+/// The advisory lock key of a device.
+pub(crate) fn device_lock_key(mac: MacAddr) -> i64 {
+    let o = mac.octets();
+    DEVICE_LOCKS | i64::from_be_bytes([0, 0, o[0], o[1], o[2], o[3], o[4], o[5]])
+}
+
+/// Excludes every other transaction that locks the device (its messages, the admin's
+/// changes of it), on any connection of any node, until this one ends.
+pub(crate) fn lock_device(tx: &mut Tx<'_>, mac: MacAddr) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&device_lock_key(mac)])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cannot read\nthe row")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn errors_are_shown_on_one_line_with_their_sources() {
+        let e = Outer(std::io::Error::other("disk\non fire"));
+        assert_eq!(one_line(&e), "cannot read the row: disk on fire");
+    }
+
+    #[test]
+    fn device_lock_keys_are_the_mac_in_a_namespace_of_their_own() {
+        let a = device_lock_key(MacAddr::from_bytes([0, 0, 0, 0, 0, 0]));
+        let b = device_lock_key(MacAddr::from_bytes([0xFF; 6]));
+        assert_eq!((a, b), (0x444C_0000_0000_0000, 0x444C_FFFF_FFFF_FFFF));
+        assert_ne!(a >> 48, crate::schema::MIGRATION_LOCK >> 48);
+    }
+}

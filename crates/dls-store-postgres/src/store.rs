@@ -1,0 +1,279 @@
+//! [`PostgresStore`]: opening the database, the pool of connections, and the transactions
+//! every call runs in.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use dls_engine::Profile;
+use dls_message::MacAddr;
+use dls_store::StoreError;
+use postgres::error::SqlState;
+use postgres::{Client, Config, IsolationLevel, NoTls};
+use r2d2::PooledConnection;
+use r2d2_postgres::PostgresConnectionManager;
+
+use crate::devices::load_profiles;
+use crate::schema;
+use crate::sql::{Statements, Tx, is_retryable, one_line};
+
+type Manager = PostgresConnectionManager<NoTls>;
+
+/// How many times a transaction that failed only because of another one beside it (a
+/// serialisation failure, a deadlock) is run again before the failure is given.
+const RETRIES: u32 = 8;
+
+/// The pool's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolOptions {
+    /// The most connections open at once (each call holds one for its transaction).
+    pub max_connections: u32,
+    /// How long a call waits for a connection (an idle one, or a new one) before it fails
+    /// with [`StoreError::Unavailable`].
+    pub acquire_timeout: Duration,
+    /// How long opening one connection may take, unless the URL sets `connect_timeout`.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    /// 16 connections, a call waits 10 s for one, opening one takes 5 s at most.
+    fn default() -> Self {
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(10), connect_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The [`Store`](dls_store::Store) on a PostgreSQL database, which several nodes (several
+/// `PostgresStore`s, in as many processes) may share.
+///
+/// Shared between threads; calls block, each on a connection of the pool for one
+/// transaction.
+pub struct PostgresStore {
+    pool: r2d2::Pool<Manager>,
+    /// Every profile, parsed, as of a `profiles_version`.
+    profiles: Mutex<Option<Arc<ProfileCache>>>,
+}
+
+pub(crate) struct ProfileCache {
+    /// `profiles_version.version` when read.
+    pub(crate) version: i64,
+    pub(crate) profiles: Vec<Profile>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore").field("max_connections", &self.pool.max_size()).finish_non_exhaustive()
+    }
+}
+
+/// How a call's transaction runs.
+#[derive(Clone, Copy)]
+enum Access {
+    /// One snapshot of the database (`REPEATABLE READ`, read only).
+    Read,
+    /// `READ COMMITTED`: each statement sees what was committed when it began, so that a
+    /// statement after an advisory lock sees what the lock's previous holder committed.
+    Write,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`,
+    /// with the parameters PostgreSQL's connection URIs take), with the default pool
+    /// ([`PoolOptions::default`]), and applies the pending schema migrations.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for a URL that is not a `postgres://` URL, or a database
+    /// that refuses the login or does not exist; [`StoreError::Unavailable`] if the
+    /// database cannot be reached;
+    /// [`StoreError::Corrupt`] if it is not a DLS database or is from a newer version (it
+    /// is left untouched); [`StoreError::Database`] if a migration fails.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, &PoolOptions::default())
+    }
+
+    /// Like [`Self::open`], with the pool's settings.
+    ///
+    /// # Errors
+    /// As [`Self::open`]; [`StoreError::Invalid`] for a pool of no connections.
+    pub fn open_with(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
+        let config = parse_url(url, options)?;
+        if options.max_connections == 0 {
+            return Err(StoreError::Invalid("a pool of no connections".into()));
+        }
+        // One connection first, by itself: a database that cannot be reached or refuses
+        // the login says why at once (a pool would retry until its timeout), and it migrates.
+        let mut client = config.connect(NoTls).map_err(connect_error)?;
+        schema::migrate(&mut client)?;
+        drop(client);
+        let pool = r2d2::Pool::builder()
+            .max_size(options.max_connections)
+            // Connections are opened when needed and kept while used.
+            .min_idle(Some(0))
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .connection_timeout(options.acquire_timeout)
+            .test_on_check_out(true)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(PostgresConnectionManager::new(config, NoTls))
+            .map_err(|e| StoreError::Unavailable(one_line(&e)))?;
+        Ok(Self { pool, profiles: Mutex::new(None) })
+    }
+
+    /// The latest schema version this build knows (what `schema_version.version` holds
+    /// after [`Self::open`]).
+    #[must_use]
+    pub fn schema_version() -> i64 {
+        schema::latest()
+    }
+
+    /// The key of the advisory lock that excludes a device's messages: a transaction that
+    /// takes it (`SELECT pg_advisory_xact_lock(<key>)`) waits for the device's message in
+    /// flight on any node, and holds off the next ones until it ends. For tools that change
+    /// a device's rows beside running nodes.
+    #[must_use]
+    pub fn device_lock_key(mac: MacAddr) -> i64 {
+        crate::sql::device_lock_key(mac)
+    }
+
+    fn connection(&self) -> Result<PooledConnection<Manager>, StoreError> {
+        self.pool.get().map_err(|e| StoreError::Unavailable(one_line(&e)))
+    }
+
+    /// Runs `f` in one read transaction: one snapshot of the database.
+    pub(crate) fn read<T>(&self, f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.run(Access::Read, f)
+    }
+
+    /// Runs `f` in one write transaction, committed if `f` succeeds, rolled back if not; run
+    /// again (`f` called again) if it failed only because of another transaction beside it.
+    pub(crate) fn write<T>(&self, f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.run(Access::Write, f)
+    }
+
+    fn run<T>(&self, access: Access, mut f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.connection()?;
+        let mut statements = PooledConnection::extensions_mut(&mut conn).remove::<Statements>().unwrap_or_default();
+        let mut attempt = 0;
+        let result = loop {
+            match once(&mut conn, &mut statements, access, &mut f) {
+                Err(e) if attempt < RETRIES && is_retryable(&e) => {
+                    attempt += 1;
+                    std::thread::sleep(backoff(attempt));
+                }
+                result => break result,
+            }
+        };
+        PooledConnection::extensions_mut(&mut conn).insert(statements);
+        result
+    }
+
+    /// Every profile as of the caller's transaction, in which `profiles_version` is
+    /// `version`: the cached ones unless a profile changed since they were read.
+    pub(crate) fn profiles_at(&self, tx: &mut Tx<'_>, version: i64) -> Result<Arc<ProfileCache>, StoreError> {
+        // The cache is replaced whole under this lock: a poisoned one is still sound.
+        let cached = self.profiles.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(cache) = cached.filter(|c| c.version == version) {
+            return Ok(cache);
+        }
+        // The version and the profiles of one statement: in a write transaction, a later
+        // statement may see a later state than `version`'s.
+        let fresh = Arc::new(load_profiles(tx)?);
+        let mut cache = self.profiles.lock().unwrap_or_else(PoisonError::into_inner);
+        // A reader of an older state must not replace a newer cache.
+        if cache.as_ref().is_none_or(|c| c.version < fresh.version) {
+            *cache = Some(Arc::clone(&fresh));
+        }
+        Ok(fresh)
+    }
+}
+
+fn once<T>(
+    conn: &mut Client,
+    statements: &mut Statements,
+    access: Access,
+    f: &mut impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = match access {
+        Access::Read => conn.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true),
+        Access::Write => conn.build_transaction().isolation_level(IsolationLevel::ReadCommitted),
+    }
+    .start()
+    .map_err(crate::sql::db_error)?;
+    let mut tx = Tx::new(tx, statements);
+    // On error the transaction is rolled back when dropped.
+    let out = f(&mut tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Why the first connection failed: the login refused or the database missing is the
+/// URL's fault (invalid); anything else (no server there, a timeout) is unavailable.
+fn connect_error(e: postgres::Error) -> StoreError {
+    let refused = e.code().is_some_and(|c| c.code().starts_with("28") || *c == SqlState::INVALID_CATALOG_NAME);
+    let message = format!("cannot connect to the database: {}", one_line(&e));
+    if refused { StoreError::Invalid(message) } else { StoreError::Unavailable(message) }
+}
+
+/// A few milliseconds, more at every attempt, with some jitter so that the transactions
+/// that collided do not collide again.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_micros() % 2000);
+    Duration::from_micros(u64::from(attempt.min(6)) * 2000 + u64::from(jitter))
+}
+
+/// The connection settings of a `postgres://` URL, with the pool's connect timeout unless
+/// the URL sets one.
+fn parse_url(url: &str, options: &PoolOptions) -> Result<Config, StoreError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(StoreError::Invalid("the database URL must begin with postgres:// or postgresql://".into()));
+    }
+    let mut config: Config =
+        url.parse().map_err(|e| StoreError::Invalid(format!("the database URL: {}", one_line(&e))))?;
+    if config.get_hosts().is_empty() {
+        return Err(StoreError::Invalid("the database URL names no host".into()));
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.connect_timeout);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("dls");
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_before_connecting() {
+        let options = PoolOptions::default();
+        for bad in ["", "host=localhost", "mysql://x/y", "postgres://", "postgres://[::1/db", "postgres://h:99999/db"] {
+            let r = PostgresStore::open_with(bad, &options);
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "{bad:?}: {r:?}");
+        }
+        let config = parse_url("postgres://u:secret@db.example:6543/dls?connect_timeout=2", &options).expect("parses");
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        assert_eq!(config.get_application_name(), Some("dls"));
+        let config = parse_url("postgresql://db.example/dls", &options).expect("parses");
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(5)));
+        let none = PoolOptions { max_connections: 0, ..PoolOptions::default() };
+        assert!(matches!(PostgresStore::open_with("postgres://h/db", &none), Err(StoreError::Invalid(_))));
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_in_one_line() {
+        // Port 1 on the loopback: nothing listens there.
+        let options = PoolOptions { acquire_timeout: Duration::from_millis(300), ..PoolOptions::default() };
+        let r = PostgresStore::open_with("postgres://dls@127.0.0.1:1/dls", &options);
+        match r {
+            Err(StoreError::Unavailable(msg)) => assert!(!msg.is_empty() && !msg.contains('\n'), "{msg:?}"),
+            other => panic!("want Unavailable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_short() {
+        assert!(backoff(1) < backoff(6));
+        assert!(backoff(100) < Duration::from_millis(20));
+    }
+}

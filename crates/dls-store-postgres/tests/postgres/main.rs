@@ -1,0 +1,19 @@
+//! Integration tests of dls-store-postgres, on a PostgreSQL server the tests start
+//! (`server`): the conformance suite of the storage traits (shared with every backend,
+//! `crates/dls-store/conformance/`), then what only PostgreSQL has — several nodes on one
+//! database, its schema and its pool (`nodes`).
+
+#[path = "../../../dls-store/conformance/mod.rs"]
+mod conformance;
+
+mod nodes;
+mod server;
+
+use dls_store_postgres::PostgresStore;
+
+/// The conformance suite's factory: a fresh database of its own on the shared server.
+pub(crate) fn backend() -> conformance::Fixture {
+    let database = server::shared().database();
+    let store = PostgresStore::open(&database.url).expect("opens");
+    conformance::Fixture::new(store, database)
+}
