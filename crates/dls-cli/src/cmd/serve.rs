@@ -132,6 +132,10 @@ pub(crate) struct ServeArgs {
     /// (0: forever). Default 90.
     #[arg(long)]
     job_retention_days: Option<u32>,
+    /// The node's name, on every log line and in the dls_node_info metric (1 to 64 of
+    /// A-Z a-z 0-9 . _ -). Default: the host name.
+    #[arg(long)]
+    node_name: Option<String>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
@@ -244,6 +248,9 @@ fn config_of(args: ServeArgs) -> anyhow::Result<(Config, bool)> {
     }
     if let Some(v) = args.job_retention_days {
         config.job_retention_days = v;
+    }
+    if let Some(v) = args.node_name {
+        config.node_name = v;
     }
     config.validate().map_err(usage)?;
     Ok((config, args.log_json))
