@@ -1,7 +1,7 @@
 //! The DLS service: the async shell around the sans-IO engine.
 //!
 //! Starting and routing:
-//! * [`start`] ([`service`]): opens the data directory's keys ([`datadir`], [`pki`]) and
+//! * [`start`] (`service`): opens the data directory's keys ([`datadir`], [`pki`]) and
 //!   the store, binds the listeners and serves; returns a [`Running`] service.
 //!   [`start_with_clock`] takes the [`Clock`] every time decision is read from.
 //! * [`config`]: every setting, with the defaults of a zero-configuration start.

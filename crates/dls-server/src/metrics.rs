@@ -18,7 +18,7 @@
 //! | `dls_contact_me_total` | `result` | contact-me attempts: `contacted`, `status`, `timeout`, `unreachable`, `refused` |
 //! | `dls_dcmp_polls_total` | `status` | DCMP polls by answer (`200`, `202`, `400`, `405`, `429`, `500`) |
 //! | `dls_digest_requests_total` | `outcome` | provisioning-file requests: `accept`, `challenge`, `reject`, `throttled`, `store_failure` |
-//! | `dls_store_calls_total`, `dls_store_errors_total` | `operation` | store round trips (and those that failed) by the store method called |
+//! | `dls_store_calls_total`, `dls_store_errors_total` | `operation` | store round trips (and those that failed) by the store method called (`device_batch`: a job's devices read in one trip) |
 //! | `dls_connections_open` | `listener` | connections open now: `wpi`, `secure`, `http`, `admin` |
 //! | `dls_connections_refused_total` | `listener`, `cause` | connections closed at once: `global_cap`, `per_source_cap` |
 

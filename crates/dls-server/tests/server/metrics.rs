@@ -56,6 +56,9 @@ fn valid_name(name: &str, colon: bool) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
 }
 
+/// A histogram's series (labels but `le`): its buckets `(le, count)` in order, its `_count`.
+type HistogramSeries = (Vec<(f64, f64)>, Option<f64>);
+
 /// A strict reader of the Prometheus text format (version 0.0.4) as this service writes
 /// it: only `# HELP` and `# TYPE` comments, each once per family and before its samples;
 /// every sample of the family just typed (`_bucket`, `_sum`, `_count` for a histogram);
@@ -69,8 +72,7 @@ fn parse(text: &str) -> Result<Samples, String> {
     let mut samples = Samples::new();
     let (mut helped, mut typed) = (BTreeSet::new(), BTreeSet::new());
     let mut family: Option<(String, String)> = None;
-    // Histogram series (labels but `le`) → (bucket counts in order, `_count`).
-    let mut histograms: BTreeMap<String, (Vec<(f64, f64)>, Option<f64>)> = BTreeMap::new();
+    let mut histograms: BTreeMap<String, HistogramSeries> = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let at = |what: &str| format!("line {}: {what}: {line:?}", n + 1);
         if let Some(rest) = line.strip_prefix("# ") {
