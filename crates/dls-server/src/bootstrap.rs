@@ -39,6 +39,8 @@ pub(crate) struct BootstrapMaker {
     pub(crate) secrets: Arc<SecretBox>,
     /// The bound on issuances running at once.
     pub(crate) permits: IssuePermits,
+    /// Counts the store calls made here.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Why bootstrap material could not be made (our fault: logged, answered `500`).
@@ -186,7 +188,9 @@ impl BootstrapMaker {
 
     /// The kept material, if any and if it opens.
     fn reopen(&self, mac: MacAddr, store: &dyn Store) -> Result<Option<Bootstrap>, BootstrapError> {
-        let Some(sealed) = store.pending_bootstrap(mac)? else { return Ok(None) };
+        let Some(sealed) = self.metrics.store("pending_bootstrap", store.pending_bootstrap(mac))? else {
+            return Ok(None);
+        };
         let Some(json) = self.secrets.open(&context(mac), &sealed) else { return Ok(None) };
         let Ok(kept) = serde_json::from_slice::<Kept>(&json) else { return Ok(None) };
         let items = kept
@@ -226,7 +230,7 @@ impl BootstrapMaker {
             }
             BootstrapKind::Pin => {
                 // The PIN is opened for the moment of sealing, and wiped when dropped.
-                let stored = store.pin(mac)?.ok_or(BootstrapError::NoPin)?;
+                let stored = self.metrics.store("pin", store.pin(mac))?.ok_or(BootstrapError::NoPin)?;
                 let pin = self.secrets.open_pin(mac, &stored).ok_or(BootstrapError::PinUnusable)?;
                 let sealed = dls_secure_mode::seal(&pin, &mac, &inner, &SealParams::new(self.pin_iterations)?);
                 for item in &mut inner {
@@ -268,6 +272,7 @@ mod tests {
             key_type: crate::pki::DeviceKeyType::EcdsaP256,
             secrets: Arc::new(SecretBox::new(&[7; 32]).expect("key")),
             permits: IssuePermits::new(1, 0),
+            metrics: Arc::new(crate::metrics::Metrics::new("test", &[])),
         }
     }
 

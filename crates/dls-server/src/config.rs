@@ -150,6 +150,12 @@ pub struct Config {
     /// last change; 0 keeps them forever. Jobs not over are never deleted, nor the files
     /// they deploy. At most 36,500. Default 90.
     pub job_retention_days: u32,
+    /// The node's name: a field of every log line the service writes (`node=…`) and the
+    /// `node` label of the `dls_node_info` metric, so that the lines and metrics of several
+    /// nodes can be told apart. 1 to 64 of `A-Z a-z 0-9 . _ -`. Default: the host name
+    /// (as `gethostname` gives it), cut to 64 characters, any other character replaced by
+    /// `-`.
+    pub node_name: String,
 }
 
 impl Default for Config {
@@ -203,6 +209,7 @@ impl Default for Config {
             dcmp_polls_per_second: 5,
             audit_retention_days: 400,
             job_retention_days: 90,
+            node_name: default_node_name(),
         }
     }
 }
@@ -283,6 +290,7 @@ impl Config {
                 "audit-retention-days and job-retention-days must be at most {MAX_RETENTION_DAYS} (0 keeps forever)"
             ));
         }
+        check_node_name(&self.node_name)?;
         Ok(())
     }
 }
@@ -308,9 +316,62 @@ fn toml_error(text: &str, mut e: toml::de::Error) -> String {
     }
 }
 
+/// The longest node name.
+const MAX_NODE_NAME: usize = 64;
+
+/// Whether `c` may stand in a node name.
+fn node_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+fn check_node_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NODE_NAME || !name.chars().all(node_name_char) {
+        return Err(format!("node-name must be 1 to {MAX_NODE_NAME} of A-Z a-z 0-9 . _ - (got {name:?})"));
+    }
+    Ok(())
+}
+
+/// The host name as the kernel has it (what `gethostname` returns; else `/etc/hostname`),
+/// made a valid node name; `dls` when there is none.
+fn default_node_name() -> String {
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|h| h.trim().to_owned())
+        .find(|h| !h.is_empty());
+    node_name_of(host.as_deref().unwrap_or("dls"))
+}
+
+/// `host` as a node name: at most 64 characters, any character a node name cannot hold
+/// replaced by `-`.
+fn node_name_of(host: &str) -> String {
+    let name: String = host.chars().take(MAX_NODE_NAME).map(|c| if node_name_char(c) { c } else { '-' }).collect();
+    if name.is_empty() { "dls".to_owned() } else { name }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Config;
+    use super::{Config, node_name_of};
+
+    #[test]
+    fn the_node_name_defaults_to_the_host_name_and_is_checked() {
+        let config = Config::default();
+        assert_eq!(config.validate(), Ok(()), "the default node name is valid: {:?}", config.node_name);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("a host name");
+        assert_eq!(config.node_name, node_name_of(host.trim()));
+        assert_eq!(node_name_of("dls-a.example.net"), "dls-a.example.net");
+        assert_eq!(node_name_of("bad name\n\u{1b}[31m\"x"), "bad-name---31m-x");
+        assert_eq!(node_name_of(&"a".repeat(300)).len(), 64);
+        assert_eq!(node_name_of(""), "dls");
+        let config = Config::from_toml("node-name = \"dls-b_2\"\n").expect("parses");
+        assert_eq!((config.node_name.as_str(), config.validate()), ("dls-b_2", Ok(())));
+        for bad in ["", "a b", "x\ny", "a\"b", "é"] {
+            let config = Config { node_name: bad.to_owned(), ..Config::default() };
+            assert!(config.validate().expect_err(bad).contains("node-name"), "{bad:?}");
+        }
+        let long = Config { node_name: "n".repeat(65), ..Config::default() };
+        assert!(long.validate().is_err());
+    }
 
     #[test]
     fn file_errors_are_one_line_naming_the_setting() {

@@ -68,6 +68,8 @@ pub(crate) struct DcmpState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) limiter: RateLimiter,
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
+    /// Counts polls by answer, and the store calls.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The `device-id` of a DCMP query: `Ok(None)` when absent.
@@ -79,8 +81,14 @@ fn device_id(query: Option<&str>) -> Result<Option<MacAddr>, String> {
     }
 }
 
-/// Answers one DCMP poll.
+/// Answers one DCMP poll, counted by its answer's status.
 pub(crate) async fn handle(state: Arc<DcmpState>, req: Request<Incoming>, info: ConnInfo) -> Resp {
+    let resp = poll(&state, req, info).await;
+    state.metrics.dcmp_poll(resp.status());
+    resp
+}
+
+async fn poll(state: &Arc<DcmpState>, req: Request<Incoming>, info: ConnInfo) -> Resp {
     let peer = info.peer;
     if !state.limiter.allow(peer.ip(), state.clock.instant()) {
         debug!(%peer, "DCMP poll refused: rate limit");
@@ -104,8 +112,8 @@ pub(crate) async fn handle(state: Arc<DcmpState>, req: Request<Incoming>, info: 
             return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
         }
     };
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.has_pending_jobs(mac)).await {
+    let (store, metrics) = (state.store.clone(), state.metrics.clone());
+    match crate::tasks::spawn_blocking(move || metrics.store("has_pending_jobs", store.has_pending_jobs(mac))).await {
         Ok(Ok(true)) => {
             debug!(%mac, %peer, "DCMP poll: jobs pending");
             text(StatusCode::ACCEPTED, "jobs pending\n")

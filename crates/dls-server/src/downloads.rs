@@ -22,6 +22,8 @@ pub(crate) const PREFIX: &str = "/files/";
 pub(crate) struct DownloadState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) files_dir: PathBuf,
+    /// Counts the store calls.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn not_found() -> Resp {
@@ -39,8 +41,8 @@ pub(crate) async fn handle(state: Arc<DownloadState>, req: Request<Incoming>, in
     // A path segment: `+` is a plus sign (a phone may request `fw+1.img` unencoded).
     let Some(name) = crate::uri::decode_path_segment(name) else { return not_found() };
     let token = token.to_ascii_uppercase();
-    let store = state.store.clone();
-    let found = match tokio::task::spawn_blocking(move || store.download(&token)).await {
+    let (store, metrics) = (state.store.clone(), state.metrics.clone());
+    let found = match crate::tasks::spawn_blocking(move || metrics.store("download", store.download(&token))).await {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => {
             error!(error = %e, "download: store failed");

@@ -104,14 +104,22 @@ pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Resp {
     r
 }
 
+/// What a listener counts, for the metrics: the connections it refused, by cause, and
+/// those open now.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerCounts {
+    pub(crate) refused: Arc<limits::RefusalCounters>,
+    pub(crate) open: prometheus_client::metrics::gauge::Gauge,
+}
+
 /// Says whether a listener may close its connections (no interaction in progress).
 pub(crate) type Drained = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Serves connections from `listener` until `shutdown` turns true; then stops accepting,
 /// waits until `drained` says no interaction is in progress, and lets the requests in
 /// flight finish — all within the grace period. Connections over the caps are closed at
-/// once and counted in `refused`; they are logged as a summary line at most every
-/// [`limits::REFUSAL_LOG_INTERVAL`].
+/// once and counted in `counts`; they are logged as a summary line at most every
+/// [`limits::REFUSAL_LOG_INTERVAL`]. The connections open are counted there too.
 pub(crate) async fn serve<H, F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -119,7 +127,7 @@ pub(crate) async fn serve<H, F>(
     limits: ListenerLimits,
     mut shutdown: watch::Receiver<bool>,
     drained: Option<Drained>,
-    refused: Arc<limits::RefusalCounters>,
+    counts: ListenerCounts,
 ) where
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
@@ -162,7 +170,7 @@ pub(crate) async fn serve<H, F>(
             Ok(x) => x,
             Err(why) => {
                 drop(tcp);
-                refused.count(why);
+                counts.refused.count(why);
                 if let Some(summary) = refusals.refuse(std::time::Instant::now(), source, why) {
                     log(summary);
                 }
@@ -173,8 +181,9 @@ pub(crate) async fn serve<H, F>(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handler = handler.clone();
-        tokio::spawn(async move {
-            let _held = (permit, slot);
+        let counted = crate::metrics::OpenConnection::new(&counts.open);
+        crate::tasks::spawn(async move {
+            let _held = (permit, slot, counted);
             let builder = http1_builder(limits.idle_timeout, limits.max_header_bytes);
             let service = move |info: ConnInfo| {
                 hyper::service::service_fn(move |req| {

@@ -27,6 +27,9 @@
 //! Plumbing:
 //! * `http`: listeners with connection caps, TLS deadlines, keep-alive and graceful
 //!   shutdown; `limits`: the cap per source and the bounded log of refused connections.
+//! * `metrics`: what `GET /metrics` answers (Prometheus text format; bounded labels, no
+//!   phone-supplied string); `tasks`: every task started in the node's span, so that every
+//!   log line names the node (`node-name`).
 //! * [`tls`]: the one place the TLS provider and versions are chosen; `uri`: path segments
 //!   and query strings decoded strictly, components encoded; `secrets`: what is sealed
 //!   with `secrets.key`; [`clock`]: the service's one clock.
@@ -43,6 +46,7 @@ mod error;
 mod files;
 mod http;
 mod limits;
+mod metrics;
 pub mod pki;
 mod provisioning;
 mod retention;
@@ -50,6 +54,7 @@ mod routes;
 mod secrets;
 mod service;
 mod sessions;
+mod tasks;
 pub mod tls;
 mod uri;
 mod wpi;

@@ -47,6 +47,8 @@ pub(crate) struct ProvisioningState {
     pub(crate) server_url: String,
     /// The service's clock (Digest nonces' age).
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
+    /// Counts requests by Digest outcome, and the store calls.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The sealing context of a device's secret.
@@ -90,15 +92,21 @@ impl ProvisioningState {
             if MacAddr::parse(username).ok() != Some(mac) {
                 return Ok(None);
             }
-            let Some(sealed) = self.store.device_secret(mac).map_err(unavailable)? else {
+            let Some(sealed) =
+                self.metrics.store("device_secret", self.store.device_secret(mac)).map_err(unavailable)?
+            else {
                 return Ok(None);
             };
             self.secrets
                 .open(&device_context(mac), &sealed)
                 .ok_or_else(|| LookupError::Unusable(format!("the secret of {mac} does not unseal")))?
         } else {
-            let found =
-                self.store.fallback_credentials(mac).map_err(unavailable)?.into_iter().find(|c| c.username == username);
+            let found = self
+                .metrics
+                .store("fallback_credentials", self.store.fallback_credentials(mac))
+                .map_err(unavailable)?
+                .into_iter()
+                .find(|c| c.username == username);
             let Some(c) = found else {
                 return Ok(None);
             };
@@ -112,7 +120,7 @@ impl ProvisioningState {
     }
 
     fn render(&self, mac: MacAddr) -> Result<String, dls_store::StoreError> {
-        let desired = self.store.desired(mac)?;
+        let desired = self.metrics.store("desired", self.store.desired(mac))?;
         let template = desired.provisioning_template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
         Ok(render(template, |key| match key {
             "mac" => Some(mac.to_string()),
@@ -196,7 +204,7 @@ pub(crate) async fn handle(state: Arc<ProvisioningState>, req: Request<Incoming>
     let source: IpAddr = info.peer.ip();
     let st = state.clone();
     let m = method.as_str().to_owned();
-    let result = tokio::task::spawn_blocking(move || {
+    let result = crate::tasks::spawn_blocking(move || {
         let now = st.clock.now().0;
         let request =
             DigestRequest { method: &m, target: &target, authorization: authorization.as_deref(), source, now };
@@ -213,6 +221,7 @@ pub(crate) async fn handle(state: Arc<ProvisioningState>, req: Request<Incoming>
     let Ok((outcome, body)) = result else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
     };
+    state.metrics.digest(&outcome);
     match outcome {
         Outcome::Accept { algorithm, .. } => match body {
             Some(Ok(xml)) => {

@@ -67,7 +67,7 @@ pub(crate) fn prune(store: &dyn Store, policy: RetentionPolicy, now: UnixTime) -
 /// Prunes now, on a blocking thread, and logs the outcome: one info line when something was
 /// deleted, an error line on failure. `None` on failure.
 async fn prune_and_log(store: Arc<dyn Store>, policy: RetentionPolicy, now: UnixTime) -> Option<Pruned> {
-    match tokio::task::spawn_blocking(move || prune(&*store, policy, now)).await {
+    match crate::tasks::spawn_blocking(move || prune(&*store, policy, now)).await {
         Ok(Ok(pruned)) => {
             if !pruned.is_empty() {
                 info!(
@@ -107,7 +107,7 @@ pub(crate) fn spawn(
     }
     // The schedule is fixed here, not when the task first runs.
     let first = clock.instant() + FIRST_RUN;
-    Some(tokio::spawn(run(policy, store, clock, first, shutdown)))
+    Some(crate::tasks::spawn(run(policy, store, clock, first, shutdown)))
 }
 
 async fn run(

@@ -8,7 +8,7 @@
 //! | secure-mode WPI (mutual TLS, `:18444`) | `/DeploymentService/LoginService` (POST) | [`wpi::handle`]: the engine, secure port; no client certificate: `403` |
 //! | plain HTTP (`:18080`) | the provisioning pattern | [`provisioning::handle`] |
 //! | | `/dcmp/contact-me` | [`dcmp::handle`]: DCMP polls |
-//! | admin API (`127.0.0.1:18081`) | `/healthz`, `/api/v1/…` | [`admin::handle`] (its own table) |
+//! | admin API (`127.0.0.1:18081`) | `/healthz`, `/readyz`, `/metrics` (no token), `/api/v1/…` | [`admin::handle`] (its own table) |
 //!
 //! Anything else is `404`.
 

@@ -15,16 +15,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use tracing::info;
+use tracing::{Instrument, info};
 use zeroize::Zeroizing;
 
 use crate::clock::{Clock, SystemClock};
 use crate::datadir::{self, DataDir, names};
 use crate::http::{self, ListenerLimits};
 use crate::limits::{self, RefusedConnections};
+use crate::metrics::{self, Metrics};
 use crate::routes::{self, HttpRoutes};
 use crate::{Config, ServerError, admin, bootstrap, contact, dcmp, downloads, pki, provisioning, retention};
-use crate::{secrets, sessions, tls, wpi};
+use crate::{secrets, sessions, tasks, tls, wpi};
 
 /// A running service.
 #[derive(Debug)]
@@ -83,6 +84,14 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
 /// As [`start`].
 pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Running, ServerError> {
     config.validate().map_err(ServerError::Config)?;
+    // Every log line of the service names the node: this span is entered here and by every
+    // task the service starts (`tasks`). At the ERROR level, so that a filter that lets any
+    // of `dls_server`'s lines through (`DLS_LOG=warn`, `dls_server=error`) keeps it too.
+    let node = tracing::error_span!(target: "dls_server", "node", node = %config.node_name);
+    start_in_span(config, clock).instrument(node).await
+}
+
+async fn start_in_span(config: Config, clock: Arc<dyn Clock>) -> Result<Running, ServerError> {
     let keys = Keys::load(&config, clock.now())?;
     let store = open_store(&keys).await?;
     let listeners = Listeners::bind(&config).await?;
@@ -96,14 +105,15 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<R
         );
     }
     let (shutdown, rx) = watch::channel(false);
-    let handlers = Handlers::new(&config, &keys, store, &listeners, clock, &rx)?;
+    let refused: Vec<Arc<limits::RefusalCounters>> = metrics::LISTENERS.iter().map(|_| Arc::default()).collect();
+    let metrics = Arc::new(Metrics::new(&config.node_name, &refused));
+    let handlers = Handlers::new(&config, &keys, store, &listeners, clock, metrics, &rx)?;
     info!(
         wpi_addr = %listeners.wpi_addr, secure_addr = %listeners.secure_addr, http_addr = %listeners.http_addr,
         %admin_url, data_dir = %keys.dir.path().display(), "DLS service started"
     );
     let (wpi_addr, admin_addr, secure_addr, http_addr) =
         (listeners.wpi_addr, listeners.admin_addr, listeners.secure_addr, listeners.http_addr);
-    let refused: Vec<Arc<limits::RefusalCounters>> = (0..4).map(|_| Arc::default()).collect();
     let mut tasks = serve(&config, &keys, listeners, &handlers, &refused, &rx)?;
     tasks.extend(handlers.retention);
     Ok(Running { wpi_addr, admin_addr, secure_addr, http_addr, admin_url, refused, shutdown, tasks })
@@ -149,7 +159,7 @@ async fn open_store(keys: &Keys) -> Result<Arc<dyn Store>, ServerError> {
     keys.dir.create_private(names::DATABASE)?;
     let db = keys.dir.file(names::DATABASE);
     let secrets = keys.secrets.clone();
-    let store = tokio::task::spawn_blocking(move || {
+    let store = tasks::spawn_blocking(move || {
         SqliteStore::open_sealing_pins(&db, &|mac, digits| secrets.seal_pin(mac, digits))
     })
     .await
@@ -197,6 +207,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 
 /// What the listeners' handlers share, and the retention task.
 struct Handlers {
+    metrics: Arc<Metrics>,
     wpi: Arc<wpi::WpiState>,
     admin: Arc<admin::AdminState>,
     http: Arc<HttpRoutes>,
@@ -210,6 +221,7 @@ impl Handlers {
         store: Arc<dyn Store>,
         listeners: &Listeners,
         clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Self, ServerError> {
         let files_dir = files_dir(&keys.dir)?;
@@ -223,14 +235,16 @@ impl Handlers {
         engine_config.files_base_url = Some(format!("{}{}", files_base.trim_end_matches('/'), downloads::PREFIX));
 
         let forced: Arc<Mutex<HashSet<MacAddr>>> = Arc::default();
-        let contact = start_contact(config, store.clone(), forced.clone(), clock.clone(), shutdown.clone());
+        let contact =
+            start_contact(config, store.clone(), forced.clone(), clock.clone(), metrics.clone(), shutdown.clone());
         let retention = retention::spawn(
             retention::RetentionPolicy::from_config(config),
             store.clone(),
             clock.clone(),
             shutdown.clone(),
         );
-        let provisioning = Arc::new(provisioning_state(config, keys, store.clone(), clock.clone(), &base_url)?);
+        let provisioning =
+            Arc::new(provisioning_state(config, keys, store.clone(), clock.clone(), metrics.clone(), &base_url)?);
         let wpi = Arc::new(wpi::WpiState {
             engine: Engine::new(engine_config),
             store: store.clone(),
@@ -251,11 +265,17 @@ impl Handlers {
                 key_type: config.device_key_type,
                 secrets: keys.secrets.clone(),
                 permits: bootstrap::IssuePermits::new(config.bootstrap_concurrency, config.bootstrap_queue),
+                metrics: metrics.clone(),
             },
             in_flight: std::sync::atomic::AtomicUsize::new(0),
-            downloads: Arc::new(downloads::DownloadState { store: store.clone(), files_dir: files_dir.clone() }),
+            downloads: Arc::new(downloads::DownloadState {
+                store: store.clone(),
+                files_dir: files_dir.clone(),
+                metrics: metrics.clone(),
+            }),
             provisioning: provisioning.clone(),
             clock: clock.clone(),
+            metrics: metrics.clone(),
         });
         let admin = Arc::new(admin::AdminState {
             store: store.clone(),
@@ -272,11 +292,17 @@ impl Handlers {
                 upload_timeout: Duration::from_secs(config.upload_timeout_secs),
             },
             clock: clock.clone(),
+            metrics: metrics.clone(),
+            readiness: admin::Readiness::default(),
         });
-        let dcmp =
-            Arc::new(dcmp::DcmpState { store, limiter: dcmp::RateLimiter::new(config.dcmp_polls_per_second), clock });
+        let dcmp = Arc::new(dcmp::DcmpState {
+            store,
+            limiter: dcmp::RateLimiter::new(config.dcmp_polls_per_second),
+            clock,
+            metrics: metrics.clone(),
+        });
         let http = Arc::new(HttpRoutes { provisioning, dcmp });
-        Ok(Self { wpi, admin, http, retention })
+        Ok(Self { metrics, wpi, admin, http, retention })
     }
 }
 
@@ -300,6 +326,7 @@ fn provisioning_state(
     keys: &Keys,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
     base_url: &str,
 ) -> Result<provisioning::ProvisioningState, ServerError> {
     let mut digest = dls_digest::Config::new(config.digest_realm.clone());
@@ -315,6 +342,7 @@ fn provisioning_state(
         suffix: suffix.to_owned(),
         server_url: base_url.to_owned(),
         clock,
+        metrics,
     })
 }
 
@@ -344,34 +372,34 @@ fn serve(
     let (wpi, secure, plain, admin) =
         (handlers.wpi.clone(), handlers.wpi.clone(), handlers.http.clone(), handlers.admin.clone());
     Ok(vec![
-        tokio::spawn(http::serve(
+        tasks::spawn(http::serve(
             listeners.wpi,
             Some(tls),
             move |req, info| routes::default_port(wpi.clone(), req, info),
             limits,
             shutdown.clone(),
             Some(drained.clone()),
-            refused[0].clone(),
+            http::ListenerCounts { refused: refused[0].clone(), open: handlers.metrics.connections_open("wpi") },
         )),
-        tokio::spawn(http::serve(
+        tasks::spawn(http::serve(
             listeners.secure,
             Some(secure_tls),
             move |req, info| routes::secure_port(secure.clone(), req, info),
             ListenerLimits { name: "secure", ..limits },
             shutdown.clone(),
             Some(drained),
-            refused[1].clone(),
+            http::ListenerCounts { refused: refused[1].clone(), open: handlers.metrics.connections_open("secure") },
         )),
-        tokio::spawn(http::serve(
+        tasks::spawn(http::serve(
             listeners.http,
             None,
             move |req, info| routes::http_port(plain.clone(), req, info),
             ListenerLimits { name: "http", ..limits },
             shutdown.clone(),
             None,
-            refused[2].clone(),
+            http::ListenerCounts { refused: refused[2].clone(), open: handlers.metrics.connections_open("http") },
         )),
-        tokio::spawn(http::serve(
+        tasks::spawn(http::serve(
             listeners.admin,
             admin_tls,
             move |req, info| routes::admin_port(admin.clone(), req, info),
@@ -383,7 +411,7 @@ fn serve(
             },
             shutdown.clone(),
             None,
-            refused[3].clone(),
+            http::ListenerCounts { refused: refused[3].clone(), open: handlers.metrics.connections_open("admin") },
         )),
     ])
 }
@@ -433,6 +461,7 @@ fn start_contact(
     store: Arc<dyn Store>,
     forced: Arc<Mutex<HashSet<MacAddr>>>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> contact::ContactHandle {
     let policy = contact::ContactPolicy {
@@ -443,10 +472,10 @@ fn start_contact(
         any_host: config.contact_me_any_host,
         ..contact::ContactPolicy::default()
     };
-    let lookup = store.clone();
+    let (lookup, counted) = (store.clone(), metrics.clone());
     let targets: contact::ContactTargets = Arc::new(move |mac| {
         let was_forced = forced.lock().unwrap_or_else(PoisonError::into_inner).remove(&mac);
-        match lookup.contact_target(mac, was_forced) {
+        match counted.store("contact_target", lookup.contact_target(mac, was_forced)) {
             Ok(target) => target,
             Err(e) => {
                 tracing::error!(%mac, error = %e, "contact-me: store failed");
@@ -457,15 +486,15 @@ fn start_contact(
     let recorder = store.clone();
     let report: contact::ContactReport = Arc::new(move |mac, attempt: &contact::ContactAttempt| {
         info!(%mac, uri = %attempt.uri, result = %attempt.result, "contact-me");
-        if let Err(e) =
-            recorder.record_contact(mac, dls_engine::UnixTime(attempt.at_unix_secs), &attempt.result.to_string())
-        {
+        metrics.contact_me(&attempt.result);
+        let at = dls_engine::UnixTime(attempt.at_unix_secs);
+        if let Err(e) = metrics.store("record_contact", recorder.record_contact(mac, at, &attempt.result.to_string())) {
             tracing::error!(%mac, error = %e, "contact-me: recording failed");
         }
     });
     let handle = contact::spawn(policy, targets, report, clock, shutdown);
     let seeding = handle.clone();
-    tokio::task::spawn_blocking(move || match store.devices_with_pending_jobs(100_000) {
+    tasks::spawn_blocking(move || match store.devices_with_pending_jobs(100_000) {
         Ok(macs) => {
             for mac in macs {
                 let _ = seeding.request(mac);

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::net::SocketAddr;
 
 use dls_engine::{Channel, Desired, DeviceSnapshot, Engine, Input, Note, Output, Session};
-use dls_message::{EncodeOptions, MacAddr, ValueEscaping, WorkpointMessage};
+use dls_message::{Action, EncodeOptions, MacAddr, ValueEscaping, WorkpointMessage};
 use dls_store::Store;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -19,6 +19,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::bootstrap::{BootstrapError, BootstrapMaker};
 use crate::http::{ConnInfo, Resp, read_body, text};
+use crate::metrics::{self, Metrics};
 use crate::sessions::{Sessions, cookie_id, new_id};
 
 /// The only path phones post to.
@@ -41,6 +42,8 @@ pub(crate) struct WpiState {
     pub(crate) in_flight: AtomicUsize,
     /// The service's clock.
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
+    /// What `/metrics` reports.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl WpiState {
@@ -52,7 +55,7 @@ impl WpiState {
     /// The device's outstanding PIN, opened. One that does not open is logged, and the
     /// engine gets no TAN (the phone's answer then counts as wrong).
     fn open_pin(&self, mac: MacAddr) -> Result<Option<dls_secure_mode::Pin>, BootstrapError> {
-        let Some(sealed) = self.store.pin(mac)? else { return Ok(None) };
+        let Some(sealed) = self.metrics.store("pin", self.store.pin(mac))? else { return Ok(None) };
         let pin = self.bootstrap.secrets.open_pin(mac, &sealed);
         if pin.is_none() {
             error!(%mac, "the stored PIN does not open (secrets.key changed?)");
@@ -102,10 +105,36 @@ pub(crate) enum Port {
     Secure,
 }
 
+impl Port {
+    /// Its name in log lines and metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Secure => "secure",
+        }
+    }
+}
+
 /// Handles one message to [`LOGIN_SERVICE_PATH`] (the routes are in [`crate::routes`]):
 /// reads and decodes it ([`read_message`]), takes its session, and — under the device's
 /// lock — runs the engine and commits ([`run_engine`]) before answering ([`respond`]).
 pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: ConnInfo, port: Port) -> Resp {
+    let started = Instant::now();
+    let metrics = state.metrics.clone();
+    let (resp, reason, action) = handle_message(state, req, info, port).await;
+    let outcome = metrics::outcome(resp.status(), action.as_ref());
+    metrics.wpi_message(port.label(), reason, outcome, started.elapsed());
+    resp
+}
+
+/// [`handle`]'s work; also says, for the metrics, the message's reason for contact and the
+/// reply's action (none when the answer is an HTTP error).
+async fn handle_message(
+    state: Arc<WpiState>,
+    req: Request<Incoming>,
+    info: ConnInfo,
+    port: Port,
+) -> (Resp, &'static str, Option<Action>) {
     let _in_flight = InFlight::enter(&state);
     let peer = info.peer;
     let channel = match (port, &info.client) {
@@ -114,12 +143,14 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
             certificate_mac: c.common_name.as_deref().and_then(|cn| MacAddr::parse(cn).ok()),
             certificate_serial: c.serial.clone(),
         },
-        (Port::Secure, None) => return text(StatusCode::FORBIDDEN, "a client certificate is required\n"),
+        (Port::Secure, None) => {
+            return (text(StatusCode::FORBIDDEN, "a client certificate is required\n"), metrics::NOT_DECODED, None);
+        }
     };
     if req.method() != Method::POST {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return r;
+        return (r, metrics::NOT_DECODED, None);
     }
     let cookie = req
         .headers()
@@ -130,16 +161,14 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
         .map(str::to_owned);
     let message = match read_message(&state, req, peer).await {
         Ok(m) => m,
-        Err(refused) => return refused,
+        Err(refused) => return (refused, metrics::NOT_DECODED, None),
     };
+    let reason = metrics::reason(&message.reason.value);
     let session = cookie.as_deref().and_then(|id| state.sessions.take(id));
     let mac = Engine::identify(&message, session.as_ref(), &channel);
     let span = info_span!(
         "interaction",
-        port = match port {
-            Port::Default => "default",
-            Port::Secure => "secure",
-        },
+        port = port.label(),
         mac = %mac.map_or_else(|| "-".to_owned(), |m| m.to_string()),
         nonce = %message.header.nonce,
         reason = %message.reason.value
@@ -150,10 +179,16 @@ pub(crate) async fn handle(state: Arc<WpiState>, req: Request<Incoming>, info: C
         let message = Message { mac, peer, channel, workpoint: message, session };
         let (out, escaping) = match run_engine(&state, message).await {
             Ok(x) => x,
-            Err(failed) => return failed,
+            Err(failed) => return (failed, reason, None),
         };
         log_notes(&out.notes);
-        respond(&state, out, escaping, had_session, cookie)
+        for note in &out.notes {
+            if let Note::Refused(why) = note {
+                state.metrics.refused(*why);
+            }
+        }
+        let (resp, action) = respond(&state, out, escaping, had_session, cookie);
+        (resp, reason, Some(action))
     }
     .instrument(span)
     .await
@@ -196,7 +231,7 @@ struct Message {
 /// committed.
 async fn run_engine(state: &Arc<WpiState>, message: Message) -> Result<(Output, ValueEscaping), Resp> {
     let st = state.clone();
-    match tokio::task::spawn_blocking(move || st.handle_blocking(message)).await {
+    match crate::tasks::spawn_blocking(move || st.handle_blocking(message)).await {
         Ok(Ok(x)) => Ok(x),
         Ok(Err(e)) => {
             error!(error = %e, "message not handled; nothing sent");
@@ -214,13 +249,17 @@ impl WpiState {
     /// needs it, the PIN only to check a TAN, the engine, and the commit (one transaction).
     fn handle_blocking(&self, m: Message) -> Result<(Output, ValueEscaping), BootstrapError> {
         let (device, desired) = match m.mac {
-            Some(mac) => self.store.load_for_message(mac)?,
+            Some(mac) => self.metrics.store("load_for_message", self.store.load_for_message(mac))?,
             None => (DeviceSnapshot::unknown(), Desired::default()),
         };
         let now = self.clock.now();
         let need = self.engine.bootstrap_needed(now, &m.workpoint, m.session.as_ref(), &m.channel, &device);
         let bootstrap = match (m.mac, need) {
-            (Some(mac), Some(need)) => Some(self.bootstrap.supply(need, mac, self.store.as_ref(), now)?),
+            (Some(mac), Some(need)) => {
+                let supply = self.bootstrap.supply(need, mac, self.store.as_ref(), now);
+                self.metrics.bootstrap(supply.as_ref().ok());
+                Some(supply?)
+            }
             _ => None,
         };
         // The PIN is opened only to check the TAN that answers its `ReadItems`, and wiped
@@ -242,7 +281,7 @@ impl WpiState {
         });
         drop(pin);
         if let (Some(mac), false) = (m.mac, out.changes.is_empty()) {
-            self.store.apply(mac, &out.changes)?;
+            self.metrics.store("apply", self.store.apply(mac, &out.changes))?;
         }
         Ok((out, desired.value_escaping))
     }
@@ -263,8 +302,15 @@ fn log_notes(notes: &[Note]) {
 
 /// The reply, encoded with the device family's value escaping and an exact length; the
 /// session kept for the next message, with a new `JSESSIONID` on an interaction's first
-/// response. A reply that cannot be encoded becomes a bare `CleanUp`, never a `500`.
-fn respond(state: &WpiState, out: Output, escaping: ValueEscaping, had_session: bool, cookie: Option<String>) -> Resp {
+/// response. A reply that cannot be encoded becomes a bare `CleanUp`, never a `500`. Also
+/// says which action the reply carries.
+fn respond(
+    state: &WpiState,
+    out: Output,
+    escaping: ValueEscaping,
+    had_session: bool,
+    cookie: Option<String>,
+) -> (Resp, Action) {
     let (mut action, mut items) = (out.reply.action.clone(), out.reply.items.as_ref().map_or(0, Vec::len));
     let nonce = out.reply.header.nonce.clone();
     let mut session = out.session;
@@ -277,13 +323,13 @@ fn respond(state: &WpiState, out: Output, escaping: ValueEscaping, had_session: 
             // The engine leaves out every item that cannot be sent, so this is a bug; still,
             // the phone gets a `CleanUp` that ends the interaction, not a `500`.
             error!(error = %e, "reply not encodable; the interaction is ended with a CleanUp");
-            (action, items, session) = (dls_message::Action::CleanUp, 0, None);
-            let clean_up = dls_message::DlsMessage::new(nonce, dls_message::Action::CleanUp, None);
+            (action, items, session) = (Action::CleanUp, 0, None);
+            let clean_up = dls_message::DlsMessage::new(nonce, Action::CleanUp, None);
             match dls_message::encode(&dls_message::Message::Dls(clean_up), &EncodeOptions::default()) {
                 Ok(x) => x,
                 Err(e) => {
                     error!(error = %e, "not even a CleanUp is encodable");
-                    return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+                    return (text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"), action);
                 }
             }
         }
@@ -309,5 +355,5 @@ fn respond(state: &WpiState, out: Output, escaping: ValueEscaping, had_session: 
             state.sessions.put(id, s);
         }
     }
-    resp
+    (resp, action)
 }

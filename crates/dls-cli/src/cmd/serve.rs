@@ -225,6 +225,10 @@ struct Settings {
     /// (0: forever). Default 90.
     #[arg(long, env = "DLS_JOB_RETENTION_DAYS", value_name = "DAYS")]
     job_retention_days: Option<u32>,
+    /// The node's name, on every log line and in the dls_node_info metric (1 to 64 of
+    /// A-Z a-z 0-9 . _ -). Default: the host name.
+    #[arg(long, env = "DLS_NODE_NAME", value_name = "NAME")]
+    node_name: Option<String>,
 }
 
 /// The configuration the layers give, validated: the defaults, the `--config` file, then

@@ -59,6 +59,7 @@ contact-me-any-host = true
 dcmp-polls-per-second = 2
 audit-retention-days = 730
 job-retention-days = 30
+node-name = "dls-node-2"
 "#;
 
 /// Runs `dls args…` with exactly the `DLS_…` variables given (the test's own are removed).

@@ -49,6 +49,36 @@ fn a_loose_data_directory_is_tightened_with_one_line_each() {
 }
 
 #[test]
+fn every_log_line_names_the_node_in_text_and_json() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    serve(&data).stop();
+    for json in [false, true] {
+        // Three WARN lines at start (a loose directory, token and key), and the node's name
+        // on each.
+        set_mode(&data, 0o777);
+        for f in ["admin-token", "ca.key"] {
+            set_mode(&data.join(f), 0o644);
+        }
+        let mut flags = vec!["--node-name", "dls-node-7"];
+        if json {
+            flags.push("--log-json");
+        }
+        let stderr = serve_with(&data, &flags).stop();
+        let lines: Vec<&String> = stderr.iter().filter(|l| l.contains("WARN") || l.contains("\"level\"")).collect();
+        assert_eq!(lines.len(), 3, "{stderr:#?}");
+        for line in lines {
+            if json {
+                let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+                assert_eq!(v["spans"][0]["node"], "dls-node-7", "{line}");
+            } else {
+                assert!(line.contains("node{node=dls-node-7}"), "{line}");
+            }
+        }
+    }
+}
+
+#[test]
 fn a_data_directory_of_another_user_is_refused() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("data");

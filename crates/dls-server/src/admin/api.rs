@@ -2,8 +2,6 @@
 //! message) and how store errors map to it, the bearer token check, running store calls
 //! off the executor, request bodies and queries.
 
-use std::sync::Arc;
-
 use dls_engine::Profile;
 use dls_message::{Item, MacAddr};
 use dls_store::{Store, StoreError};
@@ -97,13 +95,15 @@ pub(super) fn authorised(req: &Request<Incoming>, token: &str) -> bool {
     given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
-/// Runs a store call off the executor.
+/// Runs a store call off the executor, counted in the metrics as `operation` (the store
+/// method `f` calls).
 pub(super) async fn blocking<T: Send + 'static>(
-    store: &Arc<dyn Store>,
+    state: &AdminState,
+    operation: &'static str,
     f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let store = store.clone();
-    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+    let (store, metrics) = (state.store.clone(), state.metrics.clone());
+    match crate::tasks::spawn_blocking(move || metrics.store(operation, f(store.as_ref()))).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(store_error(&e)),
         Err(_) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")),

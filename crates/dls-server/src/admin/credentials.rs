@@ -50,13 +50,13 @@ pub(super) fn seal_secret(state: &AdminState, mac: MacAddr, secret: &str) -> Res
 pub(super) async fn set_secret(state: &AdminState, mac: MacAddr, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let r: SecretRequest = body_json(state, req).await?;
     let sealed = seal_secret(state, mac, &r.secret)?;
-    blocking(&state.store, move |s| s.set_device_secret(mac, Some(&sealed))).await?;
+    blocking(state, "set_device_secret", move |s| s.set_device_secret(mac, Some(&sealed))).await?;
     Ok(json(StatusCode::OK, &serde_json::json!({ "mac": mac, "secret": "set" })))
 }
 
 /// `DELETE /api/v1/devices/{mac}/secret`
 pub(super) async fn clear_secret(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
-    blocking(&state.store, move |s| s.set_device_secret(mac, None)).await?;
+    blocking(state, "set_device_secret", move |s| s.set_device_secret(mac, None)).await?;
     Ok(json(StatusCode::OK, &serde_json::json!({ "mac": mac, "secret": "cleared" })))
 }
 
@@ -90,7 +90,7 @@ pub(super) async fn provisioning_url(
     let embed = embed_asked(req.uri().query())?;
     let path = state.provisioning.path_of(mac);
     let url = if embed {
-        let sealed = blocking(&state.store, move |s| s.device_secret(mac))
+        let sealed = blocking(state, "device_secret", move |s| s.device_secret(mac))
             .await?
             .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("device {mac} has no secret")))?;
         let secret = state
@@ -109,7 +109,7 @@ pub(super) async fn provisioning_url(
 
 /// `GET /api/v1/credentials/fallback`: scopes and user names, never a password.
 pub(super) async fn list_fallback(state: &AdminState) -> Result<Resp, ApiError> {
-    let list = blocking(&state.store, |s| s.list_fallback_credentials()).await?;
+    let list = blocking(state, "list_fallback_credentials", |s| s.list_fallback_credentials()).await?;
     let list: Vec<serde_json::Value> =
         list.into_iter().map(|(scope, username)| serde_json::json!({ "scope": scope, "username": username })).collect();
     Ok(json(StatusCode::OK, &list))
@@ -139,6 +139,9 @@ pub(super) async fn change_fallback(
         (false, _) => None,
     };
     let (scope, username) = (r.scope.clone(), r.username.clone());
-    blocking(&state.store, move |s| s.set_fallback_credential(&scope, &username, sealed.as_deref())).await?;
+    blocking(state, "set_fallback_credential", move |s| {
+        s.set_fallback_credential(&scope, &username, sealed.as_deref())
+    })
+    .await?;
     Ok(json(StatusCode::OK, &serde_json::json!({ "scope": r.scope, "username": r.username })))
 }

@@ -48,7 +48,7 @@ fn filter_of(q: Option<&str>) -> Result<DeviceFilter, ApiError> {
 /// `GET /api/v1/devices?profile=&device-type=&search=&limit=`
 pub(super) async fn list(state: &AdminState, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let filter = filter_of(req.uri().query())?;
-    let list = blocking(&state.store, move |s| s.list_devices(&filter)).await?;
+    let list = blocking(state, "list_devices", move |s| s.list_devices(&filter)).await?;
     Ok(json(StatusCode::OK, &list))
 }
 
@@ -68,8 +68,8 @@ pub(super) async fn add(state: &AdminState, req: Request<Incoming>) -> Result<Re
     };
     let spec = DeviceSpec { profiles: new.profiles, overrides: new.overrides, secret, security };
     let at = state.clock.now();
-    blocking(&state.store, move |s| s.add_device(mac, &spec, at)).await?;
-    let details = blocking(&state.store, move |s| s.device(mac)).await?;
+    blocking(state, "add_device", move |s| s.add_device(mac, &spec, at)).await?;
+    let details = blocking(state, "device", move |s| s.device(mac)).await?;
     let mut body = serde_json::to_value(&details).unwrap_or_default();
     if let (Some(p), Some(obj)) = (pin, body.as_object_mut()) {
         obj.insert("pin".into(), serde_json::Value::String(p.to_string()));
@@ -79,7 +79,7 @@ pub(super) async fn add(state: &AdminState, req: Request<Incoming>) -> Result<Re
 
 /// `GET /api/v1/devices/{mac}`
 pub(super) async fn show(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
-    match blocking(&state.store, move |s| s.device(mac)).await? {
+    match blocking(state, "device", move |s| s.device(mac)).await? {
         Some(d) => Ok(json(StatusCode::OK, &d)),
         None => Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found"))),
     }
@@ -91,14 +91,14 @@ pub(super) async fn update(state: &AdminState, mac: MacAddr, req: Request<Incomi
     if let Some(overrides) = &update.overrides {
         check_items("overrides", overrides)?;
     }
-    blocking(&state.store, move |s| s.update_device(mac, &update)).await?;
-    let details = blocking(&state.store, move |s| s.device(mac)).await?;
+    blocking(state, "update_device", move |s| s.update_device(mac, &update)).await?;
+    let details = blocking(state, "device", move |s| s.device(mac)).await?;
     Ok(json(StatusCode::OK, &details))
 }
 
 /// `DELETE /api/v1/devices/{mac}`
 pub(super) async fn delete(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
-    if blocking(&state.store, move |s| s.delete_device(mac)).await? {
+    if blocking(state, "delete_device", move |s| s.delete_device(mac)).await? {
         Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": mac })))
     } else {
         Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found")))
@@ -107,6 +107,6 @@ pub(super) async fn delete(state: &AdminState, mac: MacAddr) -> Result<Resp, Api
 
 /// `GET /api/v1/devices/{mac}/desired`
 pub(super) async fn desired(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
-    let desired = blocking(&state.store, move |s| s.desired(mac)).await?;
+    let desired = blocking(state, "desired", move |s| s.desired(mac)).await?;
     Ok(json(StatusCode::OK, &desired))
 }

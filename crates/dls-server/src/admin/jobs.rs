@@ -139,7 +139,7 @@ async fn select(
         for m in t.mac.iter().chain(&t.macs) {
             macs.push(parse_mac(m)?);
         }
-        let found = blocking(&state.store, move |s| {
+        let found = blocking(state, "device_batch", move |s| {
             macs.into_iter()
                 .map(|m| {
                     let d =
@@ -152,7 +152,7 @@ async fn select(
         return Ok((found, single));
     }
     let filter = DeviceFilter { profile: t.profile, device_type: t.device_type, ..DeviceFilter::default() };
-    let list = blocking(&state.store, move |s| s.list_devices(&filter)).await?;
+    let list = blocking(state, "list_devices", move |s| s.list_devices(&filter)).await?;
     Ok((list.into_iter().map(|d| (d.mac, d.device_type, d.software_version)).collect(), false))
 }
 
@@ -198,7 +198,7 @@ pub(super) async fn add_jobs(state: &AdminState, req: Request<Incoming>) -> Resu
     let file = match &job {
         JobRequest::DeployFile { file, .. } | JobRequest::DeployFirmware { file, .. } => {
             let id = *file;
-            let f = blocking(&state.store, move |s| s.file(id))
+            let f = blocking(state, "file", move |s| s.file(id))
                 .await?
                 .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("file {id} not found")))?;
             Some(f)
@@ -250,7 +250,7 @@ pub(super) async fn add_jobs(state: &AdminState, req: Request<Incoming>) -> Resu
         Vec::new()
     } else {
         let at = state.clock.now();
-        blocking(&state.store, move |s| s.add_jobs(&new, at)).await?
+        blocking(state, "add_jobs", move |s| s.add_jobs(&new, at)).await?
     };
     let mut contacted = HashSet::new();
     for j in &added {
@@ -396,7 +396,7 @@ pub(super) async fn add_file(state: &AdminState, req: Request<Incoming>) -> Resu
         }
     };
     let at = state.clock.now();
-    let added = match blocking(&state.store, move |s| s.add_file(&new, at)).await {
+    let added = match blocking(state, "add_file", move |s| s.add_file(&new, at)).await {
         Ok(r) => r,
         Err(e) => {
             let _ = tokio::fs::remove_file(&temp).await;
@@ -408,7 +408,7 @@ pub(super) async fn add_file(state: &AdminState, req: Request<Incoming>) -> Resu
         tracing::error!(error = %e, "file store: moving an upload into place failed");
         let _ = tokio::fs::remove_file(&temp).await;
         let id = added.id;
-        let _ = blocking(&state.store, move |s| s.delete_file(id, at)).await;
+        let _ = blocking(state, "delete_file", move |s| s.delete_file(id, at)).await;
         return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "the file could not be stored"));
     }
     info!(id = added.id, name = %added.file.name, file_type = %added.file.file_type, size = added.file.size, "file added");
@@ -418,12 +418,12 @@ pub(super) async fn add_file(state: &AdminState, req: Request<Incoming>) -> Resu
 /// `GET /api/v1/jobs?mac=&state=&limit=`: newest first.
 pub(super) async fn list(state: &AdminState, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let filter = job_filter(req.uri().query())?;
-    Ok(json(StatusCode::OK, &blocking(&state.store, move |s| s.jobs(&filter)).await?))
+    Ok(json(StatusCode::OK, &blocking(state, "jobs", move |s| s.jobs(&filter)).await?))
 }
 
 /// `GET /api/v1/jobs/{id}`
 pub(super) async fn show(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
-    match blocking(&state.store, move |s| s.job(id)).await? {
+    match blocking(state, "job", move |s| s.job(id)).await? {
         Some(j) => Ok(json(StatusCode::OK, &j)),
         None => Err(error(StatusCode::NOT_FOUND, format!("job {id} not found"))),
     }
@@ -432,7 +432,7 @@ pub(super) async fn show(state: &AdminState, id: i64) -> Result<Resp, ApiError> 
 /// `POST /api/v1/jobs/{id}/cancel`: a job that is not over.
 pub(super) async fn cancel(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
     let at = state.clock.now();
-    let job = blocking(&state.store, move |s| s.cancel_job(id, at)).await?;
+    let job = blocking(state, "cancel_job", move |s| s.cancel_job(id, at)).await?;
     info!(id, "job cancelled");
     Ok(json(StatusCode::OK, &job))
 }
@@ -440,7 +440,7 @@ pub(super) async fn cancel(state: &AdminState, id: i64) -> Result<Resp, ApiError
 /// `POST /api/v1/devices/{mac}/contact`: a contact-me now (rate limits apply), pending
 /// jobs or not.
 pub(super) async fn contact(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
-    if blocking(&state.store, move |s| s.device(mac)).await?.is_none() {
+    if blocking(state, "device", move |s| s.device(mac)).await?.is_none() {
         return Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found")));
     }
     state.jobs.forced.lock().unwrap_or_else(PoisonError::into_inner).insert(mac);
@@ -452,12 +452,12 @@ pub(super) async fn contact(state: &AdminState, mac: MacAddr) -> Result<Resp, Ap
 
 /// `GET /api/v1/files`
 pub(super) async fn list_files(state: &AdminState) -> Result<Resp, ApiError> {
-    Ok(json(StatusCode::OK, &blocking(&state.store, |s| s.files()).await?))
+    Ok(json(StatusCode::OK, &blocking(state, "files", |s| s.files()).await?))
 }
 
 /// `GET /api/v1/files/{id}`
 pub(super) async fn show_file(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
-    match blocking(&state.store, move |s| s.file(id)).await? {
+    match blocking(state, "file", move |s| s.file(id)).await? {
         Some(f) => Ok(json(StatusCode::OK, &f)),
         None => Err(error(StatusCode::NOT_FOUND, format!("file {id} not found"))),
     }
@@ -467,7 +467,7 @@ pub(super) async fn show_file(state: &AdminState, id: i64) -> Result<Resp, ApiEr
 /// their open file, new ones find no job.
 pub(super) async fn delete_file(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
     let at = state.clock.now();
-    let Some(f) = blocking(&state.store, move |s| s.delete_file(id, at)).await? else {
+    let Some(f) = blocking(state, "delete_file", move |s| s.delete_file(id, at)).await? else {
         return Err(error(StatusCode::NOT_FOUND, format!("file {id} not found")));
     };
     if let Err(e) = tokio::fs::remove_file(content_path(&state.jobs.files_dir, id)).await {

@@ -4,7 +4,8 @@
 //! [`profiles`], [`security`] (mode, PIN, certificates, audit), [`credentials`] (Digest
 //! secrets, fallback credentials, provisioning URLs) and [`jobs`] (jobs, deployment files,
 //! contact-me). [`api`] holds what they share: JSON answers, [`ApiError`] and the mapping
-//! of store errors, the token check, store calls off the executor.
+//! of store errors, the token check, store calls off the executor. [`health`] answers
+//! what a monitoring system asks without the token: `/healthz`, `/readyz`, `/metrics`.
 //!
 //! Items that a phone cannot be sent (in a profile, its provisioning template, device
 //! overrides, a `write` job) are refused with `422`, naming the item: the rule is
@@ -13,6 +14,7 @@
 mod api;
 mod credentials;
 mod devices;
+mod health;
 pub(crate) mod jobs;
 mod profiles;
 mod security;
@@ -28,6 +30,7 @@ use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use self::api::{ApiError, authorised, error, json, parse_id, parse_mac};
+pub(crate) use self::health::Readiness;
 use crate::http::Resp;
 
 pub(crate) struct AdminState {
@@ -42,14 +45,22 @@ pub(crate) struct AdminState {
     pub(crate) jobs: jobs::JobsState,
     /// The service's clock: the time of every change recorded.
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
+    /// What `/metrics` reports; counts the store calls.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Whether a `/readyz` check is running (at most one at a time).
+    pub(crate) readiness: Readiness,
 }
 
-/// Serves one admin request: `/healthz` without a token, `/api/v1/…` with it.
+/// Serves one admin request: `/healthz`, `/readyz` and `/metrics` without a token
+/// ([`health`]: they hold no secret), `/api/v1/…` with it.
 pub(crate) async fn handle(state: Arc<AdminState>, req: Request<Incoming>, info: crate::http::ConnInfo) -> Resp {
     let peer = info.peer;
     let path = req.uri().path().to_owned();
-    if path == "/healthz" {
-        return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
+    match path.as_str() {
+        "/healthz" => return json(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
+        "/readyz" => return health::ready(&state).await,
+        "/metrics" => return health::metrics(&state),
+        _ => {}
     }
     if !path.starts_with("/api/v1/") {
         return error(StatusCode::NOT_FOUND, "not found").response();

@@ -10,13 +10,13 @@ use crate::http::Resp;
 
 /// `GET /api/v1/profiles`
 pub(super) async fn list(state: &AdminState) -> Result<Resp, ApiError> {
-    Ok(json(StatusCode::OK, &blocking(&state.store, |s| s.profiles()).await?))
+    Ok(json(StatusCode::OK, &blocking(state, "profiles", |s| s.profiles()).await?))
 }
 
 /// `GET /api/v1/profiles/{name}`
 pub(super) async fn show(state: &AdminState, name: &str) -> Result<Resp, ApiError> {
     let n = name.to_owned();
-    match blocking(&state.store, move |s| s.profile(&n)).await? {
+    match blocking(state, "profile", move |s| s.profile(&n)).await? {
         Some(p) => Ok(json(StatusCode::OK, &p)),
         None => Err(error(StatusCode::NOT_FOUND, format!("profile {name:?} not found"))),
     }
@@ -29,14 +29,14 @@ pub(super) async fn put(state: &AdminState, name: &str, req: Request<Incoming>) 
     check_profile(name, &profile)?;
     name.clone_into(&mut profile.name);
     let p = profile.clone();
-    blocking(&state.store, move |s| s.put_profile(&p)).await?;
+    blocking(state, "put_profile", move |s| s.put_profile(&p)).await?;
     Ok(json(StatusCode::OK, &profile))
 }
 
 /// `DELETE /api/v1/profiles/{name}`
 pub(super) async fn delete(state: &AdminState, name: &str) -> Result<Resp, ApiError> {
     let n = name.to_owned();
-    if blocking(&state.store, move |s| s.delete_profile(&n)).await? {
+    if blocking(state, "delete_profile", move |s| s.delete_profile(&n)).await? {
         Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": name })))
     } else {
         Err(error(StatusCode::NOT_FOUND, format!("profile {name:?} not found")))

@@ -51,7 +51,7 @@ pub(super) async fn change(state: &AdminState, mac: MacAddr, req: Request<Incomi
     let request: SecurityRequest = body_json(state, req).await?;
     let (pin, update) = security_update(state, mac, request)?;
     let at = state.clock.now();
-    blocking(&state.store, move |s| s.update_security(mac, &update, at)).await?;
+    blocking(state, "update_security", move |s| s.update_security(mac, &update, at)).await?;
     let body = match pin {
         Some(p) => serde_json::json!({ "mac": mac, "pin": p.as_str() }),
         None => serde_json::json!({ "mac": mac }),
@@ -61,7 +61,7 @@ pub(super) async fn change(state: &AdminState, mac: MacAddr, req: Request<Incomi
 
 /// `GET /api/v1/devices/{mac}/certificates`
 pub(super) async fn certificates(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
-    Ok(json(StatusCode::OK, &blocking(&state.store, move |s| s.certificates(mac)).await?))
+    Ok(json(StatusCode::OK, &blocking(state, "certificates", move |s| s.certificates(mac)).await?))
 }
 
 fn audit_filter(q: Option<&str>) -> Result<(Option<MacAddr>, usize), ApiError> {
@@ -80,5 +80,5 @@ fn audit_filter(q: Option<&str>) -> Result<(Option<MacAddr>, usize), ApiError> {
 /// `GET /api/v1/audit?mac=&limit=`: newest first.
 pub(super) async fn audit(state: &AdminState, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let (mac, limit) = audit_filter(req.uri().query())?;
-    Ok(json(StatusCode::OK, &blocking(&state.store, move |s| s.audit(mac, limit)).await?))
+    Ok(json(StatusCode::OK, &blocking(state, "audit", move |s| s.audit(mac, limit)).await?))
 }

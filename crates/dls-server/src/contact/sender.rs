@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{debug, error, warn};
+use tracing::{Instrument, debug, error, warn};
 
 use super::planner::ContactPlanner;
 use super::target::{Target, TargetHost, check_caller, parse_uri};
@@ -155,7 +155,7 @@ pub(crate) fn spawn(
         report,
     });
     let (done_tx, done) = watch::channel(false);
-    tokio::spawn(run(shared.clone(), shutdown, done_tx));
+    crate::tasks::spawn(run(shared.clone(), shutdown, done_tx));
     ContactHandle { shared, done }
 }
 
@@ -188,7 +188,7 @@ async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, done: wat
         for mac in batch {
             match permits.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    attempts.spawn(attempt(shared.clone(), mac, permit));
+                    attempts.spawn(attempt(shared.clone(), mac, permit).in_current_span());
                 }
                 Err(_) => shared.planner().cancel(mac),
             }
@@ -221,7 +221,7 @@ async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, done: wat
 /// One attempt for `mac`, already `started` in the planner.
 async fn attempt(shared: Arc<Shared>, mac: MacAddr, permit: OwnedSemaphorePermit) {
     let targets = shared.targets.clone();
-    let target = match tokio::task::spawn_blocking(move || targets(mac)).await {
+    let target = match crate::tasks::spawn_blocking(move || targets(mac)).await {
         Ok(Some(target)) => target,
         Ok(None) => {
             debug!(%mac, "nothing to contact any more");
@@ -252,7 +252,7 @@ async fn attempt(shared: Arc<Shared>, mac: MacAddr, permit: OwnedSemaphorePermit
     }
     let report = shared.report.clone();
     let record = ContactAttempt { at_unix_secs, uri, result };
-    if let Err(e) = tokio::task::spawn_blocking(move || report(mac, &record)).await {
+    if let Err(e) = crate::tasks::spawn_blocking(move || report(mac, &record)).await {
         error!(%mac, "recording the contact-me attempt failed: {e}");
     }
     drop(permit);

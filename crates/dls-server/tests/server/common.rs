@@ -163,6 +163,18 @@ impl Logs {
     }
 }
 
+/// Runs one SQL statement on the service's database from outside (Python's `sqlite3`), as
+/// another process would: e.g. renaming a table makes the store fail under the running
+/// service.
+pub(crate) async fn sql(srv: &TestServer, statement: &str) {
+    let db = srv.data().join("dls.sqlite");
+    let script =
+        "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10)\nc.execute(sys.argv[2])\nc.commit()";
+    let (code, out, err) =
+        run(tokio::process::Command::new("python3").args(["-c", script]).arg(&db).arg(statement), 30).await;
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write");

@@ -9,6 +9,7 @@ mod connections;
 mod deploy;
 mod flows;
 mod jobs;
+mod metrics;
 mod pins;
 mod provisioning;
 mod secure;

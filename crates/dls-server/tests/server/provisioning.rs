@@ -4,7 +4,7 @@
 use serde_json::json;
 use tokio::process::Command;
 
-use crate::common::{TestServer, run, write};
+use crate::common::{TestServer, run, sql, write};
 
 const MAC: &str = "001A2B3C4D5E";
 const SECRET: &str = "MACID-7f3a9";
@@ -180,14 +180,6 @@ async fn replays_bursts_and_the_admin_side() {
 
 /// Runs one SQL statement on the service's database from outside, as an operator's mistake or
 /// a failing disk would change it under the running service.
-async fn sql(srv: &TestServer, statement: &str) {
-    let db = srv.data().join("dls.sqlite");
-    let script =
-        "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10)\nc.execute(sys.argv[2])\nc.commit()";
-    let (code, out, err) = run(Command::new("python3").args(["-c", script]).arg(&db).arg(statement), 30).await;
-    assert_eq!(code, 0, "{out}{err}");
-}
-
 #[tokio::test]
 async fn guesses_from_another_address_and_a_failing_store_never_lock_the_phone_out() {
     let srv = TestServer::start().await;
