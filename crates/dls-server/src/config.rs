@@ -156,6 +156,89 @@ pub struct Config {
     /// (as `gethostname` gives it), cut to 64 characters, any other character replaced by
     /// `-`.
     pub node_name: String,
+    /// Where the service keeps its state: `sqlite` (the default: `dls.sqlite` in the data
+    /// directory, one node) or a PostgreSQL URL, `postgres://user:password@host:port/database`,
+    /// which several nodes share (`docs/cluster.md`). Its password is never logged.
+    pub store: StoreLocation,
+}
+
+/// [`Config::store`]: `sqlite`, or a `postgres://` (`postgresql://`) URL. Its `Debug` and
+/// [`StoreLocation::redacted`] leave the password out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoreLocation(String);
+
+/// The kinds of store a [`StoreLocation`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// The embedded SQLite file in the data directory.
+    Sqlite,
+    /// A PostgreSQL database, shared by the nodes that use it.
+    Postgres,
+}
+
+impl StoreLocation {
+    /// The embedded SQLite store.
+    #[must_use]
+    pub fn sqlite() -> Self {
+        Self("sqlite".to_owned())
+    }
+
+    /// `location` as given (checked by [`Self::kind`]).
+    #[must_use]
+    pub fn new(location: impl Into<String>) -> Self {
+        Self(location.into())
+    }
+
+    /// The location as given, password included: for opening the store only.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Which store this is; an error (one line) for anything but `sqlite` and a
+    /// `postgres://` URL with a host.
+    ///
+    /// # Errors
+    /// A message naming what is wrong, without the password.
+    pub fn kind(&self) -> Result<StoreKind, String> {
+        if self.0 == "sqlite" {
+            return Ok(StoreKind::Sqlite);
+        }
+        let url = url::Url::parse(&self.0).map_err(|e| format!("store: not sqlite nor a postgres:// URL ({e})"))?;
+        match url.scheme() {
+            "postgres" | "postgresql" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(StoreKind::Postgres),
+            "postgres" | "postgresql" => Err(format!("store: {} names no host", self.redacted())),
+            other => Err(format!("store: the scheme {other:?} is neither sqlite nor postgres://")),
+        }
+    }
+
+    /// The location without its password, for logs and messages.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("*****"));
+                url.to_string()
+            }
+            Ok(url) => url.to_string(),
+            Err(_) if self.0 == "sqlite" => self.0.clone(),
+            Err(_) => "(not a URL)".to_owned(),
+        }
+    }
+}
+
+impl Default for StoreLocation {
+    fn default() -> Self {
+        Self::sqlite()
+    }
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StoreLocation").field(&self.redacted()).finish()
+    }
 }
 
 impl Default for Config {
@@ -210,6 +293,7 @@ impl Default for Config {
             audit_retention_days: 400,
             job_retention_days: 90,
             node_name: default_node_name(),
+            store: StoreLocation::sqlite(),
         }
     }
 }
@@ -230,6 +314,7 @@ impl Config {
     /// # Errors
     /// What is wrong, as one line.
     pub fn validate(&self) -> Result<(), String> {
+        self.store.kind()?;
         if self.idle_timeout_secs < 30 {
             return Err("idle-timeout-secs must be at least 30 (phones keep connections that long)".into());
         }
@@ -351,7 +436,26 @@ fn node_name_of(host: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Config, node_name_of};
+    use super::{Config, StoreKind, StoreLocation, node_name_of};
+
+    #[test]
+    fn a_store_is_sqlite_or_a_postgres_url_and_its_password_is_never_shown() {
+        assert_eq!(Config::default().store.kind(), Ok(StoreKind::Sqlite));
+        let pg = StoreLocation::new("postgres://dls:hunter2@db.example.com:5432/dls");
+        assert_eq!(pg.kind(), Ok(StoreKind::Postgres));
+        assert_eq!(pg.redacted(), "postgres://dls:*****@db.example.com:5432/dls");
+        assert!(!format!("{pg:?}").contains("hunter2"));
+        let config = Config { store: pg.clone(), ..Config::default() };
+        assert!(!format!("{config:?}").contains("hunter2"), "Config's Debug shows no password");
+        assert_eq!(pg.as_str(), "postgres://dls:hunter2@db.example.com:5432/dls", "opened as given");
+        assert_eq!(StoreLocation::new("postgresql://db/dls").kind(), Ok(StoreKind::Postgres));
+        for bad in ["", "sqlite:", "mysql://db/dls", "postgres:///dls", "not a url"] {
+            let e = StoreLocation::new(bad).kind().expect_err(bad);
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let e = Config::from_toml("store = \"mysql://u:pw@db/dls\"").and_then(|c| c.validate()).expect_err("refused");
+        assert!(e.contains("mysql") && !e.contains("pw@"), "{e}");
+    }
 
     #[test]
     fn the_node_name_defaults_to_the_host_name_and_is_checked() {

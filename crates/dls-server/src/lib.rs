@@ -60,7 +60,7 @@ mod uri;
 mod wpi;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::Config;
+pub use config::{Config, StoreKind, StoreLocation};
 pub use datadir::DataDir;
 pub use error::ServerError;
 pub use http::http1_builder;

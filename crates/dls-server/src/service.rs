@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use dls_engine::{Engine, EngineConfig};
 use dls_message::MacAddr;
-use dls_store::Store;
+use dls_store::{Store, StoreError};
+use dls_store_postgres::PostgresStore;
 use dls_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,6 +20,7 @@ use tracing::{Instrument, info};
 use zeroize::Zeroizing;
 
 use crate::clock::{Clock, SystemClock};
+use crate::config::StoreKind;
 use crate::datadir::{self, DataDir, names};
 use crate::http::{self, ListenerLimits};
 use crate::limits::{self, RefusedConnections};
@@ -93,7 +95,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<R
 
 async fn start_in_span(config: Config, clock: Arc<dyn Clock>) -> Result<Running, ServerError> {
     let keys = Keys::load(&config, clock.now())?;
-    let store = open_store(&keys).await?;
+    let store = open_store(&config, &keys).await?;
     let listeners = Listeners::bind(&config).await?;
     let admin_url = admin_url(listeners.admin_addr, config.admin_tls);
     keys.dir.write_private(names::ADMIN_URL, format!("{admin_url}\n").as_bytes())?;
@@ -155,7 +157,21 @@ impl Keys {
 /// Opens the database in the data directory (created 0600), off the executor. A database
 /// from an older version holds PINs in clear: they are sealed at this first open, in the
 /// upgrade's transaction.
-async fn open_store(keys: &Keys) -> Result<Arc<dyn Store>, ServerError> {
+async fn open_store(config: &Config, keys: &Keys) -> Result<Opened, ServerError> {
+    let kind = config.store.kind().map_err(ServerError::Config)?;
+    if kind == StoreKind::Postgres {
+        let location = config.store.clone();
+        let store = tasks::spawn_blocking(move || PostgresStore::open(location.as_str()))
+            .await
+            .map_err(|e| ServerError::Config(e.to_string()))?
+            .map_err(|e| match e {
+                // A URL the database refuses (a wrong user or database) is the operator's to fix.
+                StoreError::Invalid(m) => ServerError::Config(format!("store {}: {m}", config.store.redacted())),
+                other => ServerError::Store(other),
+            })?;
+        info!(store = %config.store.redacted(), "store: PostgreSQL");
+        return Ok(Opened { store: Arc::new(store), kind });
+    }
     keys.dir.create_private(names::DATABASE)?;
     let db = keys.dir.file(names::DATABASE);
     let secrets = keys.secrets.clone();
@@ -164,7 +180,13 @@ async fn open_store(keys: &Keys) -> Result<Arc<dyn Store>, ServerError> {
     })
     .await
     .map_err(|e| ServerError::Config(e.to_string()))??;
-    Ok(Arc::new(store))
+    Ok(Opened { store: Arc::new(store), kind })
+}
+
+/// The store opened, and its kind.
+struct Opened {
+    store: Arc<dyn Store>,
+    kind: StoreKind,
 }
 
 /// The four listeners, bound, and their addresses.
@@ -218,12 +240,13 @@ impl Handlers {
     fn new(
         config: &Config,
         keys: &Keys,
-        store: Arc<dyn Store>,
+        opened: Opened,
         listeners: &Listeners,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Self, ServerError> {
+        let Opened { store, kind } = opened;
         let files_dir = files_dir(&keys.dir)?;
         let body_timeout = Duration::from_secs(config.body_timeout_secs);
         // Where phones reach the default-mode port, unless configured otherwise (behind NAT).
@@ -276,6 +299,8 @@ impl Handlers {
             provisioning: provisioning.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
+            // Several nodes may handle one device's messages: the store excludes them.
+            atomic_messages: kind == StoreKind::Postgres,
         });
         let admin = Arc::new(admin::AdminState {
             store: store.clone(),

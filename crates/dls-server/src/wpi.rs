@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use dls_engine::{Channel, Desired, DeviceSnapshot, Engine, Input, Note, Output, Session};
 use dls_message::{Action, EncodeOptions, MacAddr, ValueEscaping, WorkpointMessage};
-use dls_store::Store;
+use dls_store::{Store, StoreError, with_device};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -44,6 +44,10 @@ pub(crate) struct WpiState {
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
     /// What `/metrics` reports.
     pub(crate) metrics: Arc<Metrics>,
+    /// Whether each message runs in the store's own exclusion of its device
+    /// ([`dls_store::ProtocolStore::run_message`]): when several nodes share the store, the
+    /// in-process [`DeviceLocks`] cannot keep two nodes from handling one device at once.
+    pub(crate) atomic_messages: bool,
 }
 
 impl WpiState {
@@ -268,22 +272,41 @@ impl WpiState {
             Some(mac) if Engine::tan_needed(&m.workpoint, m.session.as_ref(), &m.channel) => self.open_pin(mac)?,
             _ => None,
         };
-        let out = self.engine.handle(Input {
-            now,
-            message: &m.workpoint,
-            channel: &m.channel,
-            session: m.session,
-            device: &device,
-            desired: &desired,
-            bootstrap,
-            peer: Some(m.peer.ip()),
-            tan: pin.as_ref().map(dls_secure_mode::Pin::tan),
-        });
+        let tan = pin.as_ref().map(dls_secure_mode::Pin::tan);
+        let handle = |device: &DeviceSnapshot, desired: &Desired| {
+            self.engine.handle(Input {
+                now,
+                message: &m.workpoint,
+                channel: &m.channel,
+                session: m.session.clone(),
+                device,
+                desired,
+                bootstrap: bootstrap.clone(),
+                peer: Some(m.peer.ip()),
+                tan,
+            })
+        };
+        let handled = match m.mac {
+            // Several nodes share the store: the engine runs on the state loaded under the
+            // store's own exclusion of the device, and its changes commit in that transaction
+            // (what was loaded above only decided on bootstrap material and the PIN).
+            Some(mac) if self.atomic_messages => {
+                let run = with_device(self.store.as_ref(), mac, |device, desired| {
+                    let out = handle(device, desired);
+                    Ok::<_, StoreError>((out.changes.clone(), (out, desired.value_escaping)))
+                });
+                self.metrics.store("run_message", run)?
+            }
+            mac => {
+                let out = handle(&device, &desired);
+                if let (Some(mac), false) = (mac, out.changes.is_empty()) {
+                    self.metrics.store("apply", self.store.apply(mac, &out.changes))?;
+                }
+                (out, desired.value_escaping)
+            }
+        };
         drop(pin);
-        if let (Some(mac), false) = (m.mac, out.changes.is_empty()) {
-            self.metrics.store("apply", self.store.apply(mac, &out.changes))?;
-        }
-        Ok((out, desired.value_escaping))
+        Ok(handled)
     }
 }
 

@@ -49,9 +49,32 @@ impl Default for PoolOptions {
 /// Shared between threads; calls block, each on a connection of the pool for one
 /// transaction.
 pub struct PostgresStore {
-    pool: r2d2::Pool<Manager>,
+    pool: Pool,
     /// Every profile, parsed, as of a `profiles_version`.
     profiles: Mutex<Option<Arc<ProfileCache>>>,
+}
+
+/// The connection pool, dropped on a thread of its own: the `postgres` client closes a
+/// connection by blocking on a runtime of its own, which panics on a thread that drives an
+/// async runtime — where the service may drop its last reference to the store.
+struct Pool(Option<r2d2::Pool<Manager>>);
+
+impl std::ops::Deref for Pool {
+    type Target = r2d2::Pool<Manager>;
+
+    fn deref(&self) -> &Self::Target {
+        // `None` only while being dropped.
+        self.0.as_ref().expect("the pool lives as long as the store")
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            // Joined: the connections are closed when the store's drop returns.
+            let _ = std::thread::Builder::new().name("dls-pg-close".into()).spawn(move || drop(pool)).map(|t| t.join());
+        }
+    }
 }
 
 pub(crate) struct ProfileCache {
@@ -115,7 +138,7 @@ impl PostgresStore {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(PostgresConnectionManager::new(config, NoTls))
             .map_err(|e| StoreError::Unavailable(one_line(&e)))?;
-        Ok(Self { pool, profiles: Mutex::new(None) })
+        Ok(Self { pool: Pool(Some(pool)), profiles: Mutex::new(None) })
     }
 
     /// The latest schema version this build knows (what `schema_version.version` holds

@@ -229,6 +229,10 @@ struct Settings {
     /// A-Z a-z 0-9 . _ -). Default: the host name.
     #[arg(long, env = "DLS_NODE_NAME", value_name = "NAME")]
     node_name: Option<String>,
+    /// Where the state is kept: sqlite (the data directory's dls.sqlite; default) or a
+    /// PostgreSQL URL, postgres://user:password@host:port/database, that several nodes share.
+    #[arg(long, env = "DLS_STORE", value_name = "sqlite|URL")]
+    store: Option<String>,
 }
 
 /// The configuration the layers give, validated: the defaults, the `--config` file, then

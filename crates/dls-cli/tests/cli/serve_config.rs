@@ -60,6 +60,7 @@ dcmp-polls-per-second = 2
 audit-retention-days = 730
 job-retention-days = 30
 node-name = "dls-node-2"
+store = "postgres://dls@db.example.com:5432/dls"
 "#;
 
 /// Runs `dls args…` with exactly the `DLS_…` variables given (the test's own are removed).
@@ -258,4 +259,28 @@ fn bad_configuration_is_a_usage_error_on_one_line() {
     );
     let run = dls_env(&["serve", "--print-config", "--max-sessions", "lots"], &[]);
     assert!(run.code == 2 && !run.stderr.contains("environment"), "{}", run.stderr);
+}
+
+/// `--store`: anything but sqlite and a postgres:// URL is a usage error (2); a database
+/// that cannot be reached stops the start with one line (1); the password is never shown.
+#[test]
+fn a_store_that_cannot_be_used_stops_the_start_with_one_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8");
+    let listen = ["--wpi-listen", "127.0.0.1:0", "--secure-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"];
+    let serve = |store: &str| {
+        let mut args = vec!["serve", "--data-dir", data, "--admin-listen", "127.0.0.1:0", "--store", store];
+        args.extend(listen);
+        dls_env(&args, &[])
+    };
+    let run = serve("mysql://dls:hunter2@db.example.com/dls");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("mysql") && !run.stderr.contains("hunter2"), "{}", run.stderr);
+    // Nothing listens on port 1.
+    let run = serve("postgres://dls:hunter2@127.0.0.1:1/dls");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().filter(|l| l.starts_with("dls:")).count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("unavailable") && !run.stderr.contains("hunter2"), "{}", run.stderr);
 }

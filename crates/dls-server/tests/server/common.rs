@@ -34,7 +34,29 @@ impl TestServer {
         tweak: impl FnOnce(&mut Config),
         clock: std::sync::Arc<dyn dls_server::Clock>,
     ) -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), tweak, clock).await
+    }
+
+    /// Another node of `first`'s cluster: a data directory of its own that holds the keys
+    /// every node of a cluster shares (`docs/cluster.md`), copied from `first`'s.
+    pub(crate) async fn join(first: &Self, tweak: impl FnOnce(&mut Config)) -> Self {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        std::fs::DirBuilder::new().mode(0o700).create(&data).expect("data dir");
+        for name in ["ca.crt", "ca.key", "secrets.key", "fingerprint.key", "admin-token"] {
+            let to = data.join(name);
+            std::fs::copy(first.data().join(name), &to).expect("copies a key");
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("0600");
+        }
+        Self::start_in(dir, tweak, std::sync::Arc::new(dls_server::SystemClock)).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Config),
+        clock: std::sync::Arc<dyn dls_server::Clock>,
+    ) -> Self {
         let mut config = Config::default();
         config.data_dir = dir.path().join("data");
         config.wpi_listen = "127.0.0.1:0".parse().expect("addr");

@@ -1,0 +1,182 @@
+//! Several nodes on one PostgreSQL database (`store = "postgres://…"`): any node serves any
+//! phone, and a device's messages stay atomic across nodes. A real PostgreSQL server, started
+//! by the tests (`dls-test-postgres`); without one these tests fail, they never skip.
+
+use std::sync::Arc;
+
+use dls_message::{Action, MacAddr, Reason};
+use dls_server::StoreLocation;
+use dls_test_postgres::TestPostgres;
+use dls_workpoint::Phone;
+use serde_json::json;
+
+use crate::common::TestServer;
+
+/// A fresh database on the tests' PostgreSQL server: its URL.
+fn database() -> String {
+    let server = TestPostgres::shared().expect("PostgreSQL for the cluster tests (apt-get install postgresql)");
+    server.fresh_database().expect("a fresh database").url().to_owned()
+}
+
+/// Two nodes of a cluster: data directories and listeners of their own, the keys and the
+/// database shared.
+async fn nodes(url: &str) -> (TestServer, TestServer) {
+    let store = StoreLocation::new(url);
+    let first = store.clone();
+    let a = TestServer::start_with(move |c| c.store = first).await;
+    let b = TestServer::join(&a, move |c| c.store = store).await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn any_node_serves_any_phone() {
+    let url = tokio::task::spawn_blocking(database).await.expect("database");
+    let (a, b) = nodes(&url).await;
+    let (status, _) = b
+        .admin(
+            "PUT",
+            "/api/v1/profiles/global",
+            Some(json!({"item": [{"name": "sntp-addr", "value": "ntp.example.net"}]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // The first start-up through node A: read in full, configured with node B's profile.
+    let mut phone = Phone::new(MacAddr::parse("00:1A:E8:3C:10:01").expect("mac"));
+    let first = phone.interact(&mut a.client(), Reason::StartUp).await.expect("start-up on A");
+    assert_eq!(first.actions, [Action::ReadAllItems, Action::WriteItems, Action::CleanUp]);
+    assert_eq!(phone.get("sntp-addr", None), Some("ntp.example.net"));
+
+    // Node B knows it: a repeat start-up is one exchange, and its admin API lists it.
+    let again = phone.interact(&mut b.client(), Reason::StartUp).await.expect("start-up on B");
+    assert_eq!(again.actions, [Action::CleanUp], "a known phone, nothing to write");
+    let (status, devices) = b.admin("GET", "/api/v1/devices", None).await;
+    assert_eq!((status, devices[0]["mac"].as_str()), (200, Some("001AE83C1001")), "{devices}");
+
+    // A change made through A reaches the phone through B.
+    let (status, _) = a
+        .admin("PATCH", "/api/v1/devices/001AE83C1001", Some(json!({"overrides": [{"name": "e164", "value": "4711"}]})))
+        .await;
+    assert_eq!(status, 200);
+    let third = phone.interact(&mut b.client(), Reason::StartUp).await.expect("start-up on B");
+    assert_eq!(third.actions, [Action::WriteItems, Action::CleanUp]);
+    assert_eq!(phone.get("e164", None), Some("4711"));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Many devices, each starting up through both nodes at once: every device's messages are
+/// handled one after the other (the store excludes them across nodes), every interaction
+/// ends with a `CleanUp`, and every device is stored with its configuration written.
+#[tokio::test]
+async fn many_devices_through_both_nodes_at_once_all_end_configured() {
+    let url = tokio::task::spawn_blocking(database).await.expect("database");
+    let (a, b) = nodes(&url).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let (status, _) = a
+        .admin(
+            "PUT",
+            "/api/v1/profiles/global",
+            Some(json!({"item": [{"name": "sntp-addr", "value": "ntp.example.net"}]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut runs = tokio::task::JoinSet::new();
+    for n in 0..12u8 {
+        for node in [a.clone(), b.clone()] {
+            runs.spawn(async move {
+                let mut phone = Phone::new(MacAddr::from_bytes([0x00, 0x1A, 0xE8, 0x3C, 0x20, n]));
+                let r = phone.interact(&mut node.client(), Reason::StartUp).await.expect("start-up");
+                assert_eq!(r.actions.last(), Some(&Action::CleanUp), "{:?}", r.actions);
+                assert_eq!(r.cleanup_reason, None, "no refusal: {r:?}");
+            });
+        }
+    }
+    while let Some(r) = runs.join_next().await {
+        r.expect("a phone's run");
+    }
+    let (_, devices) = b.admin("GET", "/api/v1/devices", None).await;
+    assert_eq!(devices.as_array().map(Vec::len), Some(12), "{devices}");
+    for d in devices.as_array().into_iter().flatten() {
+        let (_, details) = a.admin("GET", &format!("/api/v1/devices/{}", d["mac"].as_str().expect("mac")), None).await;
+        assert!(details["written"].to_string().contains("sntp-addr"), "{details}");
+    }
+    for node in [a, b] {
+        Arc::into_inner(node).expect("the only reference").stop().await;
+    }
+}
+
+/// The same start-up (one nonce) sent to both nodes at once, for many devices: the store
+/// excludes a device's messages across nodes, so exactly one node accepts it and the other
+/// sees the nonce used — never both accepted, never an error. (Without the exclusion both
+/// nodes load the device before either commits.)
+#[tokio::test]
+async fn a_nonce_is_accepted_by_one_node_only() {
+    let url = tokio::task::spawn_blocking(database).await.expect("database");
+    let (a, b) = nodes(&url).await;
+    for round in 0..3u8 {
+        let mut sends = tokio::task::JoinSet::new();
+        for n in 0..16u8 {
+            let start = dls_message::WorkpointMessage {
+                header: dls_message::Header {
+                    nonce: format!("NONCE-{round}-{n}"),
+                    max_items: Some(-1),
+                    fragment: None,
+                },
+                reason: dls_message::ReasonForContact::new(Reason::StartUp),
+                items: Some(vec![dls_message::Item::new("mac-addr", format!("00:1A:E8:3C:3{round}:{n:02X}"))]),
+            };
+            for node in [&a, &b] {
+                let (message, mut client) = (start.clone(), node.client());
+                sends.spawn(async move { (n, client.exchange(&message).await.expect("answered")) });
+            }
+        }
+        let mut answers: Vec<Vec<String>> = vec![Vec::new(); 16];
+        while let Some(r) = sends.join_next().await {
+            let (n, reply) = r.expect("a send");
+            let what = match (&reply.action, reply.item("cleanup-reason")) {
+                (Action::ReadAllItems, _) => "accepted".to_owned(),
+                (Action::CleanUp, Some(why)) => why.to_owned(),
+                other => format!("{other:?}"),
+            };
+            answers[usize::from(n)].push(what);
+        }
+        for (n, mut got) in answers.into_iter().enumerate() {
+            got.sort();
+            assert_eq!(got, ["accepted", "nonce already used"], "device {n} of round {round}");
+        }
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A store URL that does not work stops the start with one clear error, its password never
+/// shown.
+#[tokio::test]
+async fn a_wrong_or_unreachable_database_stops_the_start() {
+    let url = tokio::task::spawn_blocking(database).await.expect("database");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let start = |store: String| {
+        let mut config = dls_server::Config::default();
+        config.data_dir = dir.path().join("data");
+        for listen in
+            [&mut config.wpi_listen, &mut config.admin_listen, &mut config.secure_listen, &mut config.http_listen]
+        {
+            *listen = "127.0.0.1:0".parse().expect("addr");
+        }
+        config.store = StoreLocation::new(store);
+        dls_server::start(config)
+    };
+    // Nothing listens on port 1.
+    let e = start("postgres://dls:hunter2@127.0.0.1:1/dls".into()).await.expect_err("unreachable");
+    let text = e.to_string();
+    assert!(matches!(e, dls_server::ServerError::Store(_)), "{e:?}");
+    assert!(!text.contains("hunter2") && !text.contains('\n'), "{text}");
+    // A database that does not exist on a server that does: the operator's to fix.
+    let missing = format!("{}_missing", url.trim_end_matches('/'));
+    let e = start(missing).await.expect_err("no such database");
+    assert!(matches!(e, dls_server::ServerError::Config(_)), "{e:?}");
+    // Not a store at all.
+    let e = start("mysql://db.example.com/dls".into()).await.expect_err("not a store");
+    assert!(matches!(e, dls_server::ServerError::Config(ref m) if m.contains("mysql")), "{e:?}");
+}
