@@ -3,11 +3,12 @@
 //! by the tests (`dls-test-postgres`); without one these tests fail, they never skip.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use dls_message::{Action, MacAddr, Reason};
 use dls_server::StoreLocation;
 use dls_test_postgres::TestPostgres;
-use dls_workpoint::Phone;
+use dls_workpoint::{Phone, PinOutcome, ServerTrust, WpiClient};
 use serde_json::json;
 
 use crate::common::TestServer;
@@ -146,6 +147,57 @@ async fn a_nonce_is_accepted_by_one_node_only() {
             assert_eq!(got, ["accepted", "nonce already used"], "device {n} of round {round}");
         }
     }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Secure mode across nodes (the keys and the database shared): a `pin` device bootstraps
+/// through node A, answers the TAN and starts up on node B's secure port, and node B's
+/// default port refuses it; a `nopin` device bootstraps through B and starts up on A's
+/// secure port.
+#[tokio::test]
+async fn a_device_bootstrapped_through_one_node_is_secured_on_every_node() {
+    let url = tokio::task::spawn_blocking(database).await.expect("database");
+    let (a, b) = nodes(&url).await;
+    let default_client = |node: &TestServer| {
+        let port = node.wpi.port();
+        let mut c = WpiClient::new(&format!("127.0.0.1:{port}"), &ServerTrust::AcceptAny).expect("client");
+        c.set_timeout(Duration::from_secs(20));
+        c
+    };
+    let secure_client = |node: &TestServer, p: &Phone| {
+        let material = p.secure.as_ref().expect("bootstrapped");
+        let address = format!("127.0.0.1:{}", node.secure.port());
+        let mut c = WpiClient::with_tls(&address, material.client_config().expect("TLS")).expect("client");
+        c.set_timeout(Duration::from_secs(20));
+        c
+    };
+
+    let (status, added) =
+        a.admin("POST", "/api/v1/devices", Some(json!({"mac": "00:1A:E8:5E:10:01", "mode": "pin"}))).await;
+    assert_eq!(status, 201, "{added}");
+    let pin = added["pin"].as_str().expect("a PIN").to_owned();
+    let mut p = Phone::new(MacAddr::parse("00:1A:E8:5E:10:01").expect("mac"));
+    let r = p.interact(&mut default_client(&a), Reason::StartUp).await.expect("bootstrap on A");
+    assert_eq!(r.bootstrap.as_deref(), Some("pin"));
+    p.pin_entries.push_back(pin);
+    assert_eq!(p.enter_pin().expect("opens"), PinOutcome::Opened);
+    let r = p.interact(&mut secure_client(&b, &p), Reason::StartUp).await.expect("secure start-up on B");
+    assert_eq!(r.actions.first(), Some(&Action::ReadItems), "the TAN, checked by B: {r:?}");
+    assert_eq!(r.actions.last(), Some(&Action::CleanUp));
+    let r = p.interact(&mut default_client(&b), Reason::StartUp).await.expect("answered");
+    assert_eq!((r.actions.as_slice(), r.cleanup_reason.is_some()), ([Action::CleanUp].as_slice(), true), "{r:?}");
+
+    let (status, _) =
+        b.admin("POST", "/api/v1/devices", Some(json!({"mac": "00:1A:E8:5E:10:02", "mode": "nopin"}))).await;
+    assert_eq!(status, 201);
+    let mut q = Phone::new(MacAddr::parse("00:1A:E8:5E:10:02").expect("mac"));
+    let r = q.interact(&mut default_client(&b), Reason::StartUp).await.expect("bootstrap on B");
+    assert_eq!(r.bootstrap.as_deref(), Some("nopin"));
+    let r = q.interact(&mut secure_client(&a, &q), Reason::StartUp).await.expect("secure start-up on A");
+    assert_eq!(r.actions.last(), Some(&Action::CleanUp), "{r:?}");
+    let (_, d) = a.admin("GET", "/api/v1/devices/001AE85E1002", None).await;
+    assert_eq!(d["security"]["state"], "secured", "{d}");
     a.stop().await;
     b.stop().await;
 }
