@@ -131,7 +131,13 @@ pub const TABLES: &[Table] = &[
     Table { name: "inventories", columns: &[col("mac", Text), col("items", Items)], key: &["mac"], id: None },
     Table {
         name: "written",
-        columns: &[col("mac", Text), col("name", Text), col("idx", Int), col("fingerprint", Bytes), col("outcome", Text)],
+        columns: &[
+            col("mac", Text),
+            col("name", Text),
+            col("idx", Int),
+            col("fingerprint", Bytes),
+            col("outcome", Text),
+        ],
         key: &["mac", "name", "idx"],
         id: None,
     },
@@ -556,9 +562,8 @@ pub fn copy(
         let imported = target.import(&mut Incoming { rx: &rx, done: false });
         // Unblocks an exporter waiting to send when the import stopped.
         drop(rx);
-        let exported = exporter
-            .join()
-            .unwrap_or_else(|_| Err(StoreError::Io("the export of the source panicked".into())));
+        let exported =
+            exporter.join().unwrap_or_else(|_| Err(StoreError::Io("the export of the source panicked".into())));
         (exported, imported)
     });
     // The source's error first: the import's is then only its consequence.
