@@ -4,7 +4,9 @@
 //! an empty one ([`dls_store::dump::copy`]): every table, in one transaction of the target,
 //! then verified table by table (rows and a SHA-256 of their contents, read back from the
 //! target). The SQLite source is opened read-only: nothing in it changes (an older schema
-//! must be upgraded first, by this version's `dls serve`). A target that holds data is
+//! must be upgraded first, by this version's `dls serve`). A PostgreSQL source is opened as
+//! the service opens it: an older schema is upgraded (in one transaction), the data is only
+//! read. A target that holds data is
 //! refused before anything is written. When verification fails the copy is committed: the
 //! command says so, and the target must be emptied (dropped and created again) before
 //! another attempt.
