@@ -53,6 +53,9 @@ enum Command {
     /// Manage configuration profiles (through the admin API).
     #[command(subcommand)]
     Profile(cmd::admin::ProfileCmd),
+    /// Work on a database itself (not through a running service): move it to another backend.
+    #[command(subcommand)]
+    Store(cmd::store::StoreCmd),
     /// Simulate phones: one phone's interaction, or a fleet for load tests.
     #[command(subcommand)]
     Phone(cmd::phone::PhoneCmd),
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Job(c) => cmd::jobs::run_job(c),
         Command::File(c) => cmd::jobs::run_file(c),
         Command::Credentials(c) => cmd::admin::run_credentials(c),
+        Command::Store(c) => cmd::store::run(c),
         Command::Phone(c) => cmd::phone::run(c),
         Command::Message(c) => cmd::message::run(c),
         Command::Pin(c) => cmd::secure_mode::run_pin(c),

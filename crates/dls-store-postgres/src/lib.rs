@@ -15,6 +15,7 @@
 //! | `credentials` | [`CredentialStore`](dls_store::CredentialStore): Digest secrets |
 //! | `jobs`, `files` | [`JobStore`](dls_store::JobStore): jobs, contact-me, deployment files |
 //! | `retention` | [`MaintenanceStore`](dls_store::MaintenanceStore): pruning in batches |
+//! | `migrate` | [`MigrationStore`](dls_store::dump::MigrationStore): the whole database out and in (`dls store migrate`) |
 //!
 //! The domain rules (validations, the secure-mode transitions and their audit texts, what
 //! happens to jobs) are [`dls_store::rules`]'; this crate stores what they decide.
@@ -59,6 +60,7 @@ mod devices;
 mod files;
 mod inventory;
 mod jobs;
+mod migrate;
 mod protocol;
 mod retention;
 mod schema;

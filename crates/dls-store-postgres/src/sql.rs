@@ -11,7 +11,7 @@ use dls_message::{Item, ItemStatus, MacAddr};
 use dls_store::{CredentialScope, StoreError};
 use postgres::error::SqlState;
 use postgres::types::{FromSql, ToSql};
-use postgres::{Row, Statement, Transaction};
+use postgres::{Portal, Row, Statement, Transaction};
 
 /// The stored index of an item without an index (where `(name, index)` is part of a key;
 /// `Some(0)` is the real index 0).
@@ -81,6 +81,17 @@ impl<'a> Tx<'a> {
     /// Whether a query gives a row.
     pub(crate) fn exists(&mut self, sql: &str, params: Params<'_>) -> Result<bool, StoreError> {
         Ok(!self.query(sql, params)?.is_empty())
+    }
+
+    /// A cursor over a query's rows, read a batch at a time with [`Self::query_portal`]
+    /// (a table read whole without holding it in memory).
+    pub(crate) fn bind(&mut self, sql: &str, params: Params<'_>) -> Result<Portal, StoreError> {
+        self.tx.bind(sql, params).db()
+    }
+
+    /// The next (at most) `max_rows` rows of a cursor; none when it is exhausted.
+    pub(crate) fn query_portal(&mut self, portal: &Portal, max_rows: i32) -> Result<Vec<Row>, StoreError> {
+        self.tx.query_portal(portal, max_rows).db()
     }
 
     /// Statements without parameters, not prepared (the migrations).

@@ -189,6 +189,23 @@ impl PostgresStore {
         result
     }
 
+    /// Runs `f` in one transaction, once: never again after a serialisation failure, as
+    /// `f` consumes what it is given (a migration's rows) or hands on what it reads.
+    pub(crate) fn once<T>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.connection()?;
+        let mut statements = Statements::default();
+        let access = if write { Access::Write } else { Access::Read };
+        let mut f = Some(f);
+        once(&mut conn, &mut statements, access, &mut |tx| match f.take() {
+            Some(f) => f(tx),
+            None => Err(StoreError::Io("a transaction ran twice".into())),
+        })
+    }
+
     /// Every profile as of the caller's transaction, in which `profiles_version` is
     /// `version`: the cached ones unless a profile changed since they were read.
     pub(crate) fn profiles_at(&self, tx: &mut Tx<'_>, version: i64) -> Result<Arc<ProfileCache>, StoreError> {

@@ -105,6 +105,33 @@ impl SqliteStore {
         Self::open_with(path, Synchronous::Full, &Upgrade::default())
     }
 
+    /// Opens the existing database at `path` read-only, changing nothing in it: for
+    /// reading a whole database out (`dls store migrate`). Its schema must be this
+    /// version's: an older database is not upgraded here (`dls serve` upgrades it).
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] if there is no file at `path`, or its schema is older than
+    /// this version's; otherwise as [`Self::open`].
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Invalid(format!("no database file at {}", path.display())));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags).db()?;
+        conn.busy_timeout(BUSY_TIMEOUT).db()?;
+        let version = check_compatible(&conn)?;
+        if version != MIGRATIONS.len() {
+            return Err(StoreError::Invalid(format!(
+                "the database {} has schema version {version}, older than this version of dls's ({}): run this \
+                 version's `dls serve` on it once to upgrade it first",
+                path.display(),
+                MIGRATIONS.len()
+            )));
+        }
+        tune(&conn)?;
+        Ok(Self::new(conn, Vec::new(), None))
+    }
+
     /// A fresh database in memory, gone when dropped. For tests.
     ///
     /// # Errors

@@ -17,6 +17,9 @@
 //!   the secure-mode transitions and their audit texts, what a cancelled job or a deleted
 //!   file does to jobs, the limits — as plain functions and types, so that a second
 //!   backend calls them instead of copying them.
+//! * [`dump`]: moving a whole database to another backend (`dls store migrate`): every
+//!   table's rows in a backend-neutral form, [`dump::MigrationStore`], the copy and its
+//!   verification.
 //! * [`StoreError`]: why a call failed, by who is at fault, without a database type.
 //!
 //! The contract every backend keeps, beyond each method's documentation:
@@ -31,6 +34,7 @@
 //! so is their common test suite: the conformance suite in `crates/dls-store/conformance/`,
 //! which every backend's integration test binary includes with a one-line factory.
 
+pub mod dump;
 pub mod model;
 pub mod rules;
 pub mod traits;

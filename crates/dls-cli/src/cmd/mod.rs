@@ -6,3 +6,4 @@ pub(crate) mod message;
 pub(crate) mod phone;
 pub(crate) mod secure_mode;
 pub(crate) mod serve;
+pub(crate) mod store;

@@ -9,3 +9,4 @@ mod secure_mode;
 mod serve;
 mod serve_config;
 mod serve_security;
+mod store;

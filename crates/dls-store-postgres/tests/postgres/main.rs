@@ -6,6 +6,7 @@
 #[path = "../../../dls-store/conformance/mod.rs"]
 mod conformance;
 
+mod migrate;
 mod nodes;
 mod server;
 
