@@ -57,10 +57,12 @@ fn location(text: &str, flag: &str) -> anyhow::Result<Location> {
         }
         return Ok(Location::Sqlite(PathBuf::from(path)));
     }
-    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-        return Ok(Location::Postgres(text.to_owned()));
+    // The service's own check of a store URL, whose messages never show the password.
+    match dls_server::StoreLocation::new(text).kind() {
+        Ok(dls_server::StoreKind::Postgres) => Ok(Location::Postgres(text.to_owned())),
+        Ok(_) => Err(usage(format!("{flag}: sqlite needs a path: sqlite:PATH"))),
+        Err(why) => Err(usage(format!("{flag}: {why}; expected sqlite:PATH or a postgres:// URL"))),
     }
-    Err(usage(format!("{flag}: {text:?} is neither sqlite:PATH nor a postgres:// URL")))
 }
 
 /// A store error with its exit code: data this version cannot read is malformed (3).

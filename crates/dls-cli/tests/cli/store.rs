@@ -91,7 +91,8 @@ fn bad_locations_and_unreachable_or_malformed_databases_are_refused() {
     sqlite_database(&path);
     let from = format!("sqlite:{}", path.display());
     for (args, code, says) in [
-        (vec!["--from", from.as_str(), "--to", "mysql://db/dls"], 2, "neither sqlite:PATH nor a postgres:// URL"),
+        (vec!["--from", from.as_str(), "--to", "mysql://db/dls"], 2, "expected sqlite:PATH or a postgres:// URL"),
+        (vec!["--from", from.as_str(), "--to", "mysql://u:hunter2@db/dls"], 2, "mysql"),
         (vec!["--from", "sqlite:", "--to", "postgres://h/db"], 2, "needs a path"),
         (vec!["--from", from.as_str(), "--to", from.as_str()], 2, "the same database"),
         (vec!["--from", from.as_str(), "--to", "postgres://dls@127.0.0.1:1/dls?connect_timeout=2"], 1, "target"),
@@ -103,6 +104,7 @@ fn bad_locations_and_unreachable_or_malformed_databases_are_refused() {
         assert_eq!(run.code, code, "{args:?}: {run:?}");
         assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {run:?}");
         assert!(run.stderr.contains(says), "{args:?}: {run:?}");
+        assert!(!run.stderr.contains("hunter2"), "no password shown: {run:?}");
     }
     // Not a database at all: malformed (3).
     let junk = dir.path().join("junk.db");
