@@ -156,6 +156,15 @@ pub struct Config {
     /// (as `gethostname` gives it), cut to 64 characters, any other character replaced by
     /// `-`.
     pub node_name: String,
+    /// The store: a PostgreSQL URL (`postgres://user@host:5432/dls`), a database several
+    /// nodes share; none (the default): the SQLite database in the data directory.
+    pub store: Option<String>,
+    /// Keep the sessions of interactions in progress in the store rather than in this
+    /// process: a message of an interaction that reaches another node (a balancer's
+    /// choice, or the first node stopped) goes on there. Always so with a PostgreSQL store;
+    /// with SQLite it costs a write per message and lets an interaction outlive a restart.
+    /// Default false.
+    pub shared_sessions: bool,
 }
 
 impl Default for Config {
@@ -210,6 +219,8 @@ impl Default for Config {
             audit_retention_days: 400,
             job_retention_days: 90,
             node_name: default_node_name(),
+            store: None,
+            shared_sessions: false,
         }
     }
 }
@@ -291,6 +302,11 @@ impl Config {
             ));
         }
         check_node_name(&self.node_name)?;
+        if let Some(url) = &self.store
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err("store must be a postgres:// or postgresql:// URL (none: SQLite in the data directory)".into());
+        }
         Ok(())
     }
 }

@@ -93,7 +93,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<R
 
 async fn start_in_span(config: Config, clock: Arc<dyn Clock>) -> Result<Running, ServerError> {
     let keys = Keys::load(&config, clock.now())?;
-    let store = open_store(&keys).await?;
+    let (store, store_kind) = open_store(&config, &keys).await?;
     let listeners = Listeners::bind(&config).await?;
     let admin_url = admin_url(listeners.admin_addr, config.admin_tls);
     keys.dir.write_private(names::ADMIN_URL, format!("{admin_url}\n").as_bytes())?;
@@ -107,7 +107,7 @@ async fn start_in_span(config: Config, clock: Arc<dyn Clock>) -> Result<Running,
     let (shutdown, rx) = watch::channel(false);
     let refused: Vec<Arc<limits::RefusalCounters>> = metrics::LISTENERS.iter().map(|_| Arc::default()).collect();
     let metrics = Arc::new(Metrics::new(&config.node_name, &refused));
-    let handlers = Handlers::new(&config, &keys, store, &listeners, clock, metrics, &rx)?;
+    let handlers = Handlers::new(&config, &keys, (store, store_kind), &listeners, clock, metrics, &rx)?;
     info!(
         wpi_addr = %listeners.wpi_addr, secure_addr = %listeners.secure_addr, http_addr = %listeners.http_addr,
         %admin_url, data_dir = %keys.dir.path().display(), "DLS service started"
@@ -152,10 +152,48 @@ impl Keys {
     }
 }
 
+/// Which backend the store is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    /// The SQLite database in the data directory: one node.
+    Sqlite,
+    /// A PostgreSQL database, which several nodes may share.
+    Postgres,
+}
+
+/// Where the sessions of interactions in progress are kept: in the store when it is shared
+/// by nodes (PostgreSQL) or when `shared-sessions` asks for it, otherwise in memory (one
+/// node, no write per message).
+pub(crate) fn sessions_for(
+    kind: StoreKind,
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+) -> sessions::Sessions {
+    let ttl = Duration::from_secs(config.session_timeout_secs);
+    if kind == StoreKind::Postgres || config.shared_sessions {
+        sessions::Sessions::Store(sessions::StoreSessions::new(store.clone(), ttl, config.max_sessions, clock.clone()))
+    } else {
+        sessions::Sessions::Memory(sessions::MemorySessions::new(ttl, config.max_sessions, clock.clone()))
+    }
+}
+
+/// Opens the store, off the executor: the PostgreSQL database `store` names, or else the
+/// SQLite database in the data directory.
+async fn open_store(config: &Config, keys: &Keys) -> Result<(Arc<dyn Store>, StoreKind), ServerError> {
+    if let Some(url) = config.store.clone() {
+        let store = tasks::spawn_blocking(move || dls_store_postgres::PostgresStore::open(&url))
+            .await
+            .map_err(|e| ServerError::Config(e.to_string()))??;
+        return Ok((Arc::new(store), StoreKind::Postgres));
+    }
+    Ok((open_sqlite(keys).await?, StoreKind::Sqlite))
+}
+
 /// Opens the database in the data directory (created 0600), off the executor. A database
 /// from an older version holds PINs in clear: they are sealed at this first open, in the
 /// upgrade's transaction.
-async fn open_store(keys: &Keys) -> Result<Arc<dyn Store>, ServerError> {
+async fn open_sqlite(keys: &Keys) -> Result<Arc<dyn Store>, ServerError> {
     keys.dir.create_private(names::DATABASE)?;
     let db = keys.dir.file(names::DATABASE);
     let secrets = keys.secrets.clone();
@@ -218,7 +256,7 @@ impl Handlers {
     fn new(
         config: &Config,
         keys: &Keys,
-        store: Arc<dyn Store>,
+        (store, store_kind): (Arc<dyn Store>, StoreKind),
         listeners: &Listeners,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
@@ -248,11 +286,7 @@ impl Handlers {
         let wpi = Arc::new(wpi::WpiState {
             engine: Engine::new(engine_config),
             store: store.clone(),
-            sessions: sessions::Sessions::new(
-                Duration::from_secs(config.session_timeout_secs),
-                config.max_sessions,
-                clock.clone(),
-            ),
+            sessions: sessions_for(store_kind, config, &store, &clock),
             locks: wpi::DeviceLocks::new(1024),
             max_body_bytes: config.max_body_bytes,
             body_timeout,

@@ -49,7 +49,8 @@ impl Default for PoolOptions {
 /// Shared between threads; calls block, each on a connection of the pool for one
 /// transaction.
 pub struct PostgresStore {
-    pool: r2d2::Pool<Manager>,
+    /// `None` only while dropped (see `Drop`).
+    pool: Option<r2d2::Pool<Manager>>,
     /// Every profile, parsed, as of a `profiles_version`.
     profiles: Mutex<Option<Arc<ProfileCache>>>,
 }
@@ -60,9 +61,21 @@ pub(crate) struct ProfileCache {
     pub(crate) profiles: Vec<Profile>,
 }
 
+/// The pool's connections are closed on a thread of their own: the `postgres` client closes
+/// one by blocking on a runtime of its own, which panics on a thread that drives an async
+/// runtime — where the last reference to a service's store may well be dropped.
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            // Should no thread be had, the pool is dropped here after all.
+            let _ = std::thread::Builder::new().name("dls-pg-close".into()).spawn(move || drop(pool));
+        }
+    }
+}
+
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore").field("max_connections", &self.pool.max_size()).finish_non_exhaustive()
+        f.debug_struct("PostgresStore").field("max_connections", &self.pool.as_ref().map(r2d2::Pool::max_size)).finish_non_exhaustive()
     }
 }
 
@@ -115,7 +128,7 @@ impl PostgresStore {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(PostgresConnectionManager::new(config, NoTls))
             .map_err(|e| StoreError::Unavailable(one_line(&e)))?;
-        Ok(Self { pool, profiles: Mutex::new(None) })
+        Ok(Self { pool: Some(pool), profiles: Mutex::new(None) })
     }
 
     /// The latest schema version this build knows (what `schema_version.version` holds
@@ -135,7 +148,8 @@ impl PostgresStore {
     }
 
     fn connection(&self) -> Result<PooledConnection<Manager>, StoreError> {
-        self.pool.get().map_err(|e| StoreError::Unavailable(one_line(&e)))
+        let pool = self.pool.as_ref().ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+        pool.get().map_err(|e| StoreError::Unavailable(one_line(&e)))
     }
 
     /// Runs `f` in one read transaction: one snapshot of the database.

@@ -16,6 +16,7 @@
 //! | `credentials` | [`CredentialStore`](dls_store::CredentialStore): Digest secrets |
 //! | `jobs`, `files` | [`JobStore`](dls_store::JobStore): jobs, contact-me, deployment files |
 //! | `retention` | [`MaintenanceStore`](dls_store::MaintenanceStore): pruning in batches |
+//! | `sessions` | [`SessionStore`](dls_store::SessionStore): interaction sessions |
 //!
 //! The domain rules (validations, the secure-mode transitions and their audit texts, what
 //! happens to jobs) are [`dls_store::rules`]'; this crate stores what they decide.
@@ -93,6 +94,7 @@ mod protocol;
 mod retention;
 mod schema;
 mod security;
+mod sessions;
 mod sql;
 mod store;
 #[cfg(test)]
