@@ -150,7 +150,7 @@ impl StoreSessions {
     fn put(&self, id: &str, session: &Session) {
         let t = &self.0;
         let now = t.clock.now();
-        if t.puts.fetch_add(1, Ordering::Relaxed) % Self::PRUNE_EVERY == 0 {
+        if t.puts.fetch_add(1, Ordering::Relaxed).is_multiple_of(Self::PRUNE_EVERY) {
             match t.store.prune_sessions(now, t.max.saturating_sub(1)) {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(sessions = n, "expired sessions pruned"),
@@ -202,6 +202,72 @@ pub(crate) fn cookie_id(header: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use dls_message::MacAddr;
+    use dls_store::SessionStore;
+    use dls_store_sqlite::SqliteStore;
+
+    /// A session of device `n`, as the engine would have encoded it.
+    fn session(n: u8) -> Session {
+        let json = format!(
+            r#"{{"version":1,"session":{{"mac":"001AE83C00{n:02X}","reason":"start-up","started":1,"nonces":["a"],
+            "max_items":-1,"awaiting":"read-all","collected":[],"collected_bytes":0,"pending_writes":[],
+            "opening":[],"jobs":[]}}}}"#
+        );
+        Session::from_bytes(json.as_bytes()).expect("a session")
+    }
+
+    fn table(max: usize) -> (Arc<SqliteStore>, ManualClock, StoreSessions) {
+        let store = Arc::new(SqliteStore::open_in_memory().expect("opens"));
+        let clock = ManualClock::new(UnixTime(1_000_000));
+        let sessions = StoreSessions::new(store.clone(), Duration::from_secs(60), max, Arc::new(clock.clone()));
+        (store, clock, sessions)
+    }
+
+    #[test]
+    fn the_store_table_keeps_a_session_under_its_cookies_hash_until_taken_or_expired() {
+        let (store, clock, sessions) = table(100);
+        sessions.put("COOKIE1", &session(1));
+        assert_eq!(sessions.take("COOKIE1").expect("takes"), Some(session(1)));
+        assert_eq!(sessions.take("COOKIE1").expect("takes"), None, "taken once");
+        // Under the hash of the cookie, not the cookie.
+        sessions.put("COOKIE1", &session(1));
+        assert_eq!(store.take_session("COOKIE1", UnixTime(0)).expect("takes"), None);
+        assert!(store.take_session(&store_key("COOKIE1"), UnixTime(0)).expect("takes").is_some());
+        assert_eq!(store_key("COOKIE1").len(), 64);
+        // Expiry on the service's clock.
+        sessions.put("COOKIE2", &session(2));
+        clock.advance(Duration::from_secs(59));
+        assert_eq!(sessions.take("COOKIE2").expect("takes"), Some(session(2)));
+        sessions.put("COOKIE2", &session(2));
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(sessions.take("COOKIE2").expect("takes"), None);
+    }
+
+    #[test]
+    fn a_stored_session_that_does_not_decode_is_none() {
+        let (store, _clock, sessions) = table(100);
+        for bytes in [&b"garbage"[..], b"{\"version\":99,\"session\":{}}", &[0xFF; 3]] {
+            store.put_session(&store_key("BAD"), MacAddr::from_bytes([0; 6]), UnixTime(u64::MAX), bytes).expect("puts");
+            assert_eq!(sessions.take("BAD").expect("takes"), None);
+            assert_eq!(store.take_session(&store_key("BAD"), UnixTime(0)).expect("takes"), None, "taken out");
+        }
+    }
+
+    #[test]
+    fn the_store_table_is_bounded_at_its_prunes() {
+        let (store, clock, sessions) = table(3);
+        let puts = usize::try_from(StoreSessions::PRUNE_EVERY).expect("small") + 1;
+        for n in 0..puts {
+            clock.advance(Duration::from_secs(1));
+            sessions.put(&format!("C{n}"), &session(1));
+        }
+        // The last put pruned to 2 and added one: the three that expire last are left.
+        let left: Vec<usize> =
+            (0..puts).filter(|n| sessions.take(&format!("C{n}")).expect("takes").is_some()).collect();
+        assert_eq!(left, [puts - 3, puts - 2, puts - 1]);
+        assert_eq!(store.prune_sessions(UnixTime(u64::MAX), 0).expect("prunes"), 0, "nothing else left");
+    }
 
     #[test]
     fn cookie_parsing() {

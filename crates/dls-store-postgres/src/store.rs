@@ -75,7 +75,9 @@ impl Drop for PostgresStore {
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore").field("max_connections", &self.pool.as_ref().map(r2d2::Pool::max_size)).finish_non_exhaustive()
+        f.debug_struct("PostgresStore")
+            .field("max_connections", &self.pool.as_ref().map(r2d2::Pool::max_size))
+            .finish_non_exhaustive()
     }
 }
 
