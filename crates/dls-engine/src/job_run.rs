@@ -13,14 +13,14 @@ use crate::security::{AuditKind, BootstrapState, SecurityMode};
 use crate::session::{Awaiting, Session};
 
 /// A job waiting for the phone's answer to its action.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct JobStep {
     pub(crate) job: Job,
     pub(crate) stage: Stage,
 }
 
 /// Where a job is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Stage {
     /// `ReadAllItems` sent (a `read` of everything, or the first half of `reassert-config`).
     ReadAll,
@@ -484,7 +484,7 @@ impl Run<'_> {
 
 /// The items of a write job that were not sent: how many, and the first few named with why
 /// (bounded, as it is kept in the session).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct NotSent {
     pub(crate) count: usize,
     pub(crate) named: Vec<String>,

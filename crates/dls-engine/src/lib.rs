@@ -43,4 +43,4 @@ pub use security::{
     AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapNeed, BootstrapState, BootstrapSupply, Channel,
     IssuedCertificate, PendingBootstrap, SealedBootstrap, Security, SecurityMode,
 };
-pub use session::Session;
+pub use session::{Session, SessionCodecError};

@@ -160,6 +160,12 @@ pub struct Config {
     /// directory, one node) or a PostgreSQL URL, `postgres://user:password@host:port/database`,
     /// which several nodes share (`docs/cluster.md`). Its password is never logged.
     pub store: StoreLocation,
+    /// Keep the sessions of interactions in progress in the store rather than in this
+    /// process: a message of an interaction that reaches another node (a balancer's
+    /// choice, or the first node stopped) goes on there. Always so with a PostgreSQL store;
+    /// with SQLite it costs a write per message and lets an interaction outlive a restart.
+    /// Default false.
+    pub shared_sessions: bool,
 }
 
 /// [`Config::store`]: `sqlite`, or a `postgres://` (`postgresql://`) URL. Its `Debug` and
@@ -294,6 +300,7 @@ impl Default for Config {
             job_retention_days: 90,
             node_name: default_node_name(),
             store: StoreLocation::sqlite(),
+            shared_sessions: false,
         }
     }
 }

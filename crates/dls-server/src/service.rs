@@ -154,9 +154,26 @@ impl Keys {
     }
 }
 
-/// Opens the database in the data directory (created 0600), off the executor. A database
-/// from an older version holds PINs in clear: they are sealed at this first open, in the
-/// upgrade's transaction.
+/// Where the sessions of interactions in progress are kept: in the store when it is shared
+/// by nodes (PostgreSQL) or when `shared-sessions` asks for it, otherwise in memory (one
+/// node, no write per message).
+pub(crate) fn sessions_for(
+    kind: StoreKind,
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+) -> sessions::Sessions {
+    let ttl = Duration::from_secs(config.session_timeout_secs);
+    if kind == StoreKind::Postgres || config.shared_sessions {
+        sessions::Sessions::Store(sessions::StoreSessions::new(store.clone(), ttl, config.max_sessions, clock.clone()))
+    } else {
+        sessions::Sessions::Memory(sessions::MemorySessions::new(ttl, config.max_sessions, clock.clone()))
+    }
+}
+
+/// Opens the store, off the executor: the PostgreSQL database `store` names, or else the
+/// database in the data directory (created 0600); a SQLite database from an older version
+/// holds PINs in clear: they are sealed at this first open, in the upgrade's transaction.
 async fn open_store(config: &Config, keys: &Keys) -> Result<Opened, ServerError> {
     let kind = config.store.kind().map_err(ServerError::Config)?;
     if kind == StoreKind::Postgres {
@@ -271,11 +288,7 @@ impl Handlers {
         let wpi = Arc::new(wpi::WpiState {
             engine: Engine::new(engine_config),
             store: store.clone(),
-            sessions: sessions::Sessions::new(
-                Duration::from_secs(config.session_timeout_secs),
-                config.max_sessions,
-                clock.clone(),
-            ),
+            sessions: sessions_for(kind, config, &store, &clock),
             locks: wpi::DeviceLocks::new(1024),
             max_body_bytes: config.max_body_bytes,
             body_timeout,

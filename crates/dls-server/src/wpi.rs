@@ -1,7 +1,9 @@
 //! `POST /DeploymentService/LoginService`: the thin shell around the engine. It reads the
-//! body within limits, decodes it, finds the session, and — under the device's lock, off
-//! the async executor — loads the device, runs the engine and commits its changes in one
-//! transaction before the reply is sent.
+//! body within limits, decodes it, takes the session, and — under the device's lock, off
+//! the async executor — loads the device, runs the engine, commits its changes in one
+//! transaction and keeps the next session before the reply is sent. The session is taken
+//! before the device's lock, as it names the device (with sessions in the store, on a
+//! blocking thread of its own).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -168,7 +170,16 @@ async fn handle_message(
         Err(refused) => return (refused, metrics::NOT_DECODED, None),
     };
     let reason = metrics::reason(&message.reason.value);
-    let session = cookie.as_deref().and_then(|id| state.sessions.take(id));
+    let session = match cookie.as_deref() {
+        Some(id) => match state.sessions.take(id).await {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "the session could not be taken; nothing sent");
+                return (text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"), reason, None);
+            }
+        },
+        None => None,
+    };
     let mac = Engine::identify(&message, session.as_ref(), &channel);
     let span = info_span!(
         "interaction",
@@ -180,19 +191,11 @@ async fn handle_message(
     async move {
         let _guard = state.locks.of(mac).lock().await;
         let had_session = session.is_some();
-        let message = Message { mac, peer, channel, workpoint: message, session };
-        let (out, escaping) = match run_engine(&state, message).await {
-            Ok(x) => x,
-            Err(failed) => return (failed, reason, None),
-        };
-        log_notes(&out.notes);
-        for note in &out.notes {
-            if let Note::Refused(why) = note {
-                state.metrics.refused(*why);
-            }
+        let message = Message { mac, peer, channel, workpoint: message, session, had_session, cookie };
+        match run_engine(&state, message).await {
+            Ok((resp, action)) => (resp, reason, Some(action)),
+            Err(failed) => (failed, reason, None),
         }
-        let (resp, action) = respond(&state, out, escaping, had_session, cookie);
-        (resp, reason, Some(action))
     }
     .instrument(span)
     .await
@@ -228,14 +231,30 @@ struct Message {
     channel: Channel,
     workpoint: WorkpointMessage,
     session: Option<Session>,
+    /// Whether the message came with its session.
+    had_session: bool,
+    /// The message's `JSESSIONID`.
+    cookie: Option<String>,
 }
 
-/// Loads the device, runs the engine and commits its changes, on a blocking thread (never
-/// on the executor); the caller holds the device's lock. A failure is a `500` with nothing
+/// Loads the device, runs the engine, commits its changes, and makes the reply keeping the
+/// session for the next message ([`respond`]), on a blocking thread (never on the
+/// executor); the caller holds the device's lock. A failure is a `500` with nothing
 /// committed.
-async fn run_engine(state: &Arc<WpiState>, message: Message) -> Result<(Output, ValueEscaping), Resp> {
+async fn run_engine(state: &Arc<WpiState>, message: Message) -> Result<(Resp, Action), Resp> {
     let st = state.clone();
-    match crate::tasks::spawn_blocking(move || st.handle_blocking(message)).await {
+    let run = move || {
+        let (had_session, cookie) = (message.had_session, message.cookie.clone());
+        let (out, escaping) = st.handle_blocking(message)?;
+        log_notes(&out.notes);
+        for note in &out.notes {
+            if let Note::Refused(why) = note {
+                st.metrics.refused(*why);
+            }
+        }
+        Ok::<_, BootstrapError>(respond(&st, out, escaping, had_session, cookie))
+    };
+    match crate::tasks::spawn_blocking(run).await {
         Ok(Ok(x)) => Ok(x),
         Ok(Err(e)) => {
             error!(error = %e, "message not handled; nothing sent");
@@ -324,8 +343,8 @@ fn log_notes(notes: &[Note]) {
 }
 
 /// The reply, encoded with the device family's value escaping and an exact length; the
-/// session kept for the next message, with a new `JSESSIONID` on an interaction's first
-/// response. A reply that cannot be encoded becomes a bare `CleanUp`, never a `500`. Also
+/// session kept for the next message (in the store, with shared sessions: this blocks),
+/// with a new `JSESSIONID` on an interaction's first response. A reply that cannot be encoded becomes a bare `CleanUp`, never a `500`. Also
 /// says which action the reply carries.
 fn respond(
     state: &WpiState,

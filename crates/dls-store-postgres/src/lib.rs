@@ -16,6 +16,7 @@
 //! | `jobs`, `files` | [`JobStore`](dls_store::JobStore): jobs, contact-me, deployment files |
 //! | `retention` | [`MaintenanceStore`](dls_store::MaintenanceStore): pruning in batches |
 //! | `migrate` | [`MigrationStore`](dls_store::dump::MigrationStore): the whole database out and in (`dls store migrate`) |
+//! | `sessions` | [`SessionStore`](dls_store::SessionStore): interaction sessions |
 //!
 //! The domain rules (validations, the secure-mode transitions and their audit texts, what
 //! happens to jobs) are [`dls_store::rules`]'; this crate stores what they decide.
@@ -65,6 +66,7 @@ mod protocol;
 mod retention;
 mod schema;
 mod security;
+mod sessions;
 mod sql;
 mod store;
 

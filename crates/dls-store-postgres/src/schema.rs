@@ -7,7 +7,8 @@
 //! from a newer version, or one with tables of another application, is refused with
 //! [`StoreError::Corrupt`] and left untouched.
 //!
-//! The tables and their meaning are those of the SQLite backend's schema (its version 11),
+//! The tables and their meaning are those of the SQLite backend's schema (its version 12;
+//! this schema's version 1 is its version 11, version 2 adds `wpi_sessions` as its 12 does),
 //! in PostgreSQL's types. What differs:
 //! * ids that are never handed out again (jobs, files) are identity columns: a sequence
 //!   never gives a value twice, not even one of a rolled-back transaction;
@@ -45,6 +46,7 @@ const TABLES: &[&str] = &[
     "pending_bootstraps",
     "files",
     "jobs",
+    "wpi_sessions",
 ];
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
@@ -230,6 +232,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_by_file ON jobs (file_id) WHERE file_id IS NOT NULL;
     -- The jobs that are over, by their last change (retention).
     CREATE INDEX jobs_over_by_time ON jobs (updated_at) WHERE state IN ('done', 'failed', 'cancelled');
+    "#,
+    // 2: interaction sessions (`SessionStore`), kept until taken or expired: what lets an
+    // interaction go on on another node.
+    r#"
+    CREATE TABLE wpi_sessions (
+        id         TEXT COLLATE "C" PRIMARY KEY,                 -- the caller's id (a SHA-256 of the cookie)
+        mac        TEXT COLLATE "C" NOT NULL,                    -- the device (no foreign key: for the log)
+        expires_at BIGINT NOT NULL,                              -- Unix seconds, excluded
+        body       BYTEA NOT NULL                                -- the engine's encoding
+    );
+    CREATE INDEX wpi_sessions_by_expiry ON wpi_sessions (expires_at);
     "#,
 ];
 

@@ -332,6 +332,20 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     ",
         then: None,
     },
+    // 12: interaction sessions (`SessionStore`), kept until taken or expired. (`IF NOT
+    // EXISTS`: the upgrade tests take a database back to an older version and up again.)
+    Migration {
+        sql: "
+    CREATE TABLE IF NOT EXISTS wpi_sessions (
+        id         TEXT PRIMARY KEY,                          -- the caller's id (a SHA-256 of the cookie)
+        mac        TEXT NOT NULL,                             -- the device (no foreign key: for the log)
+        expires_at INTEGER NOT NULL,                          -- Unix seconds, excluded
+        body       BLOB NOT NULL                              -- the engine's encoding
+    );
+    CREATE INDEX IF NOT EXISTS wpi_sessions_by_expiry ON wpi_sessions (expires_at);
+    ",
+        then: None,
+    },
 ];
 
 pub(crate) fn schema_latest() -> i64 {

@@ -21,7 +21,8 @@
 //! The topics: `admin` (devices and profiles), `changes` (the engine's changes),
 //! `concurrency` (threads, one state per read), `credentials`, `desired`, `ids` (never
 //! reused), `jobs` (and files), `message` (one message atomically), `model` (the property
-//! test), `retention`, `rules` (the domain rules as the backends apply them), `security`.
+//! test), `retention`, `rules` (the domain rules as the backends apply them), `security`,
+//! `sessions` (interaction sessions).
 
 pub(crate) mod admin;
 pub(crate) mod changes;
@@ -35,6 +36,7 @@ pub(crate) mod model;
 pub(crate) mod retention;
 pub(crate) mod rules;
 pub(crate) mod security;
+pub(crate) mod sessions;
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -245,6 +247,20 @@ impl dls_store::JobStore for Fixture {
 impl dls_store::MaintenanceStore for Fixture {
     fn prune(&self, audit_before: Option<UnixTime>, jobs_before: Option<UnixTime>) -> Result<Pruned, StoreError> {
         self.store.prune(audit_before, jobs_before)
+    }
+}
+
+impl dls_store::SessionStore for Fixture {
+    fn put_session(&self, id: &str, mac: MacAddr, expires_at: UnixTime, bytes: &[u8]) -> Result<(), StoreError> {
+        self.store.put_session(id, mac, expires_at, bytes)
+    }
+
+    fn take_session(&self, id: &str, now: UnixTime) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.take_session(id, now)
+    }
+
+    fn prune_sessions(&self, now: UnixTime, keep_at_most: usize) -> Result<u64, StoreError> {
+        self.store.prune_sessions(now, keep_at_most)
     }
 }
 

@@ -11,7 +11,9 @@
 //!   * [`SecurityStore`] — secure mode: security changes, the audit log, certificates;
 //!   * [`CredentialStore`] — HTTP Digest credentials for provisioning files;
 //!   * [`JobStore`] — jobs, contact-me, deployment files and their downloads;
-//!   * [`MaintenanceStore`] — retention.
+//!   * [`MaintenanceStore`] — retention;
+//!   * [`SessionStore`] — interaction sessions, for the node that gets an interaction's
+//!     next message.
 //! * [`model`]: the records the traits speak in (also the admin API's JSON).
 //! * [`rules`]: the domain rules every backend applies the same way — the validations,
 //!   the secure-mode transitions and their audit texts, what a cancelled job or a deleted
@@ -48,6 +50,6 @@ pub use model::{
     SecuritySummary, SecurityUpdate, WrittenSummary,
 };
 pub use traits::{
-    CredentialStore, DeviceStore, JobStore, MaintenanceStore, MessageFn, ProtocolStore, SecurityStore, Store,
-    with_device,
+    CredentialStore, DeviceStore, JobStore, MaintenanceStore, MessageFn, ProtocolStore, SecurityStore, SessionStore,
+    Store, with_device,
 };

@@ -38,6 +38,40 @@ pub const MAX_USERNAME: usize = 128;
 /// The longest deployment file name or type, in bytes.
 pub const MAX_FILE_NAME: usize = 255;
 
+/// The longest interaction session id a store keeps, in bytes (the service's are 64 hex
+/// digits: a SHA-256 of the cookie).
+pub const MAX_SESSION_ID: usize = 128;
+
+/// The largest encoded interaction session a store keeps (the engine's own bound,
+/// `dls_engine::session::MAX_ENCODED_BYTES`).
+pub const MAX_SESSION_BYTES: usize = dls_engine::session::MAX_ENCODED_BYTES;
+
+/// An interaction session's id and encoding are opaque, but not empty nor unbounded; the
+/// id is ASCII letters and digits.
+///
+/// # Errors
+/// [`StoreError::Invalid`] naming the rule.
+pub fn check_session(id: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    check_session_id(id)?;
+    if bytes.is_empty() || bytes.len() > MAX_SESSION_BYTES {
+        return Err(StoreError::Invalid(format!("a session of {} bytes (1 to {MAX_SESSION_BYTES})", bytes.len())));
+    }
+    Ok(())
+}
+
+/// A session id: 1 to [`MAX_SESSION_ID`] ASCII letters and digits.
+///
+/// # Errors
+/// [`StoreError::Invalid`] naming the rule.
+pub fn check_session_id(id: &str) -> Result<(), StoreError> {
+    if id.is_empty() || id.len() > MAX_SESSION_ID || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(StoreError::Invalid(format!(
+            "a session id must be 1 to {MAX_SESSION_ID} ASCII letters and digits"
+        )));
+    }
+    Ok(())
+}
+
 /// A sealed PIN is opaque, but not empty nor unbounded.
 ///
 /// # Errors

@@ -267,16 +267,47 @@ pub trait MaintenanceStore: Send + Sync {
     fn prune(&self, audit_before: Option<UnixTime>, jobs_before: Option<UnixTime>) -> Result<Pruned, StoreError>;
 }
 
+/// Interaction sessions kept between two messages of a phone, for the node that gets the
+/// next one, whichever it is: the engine's `Session` encoded (`Session::to_bytes`), by an
+/// id the caller chooses (the service: a SHA-256 of the session cookie, in hex).
+///
+/// A session is taken, not read: [`Self::take_session`] removes it in the same statement,
+/// so that of two messages with the same cookie (on one node or two) one gets the session
+/// and the other none. A session is valid until its `expires_at` (excluded), by the time
+/// the caller passes (the store reads no clock); expired ones are never handed out and go
+/// with [`Self::prune_sessions`].
+pub trait SessionStore: Send + Sync {
+    /// Keeps `bytes` as the session `id` of device `mac` until `expires_at`, replacing a
+    /// session of that id. [`StoreError::Invalid`] for what
+    /// [`rules::check_session`](crate::rules::check_session) refuses.
+    fn put_session(&self, id: &str, mac: MacAddr, expires_at: UnixTime, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// Removes the session `id` and returns it, unless it expired by `now` (then it is
+    /// removed too, and `None` returned); `None` if there is none.
+    fn take_session(&self, id: &str, now: UnixTime) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Deletes the sessions expired by `now`, then, of those left, all but the
+    /// `keep_at_most` that expire last. Returns how many were deleted.
+    fn prune_sessions(&self, now: UnixTime, keep_at_most: usize) -> Result<u64, StoreError>;
+}
+
 /// The whole storage interface of the DLS service: every part. Implemented for every type
 /// that implements the parts, so the service holds one `Arc<dyn Store>`. Implementations
 /// are safe to share between threads; calls block (the async shell runs them off its
 /// executor).
 pub trait Store:
-    ProtocolStore + DeviceStore + SecurityStore + CredentialStore + JobStore + MaintenanceStore + 'static
+    ProtocolStore + DeviceStore + SecurityStore + CredentialStore + JobStore + MaintenanceStore + SessionStore + 'static
 {
 }
 
 impl<T> Store for T where
-    T: ProtocolStore + DeviceStore + SecurityStore + CredentialStore + JobStore + MaintenanceStore + 'static
+    T: ProtocolStore
+        + DeviceStore
+        + SecurityStore
+        + CredentialStore
+        + JobStore
+        + MaintenanceStore
+        + SessionStore
+        + 'static
 {
 }

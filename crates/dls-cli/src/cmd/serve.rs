@@ -233,6 +233,10 @@ struct Settings {
     /// PostgreSQL URL, postgres://user:password@host:port/database, that several nodes share.
     #[arg(long, env = "DLS_STORE", value_name = "sqlite|URL")]
     store: Option<String>,
+    /// Keep the sessions of interactions in progress in the store, so that an interaction
+    /// goes on on another node (always so with a PostgreSQL store). Default false.
+    #[arg(long, env = "DLS_SHARED_SESSIONS", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    shared_sessions: Option<bool>,
 }
 
 /// The configuration the layers give, validated: the defaults, the `--config` file, then
@@ -399,6 +403,16 @@ mod tests {
         std::fs::write(&file, "contact-me-any-host = true\n").expect("writes");
         let c = config(&["--config", &file.to_string_lossy()]).expect("file");
         assert!(c.contact_me_any_host);
+    }
+
+    #[test]
+    fn sessions_stay_in_memory_unless_shared() {
+        assert!(!config(&[]).expect("defaults").shared_sessions);
+        assert!(config(&["--shared-sessions"]).expect("flag").shared_sessions);
+        assert!(!config(&["--shared-sessions=false"]).expect("flag").shared_sessions);
+        let c = config(&["--store", "postgres://dls@db.example.net/dls"]).expect("a PostgreSQL store");
+        assert_eq!(c.store.as_str(), "postgres://dls@db.example.net/dls");
+        assert!(config(&["--store", "/var/lib/dls.db"]).is_err(), "validated");
     }
 
     /// The settings of `Config`, by their names: the keys of its serde form (`None` ones

@@ -61,6 +61,7 @@ audit-retention-days = 730
 job-retention-days = 30
 node-name = "dls-node-2"
 store = "postgres://dls@db.example.com:5432/dls"
+shared-sessions = true
 "#;
 
 /// Runs `dls args…` with exactly the `DLS_…` variables given (the test's own are removed).

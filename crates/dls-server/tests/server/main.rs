@@ -14,5 +14,6 @@ mod metrics;
 mod pins;
 mod provisioning;
 mod secure;
+mod shared_sessions;
 mod tls_clients;
 mod unsendable;
