@@ -332,6 +332,28 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     ",
         then: None,
     },
+    // 12: several nodes (issue 15) — the contact-me schedule a node claims phones from,
+    // and the leases that keep work such as retention to one node at a time.
+    Migration {
+        sql: "
+    CREATE TABLE contact_schedule (
+        mac           TEXT PRIMARY KEY,                      -- 12 upper-case hex digits
+        next_at       INTEGER NOT NULL,                      -- the next permitted time, Unix seconds
+        failures      INTEGER NOT NULL DEFAULT 0,            -- failures in a row
+        wanted        INTEGER NOT NULL DEFAULT 0,            -- needs contacting
+        forced        INTEGER NOT NULL DEFAULT 0,            -- even without pending jobs
+        claimed_by    TEXT,                                  -- the node sending it
+        claimed_until INTEGER                                -- the claim's end
+    );
+    CREATE INDEX contact_schedule_due ON contact_schedule (next_at) WHERE wanted = 1;
+    CREATE TABLE leases (
+        name       TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    ",
+        then: None,
+    },
 ];
 
 pub(crate) fn schema_latest() -> i64 {
