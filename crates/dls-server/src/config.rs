@@ -156,6 +156,11 @@ pub struct Config {
     /// (as `gethostname` gives it), cut to 64 characters, any other character replaced by
     /// `-`.
     pub node_name: String,
+    /// The database: unset, the SQLite database in the data directory (one node); a
+    /// `postgres://` (or `postgresql://`) URL, a PostgreSQL database that several nodes
+    /// share — each due contact-me is then sent by one node, claimed in the database, and
+    /// retention runs on one node at a time (`docs/ARCHITECTURE.md`). Default unset.
+    pub store: Option<String>,
 }
 
 impl Default for Config {
@@ -210,6 +215,7 @@ impl Default for Config {
             audit_retention_days: 400,
             job_retention_days: 90,
             node_name: default_node_name(),
+            store: None,
         }
     }
 }
@@ -291,6 +297,11 @@ impl Config {
             ));
         }
         check_node_name(&self.node_name)?;
+        if let Some(store) = &self.store
+            && !(store.starts_with("postgres://") || store.starts_with("postgresql://"))
+        {
+            return Err("store must be a postgres:// or postgresql:// URL (unset: the data directory's SQLite)".into());
+        }
         Ok(())
     }
 }

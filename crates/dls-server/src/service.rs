@@ -2,14 +2,13 @@
 //! the listeners, builds what the handlers share and serves until [`Running::shutdown`].
 //! Each step is a function of its own, in the order `start` calls them.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dls_engine::{Engine, EngineConfig};
-use dls_message::MacAddr;
 use dls_store::Store;
+use dls_store_postgres::PostgresStore;
 use dls_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -93,7 +92,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<R
 
 async fn start_in_span(config: Config, clock: Arc<dyn Clock>) -> Result<Running, ServerError> {
     let keys = Keys::load(&config, clock.now())?;
-    let store = open_store(&keys).await?;
+    let store = open_store(&config, &keys).await?;
     let listeners = Listeners::bind(&config).await?;
     let admin_url = admin_url(listeners.admin_addr, config.admin_tls);
     keys.dir.write_private(names::ADMIN_URL, format!("{admin_url}\n").as_bytes())?;
@@ -152,10 +151,18 @@ impl Keys {
     }
 }
 
-/// Opens the database in the data directory (created 0600), off the executor. A database
-/// from an older version holds PINs in clear: they are sealed at this first open, in the
-/// upgrade's transaction.
-async fn open_store(keys: &Keys) -> Result<Arc<dyn Store>, ServerError> {
+/// Opens the store: the PostgreSQL database `store` names (several nodes may share it), or
+/// else the database in the data directory (created 0600), off the executor. A SQLite
+/// database from an older version holds PINs in clear: they are sealed at this first
+/// open, in the upgrade's transaction.
+async fn open_store(config: &Config, keys: &Keys) -> Result<Arc<dyn Store>, ServerError> {
+    if let Some(url) = shared_store_url(config) {
+        let url = url.to_owned();
+        let store = tasks::spawn_blocking(move || PostgresStore::open(&url))
+            .await
+            .map_err(|e| ServerError::Config(e.to_string()))??;
+        return Ok(Arc::new(store));
+    }
     keys.dir.create_private(names::DATABASE)?;
     let db = keys.dir.file(names::DATABASE);
     let secrets = keys.secrets.clone();
@@ -165,6 +172,12 @@ async fn open_store(keys: &Keys) -> Result<Arc<dyn Store>, ServerError> {
     .await
     .map_err(|e| ServerError::Config(e.to_string()))??;
     Ok(Arc::new(store))
+}
+
+/// The URL of a database several nodes may share (`store` set to a PostgreSQL URL), if
+/// configured: contact-me is then claimed in the database, not planned in memory.
+fn shared_store_url(config: &Config) -> Option<&str> {
+    config.store.as_deref().filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"))
 }
 
 /// The four listeners, bound, and their addresses.
@@ -234,12 +247,11 @@ impl Handlers {
         let mut engine_config = engine_config(config, keys.fingerprint_key);
         engine_config.files_base_url = Some(format!("{}{}", files_base.trim_end_matches('/'), downloads::PREFIX));
 
-        let forced: Arc<Mutex<HashSet<MacAddr>>> = Arc::default();
-        let contact =
-            start_contact(config, store.clone(), forced.clone(), clock.clone(), metrics.clone(), shutdown.clone());
+        let contact = start_contact(config, store.clone(), clock.clone(), metrics.clone(), shutdown.clone());
         let retention = retention::spawn(
             retention::RetentionPolicy::from_config(config),
             store.clone(),
+            config.node_name.clone(),
             clock.clone(),
             shutdown.clone(),
         );
@@ -286,7 +298,6 @@ impl Handlers {
             base_url,
             jobs: admin::jobs::JobsState {
                 contact,
-                forced,
                 files_dir,
                 max_file_bytes: config.max_file_bytes,
                 upload_timeout: Duration::from_secs(config.upload_timeout_secs),
@@ -455,11 +466,11 @@ fn files_dir(dir: &DataDir) -> Result<std::path::PathBuf, ServerError> {
 }
 
 /// Starts the contact-me sender, and asks it to contact the devices whose jobs wait from
-/// before a restart.
+/// before a restart. Its schedule is in memory, or in the store when several nodes may
+/// share it (a PostgreSQL store): each due contact-me is then claimed by one node.
 fn start_contact(
     config: &Config,
     store: Arc<dyn Store>,
-    forced: Arc<Mutex<HashSet<MacAddr>>>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
@@ -473,16 +484,14 @@ fn start_contact(
         ..contact::ContactPolicy::default()
     };
     let (lookup, counted) = (store.clone(), metrics.clone());
-    let targets: contact::ContactTargets = Arc::new(move |mac| {
-        let was_forced = forced.lock().unwrap_or_else(PoisonError::into_inner).remove(&mac);
-        match counted.store("contact_target", lookup.contact_target(mac, was_forced)) {
+    let targets: contact::ContactTargets =
+        Arc::new(move |mac, forced| match counted.store("contact_target", lookup.contact_target(mac, forced)) {
             Ok(target) => target,
             Err(e) => {
                 tracing::error!(%mac, error = %e, "contact-me: store failed");
                 None
             }
-        }
-    });
+        });
     let recorder = store.clone();
     let report: contact::ContactReport = Arc::new(move |mac, attempt: &contact::ContactAttempt| {
         info!(%mac, uri = %attempt.uri, result = %attempt.result, "contact-me");
@@ -492,7 +501,12 @@ fn start_contact(
             tracing::error!(%mac, error = %e, "contact-me: recording failed");
         }
     });
-    let handle = contact::spawn(policy, targets, report, clock, shutdown);
+    let schedule = if shared_store_url(config).is_some() {
+        contact::Schedule::Shared { store: store.clone(), node: config.node_name.clone() }
+    } else {
+        contact::Schedule::Local
+    };
+    let handle = contact::spawn(policy, schedule, targets, report, clock, shutdown);
     let seeding = handle.clone();
     tasks::spawn_blocking(move || match store.devices_with_pending_jobs(100_000) {
         Ok(macs) => {
