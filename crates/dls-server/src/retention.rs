@@ -182,11 +182,11 @@ mod tests {
 
     use dls_engine::{AuditEvent, AuditKind, Change, JobKind, JobState, JobUpdate, SecurityMode, UnixTime};
     use dls_message::MacAddr;
-    use dls_store::{JobFilter, JobStore, NewJob, ProtocolStore, SecurityStore, Store};
+    use dls_store::{JobFilter, JobStore, MaintenanceStore, NewJob, ProtocolStore, SecurityStore, Store};
     use dls_store_sqlite::SqliteStore;
     use tokio::sync::watch;
 
-    use super::{RetentionPolicy, SECS_PER_DAY, prune, prune_and_log, spawn};
+    use super::{RetentionPolicy, SECS_PER_DAY, prune, prune_and_log, prune_leased, spawn};
     use crate::Config;
     use crate::clock::{Clock, ManualClock};
 
@@ -262,6 +262,29 @@ mod tests {
         assert_eq!((pruned.audit_records, pruned.jobs), (0, 1), "0: the audit log is kept");
         assert!(prune(&s, policy(0, 0), now).expect("prunes").is_empty());
         assert_eq!(left(&s), (2, 2));
+    }
+
+    /// Two nodes on one store: the one that gets the lease prunes, the other does nothing
+    /// until the lease has expired (an hour) or was given up.
+    #[test]
+    fn one_node_at_a_time_prunes() {
+        let now = 20_000 * DAY;
+        let s = store_with(&[now - 500 * DAY, now - 499 * DAY], &[]);
+        let old = |s: &SqliteStore, at: u64| {
+            let event = AuditEvent { at: UnixTime(at), kind: AuditKind::TanWrong, detail: String::new() };
+            s.apply(mac(), &[Change::Audit(event)]).expect("applies");
+        };
+        let p = policy(400, 0);
+        assert_eq!(prune_leased(&s, "a", p, UnixTime(now)).expect("prunes").map(|x| x.audit_records), Some(2));
+        old(&s, now - 500 * DAY);
+        assert_eq!(prune_leased(&s, "b", p, UnixTime(now + 10)).expect("runs"), None, "a holds the lease");
+        assert_eq!(prune_leased(&s, "b", p, UnixTime(now + 3599)).expect("runs"), None, "for an hour");
+        assert_eq!(left(&s).0, 1, "b pruned nothing");
+        assert_eq!(prune_leased(&s, "b", p, UnixTime(now + 3600)).expect("prunes").map(|x| x.audit_records), Some(1));
+        old(&s, now - 500 * DAY);
+        assert_eq!(prune_leased(&s, "a", p, UnixTime(now + 3601)).expect("runs"), None, "b holds it now");
+        s.release_lease(super::LEASE, "b").expect("releases");
+        assert_eq!(prune_leased(&s, "a", p, UnixTime(now + 3602)).expect("prunes").map(|x| x.audit_records), Some(1));
     }
 
     #[tokio::test]

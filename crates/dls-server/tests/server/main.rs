@@ -4,6 +4,7 @@
 mod admin;
 mod bad_input;
 mod bootstrap;
+mod cluster;
 mod common;
 mod connections;
 mod deploy;
