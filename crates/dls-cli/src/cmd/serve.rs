@@ -229,6 +229,10 @@ struct Settings {
     /// A-Z a-z 0-9 . _ -). Default: the host name.
     #[arg(long, env = "DLS_NODE_NAME", value_name = "NAME")]
     node_name: Option<String>,
+    /// The database: a postgres:// URL, shared by several nodes (contact-me claimed in it,
+    /// retention on one node at a time). Default: the SQLite database in the data directory.
+    #[arg(long, env = "DLS_STORE", value_name = "URL")]
+    store: Option<String>,
 }
 
 /// The configuration the layers give, validated: the defaults, the `--config` file, then

@@ -60,6 +60,7 @@ dcmp-polls-per-second = 2
 audit-retention-days = 730
 job-retention-days = 30
 node-name = "dls-node-2"
+store = "postgres://dls@db.example:5432/dls"
 "#;
 
 /// Runs `dls args…` with exactly the `DLS_…` variables given (the test's own are removed).
