@@ -2,6 +2,13 @@
 //! are older than the configured number of days ([`Store::prune`]), shortly after the start
 //! and then every hour, on a blocking thread.
 //!
+//! One node at a time: before each pruning the task takes (or renews) the store's lease
+//! [`LEASE`] for an hour ([`MaintenanceStore::try_lease`](dls_store::MaintenanceStore::try_lease)); a node that does not get it
+//! (another node holds it) skips this run. Of several nodes on one database, one prunes
+//! each hour — the lease's holder renews it at its next run, and when it stops (it gives
+//! the lease up) or dies (the lease expires), another node takes over at its next run.
+//! A single node always gets its own lease.
+//!
 //! The times are plain code ([`RetentionPolicy::bounds`], time passed in); the task around
 //! it only waits, runs it off the executor and logs.
 
@@ -25,6 +32,9 @@ const FIRST_RUN: Duration = Duration::from_secs(60);
 const INTERVAL: Duration = Duration::from_secs(3600);
 
 const SECS_PER_DAY: u64 = 24 * 3600;
+
+/// The name of the store's lease that keeps retention to one node at a time.
+pub(crate) const LEASE: &str = "retention";
 
 /// How long records are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,11 +74,31 @@ pub(crate) fn prune(store: &dyn Store, policy: RetentionPolicy, now: UnixTime) -
     store.prune(audit_before, jobs_before)
 }
 
-/// Prunes now, on a blocking thread, and logs the outcome: one info line when something was
-/// deleted, an error line on failure. `None` on failure.
-async fn prune_and_log(store: Arc<dyn Store>, policy: RetentionPolicy, now: UnixTime) -> Option<Pruned> {
-    match crate::tasks::spawn_blocking(move || prune(&*store, policy, now)).await {
-        Ok(Ok(pruned)) => {
+/// Prunes at `now` if `node` gets (or holds) the lease [`LEASE`] until an hour later: `None`
+/// (nothing done) when another node holds it.
+pub(crate) fn prune_leased(
+    store: &dyn Store,
+    node: &str,
+    policy: RetentionPolicy,
+    now: UnixTime,
+) -> Result<Option<Pruned>, StoreError> {
+    let until = UnixTime(now.0.saturating_add(INTERVAL.as_secs()));
+    if !store.try_lease(LEASE, node, now, until)? {
+        return Ok(None);
+    }
+    prune(store, policy, now).map(Some)
+}
+
+/// Prunes now (if `node` gets the lease), on a blocking thread, and logs the outcome: one
+/// info line when something was deleted, an error line on failure. `None` on failure or
+/// when another node holds the lease.
+async fn prune_and_log(store: Arc<dyn Store>, node: String, policy: RetentionPolicy, now: UnixTime) -> Option<Pruned> {
+    match crate::tasks::spawn_blocking(move || prune_leased(&*store, &node, policy, now)).await {
+        Ok(Ok(None)) => {
+            debug!("retention: another node prunes this hour");
+            None
+        }
+        Ok(Ok(Some(pruned))) => {
             if !pruned.is_empty() {
                 info!(
                     audit_records = pruned.audit_records,
@@ -98,6 +128,7 @@ async fn prune_and_log(store: Arc<dyn Store>, policy: RetentionPolicy, now: Unix
 pub(crate) fn spawn(
     policy: RetentionPolicy,
     store: Arc<dyn Store>,
+    node: String,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
@@ -107,12 +138,13 @@ pub(crate) fn spawn(
     }
     // The schedule is fixed here, not when the task first runs.
     let first = clock.instant() + FIRST_RUN;
-    Some(crate::tasks::spawn(run(policy, store, clock, first, shutdown)))
+    Some(crate::tasks::spawn(run(policy, store, node, clock, first, shutdown)))
 }
 
 async fn run(
     policy: RetentionPolicy,
     store: Arc<dyn Store>,
+    node: String,
     clock: Arc<dyn Clock>,
     first: std::time::Instant,
     mut shutdown: watch::Receiver<bool>,
@@ -130,10 +162,15 @@ async fn run(
         }
         tokio::select! {
             () = &mut stop => break,
-            _ = prune_and_log(store.clone(), policy, clock.now()) => {}
+            _ = prune_and_log(store.clone(), node.clone(), policy, clock.now()) => {}
         }
         // Hourly from the first run; a run that took longer than that is followed at once.
         next = (next + INTERVAL).max(clock.instant());
+    }
+    // Another node may take over at its next run, without waiting for the lease to expire.
+    let release = crate::tasks::spawn_blocking(move || store.release_lease(LEASE, &node)).await;
+    if let Ok(Err(e)) = release {
+        debug!(error = %e, "retention: giving the lease up failed");
     }
     debug!("retention task stopped");
 }
@@ -145,11 +182,11 @@ mod tests {
 
     use dls_engine::{AuditEvent, AuditKind, Change, JobKind, JobState, JobUpdate, SecurityMode, UnixTime};
     use dls_message::MacAddr;
-    use dls_store::{JobFilter, JobStore, NewJob, ProtocolStore, SecurityStore, Store};
+    use dls_store::{JobFilter, JobStore, MaintenanceStore, NewJob, ProtocolStore, SecurityStore, Store};
     use dls_store_sqlite::SqliteStore;
     use tokio::sync::watch;
 
-    use super::{RetentionPolicy, SECS_PER_DAY, prune, prune_and_log, spawn};
+    use super::{RetentionPolicy, SECS_PER_DAY, prune, prune_and_log, prune_leased, spawn};
     use crate::Config;
     use crate::clock::{Clock, ManualClock};
 
@@ -227,15 +264,41 @@ mod tests {
         assert_eq!(left(&s), (2, 2));
     }
 
+    /// Two nodes on one store: the one that gets the lease prunes, the other does nothing
+    /// until the lease has expired (an hour) or was given up.
+    #[test]
+    fn one_node_at_a_time_prunes() {
+        let now = 20_000 * DAY;
+        let s = store_with(&[now - 500 * DAY, now - 499 * DAY], &[]);
+        let old = |s: &SqliteStore, at: u64| {
+            let event = AuditEvent { at: UnixTime(at), kind: AuditKind::TanWrong, detail: String::new() };
+            s.apply(mac(), &[Change::Audit(event)]).expect("applies");
+        };
+        let p = policy(400, 0);
+        assert_eq!(prune_leased(&s, "a", p, UnixTime(now)).expect("prunes").map(|x| x.audit_records), Some(2));
+        old(&s, now - 500 * DAY);
+        assert_eq!(prune_leased(&s, "b", p, UnixTime(now + 10)).expect("runs"), None, "a holds the lease");
+        assert_eq!(prune_leased(&s, "b", p, UnixTime(now + 3599)).expect("runs"), None, "for an hour");
+        assert_eq!(left(&s).0, 1, "b pruned nothing");
+        assert_eq!(prune_leased(&s, "b", p, UnixTime(now + 3600)).expect("prunes").map(|x| x.audit_records), Some(1));
+        old(&s, now - 500 * DAY);
+        assert_eq!(prune_leased(&s, "a", p, UnixTime(now + 3601)).expect("runs"), None, "b holds it now");
+        s.release_lease(super::LEASE, "b").expect("releases");
+        assert_eq!(prune_leased(&s, "a", p, UnixTime(now + 3602)).expect("prunes").map(|x| x.audit_records), Some(1));
+    }
+
     #[tokio::test]
     async fn a_pruning_runs_off_the_executor_at_the_time_given() {
         let now = 20_000 * DAY;
         let s = Arc::new(store_with(&[now - 500 * DAY, now - DAY], &[now - 100 * DAY, now - DAY]));
         let store: Arc<dyn Store> = s.clone();
-        let pruned = prune_and_log(store.clone(), policy(400, 90), UnixTime(now)).await.expect("prunes");
+        let pruned = prune_and_log(store.clone(), "a".into(), policy(400, 90), UnixTime(now)).await.expect("prunes");
         assert_eq!((pruned.audit_records, pruned.jobs), (1, 1));
         assert_eq!(left(&s), (1, 2));
-        assert!(prune_and_log(store, policy(400, 90), UnixTime(now)).await.expect("prunes").is_empty());
+        assert!(
+            prune_and_log(store.clone(), "a".into(), policy(400, 90), UnixTime(now)).await.expect("prunes").is_empty()
+        );
+        assert!(prune_and_log(store, "b".into(), policy(400, 90), UnixTime(now)).await.is_none(), "a holds the lease");
     }
 
     /// The task runs a minute after the start, then hourly, at the clock's time: a manual
@@ -249,7 +312,7 @@ mod tests {
         let s = Arc::new(store_with(&[start - 401 * DAY, start - 400 * DAY + 1800], &[]));
         let store: Arc<dyn Store> = s.clone();
         let (tx, rx) = watch::channel(false);
-        let task = spawn(policy(400, 0), store, Arc::new(clock.clone()), rx).expect("a task");
+        let task = spawn(policy(400, 0), store, "a".into(), Arc::new(clock.clone()), rx).expect("a task");
         let wait_for = |audit: usize| {
             let s = s.clone();
             async move {
@@ -283,18 +346,18 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("opens"));
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(UnixTime(20_000 * DAY)));
         assert!(
-            spawn(policy(0, 0), store.clone(), clock.clone(), watch::channel(false).1).is_none(),
+            spawn(policy(0, 0), store.clone(), "a".into(), clock.clone(), watch::channel(false).1).is_none(),
             "nothing to prune"
         );
 
         let (tx, rx) = watch::channel(false);
-        let task = spawn(policy(400, 90), store.clone(), clock.clone(), rx).expect("a task");
+        let task = spawn(policy(400, 90), store.clone(), "a".into(), clock.clone(), rx).expect("a task");
         tx.send_replace(true);
         tokio::time::timeout(LIMIT, task).await.expect("stops").expect("ends cleanly");
 
         // A dropped sender stops it too.
         let (tx, rx) = watch::channel(false);
-        let task = spawn(policy(400, 0), store, clock, rx).expect("a task");
+        let task = spawn(policy(400, 0), store, "a".into(), clock, rx).expect("a task");
         drop(tx);
         tokio::time::timeout(LIMIT, task).await.expect("stops").expect("ends cleanly");
     }

@@ -2,13 +2,11 @@
 //! the listeners, builds what the handlers share and serves until [`Running::shutdown`].
 //! Each step is a function of its own, in the order `start` calls them.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dls_engine::{Engine, EngineConfig};
-use dls_message::MacAddr;
 use dls_store::{Store, StoreError};
 use dls_store_postgres::PostgresStore;
 use dls_store_sqlite::SqliteStore;
@@ -274,12 +272,11 @@ impl Handlers {
         let mut engine_config = engine_config(config, keys.fingerprint_key);
         engine_config.files_base_url = Some(format!("{}{}", files_base.trim_end_matches('/'), downloads::PREFIX));
 
-        let forced: Arc<Mutex<HashSet<MacAddr>>> = Arc::default();
-        let contact =
-            start_contact(config, store.clone(), forced.clone(), clock.clone(), metrics.clone(), shutdown.clone());
+        let contact = start_contact(config, store.clone(), kind, clock.clone(), metrics.clone(), shutdown.clone());
         let retention = retention::spawn(
             retention::RetentionPolicy::from_config(config),
             store.clone(),
+            config.node_name.clone(),
             clock.clone(),
             shutdown.clone(),
         );
@@ -324,7 +321,6 @@ impl Handlers {
             base_url,
             jobs: admin::jobs::JobsState {
                 contact,
-                forced,
                 files_dir,
                 max_file_bytes: config.max_file_bytes,
                 upload_timeout: Duration::from_secs(config.upload_timeout_secs),
@@ -493,11 +489,12 @@ fn files_dir(dir: &DataDir) -> Result<std::path::PathBuf, ServerError> {
 }
 
 /// Starts the contact-me sender, and asks it to contact the devices whose jobs wait from
-/// before a restart.
+/// before a restart. Its schedule is in memory, or in the store when several nodes may
+/// share it (a PostgreSQL store): each due contact-me is then claimed by one node.
 fn start_contact(
     config: &Config,
     store: Arc<dyn Store>,
-    forced: Arc<Mutex<HashSet<MacAddr>>>,
+    kind: StoreKind,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
@@ -511,16 +508,14 @@ fn start_contact(
         ..contact::ContactPolicy::default()
     };
     let (lookup, counted) = (store.clone(), metrics.clone());
-    let targets: contact::ContactTargets = Arc::new(move |mac| {
-        let was_forced = forced.lock().unwrap_or_else(PoisonError::into_inner).remove(&mac);
-        match counted.store("contact_target", lookup.contact_target(mac, was_forced)) {
+    let targets: contact::ContactTargets =
+        Arc::new(move |mac, forced| match counted.store("contact_target", lookup.contact_target(mac, forced)) {
             Ok(target) => target,
             Err(e) => {
                 tracing::error!(%mac, error = %e, "contact-me: store failed");
                 None
             }
-        }
-    });
+        });
     let recorder = store.clone();
     let report: contact::ContactReport = Arc::new(move |mac, attempt: &contact::ContactAttempt| {
         info!(%mac, uri = %attempt.uri, result = %attempt.result, "contact-me");
@@ -530,7 +525,12 @@ fn start_contact(
             tracing::error!(%mac, error = %e, "contact-me: recording failed");
         }
     });
-    let handle = contact::spawn(policy, targets, report, clock, shutdown);
+    let schedule = if kind == StoreKind::Postgres {
+        contact::Schedule::Shared { store: store.clone(), node: config.node_name.clone() }
+    } else {
+        contact::Schedule::Local
+    };
+    let handle = contact::spawn(policy, schedule, targets, report, clock, shutdown);
     let seeding = handle.clone();
     tasks::spawn_blocking(move || match store.devices_with_pending_jobs(100_000) {
         Ok(macs) => {

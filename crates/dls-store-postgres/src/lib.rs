@@ -14,6 +14,7 @@
 //! | `security` | [`SecurityStore`](dls_store::SecurityStore): secure mode, certificates, audit |
 //! | `credentials` | [`CredentialStore`](dls_store::CredentialStore): Digest secrets |
 //! | `jobs`, `files` | [`JobStore`](dls_store::JobStore): jobs, contact-me, deployment files |
+//! | `contact` | [`ContactStore`](dls_store::ContactStore): the contact-me schedule the nodes claim from; the leases |
 //! | `retention` | [`MaintenanceStore`](dls_store::MaintenanceStore): pruning in batches |
 //! | `migrate` | [`MigrationStore`](dls_store::dump::MigrationStore): the whole database out and in (`dls store migrate`) |
 //! | `sessions` | [`SessionStore`](dls_store::SessionStore): interaction sessions |
@@ -56,6 +57,7 @@
 //!   material) are stored as the caller sealed them: opaque bytes, the key is not the
 //!   store's.
 
+mod contact;
 mod credentials;
 mod devices;
 mod files;

@@ -47,6 +47,8 @@ const TABLES: &[&str] = &[
     "files",
     "jobs",
     "wpi_sessions",
+    "contact_schedule",
+    "leases",
 ];
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
@@ -243,6 +245,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         body       BYTEA NOT NULL                                -- the engine's encoding
     );
     CREATE INDEX wpi_sessions_by_expiry ON wpi_sessions (expires_at);
+    "#,
+    // 3: several nodes — the contact-me schedule the nodes claim phones from, and the
+    // leases that keep work such as retention to one node at a time (the SQLite backend's
+    // version 13).
+    r#"
+    CREATE TABLE contact_schedule (
+        mac           TEXT COLLATE "C" PRIMARY KEY,
+        next_at       BIGINT NOT NULL,                 -- the next permitted time, Unix seconds
+        failures      BIGINT NOT NULL DEFAULT 0,       -- failures in a row
+        wanted        BOOLEAN NOT NULL DEFAULT FALSE,  -- needs contacting
+        forced        BOOLEAN NOT NULL DEFAULT FALSE,  -- even without pending jobs
+        claimed_by    TEXT,                            -- the node sending it
+        claimed_until BIGINT                           -- the claim's end
+    );
+    CREATE INDEX contact_schedule_due ON contact_schedule (next_at) WHERE wanted;
+    CREATE TABLE leases (
+        name       TEXT COLLATE "C" PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
     "#,
 ];
 

@@ -85,6 +85,7 @@
 //! * One message as a whole (`run_message`) is one `BEGIN IMMEDIATE` transaction: SQLite's
 //!   single writer is the device's exclusion, across processes too.
 
+mod contact;
 mod credentials;
 mod devices;
 mod files;

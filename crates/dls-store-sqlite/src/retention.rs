@@ -51,4 +51,12 @@ impl MaintenanceStore for SqliteStore {
         }
         Ok(pruned)
     }
+
+    fn try_lease(&self, name: &str, node: &str, now: UnixTime, until: UnixTime) -> Result<bool, StoreError> {
+        self.lease(name, node, now, until)
+    }
+
+    fn release_lease(&self, name: &str, node: &str) -> Result<(), StoreError> {
+        self.unlease(name, node)
+    }
 }

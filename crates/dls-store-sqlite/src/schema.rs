@@ -346,6 +346,29 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     ",
         then: None,
     },
+    // 13: several nodes (issue 15) — the contact-me schedule a node claims phones from,
+    // and the leases that keep work such as retention to one node at a time. New tables
+    // only, created if missing (running it again changes nothing).
+    Migration {
+        sql: "
+    CREATE TABLE IF NOT EXISTS contact_schedule (
+        mac           TEXT PRIMARY KEY,                      -- 12 upper-case hex digits
+        next_at       INTEGER NOT NULL,                      -- the next permitted time, Unix seconds
+        failures      INTEGER NOT NULL DEFAULT 0,            -- failures in a row
+        wanted        INTEGER NOT NULL DEFAULT 0,            -- needs contacting
+        forced        INTEGER NOT NULL DEFAULT 0,            -- even without pending jobs
+        claimed_by    TEXT,                                  -- the node sending it
+        claimed_until INTEGER                                -- the claim's end
+    );
+    CREATE INDEX IF NOT EXISTS contact_schedule_due ON contact_schedule (next_at) WHERE wanted = 1;
+    CREATE TABLE IF NOT EXISTS leases (
+        name       TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    ",
+        then: None,
+    },
 ];
 
 pub(crate) fn schema_latest() -> i64 {

@@ -19,7 +19,8 @@
 //! store's back is backend-specific and stays in the backend's own tests.
 //!
 //! The topics: `admin` (devices and profiles), `changes` (the engine's changes),
-//! `concurrency` (threads, one state per read), `credentials`, `desired`, `ids` (never
+//! `concurrency` (threads, one state per read), `contact` (the shared contact-me schedule
+//! and leases), `credentials`, `desired`, `ids` (never
 //! reused), `jobs` (and files), `message` (one message atomically), `model` (the property
 //! test), `retention`, `rules` (the domain rules as the backends apply them), `security`,
 //! `sessions` (interaction sessions).
@@ -27,6 +28,7 @@
 pub(crate) mod admin;
 pub(crate) mod changes;
 pub(crate) mod concurrency;
+pub(crate) mod contact;
 pub(crate) mod credentials;
 pub(crate) mod desired;
 pub(crate) mod ids;
@@ -46,9 +48,9 @@ use dls_engine::{
 };
 use dls_message::{Item, MacAddr, Reason};
 use dls_store::{
-    AuditRecord, CertificateRecord, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec,
-    DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, Pruned,
-    SecurityUpdate, Store, StoreError,
+    AuditRecord, CertificateRecord, ContactClaim, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter,
+    DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob,
+    Pruned, SecurityUpdate, Store, StoreError,
 };
 
 /// A store under test, and whatever must live as long as it (a temporary directory, a
@@ -247,6 +249,49 @@ impl dls_store::JobStore for Fixture {
 impl dls_store::MaintenanceStore for Fixture {
     fn prune(&self, audit_before: Option<UnixTime>, jobs_before: Option<UnixTime>) -> Result<Pruned, StoreError> {
         self.store.prune(audit_before, jobs_before)
+    }
+
+    fn try_lease(&self, name: &str, node: &str, now: UnixTime, until: UnixTime) -> Result<bool, StoreError> {
+        self.store.try_lease(name, node, now, until)
+    }
+
+    fn release_lease(&self, name: &str, node: &str) -> Result<(), StoreError> {
+        self.store.release_lease(name, node)
+    }
+}
+
+impl dls_store::ContactStore for Fixture {
+    fn contact_want(&self, mac: MacAddr, now: UnixTime, forced: bool) -> Result<(), StoreError> {
+        self.store.contact_want(mac, now, forced)
+    }
+
+    fn contact_claim_due(
+        &self,
+        node: &str,
+        now: UnixTime,
+        limit: usize,
+        lease_secs: u64,
+    ) -> Result<Vec<ContactClaim>, StoreError> {
+        self.store.contact_claim_due(node, now, limit, lease_secs)
+    }
+
+    fn contact_finished(
+        &self,
+        mac: MacAddr,
+        node: &str,
+        now: UnixTime,
+        success: bool,
+        pacing: &dls_store::rules::contact::ContactPacing,
+    ) -> Result<(), StoreError> {
+        self.store.contact_finished(mac, node, now, success, pacing)
+    }
+
+    fn contact_cancel(&self, mac: MacAddr, node: &str) -> Result<(), StoreError> {
+        self.store.contact_cancel(mac, node)
+    }
+
+    fn contact_next_due(&self) -> Result<Option<UnixTime>, StoreError> {
+        self.store.contact_next_due()
     }
 }
 

@@ -11,7 +11,8 @@
 //!   * [`SecurityStore`] — secure mode: security changes, the audit log, certificates;
 //!   * [`CredentialStore`] — HTTP Digest credentials for provisioning files;
 //!   * [`JobStore`] — jobs, contact-me, deployment files and their downloads;
-//!   * [`MaintenanceStore`] — retention;
+//!   * [`ContactStore`] — the contact-me schedule shared by the nodes;
+//!   * [`MaintenanceStore`] — retention, and leases (work on one node at a time).
 //!   * [`SessionStore`] — interaction sessions, for the node that gets an interaction's
 //!     next message.
 //! * [`model`]: the records the traits speak in (also the admin API's JSON).
@@ -45,11 +46,11 @@ mod error;
 
 pub use error::StoreError;
 pub use model::{
-    AuditRecord, CertificateRecord, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec,
-    DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, Pruned,
-    SecuritySummary, SecurityUpdate, WrittenSummary,
+    AuditRecord, CertificateRecord, ContactClaim, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter,
+    DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob,
+    Pruned, SecuritySummary, SecurityUpdate, WrittenSummary,
 };
 pub use traits::{
-    CredentialStore, DeviceStore, JobStore, MaintenanceStore, MessageFn, ProtocolStore, SecurityStore, SessionStore,
-    Store, with_device,
+    ContactStore, CredentialStore, DeviceStore, JobStore, MaintenanceStore, MessageFn, ProtocolStore, SecurityStore,
+    SessionStore, Store, with_device,
 };

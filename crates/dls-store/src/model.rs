@@ -242,6 +242,16 @@ pub struct JobRecord {
     pub contact_at: Option<UnixTime>,
 }
 
+/// A phone a node claimed in the shared contact-me schedule
+/// ([`ContactStore::contact_claim_due`](crate::ContactStore::contact_claim_due)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ContactClaim {
+    /// The phone.
+    pub mac: MacAddr,
+    /// An administrator asked for the contact-me: it goes even without pending jobs.
+    pub forced: bool,
+}
+
 /// Where to send a device's contact-me.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

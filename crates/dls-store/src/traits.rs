@@ -15,9 +15,9 @@ use dls_message::MacAddr;
 
 use crate::StoreError;
 use crate::model::{
-    AuditRecord, CertificateRecord, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec,
-    DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob, Pruned,
-    SecurityUpdate,
+    AuditRecord, CertificateRecord, ContactClaim, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter,
+    DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob,
+    Pruned, SecurityUpdate,
 };
 
 /// The caller's part of one message, run by [`ProtocolStore::run_message`]: given what the
@@ -255,7 +255,7 @@ pub trait JobStore: Send + Sync {
     fn delete_file(&self, id: i64, at: UnixTime) -> Result<Option<FileRecord>, StoreError>;
 }
 
-/// Maintenance: retention.
+/// Maintenance: retention, and the leases that keep it to one node at a time.
 pub trait MaintenanceStore: Send + Sync {
     /// Deletes the audit records from before `audit_before`, and the jobs that are over
     /// (done, failed, cancelled) and last changed before `jobs_before`; `None` deletes none
@@ -265,6 +265,64 @@ pub trait MaintenanceStore: Send + Sync {
     /// the store: each is committed by itself, and an error leaves those before it done.
     /// Returns how many records of each kind were deleted.
     fn prune(&self, audit_before: Option<UnixTime>, jobs_before: Option<UnixTime>) -> Result<Pruned, StoreError>;
+
+    /// Takes or renews the lease `name` for `node` until `until`, at `now`: `true` if
+    /// `node` holds it now — it was free, had expired (`until` not after `now`), or was
+    /// `node`'s already — `false` if another node holds it. For work that must run on
+    /// one node at a time (retention), whatever the number of nodes on the database.
+    fn try_lease(&self, name: &str, node: &str, now: UnixTime, until: UnixTime) -> Result<bool, StoreError>;
+
+    /// Gives the lease `name` up if `node` holds it (a no-op otherwise).
+    fn release_lease(&self, name: &str, node: &str) -> Result<(), StoreError>;
+}
+
+/// The contact-me schedule kept in the store (`contact_schedule`): one row per phone with
+/// its next permitted time, its failures in a row, whether it is wanted, and the node that
+/// has claimed it until when. For several nodes on one database: each due contact-me is
+/// claimed by one node, and the pacing ([`rules::contact`](crate::rules::contact)) holds
+/// across the nodes.
+///
+/// A backend guarantees that [`Self::contact_claim_due`] never hands one phone to two
+/// callers while a claim stands, whatever process or node they are in.
+pub trait ContactStore: Send + Sync {
+    /// `mac` needs contacting (a job was queued, an administrator asked): it is due at its
+    /// next permitted time, or at `now` if it has none. Idempotent; `forced` (contact it
+    /// even without pending jobs) is kept until the next attempt ends.
+    fn contact_want(&self, mac: MacAddr, now: UnixTime, forced: bool) -> Result<(), StoreError>;
+
+    /// Claims for `node`, until `now + lease_secs`, at most `limit` phones that are wanted,
+    /// due (next permitted time not after `now`) and not claimed (or whose claim has
+    /// expired: its end not after `now`), earliest due first. Forgets the phones that are
+    /// neither wanted nor claimed and whose next permitted time has passed.
+    fn contact_claim_due(
+        &self,
+        node: &str,
+        now: UnixTime,
+        limit: usize,
+        lease_secs: u64,
+    ) -> Result<Vec<ContactClaim>, StoreError>;
+
+    /// The attempt `node` claimed for `mac` ended at `now` (`success`: the phone answered
+    /// `204`): the failures in a row and the next permitted time are as
+    /// [`ContactPacing::after_attempt`](crate::rules::contact::ContactPacing::after_attempt)
+    /// says, the phone stays wanted, `forced` is cleared, and `node`'s claim is given up.
+    fn contact_finished(
+        &self,
+        mac: MacAddr,
+        node: &str,
+        now: UnixTime,
+        success: bool,
+        pacing: &crate::rules::contact::ContactPacing,
+    ) -> Result<(), StoreError>;
+
+    /// `node` claimed `mac` but sent nothing (nothing is pending any more): the phone is
+    /// no longer wanted, `node`'s claim is given up, its next permitted time stays.
+    fn contact_cancel(&self, mac: MacAddr, node: &str) -> Result<(), StoreError>;
+
+    /// When a phone is next due, for the sender's wake-up: the earliest time a wanted phone
+    /// may be claimed (its next permitted time, or its claim's end if that is later);
+    /// `None` when no phone is wanted.
+    fn contact_next_due(&self) -> Result<Option<UnixTime>, StoreError>;
 }
 
 /// Interaction sessions kept between two messages of a phone, for the node that gets the
@@ -296,7 +354,15 @@ pub trait SessionStore: Send + Sync {
 /// are safe to share between threads; calls block (the async shell runs them off its
 /// executor).
 pub trait Store:
-    ProtocolStore + DeviceStore + SecurityStore + CredentialStore + JobStore + MaintenanceStore + SessionStore + 'static
+    ProtocolStore
+    + DeviceStore
+    + SecurityStore
+    + CredentialStore
+    + JobStore
+    + ContactStore
+    + MaintenanceStore
+    + SessionStore
+    + 'static
 {
 }
 
@@ -306,6 +372,7 @@ impl<T> Store for T where
         + SecurityStore
         + CredentialStore
         + JobStore
+        + ContactStore
         + MaintenanceStore
         + SessionStore
         + 'static

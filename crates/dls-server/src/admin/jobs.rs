@@ -13,7 +13,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use dls_engine::firmware::{self, SoftwareVersion};
 use dls_engine::{FileRef, ItemKey, JobKind, JobState};
@@ -32,8 +31,6 @@ use crate::http::Resp;
 pub(crate) struct JobsState {
     /// Sends contact-me requests.
     pub(crate) contact: crate::contact::ContactHandle,
-    /// Devices an administrator asked to contact, pending jobs or not.
-    pub(crate) forced: Arc<Mutex<HashSet<MacAddr>>>,
     /// The file store: `<data dir>/files`, a file's content at `<id>`.
     pub(crate) files_dir: PathBuf,
     /// The largest file accepted.
@@ -443,8 +440,7 @@ pub(super) async fn contact(state: &AdminState, mac: MacAddr) -> Result<Resp, Ap
     if blocking(state, "device", move |s| s.device(mac)).await?.is_none() {
         return Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found")));
     }
-    state.jobs.forced.lock().unwrap_or_else(PoisonError::into_inner).insert(mac);
-    match state.jobs.contact.request(mac) {
+    match state.jobs.contact.request_forced(mac) {
         Ok(()) => Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "mac": mac, "contact-me": "requested" }))),
         Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }

@@ -34,7 +34,7 @@ mod target;
 use std::fmt;
 use std::time::Duration;
 
-pub(crate) use sender::{ContactHandle, ContactReport, ContactTargets, spawn};
+pub(crate) use sender::{ContactHandle, ContactReport, ContactTargets, Schedule, spawn};
 
 /// The shortest interval between two contact-me requests to one phone, whatever the policy says.
 const MIN_INTERVAL_FLOOR: Duration = Duration::from_secs(60);
@@ -105,6 +105,18 @@ impl ContactPolicy {
             dls_ip_addr: self.dls_ip_addr.clone(),
             dls_ip_port: self.dls_ip_port,
             any_host: self.any_host,
+        }
+    }
+
+    /// The pacing rules' part of the policy (the planner and the store's schedule apply
+    /// the same rules: [`dls_store::rules::contact`]).
+    #[must_use]
+    pub(crate) fn pacing(&self) -> dls_store::rules::contact::ContactPacing {
+        dls_store::rules::contact::ContactPacing {
+            min_interval: self.min_interval,
+            after_success: self.after_success,
+            backoff_base: self.backoff_base,
+            backoff_cap: self.backoff_cap,
         }
     }
 

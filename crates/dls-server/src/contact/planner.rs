@@ -141,8 +141,9 @@ impl ContactPlanner {
 
     /// The attempt to contact `mac` ended at `now` with `result`: after a success the next
     /// contact-me is `after_success` away, after the n-th failure in a row
-    /// `min(backoff_cap, backoff_base·2^(n-1))`, never less than `min_interval`. A device wanted
-    /// again while in flight becomes due then.
+    /// `min(backoff_cap, backoff_base·2^(n-1))`, never less than `min_interval`
+    /// ([`ContactPacing::after_attempt`](dls_store::rules::contact::ContactPacing::after_attempt)).
+    /// A device wanted again while in flight becomes due then.
     pub(crate) fn finished(&mut self, mac: MacAddr, now: Duration, result: &ContactResult) {
         self.observe(now);
         let e = match self.entries.get(&mac).copied() {
@@ -155,13 +156,7 @@ impl ContactPlanner {
             }
             None => return,
         };
-        let (failures, delay) = if result.is_success() {
-            (0, self.policy.after_success)
-        } else {
-            let failures = e.failures.saturating_add(1);
-            (failures, self.backoff(failures))
-        };
-        let next_at = (now + delay).max(e.next_at);
+        let (failures, next_at) = self.policy.pacing().after_attempt(e.failures, e.next_at, now, result.is_success());
         self.attach(mac, Entry { next_at, failures, in_flight: false, ready: false, ..e });
     }
 
@@ -199,12 +194,6 @@ impl ContactPlanner {
     #[must_use]
     pub(crate) fn next_wakeup(&self) -> Option<Duration> {
         if self.ready.is_empty() { self.waiting.first().map(|&(at, _, _)| at) } else { Some(self.latest) }
-    }
-
-    fn backoff(&self, failures: u32) -> Duration {
-        let p = &self.policy;
-        let factor = 1u32 << failures.saturating_sub(1).min(31);
-        p.backoff_base.checked_mul(factor).map_or(p.backoff_cap, |d| d.min(p.backoff_cap)).max(p.min_interval)
     }
 
     fn next_seq(&mut self) -> u64 {

@@ -1,18 +1,32 @@
-//! The contact-me sender: the async loop around the [planner](super::planner).
+//! The contact-me sender: the async loop around the [planner](super::planner), or around
+//! the store's shared schedule ([`ContactStore`](dls_store::ContactStore)) when several nodes share the database.
 //!
 //! [`ContactHandle::request`] marks a device as wanted (non-blocking, idempotent); the loop
 //! asks `targets` (off the executor) for the device's contact-me URI when it is due, sends the
 //! HTTP POST within the attempt timeout, at most [`concurrency`](ContactPolicy::concurrency)
 //! at a time, and hands every attempt to `report` (off the executor).
+//!
+//! Where the schedule is kept ([`Schedule`]):
+//! * [`Schedule::Local`] (one node, the default): in this process's memory, the
+//!   [`ContactPlanner`]. No I/O on `request`, nothing written per attempt.
+//! * [`Schedule::Shared`] (several nodes on one database): in the store's
+//!   `contact_schedule`. `request` notes the want in memory and wakes the loop, which
+//!   writes it ([`ContactStore::contact_want`](dls_store::ContactStore::contact_want)) and claims the due devices
+//!   ([`ContactStore::contact_claim_due`](dls_store::ContactStore::contact_claim_due), each device by one node), off the executor. An
+//!   attempt ends with [`ContactStore::contact_finished`](dls_store::ContactStore::contact_finished), which applies the same pacing
+//!   as the planner (`dls_store::rules::contact`). The loop looks at the store at least
+//!   every [`POLL`] on the service's clock, so that a device another node wanted, or whose
+//!   claim a node that died left, is taken up within that time.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use dls_message::MacAddr;
-use dls_store::ContactTarget;
+use dls_store::{ContactClaim, ContactTarget, Store, StoreError};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
@@ -34,22 +48,68 @@ use crate::clock::Clock;
 const MAX_RESPONSE_BODY: usize = 4096;
 /// The most of a phone's answer buffered while reading its head (hyper's minimum).
 const MAX_RESPONSE_HEAD: usize = 8192;
+/// With a shared schedule, the longest the loop waits before it looks at the store again
+/// (on the service's clock): the most a device wanted on another node, or left claimed by
+/// a node that died (once its claim has ended), waits for this node.
+pub(crate) const POLL: Duration = Duration::from_secs(2);
+/// A claim outlasts an attempt (its timeout, and the store's calls around it) by this much.
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 
 /// Gives the contact-me URI of a device that still needs contacting, and the address it
-/// calls from (`None`: nothing pending any more, or no `contact-me-uri`). Called on a
+/// calls from (`None`: nothing pending any more, or no `contact-me-uri`); the flag: an
+/// administrator asked for the contact-me (it goes even without pending jobs). Called on a
 /// blocking thread.
-pub(crate) type ContactTargets = Arc<dyn Fn(MacAddr) -> Option<ContactTarget> + Send + Sync>;
+pub(crate) type ContactTargets = Arc<dyn Fn(MacAddr, bool) -> Option<ContactTarget> + Send + Sync>;
 /// Records an attempt (e.g. in the device's job listing). Called on a blocking thread.
 pub(crate) type ContactReport = Arc<dyn Fn(MacAddr, &ContactAttempt) + Send + Sync>;
 
 /// The HTTP client of every attempt: plain HTTP/1.1, each contact-me on a connection of its own.
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// Where the contact-me schedule is kept.
+#[derive(Clone)]
+pub(crate) enum Schedule {
+    /// In this process's memory: the service is the only node.
+    Local,
+    /// In `store`, shared with the other nodes on its database; `node` (the node's name)
+    /// holds this node's claims.
+    Shared {
+        /// The store the nodes share.
+        store: Arc<dyn Store>,
+        /// This node's name.
+        node: String,
+    },
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local => f.write_str("Local"),
+            Self::Shared { node, .. } => f.debug_struct("Shared").field("node", node).finish_non_exhaustive(),
+        }
+    }
+}
+
+/// The store's schedule, as the loop uses it.
+struct SharedSchedule {
+    store: Arc<dyn Store>,
+    node: String,
+    /// How long a claim stands: at least the minimum interval (a node that dies after
+    /// sending leaves the device to another node no sooner), and longer than an attempt.
+    lease_secs: u64,
+    /// Wants not yet written to the store (`true`: forced).
+    wants: Mutex<HashMap<MacAddr, bool>>,
+    refused: AtomicU64,
+}
+
 struct Shared {
     policy: ContactPolicy,
     body: Bytes,
     client: HttpClient,
     planner: Mutex<ContactPlanner>,
+    /// Devices an administrator asked to contact (local schedule).
+    forced: Mutex<HashSet<MacAddr>>,
+    schedule: Option<SharedSchedule>,
     notify: Notify,
     origin: std::time::Instant,
     clock: Arc<dyn Clock>,
@@ -62,6 +122,7 @@ impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
             .field("policy", &self.policy)
+            .field("shared_schedule", &self.schedule.as_ref().map(|s| &s.node))
             .field("stopped", &self.stopped.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -74,6 +135,10 @@ impl Shared {
 
     fn planner(&self) -> MutexGuard<'_, ContactPlanner> {
         self.planner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn forced(&self) -> MutexGuard<'_, HashSet<MacAddr>> {
+        self.forced.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -93,11 +158,39 @@ impl ContactHandle {
     /// # Errors
     /// [`ContactRefused`] when too many devices are tracked or the sender has stopped.
     pub(crate) fn request(&self, mac: MacAddr) -> Result<(), ContactRefused> {
+        self.want(mac, false)
+    }
+
+    /// As [`Self::request`], for a contact-me an administrator asked for: `targets` is told
+    /// so (the contact-me goes even without pending jobs).
+    ///
+    /// # Errors
+    /// As [`Self::request`].
+    pub(crate) fn request_forced(&self, mac: MacAddr) -> Result<(), ContactRefused> {
+        self.want(mac, true)
+    }
+
+    fn want(&self, mac: MacAddr, forced: bool) -> Result<(), ContactRefused> {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err(ContactRefused::Stopped);
         }
-        let now = self.shared.now();
-        let (outcome, refused) = {
+        let limit = self.shared.policy.max_devices;
+        let (outcome, refused) = if let Some(schedule) = &self.shared.schedule {
+            let mut wants = schedule.wants.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(f) = wants.get_mut(&mac) {
+                *f |= forced;
+                (Ok(false), 0)
+            } else if wants.len() >= limit {
+                (Err(ContactRefused::TooManyDevices { limit }), schedule.refused.fetch_add(1, Ordering::Relaxed) + 1)
+            } else {
+                wants.insert(mac, forced);
+                (Ok(true), 0)
+            }
+        } else {
+            if forced {
+                self.shared.forced().insert(mac);
+            }
+            let now = self.shared.now();
             let mut planner = self.shared.planner();
             (planner.want(mac, now), planner.refused())
         };
@@ -132,20 +225,35 @@ impl ContactHandle {
     }
 }
 
-/// Starts the contact-me sender on the current tokio runtime. It runs until `shutdown` becomes
-/// `true` (or its sender is dropped); attempts in flight are then abandoned.
+/// Starts the contact-me sender on the current tokio runtime, its schedule kept as
+/// `schedule` says. It runs until `shutdown` becomes `true` (or its sender is dropped);
+/// attempts in flight are then abandoned (with a shared schedule, their claims end by
+/// themselves).
 pub(crate) fn spawn(
     policy: ContactPolicy,
+    schedule: Schedule,
     targets: ContactTargets,
     report: ContactReport,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 ) -> ContactHandle {
     let policy = policy.clamped();
+    let schedule = match schedule {
+        Schedule::Local => None,
+        Schedule::Shared { store, node } => Some(SharedSchedule {
+            store,
+            node,
+            lease_secs: policy.min_interval.max(policy.attempt_timeout + CLAIM_MARGIN).as_secs(),
+            wants: Mutex::default(),
+            refused: AtomicU64::new(0),
+        }),
+    };
     let shared = Arc::new(Shared {
         body: Bytes::from(policy.body()),
         client: http_client(),
         planner: Mutex::new(ContactPlanner::new(&policy)),
+        forced: Mutex::default(),
+        schedule,
         policy,
         notify: Notify::new(),
         origin: clock.instant(),
@@ -157,6 +265,82 @@ pub(crate) fn spawn(
     let (done_tx, done) = watch::channel(false);
     crate::tasks::spawn(run(shared.clone(), shutdown, done_tx));
     ContactHandle { shared, done }
+}
+
+/// The devices to contact now, and the instant (on the clock) to look again (`None`: when
+/// woken).
+type Round = (Vec<ContactClaim>, Option<std::time::Instant>);
+
+/// One round of the local schedule: the due devices, started in the planner.
+fn local_round(shared: &Shared, free: usize) -> Round {
+    let now = shared.now();
+    let mut planner = shared.planner();
+    let mut batch = Vec::new();
+    if free > 0 {
+        for mac in planner.due(now, free) {
+            if planner.started(mac, now) {
+                batch.push(ContactClaim { mac, forced: shared.forced().remove(&mac) });
+            }
+        }
+    }
+    // A wake-up not after `now` means devices are due but every permit is taken: an
+    // attempt ending notifies.
+    let wake = planner.next_wakeup().filter(|w| *w > now).map(|w| shared.origin + w);
+    (batch, wake)
+}
+
+/// One round of the shared schedule, off the executor: the wants noted since the last
+/// round written, then at most `free` due devices claimed. The next look is at the next
+/// due time, or after [`POLL`] at the latest.
+async fn shared_round(shared: &Arc<Shared>, free: usize) -> Round {
+    let Some(schedule) = &shared.schedule else { return (Vec::new(), None) };
+    let wants: Vec<(MacAddr, bool)> = schedule.wants.lock().unwrap_or_else(PoisonError::into_inner).drain().collect();
+    let now = shared.clock.now();
+    let poll = shared.clock.instant() + POLL;
+    let work = Arc::clone(shared);
+    let outcome = crate::tasks::spawn_blocking(move || {
+        let Some(schedule) = &work.schedule else { return Ok((Vec::new(), None)) };
+        let store = &*schedule.store;
+        for (n, (mac, forced)) in wants.iter().enumerate() {
+            if let Err(e) = store.contact_want(*mac, now, *forced) {
+                return Err((e, wants[n..].to_vec()));
+            }
+        }
+        let claims = if free > 0 {
+            store.contact_claim_due(&schedule.node, now, free, schedule.lease_secs).map_err(|e| (e, Vec::new()))?
+        } else {
+            Vec::new()
+        };
+        let next = store.contact_next_due().map_err(|e| (e, Vec::new()))?;
+        Ok((claims, next))
+    })
+    .await;
+    match outcome {
+        Ok(Ok((claims, next))) => {
+            let wake = match next {
+                Some(at) if at.0 > now.0 => (shared.clock.instant() + Duration::from_secs(at.0 - now.0)).min(poll),
+                _ => poll,
+            };
+            (claims, Some(wake))
+        }
+        Ok(Err((e, unwritten))) => {
+            error!(error = %e, "contact-me: the shared schedule failed");
+            requeue(schedule, unwritten);
+            (Vec::new(), Some(poll))
+        }
+        Err(e) => {
+            error!("contact-me: the shared schedule's thread failed: {e}");
+            (Vec::new(), Some(poll))
+        }
+    }
+}
+
+/// Wants that could not be written, noted again for the next round (unless newer ones are).
+fn requeue(schedule: &SharedSchedule, unwritten: Vec<(MacAddr, bool)>) {
+    let mut wants = schedule.wants.lock().unwrap_or_else(PoisonError::into_inner);
+    for (mac, forced) in unwritten {
+        *wants.entry(mac).or_insert(false) |= forced;
+    }
 }
 
 async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, done: watch::Sender<bool>) {
@@ -171,31 +355,17 @@ async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, done: wat
                 error!("contact-me attempt failed: {e}");
             }
         }
-        let now = shared.now();
         let free = permits.available_permits();
-        let (batch, wake) = {
-            let mut planner = shared.planner();
-            let mut batch = Vec::new();
-            if free > 0 {
-                for mac in planner.due(now, free) {
-                    if planner.started(mac, now) {
-                        batch.push(mac);
-                    }
-                }
-            }
-            (batch, planner.next_wakeup())
-        };
-        for mac in batch {
+        let (batch, deadline) =
+            if shared.schedule.is_some() { shared_round(&shared, free).await } else { local_round(&shared, free) };
+        for claim in batch {
             match permits.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    attempts.spawn(attempt(shared.clone(), mac, permit).in_current_span());
+                    attempts.spawn(attempt(shared.clone(), claim, permit).in_current_span());
                 }
-                Err(_) => shared.planner().cancel(mac),
+                Err(_) => give_up(&shared, claim.mac).await,
             }
         }
-        // A wake-up not after `now` means devices are due but every permit is taken: an
-        // attempt ending notifies.
-        let deadline = wake.filter(|w| *w > now).map(|w| shared.origin + w);
         let sleep = async {
             match deadline {
                 Some(d) => shared.clock.sleep_until(d).await,
@@ -218,21 +388,66 @@ async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, done: wat
     debug!("contact-me sender stopped");
 }
 
-/// One attempt for `mac`, already `started` in the planner.
-async fn attempt(shared: Arc<Shared>, mac: MacAddr, permit: OwnedSemaphorePermit) {
+/// Nothing was sent to `mac`: the planner forgets the want, or the store's schedule does
+/// and this node's claim ends.
+async fn give_up(shared: &Arc<Shared>, mac: MacAddr) {
+    if shared.schedule.is_none() {
+        shared.planner().cancel(mac);
+        return;
+    }
+    let work = Arc::clone(shared);
+    let outcome = crate::tasks::spawn_blocking(move || match &work.schedule {
+        Some(s) => s.store.contact_cancel(mac, &s.node),
+        None => Ok(()),
+    })
+    .await;
+    log_store(mac, "giving the claim up", outcome);
+}
+
+/// The attempt to `mac` ended at the clock's `now` with `result`: the pacing applied, in
+/// the planner (the device wanted again: `targets` decides at the next permitted time
+/// whether it still is) or in the store's schedule (where it stays wanted).
+async fn finish(shared: &Arc<Shared>, mac: MacAddr, result: &ContactResult) {
+    if shared.schedule.is_none() {
+        let now = shared.now();
+        let mut planner = shared.planner();
+        planner.finished(mac, now, result);
+        let _ = planner.want(mac, now);
+        return;
+    }
+    let (work, success, now) = (Arc::clone(shared), result.is_success(), shared.clock.now());
+    let outcome = crate::tasks::spawn_blocking(move || match &work.schedule {
+        Some(s) => s.store.contact_finished(mac, &s.node, now, success, &work.policy.pacing()),
+        None => Ok(()),
+    })
+    .await;
+    log_store(mac, "recording the attempt in the schedule", outcome);
+}
+
+fn log_store(mac: MacAddr, what: &str, outcome: Result<Result<(), StoreError>, tokio::task::JoinError>) {
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(%mac, error = %e, "contact-me: {what} failed"),
+        Err(e) => error!(%mac, "contact-me: {what} failed: {e}"),
+    }
+}
+
+/// One attempt for a device, already `started` in the planner or claimed in the store.
+async fn attempt(shared: Arc<Shared>, claim: ContactClaim, permit: OwnedSemaphorePermit) {
+    let ContactClaim { mac, forced } = claim;
     let targets = shared.targets.clone();
-    let target = match crate::tasks::spawn_blocking(move || targets(mac)).await {
+    let target = match crate::tasks::spawn_blocking(move || targets(mac, forced)).await {
         Ok(Some(target)) => target,
         Ok(None) => {
             debug!(%mac, "nothing to contact any more");
-            shared.planner().cancel(mac);
+            give_up(&shared, mac).await;
             drop(permit);
             shared.notify.notify_one();
             return;
         }
         Err(e) => {
             error!(%mac, "looking up the contact-me target failed: {e}");
-            shared.planner().cancel(mac);
+            give_up(&shared, mac).await;
             drop(permit);
             shared.notify.notify_one();
             return;
@@ -243,13 +458,7 @@ async fn attempt(shared: Arc<Shared>, mac: MacAddr, permit: OwnedSemaphorePermit
     let uri = target.uri;
     let result = send(&shared.client, &uri, caller, shared.body.clone(), shared.policy.attempt_timeout).await;
     debug!(%mac, "{result}");
-    {
-        let now = shared.now();
-        let mut planner = shared.planner();
-        planner.finished(mac, now, &result);
-        // Wanted again: `targets` decides at the next permitted time whether it still is.
-        let _ = planner.want(mac, now);
-    }
+    finish(&shared, mac, &result).await;
     let report = shared.report.clone();
     let record = ContactAttempt { at_unix_secs, uri, result };
     if let Err(e) = crate::tasks::spawn_blocking(move || report(mac, &record)).await {
@@ -409,7 +618,8 @@ mod tests {
             let lookup = uris.clone();
             let handle = spawn(
                 policy,
-                Arc::new(move |mac| lookup.lock().expect("lock").get(&mac).cloned()),
+                Schedule::Local,
+                Arc::new(move |mac, _| lookup.lock().expect("lock").get(&mac).cloned()),
                 Arc::new(move |mac, attempt: &ContactAttempt| {
                     let _ = tx.send((mac, attempt.clone()));
                 }),
@@ -534,6 +744,57 @@ mod tests {
             assert!(phone.next(LIMIT).await.is_some(), "at the end of the contact gap");
             let (_, second) = h.report().await;
             assert_eq!((second.result, second.at_unix_secs), (ContactResult::Contacted, 1_700_000_300));
+        })
+        .await
+        .expect("in time");
+    }
+
+    /// Two senders on one store's schedule, as two nodes on one database: a device both
+    /// want gets one contact-me; the next goes out once the contact gap is over, from one
+    /// of them, at that time on the clock.
+    #[tokio::test]
+    async fn senders_sharing_a_schedule_send_each_contact_me_once() {
+        tokio::time::timeout(LIMIT, async {
+            let clock = crate::clock::ManualClock::new(dls_engine::UnixTime(1_700_000_000));
+            let store: Arc<dyn Store> = Arc::new(dls_store_sqlite::SqliteStore::open_in_memory().expect("opens"));
+            let mut phone = ContactListener::bind(localhost(), Duration::ZERO).await.expect("bind");
+            let target = ContactTarget::new(uri(phone.local_addr()), Some(IpAddr::from([127, 0, 0, 1])));
+            let (tx, mut reports) = mpsc::unbounded_channel();
+            let (_shutdown, rx) = watch::channel(false);
+            let nodes: Vec<ContactHandle> = ["a", "b"]
+                .into_iter()
+                .map(|node| {
+                    let (target, tx) = (target.clone(), tx.clone());
+                    spawn(
+                        quick(),
+                        Schedule::Shared { store: store.clone(), node: node.into() },
+                        Arc::new(move |_, _| Some(target.clone())),
+                        Arc::new(move |mac, attempt: &ContactAttempt| {
+                            let _ = tx.send((mac, attempt.clone()));
+                        }),
+                        Arc::new(clock.clone()),
+                        rx.clone(),
+                    )
+                })
+                .collect();
+            for n in &nodes {
+                n.request(mac(1)).expect("request");
+            }
+            assert!(phone.next(LIMIT).await.is_some());
+            let (m, first) = reports.recv().await.expect("a report");
+            assert_eq!((m, first.result, first.at_unix_secs), (mac(1), ContactResult::Contacted, 1_700_000_000));
+            // Still pending: wanted again on both, but no node sends within the contact gap.
+            clock.advance(s(299));
+            for n in &nodes {
+                n.request_forced(mac(1)).expect("request");
+            }
+            clock.advance(s(1));
+            assert!(phone.next(LIMIT).await.is_some());
+            let (_, second) = reports.recv().await.expect("a report");
+            assert_eq!((second.result, second.at_unix_secs), (ContactResult::Contacted, 1_700_000_300));
+            // One contact-me each time, however many nodes.
+            assert!(phone.next(Duration::from_millis(300)).await.is_none());
+            assert!(reports.try_recv().is_err());
         })
         .await
         .expect("in time");

@@ -7,6 +7,7 @@ mod bootstrap;
 mod cluster;
 mod common;
 mod connections;
+mod contact_across_nodes;
 mod deploy;
 mod flows;
 mod jobs;

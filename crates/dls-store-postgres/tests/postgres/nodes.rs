@@ -103,6 +103,47 @@ fn a_message_caught_in_a_deadlock_is_run_again() {
     assert_eq!((details.summary.last_contact, details.last_reason.as_deref()), (Some(UnixTime(5)), Some("start-up")));
 }
 
+/// Two nodes, three threads each, claiming from one schedule at once (small batches, the
+/// same time): every due phone is claimed exactly once, and none twice while the claims
+/// stand.
+#[test]
+fn each_due_phone_is_claimed_by_exactly_one_node() {
+    const PHONES: u8 = 200;
+    const THREADS_PER_NODE: usize = 3;
+    let database = server::shared().database();
+    let nodes: [Arc<dyn Store>; 2] = [Arc::new(open(&database)), Arc::new(open(&database))];
+    let now = UnixTime(1_700_000_000);
+    for n in 0..PHONES {
+        nodes[usize::from(n % 2)].contact_want(mac(n), now, false).expect("wants");
+    }
+    let start = Arc::new(Barrier::new(2 * THREADS_PER_NODE));
+    let threads: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(n, node)| (0..THREADS_PER_NODE).map(move |t| (format!("node-{n}-{t}"), Arc::clone(node))))
+        .map(|(name, node)| {
+            let start = Arc::clone(&start);
+            std::thread::spawn(move || {
+                start.wait();
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = node.contact_claim_due(&name, now, 7, 60).expect("claims");
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed.into_iter().map(|c| c.mac));
+                }
+            })
+        })
+        .collect();
+    let mut all: Vec<_> = threads.into_iter().flat_map(|t| t.join().expect("thread ends")).collect();
+    let claims = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!((claims, all.len()), (usize::from(PHONES), usize::from(PHONES)), "each phone exactly once");
+    assert!(nodes[1].contact_claim_due("late", now, 1000, 60).expect("claims").is_empty());
+}
+
 fn new_file(name: &str) -> NewFile {
     NewFile {
         name: name.into(),
