@@ -174,8 +174,8 @@ async fn handle_message(
         Some(id) => match state.sessions.take(id).await {
             Ok(s) => s,
             Err(e) => {
-                error!(error = %e, "the session could not be taken; nothing sent");
-                return (text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"), reason, None);
+                let unavailable = matches!(e, StoreError::Unavailable(_));
+                return (failed(&e, unavailable, "the session could not be taken; nothing sent"), reason, None);
             }
         },
         None => None,
@@ -257,8 +257,8 @@ async fn run_engine(state: &Arc<WpiState>, message: Message) -> Result<(Resp, Ac
     match crate::tasks::spawn_blocking(run).await {
         Ok(Ok(x)) => Ok(x),
         Ok(Err(e)) => {
-            error!(error = %e, "message not handled; nothing sent");
-            Err(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
+            let unavailable = matches!(e, BootstrapError::Store(StoreError::Unavailable(_)));
+            Err(failed(&e, unavailable, "message not handled; nothing sent"))
         }
         Err(e) => {
             error!(error = %e, "engine task failed");
@@ -327,6 +327,20 @@ impl WpiState {
         drop(pin);
         Ok(handled)
     }
+}
+
+/// Our own failure, nothing committed: `503` with `Retry-After` while the store cannot be
+/// reached (the phone calls again later; the node reconnects when the database is back),
+/// `500` otherwise; one log line either way.
+fn failed(e: &dyn std::fmt::Display, store_unavailable: bool, what: &str) -> Resp {
+    if store_unavailable {
+        warn!(error = %e, "{what}: the store is unavailable");
+        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "the service's database is unavailable; try again later\n");
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return r;
+    }
+    error!(error = %e, "{what}");
+    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
 }
 
 /// The engine's notes as log lines: refusals and items not sent as warnings.

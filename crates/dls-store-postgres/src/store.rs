@@ -37,9 +37,11 @@ pub struct PoolOptions {
 }
 
 impl Default for PoolOptions {
-    /// 16 connections, a call waits 10 s for one, opening one takes 5 s at most.
+    /// 16 connections, a call waits 3 s for one, opening one takes 5 s at most. A phone
+    /// waits for its answer: a database that gives no connection within 3 s is down or
+    /// overloaded, and the phone is better told so (the service answers `503`) than kept.
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout: Duration::from_secs(10), connect_timeout: Duration::from_secs(5) }
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(3), connect_timeout: Duration::from_secs(5) }
     }
 }
 

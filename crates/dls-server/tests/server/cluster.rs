@@ -202,6 +202,75 @@ async fn a_device_bootstrapped_through_one_node_is_secured_on_every_node() {
     b.stop().await;
 }
 
+/// The database goes away while phones call: they get `503` with `Retry-After` (nothing
+/// half-written), the admin API `503`, `/readyz` `503`; when it is back the node reconnects
+/// by itself and every phone completes.
+#[tokio::test]
+async fn the_database_restarted_under_load() {
+    // A server of this test's own: stopping the shared one would break the others.
+    let (pg, url) = tokio::task::spawn_blocking(|| {
+        let pg = TestPostgres::start().expect("PostgreSQL (apt-get install postgresql)");
+        let url = pg.fresh_database().expect("a database").url().to_owned();
+        (pg, url)
+    })
+    .await
+    .expect("starts");
+    let store = StoreLocation::new(url);
+    let srv = TestServer::start_with(move |c| c.store = store).await;
+    let (status, _) = srv
+        .admin(
+            "PUT",
+            "/api/v1/profiles/global",
+            Some(json!({"item": [{"name": "sntp-addr", "value": "ntp.example.net"}]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let start_up = |n: u32| {
+        format!(
+            r#"<WorkpointMessage xmlns="http://www.siemens.com/DLS"><Message nonce="N{n}" maxItems="-1"><ReasonForContact>start-up</ReasonForContact><ItemList><Item name="mac-addr">00:1A:E8:3C:40:{:02X}</Item></ItemList></Message></WorkpointMessage>"#,
+            n % 256
+        )
+    };
+    let mut c = srv.client();
+    let (status, _, _) = c.post(start_up(1).into_bytes()).await.expect("answered");
+    assert_eq!(status, 200);
+
+    let pg = Arc::new(pg);
+    let stopping = pg.clone();
+    tokio::task::spawn_blocking(move || stopping.stop()).await.expect("joins").expect("stops");
+    for n in 2..5 {
+        c.forget_session();
+        let (status, headers, body) = c.post(start_up(n).into_bytes()).await.expect("answered");
+        assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(headers.get("retry-after").map(|v| v.as_bytes()), Some(&b"60"[..]));
+    }
+    let (status, body) = srv.admin("GET", "/api/v1/devices", None).await;
+    assert_eq!(status, 503, "{body}");
+    let ready = crate::common::admin_request(srv.admin, "GET", "/readyz", None, None).await;
+    assert_eq!(ready.0, 503, "{:?}", ready.1);
+
+    let starting = pg.clone();
+    tokio::task::spawn_blocking(move || starting.start_again()).await.expect("joins").expect("starts again");
+    // The pool opens new connections: every phone completes, none half-written.
+    let mut runs = tokio::task::JoinSet::new();
+    for n in 0..8u8 {
+        let mut client = srv.client();
+        runs.spawn(async move {
+            let mut phone = Phone::new(MacAddr::from_bytes([0x00, 0x1A, 0xE8, 0x3C, 0x41, n]));
+            let r = phone.interact(&mut client, Reason::StartUp).await.expect("start-up after the restart");
+            assert_eq!(r.actions, [Action::ReadAllItems, Action::WriteItems, Action::CleanUp]);
+        });
+    }
+    while let Some(r) = runs.join_next().await {
+        r.expect("a phone's run");
+    }
+    let ready = crate::common::admin_request(srv.admin, "GET", "/readyz", None, None).await;
+    assert_eq!(ready.0, 200);
+    let (status, devices) = srv.admin("GET", "/api/v1/devices", None).await;
+    assert_eq!((status, devices.as_array().map(Vec::len)), (200, Some(9)), "{devices}");
+    srv.stop().await;
+}
+
 /// A store URL that does not work stops the start with one clear error, its password never
 /// shown.
 #[tokio::test]
