@@ -107,7 +107,7 @@ half=$((PHONES / 2))
 for round in "first" "repeat"; do
     load "postgres two nodes, $round start-ups, node A" "$A" --phones "$half" &
     a=$!
-    load "postgres two nodes, $round start-ups, node B" "$B" --phones "$half" --first-mac 00:1A:E8:80:00:00 &
+    load "postgres two nodes, $round start-ups, node B" "$B" --phones "$half" --first-mac 00:1A:E8:90:00:00 &
     b=$!
     wait "$a" "$b"
 done

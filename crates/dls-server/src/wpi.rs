@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use std::net::SocketAddr;
 
-use dls_engine::{Channel, Desired, DeviceSnapshot, Engine, Input, Note, Output, Session};
+use dls_engine::{
+    BootstrapNeed, BootstrapSupply, Channel, Desired, DeviceSnapshot, Engine, Input, Note, Output, Session,
+};
 use dls_message::{Action, EncodeOptions, MacAddr, ValueEscaping, WorkpointMessage};
 use dls_store::{Store, StoreError, with_device};
 use hyper::body::Incoming;
@@ -271,20 +273,7 @@ impl WpiState {
     /// [`run_engine`]'s work: load (one read transaction), bootstrap material if the engine
     /// needs it, the PIN only to check a TAN, the engine, and the commit (one transaction).
     fn handle_blocking(&self, m: Message) -> Result<(Output, ValueEscaping), BootstrapError> {
-        let (device, desired) = match m.mac {
-            Some(mac) => self.metrics.store("load_for_message", self.store.load_for_message(mac))?,
-            None => (DeviceSnapshot::unknown(), Desired::default()),
-        };
         let now = self.clock.now();
-        let need = self.engine.bootstrap_needed(now, &m.workpoint, m.session.as_ref(), &m.channel, &device);
-        let bootstrap = match (m.mac, need) {
-            (Some(mac), Some(need)) => {
-                let supply = self.bootstrap.supply(need, mac, self.store.as_ref(), now);
-                self.metrics.bootstrap(supply.as_ref().ok());
-                Some(supply?)
-            }
-            _ => None,
-        };
         // The PIN is opened only to check the TAN that answers its `ReadItems`, and wiped
         // when this message is handled.
         let pin = match m.mac {
@@ -292,32 +281,19 @@ impl WpiState {
             _ => None,
         };
         let tan = pin.as_ref().map(dls_secure_mode::Pin::tan);
-        let handle = |device: &DeviceSnapshot, desired: &Desired| {
-            self.engine.handle(Input {
-                now,
-                message: &m.workpoint,
-                channel: &m.channel,
-                session: m.session.clone(),
-                device,
-                desired,
-                bootstrap: bootstrap.clone(),
-                peer: Some(m.peer.ip()),
-                tan,
-            })
-        };
         let handled = match m.mac {
-            // Several nodes share the store: the engine runs on the state loaded under the
-            // store's own exclusion of the device, and its changes commit in that transaction
-            // (what was loaded above only decided on bootstrap material and the PIN).
-            Some(mac) if self.atomic_messages => {
-                let run = with_device(self.store.as_ref(), mac, |device, desired| {
-                    let out = handle(device, desired);
-                    Ok::<_, StoreError>((out.changes.clone(), (out, desired.value_escaping)))
-                });
-                self.metrics.store("run_message", run)?
-            }
+            Some(mac) if self.atomic_messages => self.handle_atomically(mac, &m, now, tan)?,
             mac => {
-                let out = handle(&device, &desired);
+                let (device, desired) = match mac {
+                    Some(mac) => self.metrics.store("load_for_message", self.store.load_for_message(mac))?,
+                    None => (DeviceSnapshot::unknown(), Desired::default()),
+                };
+                let need = self.engine.bootstrap_needed(now, &m.workpoint, m.session.as_ref(), &m.channel, &device);
+                let bootstrap = match (mac, need) {
+                    (Some(mac), Some(need)) => Some(self.supply(need, mac, now)?),
+                    _ => None,
+                };
+                let out = self.engine.handle(self.input(&m, now, &device, &desired, bootstrap, tan));
                 if let (Some(mac), false) = (mac, out.changes.is_empty()) {
                     self.metrics.store("apply", self.store.apply(mac, &out.changes))?;
                 }
@@ -326,6 +302,83 @@ impl WpiState {
         };
         drop(pin);
         Ok(handled)
+    }
+
+    /// Several nodes share the store: the engine runs on the state loaded under the store's
+    /// own exclusion of the device, and its changes commit in that transaction
+    /// ([`with_device`]). Bootstrap material (a certificate, PBKDF2) is never made inside
+    /// it: a pass that finds it needed commits nothing, the material is made outside, and a
+    /// second pass runs with it.
+    fn handle_atomically(
+        &self,
+        mac: MacAddr,
+        m: &Message,
+        now: dls_engine::UnixTime,
+        tan: Option<&str>,
+    ) -> Result<(Output, ValueEscaping), BootstrapError> {
+        /// Why a pass committed nothing.
+        enum Stop {
+            Store(StoreError),
+            NeedsBootstrap(BootstrapNeed),
+        }
+        impl From<StoreError> for Stop {
+            fn from(e: StoreError) -> Self {
+                Self::Store(e)
+            }
+        }
+        let mut bootstrap: Option<BootstrapSupply> = None;
+        loop {
+            let pass = with_device(self.store.as_ref(), mac, |device, desired| {
+                if bootstrap.is_none()
+                    && let Some(need) =
+                        self.engine.bootstrap_needed(now, &m.workpoint, m.session.as_ref(), &m.channel, device)
+                {
+                    return Err(Stop::NeedsBootstrap(need));
+                }
+                let out = self.engine.handle(self.input(m, now, device, desired, bootstrap.clone(), tan));
+                Ok((out.changes.clone(), (out, desired.value_escaping)))
+            });
+            match pass {
+                Ok(handled) => return self.metrics.store("run_message", Ok(handled)),
+                Err(Stop::Store(e)) => return self.metrics.store("run_message", Err(e.into())),
+                Err(Stop::NeedsBootstrap(need)) => bootstrap = Some(self.supply(need, mac, now)?),
+            }
+        }
+    }
+
+    /// Bootstrap material for what the engine asked (`Unavailable` past the bound).
+    fn supply(
+        &self,
+        need: BootstrapNeed,
+        mac: MacAddr,
+        now: dls_engine::UnixTime,
+    ) -> Result<BootstrapSupply, BootstrapError> {
+        let supply = self.bootstrap.supply(need, mac, self.store.as_ref(), now);
+        self.metrics.bootstrap(supply.as_ref().ok());
+        supply
+    }
+
+    /// The engine's input for `m` and what the store holds of its device.
+    fn input<'a>(
+        &self,
+        m: &'a Message,
+        now: dls_engine::UnixTime,
+        device: &'a DeviceSnapshot,
+        desired: &'a Desired,
+        bootstrap: Option<BootstrapSupply>,
+        tan: Option<&'a str>,
+    ) -> Input<'a> {
+        Input {
+            now,
+            message: &m.workpoint,
+            channel: &m.channel,
+            session: m.session.clone(),
+            device,
+            desired,
+            bootstrap,
+            peer: Some(m.peer.ip()),
+            tan,
+        }
     }
 }
 
