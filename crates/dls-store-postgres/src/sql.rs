@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 
-use dls_engine::{AuditKind, BootstrapState, SecurityMode, UnixTime, WriteOutcome};
-use dls_message::{Item, ItemStatus, MacAddr};
-use dls_store::{CredentialScope, StoreError};
+use dls_engine::UnixTime;
+use dls_message::{Item, MacAddr};
+use dls_store::StoreError;
 use postgres::error::SqlState;
 use postgres::types::{FromSql, ToSql};
 use postgres::{Portal, Row, Statement, Transaction};
@@ -17,9 +17,10 @@ use postgres::{Portal, Row, Statement, Transaction};
 /// `Some(0)` is the real index 0).
 pub(crate) const NO_INDEX: i64 = -1;
 
-/// `fallback_credentials.scope_kind`; the global scope's `profile` is `''`.
-pub(crate) const SCOPE_GLOBAL: &str = "global";
-pub(crate) const SCOPE_PROFILE: &str = "profile";
+pub(crate) use dls_store::columns::{
+    SCOPE_GLOBAL, SCOPE_PROFILE, count_from_sql, items_from_json, items_to_json, kind_from_sql, mac_from_sql,
+    mode_from_sql, outcome_from_sql, outcome_to_sql, scope_from_sql, scope_to_sql, state_from_sql,
+};
 
 /// A statement's parameters.
 pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -219,82 +220,6 @@ pub(crate) fn index_from_sql(v: i64) -> Result<Option<u32>, StoreError> {
 /// A count or a limit as a bound parameter.
 pub(crate) fn int(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-const ACCEPTED: &str = "accepted";
-const REFUSED_PREFIX: &str = "refused:";
-const NOT_SENT_PREFIX: &str = "not-sent:";
-
-pub(crate) fn outcome_to_sql(outcome: &WriteOutcome) -> String {
-    match outcome {
-        WriteOutcome::Accepted => ACCEPTED.to_owned(),
-        WriteOutcome::Refused(status) => format!("{REFUSED_PREFIX}{}", status.as_str()),
-        WriteOutcome::NotSent(why) => format!("{NOT_SENT_PREFIX}{why}"),
-    }
-}
-
-pub(crate) fn outcome_from_sql(text: &str) -> Result<WriteOutcome, StoreError> {
-    if text == ACCEPTED {
-        return Ok(WriteOutcome::Accepted);
-    }
-    if let Some(why) = text.strip_prefix(NOT_SENT_PREFIX) {
-        return Ok(WriteOutcome::NotSent(why.to_owned()));
-    }
-    match text.strip_prefix(REFUSED_PREFIX) {
-        Some(status) => Ok(WriteOutcome::Refused(ItemStatus::from_wire(status))),
-        None => Err(StoreError::Corrupt(format!("write outcome {text:?}"))),
-    }
-}
-
-pub(crate) fn mac_from_sql(text: &str) -> Result<MacAddr, StoreError> {
-    MacAddr::parse(text).map_err(|_| StoreError::Corrupt(format!("device MAC {text:?}")))
-}
-
-pub(crate) fn items_to_json(items: &[Item]) -> Result<String, StoreError> {
-    serde_json::to_string(items).map_err(|e| StoreError::Invalid(format!("items not serialisable: {e}")))
-}
-
-pub(crate) fn items_from_json(json: &str) -> Result<Vec<Item>, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("stored items: {e}")))
-}
-
-pub(crate) fn mode_from_sql(text: &str) -> Result<SecurityMode, StoreError> {
-    text.parse().map_err(|_| StoreError::Corrupt(format!("security mode {text:?}")))
-}
-
-pub(crate) fn state_from_sql(text: &str) -> Result<BootstrapState, StoreError> {
-    match text {
-        "not-bootstrapped" => Ok(BootstrapState::NotBootstrapped),
-        "secured" => Ok(BootstrapState::Secured),
-        "failed" => Ok(BootstrapState::Failed),
-        other => Err(StoreError::Corrupt(format!("bootstrap state {other:?}"))),
-    }
-}
-
-/// An audit kind by its kebab-case name (the inverse of [`AuditKind::as_str`]).
-pub(crate) fn kind_from_sql(text: &str) -> Result<AuditKind, StoreError> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .map_err(|_| StoreError::Corrupt(format!("audit kind {text:?}")))
-}
-
-/// A scope's `(scope_kind, profile)` columns.
-pub(crate) fn scope_to_sql(scope: &CredentialScope) -> (&'static str, &str) {
-    match scope {
-        CredentialScope::Global => (SCOPE_GLOBAL, ""),
-        CredentialScope::Profile(name) => (SCOPE_PROFILE, name),
-    }
-}
-
-pub(crate) fn scope_from_sql(kind: &str, profile: String) -> Result<CredentialScope, StoreError> {
-    match (kind, profile.is_empty()) {
-        (SCOPE_GLOBAL, true) => Ok(CredentialScope::Global),
-        (SCOPE_PROFILE, false) => Ok(CredentialScope::Profile(profile)),
-        _ => Err(StoreError::Corrupt(format!("credential scope {kind:?} of profile {profile:?}"))),
-    }
-}
-
-pub(crate) fn count_from_sql(v: i64) -> Result<u32, StoreError> {
-    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("count {v}")))
 }
 
 /// An item from its columns: name, index, value, type.

@@ -37,6 +37,7 @@
 //! so is their common test suite: the conformance suite in `crates/dls-store/conformance/`,
 //! which every backend's integration test binary includes with a one-line factory.
 
+pub mod columns;
 pub mod dump;
 pub mod model;
 pub mod rules;
