@@ -94,6 +94,9 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<R
 async fn start_in_span(config: Config, clock: Arc<dyn Clock>) -> Result<Running, ServerError> {
     let keys = Keys::load(&config, clock.now())?;
     let store = open_store(&config, &keys).await?;
+    if store.kind == StoreKind::Postgres {
+        check_node_keys(&store.store, &keys, clock.now()).await?;
+    }
     let listeners = Listeners::bind(&config).await?;
     let admin_url = admin_url(listeners.admin_addr, config.admin_tls);
     keys.dir.write_private(names::ADMIN_URL, format!("{admin_url}\n").as_bytes())?;
@@ -126,6 +129,8 @@ struct Keys {
     token: Zeroizing<String>,
     fingerprint_key: [u8; 32],
     secrets: Arc<secrets::SecretBox>,
+    /// [`keys_identity`].
+    identity: String,
 }
 
 impl Keys {
@@ -148,8 +153,47 @@ impl Keys {
             secrets::SecretBox::new(&dir.secret(names::SECRETS_KEY, 32)?)
                 .ok_or_else(|| ServerError::Config("secrets.key".into()))?,
         );
-        Ok(Self { dir, pki, token, fingerprint_key, secrets })
+        let secrets_key = dir.secret(names::SECRETS_KEY, 32)?;
+        let identity = keys_identity(&secrets_key, &fingerprint_key, &pki.ca_cert_pem);
+        Ok(Self { dir, pki, token, fingerprint_key, secrets, identity })
     }
+}
+
+/// What tells the keys of nodes apart without showing them: the SHA-256 of a label, the
+/// secret keys and the CA certificate (hex). Nodes that share a database must have the same.
+fn keys_identity(secrets_key: &[u8], fingerprint_key: &[u8], ca_cert_pem: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"dls node keys v1\0");
+    for part in [secrets_key, fingerprint_key, ca_cert_pem.as_bytes()] {
+        h.update(u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(part);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The lease that records which keys the nodes of a shared store use: held by the keys'
+/// identity, never released, so that a node started with other keys is refused instead of
+/// re-writing phones' configuration it cannot recognise and failing to open what the other
+/// nodes sealed.
+const NODE_KEYS: &str = "node-keys";
+
+/// Refuses to start a node whose keys differ from those the shared store's nodes use (the
+/// first node to start records its own).
+async fn check_node_keys(store: &Arc<dyn Store>, keys: &Keys, now: dls_engine::UnixTime) -> Result<(), ServerError> {
+    let (store, identity) = (store.clone(), keys.identity.clone());
+    let forever = dls_engine::UnixTime(9_223_372_036_854_775_807);
+    let same = tasks::spawn_blocking(move || store.try_lease(NODE_KEYS, &identity, now, forever))
+        .await
+        .map_err(|e| ServerError::Config(e.to_string()))??;
+    if same {
+        return Ok(());
+    }
+    Err(ServerError::Config(
+        "this node's keys (secrets.key, fingerprint.key, the CA) are not those of the nodes that share its store: \
+         copy them from another node's data directory (docs/cluster.md)"
+            .into(),
+    ))
 }
 
 /// Where the sessions of interactions in progress are kept: in the store when it is shared

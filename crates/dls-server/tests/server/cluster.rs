@@ -271,6 +271,29 @@ async fn the_database_restarted_under_load() {
     srv.stop().await;
 }
 
+/// A node whose keys are not those of the nodes that share its store is refused at start,
+/// with one line, before it serves a phone (it would re-write what it cannot recognise and
+/// fail to open what the others sealed).
+#[tokio::test]
+async fn a_node_with_other_keys_is_refused() {
+    let url = tokio::task::spawn_blocking(database).await.expect("database");
+    let (a, b) = nodes(&url).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = dls_server::Config::default();
+    config.data_dir = dir.path().join("data");
+    for listen in [&mut config.wpi_listen, &mut config.admin_listen, &mut config.secure_listen, &mut config.http_listen]
+    {
+        *listen = "127.0.0.1:0".parse().expect("addr");
+    }
+    config.store = StoreLocation::new(url);
+    let e = dls_server::start(config).await.expect_err("other keys");
+    let text = e.to_string();
+    assert!(matches!(e, dls_server::ServerError::Config(_)), "{e:?}");
+    assert!(text.contains("keys") && !text.contains('\n'), "{text}");
+    a.stop().await;
+    b.stop().await;
+}
+
 /// A store URL that does not work stops the start with one clear error, its password never
 /// shown.
 #[tokio::test]

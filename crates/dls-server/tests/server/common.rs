@@ -40,6 +40,15 @@ impl TestServer {
     /// Another node of `first`'s cluster: a data directory of its own that holds the keys
     /// every node of a cluster shares (`docs/cluster.md`), copied from `first`'s.
     pub(crate) async fn join(first: &Self, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::join_with_clock(first, tweak, std::sync::Arc::new(dls_server::SystemClock)).await
+    }
+
+    /// [`Self::join`] on `clock`.
+    pub(crate) async fn join_with_clock(
+        first: &Self,
+        tweak: impl FnOnce(&mut Config),
+        clock: std::sync::Arc<dyn dls_server::Clock>,
+    ) -> Self {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
@@ -49,7 +58,7 @@ impl TestServer {
             std::fs::copy(first.data().join(name), &to).expect("copies a key");
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("0600");
         }
-        Self::start_in(dir, tweak, std::sync::Arc::new(dls_server::SystemClock)).await
+        Self::start_in(dir, tweak, clock).await
     }
 
     async fn start_in(

@@ -32,17 +32,18 @@ fn database() -> Database {
     blocking(|| TestPostgres::shared().expect("PostgreSQL starts").fresh_database().expect("a database"))
 }
 
-/// A node on `database`, named `node`, on `clock`.
-async fn node(database: &Database, node: &str, clock: &ManualClock) -> TestServer {
+/// A node on `database`, named `node`, on `clock`; with `first`, another node of its cluster
+/// (`first`'s keys copied).
+async fn node(database: &Database, node: &str, clock: &ManualClock, first: Option<&TestServer>) -> TestServer {
     let (url, name) = (database.url().to_owned(), node.to_owned());
-    TestServer::start_with_clock(
-        move |c| {
-            c.store = dls_server::StoreLocation::new(url);
-            c.node_name = name;
-        },
-        Arc::new(clock.clone()),
-    )
-    .await
+    let tweak = move |c: &mut dls_server::Config| {
+        c.store = dls_server::StoreLocation::new(url);
+        c.node_name = name;
+    };
+    match first {
+        Some(first) => TestServer::join_with_clock(first, tweak, Arc::new(clock.clone())).await,
+        None => TestServer::start_with_clock(tweak, Arc::new(clock.clone())).await,
+    }
 }
 
 /// Two clocks that read the same, starting at the host's time (the phone checks the
@@ -87,8 +88,8 @@ async fn two_nodes_send_one_contact_me_and_keep_the_contact_gap() {
     let database = database();
     let (clock_a, clock_b) = clocks();
     let start = clock_a.now().0;
-    let a = node(&database, "node-a", &clock_a).await;
-    let b = node(&database, "node-b", &clock_b).await;
+    let a = node(&database, "node-a", &clock_a, None).await;
+    let b = node(&database, "node-b", &clock_b, Some(&a)).await;
     let mut listener =
         ContactListener::bind("127.0.0.1:0".parse().expect("addr"), Duration::ZERO).await.expect("binds");
     let mut phone = phone_listening_at(listener.local_addr());
@@ -155,8 +156,8 @@ async fn retention_runs_on_the_node_that_holds_the_lease() {
     let mac = MacAddr::parse(MAC).expect("mac");
     blocking(|| store.apply(mac, &[Change::Register { mode: SecurityMode::Default }])).expect("registers");
     old_records(&store, mac, now, 3);
-    let a = node(&database, "node-a", &clock_a).await;
-    let b = node(&database, "node-b", &clock_b).await;
+    let a = node(&database, "node-a", &clock_a, None).await;
+    let b = node(&database, "node-b", &clock_b, Some(&a)).await;
 
     // The first run, a minute after the start, on both nodes: one gets the lease and prunes.
     advance(&[&clock_a, &clock_b], Duration::from_secs(60));
