@@ -15,7 +15,9 @@ use postgres::Row;
 use crate::PostgresStore;
 use crate::credentials::put_device_secret;
 use crate::inventory::load_inventory;
-use crate::security::{SecurityRow, change_security, load_security};
+use dls_store::columns::SecurityColumns;
+
+use crate::security::{change_security, load_security};
 use crate::sql::{
     SCOPE_PROFILE, Tx, device_exists, get, index_from_sql, index_to_sql, item_from_row, items_from_json, lock_device,
     mac_from_sql, opt_time_from_sql, outcome_from_sql, time_from_sql, time_to_sql,
@@ -171,7 +173,7 @@ impl DeviceStore for PostgresStore {
                 written,
                 last_deployment_status: deployment.map(items_from_json).transpose()?.unwrap_or_default(),
                 last_phone_cleanup_reason: get(&row, 9)?,
-                security: load_security(tx, &key)?.map(SecurityRow::into_summary).unwrap_or_default(),
+                security: load_security(tx, &key)?.map(SecurityColumns::into_summary).unwrap_or_default(),
             }))
         })
     }

@@ -15,8 +15,10 @@ use crate::PostgresStore;
 use crate::devices::{load_assigned, load_overrides, load_written};
 use crate::inventory::{Encoded, inventory_from_sql, merge_inventory, store_inventory};
 use crate::jobs;
+use dls_store::columns::SecurityColumns;
+
 use crate::security::{
-    SecurityRow, drop_pending, insert_audit, issue_certificate, keep_bootstrap, load_security, revoke_certificates,
+    drop_pending, insert_audit, issue_certificate, keep_bootstrap, load_security, revoke_certificates,
 };
 use crate::sql::{
     Tx, device_exists, get, index_to_sql, int, items_to_json, lock_device, opt_time_from_sql, outcome_to_sql,
@@ -181,7 +183,7 @@ pub(crate) fn snapshot(tx: &mut Tx<'_>, mac: &str) -> Result<DeviceSnapshot, Sto
         .iter()
         .map(|r| get(r, 0))
         .collect::<Result<_, _>>()?;
-    let security = load_security(tx, mac)?.map(SecurityRow::into_security).unwrap_or_default();
+    let security = load_security(tx, mac)?.map(SecurityColumns::into_security).unwrap_or_default();
     Ok(DeviceSnapshot {
         known: true,
         inventory,

@@ -8,60 +8,20 @@
 //! one. The audit log outlives deleted devices; only `prune` deletes from it, by age.
 //! What an administrator's change does is [`security::plan`]'s; this module stores it.
 
-use dls_engine::{
-    AuditKind, BootstrapState, IssuedCertificate, PendingBootstrap, SealedBootstrap, Security, SecurityMode, UnixTime,
-};
+use dls_engine::{AuditKind, BootstrapState, IssuedCertificate, SealedBootstrap, UnixTime};
 use dls_message::MacAddr;
+use dls_store::columns::SecurityColumns;
 use dls_store::rules;
-use dls_store::rules::security::{self, RevokeReason, SecurityBefore, SecurityStep};
-use dls_store::{AuditRecord, CertificateRecord, SecurityStore, SecuritySummary, SecurityUpdate, StoreError};
+use dls_store::rules::security::{self, RevokeReason, SecurityStep};
+use dls_store::{AuditRecord, CertificateRecord, SecurityStore, SecurityUpdate, StoreError};
 
 use crate::PostgresStore;
 use crate::sql::{
-    Tx, count_from_sql, get, int, kind_from_sql, lock_device, mac_from_sql, mode_from_sql, opt_time_from_sql,
-    state_from_sql, time_from_sql, time_to_sql,
+    Tx, get, int, kind_from_sql, lock_device, mac_from_sql, opt_time_from_sql, time_from_sql, time_to_sql,
 };
 
-/// A device's security columns, as read. The (sealed) PIN itself is read only by `pin`.
-pub(crate) struct SecurityRow {
-    pub(crate) mode: SecurityMode,
-    state: BootstrapState,
-    pin_outstanding: bool,
-    pin_issued_at: Option<UnixTime>,
-    tan_failures: u32,
-    /// The current certificate, if it exists and is not revoked.
-    certificate: Option<String>,
-    /// The bootstrap material kept for reuse.
-    pending: Option<PendingBootstrap>,
-}
-
-impl SecurityRow {
-    pub(crate) fn into_security(self) -> Security {
-        Security {
-            mode: self.mode,
-            state: self.state,
-            pin_outstanding: self.pin_outstanding,
-            pin_issued_at: self.pin_issued_at,
-            tan_failures: self.tan_failures,
-            certificate: self.certificate,
-            pending: self.pending,
-        }
-    }
-
-    pub(crate) fn into_summary(self) -> SecuritySummary {
-        SecuritySummary {
-            mode: self.mode,
-            state: self.state,
-            pin_outstanding: self.pin_outstanding,
-            pin_issued_at: self.pin_issued_at,
-            tan_failures: self.tan_failures,
-            certificate: self.certificate,
-        }
-    }
-}
-
 /// A device's security, or `None` if the device is unknown.
-pub(crate) fn load_security(tx: &mut Tx<'_>, mac: &str) -> Result<Option<SecurityRow>, StoreError> {
+pub(crate) fn load_security(tx: &mut Tx<'_>, mac: &str) -> Result<Option<SecurityColumns>, StoreError> {
     let Some(row) = tx.query_opt(
         "SELECT d.security_mode, d.bootstrap_state, d.pin_sealed IS NOT NULL, d.pin_issued_at, d.tan_failures,
                 (SELECT c.serial FROM certificates c
@@ -73,19 +33,17 @@ pub(crate) fn load_security(tx: &mut Tx<'_>, mac: &str) -> Result<Option<Securit
     else {
         return Ok(None);
     };
-    let pending = match (get::<Option<String>>(&row, 6)?, get::<Option<i64>>(&row, 7)?) {
-        (Some(serial), Some(at)) => Some(PendingBootstrap { serial, issued_at: time_from_sql(at)? }),
-        _ => None,
-    };
-    Ok(Some(SecurityRow {
-        mode: mode_from_sql(get(&row, 0)?)?,
-        state: state_from_sql(get(&row, 1)?)?,
-        pin_outstanding: get(&row, 2)?,
-        pin_issued_at: opt_time_from_sql(get(&row, 3)?)?,
-        tan_failures: count_from_sql(get(&row, 4)?)?,
-        certificate: get(&row, 5)?,
-        pending,
-    }))
+    SecurityColumns::from_sql((
+        get(&row, 0)?,
+        get(&row, 1)?,
+        get(&row, 2)?,
+        get(&row, 3)?,
+        get(&row, 4)?,
+        get(&row, 5)?,
+        get(&row, 6)?,
+        get(&row, 7)?,
+    ))
+    .map(Some)
 }
 
 /// Makes `certificate` the device's current certificate, revoking the previous one.
@@ -125,11 +83,7 @@ pub(crate) fn change_security(
     at: UnixTime,
     update: &SecurityUpdate,
 ) -> Result<(), StoreError> {
-    let before = load_security(tx, key)?.map(|s| SecurityBefore {
-        mode: s.mode,
-        state: s.state,
-        pin_outstanding: s.pin_outstanding,
-    });
+    let before = load_security(tx, key)?.map(|s| s.before());
     for step in security::plan(key, before, update)? {
         match step {
             SecurityStep::DropPending => drop_pending(tx, key)?,

@@ -6,20 +6,16 @@
 
 use std::collections::HashMap;
 
-use dls_engine::UnixTime;
 use dls_message::{Item, MacAddr};
 use dls_store::StoreError;
 use postgres::error::SqlState;
 use postgres::types::{FromSql, ToSql};
 use postgres::{Portal, Row, Statement, Transaction};
 
-/// The stored index of an item without an index (where `(name, index)` is part of a key;
-/// `Some(0)` is the real index 0).
-pub(crate) const NO_INDEX: i64 = -1;
-
 pub(crate) use dls_store::columns::{
-    SCOPE_GLOBAL, SCOPE_PROFILE, count_from_sql, items_from_json, items_to_json, kind_from_sql, mac_from_sql,
-    mode_from_sql, outcome_from_sql, outcome_to_sql, scope_from_sql, scope_to_sql, state_from_sql,
+    SCOPE_GLOBAL, SCOPE_PROFILE, count_from_sql, index_from_sql, index_to_sql, items_from_json, items_to_json,
+    kind_from_sql, mac_from_sql, opt_time_from_sql, outcome_from_sql, outcome_to_sql, scope_from_sql, scope_to_sql,
+    time_from_sql, time_to_sql,
 };
 
 /// A statement's parameters.
@@ -192,29 +188,6 @@ pub(crate) fn is_retryable(e: &StoreError) -> bool {
 /// Column `i` of a row: a value of another type (or NULL where none may be) is corrupt.
 pub(crate) fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
     row.try_get(i).map_err(|e| StoreError::Corrupt(format!("unreadable column {i}: {}", one_line(&e))))
-}
-
-pub(crate) fn time_to_sql(t: UnixTime) -> Result<i64, StoreError> {
-    i64::try_from(t.0).map_err(|_| StoreError::Invalid(format!("time {} out of range", t.0)))
-}
-
-pub(crate) fn time_from_sql(v: i64) -> Result<UnixTime, StoreError> {
-    u64::try_from(v).map(UnixTime).map_err(|_| StoreError::Corrupt(format!("negative time {v}")))
-}
-
-pub(crate) fn opt_time_from_sql(v: Option<i64>) -> Result<Option<UnixTime>, StoreError> {
-    v.map(time_from_sql).transpose()
-}
-
-pub(crate) fn index_to_sql(index: Option<u32>) -> i64 {
-    index.map_or(NO_INDEX, i64::from)
-}
-
-pub(crate) fn index_from_sql(v: i64) -> Result<Option<u32>, StoreError> {
-    if v == NO_INDEX {
-        return Ok(None);
-    }
-    u32::try_from(v).map(Some).map_err(|_| StoreError::Corrupt(format!("item index {v}")))
 }
 
 /// A count or a limit as a bound parameter.

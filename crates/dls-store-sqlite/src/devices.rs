@@ -15,7 +15,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::SqliteStore;
 use crate::credentials::put_device_secret;
 use crate::inventory::load_inventory;
-use crate::security::{SecurityRow, change_security, load_security};
+use dls_store::columns::SecurityColumns;
+
+use crate::security::{change_security, load_security};
 use crate::sql::{
     Cached, Db, SCOPE_PROFILE, device_exists, index_from_sql, index_to_sql, item_from_row, item_row, items_from_json,
     mac_from_sql, opt_time_from_sql, outcome_from_sql, query_all, time_from_sql, time_to_sql,
@@ -197,7 +199,7 @@ impl DeviceStore for SqliteStore {
                 written,
                 last_deployment_status: deployment.as_deref().map(items_from_json).transpose()?.unwrap_or_default(),
                 last_phone_cleanup_reason: cleanup_reason,
-                security: load_security(tx, &key)?.map(SecurityRow::into_summary).unwrap_or_default(),
+                security: load_security(tx, &key)?.map(SecurityColumns::into_summary).unwrap_or_default(),
             }))
         })
     }

@@ -56,7 +56,7 @@
 //!   than 360 rows. The three items the admin listing shows and filters by
 //!   (`device-type`, `software-version`, `e164`, without index) are copied into
 //!   `devices` when the inventory changes.
-//! * An item's "no index" is stored as `NO_INDEX` (-1) where `(name, index)` is part of
+//! * An item's "no index" is stored as `dls_store::columns::NO_INDEX` (-1) where `(name, index)` is part of
 //!   a key; `Some(0)` is the real index 0.
 //! * Profiles are cached parsed, as of `profiles_version.version`, which triggers count
 //!   up at every change of `profiles` (by any connection, e.g. another process's).

@@ -15,8 +15,10 @@ use crate::SqliteStore;
 use crate::devices::{load_assigned, load_overrides, load_written};
 use crate::inventory::{Encoded, inventory_from_sql, merge_inventory, store_inventory};
 use crate::jobs;
+use dls_store::columns::SecurityColumns;
+
 use crate::security::{
-    SecurityRow, drop_pending, insert_audit, issue_certificate, keep_bootstrap, load_security, revoke_certificates,
+    drop_pending, insert_audit, issue_certificate, keep_bootstrap, load_security, revoke_certificates,
 };
 use crate::sql::{
     Cached, Db, device_exists, index_to_sql, items_to_json, opt_time_from_sql, outcome_to_sql, query_all, time_to_sql,
@@ -210,7 +212,7 @@ pub(crate) fn snapshot(tx: &Connection, mac: &str) -> Result<DeviceSnapshot, Sto
     let inventory = inventory_from_sql(row.get_ref(1).db()?, mac)?;
     drop(rows);
     let nonces = query_all(tx, "SELECT nonce FROM nonces WHERE mac = ?1 ORDER BY seq", [mac], |r| r.get(0))?;
-    let security = load_security(tx, mac)?.map(SecurityRow::into_security).unwrap_or_default();
+    let security = load_security(tx, mac)?.map(SecurityColumns::into_security).unwrap_or_default();
     Ok(DeviceSnapshot {
         known: true,
         inventory,

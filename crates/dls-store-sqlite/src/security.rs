@@ -9,63 +9,20 @@
 //! one. The audit log outlives deleted devices; only `prune` deletes from it, by age.
 //! What an administrator's change does is [`security::plan`]'s; this module stores it.
 
-use dls_engine::{
-    AuditKind, BootstrapState, IssuedCertificate, PendingBootstrap, SealedBootstrap, Security, SecurityMode, UnixTime,
-};
+use dls_engine::{AuditKind, BootstrapState, IssuedCertificate, SealedBootstrap, UnixTime};
 use dls_message::MacAddr;
+use dls_store::columns::{SecurityColumns, SecuritySql};
 use dls_store::rules;
-use dls_store::rules::security::{self, RevokeReason, SecurityBefore, SecurityStep};
-use dls_store::{AuditRecord, CertificateRecord, SecurityStore, SecuritySummary, SecurityUpdate, StoreError};
+use dls_store::rules::security::{self, RevokeReason, SecurityStep};
+use dls_store::{AuditRecord, CertificateRecord, SecurityStore, SecurityUpdate, StoreError};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::SqliteStore;
-use crate::sql::{
-    Cached, Db, count_from_sql, kind_from_sql, mac_from_sql, mode_from_sql, opt_time_from_sql, query_all,
-    state_from_sql, time_from_sql, time_to_sql,
-};
-
-/// A device's security columns, as read. The (sealed) PIN itself is read only by `pin`.
-pub(crate) struct SecurityRow {
-    pub(crate) mode: SecurityMode,
-    state: BootstrapState,
-    pin_outstanding: bool,
-    pin_issued_at: Option<UnixTime>,
-    tan_failures: u32,
-    /// The current certificate, if it exists and is not revoked.
-    certificate: Option<String>,
-    /// The bootstrap material kept for reuse.
-    pending: Option<PendingBootstrap>,
-}
-
-impl SecurityRow {
-    pub(crate) fn into_security(self) -> Security {
-        Security {
-            mode: self.mode,
-            state: self.state,
-            pin_outstanding: self.pin_outstanding,
-            pin_issued_at: self.pin_issued_at,
-            tan_failures: self.tan_failures,
-            certificate: self.certificate,
-            pending: self.pending,
-        }
-    }
-
-    pub(crate) fn into_summary(self) -> SecuritySummary {
-        SecuritySummary {
-            mode: self.mode,
-            state: self.state,
-            pin_outstanding: self.pin_outstanding,
-            pin_issued_at: self.pin_issued_at,
-            tan_failures: self.tan_failures,
-            certificate: self.certificate,
-        }
-    }
-}
+use crate::sql::{Cached, Db, kind_from_sql, mac_from_sql, opt_time_from_sql, query_all, time_from_sql, time_to_sql};
 
 /// A device's security, or `None` if the device is unknown.
-pub(crate) fn load_security(conn: &Connection, mac: &str) -> Result<Option<SecurityRow>, StoreError> {
-    type Columns = (String, String, bool, Option<i64>, i64, Option<String>, Option<String>, Option<i64>);
-    let row: Option<Columns> = conn
+pub(crate) fn load_security(conn: &Connection, mac: &str) -> Result<Option<SecurityColumns>, StoreError> {
+    let row: Option<SecuritySql> = conn
         .cached(
             "SELECT d.security_mode, d.bootstrap_state, d.pin_sealed IS NOT NULL, d.pin_issued_at, d.tan_failures,
                     (SELECT c.serial FROM certificates c
@@ -79,24 +36,7 @@ pub(crate) fn load_security(conn: &Connection, mac: &str) -> Result<Option<Secur
         })
         .optional()
         .db()?;
-    let Some((mode, state, pin_outstanding, pin_issued_at, tan_failures, certificate, pending_serial, pending_at)) =
-        row
-    else {
-        return Ok(None);
-    };
-    let pending = match (pending_serial, pending_at) {
-        (Some(serial), Some(at)) => Some(PendingBootstrap { serial, issued_at: time_from_sql(at)? }),
-        _ => None,
-    };
-    Ok(Some(SecurityRow {
-        mode: mode_from_sql(&mode)?,
-        state: state_from_sql(&state)?,
-        pin_outstanding,
-        pin_issued_at: opt_time_from_sql(pin_issued_at)?,
-        tan_failures: count_from_sql(tan_failures)?,
-        certificate,
-        pending,
-    }))
+    row.map(SecurityColumns::from_sql).transpose()
 }
 
 /// Makes `certificate` the device's current certificate, revoking the previous one.
@@ -132,11 +72,7 @@ pub(crate) fn change_security(
     at: UnixTime,
     update: &SecurityUpdate,
 ) -> Result<(), StoreError> {
-    let before = load_security(conn, key)?.map(|s| SecurityBefore {
-        mode: s.mode,
-        state: s.state,
-        pin_outstanding: s.pin_outstanding,
-    });
+    let before = load_security(conn, key)?.map(|s| s.before());
     for step in security::plan(key, before, update)? {
         match step {
             SecurityStep::DropPending => drop_pending(conn, key)?,

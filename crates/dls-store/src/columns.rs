@@ -4,10 +4,14 @@
 //! them as they are). Nothing read back can make a backend panic: a value these functions
 //! cannot understand is [`StoreError::Corrupt`].
 
-use dls_engine::{AuditKind, BootstrapState, SecurityMode, WriteOutcome};
+use dls_engine::{AuditKind, BootstrapState, PendingBootstrap, Security, SecurityMode, UnixTime, WriteOutcome};
 use dls_message::{Item, ItemStatus, MacAddr};
 
-use crate::{CredentialScope, StoreError};
+use crate::{CredentialScope, SecuritySummary, StoreError};
+
+/// The stored index of an item without an index (where `(name, index)` is part of a key;
+/// `Some(0)` is the real index 0).
+pub const NO_INDEX: i64 = -1;
 
 /// `fallback_credentials.scope_kind` of the global scope (whose `profile` is `''`).
 pub const SCOPE_GLOBAL: &str = "global";
@@ -88,4 +92,116 @@ pub fn scope_from_sql(kind: &str, profile: String) -> Result<CredentialScope, St
 
 pub fn count_from_sql(v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("count {v}")))
+}
+
+/// A time as a column (`BIGINT`/`INTEGER` seconds); [`StoreError::Invalid`] past `i64`.
+pub fn time_to_sql(t: UnixTime) -> Result<i64, StoreError> {
+    i64::try_from(t.0).map_err(|_| StoreError::Invalid(format!("time {} out of range", t.0)))
+}
+
+/// A time column; negative is corrupt.
+pub fn time_from_sql(v: i64) -> Result<UnixTime, StoreError> {
+    u64::try_from(v).map(UnixTime).map_err(|_| StoreError::Corrupt(format!("negative time {v}")))
+}
+
+/// A time column that may be NULL.
+pub fn opt_time_from_sql(v: Option<i64>) -> Result<Option<UnixTime>, StoreError> {
+    v.map(time_from_sql).transpose()
+}
+
+/// An item's index as a column ([`NO_INDEX`] for none).
+pub fn index_to_sql(index: Option<u32>) -> i64 {
+    index.map_or(NO_INDEX, i64::from)
+}
+
+/// An item's index column.
+pub fn index_from_sql(v: i64) -> Result<Option<u32>, StoreError> {
+    if v == NO_INDEX {
+        return Ok(None);
+    }
+    u32::try_from(v).map(Some).map_err(|_| StoreError::Corrupt(format!("item index {v}")))
+}
+
+/// A device's security columns, as read (the sealed PIN itself is read apart, only when
+/// needed): what the engine gets ([`Self::into_security`]) and what the admin API shows
+/// ([`Self::into_summary`]).
+#[derive(Debug)]
+pub struct SecurityColumns {
+    /// The security mode.
+    pub mode: SecurityMode,
+    state: BootstrapState,
+    pin_outstanding: bool,
+    pin_issued_at: Option<UnixTime>,
+    tan_failures: u32,
+    /// The current certificate, if it exists and is not revoked.
+    certificate: Option<String>,
+    /// The bootstrap material kept for reuse.
+    pending: Option<PendingBootstrap>,
+}
+
+/// The columns [`SecurityColumns::from_sql`] reads, in their stored types: the device's
+/// mode, bootstrap state, whether a PIN is outstanding, when it was issued, TAN failures,
+/// its current unrevoked certificate's serial, and the kept bootstrap material's serial and
+/// time of issue.
+pub type SecuritySql = (String, String, bool, Option<i64>, i64, Option<String>, Option<String>, Option<i64>);
+
+impl SecurityColumns {
+    /// The columns read; a value these cannot be is [`StoreError::Corrupt`].
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`].
+    pub fn from_sql(
+        (mode, state, pin_outstanding, pin_issued_at, tan_failures, certificate, pending_serial, pending_at): SecuritySql,
+    ) -> Result<Self, StoreError> {
+        let pending = match (pending_serial, pending_at) {
+            (Some(serial), Some(at)) => Some(PendingBootstrap { serial, issued_at: time_from_sql(at)? }),
+            _ => None,
+        };
+        Ok(Self {
+            mode: mode_from_sql(&mode)?,
+            state: state_from_sql(&state)?,
+            pin_outstanding,
+            pin_issued_at: opt_time_from_sql(pin_issued_at)?,
+            tan_failures: count_from_sql(tan_failures)?,
+            certificate,
+            pending,
+        })
+    }
+
+    /// What the engine needs.
+    #[must_use]
+    pub fn into_security(self) -> Security {
+        Security {
+            mode: self.mode,
+            state: self.state,
+            pin_outstanding: self.pin_outstanding,
+            pin_issued_at: self.pin_issued_at,
+            tan_failures: self.tan_failures,
+            certificate: self.certificate,
+            pending: self.pending,
+        }
+    }
+
+    /// What an administrator's change starts from ([`crate::rules::security::plan`]).
+    #[must_use]
+    pub fn before(&self) -> crate::rules::security::SecurityBefore {
+        crate::rules::security::SecurityBefore {
+            mode: self.mode,
+            state: self.state,
+            pin_outstanding: self.pin_outstanding,
+        }
+    }
+
+    /// What the admin API shows.
+    #[must_use]
+    pub fn into_summary(self) -> SecuritySummary {
+        SecuritySummary {
+            mode: self.mode,
+            state: self.state,
+            pin_outstanding: self.pin_outstanding,
+            pin_issued_at: self.pin_issued_at,
+            tan_failures: self.tan_failures,
+            certificate: self.certificate,
+        }
+    }
 }
