@@ -149,11 +149,9 @@ impl Keys {
         let token = Zeroizing::new(hex::encode(&*dir.secret(names::ADMIN_TOKEN, 32)?));
         let mut fingerprint_key = [0u8; 32];
         fingerprint_key.copy_from_slice(&dir.secret(names::FINGERPRINT_KEY, 32)?);
-        let secrets = Arc::new(
-            secrets::SecretBox::new(&dir.secret(names::SECRETS_KEY, 32)?)
-                .ok_or_else(|| ServerError::Config("secrets.key".into()))?,
-        );
         let secrets_key = dir.secret(names::SECRETS_KEY, 32)?;
+        let secrets =
+            Arc::new(secrets::SecretBox::new(&secrets_key).ok_or_else(|| ServerError::Config("secrets.key".into()))?);
         let identity = keys_identity(&secrets_key, &fingerprint_key, &pki.ca_cert_pem);
         Ok(Self { dir, pki, token, fingerprint_key, secrets, identity })
     }

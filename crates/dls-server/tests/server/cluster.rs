@@ -19,6 +19,19 @@ fn database() -> String {
     server.fresh_database().expect("a fresh database").url().to_owned()
 }
 
+/// The configuration of a node with a data directory (and keys) of its own in `dir`, on
+/// loopback ports, its store `store`.
+fn fresh_node(dir: &std::path::Path, store: String) -> dls_server::Config {
+    let mut config = dls_server::Config::default();
+    config.data_dir = dir.join("data");
+    for listen in [&mut config.wpi_listen, &mut config.admin_listen, &mut config.secure_listen, &mut config.http_listen]
+    {
+        *listen = "127.0.0.1:0".parse().expect("addr");
+    }
+    config.store = StoreLocation::new(store);
+    config
+}
+
 /// Two nodes of a cluster: data directories and listeners of their own, the keys and the
 /// database shared.
 async fn nodes(url: &str) -> (TestServer, TestServer) {
@@ -279,14 +292,7 @@ async fn a_node_with_other_keys_is_refused() {
     let url = tokio::task::spawn_blocking(database).await.expect("database");
     let (a, b) = nodes(&url).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = dls_server::Config::default();
-    config.data_dir = dir.path().join("data");
-    for listen in [&mut config.wpi_listen, &mut config.admin_listen, &mut config.secure_listen, &mut config.http_listen]
-    {
-        *listen = "127.0.0.1:0".parse().expect("addr");
-    }
-    config.store = StoreLocation::new(url);
-    let e = dls_server::start(config).await.expect_err("other keys");
+    let e = dls_server::start(fresh_node(dir.path(), url)).await.expect_err("other keys");
     let text = e.to_string();
     assert!(matches!(e, dls_server::ServerError::Config(_)), "{e:?}");
     assert!(text.contains("keys") && !text.contains('\n'), "{text}");
@@ -300,17 +306,7 @@ async fn a_node_with_other_keys_is_refused() {
 async fn a_wrong_or_unreachable_database_stops_the_start() {
     let url = tokio::task::spawn_blocking(database).await.expect("database");
     let dir = tempfile::tempdir().expect("temp dir");
-    let start = |store: String| {
-        let mut config = dls_server::Config::default();
-        config.data_dir = dir.path().join("data");
-        for listen in
-            [&mut config.wpi_listen, &mut config.admin_listen, &mut config.secure_listen, &mut config.http_listen]
-        {
-            *listen = "127.0.0.1:0".parse().expect("addr");
-        }
-        config.store = StoreLocation::new(store);
-        dls_server::start(config)
-    };
+    let start = |store: String| dls_server::start(fresh_node(dir.path(), store));
     // Nothing listens on port 1.
     let e = start("postgres://dls:hunter2@127.0.0.1:1/dls".into()).await.expect_err("unreachable");
     let text = e.to_string();
