@@ -115,16 +115,9 @@ mod tests {
     fn roles_have_one_name_each() {
         for role in Role::ALL {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));
-            let json = serde_json_like(role);
-            assert_eq!(json, role.as_str());
         }
         assert!("Admin".parse::<Role>().is_err(), "names are lower case");
-        assert!("root".parse::<Role>().unwrap_err().to_string().contains("viewer, operator or admin"));
-        assert_eq!("x".repeat(1000).parse::<Role>().unwrap_err().0.len(), 32, "the echo is bounded");
-    }
-
-    fn serde_json_like(role: Role) -> String {
-        // The serde name is the kebab-case variant: the same as `as_str`.
-        format!("{role:?}").to_lowercase()
+        assert!("root".parse::<Role>().expect_err("unknown").to_string().contains("viewer, operator or admin"));
+        assert_eq!("x".repeat(1000).parse::<Role>().expect_err("unknown").0.len(), 32, "the echo is bounded");
     }
 }
