@@ -4,7 +4,7 @@ use dls_engine::desired::GLOBAL_PROFILE;
 use dls_engine::{AuditKind, Change, Profile, SecurityMode, UnixTime};
 use dls_message::{Item, ItemStatus};
 use dls_store::traits::*;
-use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, SecurityUpdate, StoreError};
+use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, EventKind, SecurityUpdate, StoreError};
 
 use super::{AT, Fixture, mac, profile, register, store};
 
@@ -297,7 +297,7 @@ fn list_devices_with_filters() {
 fn a_device_is_added_whole_or_not_at_all() {
     let s = store();
     s.put_profile(&profile("sales", None, &[])).expect("puts");
-    let pin = SecurityUpdate { mode: Some(SecurityMode::Pin), reset: false, new_pin: Some(vec![7; 40]) };
+    let pin = SecurityUpdate { mode: Some(SecurityMode::Pin), reset: false, new_pin: Some(vec![7; 40]), actor: None };
     let whole = DeviceSpec {
         profiles: vec!["sales".into()],
         secret: Some(vec![1; 48]),
@@ -309,8 +309,11 @@ fn a_device_is_added_whole_or_not_at_all() {
     assert_eq!(d.summary.profiles, ["sales"]);
     assert_eq!((d.security.mode, d.security.pin_outstanding), (SecurityMode::Pin, true));
     assert_eq!(s.device_secret(mac(1)).expect("reads"), Some(vec![1; 48]));
-    let kinds: Vec<AuditKind> = s.audit(Some(mac(1)), 10).expect("audit").into_iter().map(|e| e.kind).collect();
-    assert!(kinds.contains(&AuditKind::PinIssued) && kinds.contains(&AuditKind::ModeChanged), "{kinds:?}");
+    let kinds: Vec<EventKind> = s.audit(Some(mac(1)), 10).expect("audit").into_iter().map(|e| e.kind).collect();
+    assert!(
+        kinds.contains(&AuditKind::PinIssued.into()) && kinds.contains(&AuditKind::ModeChanged.into()),
+        "{kinds:?}"
+    );
 
     // The sealed PIN is refused (empty), after the device and its secret were written in
     // the transaction: neither is stored.

@@ -10,6 +10,7 @@ use dls_message::Item;
 
 use crate::StoreError;
 
+pub mod accounts;
 pub mod contact;
 pub mod jobs;
 pub mod security;

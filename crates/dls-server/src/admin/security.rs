@@ -42,7 +42,7 @@ pub(super) fn security_update(
     } else {
         (None, None)
     };
-    Ok((pin, SecurityUpdate { mode: request.mode, reset: request.reset, new_pin: sealed }))
+    Ok((pin, SecurityUpdate { mode: request.mode, reset: request.reset, new_pin: sealed, actor: None }))
 }
 
 /// `POST /api/v1/devices/{mac}/security`: `{"mode"?, "reset"?, "new_pin"?}`; answers
