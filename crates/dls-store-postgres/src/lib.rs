@@ -11,6 +11,7 @@
 //! | `inventory` | a device's inventory as one record (a JSON array), its merges |
 //! | `protocol` | [`ProtocolStore`](dls_store::ProtocolStore): a message's load and apply, `run_message` |
 //! | `devices` | [`DeviceStore`](dls_store::DeviceStore): devices and profiles |
+//! | `summary` | the fleet at a glance (`DeviceStore::fleet_summary`, the dashboard) |
 //! | `security` | [`SecurityStore`](dls_store::SecurityStore): secure mode, certificates |
 //! | `audit` | [`AuditStore`](dls_store::AuditStore): the audit log, its filters and pages |
 //! | `accounts` | [`AccountStore`](dls_store::AccountStore): accounts, API tokens, console sessions (shared by the nodes) |
@@ -75,5 +76,6 @@ mod security;
 mod sessions;
 mod sql;
 mod store;
+mod summary;
 
 pub use store::{PoolOptions, PostgresStore};

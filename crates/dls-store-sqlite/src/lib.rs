@@ -12,6 +12,7 @@
 //! | `inventory` | a device's inventory as one record (its encoding, merges) |
 //! | `protocol` | [`ProtocolStore`](dls_store::ProtocolStore): a message's load and apply |
 //! | `devices` | [`DeviceStore`](dls_store::DeviceStore): devices and profiles |
+//! | `summary` | the fleet at a glance (`DeviceStore::fleet_summary`, the dashboard) |
 //! | `security` | [`SecurityStore`](dls_store::SecurityStore): secure mode, certificates |
 //! | `audit` | [`AuditStore`](dls_store::AuditStore): the audit log, its filters and pages |
 //! | `accounts` | [`AccountStore`](dls_store::AccountStore): accounts, API tokens, console sessions |
@@ -104,6 +105,7 @@ mod security;
 mod sessions;
 mod sql;
 mod store;
+mod summary;
 #[cfg(test)]
 mod tests;
 

@@ -138,6 +138,10 @@ impl dls_store::DeviceStore for Fixture {
         self.store.delete_device(mac)
     }
 
+    fn fleet_summary(&self, since: UnixTime) -> Result<dls_store::FleetSummary, StoreError> {
+        self.store.fleet_summary(since)
+    }
+
     fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
         self.store.profiles()
     }

@@ -52,8 +52,8 @@ pub use error::StoreError;
 pub use model::{
     Account, AdminAction, AuditFilter, AuditRecord, CertificateRecord, ConsoleSession, ContactClaim, ContactTarget,
     CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, EventKind,
-    FallbackCredential, FileRecord, JobFilter, JobRecord, NewAuditRecord, NewFile, NewJob, Pruned, SecuritySummary,
-    SecurityUpdate, TokenRecord, WrittenSummary,
+    FallbackCredential, FileRecord, FleetSummary, JobFilter, JobRecord, NewAuditRecord, NewFile, NewJob, Pruned,
+    SecuritySummary, SecurityUpdate, TokenRecord, WrittenSummary,
 };
 pub use traits::{
     AccountStore, AuditStore, ContactStore, CredentialStore, DeviceStore, JobStore, MaintenanceStore, MessageFn,

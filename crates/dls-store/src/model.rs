@@ -579,3 +579,33 @@ impl Pruned {
         self.audit_records == 0 && self.jobs == 0
     }
 }
+
+/// The fleet at a glance (the console's dashboard), counted by the store in one read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetSummary {
+    /// Devices registered.
+    pub devices: u64,
+    /// Devices by reported `device-type` (`""`: not reported yet), most first, at most
+    /// [`FleetSummary::TOP`].
+    pub by_type: Vec<(String, u64)>,
+    /// Devices by reported `software-version`, as `by_type`.
+    pub by_version: Vec<(String, u64)>,
+    /// Devices by security mode (`default`, `nopin`, `pin`), most first.
+    pub by_mode: Vec<(String, u64)>,
+    /// Devices that called in at or after the time asked.
+    pub contacted: u64,
+    /// Devices in a secure mode that have not bootstrapped yet.
+    pub bootstraps_pending: u64,
+    /// Jobs not over (queued, sent, waiting to retry).
+    pub jobs_open: u64,
+    /// Jobs that failed at or after the time asked.
+    pub jobs_failed: u64,
+    /// Security refusals recorded at or after the time asked (audit kinds of
+    /// [`rules::REFUSAL_KINDS`](crate::rules::REFUSAL_KINDS)).
+    pub refusals: u64,
+}
+
+impl FleetSummary {
+    /// The most groups of a breakdown.
+    pub const TOP: usize = 20;
+}

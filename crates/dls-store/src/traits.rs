@@ -17,8 +17,8 @@ use dls_message::MacAddr;
 use crate::StoreError;
 use crate::model::{
     Account, AuditFilter, AuditRecord, CertificateRecord, ConsoleSession, ContactClaim, ContactTarget, CredentialScope,
-    DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter,
-    JobRecord, NewAuditRecord, NewFile, NewJob, Pruned, SecurityUpdate, TokenRecord,
+    DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, FleetSummary,
+    JobFilter, JobRecord, NewAuditRecord, NewFile, NewJob, Pruned, SecurityUpdate, TokenRecord,
 };
 
 /// The caller's part of one message, run by [`ProtocolStore::run_message`]: given what the
@@ -140,6 +140,11 @@ pub trait DeviceStore: Send + Sync {
     /// Forgets a device and everything recorded about it (but its audit records). `false`
     /// if it was unknown.
     fn delete_device(&self, mac: MacAddr) -> Result<bool, StoreError>;
+
+    /// The fleet at a glance: devices by type, version and security mode, those that called
+    /// in since `since`, pending bootstraps, open jobs and jobs failed since `since`, security
+    /// refusals since `since`. One consistent read.
+    fn fleet_summary(&self, since: UnixTime) -> Result<FleetSummary, StoreError>;
 
     /// Every profile, by name.
     fn profiles(&self) -> Result<Vec<Profile>, StoreError>;
