@@ -35,6 +35,16 @@ impl ApiError {
         Self { status, message: message.into() }
     }
 
+    /// Its status.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its message.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(crate) fn response(&self) -> Resp {
         let mut r = json(self.status, &serde_json::json!({ "error": self.message }));
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
