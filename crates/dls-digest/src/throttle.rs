@@ -646,7 +646,10 @@ mod tests {
         // The username is not in the bytes; another key gives another subject.
         assert!(!v4.to_bytes().windows(4).any(|w| w == b"001A"));
         assert_ne!(Throttle::with_key(ThrottleConfig::default(), &[8; 32]).subject(A, "001A2B3C4D5E"), v4);
-        assert_eq!(Throttle::new(ThrottleConfig::default()).subject(A, "x"), Throttle::new(ThrottleConfig::default()).subject(A, "x"));
+        assert_eq!(
+            Throttle::new(ThrottleConfig::default()).subject(A, "x"),
+            Throttle::new(ThrottleConfig::default()).subject(A, "x")
+        );
     }
 
     #[test]

@@ -331,10 +331,8 @@ impl Verifier {
         if let Some(shared) = &self.shared {
             let event = ThrottleEvent { at: now, attempt: Attempt::Succeeded, subject };
             // Remembered as long as any verifier whose clock is behind ours may accept it.
-            let expires_at = nonce
-                .issued
-                .saturating_add(self.config.nonce_lifetime_secs)
-                .saturating_add(FUTURE_TOLERANCE_SECS);
+            let expires_at =
+                nonce.issued.saturating_add(self.config.nonce_lifetime_secs).saturating_add(FUTURE_TOLERANCE_SECS);
             return match shared.record_use(nonce, nc, expires_at, &event, self.forget_before(now)) {
                 Ok(true) => {
                     self.lock().throttle.apply(&event, now);
