@@ -7,9 +7,10 @@
 //! from a newer version, or one with tables of another application, is refused with
 //! [`StoreError::Corrupt`] and left untouched.
 //!
-//! The tables and their meaning are those of the SQLite backend's schema (its version 12;
-//! this schema's version 1 is its version 11, version 2 adds `wpi_sessions` as its 12 does),
-//! in PostgreSQL's types. What differs:
+//! The tables and their meaning are those of the SQLite backend's schema (its version 14;
+//! this schema's version 1 is its version 11, version 2 adds `wpi_sessions` as its 12 does,
+//! 3 the contact schedule and leases as its 13, 4 the Digest tables as its 14), in
+//! PostgreSQL's types. What differs:
 //! * ids that are never handed out again (jobs, files) are identity columns: a sequence
 //!   never gives a value twice, not even one of a rolled-back transaction;
 //! * a device's inventory is one JSON array (`inventories.items`, as `Item`s serialise),
@@ -49,6 +50,8 @@ const TABLES: &[&str] = &[
     "wpi_sessions",
     "contact_schedule",
     "leases",
+    "digest_uses",
+    "digest_events",
 ];
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
@@ -265,6 +268,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         holder     TEXT NOT NULL,
         expires_at BIGINT NOT NULL
     );
+    "#,
+    // 4: HTTP Digest shared by the nodes (`DigestStore`) — the nonce counts used, so that a
+    // replay is refused on every node, and the throttle's events, which every node follows
+    // by id (the SQLite backend's version 14).
+    r#"
+    CREATE TABLE digest_uses (
+        nonce      BYTEA NOT NULL,                     -- the caller's key of the nonce
+        nc         BIGINT NOT NULL,                    -- the nonce count
+        expires_at BIGINT NOT NULL,                    -- remembered until, Unix seconds
+        PRIMARY KEY (nonce, nc)
+    );
+    CREATE INDEX digest_uses_by_expiry ON digest_uses (expires_at);
+    CREATE TABLE digest_events (
+        id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        origin  BIGINT NOT NULL,                       -- the recording node's random id
+        at      BIGINT NOT NULL,                       -- Unix seconds
+        success BOOLEAN NOT NULL,                      -- authenticated, or failed
+        subject BYTEA NOT NULL                         -- whom it counts against (opaque)
+    );
+    CREATE INDEX digest_events_by_time ON digest_events (at);
     "#,
 ];
 
