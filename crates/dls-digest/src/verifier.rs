@@ -134,6 +134,8 @@ pub struct Verifier {
     state: Mutex<State>,
     /// Where the replayed counts and the throttle's events are shared with other verifiers.
     shared: Option<Box<dyn SharedState>>,
+    /// When this verifier last applied the others' events (unix seconds).
+    caught_up: AtomicU64,
 }
 
 impl fmt::Debug for Verifier {
@@ -195,7 +197,18 @@ impl Verifier {
         let mut start = [0u8; 8];
         getrandom::fill(&mut start).map_err(|e| ConfigError::Random(e.to_string()))?;
         let seq = AtomicU64::new(u64::from_be_bytes(start) >> 1);
-        Ok(Self { config, accepted, key, opaque, dummy_password, seq, state: Mutex::new(state), shared: None })
+        let state = Mutex::new(state);
+        Ok(Self {
+            config,
+            accepted,
+            key,
+            opaque,
+            dummy_password,
+            seq,
+            state,
+            shared: None,
+            caught_up: AtomicU64::new(0),
+        })
     }
 
     /// This verifier, sharing the counts used and the throttle's events with the other
@@ -255,10 +268,6 @@ impl Verifier {
         if r.realm != self.config.realm {
             return self.challenge(now, false, ChallengeReason::RealmMismatch);
         }
-        // What the other verifiers counted since: before any decision of the throttle.
-        if let Err(error) = self.catch_up(now) {
-            return self.unavailable(error);
-        }
         // A username known before the lookup is checked before it, so a waiting pair costs
         // the store nothing; a hashed one once the lookup has resolved it.
         let sent = match &r.username {
@@ -266,10 +275,28 @@ impl Verifier {
             Username::Decoded(u) => Some(u.as_str()),
             Username::Hashed(_) => None,
         };
-        if let Some(u) = sent
-            && let Some(retry_after_secs) = self.lock().throttle.check(req.source, u, now)
+        let throttled = |verifier: &Self| {
+            let u = sent?;
+            let retry_after_secs = verifier.lock().throttle.check(req.source, u, now)?;
+            Some(Outcome::Throttled { retry_after_secs })
+        };
+        // Held back by what this verifier counted already, and it caught up with the others
+        // this second: no call to the shared state, so a flood of refused guesses costs the
+        // store one read a second at most. (What the others counted since could only lift
+        // the wait with a success.)
+        if let Some(outcome) = throttled(self)
+            && (self.shared.is_none() || self.caught_up.load(Ordering::Relaxed) >= now)
         {
-            return Outcome::Throttled { retry_after_secs };
+            return outcome;
+        }
+        // What the other verifiers counted since, before this verifier decides.
+        if self.shared.is_some() {
+            if let Err(error) = self.catch_up(now) {
+                return self.unavailable(error);
+            }
+            if let Some(outcome) = throttled(self) {
+                return outcome;
+            }
         }
 
         let hash = r.algorithm.hash();
@@ -371,6 +398,7 @@ impl Verifier {
                 state.throttle.apply(event, now);
             }
         }
+        self.caught_up.fetch_max(now, Ordering::Relaxed);
         Ok(())
     }
 

@@ -119,3 +119,84 @@ impl SharedState for StoreDigest {
         self.metrics.store("record_digest_use", first).map_err(unavailable)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use dls_digest::{Throttle, ThrottleConfig};
+    use dls_store::DigestStore;
+    use dls_store_sqlite::SqliteStore;
+
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn event(t: &Throttle, at: u64, attempt: Attempt) -> ThrottleEvent {
+        ThrottleEvent { at, attempt, subject: t.subject(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), "001A2B3C4D5E") }
+    }
+
+    fn node(store: &Arc<SqliteStore>) -> StoreDigest {
+        let store: Arc<dyn Store> = store.clone();
+        StoreDigest::new(store, Arc::new(Metrics::new("test", &[]))).expect("random")
+    }
+
+    #[test]
+    fn a_node_reads_the_others_events_once_and_never_its_own() {
+        let store = Arc::new(SqliteStore::open_in_memory().expect("opens"));
+        let (a, b) = (node(&store), node(&store));
+        assert_ne!(a.origin, b.origin);
+        let t = Throttle::new(ThrottleConfig::default());
+        let (failure, success) = (event(&t, NOW, Attempt::Failed), event(&t, NOW + 1, Attempt::Succeeded));
+        a.record_failure(&failure, 0).expect("records");
+        b.record_failure(&failure, 0).expect("records");
+        let nonce = NonceId { issued: NOW, seq: 7 };
+        assert!(a.record_use(nonce, 1, NOW + 360, &success, 0).expect("records"));
+        assert!(!b.record_use(nonce, 1, NOW + 360, &success, 0).expect("records"), "a replay, on another node");
+        assert_eq!(b.events(0).expect("reads"), [failure, success], "A's, not its own");
+        assert_eq!(a.events(0).expect("reads"), [failure], "B's");
+        assert!(a.events(0).expect("reads").is_empty() && b.events(0).expect("reads").is_empty(), "once");
+        // Events older than the horizon's start are not read.
+        a.record_failure(&event(&t, NOW - 1000, Attempt::Failed), 0).expect("records");
+        assert!(b.events(NOW - 10).expect("reads").is_empty());
+    }
+
+    #[test]
+    fn a_node_far_behind_catches_up_a_bounded_number_at_a_time_and_skips_what_it_cannot_read() {
+        let store = Arc::new(SqliteStore::open_in_memory().expect("opens"));
+        let (a, b) = (node(&store), node(&store));
+        let t = Throttle::new(ThrottleConfig::default());
+        let many = PAGE * PAGES + 10;
+        for i in 0..many {
+            a.record_failure(&event(&t, NOW + u64::try_from(i).expect("small"), Attempt::Failed), 0).expect("records");
+        }
+        // Another version's subject: skipped, counted against nobody.
+        let odd = NewDigestEvent { origin: a.origin, at: UnixTime(NOW), success: false, subject: vec![1, 2, 3] };
+        store.record_digest_event(&odd, UnixTime(0)).expect("records");
+        let first = b.events(0).expect("reads");
+        assert_eq!(first.len(), PAGE * PAGES, "bounded");
+        assert_eq!(first.first().map(|e| e.at), Some(NOW), "oldest first");
+        let rest = b.events(0).expect("reads");
+        assert_eq!(rest.len(), 10);
+        assert_eq!(rest.last().map(|e| e.at), Some(NOW + u64::try_from(many - 1).expect("small")));
+        assert!(b.events(0).expect("reads").is_empty());
+    }
+
+    /// A read that fails loses nothing: the node reads the same events at its next decision.
+    #[test]
+    fn a_failed_read_loses_no_event() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("dls.sqlite");
+        let store = Arc::new(SqliteStore::open(&path).expect("opens"));
+        let (a, b) = (node(&store), node(&store));
+        let t = Throttle::new(ThrottleConfig::default());
+        let failure = event(&t, NOW, Attempt::Failed);
+        a.record_failure(&failure, 0).expect("records");
+        let outside = rusqlite::Connection::open(&path).expect("opens");
+        outside.execute_batch("ALTER TABLE digest_events RENAME TO away").expect("renames");
+        assert!(matches!(b.events(0), Err(LookupError::Unavailable(_))));
+        assert!(matches!(a.record_failure(&failure, 0), Err(LookupError::Unavailable(_))));
+        outside.execute_batch("ALTER TABLE away RENAME TO digest_events").expect("renames");
+        assert_eq!(b.events(0).expect("reads"), [failure]);
+    }
+}

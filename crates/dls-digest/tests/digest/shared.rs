@@ -22,6 +22,8 @@ struct Ledger {
     events: Mutex<Vec<(u64, ThrottleEvent)>>,
     /// Which calls fail: `events`, `record_failure`, `record_use`.
     down: [AtomicBool; 3],
+    /// How many times `events` was called.
+    reads: AtomicU64,
 }
 
 /// One node's view of the ledger: its own events are not handed back to it.
@@ -43,6 +45,7 @@ static ORIGINS: AtomicU64 = AtomicU64::new(1);
 
 impl SharedState for View {
     fn events(&self, since: u64) -> Result<Vec<ThrottleEvent>, LookupError> {
+        self.ledger.reads.fetch_add(1, Ordering::SeqCst);
         fail(&self.ledger, 0)?;
         let events = self.ledger.events.lock().expect("lock");
         let mut cursor = self.cursor.lock().expect("lock");
@@ -179,6 +182,19 @@ fn a_guesser_spread_over_the_nodes_gets_one_nodes_allowance() {
         // Only what was evaluated was recorded: no event for a throttled request.
         let failures = ledger.events.lock().expect("lock").iter().filter(|(_, e)| e.attempt == Attempt::Failed).count();
         assert_eq!(failures, burst);
+        // A node that holds the guesser back, and caught up this second, asks the shared
+        // state nothing more; in the next second, once.
+        let reads = ledger.reads.load(Ordering::SeqCst);
+        for i in 0..100 {
+            let header = answer(&nodes[0], MAC_A, &format!("flood{i}"), ip(66), NOW).header();
+            assert!(matches!(send(&nodes[0], &header, ip(66), NOW), Outcome::Throttled { .. }));
+        }
+        assert_eq!(ledger.reads.load(Ordering::SeqCst), reads, "a refused guess costs the store nothing");
+        for i in 0..100 {
+            let header = answer(&nodes[0], MAC_A, &format!("flood{i}"), ip(66), NOW + 1).header();
+            assert!(matches!(send(&nodes[0], &header, ip(66), NOW + 1), Outcome::Throttled { .. }));
+        }
+        assert_eq!(ledger.reads.load(Ordering::SeqCst), reads + 1, "one read a second");
     }
 }
 
