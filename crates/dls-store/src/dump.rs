@@ -10,8 +10,9 @@
 //! serialise; SQLite keeps a binary record), and a job's `accepted` is a boolean. The
 //! high-water marks of the ids that are never handed out again (jobs, files) are the rows
 //! of the pseudo-table [`SEQUENCES`], last. Not copied: the schema's version (each backend
-//! has its own, the target is migrated when opened) and `profiles_version`, a counter that
-//! tells caches of the profiles they are stale: the target's counts on.
+//! has its own, the target is migrated when opened), `profiles_version`, a counter that
+//! tells caches of the profiles they are stale: the target's counts on, and the Digest
+//! tables of [`DigestStore`](crate::DigestStore) (minutes of transient state).
 //!
 //! The copy streams: the source's rows go to the target's one transaction through a
 //! bounded channel, a table at a time, never the whole database in memory.
