@@ -657,7 +657,7 @@ mod tests {
         let d = ThrottleConfig::default();
         // Pair 10 x 30 s, username 20 x 15 s, source 50 x 6 s: 270 + 30, 285 + 15, 294 + 6; pressure 300.
         assert_eq!(d.horizon_secs(), 300);
-        let mut c = d.clone();
+        let mut c = d;
         c.pair_interval_secs = 100;
         assert_eq!(c.horizon_secs(), 1000);
         c.pair_burst = 0;

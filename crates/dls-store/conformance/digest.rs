@@ -141,7 +141,7 @@ fn event_ids_are_never_handed_out_again() {
 fn bad_keys_and_subjects_are_refused_and_nothing_is_recorded() {
     let s = store();
     let never = UnixTime(0);
-    let too_long = vec![1_u8; MAX_DIGEST_KEY + 1];
+    let too_long = [1_u8; MAX_DIGEST_KEY + 1];
     for (nonce, nc) in [(&b""[..], 1), (&too_long[..], 1), (&b"n"[..], 0)] {
         let r = s.record_digest_use(nonce, nc, UnixTime(10), &success(1), never);
         assert!(matches!(r, Err(StoreError::Invalid(_))), "{} bytes, nc {nc}: {r:?}", nonce.len());
@@ -206,7 +206,7 @@ fn a_follower_by_id_misses_no_event_while_others_append() {
         })
         .collect();
     let follower = {
-        let (s, done) = (s.clone(), done.clone());
+        let done = done.clone();
         std::thread::spawn(move || {
             barrier.wait();
             let (mut seen, mut after) = (Vec::new(), 0);
