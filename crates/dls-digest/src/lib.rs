@@ -16,7 +16,12 @@
 //! * [`Algorithm`] and [`HashFn`]: MD5, SHA-256 and SHA-512/256, with `-sess` variants.
 //! * [`ReplayCache`]: bounded `nc` replay protection; [`Throttle`]: failure counting per
 //!   (username, source) pair, with per-username and per-source ceilings that only delay
-//!   ([`ThrottleConfig`]).
+//!   ([`ThrottleConfig`]); [`ThrottleEvent`] ([`Attempt`], [`ThrottleSubject`]): one counted
+//!   attempt, which [`Throttle::apply`] counts at its own time, in any order.
+//! * [`SharedState`]: for several processes (the nodes of a cluster) with one secret — the
+//!   counts used and the throttle's events, kept where all of them reach
+//!   ([`Verifier::with_shared_state`]): a replay is refused by every verifier, and a guesser
+//!   who spreads over them is counted as by one.
 //!
 //! Nonces are stateless (a timestamp and HMAC-SHA256 under the server secret), digests are
 //! compared in constant time, unknown users cost what known ones cost and get the same `401`.
@@ -70,6 +75,7 @@ mod header;
 mod nonce;
 mod outcome;
 mod replay;
+mod shared;
 mod throttle;
 mod verifier;
 
@@ -78,5 +84,6 @@ pub use credentials::{Credential, CredentialLookup, LookupError, is_same_device,
 pub use header::{Authorization, ParseError, decode_ext_value};
 pub use outcome::{BadRequest, ChallengeReason, Outcome};
 pub use replay::{NonceId, Replay, ReplayCache};
-pub use throttle::{Throttle, ThrottleConfig};
+pub use shared::SharedState;
+pub use throttle::{Attempt, Throttle, ThrottleConfig, ThrottleEvent, ThrottleSubject};
 pub use verifier::{Config, ConfigError, Request, Verifier};

@@ -40,9 +40,9 @@ pub enum Outcome {
         /// Seconds until an attempt is evaluated again (at least 1).
         retry_after_secs: u64,
     },
-    /// The credential store failed: the server is at fault. Answer `503` with
-    /// `Retry-After: retry_after_secs` and log `error` (it holds no secret). Not counted as a
-    /// failure.
+    /// The credential store (or the [`SharedState`](crate::SharedState)) failed: the server
+    /// is at fault. Answer `503` with `Retry-After: retry_after_secs` and log `error` (it
+    /// holds no secret). Not counted as a failure.
     Unavailable {
         /// What failed, for the server's log.
         error: LookupError,

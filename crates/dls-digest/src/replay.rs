@@ -10,13 +10,24 @@
 use std::collections::BTreeMap;
 
 /// Identity of a nonce this server issued: issue time (unix seconds) and a sequence number
-/// unique within the process.
+/// (counted from a random start by each verifier, so unique across the verifiers that share
+/// a secret as well).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NonceId {
     /// Issue time, unix seconds.
     pub issued: u64,
     /// Sequence number.
     pub seq: u64,
+}
+
+impl NonceId {
+    /// 16 bytes: `issued` then `seq`, big-endian (a key for a store of used counts).
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.issued.to_be_bytes());
+        out[8..].copy_from_slice(&self.seq.to_be_bytes());
+        out
+    }
 }
 
 /// Why a nonce count is refused.

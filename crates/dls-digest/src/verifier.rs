@@ -9,15 +9,17 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::algorithm::{Algorithm, HashFn};
-use crate::credentials::CredentialLookup;
+use crate::credentials::{CredentialLookup, LookupError};
 use crate::header::{Authorization, ParseError, decode_ext_value};
 use crate::nonce::{NonceKey, short_b64};
 use crate::outcome::{BadRequest, ChallengeReason, Outcome};
 use crate::replay::{NonceId, Replay, ReplayCache};
-use crate::throttle::{Throttle, ThrottleConfig};
+use crate::shared::SharedState;
+use crate::throttle::{Attempt, Throttle, ThrottleConfig, ThrottleEvent};
 
 /// Nonces issued up to this many seconds "in the future" (the caller's clock stepped back)
-/// are still accepted.
+/// are still accepted. With [`SharedState`], also how far the clocks of the verifiers that
+/// share it may differ: what they record is kept this much longer than it matters.
 const FUTURE_TOLERANCE_SECS: u64 = 60;
 
 /// Verifier settings. Start from [`Config::new`] and change fields.
@@ -41,7 +43,8 @@ pub struct Config {
     pub offer_userhash: bool,
     /// Longest `Authorization` value accepted, bytes (default 4096).
     pub max_header_len: usize,
-    /// Nonces held by the `nc` replay cache (default 16384).
+    /// Nonces held by the `nc` replay cache (default 16384; unused with
+    /// [`Verifier::with_shared_state`], where the shared state remembers the counts used).
     pub replay_capacity: usize,
     /// Throttling of failures.
     pub throttle: ThrottleConfig,
@@ -117,20 +120,30 @@ struct State {
 }
 
 /// Verifies Digest `Authorization` headers. `Sync`: share one per realm; the replay cache and
-/// throttle sit behind a short internal lock, never held while the lookup runs.
+/// throttle sit behind a short internal lock, never held while the lookup (or the shared
+/// state) runs.
 pub struct Verifier {
     config: Config,
     accepted: Vec<HashFn>,
     key: NonceKey,
     opaque: String,
     dummy_password: Zeroizing<String>,
+    /// The next nonce's sequence number: from a random start, so that verifiers sharing the
+    /// secret do not issue the same nonce in the same second.
     seq: AtomicU64,
     state: Mutex<State>,
+    /// Where the replayed counts and the throttle's events are shared with other verifiers.
+    shared: Option<Box<dyn SharedState>>,
+    /// When this verifier last applied the others' events (unix seconds).
+    caught_up: AtomicU64,
 }
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Verifier").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Verifier")
+            .field("config", &self.config)
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -157,7 +170,8 @@ enum Username<'a> {
 impl Verifier {
     /// A verifier keyed with `secret` (32 random bytes). Nonces stay valid across verifiers
     /// with the same secret; the replay cache does not, so a secret kept across restarts lets
-    /// a header captured shortly before a restart be replayed until its nonce expires.
+    /// a header captured shortly before a restart be replayed until its nonce expires — unless
+    /// the verifiers keep the counts used in a [`SharedState`] ([`Self::with_shared_state`]).
     pub fn new(config: Config, secret: &[u8; 32]) -> Result<Self, ConfigError> {
         let realm = &config.realm;
         if realm.is_empty() || realm.len() > 256 || realm.chars().any(char::is_control) {
@@ -174,11 +188,37 @@ impl Verifier {
         let dummy_password = Zeroizing::new(hex::encode(key.derive(b"dummy password", realm.as_bytes())));
         let mut accepted: Vec<HashFn> = config.challenges.iter().map(|a| a.hash()).collect();
         accepted.dedup();
+        let throttle_key = Zeroizing::new(key.derive(b"throttle usernames", realm.as_bytes()));
         let state = State {
             replay: ReplayCache::new(config.replay_capacity, config.nonce_lifetime_secs),
-            throttle: Throttle::new(config.throttle.clone()),
+            throttle: Throttle::with_key(config.throttle.clone(), &throttle_key),
         };
-        Ok(Self { config, accepted, key, opaque, dummy_password, seq: AtomicU64::new(0), state: Mutex::new(state) })
+        // Below 2^63: the counter does not wrap for centuries of challenges.
+        let mut start = [0u8; 8];
+        getrandom::fill(&mut start).map_err(|e| ConfigError::Random(e.to_string()))?;
+        let seq = AtomicU64::new(u64::from_be_bytes(start) >> 1);
+        let state = Mutex::new(state);
+        Ok(Self {
+            config,
+            accepted,
+            key,
+            opaque,
+            dummy_password,
+            seq,
+            state,
+            shared: None,
+            caught_up: AtomicU64::new(0),
+        })
+    }
+
+    /// This verifier, sharing the counts used and the throttle's events with the other
+    /// verifiers (other processes) that use `shared` and the same secret: a nonce one of
+    /// them issued is accepted by any other, a `(nonce, nc)` once by all of them together,
+    /// and failures count as if one verifier saw them all. The replay cache is then not used.
+    #[must_use]
+    pub fn with_shared_state(mut self, shared: Box<dyn SharedState>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// A verifier with a fresh random secret (`getrandom`).
@@ -235,10 +275,28 @@ impl Verifier {
             Username::Decoded(u) => Some(u.as_str()),
             Username::Hashed(_) => None,
         };
-        if let Some(u) = sent
-            && let Some(retry_after_secs) = self.lock().throttle.check(req.source, u, now)
+        let throttled = |verifier: &Self| {
+            let u = sent?;
+            let retry_after_secs = verifier.lock().throttle.check(req.source, u, now)?;
+            Some(Outcome::Throttled { retry_after_secs })
+        };
+        // Held back by what this verifier counted already, and it caught up with the others
+        // this second: no call to the shared state, so a flood of refused guesses costs the
+        // store one read a second at most. (What the others counted since could only lift
+        // the wait with a success.)
+        if let Some(outcome) = throttled(self)
+            && (self.shared.is_none() || self.caught_up.load(Ordering::Relaxed) >= now)
         {
-            return Outcome::Throttled { retry_after_secs };
+            return outcome;
+        }
+        // What the other verifiers counted since, before this verifier decides.
+        if self.shared.is_some() {
+            if let Err(error) = self.catch_up(now) {
+                return self.unavailable(error);
+            }
+            if let Some(outcome) = throttled(self) {
+                return outcome;
+            }
         }
 
         let hash = r.algorithm.hash();
@@ -255,9 +313,7 @@ impl Verifier {
         // The store's own failure: not the client's, so not counted.
         let (username, credential) = match found {
             Ok(found) => found,
-            Err(error) => {
-                return Outcome::Unavailable { error, retry_after_secs: self.config.store_retry_after_secs.max(1) };
-            }
+            Err(error) => return self.unavailable(error),
         };
         if sent.is_none()
             && let Some(retry_after_secs) = self.lock().throttle.check(req.source, &username, now)
@@ -277,8 +333,16 @@ impl Verifier {
         let correct = bool::from(expected.as_bytes().ct_eq(r.response.as_bytes())) && usable;
         let nonce = self.open_nonce(&r, now);
 
+        let subject = self.lock().throttle.subject(req.source, &username);
         if !correct {
-            self.lock().throttle.record_failure(req.source, &username, now);
+            let event = ThrottleEvent { at: now, attempt: Attempt::Failed, subject };
+            self.lock().throttle.apply(&event, now);
+            if let Some(shared) = &self.shared
+                && let Err(error) = shared.record_failure(&event, self.forget_before(now))
+            {
+                // Counted here, not elsewhere: no answer that the others did not count.
+                return self.unavailable(error);
+            }
             let reason = match (known, usable) {
                 (false, _) => ChallengeReason::UnknownUser,
                 (true, false) => ChallengeReason::NoCredentialForAlgorithm,
@@ -291,6 +355,20 @@ impl Verifier {
         };
         // RFC 2069 has no nc: its nonce is good for one request.
         let nc = r.qop.map_or(1, |(_, _, nc)| nc);
+        if let Some(shared) = &self.shared {
+            let event = ThrottleEvent { at: now, attempt: Attempt::Succeeded, subject };
+            // Remembered as long as any verifier whose clock is behind ours may accept it.
+            let expires_at =
+                nonce.issued.saturating_add(self.config.nonce_lifetime_secs).saturating_add(FUTURE_TOLERANCE_SECS);
+            return match shared.record_use(nonce, nc, expires_at, &event, self.forget_before(now)) {
+                Ok(true) => {
+                    self.lock().throttle.apply(&event, now);
+                    Outcome::Accept { username, algorithm: r.algorithm }
+                }
+                Ok(false) => self.challenge(now, false, ChallengeReason::Replayed),
+                Err(error) => self.unavailable(error),
+            };
+        }
         let verdict = {
             let mut state = self.lock();
             let verdict = state.replay.check(nonce, nc, now);
@@ -304,6 +382,36 @@ impl Verifier {
             Err(Replay::Seen) => self.challenge(now, false, ChallengeReason::Replayed),
             Err(_) => self.challenge(now, true, ChallengeReason::StaleNonce),
         }
+    }
+
+    /// Applies the events the other verifiers recorded since the last call (none without a
+    /// shared state).
+    fn catch_up(&self, now: u64) -> Result<(), LookupError> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let horizon = self.config.throttle.horizon_secs();
+        let events = shared.events(now.saturating_sub(horizon))?;
+        if !events.is_empty() {
+            let mut state = self.lock();
+            for event in &events {
+                state.throttle.apply(event, now);
+            }
+        }
+        self.caught_up.fetch_max(now, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Before when the shared throttle events no longer matter to any verifier: the
+    /// throttle's horizon, and the clocks' tolerance, before `now`.
+    fn forget_before(&self, now: u64) -> u64 {
+        now.saturating_sub(self.config.throttle.horizon_secs()).saturating_sub(FUTURE_TOLERANCE_SECS)
+    }
+
+    /// `503`: the store (credentials or shared state) failed; nothing counted against the
+    /// client.
+    fn unavailable(&self, error: LookupError) -> Outcome {
+        Outcome::Unavailable { error, retry_after_secs: self.config.store_retry_after_secs.max(1) }
     }
 
     /// The nonce's identity when it is ours, unexpired, and came with our `opaque`.

@@ -11,7 +11,8 @@
 //! * `wpi`: the phones' endpoint, `POST /DeploymentService/LoginService` — read, decode,
 //!   run the engine off the executor under the device's lock, commit, reply; `sessions`:
 //!   interactions in progress, by cookie; `bootstrap`: secure-mode material.
-//! * `provisioning`: Digest-protected provisioning files; `dcmp`: polls from phones behind
+//! * `provisioning`: Digest-protected provisioning files (`shared_digest`: their nonces,
+//!   replays and throttle shared by the nodes of a PostgreSQL store); `dcmp`: polls from phones behind
 //!   NAT; `downloads` and `files`: deployment files streamed from the file store
 //!   (`Range`, per-job tokens) and uploads streamed into it.
 //! * `admin`: the admin API (JSON, bearer token), its routes in one table
@@ -55,6 +56,7 @@ mod routes;
 mod secrets;
 mod service;
 mod sessions;
+mod shared_digest;
 mod tasks;
 pub mod tls;
 mod uri;

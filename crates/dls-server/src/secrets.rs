@@ -8,6 +8,8 @@ use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
 use dls_message::MacAddr;
 use dls_secure_mode::Pin;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use zeroize::Zeroizing;
 
 const VERSION: u8 = 1;
@@ -45,6 +47,16 @@ impl SecretBox {
         out.extend_from_slice(&body);
         out.extend_from_slice(&tag);
         Some(out)
+    }
+
+    /// A key for another use, derived from this one: `HMAC-SHA256(key, label)`. Every node
+    /// with the same `secrets.key` derives the same; a label names one use, so no two uses
+    /// share a key, and none is the sealing key.
+    pub(crate) fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        // HMAC takes a key of any length: this constructor cannot fail.
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&*self.key).unwrap_or_else(|_| unreachable!());
+        Mac::update(&mut mac, label.as_bytes());
+        Zeroizing::new(mac.finalize().into_bytes().into())
     }
 
     /// The secret, if `sealed` was sealed by this key for `context` and is intact.
@@ -104,6 +116,30 @@ mod tests {
         assert!(b.open("device:001A2B3C4D5E", &sealed[..10]).is_none());
         assert_ne!(sealed, b.seal("device:001A2B3C4D5E", b"s3cret").expect("sealed"), "fresh nonces");
         assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
+    }
+
+    #[test]
+    fn derived_keys_depend_on_the_key_and_the_label() {
+        let (a, b) = (SecretBox::new(&[9; 32]).expect("key"), SecretBox::new(&[8; 32]).expect("key"));
+        let k = a.derive("dls digest nonce v1");
+        assert_eq!(*k, *SecretBox::new(&[9; 32]).expect("key").derive("dls digest nonce v1"), "the same on every node");
+        assert_ne!(*k, *b.derive("dls digest nonce v1"));
+        assert_ne!(*k, *a.derive("another use"));
+        assert_ne!(*k, [9; 32]);
+        // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?").
+        let mut jefe = [0u8; 32];
+        jefe[..4].copy_from_slice(b"Jefe");
+        let ours = <Hmac<Sha256> as KeyInit>::new_from_slice(b"Jefe").expect("any length");
+        let padded = <Hmac<Sha256> as KeyInit>::new_from_slice(&jefe).expect("any length");
+        let (ours, padded) = (
+            ours.chain_update(b"what do ya want for nothing?").finalize().into_bytes(),
+            padded.chain_update(b"what do ya want for nothing?").finalize().into_bytes(),
+        );
+        assert_eq!(ours, padded, "HMAC pads a short key with zeros");
+        assert_eq!(
+            hex::encode(*SecretBox::new(&jefe).expect("key").derive("what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]

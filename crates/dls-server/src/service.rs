@@ -25,7 +25,7 @@ use crate::limits::{self, RefusedConnections};
 use crate::metrics::{self, Metrics};
 use crate::routes::{self, HttpRoutes};
 use crate::{Config, ServerError, admin, bootstrap, contact, dcmp, downloads, pki, provisioning, retention};
-use crate::{secrets, sessions, tasks, tls, wpi};
+use crate::{secrets, sessions, shared_digest, tasks, tls, wpi};
 
 /// A running service.
 #[derive(Debug)]
@@ -322,8 +322,9 @@ impl Handlers {
             clock.clone(),
             shutdown.clone(),
         );
+        let opened = Opened { store: store.clone(), kind };
         let provisioning =
-            Arc::new(provisioning_state(config, keys, store.clone(), clock.clone(), metrics.clone(), &base_url)?);
+            Arc::new(provisioning_state(config, keys, opened, clock.clone(), metrics.clone(), &base_url)?);
         let wpi = Arc::new(wpi::WpiState {
             engine: Engine::new(engine_config),
             store: store.clone(),
@@ -428,20 +429,34 @@ fn engine_config(config: &Config, fingerprint_key: [u8; 32]) -> EngineConfig {
     engine
 }
 
-/// Provisioning files: the Digest verifier (its own random nonce secret), the path pattern
-/// and the URL phones are given.
+/// Provisioning files: the Digest verifier, the path pattern and the URL phones are given.
+///
+/// On one node (SQLite) the verifier keeps everything in memory, under a random nonce
+/// secret of its own (a restart makes outstanding nonces stale rather than replayable). On a
+/// shared store (PostgreSQL) every node derives the secret from `secrets.key` and shares the
+/// counts used and the throttle's events through the store (`shared_digest`), so that a
+/// phone challenged by one node authenticates on any, a replay is refused on every node, and
+/// guesses are counted cluster-wide.
 fn provisioning_state(
     config: &Config,
     keys: &Keys,
-    store: Arc<dyn Store>,
+    opened: Opened,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     base_url: &str,
 ) -> Result<provisioning::ProvisioningState, ServerError> {
+    let Opened { store, kind } = opened;
     let mut digest = dls_digest::Config::new(config.digest_realm.clone());
     digest.challenges = config.digest_algorithms.iter().filter_map(|a| dls_digest::Algorithm::from_name(a)).collect();
-    let verifier =
-        dls_digest::Verifier::with_random_secret(digest).map_err(|e| ServerError::Config(format!("digest: {e}")))?;
+    let digest_error = |e: dls_digest::ConfigError| ServerError::Config(format!("digest: {e}"));
+    let verifier = if kind == StoreKind::Postgres {
+        let secret = keys.secrets.derive(shared_digest::NONCE_SECRET_LABEL);
+        let shared = shared_digest::StoreDigest::new(store.clone(), metrics.clone())
+            .map_err(|e| ServerError::Config(format!("digest: no random node id: {e}")))?;
+        dls_digest::Verifier::new(digest, &secret).map_err(digest_error)?.with_shared_state(Box::new(shared))
+    } else {
+        dls_digest::Verifier::with_random_secret(digest).map_err(digest_error)?
+    };
     let (prefix, suffix) = config.provisioning_path.split_once("{mac}").unwrap_or(("/provisioning/", ".xml"));
     Ok(provisioning::ProvisioningState {
         store,

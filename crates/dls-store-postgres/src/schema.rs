@@ -9,8 +9,8 @@
 //!
 //! The tables and their meaning are those of the SQLite backend's schema (this schema's
 //! version 1 is its version 11, version 2 adds `wpi_sessions` as its 12 does, 3 is its 13,
-//! 4 its 14),
-//! in PostgreSQL's types. What differs:
+//! 4 its 14 (the console's accounts), 5 its 15 (the Digest tables)), in PostgreSQL's
+//! types. What differs:
 //! * ids that are never handed out again (jobs, files) are identity columns: a sequence
 //!   never gives a value twice, not even one of a rolled-back transaction;
 //! * a device's inventory is one JSON array (`inventories.items`, as `Item`s serialise),
@@ -53,6 +53,8 @@ const TABLES: &[&str] = &[
     "accounts",
     "api_tokens",
     "console_sessions",
+    "digest_uses",
+    "digest_events",
 ];
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
@@ -273,7 +275,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 4: the console (issue 16) — accounts, their API tokens and console sessions (by
     // hashes: no password, token or session id is stored), and the audit log widened to
     // administrative changes: an actor, and no device for a change that is about none
-    // (the SQLite backend's version 14).
+    // (the SQLite backend's version 15).
     r#"
     CREATE TABLE accounts (
         name          TEXT COLLATE "C" PRIMARY KEY,      -- a-z 0-9 . _ - @
@@ -305,6 +307,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE audit ADD COLUMN actor TEXT COLLATE "C";  -- account, account:token, admin-token; NULL: a phone
     CREATE INDEX audit_by_actor ON audit (actor, seq);
     CREATE INDEX audit_by_kind ON audit (kind, seq);
+    "#,
+    // 5: HTTP Digest shared by the nodes (`DigestStore`) — the nonce counts used, so that a
+    // replay is refused on every node, and the throttle's events, which every node follows
+    // by id (the SQLite backend's version 15).
+    r#"
+    CREATE TABLE digest_uses (
+        nonce      BYTEA NOT NULL,                     -- the caller's key of the nonce
+        nc         BIGINT NOT NULL,                    -- the nonce count
+        expires_at BIGINT NOT NULL,                    -- remembered until, Unix seconds
+        PRIMARY KEY (nonce, nc)
+    );
+    CREATE INDEX digest_uses_by_expiry ON digest_uses (expires_at);
+    CREATE TABLE digest_events (
+        id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        origin  BIGINT NOT NULL,                       -- the recording node's random id
+        at      BIGINT NOT NULL,                       -- Unix seconds
+        success BOOLEAN NOT NULL,                      -- authenticated, or failed
+        subject BYTEA NOT NULL                         -- whom it counts against (opaque)
+    );
+    CREATE INDEX digest_events_by_time ON digest_events (at);
     "#,
 ];
 

@@ -21,6 +21,7 @@
 //! | `retention` | [`MaintenanceStore`](dls_store::MaintenanceStore): pruning in batches |
 //! | `migrate` | [`MigrationStore`](dls_store::dump::MigrationStore): the whole database out and in (`dls store migrate`) |
 //! | `sessions` | [`SessionStore`](dls_store::SessionStore): interaction sessions |
+//! | `digest` | [`DigestStore`](dls_store::DigestStore): Digest nonce counts used and throttle events, for nodes sharing the file |
 //!
 //! The domain rules (validations, the secure-mode transitions and their audit texts, what
 //! happens to jobs) are [`dls_store::rules`]'; this crate stores what they decide.
@@ -93,6 +94,7 @@ mod audit;
 mod contact;
 mod credentials;
 mod devices;
+mod digest;
 mod files;
 mod inventory;
 mod jobs;

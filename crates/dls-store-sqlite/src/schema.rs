@@ -403,6 +403,29 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     ",
         then: Some(widen_audit),
     },
+    // 15: HTTP Digest shared by nodes (`DigestStore`) — the nonce counts used, and the
+    // throttle's events (ids never handed out again: a node follows them by id). New
+    // tables only, created if missing.
+    Migration {
+        sql: "
+    CREATE TABLE IF NOT EXISTS digest_uses (
+        nonce      BLOB NOT NULL,                         -- the caller's key of the nonce
+        nc         INTEGER NOT NULL,                      -- the nonce count
+        expires_at INTEGER NOT NULL,                      -- remembered until, Unix seconds
+        PRIMARY KEY (nonce, nc)
+    );
+    CREATE INDEX IF NOT EXISTS digest_uses_by_expiry ON digest_uses (expires_at);
+    CREATE TABLE IF NOT EXISTS digest_events (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        origin  INTEGER NOT NULL,                         -- the recording node's random id
+        at      INTEGER NOT NULL,                         -- Unix seconds
+        success INTEGER NOT NULL,                         -- 1: authenticated, 0: failed
+        subject BLOB NOT NULL                             -- whom it counts against (opaque)
+    );
+    CREATE INDEX IF NOT EXISTS digest_events_by_time ON digest_events (at);
+    ",
+        then: None,
+    },
 ];
 
 pub(crate) fn schema_latest() -> i64 {

@@ -77,13 +77,18 @@ fn exercise(s: &SqliteStore, n: u8) {
     }
 }
 
-/// The deletes of `prune` find their rows by the indexes of schema 7, never by reading
-/// the whole table.
+/// The deletes of `prune` find their rows by the indexes of schema 7, and those of the
+/// Digest tables by theirs (schema 15), never by reading the whole table.
 #[test]
 fn pruning_finds_its_rows_by_index() {
     let s = SqliteStore::open_in_memory().expect("opens");
     let conn = s.writer().expect("writer");
-    for (sql, index) in [(crate::retention::PRUNE_AUDIT, "audit_by_time"), (crate::jobs::PRUNE, "jobs_over_by_time")] {
+    for (sql, index) in [
+        (crate::retention::PRUNE_AUDIT, "audit_by_time"),
+        (crate::jobs::PRUNE, "jobs_over_by_time"),
+        (crate::digest::PRUNE_USES, "digest_uses_by_expiry"),
+        (crate::digest::PRUNE_EVENTS, "digest_events_by_time"),
+    ] {
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .expect("prepares")

@@ -24,7 +24,7 @@
 //! and leases), `credentials`, `desired`, `ids` (never
 //! reused), `jobs` (and files), `message` (one message atomically), `model` (the property
 //! test), `retention`, `rules` (the domain rules as the backends apply them), `security`,
-//! `sessions` (interaction sessions).
+//! `sessions` (interaction sessions), `digest` (Digest state shared by nodes).
 
 pub(crate) mod accounts;
 pub(crate) mod admin;
@@ -34,6 +34,7 @@ pub(crate) mod concurrency;
 pub(crate) mod contact;
 pub(crate) mod credentials;
 pub(crate) mod desired;
+pub(crate) mod digest;
 pub(crate) mod ids;
 pub(crate) mod jobs;
 pub(crate) mod message;
@@ -53,8 +54,9 @@ use dls_engine::{
 use dls_message::{Item, MacAddr, Reason};
 use dls_store::{
     Account, AuditFilter, AuditRecord, CertificateRecord, ConsoleSession, ContactClaim, ContactTarget, CredentialScope,
-    DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter,
-    JobRecord, NewAuditRecord, NewFile, NewJob, Pruned, SecurityUpdate, Store, StoreError, TokenRecord,
+    DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, DigestEvent, FallbackCredential, FileRecord,
+    JobFilter, JobRecord, NewAuditRecord, NewDigestEvent, NewFile, NewJob, Pruned, SecurityUpdate, Store, StoreError,
+    TokenRecord,
 };
 
 /// A store under test, and whatever must live as long as it (a temporary directory, a
@@ -394,6 +396,27 @@ impl dls_store::SessionStore for Fixture {
 
     fn prune_sessions(&self, now: UnixTime, keep_at_most: usize) -> Result<u64, StoreError> {
         self.store.prune_sessions(now, keep_at_most)
+    }
+}
+
+impl dls_store::DigestStore for Fixture {
+    fn record_digest_use(
+        &self,
+        nonce: &[u8],
+        nc: u32,
+        expires_at: UnixTime,
+        event: &NewDigestEvent,
+        forget_before: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.store.record_digest_use(nonce, nc, expires_at, event, forget_before)
+    }
+
+    fn record_digest_event(&self, event: &NewDigestEvent, forget_before: UnixTime) -> Result<(), StoreError> {
+        self.store.record_digest_event(event, forget_before)
+    }
+
+    fn digest_events(&self, after: i64, since: UnixTime, limit: usize) -> Result<Vec<DigestEvent>, StoreError> {
+        self.store.digest_events(after, since, limit)
     }
 }
 

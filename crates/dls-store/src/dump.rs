@@ -15,7 +15,8 @@
 //! `profiles_version`, a counter that tells caches of the profiles they are stale (the
 //! target's counts on), and what only lives while the service runs — phones' interaction
 //! sessions, console sessions (everyone logs in again), the contact-me schedule and
-//! leases.
+//! leases, and the Digest tables of [`DigestStore`](crate::DigestStore) (minutes of
+//! transient state).
 //!
 //! The copy streams: the source's rows go to the target's one transaction through a
 //! bounded channel, a table at a time, never the whole database in memory.

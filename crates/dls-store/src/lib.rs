@@ -18,6 +18,8 @@
 //!   * [`MaintenanceStore`] — retention, and leases (work on one node at a time).
 //!   * [`SessionStore`] — interaction sessions, for the node that gets an interaction's
 //!     next message.
+//!   * [`DigestStore`] — HTTP Digest state the nodes share: nonce counts used, throttle
+//!     events.
 //! * [`model`]: the records the traits speak in (also the admin API's JSON).
 //! * [`rules`]: the domain rules every backend applies the same way — the validations,
 //!   the secure-mode transitions and their audit texts, what a cancelled job or a deleted
@@ -51,11 +53,11 @@ mod error;
 pub use error::StoreError;
 pub use model::{
     Account, AdminAction, AuditFilter, AuditRecord, CertificateRecord, ConsoleSession, ContactClaim, ContactTarget,
-    CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, EventKind,
-    FallbackCredential, FileRecord, FleetSummary, JobFilter, JobRecord, NewAuditRecord, NewFile, NewJob, Pruned,
-    SecuritySummary, SecurityUpdate, TokenRecord, WrittenSummary,
+    CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, DigestEvent, EventKind,
+    FallbackCredential, FileRecord, FleetSummary, JobFilter, JobRecord, NewAuditRecord, NewDigestEvent, NewFile,
+    NewJob, Pruned, SecuritySummary, SecurityUpdate, TokenRecord, WrittenSummary,
 };
 pub use traits::{
-    AccountStore, AuditStore, ContactStore, CredentialStore, DeviceStore, JobStore, MaintenanceStore, MessageFn,
-    ProtocolStore, SecurityStore, SessionStore, Store, with_device,
+    AccountStore, AuditStore, ContactStore, CredentialStore, DeviceStore, DigestStore, JobStore, MaintenanceStore,
+    MessageFn, ProtocolStore, SecurityStore, SessionStore, Store, with_device,
 };

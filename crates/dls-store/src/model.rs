@@ -609,3 +609,29 @@ impl FleetSummary {
     /// The most groups of a breakdown.
     pub const TOP: usize = 20;
 }
+
+/// An HTTP Digest throttle event to record for the other nodes
+/// ([`DigestStore`](crate::DigestStore)): which node, when, failure or success, and whom it
+/// counts against — opaque bytes to the store (the service's keyed hash of the username and
+/// the source address's key; never a password, never a clear username).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDigestEvent {
+    /// The recording node's own random id: a node skips its own events.
+    pub origin: i64,
+    /// When it happened.
+    pub at: UnixTime,
+    /// An authenticated attempt (else a failed one).
+    pub success: bool,
+    /// Whom it counts against (1 to [`rules::digest::MAX_DIGEST_KEY`](crate::rules::digest::MAX_DIGEST_KEY) bytes).
+    pub subject: Vec<u8>,
+}
+
+/// A recorded [`NewDigestEvent`], with its id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestEvent {
+    /// Its id: ids increase in the order events become visible, and are never handed out
+    /// again.
+    pub id: i64,
+    /// What was recorded.
+    pub event: NewDigestEvent,
+}

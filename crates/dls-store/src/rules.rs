@@ -1,6 +1,7 @@
 //! The domain rules every backend applies the same way, as plain functions: what a
 //! backend may store, the limits of what it returns, the secure-mode transitions
-//! ([`security`]) and what happens to jobs ([`jobs`]). A backend calls these; it never
+//! ([`security`]), what happens to jobs ([`jobs`]), and the bounds of the shared Digest
+//! state ([`digest`]). A backend calls these; it never
 //! restates them.
 
 use std::collections::HashSet;
@@ -12,6 +13,7 @@ use crate::StoreError;
 
 pub mod accounts;
 pub mod contact;
+pub mod digest;
 pub mod jobs;
 pub mod security;
 

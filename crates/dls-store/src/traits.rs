@@ -17,8 +17,9 @@ use dls_message::MacAddr;
 use crate::StoreError;
 use crate::model::{
     Account, AuditFilter, AuditRecord, CertificateRecord, ConsoleSession, ContactClaim, ContactTarget, CredentialScope,
-    DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, FleetSummary,
-    JobFilter, JobRecord, NewAuditRecord, NewFile, NewJob, Pruned, SecurityUpdate, TokenRecord,
+    DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, DigestEvent, FallbackCredential, FileRecord,
+    FleetSummary, JobFilter, JobRecord, NewAuditRecord, NewDigestEvent, NewFile, NewJob, Pruned, SecurityUpdate,
+    TokenRecord,
 };
 
 /// The caller's part of one message, run by [`ProtocolStore::run_message`]: given what the
@@ -446,6 +447,46 @@ pub trait AccountStore: Send + Sync {
     fn prune_console_sessions(&self, idle_before: UnixTime, created_before: UnixTime) -> Result<u64, StoreError>;
 }
 
+/// HTTP Digest state shared by the nodes of one store (`docs/digest.md`): the nonce counts
+/// used, so that a replayed `Authorization` is refused on every node, and the throttle's
+/// events, so that each node counts the failures of all of them.
+///
+/// Both tables are pruned as they are written: each recording call also deletes at most
+/// [`rules::digest::DIGEST_PRUNE_BATCH`](crate::rules::digest::DIGEST_PRUNE_BATCH) rows of
+/// each that no longer matter, more than it adds, so the tables hold about what was
+/// recorded within their lifetimes. Only the service's evaluated attempts are recorded, so
+/// requests without credentials never grow them.
+///
+/// A backend guarantees, whatever process or node the callers are in:
+/// * of several [`Self::record_digest_use`] calls for one `(nonce, nc)`, at most one returns
+///   `true` while the use is remembered;
+/// * event ids increase in the order events become visible: once a reader has read an event
+///   of id `n`, no event of id `n` or below appears later (a follower reading "after the
+///   last id seen" misses none), and ids are never handed out again.
+pub trait DigestStore: Send + Sync {
+    /// Records the first use of count `nc` of `nonce` (opaque bytes, see
+    /// [`rules::digest::check_use`](crate::rules::digest::check_use)), remembered at least
+    /// until `expires_at`, and with it `event` (the success), in one transaction: `true`. If
+    /// that use is remembered already: `false`, and nothing recorded. Forgets some uses that
+    /// expired before `event.at` and events from before `forget_before`.
+    fn record_digest_use(
+        &self,
+        nonce: &[u8],
+        nc: u32,
+        expires_at: UnixTime,
+        event: &NewDigestEvent,
+        forget_before: UnixTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Records `event` (a failure) for the other nodes; forgets some events from before
+    /// `forget_before`.
+    fn record_digest_event(&self, event: &NewDigestEvent, forget_before: UnixTime) -> Result<(), StoreError>;
+
+    /// The events after id `after` at or after `since`, by id, at most `limit` (capped at
+    /// [`rules::digest::MAX_DIGEST_EVENTS`](crate::rules::digest::MAX_DIGEST_EVENTS)).
+    fn digest_events(&self, after: i64, since: UnixTime, limit: usize) -> Result<Vec<DigestEvent>, StoreError>;
+}
+
 /// The whole storage interface of the DLS service: every part. Implemented for every type
 /// that implements the parts, so the service holds one `Arc<dyn Store>`. Implementations
 /// are safe to share between threads; calls block (the async shell runs them off its
@@ -461,6 +502,7 @@ pub trait Store:
     + SessionStore
     + AuditStore
     + AccountStore
+    + DigestStore
     + 'static
 {
 }
@@ -476,6 +518,7 @@ impl<T> Store for T where
         + SessionStore
         + AuditStore
         + AccountStore
+        + DigestStore
         + 'static
 {
 }

@@ -5,6 +5,7 @@ mod client;
 mod parsing;
 mod real_clients;
 mod server;
+mod shared;
 mod store_failures;
 mod throttling;
 mod vectors;

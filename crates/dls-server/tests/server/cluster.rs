@@ -320,3 +320,162 @@ async fn a_wrong_or_unreachable_database_stops_the_start() {
     let e = start("mysql://db.example.com/dls".into()).await.expect_err("not a store");
     assert!(matches!(e, dls_server::ServerError::Config(ref m) if m.contains("mysql")), "{e:?}");
 }
+
+/// The MAC and secret of the phone that fetches its provisioning file in the Digest tests.
+const PHONE: &str = "001A2B3C4D5E";
+const PHONE_SECRET: &str = "MACID-4711-cluster";
+
+/// One plain-HTTP `GET` of `path` on `node`'s provisioning listener, from the loopback
+/// address `127.0.0.<from>` (a phone's or a guesser's own address): the status, the
+/// `WWW-Authenticate` values and the body.
+async fn get(node: &TestServer, from: u8, path: &str, authorization: Option<&str>) -> (u16, Vec<String>, String) {
+    use http_body_util::{BodyExt, Empty};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, from], 0))).expect("binds a loopback address");
+    let stream = socket.connect(node.http).await.expect("connects");
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder().uri(path).header("host", node.http.to_string());
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    let resp =
+        sender.send_request(req.body(Empty::<hyper::body::Bytes>::new()).expect("request")).await.expect("answered");
+    let status = resp.status().as_u16();
+    let challenges =
+        resp.headers().get_all("www-authenticate").iter().map(|v| v.to_str().expect("ASCII").to_owned()).collect();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, challenges, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The `Authorization` a phone sends in answer to `challenge` (MD5, `qop=auth`), count `nc`.
+fn digest_answer(challenge: &str, user: &str, password: &str, uri: &str, nc: u32) -> String {
+    let c = dls_digest::Authorization::parse(challenge.as_bytes()).expect("a challenge");
+    let param = |name: &str| c.param(name).expect("in the challenge").to_owned();
+    let (realm, nonce, opaque) = (param("realm"), param("nonce"), param("opaque"));
+    let md5 = |parts: &[&str]| {
+        let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+        dls_digest::HashFn::Md5.hex(&parts).to_string()
+    };
+    let (nc, cnonce) = (format!("{nc:08x}"), "0a4f113b");
+    let ha1 = md5(&[user, &realm, password]);
+    let response = md5(&[&ha1, &nonce, &nc, cnonce, "auth", &md5(&["GET", uri])]);
+    format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", qop=auth, nc={nc}, \
+         cnonce=\"{cnonce}\", response=\"{response}\", opaque=\"{opaque}\""
+    )
+}
+
+/// A challenge of `node` to a request from `127.0.0.<from>` without credentials.
+async fn challenge_of(node: &TestServer, from: u8, path: &str) -> String {
+    let (status, challenges, _) = get(node, from, path, None).await;
+    assert_eq!((status, challenges.len()), (401, 1), "{challenges:?}");
+    challenges.into_iter().next().unwrap_or_default()
+}
+
+/// Registers the phone with its Digest secret, through `node`.
+async fn provision_phone(node: &TestServer) {
+    let (status, body) =
+        node.admin("POST", "/api/v1/devices", Some(json!({"mac": PHONE, "secret": PHONE_SECRET}))).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// HTTP Digest across nodes: a phone challenged by node A fetches its file from node B; the
+/// same `Authorization` again is refused by B and by A; the next count of the nonce is good
+/// on A; a node restarted keeps refusing it (the counts used are in the database).
+#[tokio::test]
+async fn a_phone_challenged_by_one_node_fetches_its_file_from_the_other_and_no_node_takes_a_replay() {
+    let url = tokio::task::spawn_blocking(database).await.expect("database");
+    let (a, b) = nodes(&url).await;
+    provision_phone(&a).await;
+    let path = format!("/provisioning/{PHONE}.xml");
+    let challenge = challenge_of(&a, 2, &path).await;
+    let first = digest_answer(&challenge, PHONE, PHONE_SECRET, &path, 1);
+    let (status, _, body) = get(&b, 2, &path, Some(&first)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("value=\"{PHONE}\"")), "its own file: {body}");
+    for (name, node) in [("B", &b), ("A", &a)] {
+        let (status, challenges, body) = get(node, 2, &path, Some(&first)).await;
+        assert_eq!((status, challenges.len()), (401, 1), "a replay on {name}: {body}");
+        assert!(!challenges[0].contains("stale=true"), "a replay, not a stale nonce: {challenges:?}");
+    }
+    // The phone's next request on the same nonce, to the node that issued it.
+    let second = digest_answer(&challenge, PHONE, PHONE_SECRET, &path, 2);
+    assert_eq!(get(&a, 2, &path, Some(&second)).await.0, 200);
+    // A wrong secret with a nonce of A, on B: a plain 401, as on one node.
+    let wrong = digest_answer(&challenge, PHONE, "not-the-secret", &path, 3);
+    let (status, challenges, _) = get(&b, 2, &path, Some(&wrong)).await;
+    assert_eq!((status, challenges.iter().any(|c| c.contains("stale=true"))), (401, false));
+    // A node that starts again (its memory gone) still refuses the replay.
+    b.stop().await;
+    let store = StoreLocation::new(url.clone());
+    let c = TestServer::join(&a, move |c| c.store = store).await;
+    assert_eq!(get(&c, 2, &path, Some(&second)).await.0, 401, "a replay after a restart");
+    let third = digest_answer(&challenge, PHONE, PHONE_SECRET, &path, 4);
+    assert_eq!(get(&c, 2, &path, Some(&third)).await.0, 200, "A's nonce on a node started since");
+    a.stop().await;
+    c.stop().await;
+}
+
+/// Guesses spread over both nodes are counted as on one node: a guesser at one address is
+/// throttled after the pair's allowance of one node (`pair_burst` of the default
+/// `ThrottleConfig`, the time standing still), not twice it; 30 addresses guessing the
+/// phone's MAC, half on each node, put the username under pressure on both nodes (20 is the
+/// ceiling; 15 per node would not); and the real phone at its own address fetches its file
+/// through either node all along.
+#[tokio::test]
+async fn guesses_spread_over_both_nodes_count_as_on_one_and_never_lock_the_phone_out() {
+    let url = tokio::task::spawn_blocking(database).await.expect("database");
+    let clock = Arc::new(dls_server::ManualClock::from_system());
+    let (first, store) = (StoreLocation::new(url.clone()), StoreLocation::new(url));
+    let a = TestServer::start_with_clock(move |c| c.store = first, clock.clone()).await;
+    let b = TestServer::join_with_clock(&a, move |c| c.store = store, clock.clone()).await;
+    provision_phone(&a).await;
+    let path = format!("/provisioning/{PHONE}.xml");
+    let nodes = [&a, &b];
+    let defaults = dls_digest::ThrottleConfig::default();
+
+    // One guesser address, alternating: challenged by one node, answering the other.
+    let mut evaluated = 0;
+    let throttled = loop {
+        assert!(evaluated <= 2 * defaults.pair_burst, "never throttled");
+        let (from, to) = (nodes[evaluated as usize % 2], nodes[(evaluated as usize + 1) % 2]);
+        let guess = digest_answer(&challenge_of(from, 3, &path).await, PHONE, &format!("guess{evaluated}"), &path, 1);
+        match get(to, 3, &path, Some(&guess)).await {
+            (401, _, _) => evaluated += 1,
+            (429, _, _) => break evaluated,
+            (status, _, body) => panic!("guess {evaluated}: {status} {body}"),
+        }
+    };
+    assert_eq!(throttled, defaults.pair_burst, "one node's allowance, whichever node the guesses reach");
+    for node in nodes {
+        let guess = digest_answer(&challenge_of(node, 3, &path).await, PHONE, "again", &path, 1);
+        assert_eq!(get(node, 3, &path, Some(&guess)).await.0, 429, "every node holds the guesser back");
+    }
+    // The phone, from its own address, through each node.
+    for (i, node) in nodes.into_iter().enumerate() {
+        let answer = digest_answer(&challenge_of(nodes[(i + 1) % 2], 2, &path).await, PHONE, PHONE_SECRET, &path, 1);
+        let (status, _, body) = get(node, 2, &path, Some(&answer)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // 30 addresses, one wrong guess each, half on each node: the username ceiling (20) is
+    // exceeded cluster-wide, so an address that guessed waits; a fresh address never does.
+    clock.advance(Duration::from_secs(3600));
+    for n in 0..30u8 {
+        let node = nodes[usize::from(n) % 2];
+        let guess = digest_answer(&challenge_of(node, 10 + n, &path).await, PHONE, "guess", &path, 1);
+        assert_eq!(get(node, 10 + n, &path, Some(&guess)).await.0, 401, "guess from address {n}: evaluated");
+    }
+    for (n, node) in [(0u8, &a), (1, &b), (2, &a), (3, &b)] {
+        let guess = digest_answer(&challenge_of(node, 10 + n, &path).await, PHONE, "again", &path, 1);
+        assert_eq!(get(node, 10 + n, &path, Some(&guess)).await.0, 429, "address {n} under pressure");
+    }
+    for (i, node) in nodes.into_iter().enumerate() {
+        let answer = digest_answer(&challenge_of(nodes[(i + 1) % 2], 2, &path).await, PHONE, PHONE_SECRET, &path, 1);
+        assert_eq!(get(node, 2, &path, Some(&answer)).await.0, 200, "the phone during the attack");
+    }
+    a.stop().await;
+    b.stop().await;
+}
