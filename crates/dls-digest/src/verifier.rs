@@ -244,7 +244,8 @@ impl Verifier {
     }
 
     /// Decides one request. Sans-IO: no clock, no logging; at most one lookup call, none when
-    /// the request is throttled before it.
+    /// the request is throttled before it; with a [`SharedState`], at most two calls to it
+    /// (none for a request without credentials).
     pub fn verify<L: CredentialLookup + ?Sized>(&self, req: &Request<'_>, lookup: &L) -> Outcome {
         let now = req.now;
         let Some(raw) = req.authorization else {
@@ -340,7 +341,8 @@ impl Verifier {
             if let Some(shared) = &self.shared
                 && let Err(error) = shared.record_failure(&event, self.forget_before(now))
             {
-                // Counted here, not elsewhere: no answer that the others did not count.
+                // Counted on this verifier only: a 503, as for any failure of the store,
+                // rather than a 401 the others did not count.
                 return self.unavailable(error);
             }
             let reason = match (known, usable) {
