@@ -1,6 +1,7 @@
 //! The `dls` binary driven as a user drives it: arguments, stdin, stdout, exit codes.
 
 mod common;
+mod database_tls;
 mod items;
 mod jobs;
 mod message;
