@@ -158,7 +158,8 @@ pub struct Config {
     pub node_name: String,
     /// Where the service keeps its state: `sqlite` (the default: `dls.sqlite` in the data
     /// directory, one node) or a PostgreSQL URL, `postgres://user:password@host:port/database`,
-    /// which several nodes share (`docs/cluster.md`). Its password is never logged.
+    /// which several nodes share (`docs/cluster.md`), TLS to it asked with libpq's parameters
+    /// (`?sslmode=verify-full&sslrootcert=PATH`, …). Its password is never logged.
     pub store: StoreLocation,
     /// Keep the sessions of interactions in progress in the store rather than in this
     /// process: a message of an interaction that reaches another node (a balancer's
@@ -226,15 +227,27 @@ impl StoreLocation {
         }
     }
 
-    /// The location without its password, for logs and messages.
+    /// The location without its password (the URL's, or a `password` parameter's), for
+    /// logs and messages.
     #[must_use]
     pub fn redacted(&self) -> String {
         match url::Url::parse(&self.0) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("*****"));
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("*****"));
+                }
+                if url.query_pairs().any(|(k, _)| k == "password") {
+                    let pairs: Vec<(String, String)> = url
+                        .query_pairs()
+                        .map(|(k, v)| {
+                            let v = if k == "password" { "*****".to_owned() } else { v.into_owned() };
+                            (k.into_owned(), v)
+                        })
+                        .collect();
+                    url.query_pairs_mut().clear().extend_pairs(pairs);
+                }
                 url.to_string()
             }
-            Ok(url) => url.to_string(),
             Err(_) if self.0 == "sqlite" => self.0.clone(),
             Err(_) => "(not a URL)".to_owned(),
         }
@@ -471,6 +484,12 @@ mod tests {
         let config = Config { store: pg.clone(), ..Config::default() };
         assert!(!format!("{config:?}").contains("hunter2"), "Config's Debug shows no password");
         assert_eq!(pg.as_str(), "postgres://dls:hunter2@db.example.com:5432/dls", "opened as given");
+        let tls =
+            StoreLocation::new("postgres://dls@db/dls?sslmode=verify-full&password=hunter2&sslrootcert=/etc/ca.pem");
+        assert_eq!(tls.kind(), Ok(StoreKind::Postgres));
+        let shown = tls.redacted();
+        assert!(!shown.contains("hunter2") && shown.contains("password=*****"), "{shown}");
+        assert!(shown.contains("sslmode=verify-full") && shown.contains("sslrootcert=%2Fetc%2Fca.pem"), "{shown}");
         assert_eq!(StoreLocation::new("postgresql://db/dls").kind(), Ok(StoreKind::Postgres));
         for bad in ["", "sqlite:", "mysql://db/dls", "postgres:///dls", "not a url"] {
             let e = StoreLocation::new(bad).kind().expect_err(bad);

@@ -6,6 +6,7 @@
 //! | module | what |
 //! |---|---|
 //! | `store` | [`PostgresStore`]: opening, the pool ([`PoolOptions`]), the transactions and their retries, the profile cache |
+//! | `tls` | TLS to the database: libpq's `sslmode`, `sslrootcert`, `sslcert`, `sslkey` on rustls (ring) |
 //! | `schema` | the migrations (`schema_version`), applied at open under an advisory lock |
 //! | `sql` | conversions between records and columns; errors; prepared statements; the devices' advisory locks |
 //! | `inventory` | a device's inventory as one record (a JSON array), its merges |
@@ -32,6 +33,13 @@
 //!   default, opened when needed, each checked when taken so that one a restarted server
 //!   dropped is replaced). A call takes one for its transaction. An unreachable database
 //!   is [`StoreError::Unavailable`](dls_store::StoreError::Unavailable), in one line.
+//! * TLS: libpq's parameters in the URL — `sslmode` (`disable`, `prefer` (the default, as
+//!   libpq's), `require`, `verify-ca`, `verify-full`), `sslrootcert`, `sslcert` and
+//!   `sslkey` — mean what they mean to libpq, on rustls with the ring provider
+//!   (`tokio-postgres-rustls`); where this is stricter than libpq, and why, is the `tls`
+//!   module's. TLS that cannot be agreed at open (a certificate refused, no TLS under
+//!   `require`) and files that cannot be used are
+//!   [`StoreError::Invalid`](dls_store::StoreError::Invalid), in one line.
 //! * Transactions: a read is one `REPEATABLE READ`, read-only transaction (one snapshot);
 //!   a write is one `READ COMMITTED` transaction, committed whole or rolled back, and run
 //!   again (a bounded number of times, the closure called again) after a deadlock or a
@@ -79,5 +87,6 @@ mod sessions;
 mod sql;
 mod store;
 mod summary;
+mod tls;
 
 pub use store::{PoolOptions, PostgresStore};

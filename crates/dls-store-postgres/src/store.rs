@@ -9,15 +9,16 @@ use dls_engine::Profile;
 use dls_message::MacAddr;
 use dls_store::StoreError;
 use postgres::error::SqlState;
-use postgres::{Client, Config, IsolationLevel, NoTls};
+use postgres::{Client, Config, IsolationLevel};
 use r2d2::PooledConnection;
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::devices::load_profiles;
 use crate::schema;
 use crate::sql::{Statements, Tx, is_retryable, one_line};
+use crate::tls::{self, TlsParams};
 
-type Manager = PostgresConnectionManager<NoTls>;
+type Manager = PostgresConnectionManager<tls::Connector>;
 
 /// How many times a transaction that failed only because of another one beside it (a
 /// serialisation failure, a deadlock) is run again before the failure is given.
@@ -103,12 +104,16 @@ enum Access {
 
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database`,
-    /// with the parameters PostgreSQL's connection URIs take), with the default pool
-    /// ([`PoolOptions::default`]), and applies the pending schema migrations.
+    /// with the parameters PostgreSQL's connection URIs take, TLS's included: `sslmode`,
+    /// `sslrootcert`, `sslcert`, `sslkey` as libpq reads them; see the crate's
+    /// documentation), with the default pool ([`PoolOptions::default`]), and applies the
+    /// pending schema migrations.
     ///
     /// # Errors
-    /// [`StoreError::Invalid`] for a URL that is not a `postgres://` URL, or a database
-    /// that refuses the login or does not exist; [`StoreError::Unavailable`] if the
+    /// [`StoreError::Invalid`] for a URL that is not a `postgres://` URL, TLS parameters
+    /// or files that cannot be used, a database that refuses the login or does not exist,
+    /// or TLS that cannot be agreed (a certificate refused, a server without TLS under
+    /// `sslmode=require`); [`StoreError::Unavailable`] if the
     /// database cannot be reached;
     /// [`StoreError::Corrupt`] if it is not a DLS database or is from a newer version (it
     /// is left untouched); [`StoreError::Database`] if a migration fails.
@@ -121,13 +126,14 @@ impl PostgresStore {
     /// # Errors
     /// As [`Self::open`]; [`StoreError::Invalid`] for a pool of no connections.
     pub fn open_with(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
-        let config = parse_url(url, options)?;
+        let (config, tls) = parse_url(url, options)?;
         if options.max_connections == 0 {
             return Err(StoreError::Invalid("a pool of no connections".into()));
         }
+        let connector = tls.connector()?;
         // One connection first, by itself: a database that cannot be reached or refuses
         // the login says why at once (a pool would retry until its timeout), and it migrates.
-        let mut client = config.connect(NoTls).map_err(connect_error)?;
+        let mut client = config.connect(connector.clone()).map_err(|e| connect_error(e, &tls))?;
         schema::migrate(&mut client)?;
         drop(client);
         let pool = r2d2::Pool::builder()
@@ -138,7 +144,7 @@ impl PostgresStore {
             .connection_timeout(options.acquire_timeout)
             .test_on_check_out(true)
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build(PostgresConnectionManager::new(config, NoTls))
+            .build(PostgresConnectionManager::new(config, connector))
             .map_err(|e| StoreError::Unavailable(one_line(&e)))?;
         Ok(Self { pool: Pool(Some(pool)), profiles: Mutex::new(None) })
     }
@@ -247,9 +253,14 @@ fn once<T>(
     Ok(out)
 }
 
-/// Why the first connection failed: the login refused or the database missing is the
-/// URL's fault (invalid); anything else (no server there, a timeout) is unavailable.
-fn connect_error(e: postgres::Error) -> StoreError {
+/// Why the first connection failed: the login refused, the database missing or TLS not
+/// agreed is the URL's fault (invalid); anything else (no server there, a timeout) is
+/// unavailable.
+fn connect_error(e: postgres::Error, tls: &TlsParams) -> StoreError {
+    if tls::refused(&e) {
+        let message = format!("TLS to the database failed (sslmode={}): {}{}", tls.mode, one_line(&e), tls::hint(&e));
+        return StoreError::Invalid(message);
+    }
     let refused = e.code().is_some_and(|c| c.code().starts_with("28") || *c == SqlState::INVALID_CATALOG_NAME);
     let message = format!("cannot connect to the database: {}", one_line(&e));
     if refused { StoreError::Invalid(message) } else { StoreError::Unavailable(message) }
@@ -263,11 +274,12 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// The connection settings of a `postgres://` URL, with the pool's connect timeout unless
-/// the URL sets one.
-fn parse_url(url: &str, options: &PoolOptions) -> Result<Config, StoreError> {
+/// the URL sets one, and its TLS parameters.
+fn parse_url(url: &str, options: &PoolOptions) -> Result<(Config, TlsParams), StoreError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(StoreError::Invalid("the database URL must begin with postgres:// or postgresql://".into()));
     }
+    let (url, tls) = tls::split_url(url)?;
     let mut config: Config =
         url.parse().map_err(|e| StoreError::Invalid(format!("the database URL: {}", one_line(&e))))?;
     if config.get_hosts().is_empty() {
@@ -279,7 +291,8 @@ fn parse_url(url: &str, options: &PoolOptions) -> Result<Config, StoreError> {
     if config.get_application_name().is_none() {
         config.application_name("dls");
     }
-    Ok(config)
+    tls.configure(&mut config);
+    Ok((config, tls))
 }
 
 #[cfg(test)]
@@ -293,10 +306,11 @@ mod tests {
             let r = PostgresStore::open_with(bad, &options);
             assert!(matches!(r, Err(StoreError::Invalid(_))), "{bad:?}: {r:?}");
         }
-        let config = parse_url("postgres://u:secret@db.example:6543/dls?connect_timeout=2", &options).expect("parses");
+        let (config, _) =
+            parse_url("postgres://u:secret@db.example:6543/dls?connect_timeout=2", &options).expect("parses");
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(2)));
         assert_eq!(config.get_application_name(), Some("dls"));
-        let config = parse_url("postgresql://db.example/dls", &options).expect("parses");
+        let (config, _) = parse_url("postgresql://db.example/dls", &options).expect("parses");
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(5)));
         let none = PoolOptions { max_connections: 0, ..PoolOptions::default() };
         assert!(matches!(PostgresStore::open_with("postgres://h/db", &none), Err(StoreError::Invalid(_))));

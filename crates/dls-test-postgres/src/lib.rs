@@ -36,7 +36,12 @@
 //!   which a test does not keep anyway);
 //! - the superuser `postgres`, without a password: [`Database::url`] is
 //!   `postgres://postgres@127.0.0.1:PORT/NAME`, [`Database::socket_url`] the same over the
-//!   socket (its directory percent-encoded as the host).
+//!   socket (its directory percent-encoded as the host);
+//! - TLS when asked ([`Options::tls`]: `ssl = on` with the given certificate and key, written
+//!   0600 and owned by the server's user, as PostgreSQL requires; [`Options::client_certificates`]:
+//!   TCP clients must log in with a certificate). [`TestCa`] makes the certificates, and
+//!   [`TestPostgres::client_file`] writes what a client reads (its `sslrootcert`, …) where
+//!   it goes away with the server.
 //!
 //! Every wait is bounded: a start or stop taking longer than 30 s fails, a start's error
 //! carrying the tail of the server's log.
@@ -75,6 +80,10 @@ use std::{
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use tempfile::TempDir;
+
+mod tls;
+
+pub use tls::{Issued, TestCa};
 
 /// The environment variable naming a directory with `initdb`, `pg_ctl` and `postgres`,
 /// instead of the newest `/usr/lib/postgresql/*/bin`.
@@ -161,6 +170,9 @@ pub enum Error {
     /// The shared server failed to start (in this or an earlier test of the binary).
     #[error("the shared test server could not be started: {0}")]
     Shared(String),
+    /// A test certificate could not be made ([`TestCa`]).
+    #[error("test certificate: {0}")]
+    Certificate(String),
 }
 
 /// The server's own message when it sent one (`postgres::Error` displays only "db error").
@@ -192,6 +204,7 @@ impl fmt::Debug for ServerTls {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     tls: Option<ServerTls>,
+    client_ca: Option<String>,
 }
 
 impl Options {
@@ -200,6 +213,16 @@ impl Options {
     #[must_use]
     pub fn tls(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
         self.tls = Some(ServerTls { cert_pem: cert_pem.into(), key_pem: key_pem.into() });
+        self
+    }
+
+    /// With [`Self::tls`]: a client on 127.0.0.1 must connect with TLS and log in with a
+    /// certificate this CA (PEM) issued for its user name (`hostssl … cert` in
+    /// `pg_hba.conf`, `ssl_ca_file`); without one it is refused. The Unix socket is
+    /// unchanged.
+    #[must_use]
+    pub fn client_certificates(mut self, ca_pem: impl Into<String>) -> Self {
+        self.client_ca = Some(ca_pem.into());
         self
     }
 }
@@ -335,6 +358,22 @@ impl TestPostgres {
     /// The directory of the PostgreSQL binaries in use.
     pub fn bin_dir(&self) -> &Path {
         &self.bin
+    }
+
+    /// Writes a file for the test's clients (a CA certificate for `sslrootcert`, …) in the
+    /// server's temporary directory, readable by its owner only, and returns its path; it
+    /// goes away with the server.
+    pub fn client_file(&self, name: &str, contents: &str) -> Result<PathBuf, Error> {
+        let path = self.dir.path().join(name);
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut file| file.write_all(contents.as_bytes()))
+            .map_err(io_error(format!("write {}", path.display())))?;
+        Ok(path)
     }
 
     /// The last lines of the server's log, for a failing test's message.
@@ -486,6 +525,14 @@ rm -rf -- "$dir"
             self.write_server_file("server.key", &tls.key_pem)?;
             conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
         }
+        let tcp = match &options.client_ca {
+            Some(ca) => {
+                self.write_server_file("client-ca.crt", ca)?;
+                conf.push_str("ssl_ca_file = 'client-ca.crt'\n");
+                "hostssl all all 127.0.0.1/32 cert\n"
+            }
+            None => "host all all 127.0.0.1/32 trust\n",
+        };
         let conf_path = self.data.join("postgresql.conf");
         OpenOptions::new()
             .append(true)
@@ -493,7 +540,7 @@ rm -rf -- "$dir"
             .and_then(|mut file| file.write_all(conf.as_bytes()))
             .map_err(io_error(format!("append to {}", conf_path.display())))?;
         // Only the socket and the loopback address, without passwords.
-        let hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
+        let hba = format!("local all all trust\n{tcp}");
         let hba_path = self.data.join("pg_hba.conf");
         fs::write(&hba_path, hba).map_err(io_error(format!("write {}", hba_path.display())))
     }

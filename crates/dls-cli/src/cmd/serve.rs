@@ -230,7 +230,9 @@ struct Settings {
     #[arg(long, env = "DLS_NODE_NAME", value_name = "NAME")]
     node_name: Option<String>,
     /// Where the state is kept: sqlite (the data directory's dls.sqlite; default) or a
-    /// PostgreSQL URL, postgres://user:password@host:port/database, that several nodes share.
+    /// PostgreSQL URL, postgres://user:password@host:port/database, that several nodes share;
+    /// TLS with libpq's parameters: ?sslmode=verify-full&sslrootcert=CA-FILE (sslmode
+    /// disable, prefer (default), require, verify-ca, verify-full; sslcert, sslkey).
     #[arg(long, env = "DLS_STORE", value_name = "sqlite|URL")]
     store: Option<String>,
     /// Keep the sessions of interactions in progress in the store, so that an interaction

@@ -1,7 +1,9 @@
 //! The `dls` binary driven as a user drives it: arguments, stdin, stdout, exit codes.
 
 mod accounts;
+mod cluster;
 mod common;
+mod database_tls;
 mod items;
 mod jobs;
 mod message;

@@ -1,6 +1,9 @@
 //! Several nodes on one PostgreSQL database (`store = "postgres://…"`): any node serves any
 //! phone, and a device's messages stay atomic across nodes. A real PostgreSQL server, started
-//! by the tests (`dls-test-postgres`); without one these tests fail, they never skip.
+//! by the tests (`dls-test-postgres`); without one these tests fail, they never skip. The
+//! nodes here run in this process; the tests that SIGKILL a node (a `dls serve` process)
+//! mid-storm and mid-contact-me are `dls-cli`'s (`tests/cli/cluster.rs`), whose tests Cargo
+//! gives the `dls` binary to.
 
 use std::sync::Arc;
 use std::time::Duration;
