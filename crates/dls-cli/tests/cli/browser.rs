@@ -60,12 +60,16 @@ fn version_in(file: &Path, pointer: &str) -> Option<String> {
 /// `node_modules` holds the `@playwright/test` that package-lock.json pins.
 fn check_packages(suite: &Path) -> Result<(), String> {
     let pinned = version_in(&suite.join("package-lock.json"), "/packages/node_modules~1@playwright~1test/version")
-        .ok_or_else(|| format!("browser tests: no @playwright/test in {}", suite.join("package-lock.json").display()))?;
+        .ok_or_else(|| {
+            format!("browser tests: no @playwright/test in {}", suite.join("package-lock.json").display())
+        })?;
     match version_in(&suite.join("node_modules/@playwright/test/package.json"), "/version") {
-        None => Err(format!("browser tests: tests/browser/node_modules is missing (npm packages not installed): run `{NPM_CI}`")),
-        Some(v) if v != pinned => {
-            Err(format!("browser tests: @playwright/test {v} is installed but package-lock.json pins {pinned}: run `{NPM_CI}`"))
-        }
+        None => Err(format!(
+            "browser tests: tests/browser/node_modules is missing (npm packages not installed): run `{NPM_CI}`"
+        )),
+        Some(v) if v != pinned => Err(format!(
+            "browser tests: @playwright/test {v} is installed but package-lock.json pins {pinned}: run `{NPM_CI}`"
+        )),
         Some(_) => Ok(()),
     }
 }
@@ -142,7 +146,10 @@ fn the_console_in_headless_chromium() {
 
     let stderr = served.stop();
     match status {
-        None => panic!("the browser suite did not finish within {} s and was killed; its output:\n{output}", DEADLINE.as_secs()),
+        None => panic!(
+            "the browser suite did not finish within {} s and was killed; its output:\n{output}",
+            DEADLINE.as_secs()
+        ),
         Some(s) if !s.success() => panic!(
             "the browser suite failed ({s}); traces and screenshots of failed tests are in tests/browser/test-results/; its output:\n{output}"
         ),
