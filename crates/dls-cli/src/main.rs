@@ -48,7 +48,10 @@ enum Command {
     /// Manage deployment files: firmware, ring tones, logos… (through the admin API).
     #[command(subcommand)]
     File(cmd::jobs::FileCmd),
-    /// Show the security audit log (through the admin API).
+    /// Manage console and API accounts and their API tokens (through the admin API; admin only).
+    #[command(subcommand)]
+    Account(cmd::accounts::AccountCmd),
+    /// Show the audit log: security events and administrative changes (through the admin API).
     Audit(cmd::admin::AuditArgs),
     /// Manage configuration profiles (through the admin API).
     #[command(subcommand)]
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Device(c) => cmd::admin::run_device(c),
         Command::Profile(c) => cmd::admin::run_profile(c),
         Command::Audit(a) => cmd::admin::run_audit(a),
+        Command::Account(c) => cmd::accounts::run_account(c),
         Command::Job(c) => cmd::jobs::run_job(c),
         Command::File(c) => cmd::jobs::run_file(c),
         Command::Credentials(c) => cmd::admin::run_credentials(c),

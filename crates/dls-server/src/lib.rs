@@ -38,6 +38,7 @@ mod admin;
 mod bootstrap;
 pub mod clock;
 pub mod config;
+mod console;
 mod contact;
 pub mod datadir;
 mod dcmp;

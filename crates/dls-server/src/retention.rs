@@ -182,7 +182,7 @@ mod tests {
 
     use dls_engine::{AuditEvent, AuditKind, Change, JobKind, JobState, JobUpdate, SecurityMode, UnixTime};
     use dls_message::MacAddr;
-    use dls_store::{JobFilter, JobStore, MaintenanceStore, NewJob, ProtocolStore, SecurityStore, Store};
+    use dls_store::{AuditStore, JobFilter, JobStore, MaintenanceStore, NewJob, ProtocolStore, Store};
     use dls_store_sqlite::SqliteStore;
     use tokio::sync::watch;
 

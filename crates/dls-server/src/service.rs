@@ -370,6 +370,8 @@ impl Handlers {
             clock: clock.clone(),
             metrics: metrics.clone(),
             readiness: admin::Readiness::default(),
+            auth: admin::auth::Auth::new(console_policy(config), config.admin_tls),
+            settings: settings_shown(config),
         });
         let dcmp = Arc::new(dcmp::DcmpState {
             store,
@@ -380,6 +382,33 @@ impl Handlers {
         let http = Arc::new(HttpRoutes { provisioning, dcmp });
         Ok(Self { metrics, wpi, admin, http, retention })
     }
+}
+
+/// The console sessions' timeouts.
+fn console_policy(_config: &Config) -> dls_accounts::SessionPolicy {
+    dls_accounts::SessionPolicy::default()
+}
+
+/// The running configuration as the console's settings page shows it: every setting by its
+/// name, the store's URL without its password.
+fn settings_shown(config: &Config) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(config) else { return Vec::new() };
+    map.into_iter()
+        .map(|(name, value)| {
+            let shown = match (name.as_str(), value) {
+                ("store", _) => config.store.redacted(),
+                (_, serde_json::Value::String(s)) => s,
+                (_, serde_json::Value::Null) => "(not set)".to_owned(),
+                (_, serde_json::Value::Array(items)) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                (_, other) => other.to_string(),
+            };
+            (name, shown)
+        })
+        .collect()
 }
 
 /// The engine's settings from the service's.

@@ -234,6 +234,10 @@ impl DeviceStore for PostgresStore {
         Ok(deleted > 0)
     }
 
+    fn fleet_summary(&self, since: UnixTime) -> Result<dls_store::FleetSummary, StoreError> {
+        crate::summary::fleet_summary(self, since)
+    }
+
     fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
         let cache = self.read(|tx| {
             let version = profiles_version(tx)?;

@@ -11,7 +11,10 @@
 //! | `inventory` | a device's inventory as one record (a JSON array), its merges |
 //! | `protocol` | [`ProtocolStore`](dls_store::ProtocolStore): a message's load and apply, `run_message` |
 //! | `devices` | [`DeviceStore`](dls_store::DeviceStore): devices and profiles |
-//! | `security` | [`SecurityStore`](dls_store::SecurityStore): secure mode, certificates, audit |
+//! | `summary` | the fleet at a glance (`DeviceStore::fleet_summary`, the dashboard) |
+//! | `security` | [`SecurityStore`](dls_store::SecurityStore): secure mode, certificates |
+//! | `audit` | [`AuditStore`](dls_store::AuditStore): the audit log, its filters and pages |
+//! | `accounts` | [`AccountStore`](dls_store::AccountStore): accounts, API tokens, console sessions (shared by the nodes) |
 //! | `credentials` | [`CredentialStore`](dls_store::CredentialStore): Digest secrets |
 //! | `jobs`, `files` | [`JobStore`](dls_store::JobStore): jobs, contact-me, deployment files |
 //! | `contact` | [`ContactStore`](dls_store::ContactStore): the contact-me schedule the nodes claim from; the leases |
@@ -57,6 +60,8 @@
 //!   material) are stored as the caller sealed them: opaque bytes, the key is not the
 //!   store's.
 
+mod accounts;
+mod audit;
 mod contact;
 mod credentials;
 mod devices;
@@ -71,5 +76,6 @@ mod security;
 mod sessions;
 mod sql;
 mod store;
+mod summary;
 
 pub use store::{PoolOptions, PostgresStore};

@@ -7,8 +7,9 @@
 //! from a newer version, or one with tables of another application, is refused with
 //! [`StoreError::Corrupt`] and left untouched.
 //!
-//! The tables and their meaning are those of the SQLite backend's schema (its version 12;
-//! this schema's version 1 is its version 11, version 2 adds `wpi_sessions` as its 12 does),
+//! The tables and their meaning are those of the SQLite backend's schema (this schema's
+//! version 1 is its version 11, version 2 adds `wpi_sessions` as its 12 does, 3 is its 13,
+//! 4 its 14),
 //! in PostgreSQL's types. What differs:
 //! * ids that are never handed out again (jobs, files) are identity columns: a sequence
 //!   never gives a value twice, not even one of a rolled-back transaction;
@@ -49,6 +50,9 @@ const TABLES: &[&str] = &[
     "wpi_sessions",
     "contact_schedule",
     "leases",
+    "accounts",
+    "api_tokens",
+    "console_sessions",
 ];
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
@@ -265,6 +269,42 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         holder     TEXT NOT NULL,
         expires_at BIGINT NOT NULL
     );
+    "#,
+    // 4: the console (issue 16) — accounts, their API tokens and console sessions (by
+    // hashes: no password, token or session id is stored), and the audit log widened to
+    // administrative changes: an actor, and no device for a change that is about none
+    // (the SQLite backend's version 14).
+    r#"
+    CREATE TABLE accounts (
+        name          TEXT COLLATE "C" PRIMARY KEY,      -- a-z 0-9 . _ - @
+        role          TEXT NOT NULL,                     -- viewer | operator | admin
+        password_hash TEXT NOT NULL,                     -- Argon2id, PHC string
+        created_at    BIGINT NOT NULL,
+        updated_at    BIGINT NOT NULL,
+        last_login_at BIGINT
+    );
+    CREATE TABLE api_tokens (
+        key          TEXT COLLATE "C" PRIMARY KEY,       -- SHA-256 of the token, hex
+        account      TEXT COLLATE "C" NOT NULL REFERENCES accounts (name) ON DELETE CASCADE,
+        name         TEXT COLLATE "C" NOT NULL,
+        created_at   BIGINT NOT NULL,
+        last_used_at BIGINT,
+        UNIQUE (account, name)
+    );
+    CREATE TABLE console_sessions (
+        key          TEXT COLLATE "C" PRIMARY KEY,       -- SHA-256 of the session id, hex
+        account      TEXT COLLATE "C" NOT NULL REFERENCES accounts (name) ON DELETE CASCADE,
+        created_at   BIGINT NOT NULL,
+        last_seen_at BIGINT NOT NULL
+    );
+    CREATE INDEX console_sessions_by_account ON console_sessions (account, last_seen_at);
+    CREATE INDEX console_sessions_by_last_seen ON console_sessions (last_seen_at);
+    CREATE INDEX console_sessions_by_created ON console_sessions (created_at);
+
+    ALTER TABLE audit ALTER COLUMN mac DROP NOT NULL;
+    ALTER TABLE audit ADD COLUMN actor TEXT COLLATE "C";  -- account, account:token, admin-token; NULL: a phone
+    CREATE INDEX audit_by_actor ON audit (actor, seq);
+    CREATE INDEX audit_by_kind ON audit (kind, seq);
     "#,
 ];
 

@@ -13,12 +13,10 @@ use dls_message::MacAddr;
 use dls_store::columns::SecurityColumns;
 use dls_store::rules;
 use dls_store::rules::security::{self, RevokeReason, SecurityStep};
-use dls_store::{AuditRecord, CertificateRecord, SecurityStore, SecurityUpdate, StoreError};
+use dls_store::{CertificateRecord, SecurityStore, SecurityUpdate, StoreError};
 
 use crate::PostgresStore;
-use crate::sql::{
-    Tx, get, int, kind_from_sql, lock_device, mac_from_sql, opt_time_from_sql, time_from_sql, time_to_sql,
-};
+use crate::sql::{Tx, get, lock_device, opt_time_from_sql, time_from_sql, time_to_sql};
 
 /// A device's security, or `None` if the device is unknown.
 pub(crate) fn load_security(tx: &mut Tx<'_>, mac: &str) -> Result<Option<SecurityColumns>, StoreError> {
@@ -84,6 +82,10 @@ pub(crate) fn change_security(
     update: &SecurityUpdate,
 ) -> Result<(), StoreError> {
     let before = load_security(tx, key)?.map(|s| s.before());
+    let actor = update.actor.as_deref();
+    if let Some(actor) = actor {
+        rules::accounts::check_actor(actor)?;
+    }
     for step in security::plan(key, before, update)? {
         match step {
             SecurityStep::DropPending => drop_pending(tx, key)?,
@@ -99,6 +101,7 @@ pub(crate) fn change_security(
                         tx,
                         key,
                         at,
+                        actor,
                         AuditKind::CertificateRevoked,
                         &security::revoked_detail(&serial, reason),
                     )?;
@@ -127,7 +130,7 @@ pub(crate) fn change_security(
                     ],
                 )?;
             }
-            SecurityStep::Audit(kind, detail) => insert_audit(tx, key, at, kind, &detail)?,
+            SecurityStep::Audit(kind, detail) => insert_audit(tx, key, at, actor, kind, &detail)?,
             // A step this version does not know must not be skipped silently.
             _ => return Err(StoreError::Invalid("unsupported security step".into())),
         }
@@ -184,16 +187,19 @@ pub(crate) fn revoke_certificates(
     Ok(serials.into_iter().map(|(_, serial)| serial).collect())
 }
 
+/// Appends a security event of the device `mac` to the audit log, by `actor` (`None`: the
+/// phone).
 pub(crate) fn insert_audit(
     tx: &mut Tx<'_>,
     mac: &str,
     at: UnixTime,
+    actor: Option<&str>,
     kind: AuditKind,
     detail: &str,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO audit (at, mac, kind, detail) VALUES ($1, $2, $3, $4)",
-        &[&time_to_sql(at)?, &mac, &kind.as_str(), &detail],
+        "INSERT INTO audit (at, mac, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)",
+        &[&time_to_sql(at)?, &mac, &actor, &kind.as_str(), &detail],
     )?;
     Ok(())
 }
@@ -205,29 +211,6 @@ impl SecurityStore for PostgresStore {
             lock_device(tx, mac)?;
             change_security(tx, &key, at, update)
         })
-    }
-
-    /// `limit` is capped at [`rules::MAX_AUDIT_LIMIT`]. Records of deleted devices are
-    /// kept, and listed.
-    fn audit(&self, mac: Option<MacAddr>, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
-        let limit = int(limit.min(rules::MAX_AUDIT_LIMIT));
-        let rows = self.read(|tx| match mac {
-            Some(mac) => tx.query(
-                "SELECT at, mac, kind, detail FROM audit WHERE mac = $1 ORDER BY seq DESC LIMIT $2",
-                &[&mac.to_string(), &limit],
-            ),
-            None => tx.query("SELECT at, mac, kind, detail FROM audit ORDER BY seq DESC LIMIT $1", &[&limit]),
-        })?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    at: time_from_sql(get(r, 0)?)?,
-                    mac: mac_from_sql(get(r, 1)?)?,
-                    kind: kind_from_sql(get(r, 2)?)?,
-                    detail: get(r, 3)?,
-                })
-            })
-            .collect()
     }
 
     /// Newest first by order of issue; empty for an unknown device (a deleted device's

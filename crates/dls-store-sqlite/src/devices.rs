@@ -266,6 +266,10 @@ impl DeviceStore for SqliteStore {
         Ok(deleted > 0)
     }
 
+    fn fleet_summary(&self, since: UnixTime) -> Result<dls_store::FleetSummary, StoreError> {
+        crate::summary::fleet_summary(self, since)
+    }
+
     fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
         let cache = self.read(|tx| self.profiles_at(tx, profiles_version(tx)?))?;
         Ok(cache.profiles.clone())

@@ -12,7 +12,10 @@
 //! | `inventory` | a device's inventory as one record (its encoding, merges) |
 //! | `protocol` | [`ProtocolStore`](dls_store::ProtocolStore): a message's load and apply |
 //! | `devices` | [`DeviceStore`](dls_store::DeviceStore): devices and profiles |
-//! | `security` | [`SecurityStore`](dls_store::SecurityStore): secure mode, certificates, audit |
+//! | `summary` | the fleet at a glance (`DeviceStore::fleet_summary`, the dashboard) |
+//! | `security` | [`SecurityStore`](dls_store::SecurityStore): secure mode, certificates |
+//! | `audit` | [`AuditStore`](dls_store::AuditStore): the audit log, its filters and pages |
+//! | `accounts` | [`AccountStore`](dls_store::AccountStore): accounts, API tokens, console sessions |
 //! | `credentials` | [`CredentialStore`](dls_store::CredentialStore): Digest secrets |
 //! | `jobs`, `files` | [`JobStore`](dls_store::JobStore): jobs, contact-me, deployment files |
 //! | `retention` | [`MaintenanceStore`](dls_store::MaintenanceStore): pruning in batches |
@@ -85,6 +88,8 @@
 //! * One message as a whole (`run_message`) is one `BEGIN IMMEDIATE` transaction: SQLite's
 //!   single writer is the device's exclusion, across processes too.
 
+mod accounts;
+mod audit;
 mod contact;
 mod credentials;
 mod devices;
@@ -100,6 +105,7 @@ mod security;
 mod sessions;
 mod sql;
 mod store;
+mod summary;
 #[cfg(test)]
 mod tests;
 

@@ -187,7 +187,7 @@ pub(crate) fn apply_changes(
                     .execute(params![mac, ip.to_canonical().to_string()])
                     .db()?;
             }
-            Change::Audit(AuditEvent { at, kind, detail }) => insert_audit(conn, mac, *at, *kind, detail)?,
+            Change::Audit(AuditEvent { at, kind, detail }) => insert_audit(conn, mac, *at, None, *kind, detail)?,
             Change::Job(update) => jobs::apply_update(conn, mac, update)?,
             // A change this version does not know must not be dropped silently.
             _ => return Err(StoreError::Invalid("unsupported change".into())),

@@ -369,6 +369,40 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     ",
         then: None,
     },
+    // 14: the console (issue 16) — accounts, their API tokens and console sessions (by
+    // hashes: no password, token or session id is stored), and the audit log widened to
+    // administrative changes: an actor, and no device for a change that is about none
+    // (`widen_audit` makes the table anew, keeping its rows). New tables created if missing.
+    Migration {
+        sql: "
+    CREATE TABLE IF NOT EXISTS accounts (
+        name          TEXT PRIMARY KEY NOT NULL,             -- a-z 0-9 . _ - @
+        role          TEXT NOT NULL,                         -- viewer | operator | admin
+        password_hash TEXT NOT NULL,                         -- Argon2id, PHC string
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        last_login_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS api_tokens (
+        key          TEXT PRIMARY KEY NOT NULL,              -- SHA-256 of the token, hex
+        account      TEXT NOT NULL REFERENCES accounts (name) ON DELETE CASCADE,
+        name         TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER,
+        UNIQUE (account, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS console_sessions (
+        key          TEXT PRIMARY KEY NOT NULL,              -- SHA-256 of the session id, hex
+        account      TEXT NOT NULL REFERENCES accounts (name) ON DELETE CASCADE,
+        created_at   INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS console_sessions_by_account ON console_sessions (account, last_seen_at);
+    CREATE INDEX IF NOT EXISTS console_sessions_by_last_seen ON console_sessions (last_seen_at);
+    CREATE INDEX IF NOT EXISTS console_sessions_by_created ON console_sessions (created_at);
+    ",
+        then: Some(widen_audit),
+    },
 ];
 
 pub(crate) fn schema_latest() -> i64 {
@@ -453,6 +487,37 @@ fn seal_pins(conn: &Connection, upgrade: &Upgrade<'_>) -> Result<(), StoreError>
         }
     }
     conn.execute_batch("ALTER TABLE devices DROP COLUMN pin").db()
+}
+
+/// Migration 14: the audit log gets an actor, and a record may be about no device (SQLite
+/// cannot drop a `NOT NULL`: the table is made anew, its rows and their `seq` kept), with
+/// indexes for the audit page's filters. A table that has the actor already is left alone.
+fn widen_audit(conn: &Connection, _: &Upgrade<'_>) -> Result<(), StoreError> {
+    // Not cached: it runs once.
+    let has_actor: bool = conn
+        .query_row("SELECT count(*) FROM pragma_table_info('audit') WHERE name = 'actor'", [], |r| r.get(0))
+        .db()?;
+    if has_actor {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "CREATE TABLE audit_v14 (
+             seq    INTEGER PRIMARY KEY,
+             at     INTEGER NOT NULL,
+             mac    TEXT,                                  -- the device, if any (no foreign key)
+             actor  TEXT,                                  -- account, account:token, admin-token; NULL: a phone
+             kind   TEXT NOT NULL,                         -- `EventKind`, kebab-case
+             detail TEXT NOT NULL
+         );
+         INSERT INTO audit_v14 (seq, at, mac, kind, detail) SELECT seq, at, mac, kind, detail FROM audit;
+         DROP TABLE audit;
+         ALTER TABLE audit_v14 RENAME TO audit;
+         CREATE INDEX audit_by_mac ON audit (mac, seq);
+         CREATE INDEX audit_by_time ON audit (at);
+         CREATE INDEX audit_by_actor ON audit (actor, seq);
+         CREATE INDEX audit_by_kind ON audit (kind, seq);",
+    )
+    .db()
 }
 
 /// Migration 4: moves the rows of `inventory` (schema 1 to 3) into `inventories`, in

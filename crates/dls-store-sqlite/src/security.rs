@@ -14,11 +14,11 @@ use dls_message::MacAddr;
 use dls_store::columns::{SecurityColumns, SecuritySql};
 use dls_store::rules;
 use dls_store::rules::security::{self, RevokeReason, SecurityStep};
-use dls_store::{AuditRecord, CertificateRecord, SecurityStore, SecurityUpdate, StoreError};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use dls_store::{CertificateRecord, SecurityStore, SecurityUpdate, StoreError};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::SqliteStore;
-use crate::sql::{Cached, Db, kind_from_sql, mac_from_sql, opt_time_from_sql, query_all, time_from_sql, time_to_sql};
+use crate::sql::{Cached, Db, opt_time_from_sql, query_all, time_from_sql, time_to_sql};
 
 /// A device's security, or `None` if the device is unknown.
 pub(crate) fn load_security(conn: &Connection, mac: &str) -> Result<Option<SecurityColumns>, StoreError> {
@@ -73,6 +73,10 @@ pub(crate) fn change_security(
     update: &SecurityUpdate,
 ) -> Result<(), StoreError> {
     let before = load_security(conn, key)?.map(|s| s.before());
+    let actor = update.actor.as_deref();
+    if let Some(actor) = actor {
+        rules::accounts::check_actor(actor)?;
+    }
     for step in security::plan(key, before, update)? {
         match step {
             SecurityStep::DropPending => drop_pending(conn, key)?,
@@ -88,6 +92,7 @@ pub(crate) fn change_security(
                         conn,
                         key,
                         at,
+                        actor,
                         AuditKind::CertificateRevoked,
                         &security::revoked_detail(&serial, reason),
                     )?;
@@ -120,7 +125,7 @@ pub(crate) fn change_security(
                 ])
                 .db()?;
             }
-            SecurityStep::Audit(kind, detail) => insert_audit(conn, key, at, kind, &detail)?,
+            SecurityStep::Audit(kind, detail) => insert_audit(conn, key, at, actor, kind, &detail)?,
             // A step this version does not know must not be skipped silently.
             _ => return Err(StoreError::Invalid("unsupported security step".into())),
         }
@@ -182,16 +187,19 @@ pub(crate) fn revoke_certificates(
     Ok(serials)
 }
 
+/// Appends a security event of the device `mac` to the audit log, by `actor` (`None`: the
+/// phone).
 pub(crate) fn insert_audit(
     conn: &Connection,
     mac: &str,
     at: UnixTime,
+    actor: Option<&str>,
     kind: AuditKind,
     detail: &str,
 ) -> Result<(), StoreError> {
-    conn.cached("INSERT INTO audit (at, mac, kind, detail) VALUES (?1, ?2, ?3, ?4)")
+    conn.cached("INSERT INTO audit (at, mac, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)")
         .db()?
-        .execute(params![time_to_sql(at)?, mac, kind.as_str(), detail])
+        .execute(params![time_to_sql(at)?, mac, actor, kind.as_str(), detail])
         .db()?;
     Ok(())
 }
@@ -200,33 +208,6 @@ impl SecurityStore for SqliteStore {
     fn update_security(&self, mac: MacAddr, update: &SecurityUpdate, at: UnixTime) -> Result<(), StoreError> {
         let key = mac.to_string();
         self.write(|tx| change_security(tx, &key, at, update))
-    }
-
-    /// `limit` is capped at 10,000. Records of deleted devices are kept, and listed.
-    fn audit(&self, mac: Option<MacAddr>, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
-        let limit = i64::try_from(limit.min(rules::MAX_AUDIT_LIMIT)).unwrap_or(0);
-        type AuditRow = (i64, String, String, String);
-        let row = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
-        // Two statements, so that the one for a device uses the index on (mac, seq).
-        let rows: Vec<AuditRow> = self.read(|tx| match mac {
-            Some(mac) => query_all(
-                tx,
-                "SELECT at, mac, kind, detail FROM audit WHERE mac = ?1 ORDER BY seq DESC LIMIT ?2",
-                params![mac.to_string(), limit],
-                row,
-            ),
-            None => query_all(tx, "SELECT at, mac, kind, detail FROM audit ORDER BY seq DESC LIMIT ?1", [limit], row),
-        })?;
-        rows.into_iter()
-            .map(|(at, mac, kind, detail)| {
-                Ok(AuditRecord {
-                    at: time_from_sql(at)?,
-                    mac: mac_from_sql(&mac)?,
-                    kind: kind_from_sql(&kind)?,
-                    detail,
-                })
-            })
-            .collect()
     }
 
     /// Newest first by order of issue; empty for an unknown device (a deleted device's

@@ -9,8 +9,8 @@ use rusqlite::{CachedStatement, Connection, ErrorCode, Params, Row};
 
 pub(crate) use dls_store::columns::{
     SCOPE_GLOBAL, SCOPE_PROFILE, count_from_sql, index_from_sql, index_to_sql, items_from_json, items_to_json,
-    kind_from_sql, mac_from_sql, opt_time_from_sql, outcome_from_sql, outcome_to_sql, scope_from_sql, scope_to_sql,
-    time_from_sql, time_to_sql,
+    mac_from_sql, opt_time_from_sql, outcome_from_sql, outcome_to_sql, scope_from_sql, scope_to_sql, time_from_sql,
+    time_to_sql,
 };
 
 /// Maps rusqlite's errors: what it could not convert, or a damaged file, is corrupt data.

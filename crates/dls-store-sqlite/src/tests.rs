@@ -6,7 +6,7 @@ use dls_engine::{Change, ItemKey, Profile, SecurityMode, UnixTime, WriteOutcome,
 use dls_message::{Item, MacAddr, Reason};
 use rusqlite::{Connection, StatementStatus};
 
-use dls_store::{DeviceFilter, DeviceStore, MaintenanceStore, ProtocolStore, SecurityStore};
+use dls_store::{AuditStore, DeviceFilter, DeviceStore, MaintenanceStore, ProtocolStore};
 use rusqlite::config::DbConfig;
 
 use crate::SqliteStore;

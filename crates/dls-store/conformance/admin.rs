@@ -4,7 +4,7 @@ use dls_engine::desired::GLOBAL_PROFILE;
 use dls_engine::{AuditKind, Change, Profile, SecurityMode, UnixTime};
 use dls_message::{Item, ItemStatus};
 use dls_store::traits::*;
-use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, SecurityUpdate, StoreError};
+use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, EventKind, SecurityUpdate, StoreError};
 
 use super::{AT, Fixture, mac, profile, register, store};
 
@@ -297,7 +297,7 @@ fn list_devices_with_filters() {
 fn a_device_is_added_whole_or_not_at_all() {
     let s = store();
     s.put_profile(&profile("sales", None, &[])).expect("puts");
-    let pin = SecurityUpdate { mode: Some(SecurityMode::Pin), reset: false, new_pin: Some(vec![7; 40]) };
+    let pin = SecurityUpdate { mode: Some(SecurityMode::Pin), reset: false, new_pin: Some(vec![7; 40]), actor: None };
     let whole = DeviceSpec {
         profiles: vec!["sales".into()],
         secret: Some(vec![1; 48]),
@@ -309,8 +309,11 @@ fn a_device_is_added_whole_or_not_at_all() {
     assert_eq!(d.summary.profiles, ["sales"]);
     assert_eq!((d.security.mode, d.security.pin_outstanding), (SecurityMode::Pin, true));
     assert_eq!(s.device_secret(mac(1)).expect("reads"), Some(vec![1; 48]));
-    let kinds: Vec<AuditKind> = s.audit(Some(mac(1)), 10).expect("audit").into_iter().map(|e| e.kind).collect();
-    assert!(kinds.contains(&AuditKind::PinIssued) && kinds.contains(&AuditKind::ModeChanged), "{kinds:?}");
+    let kinds: Vec<EventKind> = s.audit(Some(mac(1)), 10).expect("audit").into_iter().map(|e| e.kind).collect();
+    assert!(
+        kinds.contains(&AuditKind::PinIssued.into()) && kinds.contains(&AuditKind::ModeChanged.into()),
+        "{kinds:?}"
+    );
 
     // The sealed PIN is refused (empty), after the device and its secret were written in
     // the transaction: neither is stored.
@@ -320,4 +323,40 @@ fn a_device_is_added_whole_or_not_at_all() {
     assert!(s.device(mac(2)).expect("reads").is_none(), "no half-created device");
     assert_eq!(s.device_secret(mac(2)).expect("reads"), None);
     assert!(s.audit(Some(mac(2)), 10).expect("audit").is_empty());
+}
+
+#[test]
+fn the_fleet_summary_counts_devices_jobs_and_refusals() {
+    use dls_engine::{AuditEvent, AuditKind, JobKind};
+    use dls_store::NewJob;
+    let s = store();
+    assert_eq!(s.fleet_summary(UnixTime(0)).expect("counts"), dls_store::FleetSummary::default());
+    for (n, device_type, version, at) in
+        [(1, "OpenStage 60", "V3", 100), (2, "OpenStage 60", "V2", 200), (3, "OpenStage 40", "V3", 300)]
+    {
+        register(&s, mac(n), at);
+        let items = vec![Item::new("device-type", device_type), Item::new("software-version", version)];
+        s.apply(mac(n), &[Change::MergeInventory(items)]).expect("inventory");
+    }
+    register(&s, mac(4), 50);
+    let pin = SecurityUpdate { mode: Some(SecurityMode::Nopin), ..SecurityUpdate::default() };
+    s.update_security(mac(4), &pin, AT).expect("mode");
+    let refused = |at: u64, kind| Change::Audit(AuditEvent { at: UnixTime(at), kind, detail: String::new() });
+    s.apply(mac(1), &[refused(150, AuditKind::DefaultPortRefused), refused(250, AuditKind::TanWrong)]).expect("audit");
+    s.apply(mac(1), &[refused(260, AuditKind::BootstrapSent)]).expect("audit: not a refusal");
+    let jobs = s
+        .add_jobs(
+            &[NewJob { mac: mac(1), kind: JobKind::Restart }, NewJob { mac: mac(2), kind: JobKind::Restart }],
+            UnixTime(10),
+        )
+        .expect("jobs");
+    s.cancel_job(jobs[1].id, UnixTime(11)).expect("cancels");
+
+    let f = s.fleet_summary(UnixTime(200)).expect("counts");
+    assert_eq!(f.devices, 4);
+    assert_eq!(f.by_type, [("OpenStage 60".to_owned(), 2), (String::new(), 1), ("OpenStage 40".to_owned(), 1)]);
+    assert_eq!(f.by_version, [("V3".to_owned(), 2), (String::new(), 1), ("V2".to_owned(), 1)]);
+    assert_eq!(f.by_mode, [("default".to_owned(), 3), ("nopin".to_owned(), 1)]);
+    assert_eq!((f.contacted, f.bootstraps_pending, f.jobs_open, f.jobs_failed, f.refusals), (2, 1, 1, 0, 1));
+    assert_eq!(s.fleet_summary(UnixTime(0)).expect("counts").refusals, 2);
 }

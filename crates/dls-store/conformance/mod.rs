@@ -18,14 +18,17 @@
 //! (`model`) included. A test that needs to look at or damage the database behind the
 //! store's back is backend-specific and stays in the backend's own tests.
 //!
-//! The topics: `admin` (devices and profiles), `changes` (the engine's changes),
+//! The topics: `accounts` (accounts, API tokens, console sessions), `admin` (devices and
+//! profiles), `audit_log` (administrative records, filters, pages), `changes` (the engine's changes),
 //! `concurrency` (threads, one state per read), `contact` (the shared contact-me schedule
 //! and leases), `credentials`, `desired`, `ids` (never
 //! reused), `jobs` (and files), `message` (one message atomically), `model` (the property
 //! test), `retention`, `rules` (the domain rules as the backends apply them), `security`,
 //! `sessions` (interaction sessions).
 
+pub(crate) mod accounts;
 pub(crate) mod admin;
+pub(crate) mod audit_log;
 pub(crate) mod changes;
 pub(crate) mod concurrency;
 pub(crate) mod contact;
@@ -43,14 +46,15 @@ pub(crate) mod sessions;
 use std::any::Any;
 use std::fmt::Debug;
 
+use dls_accounts::Role;
 use dls_engine::{
     Change, Desired, DeviceSnapshot, ItemKey, JobId, Profile, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
 };
 use dls_message::{Item, MacAddr, Reason};
 use dls_store::{
-    AuditRecord, CertificateRecord, ContactClaim, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter,
-    DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob,
-    Pruned, SecurityUpdate, Store, StoreError,
+    Account, AuditFilter, AuditRecord, CertificateRecord, ConsoleSession, ContactClaim, ContactTarget, CredentialScope,
+    DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter,
+    JobRecord, NewAuditRecord, NewFile, NewJob, Pruned, SecurityUpdate, Store, StoreError, TokenRecord,
 };
 
 /// A store under test, and whatever must live as long as it (a temporary directory, a
@@ -134,6 +138,10 @@ impl dls_store::DeviceStore for Fixture {
         self.store.delete_device(mac)
     }
 
+    fn fleet_summary(&self, since: UnixTime) -> Result<dls_store::FleetSummary, StoreError> {
+        self.store.fleet_summary(since)
+    }
+
     fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
         self.store.profiles()
     }
@@ -156,12 +164,92 @@ impl dls_store::SecurityStore for Fixture {
         self.store.update_security(mac, update, at)
     }
 
+    fn certificates(&self, mac: MacAddr) -> Result<Vec<CertificateRecord>, StoreError> {
+        self.store.certificates(mac)
+    }
+}
+
+impl dls_store::AuditStore for Fixture {
+    fn record_audit(&self, record: &NewAuditRecord) -> Result<(), StoreError> {
+        self.store.record_audit(record)
+    }
+
+    fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.store.audit_log(filter)
+    }
+
     fn audit(&self, mac: Option<MacAddr>, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
         self.store.audit(mac, limit)
     }
+}
 
-    fn certificates(&self, mac: MacAddr) -> Result<Vec<CertificateRecord>, StoreError> {
-        self.store.certificates(mac)
+impl dls_store::AccountStore for Fixture {
+    fn add_account(&self, name: &str, role: Role, password_hash: &str, at: UnixTime) -> Result<Account, StoreError> {
+        self.store.add_account(name, role, password_hash, at)
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.store.accounts()
+    }
+
+    fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        self.store.account(name)
+    }
+
+    fn password_hash(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.store.password_hash(name)
+    }
+
+    fn set_role(&self, name: &str, role: Role, at: UnixTime) -> Result<Account, StoreError> {
+        self.store.set_role(name, role, at)
+    }
+
+    fn set_password(&self, name: &str, password_hash: &str, at: UnixTime) -> Result<(), StoreError> {
+        self.store.set_password(name, password_hash, at)
+    }
+
+    fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
+        self.store.delete_account(name)
+    }
+
+    fn record_login(&self, name: &str, at: UnixTime) -> Result<(), StoreError> {
+        self.store.record_login(name, at)
+    }
+
+    fn add_token(&self, account: &str, name: &str, key: &str, at: UnixTime) -> Result<TokenRecord, StoreError> {
+        self.store.add_token(account, name, key, at)
+    }
+
+    fn tokens(&self, account: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
+        self.store.tokens(account)
+    }
+
+    fn use_token(&self, key: &str, at: UnixTime) -> Result<Option<(Account, String)>, StoreError> {
+        self.store.use_token(key, at)
+    }
+
+    fn revoke_token(&self, account: &str, name: &str) -> Result<bool, StoreError> {
+        self.store.revoke_token(account, name)
+    }
+
+    fn add_console_session(&self, key: &str, account: &str, at: UnixTime) -> Result<(), StoreError> {
+        self.store.add_console_session(key, account, at)
+    }
+
+    fn console_session(&self, key: &str) -> Result<Option<ConsoleSession>, StoreError> {
+        self.store.console_session(key)
+    }
+
+    fn touch_console_session(&self, key: &str, at: UnixTime) -> Result<(), StoreError> {
+        self.store.touch_console_session(key, at)
+    }
+
+    fn delete_console_session(&self, key: &str) -> Result<bool, StoreError> {
+        self.store.delete_console_session(key)
+    }
+
+    fn prune_console_sessions(&self, idle_before: UnixTime, created_before: UnixTime) -> Result<u64, StoreError> {
+        self.store.prune_console_sessions(idle_before, created_before)
     }
 }
 

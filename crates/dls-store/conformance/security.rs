@@ -6,7 +6,7 @@ use dls_engine::{
 };
 use dls_message::MacAddr;
 use dls_store::traits::*;
-use dls_store::{AuditRecord, DeviceSpec, SecuritySummary, SecurityUpdate, StoreError};
+use dls_store::{AuditRecord, DeviceSpec, EventKind, SecuritySummary, SecurityUpdate, StoreError};
 
 use super::{AT, contact, mac, register, store};
 
@@ -56,7 +56,13 @@ pub(crate) fn summary(s: &dyn Store, mac: MacAddr) -> SecuritySummary {
 pub(crate) fn log(s: &dyn Store, mac: MacAddr) -> Vec<(AuditKind, String)> {
     let mut records = s.audit(Some(mac), 10_000).expect("audit");
     records.reverse();
-    records.into_iter().map(|r| (r.kind, r.detail)).collect()
+    records
+        .into_iter()
+        .map(|r| match r.kind {
+            EventKind::Security(kind) => (kind, r.detail),
+            other => panic!("an administrative record among a device's security events: {other:?}"),
+        })
+        .collect()
 }
 
 pub(crate) fn kinds(s: &dyn Store, mac: MacAddr) -> Vec<AuditKind> {
@@ -268,7 +274,13 @@ fn audit_events_are_kept_newest_first() {
     s.apply(mac(1), &[event(12, AuditKind::Bootstrapped, "certificate AA")]).expect("applies");
 
     let all = s.audit(None, 100).expect("audit");
-    let got: Vec<(u64, MacAddr, AuditKind)> = all.iter().map(|r| (r.at.0, r.mac, r.kind)).collect();
+    let got: Vec<(u64, MacAddr, AuditKind)> = all
+        .iter()
+        .filter_map(|r| match r.kind {
+            EventKind::Security(kind) => Some((r.at.0, r.mac?, kind)),
+            EventKind::Admin(_) => None,
+        })
+        .collect();
     // By order of writing, not by time.
     assert_eq!(
         got,
@@ -279,16 +291,28 @@ fn audit_events_are_kept_newest_first() {
             (10, mac(1), AuditKind::BootstrapSent),
         ]
     );
+    let two: Vec<AuditRecord> = s.audit(Some(mac(1)), 2).expect("audit");
+    let ids = [two[0].id, two[1].id];
+    assert!(ids[0] > ids[1], "{ids:?}");
     assert_eq!(
-        s.audit(Some(mac(1)), 2).expect("audit"),
+        two,
         vec![
             AuditRecord {
+                id: ids[0],
                 at: UnixTime(12),
-                mac: mac(1),
-                kind: AuditKind::Bootstrapped,
+                actor: None,
+                mac: Some(mac(1)),
+                kind: AuditKind::Bootstrapped.into(),
                 detail: "certificate AA".into()
             },
-            AuditRecord { at: UnixTime(11), mac: mac(1), kind: AuditKind::TanWrong, detail: "1 of 3".into() },
+            AuditRecord {
+                id: ids[1],
+                at: UnixTime(11),
+                actor: None,
+                mac: Some(mac(1)),
+                kind: AuditKind::TanWrong.into(),
+                detail: "1 of 3".into()
+            },
         ]
     );
     assert_eq!(s.audit(Some(mac(2)), 100).expect("audit").len(), 1);
@@ -332,7 +356,7 @@ fn a_sealed_pin_is_opaque_but_bounded() {
     s.apply(mac(1), &[Change::Register { mode: SecurityMode::Pin }]).expect("registers");
     for bad in [vec![], vec![7; 1025]] {
         // Also with a reset and a mode change in the same update: none of it happens.
-        let update = SecurityUpdate { mode: Some(SecurityMode::Nopin), reset: true, new_pin: Some(bad) };
+        let update = SecurityUpdate { mode: Some(SecurityMode::Nopin), reset: true, new_pin: Some(bad), actor: None };
         assert_invalid(s.update_security(mac(1), &update, AT), "sealed PIN");
     }
     assert_eq!(security(&s, mac(1)), Security { mode: SecurityMode::Pin, ..Security::default() });

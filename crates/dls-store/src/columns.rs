@@ -4,7 +4,7 @@
 //! them as they are). Nothing read back can make a backend panic: a value these functions
 //! cannot understand is [`StoreError::Corrupt`].
 
-use dls_engine::{AuditKind, BootstrapState, PendingBootstrap, Security, SecurityMode, UnixTime, WriteOutcome};
+use dls_engine::{BootstrapState, PendingBootstrap, Security, SecurityMode, UnixTime, WriteOutcome};
 use dls_message::{Item, ItemStatus, MacAddr};
 
 use crate::{CredentialScope, SecuritySummary, StoreError};
@@ -68,10 +68,15 @@ pub fn state_from_sql(text: &str) -> Result<BootstrapState, StoreError> {
     }
 }
 
-/// An audit kind by its kebab-case name (the inverse of [`AuditKind::as_str`]).
-pub fn kind_from_sql(text: &str) -> Result<AuditKind, StoreError> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .map_err(|_| StoreError::Corrupt(format!("audit kind {text:?}")))
+/// What an audit record tells of, by its kebab-case name (the inverse of
+/// [`EventKind::as_str`](crate::EventKind::as_str)).
+pub fn event_kind_from_sql(text: &str) -> Result<crate::EventKind, StoreError> {
+    crate::EventKind::parse(text).ok_or_else(|| StoreError::Corrupt(format!("audit kind {text:?}")))
+}
+
+/// A role by its name.
+pub fn role_from_sql(text: &str) -> Result<dls_accounts::Role, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt(format!("role {text:?}")))
 }
 
 /// A scope's `(scope_kind, profile)` columns.

@@ -9,9 +9,13 @@
 //! a device's inventory is the JSON array of its items (as [`dls_message::Item`]s
 //! serialise; SQLite keeps a binary record), and a job's `accepted` is a boolean. The
 //! high-water marks of the ids that are never handed out again (jobs, files) are the rows
-//! of the pseudo-table [`SEQUENCES`], last. Not copied: the schema's version (each backend
-//! has its own, the target is migrated when opened) and `profiles_version`, a counter that
-//! tells caches of the profiles they are stale: the target's counts on.
+//! of the pseudo-table [`SEQUENCES`], last. Accounts are copied with their password hashes
+//! and API tokens (as their hashes: the tokens keep working). Not copied: the schema's
+//! version (each backend has its own, the target is migrated when opened),
+//! `profiles_version`, a counter that tells caches of the profiles they are stale (the
+//! target's counts on), and what only lives while the service runs — phones' interaction
+//! sessions, console sessions (everyone logs in again), the contact-me schedule and
+//! leases.
 //!
 //! The copy streams: the source's rows go to the target's one transaction through a
 //! bounded channel, a table at a time, never the whole database in memory.
@@ -164,7 +168,14 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "audit",
-        columns: &[col("seq", Int), col("at", Int), col("mac", Text), col("kind", Text), col("detail", Text)],
+        columns: &[
+            col("seq", Int),
+            col("at", Int),
+            opt("mac", Text),
+            opt("actor", Text),
+            col("kind", Text),
+            col("detail", Text),
+        ],
         key: &["seq"],
         id: Some("seq"),
     },
@@ -217,6 +228,31 @@ pub const TABLES: &[Table] = &[
         ],
         key: &["id"],
         id: Some("id"),
+    },
+    Table {
+        name: "accounts",
+        columns: &[
+            col("name", Text),
+            col("role", Text),
+            col("password_hash", Text),
+            col("created_at", Int),
+            col("updated_at", Int),
+            opt("last_login_at", Int),
+        ],
+        key: &["name"],
+        id: None,
+    },
+    Table {
+        name: "api_tokens",
+        columns: &[
+            col("key", Text),
+            col("account", Text),
+            col("name", Text),
+            col("created_at", Int),
+            opt("last_used_at", Int),
+        ],
+        key: &["key"],
+        id: None,
     },
 ];
 

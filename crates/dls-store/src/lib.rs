@@ -8,7 +8,10 @@
 //!     apply) under the backend's own exclusion of the device ([`with_device`] is its
 //!     generic form);
 //!   * [`DeviceStore`] — devices and profiles (the admin API);
-//!   * [`SecurityStore`] — secure mode: security changes, the audit log, certificates;
+//!   * [`SecurityStore`] — secure mode: security changes, certificates;
+//!   * [`AuditStore`] — the audit log: devices' security events and administrative
+//!     changes with their actors, filtered and paged;
+//!   * [`AccountStore`] — console and API accounts, their API tokens, console sessions;
 //!   * [`CredentialStore`] — HTTP Digest credentials for provisioning files;
 //!   * [`JobStore`] — jobs, contact-me, deployment files and their downloads;
 //!   * [`ContactStore`] — the contact-me schedule shared by the nodes;
@@ -47,11 +50,12 @@ mod error;
 
 pub use error::StoreError;
 pub use model::{
-    AuditRecord, CertificateRecord, ContactClaim, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter,
-    DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob,
-    Pruned, SecuritySummary, SecurityUpdate, WrittenSummary,
+    Account, AdminAction, AuditFilter, AuditRecord, CertificateRecord, ConsoleSession, ContactClaim, ContactTarget,
+    CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, EventKind,
+    FallbackCredential, FileRecord, FleetSummary, JobFilter, JobRecord, NewAuditRecord, NewFile, NewJob, Pruned,
+    SecuritySummary, SecurityUpdate, TokenRecord, WrittenSummary,
 };
 pub use traits::{
-    ContactStore, CredentialStore, DeviceStore, JobStore, MaintenanceStore, MessageFn, ProtocolStore, SecurityStore,
-    SessionStore, Store, with_device,
+    AccountStore, AuditStore, ContactStore, CredentialStore, DeviceStore, JobStore, MaintenanceStore, MessageFn,
+    ProtocolStore, SecurityStore, SessionStore, Store, with_device,
 };

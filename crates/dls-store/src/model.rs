@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use dls_accounts::Role;
 use dls_engine::{AuditKind, BootstrapState, ItemKey, SecurityMode, UnixTime, WriteOutcome};
 use dls_message::{Item, MacAddr};
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,8 @@ pub struct SecurityUpdate {
     /// device may bootstrap again. Refused for a device in state `secured` unless `reset`
     /// is set too.
     pub new_pin: Option<Vec<u8>>,
+    /// Who makes the change (see [`AuditRecord::actor`]): its audit records name them.
+    pub actor: Option<String>,
 }
 
 impl std::fmt::Debug for SecurityUpdate {
@@ -111,6 +114,7 @@ impl std::fmt::Debug for SecurityUpdate {
             .field("mode", &self.mode)
             .field("reset", &self.reset)
             .field("new_pin", &self.new_pin.as_ref().map(|_| "<redacted>"))
+            .field("actor", &self.actor)
             .finish()
     }
 }
@@ -130,17 +134,259 @@ pub struct CertificateRecord {
     pub revoked_at: Option<UnixTime>,
 }
 
-/// One audit record.
+/// One record of the audit log: a phone's security event (a bootstrap, a wrong TAN; no
+/// actor), or an administrative change with the account or token that made it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
+    /// Its place in the log: larger is later (the cursor of [`AuditFilter::before`]).
+    pub id: i64,
     /// When.
     pub at: UnixTime,
-    /// The device.
-    pub mac: MacAddr,
+    /// Who: an account's name, `account:token` for one of its API tokens, `admin-token`;
+    /// `None` for what a phone did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The device it is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
     /// What happened.
-    pub kind: AuditKind,
+    pub kind: EventKind,
     /// A one-line explanation (no secrets).
     pub detail: String,
+}
+
+/// An administrative change (or a login) to record in the audit log
+/// ([`AuditStore::record_audit`](crate::AuditStore::record_audit)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAuditRecord {
+    /// When.
+    pub at: UnixTime,
+    /// Who (see [`AuditRecord::actor`]).
+    pub actor: Option<String>,
+    /// The device it is about, if any.
+    pub mac: Option<MacAddr>,
+    /// What happened.
+    pub kind: EventKind,
+    /// A one-line explanation, no secrets (at most
+    /// [`rules::accounts::MAX_AUDIT_DETAIL`](crate::rules::accounts::MAX_AUDIT_DETAIL) bytes;
+    /// longer is cut).
+    pub detail: String,
+}
+
+/// What an audit record tells of: a phone's security event, or an administrative change.
+/// Both are written as their kebab-case name (`bootstrapped`, `device-added`), and the two
+/// sets of names are apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EventKind {
+    /// A security event of a device (the engine's, or an administrator's secure-mode change).
+    Security(AuditKind),
+    /// An administrative change.
+    Admin(AdminAction),
+}
+
+impl From<AuditKind> for EventKind {
+    fn from(kind: AuditKind) -> Self {
+        Self::Security(kind)
+    }
+}
+
+impl From<AdminAction> for EventKind {
+    fn from(action: AdminAction) -> Self {
+        Self::Admin(action)
+    }
+}
+
+impl EventKind {
+    /// Its kebab-case name, as stored.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Security(k) => k.as_str(),
+            Self::Admin(a) => a.as_str(),
+        }
+    }
+
+    /// The kind of that name, if any.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+    }
+}
+
+/// An administrative change, or a login, as the audit log names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum AdminAction {
+    /// A device was registered.
+    DeviceAdded,
+    /// A device's profiles or overrides were changed.
+    DeviceChanged,
+    /// A device was forgotten.
+    DeviceDeleted,
+    /// A device's Digest secret was set.
+    SecretSet,
+    /// A device's Digest secret was removed.
+    SecretCleared,
+    /// A profile was created or replaced.
+    ProfileSaved,
+    /// A profile was deleted.
+    ProfileDeleted,
+    /// A fallback credential was set.
+    CredentialSet,
+    /// A fallback credential was removed.
+    CredentialRemoved,
+    /// Jobs were queued.
+    JobsQueued,
+    /// A job was cancelled.
+    JobCancelled,
+    /// A contact-me was asked for.
+    ContactRequested,
+    /// A deployment file was added.
+    FileAdded,
+    /// A deployment file was deleted.
+    FileDeleted,
+    /// An account was created.
+    AccountCreated,
+    /// An account's role was changed.
+    RoleChanged,
+    /// An account's password was reset.
+    PasswordReset,
+    /// An account was deleted.
+    AccountDeleted,
+    /// An API token was created.
+    TokenCreated,
+    /// An API token was revoked.
+    TokenRevoked,
+    /// Someone logged in to the console.
+    LoginSucceeded,
+    /// A console login failed (a wrong password, or no such account).
+    LoginFailed,
+    /// Someone logged out.
+    LoggedOut,
+}
+
+impl AdminAction {
+    /// Every action, in the order above.
+    pub const ALL: [Self; 23] = [
+        Self::DeviceAdded,
+        Self::DeviceChanged,
+        Self::DeviceDeleted,
+        Self::SecretSet,
+        Self::SecretCleared,
+        Self::ProfileSaved,
+        Self::ProfileDeleted,
+        Self::CredentialSet,
+        Self::CredentialRemoved,
+        Self::JobsQueued,
+        Self::JobCancelled,
+        Self::ContactRequested,
+        Self::FileAdded,
+        Self::FileDeleted,
+        Self::AccountCreated,
+        Self::RoleChanged,
+        Self::PasswordReset,
+        Self::AccountDeleted,
+        Self::TokenCreated,
+        Self::TokenRevoked,
+        Self::LoginSucceeded,
+        Self::LoginFailed,
+        Self::LoggedOut,
+    ];
+
+    /// Its kebab-case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DeviceAdded => "device-added",
+            Self::DeviceChanged => "device-changed",
+            Self::DeviceDeleted => "device-deleted",
+            Self::SecretSet => "secret-set",
+            Self::SecretCleared => "secret-cleared",
+            Self::ProfileSaved => "profile-saved",
+            Self::ProfileDeleted => "profile-deleted",
+            Self::CredentialSet => "credential-set",
+            Self::CredentialRemoved => "credential-removed",
+            Self::JobsQueued => "jobs-queued",
+            Self::JobCancelled => "job-cancelled",
+            Self::ContactRequested => "contact-requested",
+            Self::FileAdded => "file-added",
+            Self::FileDeleted => "file-deleted",
+            Self::AccountCreated => "account-created",
+            Self::RoleChanged => "role-changed",
+            Self::PasswordReset => "password-reset",
+            Self::AccountDeleted => "account-deleted",
+            Self::TokenCreated => "token-created",
+            Self::TokenRevoked => "token-revoked",
+            Self::LoginSucceeded => "login-succeeded",
+            Self::LoginFailed => "login-failed",
+            Self::LoggedOut => "logged-out",
+        }
+    }
+}
+
+/// Which audit records to list: every set field must match. Newest first, at most `limit`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditFilter {
+    /// About this device.
+    pub mac: Option<MacAddr>,
+    /// By this actor: an account's name matches the account's own records and those of its
+    /// API tokens (`name:token`); `name:token` matches that token's only.
+    pub actor: Option<String>,
+    /// Of this kind.
+    pub kind: Option<EventKind>,
+    /// At or after this time.
+    pub since: Option<UnixTime>,
+    /// Before this time.
+    pub until: Option<UnixTime>,
+    /// With an id below this one: the next page after a page whose last record had it.
+    pub before: Option<i64>,
+    /// The most records returned (default 100, at most
+    /// [`rules::MAX_AUDIT_LIMIT`](crate::rules::MAX_AUDIT_LIMIT)).
+    pub limit: Option<usize>,
+}
+
+/// A console or API account (never its password hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Its name (see [`dls_accounts::names::check_account`]).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// When it was created.
+    pub created_at: UnixTime,
+    /// When its role or password last changed.
+    pub updated_at: UnixTime,
+    /// Its last successful console login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_login_at: Option<UnixTime>,
+}
+
+/// An account's API token, as listed (never the token, nor its hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The account it acts for.
+    pub account: String,
+    /// Its name, unique per account (see [`dls_accounts::names::check_token`]).
+    pub name: String,
+    /// When it was created.
+    pub created_at: UnixTime,
+    /// When it was last used (recorded at most once a minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<UnixTime>,
+}
+
+/// A console session, as the store keeps it: by a hash of its id, with its account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// The account logged in (as it is now: a changed role applies at once).
+    pub account: Account,
+    /// When the session was made (the login).
+    pub created_at: UnixTime,
+    /// Its last request, as last recorded.
+    pub last_seen_at: UnixTime,
 }
 
 /// A device registered by an administrator.
@@ -332,4 +578,34 @@ impl Pruned {
     pub fn is_empty(&self) -> bool {
         self.audit_records == 0 && self.jobs == 0
     }
+}
+
+/// The fleet at a glance (the console's dashboard), counted by the store in one read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetSummary {
+    /// Devices registered.
+    pub devices: u64,
+    /// Devices by reported `device-type` (`""`: not reported yet), most first, at most
+    /// [`FleetSummary::TOP`].
+    pub by_type: Vec<(String, u64)>,
+    /// Devices by reported `software-version`, as `by_type`.
+    pub by_version: Vec<(String, u64)>,
+    /// Devices by security mode (`default`, `nopin`, `pin`), most first.
+    pub by_mode: Vec<(String, u64)>,
+    /// Devices that called in at or after the time asked.
+    pub contacted: u64,
+    /// Devices in a secure mode that have not bootstrapped yet.
+    pub bootstraps_pending: u64,
+    /// Jobs not over (queued, sent, waiting to retry).
+    pub jobs_open: u64,
+    /// Jobs that failed at or after the time asked.
+    pub jobs_failed: u64,
+    /// Security refusals recorded at or after the time asked (audit kinds of
+    /// [`rules::REFUSAL_KINDS`](crate::rules::REFUSAL_KINDS)).
+    pub refusals: u64,
+}
+
+impl FleetSummary {
+    /// The most groups of a breakdown.
+    pub const TOP: usize = 20;
 }

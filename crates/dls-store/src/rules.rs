@@ -10,9 +10,19 @@ use dls_message::Item;
 
 use crate::StoreError;
 
+pub mod accounts;
 pub mod contact;
 pub mod jobs;
 pub mod security;
+
+/// The audit kinds that are a phone refused for its security (the dashboard counts them).
+pub const REFUSAL_KINDS: &[dls_engine::AuditKind] = &[
+    dls_engine::AuditKind::DefaultPortRefused,
+    dls_engine::AuditKind::CertificateMismatch,
+    dls_engine::AuditKind::CertificateRefused,
+    dls_engine::AuditKind::PinUnavailable,
+    dls_engine::AuditKind::TanWrong,
+];
 
 /// How many nonces are kept per device (the most recent ones).
 pub const NONCES_KEPT: usize = 64;

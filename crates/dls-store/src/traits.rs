@@ -10,14 +10,15 @@
 //! take `&dyn JobStore`, a test double implements only what it is used for, and a backend
 //! can be written and reviewed one part at a time.
 
+use dls_accounts::Role;
 use dls_engine::{Change, Desired, DeviceSnapshot, JobId, Profile, UnixTime};
 use dls_message::MacAddr;
 
 use crate::StoreError;
 use crate::model::{
-    AuditRecord, CertificateRecord, ContactClaim, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter,
-    DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob,
-    Pruned, SecurityUpdate,
+    Account, AuditFilter, AuditRecord, CertificateRecord, ConsoleSession, ContactClaim, ContactTarget, CredentialScope,
+    DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, FleetSummary,
+    JobFilter, JobRecord, NewAuditRecord, NewFile, NewJob, Pruned, SecurityUpdate, TokenRecord,
 };
 
 /// The caller's part of one message, run by [`ProtocolStore::run_message`]: given what the
@@ -140,6 +141,11 @@ pub trait DeviceStore: Send + Sync {
     /// if it was unknown.
     fn delete_device(&self, mac: MacAddr) -> Result<bool, StoreError>;
 
+    /// The fleet at a glance: devices by type, version and security mode, those that called
+    /// in since `since`, pending bootstraps, open jobs and jobs failed since `since`, security
+    /// refusals since `since`. One consistent read.
+    fn fleet_summary(&self, since: UnixTime) -> Result<FleetSummary, StoreError>;
+
     /// Every profile, by name.
     fn profiles(&self) -> Result<Vec<Profile>, StoreError>;
 
@@ -163,11 +169,6 @@ pub trait SecurityStore: Send + Sync {
     /// says. [`StoreError::NotFound`] if unknown; [`StoreError::Invalid`] for a PIN on a
     /// secured device without `reset`.
     fn update_security(&self, mac: MacAddr, update: &SecurityUpdate, at: UnixTime) -> Result<(), StoreError>;
-
-    /// The audit log, newest first, for one device or all, at most `limit` records
-    /// (capped at [`rules::MAX_AUDIT_LIMIT`](crate::rules::MAX_AUDIT_LIMIT)). Records of
-    /// deleted devices are kept, and listed.
-    fn audit(&self, mac: Option<MacAddr>, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
 
     /// The certificates issued to a device, newest first by order of issue; empty for an
     /// unknown device.
@@ -349,6 +350,102 @@ pub trait SessionStore: Send + Sync {
     fn prune_sessions(&self, now: UnixTime, keep_at_most: usize) -> Result<u64, StoreError>;
 }
 
+/// The audit log: the security events of devices (written with the protocol's changes and
+/// with [`SecurityStore::update_security`]) and the administrative changes, each with its
+/// actor, in one log, newest first. It outlives the devices and accounts it tells of; only
+/// [`MaintenanceStore::prune`] deletes from it, by age.
+pub trait AuditStore: Send + Sync {
+    /// Appends an administrative change (or a login) to the log, as
+    /// [`rules::accounts::audit_record`](crate::rules::accounts::audit_record) keeps it.
+    /// [`StoreError::Invalid`] for an actor it refuses or a time past `i64`.
+    fn record_audit(&self, record: &NewAuditRecord) -> Result<(), StoreError>;
+
+    /// The records that match `filter`, newest first (by order of writing), at most its
+    /// limit ([`rules::accounts::audit_limit`](crate::rules::accounts::audit_limit)). A
+    /// page after another: `before` set to the last record's id.
+    fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The audit log, newest first, for one device or all, at most `limit` records
+    /// (capped at [`rules::MAX_AUDIT_LIMIT`](crate::rules::MAX_AUDIT_LIMIT)). Records of
+    /// deleted devices are kept, and listed.
+    fn audit(&self, mac: Option<MacAddr>, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.audit_log(&AuditFilter { mac, limit: Some(limit), ..AuditFilter::default() })
+    }
+}
+
+/// Console and API accounts, their API tokens and their console sessions. A store keeps a
+/// password only as its Argon2id hash, and a token or a session only as a SHA-256 of it
+/// (`key`): what it holds cannot be presented by a client. An account's tokens and
+/// sessions go with it.
+pub trait AccountStore: Send + Sync {
+    /// Creates an account. [`StoreError::Conflict`] if the name is taken;
+    /// [`StoreError::Invalid`] for a name or hash the rules refuse
+    /// ([`rules::accounts`](crate::rules::accounts)).
+    fn add_account(&self, name: &str, role: Role, password_hash: &str, at: UnixTime) -> Result<Account, StoreError>;
+
+    /// Every account, by name.
+    fn accounts(&self) -> Result<Vec<Account>, StoreError>;
+
+    /// One account, or `None`.
+    fn account(&self, name: &str) -> Result<Option<Account>, StoreError>;
+
+    /// An account's password hash, for checking a login; `None` if there is no such account.
+    fn password_hash(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Changes an account's role. [`StoreError::NotFound`] if unknown.
+    fn set_role(&self, name: &str, role: Role, at: UnixTime) -> Result<Account, StoreError>;
+
+    /// Replaces an account's password hash and ends its console sessions (whoever knew the
+    /// old password is logged out). [`StoreError::NotFound`] if unknown.
+    fn set_password(&self, name: &str, password_hash: &str, at: UnixTime) -> Result<(), StoreError>;
+
+    /// Deletes an account with its tokens and sessions. `false` if it did not exist.
+    fn delete_account(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Records a successful console login.
+    fn record_login(&self, name: &str, at: UnixTime) -> Result<(), StoreError>;
+
+    /// Adds an API token of `account`, kept as `key` (the token's SHA-256, hex).
+    /// [`StoreError::NotFound`] for an unknown account, [`StoreError::Conflict`] if the
+    /// account has a token of that name, [`StoreError::Invalid`] beyond
+    /// [`MAX_TOKENS_PER_ACCOUNT`](crate::rules::accounts::MAX_TOKENS_PER_ACCOUNT).
+    fn add_token(&self, account: &str, name: &str, key: &str, at: UnixTime) -> Result<TokenRecord, StoreError>;
+
+    /// The API tokens of one account, or of all, by account and name.
+    fn tokens(&self, account: Option<&str>) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// The account and token name of the token kept as `key`, recording its use at `at`
+    /// (at most once per [`TOKEN_USE_RESOLUTION_SECS`](crate::rules::accounts::TOKEN_USE_RESOLUTION_SECS));
+    /// `None` if no token is kept as `key`.
+    fn use_token(&self, key: &str, at: UnixTime) -> Result<Option<(Account, String)>, StoreError>;
+
+    /// Revokes (deletes) an account's token. `false` if there was none of that name.
+    fn revoke_token(&self, account: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Starts a console session of `account`, kept as `key` (a SHA-256 of its id), at `at`;
+    /// the account's sessions beyond
+    /// [`MAX_SESSIONS_PER_ACCOUNT`](crate::rules::accounts::MAX_SESSIONS_PER_ACCOUNT) that
+    /// were used least lately end. [`StoreError::NotFound`] for an unknown account.
+    fn add_console_session(&self, key: &str, account: &str, at: UnixTime) -> Result<(), StoreError>;
+
+    /// The session kept as `key`, with its account, or `None`. Whether it has expired is the
+    /// caller's to decide (its policy, [`dls_accounts::SessionPolicy`]).
+    fn console_session(&self, key: &str) -> Result<Option<ConsoleSession>, StoreError>;
+
+    /// Records a request of the session at `at` (its last seen time never goes back).
+    fn touch_console_session(&self, key: &str, at: UnixTime) -> Result<(), StoreError>;
+
+    /// Ends a session (a logout, or an expired one). `false` if there was none.
+    fn delete_console_session(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Deletes the sessions last seen before `idle_before` or made before `created_before`
+    /// (expired by the caller's policy). Returns how many.
+    fn prune_console_sessions(&self, idle_before: UnixTime, created_before: UnixTime) -> Result<u64, StoreError>;
+}
+
 /// The whole storage interface of the DLS service: every part. Implemented for every type
 /// that implements the parts, so the service holds one `Arc<dyn Store>`. Implementations
 /// are safe to share between threads; calls block (the async shell runs them off its
@@ -362,6 +459,8 @@ pub trait Store:
     + ContactStore
     + MaintenanceStore
     + SessionStore
+    + AuditStore
+    + AccountStore
     + 'static
 {
 }
@@ -375,6 +474,8 @@ impl<T> Store for T where
         + ContactStore
         + MaintenanceStore
         + SessionStore
+        + AuditStore
+        + AccountStore
         + 'static
 {
 }

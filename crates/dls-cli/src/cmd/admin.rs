@@ -595,12 +595,18 @@ pub(crate) fn run_profile(cmd: ProfileCmd) -> anyhow::Result<()> {
     }
 }
 
-/// `dls audit`: the security events of one device or of all.
+/// `dls audit`: the security events and administrative changes, of one device or of all.
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
     /// Only this device's events.
     #[arg(long)]
     mac: Option<String>,
+    /// Only this actor's changes (an account's name also matches its API tokens').
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only events of this kind (e.g. pin-issued, device-added, login-failed).
+    #[arg(long)]
+    kind: Option<String>,
     /// The most events (newest first).
     #[arg(long, default_value_t = 100)]
     limit: usize,
@@ -616,15 +622,22 @@ pub(crate) fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
     if let Some(m) = &args.mac {
         path.push_str(&format!("&mac={}", mac(m)?));
     }
+    if let Some(a) = &args.actor {
+        path.push_str(&format!("&actor={}", percent_encode(a)));
+    }
+    if let Some(k) = &args.kind {
+        path.push_str(&format!("&kind={}", percent_encode(k)));
+    }
     let v = Client::new(&args.target)?.call(Method::GET, &path, None)?;
     if args.json {
         return print_json(&v);
     }
-    let mut t = table::new(&["AT", "MAC", "EVENT", "DETAIL"]);
+    let mut t = table::new(&["AT", "ACTOR", "MAC", "EVENT", "DETAIL"]);
     for e in v.as_array().into_iter().flatten() {
         let s = |k: &str, none: &str| table::cell(e.get(k).and_then(|x| x.as_str()).unwrap_or(none));
         t.add_row(vec![
             table::local_time(e.get("at").and_then(serde_json::Value::as_u64)),
+            s("actor", "-"),
             s("mac", "-"),
             s("kind", "-"),
             s("detail", ""),

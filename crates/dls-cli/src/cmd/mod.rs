@@ -1,5 +1,6 @@
 //! One module per group of subcommands.
 
+pub(crate) mod accounts;
 pub(crate) mod admin;
 pub(crate) mod jobs;
 pub(crate) mod message;

@@ -1,5 +1,6 @@
 //! The `dls` binary driven as a user drives it: arguments, stdin, stdout, exit codes.
 
+mod accounts;
 mod browser;
 mod common;
 mod items;

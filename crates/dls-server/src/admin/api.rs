@@ -1,20 +1,20 @@
 //! What every admin handler shares: JSON answers, [`ApiError`] (a status and a one-line
-//! message) and how store errors map to it, the bearer token check, running store calls
-//! off the executor, request bodies and queries.
+//! message) and how store errors map to it, running store calls off the executor, the
+//! audit record of a change, request bodies and queries.
 
 use dls_engine::Profile;
 use dls_message::{Item, MacAddr};
-use dls_store::{Store, StoreError};
+use dls_store::{AdminAction, NewAuditRecord, Store, StoreError};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::AdminState;
+use super::auth::Caller;
 use crate::http::Resp;
 
-pub(super) fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
+pub(crate) fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{\"error\":\"response not serialisable\"}".to_vec());
     let mut r = Response::new(crate::http::full(body));
     *r.status_mut() = status;
@@ -25,17 +25,27 @@ pub(super) fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
 /// An admin request's failure: its status and a one-line message, rendered as
 /// `{"error": "…"}`.
 #[derive(Debug)]
-pub(super) struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
 }
 
 impl ApiError {
-    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self { status, message: message.into() }
     }
 
-    pub(super) fn response(&self) -> Resp {
+    /// Its status.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its message.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn response(&self) -> Resp {
         let mut r = json(self.status, &serde_json::json!({ "error": self.message }));
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -44,19 +54,19 @@ impl ApiError {
     }
 }
 
-pub(super) fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError::new(status, message)
 }
 
 /// Refuses (`422`) items a phone cannot be sent, naming the first such item and its place:
 /// the rule is [`dls_message::check`], the one the engine applies to what it sends.
-pub(super) fn check_items(what: &str, items: &[Item]) -> Result<(), ApiError> {
+pub(crate) fn check_items(what: &str, items: &[Item]) -> Result<(), ApiError> {
     dls_message::check::check_items(items).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, format!("{what}: {e}")))
 }
 
 /// Refuses (`422`) a profile that holds something a phone cannot be sent: an item (see
 /// [`check_items`]) or a character XML 1.0 does not allow in its provisioning template.
-pub(super) fn check_profile(name: &str, profile: &Profile) -> Result<(), ApiError> {
+pub(crate) fn check_profile(name: &str, profile: &Profile) -> Result<(), ApiError> {
     let what = format!("profile {}", dls_message::check::quoted(name));
     check_items(&what, &profile.items)?;
     if let Some((at, c)) = profile.provisioning_template.as_deref().and_then(dls_message::check::first_non_xml_char) {
@@ -71,7 +81,7 @@ pub(super) fn check_profile(name: &str, profile: &Profile) -> Result<(), ApiErro
     Ok(())
 }
 
-pub(super) fn store_error(e: &StoreError) -> ApiError {
+pub(crate) fn store_error(e: &StoreError) -> ApiError {
     let status = match e {
         StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
         StoreError::Conflict { .. } => StatusCode::CONFLICT,
@@ -89,15 +99,31 @@ pub(super) fn store_error(e: &StoreError) -> ApiError {
     error(status, e.to_string())
 }
 
-pub(super) fn authorised(req: &Request<Incoming>, token: &str) -> bool {
-    let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    let Some(given) = v.strip_prefix("Bearer ").map(str::trim) else { return false };
-    given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+/// Records an administrative change in the audit log, with the caller as its actor, after
+/// the change was made. A failure to record is logged as an error (the change stands: the
+/// store that took it a moment ago failed now) and not answered.
+pub(crate) async fn audited(
+    state: &AdminState,
+    caller: &Caller,
+    mac: Option<MacAddr>,
+    action: AdminAction,
+    detail: impl Into<String>,
+) {
+    let record = NewAuditRecord {
+        at: state.clock.now(),
+        actor: Some(caller.actor()),
+        mac,
+        kind: action.into(),
+        detail: detail.into(),
+    };
+    if let Err(e) = blocking(state, "record_audit", move |s| s.record_audit(&record)).await {
+        tracing::error!(action = action.as_str(), error = ?e, "the audit record of a change could not be written");
+    }
 }
 
 /// Runs a store call off the executor, counted in the metrics as `operation` (the store
 /// method `f` calls).
-pub(super) async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     state: &AdminState,
     operation: &'static str,
     f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
@@ -110,7 +136,7 @@ pub(super) async fn blocking<T: Send + 'static>(
     }
 }
 
-pub(super) async fn body_json<T: for<'de> Deserialize<'de>>(
+pub(crate) async fn body_json<T: for<'de> Deserialize<'de>>(
     state: &AdminState,
     req: Request<Incoming>,
 ) -> Result<T, ApiError> {
@@ -129,17 +155,17 @@ pub(super) async fn body_json<T: for<'de> Deserialize<'de>>(
     serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
 }
 
-pub(super) fn parse_mac(s: &str) -> Result<MacAddr, ApiError> {
+pub(crate) fn parse_mac(s: &str) -> Result<MacAddr, ApiError> {
     MacAddr::parse(s).map_err(|e| error(StatusCode::BAD_REQUEST, format!("{s:?}: {e}")))
 }
 
 /// The query's pairs ([`crate::uri::query_pairs`]), or `400` for bad encoding.
-pub(super) fn query(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+pub(crate) fn query(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     crate::uri::query_pairs(query).ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad percent-encoding in query"))
 }
 
 /// A job's or file's id in a path, or `400`.
-pub(super) fn parse_id(s: &str, what: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_id(s: &str, what: &str) -> Result<i64, ApiError> {
     s.parse().map_err(|_| error(StatusCode::BAD_REQUEST, format!("{what} id {s:?} is not a number")))
 }
 

@@ -3,14 +3,15 @@
 //! are sealed before the store sees them and never answered.
 
 use dls_message::MacAddr;
-use dls_store::CredentialScope;
+use dls_store::{AdminAction, CredentialScope};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::AdminState;
-use super::api::{ApiError, blocking, body_json, error, json, query};
+use super::api::{ApiError, audited, blocking, body_json, error, json, query};
+use super::auth::Caller;
 use crate::http::Resp;
 
 #[derive(Deserialize)]
@@ -36,7 +37,7 @@ fn check_secret(s: &str) -> Result<(), ApiError> {
 }
 
 /// A device's Digest secret, checked and sealed for the store.
-pub(super) fn seal_secret(state: &AdminState, mac: MacAddr, secret: &str) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn seal_secret(state: &AdminState, mac: MacAddr, secret: &str) -> Result<Vec<u8>, ApiError> {
     check_secret(secret)?;
     let context = crate::provisioning::device_context(mac);
     state
@@ -47,16 +48,23 @@ pub(super) fn seal_secret(state: &AdminState, mac: MacAddr, secret: &str) -> Res
 }
 
 /// `PUT /api/v1/devices/{mac}/secret`: `{"secret"}`
-pub(super) async fn set_secret(state: &AdminState, mac: MacAddr, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub(crate) async fn set_secret(
+    state: &AdminState,
+    caller: &Caller,
+    mac: MacAddr,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
     let r: SecretRequest = body_json(state, req).await?;
     let sealed = seal_secret(state, mac, &r.secret)?;
     blocking(state, "set_device_secret", move |s| s.set_device_secret(mac, Some(&sealed))).await?;
+    audited(state, caller, Some(mac), AdminAction::SecretSet, "").await;
     Ok(json(StatusCode::OK, &serde_json::json!({ "mac": mac, "secret": "set" })))
 }
 
 /// `DELETE /api/v1/devices/{mac}/secret`
-pub(super) async fn clear_secret(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
+pub(crate) async fn clear_secret(state: &AdminState, caller: &Caller, mac: MacAddr) -> Result<Resp, ApiError> {
     blocking(state, "set_device_secret", move |s| s.set_device_secret(mac, None)).await?;
+    audited(state, caller, Some(mac), AdminAction::SecretCleared, "").await;
     Ok(json(StatusCode::OK, &serde_json::json!({ "mac": mac, "secret": "cleared" })))
 }
 
@@ -67,7 +75,7 @@ fn userinfo(user: &str, password: &str) -> String {
 
 /// Whether `embed=true` is asked for (`embed=false` or none: no); other parameters are
 /// refused.
-fn embed_asked(q: Option<&str>) -> Result<bool, ApiError> {
+pub(crate) fn embed_asked(q: Option<&str>) -> Result<bool, ApiError> {
     let mut embed = false;
     for (k, v) in query(q)? {
         match (k.as_str(), v.as_str()) {
@@ -82,7 +90,7 @@ fn embed_asked(q: Option<&str>) -> Result<bool, ApiError> {
 
 /// `GET /api/v1/devices/{mac}/provisioning-url?embed=true`: `{"url"}`, the device's
 /// credentials embedded on request.
-pub(super) async fn provisioning_url(
+pub(crate) async fn provisioning_url(
     state: &AdminState,
     mac: MacAddr,
     req: &Request<Incoming>,
@@ -108,7 +116,7 @@ pub(super) async fn provisioning_url(
 }
 
 /// `GET /api/v1/credentials/fallback`: scopes and user names, never a password.
-pub(super) async fn list_fallback(state: &AdminState) -> Result<Resp, ApiError> {
+pub(crate) async fn list_fallback(state: &AdminState) -> Result<Resp, ApiError> {
     let list = blocking(state, "list_fallback_credentials", |s| s.list_fallback_credentials()).await?;
     let list: Vec<serde_json::Value> =
         list.into_iter().map(|(scope, username)| serde_json::json!({ "scope": scope, "username": username })).collect();
@@ -117,8 +125,9 @@ pub(super) async fn list_fallback(state: &AdminState) -> Result<Resp, ApiError> 
 
 /// `PUT` (with a password) or `DELETE /api/v1/credentials/fallback`:
 /// `{"scope": "global" or {"profile": P}, "username", "password"}`
-pub(super) async fn change_fallback(
+pub(crate) async fn change_fallback(
     state: &AdminState,
+    caller: &Caller,
     method: &Method,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
@@ -143,5 +152,11 @@ pub(super) async fn change_fallback(
         s.set_fallback_credential(&scope, &username, sealed.as_deref())
     })
     .await?;
+    let scope = match &r.scope {
+        CredentialScope::Global => "global".to_owned(),
+        CredentialScope::Profile(p) => format!("profile {p}"),
+    };
+    let kind = if *method == Method::PUT { AdminAction::CredentialSet } else { AdminAction::CredentialRemoved };
+    audited(state, caller, None, kind, format!("{scope}, user {}", r.username)).await;
     Ok(json(StatusCode::OK, &serde_json::json!({ "scope": r.scope, "username": r.username })))
 }

@@ -1,16 +1,18 @@
 //! Devices: list, add (with profiles, overrides, Digest secret and security in one store
 //! transaction), show, change, forget, and the merged configuration a device should have.
 
+use dls_accounts::Need;
 use dls_engine::SecurityMode;
 use dls_message::{Item, MacAddr};
-use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate};
+use dls_store::{AdminAction, DeviceFilter, DeviceSpec, DeviceUpdate};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::AdminState;
-use super::api::{ApiError, blocking, body_json, check_items, error, json, parse_mac, query};
+use super::api::{ApiError, audited, blocking, body_json, check_items, error, json, parse_mac, query};
+use super::auth::{Caller, permit};
 use super::credentials::seal_secret;
 use super::security::{SecurityRequest, security_update};
 use crate::http::Resp;
@@ -46,29 +48,35 @@ fn filter_of(q: Option<&str>) -> Result<DeviceFilter, ApiError> {
 }
 
 /// `GET /api/v1/devices?profile=&device-type=&search=&limit=`
-pub(super) async fn list(state: &AdminState, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+pub(crate) async fn list(state: &AdminState, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let filter = filter_of(req.uri().query())?;
     let list = blocking(state, "list_devices", move |s| s.list_devices(&filter)).await?;
     Ok(json(StatusCode::OK, &list))
 }
 
 /// `POST /api/v1/devices`: everything asked for in one store transaction, or nothing.
-pub(super) async fn add(state: &AdminState, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub(crate) async fn add(state: &AdminState, caller: &Caller, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let new: NewDevice = body_json(state, req).await?;
     let mac = parse_mac(&new.mac)?;
+    if new.secret.is_some() {
+        // A Digest secret is a credential: an administrator's.
+        permit(caller, Need::Administer)?;
+    }
     check_items("overrides", &new.overrides)?;
     let secret = new.secret.as_deref().map(|secret| seal_secret(state, mac, secret)).transpose()?;
     let (pin, security) = match new.mode {
         Some(mode) => {
             let request = SecurityRequest { mode: Some(mode), reset: false, new_pin: mode == SecurityMode::Pin };
-            let (pin, update) = security_update(state, mac, request)?;
+            let (pin, update) = security_update(state, caller, mac, request)?;
             (pin, Some(update))
         }
         None => (None, None),
     };
+    let detail = added_detail(&new.profiles, new.mode, secret.is_some());
     let spec = DeviceSpec { profiles: new.profiles, overrides: new.overrides, secret, security };
     let at = state.clock.now();
     blocking(state, "add_device", move |s| s.add_device(mac, &spec, at)).await?;
+    audited(state, caller, Some(mac), AdminAction::DeviceAdded, detail).await;
     let details = blocking(state, "device", move |s| s.device(mac)).await?;
     let mut body = serde_json::to_value(&details).unwrap_or_default();
     if let (Some(p), Some(obj)) = (pin, body.as_object_mut()) {
@@ -77,8 +85,35 @@ pub(super) async fn add(state: &AdminState, req: Request<Incoming>) -> Result<Re
     Ok(json(StatusCode::CREATED, &body))
 }
 
+/// The audit detail of a device added: its profiles, mode, whether it has a secret.
+pub(crate) fn added_detail(profiles: &[String], mode: Option<SecurityMode>, secret: bool) -> String {
+    let mut parts = Vec::new();
+    if !profiles.is_empty() {
+        parts.push(format!("profiles {}", profiles.join(", ")));
+    }
+    if let Some(mode) = mode {
+        parts.push(format!("mode {}", mode.as_str()));
+    }
+    if secret {
+        parts.push("with a Digest secret".to_owned());
+    }
+    parts.join("; ")
+}
+
+/// The audit detail of a device changed: what was replaced (never the values).
+pub(crate) fn changed_detail(update: &DeviceUpdate) -> String {
+    let mut parts = Vec::new();
+    if let Some(profiles) = &update.profiles {
+        parts.push(format!("profiles set to [{}]", profiles.join(", ")));
+    }
+    if let Some(overrides) = &update.overrides {
+        parts.push(format!("{} overrides set", overrides.len()));
+    }
+    parts.join("; ")
+}
+
 /// `GET /api/v1/devices/{mac}`
-pub(super) async fn show(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
+pub(crate) async fn show(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
     match blocking(state, "device", move |s| s.device(mac)).await? {
         Some(d) => Ok(json(StatusCode::OK, &d)),
         None => Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found"))),
@@ -86,19 +121,27 @@ pub(super) async fn show(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiEr
 }
 
 /// `PATCH /api/v1/devices/{mac}`: `{"profiles"?, "overrides"?}`
-pub(super) async fn update(state: &AdminState, mac: MacAddr, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub(crate) async fn update(
+    state: &AdminState,
+    caller: &Caller,
+    mac: MacAddr,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
     let update: DeviceUpdate = body_json(state, req).await?;
     if let Some(overrides) = &update.overrides {
         check_items("overrides", overrides)?;
     }
+    let detail = changed_detail(&update);
     blocking(state, "update_device", move |s| s.update_device(mac, &update)).await?;
+    audited(state, caller, Some(mac), AdminAction::DeviceChanged, detail).await;
     let details = blocking(state, "device", move |s| s.device(mac)).await?;
     Ok(json(StatusCode::OK, &details))
 }
 
 /// `DELETE /api/v1/devices/{mac}`
-pub(super) async fn delete(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
+pub(crate) async fn delete(state: &AdminState, caller: &Caller, mac: MacAddr) -> Result<Resp, ApiError> {
     if blocking(state, "delete_device", move |s| s.delete_device(mac)).await? {
+        audited(state, caller, Some(mac), AdminAction::DeviceDeleted, "").await;
         Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": mac })))
     } else {
         Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found")))
@@ -106,7 +149,7 @@ pub(super) async fn delete(state: &AdminState, mac: MacAddr) -> Result<Resp, Api
 }
 
 /// `GET /api/v1/devices/{mac}/desired`
-pub(super) async fn desired(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
+pub(crate) async fn desired(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
     let desired = blocking(state, "desired", move |s| s.desired(mac)).await?;
     Ok(json(StatusCode::OK, &desired))
 }

@@ -17,14 +17,15 @@ use std::path::{Path, PathBuf};
 use dls_engine::firmware::{self, SoftwareVersion};
 use dls_engine::{FileRef, ItemKey, JobKind, JobState};
 use dls_message::{Item, MacAddr};
-use dls_store::{DeviceFilter, FileRecord, JobFilter, NewFile, NewJob};
+use dls_store::{AdminAction, DeviceFilter, FileRecord, JobFilter, NewFile, NewJob};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::AdminState;
-use super::api::{ApiError, blocking, body_json, check_items, error, json, parse_mac, query};
+use super::api::{ApiError, audited, blocking, body_json, check_items, error, json, parse_mac, query};
+use super::auth::Caller;
 use crate::http::Resp;
 
 /// What the jobs part of the admin API needs besides the store.
@@ -82,6 +83,21 @@ enum JobRequest {
         force: bool,
     },
     ReassertConfig,
+}
+
+impl JobRequest {
+    /// Its kind, for the audit log.
+    fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "read",
+            Self::Write { .. } => "write",
+            Self::Restart => "restart",
+            Self::FactoryReset => "factory-reset",
+            Self::DeployFile { .. } => "deploy-file",
+            Self::DeployFirmware { .. } => "deploy-firmware",
+            Self::ReassertConfig => "reassert-config",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,7 +193,7 @@ fn firmware_skip(file: &FileRecord, device_type: Option<&str>, running: Option<&
 }
 
 /// `POST /api/v1/jobs`: one job per device the target selects, each contact-me'd.
-pub(super) async fn add_jobs(state: &AdminState, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub(crate) async fn add_jobs(state: &AdminState, caller: &Caller, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let jobs = &state.jobs;
     let AddJobs { target, job } = body_json(state, req).await?;
     // The items to write are checked before the target is: they are refused whether or not
@@ -258,6 +274,17 @@ pub(super) async fn add_jobs(state: &AdminState, req: Request<Incoming>) -> Resu
         }
     }
     info!(jobs = added.len(), skipped = skipped.len(), "jobs queued");
+    if let (Some(first), Some(last)) = (added.first(), added.last()) {
+        let mac = (added.len() == 1).then_some(first.mac);
+        let what = job.kind_name();
+        let ids = if added.len() == 1 {
+            format!("job {}", first.id)
+        } else {
+            format!("jobs {} to {}", first.id.min(last.id), first.id.max(last.id))
+        };
+        let detail = format!("{what} for {} device(s): {ids}; {} skipped", added.len(), skipped.len());
+        audited(state, caller, mac, AdminAction::JobsQueued, detail).await;
+    }
     Ok(json(StatusCode::CREATED, &serde_json::json!({ "jobs": added, "skipped": skipped })))
 }
 
@@ -369,7 +396,7 @@ pub(crate) fn content_path(dir: &Path, id: i64) -> PathBuf {
 }
 
 /// `POST /api/v1/files?name=&type=&…`: the body is the file, streamed to disk.
-pub(super) async fn add_file(state: &AdminState, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub(crate) async fn add_file(state: &AdminState, caller: &Caller, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let jobs = &state.jobs;
     let q = file_query(req.uri().query())?;
     let receiving =
@@ -409,17 +436,20 @@ pub(super) async fn add_file(state: &AdminState, req: Request<Incoming>) -> Resu
         return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "the file could not be stored"));
     }
     info!(id = added.id, name = %added.file.name, file_type = %added.file.file_type, size = added.file.size, "file added");
+    let detail =
+        format!("file {} {:?} ({}, {} bytes)", added.id, added.file.name, added.file.file_type, added.file.size);
+    audited(state, caller, None, AdminAction::FileAdded, detail).await;
     Ok(json(StatusCode::CREATED, &added))
 }
 
 /// `GET /api/v1/jobs?mac=&state=&limit=`: newest first.
-pub(super) async fn list(state: &AdminState, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+pub(crate) async fn list(state: &AdminState, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let filter = job_filter(req.uri().query())?;
     Ok(json(StatusCode::OK, &blocking(state, "jobs", move |s| s.jobs(&filter)).await?))
 }
 
 /// `GET /api/v1/jobs/{id}`
-pub(super) async fn show(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
+pub(crate) async fn show(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
     match blocking(state, "job", move |s| s.job(id)).await? {
         Some(j) => Ok(json(StatusCode::OK, &j)),
         None => Err(error(StatusCode::NOT_FOUND, format!("job {id} not found"))),
@@ -427,32 +457,36 @@ pub(super) async fn show(state: &AdminState, id: i64) -> Result<Resp, ApiError> 
 }
 
 /// `POST /api/v1/jobs/{id}/cancel`: a job that is not over.
-pub(super) async fn cancel(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
+pub(crate) async fn cancel(state: &AdminState, caller: &Caller, id: i64) -> Result<Resp, ApiError> {
     let at = state.clock.now();
     let job = blocking(state, "cancel_job", move |s| s.cancel_job(id, at)).await?;
     info!(id, "job cancelled");
+    audited(state, caller, Some(job.mac), AdminAction::JobCancelled, format!("job {id}")).await;
     Ok(json(StatusCode::OK, &job))
 }
 
 /// `POST /api/v1/devices/{mac}/contact`: a contact-me now (rate limits apply), pending
 /// jobs or not.
-pub(super) async fn contact(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
+pub(crate) async fn contact(state: &AdminState, caller: &Caller, mac: MacAddr) -> Result<Resp, ApiError> {
     if blocking(state, "device", move |s| s.device(mac)).await?.is_none() {
         return Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found")));
     }
     match state.jobs.contact.request_forced(mac) {
-        Ok(()) => Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "mac": mac, "contact-me": "requested" }))),
+        Ok(()) => {
+            audited(state, caller, Some(mac), AdminAction::ContactRequested, "").await;
+            Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "mac": mac, "contact-me": "requested" })))
+        }
         Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
 }
 
 /// `GET /api/v1/files`
-pub(super) async fn list_files(state: &AdminState) -> Result<Resp, ApiError> {
+pub(crate) async fn list_files(state: &AdminState) -> Result<Resp, ApiError> {
     Ok(json(StatusCode::OK, &blocking(state, "files", |s| s.files()).await?))
 }
 
 /// `GET /api/v1/files/{id}`
-pub(super) async fn show_file(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
+pub(crate) async fn show_file(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
     match blocking(state, "file", move |s| s.file(id)).await? {
         Some(f) => Ok(json(StatusCode::OK, &f)),
         None => Err(error(StatusCode::NOT_FOUND, format!("file {id} not found"))),
@@ -461,7 +495,7 @@ pub(super) async fn show_file(state: &AdminState, id: i64) -> Result<Resp, ApiEr
 
 /// `DELETE /api/v1/files/{id}`: its jobs that are not over fail; downloads in progress keep
 /// their open file, new ones find no job.
-pub(super) async fn delete_file(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
+pub(crate) async fn delete_file(state: &AdminState, caller: &Caller, id: i64) -> Result<Resp, ApiError> {
     let at = state.clock.now();
     let Some(f) = blocking(state, "delete_file", move |s| s.delete_file(id, at)).await? else {
         return Err(error(StatusCode::NOT_FOUND, format!("file {id} not found")));
@@ -470,5 +504,6 @@ pub(super) async fn delete_file(state: &AdminState, id: i64) -> Result<Resp, Api
         warn!(id, error = %e, "file store: removing a deleted file's content failed");
     }
     info!(id, "file deleted");
+    audited(state, caller, None, AdminAction::FileDeleted, format!("file {id} {:?}", f.file.name)).await;
     Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": f })))
 }

@@ -1,20 +1,22 @@
 //! Profiles: the layers of configuration (`global`, by device type, assigned).
 
 use dls_engine::Profile;
+use dls_store::AdminAction;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
 use super::AdminState;
-use super::api::{ApiError, blocking, body_json, check_profile, error, json};
+use super::api::{ApiError, audited, blocking, body_json, check_profile, error, json};
+use super::auth::Caller;
 use crate::http::Resp;
 
 /// `GET /api/v1/profiles`
-pub(super) async fn list(state: &AdminState) -> Result<Resp, ApiError> {
+pub(crate) async fn list(state: &AdminState) -> Result<Resp, ApiError> {
     Ok(json(StatusCode::OK, &blocking(state, "profiles", |s| s.profiles()).await?))
 }
 
 /// `GET /api/v1/profiles/{name}`
-pub(super) async fn show(state: &AdminState, name: &str) -> Result<Resp, ApiError> {
+pub(crate) async fn show(state: &AdminState, name: &str) -> Result<Resp, ApiError> {
     let n = name.to_owned();
     match blocking(state, "profile", move |s| s.profile(&n)).await? {
         Some(p) => Ok(json(StatusCode::OK, &p)),
@@ -24,19 +26,27 @@ pub(super) async fn show(state: &AdminState, name: &str) -> Result<Resp, ApiErro
 
 /// `PUT /api/v1/profiles/{name}`: creates or replaces it; `422` for items a phone cannot
 /// be sent.
-pub(super) async fn put(state: &AdminState, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub(crate) async fn put(
+    state: &AdminState,
+    caller: &Caller,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
     let mut profile: Profile = body_json(state, req).await?;
     check_profile(name, &profile)?;
     name.clone_into(&mut profile.name);
     let p = profile.clone();
     blocking(state, "put_profile", move |s| s.put_profile(&p)).await?;
+    let detail = format!("profile {} ({} items)", profile.name, profile.items.len());
+    audited(state, caller, None, AdminAction::ProfileSaved, detail).await;
     Ok(json(StatusCode::OK, &profile))
 }
 
 /// `DELETE /api/v1/profiles/{name}`
-pub(super) async fn delete(state: &AdminState, name: &str) -> Result<Resp, ApiError> {
+pub(crate) async fn delete(state: &AdminState, caller: &Caller, name: &str) -> Result<Resp, ApiError> {
     let n = name.to_owned();
     if blocking(state, "delete_profile", move |s| s.delete_profile(&n)).await? {
+        audited(state, caller, None, AdminAction::ProfileDeleted, format!("profile {name}")).await;
         Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": name })))
     } else {
         Err(error(StatusCode::NOT_FOUND, format!("profile {name:?} not found")))

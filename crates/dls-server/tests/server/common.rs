@@ -211,3 +211,25 @@ pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("write");
     p
 }
+
+/// One request to the admin listener with the headers given; returns the status, the
+/// response's headers and its body.
+pub(crate) async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("admin connects");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder().method(method).uri(path).header("host", addr.to_string());
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = sender.send_request(req.body(Full::new(Bytes::from(body))).expect("request")).await.expect("response");
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, bytes.to_vec())
+}

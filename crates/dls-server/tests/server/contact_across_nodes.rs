@@ -9,7 +9,7 @@ use std::time::Duration;
 use dls_engine::{AuditEvent, AuditKind, Change, SecurityMode, UnixTime};
 use dls_message::{Action, MacAddr, Reason};
 use dls_server::{Clock, ManualClock};
-use dls_store::{MaintenanceStore, ProtocolStore, SecurityStore};
+use dls_store::{AuditStore, MaintenanceStore, ProtocolStore};
 use dls_store_postgres::PostgresStore;
 use dls_test_postgres::{Database, TestPostgres};
 use dls_workpoint::Phone;

@@ -14,6 +14,7 @@ mod jobs;
 mod metrics;
 mod pins;
 mod provisioning;
+mod roles;
 mod secure;
 mod shared_sessions;
 mod tls_clients;

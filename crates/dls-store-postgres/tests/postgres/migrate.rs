@@ -2,6 +2,7 @@
 //! PostgreSQL database, every read the same on both sides, ids never reused, a non-empty
 //! target refused, a failed export leaving nothing, a tampered copy caught, and back.
 
+use dls_accounts::Role;
 use dls_engine::{
     AuditEvent, AuditKind, Change, FileRef, IssuedCertificate, ItemKey, JobKind, JobState, JobUpdate, Profile,
     SealedBootstrap, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
@@ -10,7 +11,8 @@ use dls_message::{Item, MacAddr, Reason};
 use dls_store::dump::{self, MigrateError, MigrationStore, Row};
 use dls_store::traits::*;
 use dls_store::{
-    CredentialScope, DeviceFilter, DeviceSpec, JobFilter, NewFile, NewJob, SecurityUpdate, Store, StoreError,
+    AdminAction, CredentialScope, DeviceFilter, DeviceSpec, JobFilter, NewAuditRecord, NewFile, NewJob, SecurityUpdate,
+    Store, StoreError,
 };
 use dls_store_postgres::PostgresStore;
 use dls_store_sqlite::SqliteStore;
@@ -63,7 +65,12 @@ fn populate(s: &dyn Store) -> (i64, i64) {
     };
     s.add_device(mac(1), &spec, at).expect("adds 1");
     // 2: pin mode with an outstanding (sealed) PIN.
-    let pin = SecurityUpdate { mode: Some(SecurityMode::Pin), reset: false, new_pin: Some(vec![9; 40]) };
+    let pin = SecurityUpdate {
+        mode: Some(SecurityMode::Pin),
+        reset: false,
+        new_pin: Some(vec![9; 40]),
+        actor: Some("alice".into()),
+    };
     s.add_device(mac(2), &DeviceSpec { security: Some(pin), ..DeviceSpec::default() }, at).expect("adds 2");
     // 3, 4, 5: first contacts, with what the protocol path records.
     for n in [3, 4, 5] {
@@ -173,6 +180,28 @@ fn populate(s: &dyn Store) -> (i64, i64) {
     s.set_fallback_credential(&CredentialScope::Global, "admin", Some(&[8; 33])).expect("credential");
     s.set_fallback_credential(&CredentialScope::Profile("office".into()), "Ops", Some(&[6; 33])).expect("credential");
     s.set_fallback_credential(&CredentialScope::Profile("office".into()), "ops", Some(&[5; 33])).expect("credential");
+    // Accounts with their tokens (kept as hashes: they keep working), a console session (not
+    // copied: everyone logs in again), administrative audit records (one about no device).
+    let hash = dls_accounts::password::hash("correct horse battery").expect("hashes");
+    s.add_account("alice", Role::Admin, &hash, UnixTime(50)).expect("account");
+    s.add_account("bob", Role::Viewer, &hash, UnixTime(51)).expect("account");
+    s.record_login("bob", UnixTime(52)).expect("login");
+    s.add_token("alice", "ci", &dls_accounts::secret::token_hash("dls_one"), UnixTime(53)).expect("token");
+    s.use_token(&dls_accounts::secret::token_hash("dls_one"), UnixTime(54)).expect("use").expect("found");
+    s.add_token("bob", "ci", &dls_accounts::secret::token_hash("dls_two"), UnixTime(55)).expect("token");
+    s.add_console_session(&dls_accounts::secret::session_key("a session"), "alice", UnixTime(56)).expect("session");
+    for (actor, mac, action) in
+        [("alice", Some(mac(1)), AdminAction::DeviceChanged), ("alice:ci", None, AdminAction::ProfileSaved)]
+    {
+        let record = NewAuditRecord {
+            at: UnixTime(57),
+            actor: Some(actor.into()),
+            mac,
+            kind: action.into(),
+            detail: "d".into(),
+        };
+        s.record_audit(&record).expect("audit");
+    }
     (extra[0].id, f3.id)
 }
 
@@ -188,6 +217,10 @@ fn reads(s: &dyn Store) -> String {
     add("credentials", &s.list_fallback_credentials().expect("credentials"));
     add("download", &s.download("tok-1").expect("download"));
     add("pending", &s.devices_with_pending_jobs(100).expect("pending"));
+    add("accounts", &s.accounts().expect("accounts"));
+    add("tokens", &s.tokens(None).expect("tokens"));
+    add("hash", &s.password_hash("alice").expect("hash"));
+    add("token", &s.use_token(&dls_accounts::secret::token_hash("dls_two"), UnixTime(0)).expect("token"));
     for n in MACS {
         let m = mac(n);
         add("device", &s.device(m).expect("device"));
@@ -222,6 +255,9 @@ fn a_sqlite_store_is_copied_to_postgresql_whole_and_verified() {
         assert!(rows_of(&copied, table.name) > 0, "nothing in {}: the test must fill every table", table.name);
     }
     assert_eq!(rows_of(&copied, "devices"), 5);
+    assert_eq!((rows_of(&copied, "accounts"), rows_of(&copied, "api_tokens")), (2, 2));
+    // Console sessions are not copied: everyone logs in again.
+    assert!(target.console_session(&dls_accounts::secret::session_key("a session")).expect("reads").is_none());
     assert_eq!(reads(&source), reads(&target));
     assert!(!target.is_empty().expect("reads"));
 

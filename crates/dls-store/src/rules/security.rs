@@ -154,7 +154,8 @@ mod tests {
 
     #[test]
     fn reset_mode_and_pin_in_order_with_their_audit_texts() {
-        let update = SecurityUpdate { mode: Some(SecurityMode::Default), reset: true, new_pin: Some(PIN.to_vec()) };
+        let update =
+            SecurityUpdate { mode: Some(SecurityMode::Default), reset: true, new_pin: Some(PIN.to_vec()), actor: None };
         let steps = plan("D", before(SecurityMode::Pin, BootstrapState::Secured, true), &update).expect("plans");
         assert_eq!(
             steps,
