@@ -166,6 +166,12 @@ pub struct Config {
     /// with SQLite it costs a write per message and lets an interaction outlive a restart.
     /// Default false.
     pub shared_sessions: bool,
+    /// A console session ends after this long without a request (seconds). 60 to 86,400.
+    /// Default 1,800 (30 minutes).
+    pub console_idle_timeout_secs: u64,
+    /// A console session ends this long after its login, whatever happens (seconds); at
+    /// least the idle timeout, at most 7 days. Default 43,200 (12 hours).
+    pub console_session_max_secs: u64,
 }
 
 /// [`Config::store`]: `sqlite`, or a `postgres://` (`postgresql://`) URL. Its `Debug` and
@@ -301,6 +307,8 @@ impl Default for Config {
             node_name: default_node_name(),
             store: StoreLocation::sqlite(),
             shared_sessions: false,
+            console_idle_timeout_secs: 1800,
+            console_session_max_secs: 12 * 3600,
         }
     }
 }
@@ -383,6 +391,14 @@ impl Config {
             ));
         }
         check_node_name(&self.node_name)?;
+        if !(60..=86_400).contains(&self.console_idle_timeout_secs)
+            || self.console_session_max_secs < self.console_idle_timeout_secs
+            || self.console_session_max_secs > 7 * 86_400
+        {
+            return Err("console-idle-timeout-secs must be 60 to 86400, and console-session-max-secs at least that \
+                        and at most 604800 (7 days)"
+                .into());
+        }
         Ok(())
     }
 }

@@ -385,8 +385,12 @@ impl Handlers {
 }
 
 /// The console sessions' timeouts.
-fn console_policy(_config: &Config) -> dls_accounts::SessionPolicy {
-    dls_accounts::SessionPolicy::default()
+fn console_policy(config: &Config) -> dls_accounts::SessionPolicy {
+    dls_accounts::SessionPolicy {
+        idle_secs: config.console_idle_timeout_secs,
+        absolute_secs: config.console_session_max_secs,
+        ..dls_accounts::SessionPolicy::default()
+    }
 }
 
 /// The running configuration as the console's settings page shows it: every setting by its

@@ -46,7 +46,7 @@ fn accounts_are_created_listed_changed_and_deleted() {
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     let names: Vec<String> = s.accounts().expect("lists").into_iter().map(|a| a.name).collect();
     assert_eq!(names, ["alice", "bob"]);
-    assert_eq!(s.account("alice").expect("reads"), Some(alice.clone()));
+    assert_eq!(s.account("alice").expect("reads"), Some(alice));
     assert_eq!(s.account("carol").expect("reads"), None);
     // The hash comes back as kept, and verifies.
     let stored = s.password_hash("alice").expect("reads").expect("has one");

@@ -237,6 +237,14 @@ struct Settings {
     /// goes on on another node (always so with a PostgreSQL store). Default false.
     #[arg(long, env = "DLS_SHARED_SESSIONS", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     shared_sessions: Option<bool>,
+    /// A console session ends after this many seconds without a request (60 to 86400).
+    /// Default 1800.
+    #[arg(long, env = "DLS_CONSOLE_IDLE_TIMEOUT_SECS", value_name = "SECS")]
+    console_idle_timeout_secs: Option<u64>,
+    /// A console session ends this many seconds after its login, whatever happens (at most
+    /// 604800). Default 43200.
+    #[arg(long, env = "DLS_CONSOLE_SESSION_MAX_SECS", value_name = "SECS")]
+    console_session_max_secs: Option<u64>,
 }
 
 /// The configuration the layers give, validated: the defaults, the `--config` file, then

@@ -62,6 +62,8 @@ job-retention-days = 30
 node-name = "dls-node-2"
 store = "postgres://dls@db.example.com:5432/dls"
 shared-sessions = true
+console-idle-timeout-secs = 900
+console-session-max-secs = 28800
 "#;
 
 /// Runs `dls args…` with exactly the `DLS_…` variables given (the test's own are removed).

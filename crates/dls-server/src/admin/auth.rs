@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn csrf_is_needed_for_sessions_only() {
         let id = secret::new_session_id().expect("random");
-        let console = Caller { account: "alice".into(), role: Role::Viewer, via: Via::Console(id.clone()) };
+        let console = Caller { account: "alice".into(), role: Role::Viewer, via: Via::Console(id) };
         assert!(!console.csrf_ok(None));
         assert!(!console.csrf_ok(Some("0000")));
         assert!(console.csrf_ok(console.csrf().as_deref()));

@@ -92,11 +92,11 @@ fn kinds() -> Vec<&'static str> {
 }
 
 /// The filter of the query, or what is wrong with it (shown on the page).
-fn filter_of(q: Option<&str>) -> Result<(FilterForm, AuditFilter), (FilterForm, String)> {
+fn filter_of(q: Option<&str>) -> (FilterForm, Result<AuditFilter, String>) {
     let mut form = FilterForm::default();
     let pairs = match query(q) {
         Ok(p) => p,
-        Err(e) => return Err((form, e.message().to_owned())),
+        Err(e) => return (form, Err(e.message().to_owned())),
     };
     let mut before = None;
     for (k, v) in pairs {
@@ -132,10 +132,7 @@ fn filter_of(q: Option<&str>) -> Result<(FilterForm, AuditFilter), (FilterForm, 
         }
         Ok::<(), String>(())
     })();
-    match problem {
-        Ok(()) => Ok((form, filter)),
-        Err(e) => Err((form, e)),
-    }
+    (form, problem.map(|()| filter))
 }
 
 /// The link to the next page: the same filters, records before `last`.
@@ -160,9 +157,10 @@ fn older_link(form: &FilterForm, last: i64) -> String {
 /// `GET /audit?mac=&actor=&kind=&since=&until=&tz=&before=`
 pub(super) async fn show(state: &AdminState, caller: &Caller, q: Option<&str>) -> Result<Resp, PageError> {
     let nav = Nav::new(caller, "/audit");
-    let (form, filter) = match filter_of(q) {
+    let (form, filter) = filter_of(q);
+    let filter = match filter {
         Ok(f) => f,
-        Err((form, error)) => {
+        Err(error) => {
             let page = AuditPage { nav, form, kinds: kinds(), records: Vec::new(), older: None, error: Some(error) };
             return Ok(render(StatusCode::BAD_REQUEST, &page));
         }

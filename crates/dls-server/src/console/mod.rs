@@ -99,7 +99,10 @@ async fn dispatch(
         Page::Dashboard => dashboard::show(state, caller).await,
         Page::Audit => audit::show(state, caller, req.uri().query()).await,
         Page::Settings => settings::show(state, caller),
-        Page::Logout => login::logout(state, caller).await,
+        Page::Logout => {
+            form::read(state, caller, req).await?;
+            login::logout(state, caller).await
+        }
         Page::Accounts => accounts::show(state, caller, accounts::Outcome::default()).await,
         Page::AddAccount => accounts::add(state, caller, form::read(state, caller, req).await?).await,
         Page::SetRole(name) => accounts::set_role(state, caller, name, form::read(state, caller, req).await?).await,

@@ -7,6 +7,7 @@ mod bootstrap;
 mod cluster;
 mod common;
 mod connections;
+mod console;
 mod contact_across_nodes;
 mod deploy;
 mod flows;
