@@ -240,19 +240,33 @@ pub(crate) fn permit(caller: &Caller, need: Need) -> Result<(), ApiError> {
     ))
 }
 
+/// What a login attempt came to.
+#[derive(Debug)]
+pub(crate) enum Login {
+    /// The password is the account's.
+    Success(dls_store::Account),
+    /// The account exists; the password is not its.
+    WrongPassword,
+    /// No account of that name (what was typed is not kept: it may be a password typed in
+    /// the wrong field).
+    NoAccount,
+    /// Too many failures lately: try again in this many seconds (nothing was checked).
+    Throttled(u64),
+}
+
 /// The console's login: checks `password` for `account` from `source` at `now` through
 /// the throttle, in constant time whether the account exists or not, on a blocking thread
-/// (at most [`Auth::hashing`] at once). `Ok(Err(wait))`: throttled for `wait` seconds.
+/// (at most [`Auth::hashing`] at once).
 pub(crate) async fn check_login(
     state: &AdminState,
     account: &str,
     password: Zeroizing<String>,
     source: IpAddr,
     now: UnixTime,
-) -> Result<Result<Option<dls_store::Account>, u64>, ApiError> {
+) -> Result<Login, ApiError> {
     let wait = state.auth.throttle.lock().map_err(|_| internal())?.check(source, account, now.0);
     if let Some(wait) = wait {
-        return Ok(Err(wait));
+        return Ok(Login::Throttled(wait));
     }
     let name = account.to_owned();
     let (hash, found) = blocking(state, "password_hash", move |s| {
@@ -261,17 +275,21 @@ pub(crate) async fn check_login(
         Ok((hash, found))
     })
     .await?;
+    let exists = hash.is_some();
     let _permit = state.auth.hashing.acquire().await.map_err(|_| internal())?;
     let ok = crate::tasks::spawn_blocking(move || dls_accounts::password::verify(&password, hash.as_deref()))
         .await
         .map_err(|_| internal())?;
     let mut throttle = state.auth.throttle.lock().map_err(|_| internal())?;
-    if ok && found.is_some() {
-        throttle.record_success(source, account, now.0);
-        Ok(Ok(found))
-    } else {
-        throttle.record_failure(source, account, now.0);
-        Ok(Ok(None))
+    match found {
+        Some(found) if ok => {
+            throttle.record_success(source, account, now.0);
+            Ok(Login::Success(found))
+        }
+        _ => {
+            throttle.record_failure(source, account, now.0);
+            Ok(if exists { Login::WrongPassword } else { Login::NoAccount })
+        }
     }
 }
 

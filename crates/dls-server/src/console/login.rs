@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use askama::Template;
-use dls_accounts::{names, secret};
+use dls_accounts::secret;
 use dls_engine::UnixTime;
 use dls_store::{AdminAction, NewAuditRecord};
 use hyper::body::Incoming;
@@ -20,7 +20,7 @@ use hyper::{Method, Request, StatusCode};
 use super::{PageError, form, render, see_other};
 use crate::admin::AdminState;
 use crate::admin::api::{audited, blocking};
-use crate::admin::auth::{Caller, check_login};
+use crate::admin::auth::{Caller, Login, check_login};
 use crate::http::Resp;
 
 #[derive(Template)]
@@ -58,31 +58,28 @@ async fn login(state: &AdminState, req: Request<Incoming>, peer: IpAddr) -> Resu
     }
     let now = state.clock.now();
     let found = match check_login(state, &account, password, peer, now).await? {
-        Err(wait) => {
+        Login::Throttled(wait) => {
             return Ok(page(
                 StatusCode::TOO_MANY_REQUESTS,
                 &account,
                 &format!("Too many failed attempts: try again in {wait} seconds."),
             ));
         }
-        Ok(found) => found,
-    };
-    let Some(found) = found else {
-        // Named only when it is an account (anything else typed is not kept as an actor).
-        let known = names::check_account(&account).is_ok();
-        let typed: String = account.chars().take(64).collect();
-        let record = NewAuditRecord {
-            at: now,
-            actor: None,
-            mac: None,
-            kind: AdminAction::LoginFailed.into(),
-            detail: format!("account {typed:?} from {peer}{}", if known { "" } else { " (not an account name)" }),
-        };
-        if let Err(e) = blocking(state, "record_audit", move |s| s.record_audit(&record)).await {
-            tracing::error!(error = ?e, "the audit record of a failed login could not be written");
+        Login::Success(found) => found,
+        failed @ (Login::WrongPassword | Login::NoAccount) => {
+            // The account is named when it exists; what else was typed is not kept (it may
+            // be a password typed in the wrong field).
+            let (actor, detail) = match failed {
+                Login::WrongPassword => (Some(account.clone()), format!("wrong password from {peer}")),
+                _ => (None, format!("no such account, from {peer}")),
+            };
+            let record = NewAuditRecord { at: now, actor, mac: None, kind: AdminAction::LoginFailed.into(), detail };
+            if let Err(e) = blocking(state, "record_audit", move |s| s.record_audit(&record)).await {
+                tracing::error!(error = ?e, "the audit record of a failed login could not be written");
+            }
+            tracing::warn!(%peer, "console login failed");
+            return Ok(page(StatusCode::UNAUTHORIZED, &account, "Wrong account name or password."));
         }
-        tracing::warn!(%peer, "console login failed");
-        return Ok(page(StatusCode::UNAUTHORIZED, &account, "Wrong account name or password."));
     };
     let id = secret::new_session_id().map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let (key, name) = (secret::session_key(&id), found.name.clone());
