@@ -1,6 +1,7 @@
 //! The `dls` binary driven as a user drives it: arguments, stdin, stdout, exit codes.
 
 mod accounts;
+mod browser;
 mod cluster;
 mod common;
 mod database_tls;

@@ -18,7 +18,9 @@
 //!   `Origin`, when the browser sends one, must be this listener's: `403` and no change
 //!   otherwise. Form bodies are at most [`form::MAX_FORM`] bytes (`413`).
 //! * **Headers**: a Content-Security-Policy that allows only this origin's own script and
-//!   style (no inline script), no framing, `nosniff`, no referrer, no caching.
+//!   style (no inline script), no framing, `nosniff`, a referrer only to this origin
+//!   (`same-origin`: with `no-referrer` a browser sends `Origin: null` on the console's own
+//!   form posts, which the Origin check refuses), no caching.
 //! * **Static files** ([`assets`]): the CSS, the console's script and htmx, embedded.
 
 mod accounts;
@@ -247,7 +249,8 @@ fn secured(mut resp: Resp) -> Resp {
     h.insert("content-security-policy", HeaderValue::from_static(CSP));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it Chromium sends `Origin: null` with the console's own forms.
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     resp
 }
