@@ -345,15 +345,28 @@ impl Phone {
     /// # Errors
     /// [`MobilityError::Invalid`] when `name` is not `userdata-…`.
     pub fn set_userdata(&mut self, name: &str, bytes: &[u8]) -> Result<(), MobilityError> {
+        self.put_userdata(name, &general_purpose::STANDARD.encode(bytes), true)
+    }
+
+    /// Puts one item of the user's data, as Base64 text, at the phone (e.g. as a phone kept
+    /// it across a reboot), reported as modified at the logoff if `modified`.
+    ///
+    /// # Errors
+    /// [`MobilityError::Invalid`] when `name` is not `userdata-…` or `base64` is not Base64.
+    pub fn put_userdata(&mut self, name: &str, base64: &str, modified: bool) -> Result<(), MobilityError> {
         if !is_userdata(name) || name.chars().any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
             return Err(MobilityError::Invalid(format!(
                 "{}: the user's data is an item named userdata-… (e.g. userdata-phonebook)",
                 name.escape_debug()
             )));
         }
-        let value = general_purpose::STANDARD.encode(bytes);
-        self.set(name, Some(USERDATA_INDEX), &value);
-        self.userdata_modified.insert(name.to_owned());
+        if let Err(e) = decode_userdata(base64) {
+            return Err(MobilityError::Invalid(format!("{name}: not Base64: {e}")));
+        }
+        self.set(name, Some(USERDATA_INDEX), base64);
+        if modified {
+            self.userdata_modified.insert(name.to_owned());
+        }
         Ok(())
     }
 

@@ -17,6 +17,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::exit::{AUTH, OTHER, fail, malformed};
 use crate::io::read_input;
 
+mod mobility;
+
 /// The WPI port of a DLS when `--server` names none.
 const DEFAULT_PORT: u16 = 18443;
 
@@ -112,6 +114,8 @@ pub(crate) struct RunArgs {
     /// With --stay: stop after this many seconds.
     #[arg(long, value_name = "SECS", requires = "stay")]
     duration: Option<f64>,
+    #[command(flatten)]
+    mobility: mobility::MobilityArgs,
 }
 
 /// `--contact-listen`: an address, or none (behind NAT).
@@ -312,23 +316,29 @@ fn run_one(a: RunArgs) -> anyhow::Result<()> {
     if let Some(saved) = a.state_dir.as_deref().map(load_state).transpose()?.flatten() {
         phone.secure = Some(saved);
     }
+    if let Some(dir) = a.state_dir.as_deref() {
+        mobility::load_state(dir, &mut phone)?;
+    }
     if a.stay {
         if phone.secure.is_some() {
             println!("secure mode: using the saved certificate");
         }
         return stay(&a, phone, trust, &rt);
     }
-    let r = if phone.secure.is_some() {
+    // Before anything is sent: a run that cannot do what it is asked fails at once.
+    let password = a.mobility.check(&phone)?;
+    let (r, mut client) = if phone.secure.is_some() {
         println!("secure mode: using the saved certificate");
         let mut client = phone.secure_client(&host).map_err(|e| client_error(&e, &what))?;
         prepare(&mut client);
-        rt.block_on(phone.interact(&mut client, Reason::StartUp)).map_err(|e| client_error(&e, &what))?
+        let r = rt.block_on(phone.interact(&mut client, Reason::StartUp)).map_err(|e| client_error(&e, &what))?;
+        (r, client)
     } else {
         let mut client = WpiClient::new(&a.server.server, &trust).map_err(|e| client_error(&e, "the client"))?;
         prepare(&mut client);
         let first = rt.block_on(phone.interact(&mut client, Reason::StartUp)).map_err(|e| client_error(&e, &what))?;
         match first.bootstrap.as_deref() {
-            None => first,
+            None => (first, client),
             Some(kind) => {
                 if kind == "pin" {
                     open_with_pins(&mut phone, &rt, &mut client, &what)?;
@@ -339,12 +349,16 @@ fn run_one(a: RunArgs) -> anyhow::Result<()> {
                 }
                 let mut secure = phone.secure_client(&host).map_err(|e| client_error(&e, &what))?;
                 prepare(&mut secure);
-                rt.block_on(phone.interact(&mut secure, Reason::StartUp)).map_err(|e| client_error(&e, &what))?
+                let r =
+                    rt.block_on(phone.interact(&mut secure, Reason::StartUp)).map_err(|e| client_error(&e, &what))?;
+                (r, secure)
             }
         }
     };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", ended(&r));
+    println!("{}", ended(&r));
+    if a.mobility.wanted() {
+        mobility::run(&a.mobility, password.as_ref(), &mut phone, &mut client, &rt, a.state_dir.as_deref(), &what)?;
+    }
     Ok(())
 }
 

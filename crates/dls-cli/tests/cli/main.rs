@@ -4,6 +4,7 @@ mod common;
 mod items;
 mod jobs;
 mod message;
+mod mobility;
 mod phone;
 mod secure_mode;
 mod serve;
