@@ -363,3 +363,99 @@ fn bad_mobility_options_are_refused_before_anything_is_sent() {
         assert!(run.stderr.contains(says), "{extra:?}: {}", run.stderr);
     }
 }
+
+#[test]
+fn a_load_run_with_a_mobility_mix_reports_logons_logoffs_and_refusals() {
+    let logon = |user: &str| {
+        vec![(
+            Action::WriteItems,
+            vec![Item::new("sip-mobility-state", "0"), Item::new("e164", user), Item::new("key-label-unicode", "Hot")],
+            false,
+        )]
+    };
+    // Four phones one at a time, half of them mobile (phones 1 and 3, users …000 and …001);
+    // the second user's logon is refused.
+    let dls_ = ScriptedDls::start(vec![
+        vec![],
+        vec![],
+        logon("4989700790000"),
+        vec![],
+        vec![],
+        vec![(Action::ReadItems, vec![Item::indexed("userdata-phonebook", 1, "")], false)],
+        vec![],
+        vec![],
+        vec![],
+        vec![(Action::CleanUp, vec![Item::new("cleanup-reason", "mobility: logon refused")], false)],
+    ]);
+    let run = dls(
+        &[
+            "phone",
+            "load",
+            "--server",
+            &dls_.addr,
+            "--phones",
+            "4",
+            "--concurrency",
+            "1",
+            "--mobility-share",
+            "50",
+            "--mobility-first-user",
+            "4989700790000",
+            "--mobility-password",
+            PASSWORD,
+            "--mobility-userdata-bytes",
+            "3000",
+            "--json",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("JSON");
+    assert_eq!((v["interactions"].as_u64(), v["failures"].as_u64()), (Some(4), Some(1)), "{v}");
+    assert_eq!(v["failures_by_kind"]["logon cleanup: mobility: logon refused"].as_u64(), Some(1), "{v}");
+    assert_eq!((v["mobility"]["logons"].as_u64(), v["mobility"]["logoffs"].as_u64()), (Some(1), Some(1)), "{v}");
+    assert!(v["mobility"]["logon_ms"]["p50"].as_f64().is_some_and(|ms| ms > 0.0), "{v}");
+    assert!(!run.stdout.contains(PASSWORD));
+
+    let started = dls_.interactions();
+    let logons: Vec<(Option<&str>, Option<&str>)> = started
+        .iter()
+        .filter(|m| m.item("user-pwd").is_some() && m.item("sip-mobility-state") == Some("0"))
+        .map(|m| (m.item("e164"), m.item("mac-addr")))
+        .collect();
+    assert_eq!(
+        logons,
+        [(Some("4989700790000"), Some("00:1A:E8:80:00:01")), (Some("4989700790001"), Some("00:1A:E8:80:00:03"))]
+    );
+    // The phone book handed back: 3000 bytes, 4000 in Base64.
+    let book: Vec<Item> = dls_
+        .received()
+        .into_iter()
+        .filter(|m| m.reason.action == Some(Action::ReadItems))
+        .flat_map(|m| m.items.unwrap_or_default())
+        .collect();
+    assert_eq!(book.len(), 1);
+    assert_eq!((book[0].name.as_str(), book[0].value.len()), ("userdata-phonebook", 4000));
+
+    // The summary says it in words.
+    let run = dls(
+        &[
+            "phone",
+            "load",
+            "--server",
+            "127.0.0.1:1",
+            "--phones",
+            "2",
+            "--mobility-share",
+            "50",
+            "--mobility-password",
+            "x",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stdout.contains("mobility logons: 0, ms: p50 -"), "{}", run.stdout);
+    let run = dls(&["phone", "load", "--server", "127.0.0.1:1", "--mobility-share", "50"], b"");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--mobility-password"), "{}", run.stderr);
+}

@@ -85,7 +85,7 @@ impl MobilityArgs {
 }
 
 /// The password on the first line of `path` (zeroized once read).
-fn read_password(path: &Path) -> anyhow::Result<UserPassword> {
+pub(crate) fn read_password(path: &Path) -> anyhow::Result<UserPassword> {
     let bytes = Zeroizing::new(crate::io::read_input(Some(path))?);
     let text = std::str::from_utf8(&bytes).map_err(|_| malformed(format!("{}: not UTF-8 text", path.display())))?;
     let line = text.lines().next().unwrap_or_default();
