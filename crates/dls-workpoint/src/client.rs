@@ -97,7 +97,7 @@ impl Traced<'_> {
     /// One line: direction, reason (with the action answered and the status) or action,
     /// the item count, whether more fragments follow, and an envelope, e.g.
     /// `-> reply-to ReadAllItems accepted, 287 items`, `<- WriteItems, 20 items` or
-    /// `<- WriteItems, 3 items (enveloped in an XML-DSig Signature (not verified))`.
+    /// `<- WriteItems, 3 items (enveloped in an XML-DSig Signature, not verified)`.
     #[must_use]
     pub fn summary(&self) -> String {
         let envelope = match self {

@@ -31,7 +31,11 @@ pub(crate) enum PhoneCmd {
     ///
     /// One line per message on stdout: `->` from the phone (reason, with the action it
     /// answers and its status), `<-` from the DLS (action), and the item count; `-v` adds
-    /// each message's XML. Exits 0 when the DLS ended the interaction with `CleanUp`.
+    /// each message's XML (a password the phone sends shown as ********). Exits 0 when the
+    /// DLS ended the interaction with `CleanUp`.
+    ///
+    /// With --logon / --logoff a mobility user logs on and off after the start-up (hot
+    /// desking; docs/mobility-phone.md), the same way printed.
     Run(RunArgs),
     /// Run a fleet of simulated phones against a DLS and report the interaction rate,
     /// latency percentiles and failures.

@@ -224,7 +224,7 @@ fn a_user_logs_on_changes_the_phone_book_and_logs_off_in_one_run() {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     for line in [
         &format!("logged on as {USER}: 2 items written, 0 refused"),
-        "<- WriteItems, 1 item (enveloped in an XML-DSig Signature (not verified))",
+        "<- WriteItems, 1 item (enveloped in an XML-DSig Signature, not verified)",
         "user data userdata-phonebook: 7 bytes",
         "userdata-phonebook changed: 7 bytes",
         &format!("logged off {USER}: user data saved: userdata-phonebook"),

@@ -33,7 +33,7 @@ impl Envelope {
     #[must_use]
     pub fn describe(self) -> &'static str {
         match self {
-            Self::XmlDsigUnverified => "enveloped in an XML-DSig Signature (not verified)",
+            Self::XmlDsigUnverified => "enveloped in an XML-DSig Signature, not verified",
         }
     }
 }
