@@ -12,6 +12,7 @@ use dls_workpoint::{ClientError, Phone, PinOutcome, WpiClient};
 use hyper::StatusCode;
 
 use crate::items::{FleetTemplate, baseline_bodies, fleet_mac};
+use crate::mobility::{self, Saved};
 use crate::{
     BAD_SECURE_MODE_DATA, BASELINE_REQUESTS, CLEANUP_REASON_PREFIX, LoadConfig, LoadMode, NO_BOOTSTRAP, NO_CLEANUP,
     NO_PIN, WRONG_PIN,
@@ -29,6 +30,11 @@ pub struct Outcome {
     pub pbkdf2_iterations: Option<u32>,
     /// How long opening `secure-mode-data` with the typed PIN took.
     pub pin_entry: Option<Duration>,
+    /// A mobile phone ([`LoadConfig::mobility`]): how long its user's logon took (the logon,
+    /// the interim start-up and the restore).
+    pub logon: Option<Duration>,
+    /// A mobile phone: how long the logoff took (the logoff and the start-up after it).
+    pub logoff: Option<Duration>,
 }
 
 /// Why one interaction failed, and what it had seen by then.
@@ -72,6 +78,8 @@ pub struct Fleet {
     bodies: Vec<Vec<u8>>,
     /// Per phone, the items written to it, when phones are reused ([`LoadConfig::duration`]).
     written: Option<Vec<Mutex<Vec<Item>>>>,
+    /// With a mobility mix: what the run saved per user.
+    saved: Option<Saved>,
 }
 
 impl Fleet {
@@ -106,10 +114,28 @@ impl Fleet {
             }
             LoadMode::Phones | LoadMode::Bootstrap => Vec::new(),
         };
+        if let Some(mix) = &config.mobility {
+            if config.mode != LoadMode::Phones {
+                return Err(ClientError::Protocol("a mobility mix goes with start-up interactions only".into()));
+            }
+            if config.duration.is_some() && config.phones < config.concurrency {
+                // Phones reused round-robin would then log the same user on twice at once.
+                return Err(ClientError::Protocol(
+                    "a timed run with a mobility mix needs at least as many phones as interactions in flight".into(),
+                ));
+            }
+            if mix.users_needed(config.phones) == 0 {
+                return Err(ClientError::Protocol(format!(
+                    "{} % of {} phones is no phone: no user would log on",
+                    mix.share_percent, config.phones
+                )));
+            }
+        }
         let template = FleetTemplate::builtin().map_err(|e| ClientError::Protocol(e.to_string()))?;
         let written = (config.duration.is_some() && config.mode == LoadMode::Phones)
             .then(|| (0..config.phones).map(|_| Mutex::new(Vec::new())).collect());
-        Ok(Self { config, template, tls, bodies, written })
+        let saved = config.mobility.as_ref().map(|m| Saved::new(m.users_needed(config.phones)));
+        Ok(Self { config, template, tls, bodies, written, saved })
     }
 
     /// The settings.
@@ -167,12 +193,33 @@ impl Fleet {
                 if r.actions.last() != Some(&Action::CleanUp) {
                     return Err(NO_CLEANUP.into());
                 }
-                if let (Some(w), false) = (written, r.written.is_empty())
+                let mut outcome = done(r.exchanges);
+                let mut new_items = r.written;
+                let mobile = self.config.mobility.as_ref().and_then(|m| Some((m, m.user_index(index)?)));
+                if let (Some((mix, k)), Some(saved)) = (mobile, self.saved.as_ref()) {
+                    let round = mobility::round(mix, saved, &mut phone, client, k)
+                        .await
+                        .map_err(|kind| Failure { kind: Cow::Owned(kind), pbkdf2_iterations: None })?;
+                    outcome.logon = round.logon;
+                    outcome.logoff = round.logoff;
+                    for i in round.interactions {
+                        outcome.exchanges += i.exchanges;
+                        new_items
+                            .extend(i.written.into_iter().filter(|i| !dls_workpoint::mobility::is_userdata(&i.name)));
+                    }
+                    // What the phone ends with, whatever was written on the way.
+                    for name in ["e164", "basic-e164", dls_workpoint::mobility::MOBILITY_STATE, "mobility-enabled"] {
+                        if let Some(v) = phone.get(name, None) {
+                            new_items.push(Item::new(name, v));
+                        }
+                    }
+                }
+                if let (Some(w), false) = (written, new_items.is_empty())
                     && let Ok(mut w) = w.lock()
                 {
                     let mut at: HashMap<(String, Option<u32>), usize> =
                         w.iter().enumerate().map(|(n, i)| ((i.name.clone(), i.index), n)).collect();
-                    for item in r.written {
+                    for item in new_items {
                         match at.get(&(item.name.clone(), item.index)) {
                             Some(&n) => w[n] = item,
                             None => {
@@ -182,7 +229,7 @@ impl Fleet {
                         }
                     }
                 }
-                Ok(done(r.exchanges))
+                Ok(outcome)
             }
         }
     }

@@ -22,15 +22,23 @@
 //!   whole bootstrap; the PBKDF2 iteration count each phone saw is reported
 //!   ([`LoadReport::pbkdf2_iterations`]).
 //!
+//! * [`MobilityMix`] (with [`LoadMode::Phones`]): a share of the phones log a user on after
+//!   their `start-up`, change the user's phone book and log the user off, each round; the
+//!   logon and logoff latencies are reported ([`LoadReport::logon`], [`LoadReport::logoff`]),
+//!   a refusal counted by its reason (`logon cleanup: REASON`), and a phone book restored
+//!   that is not the one the run saved last as [`RESTORE_MISMATCH`].
+//!
 //! New connections are always full TLS handshakes (session resumption is off), as a phone
 //! after a boot makes them.
 //!
 //! The modules: `fleet` (the fleet and one interaction of each mode), `items` (the phones'
-//! MACs and items, the baseline bodies), `histogram`, `pins`; the run and its report here.
+//! MACs and items, the baseline bodies), `mobility` (the mix), `histogram`, `pins`; the run
+//! and its report here.
 
 mod fleet;
 mod histogram;
 mod items;
+mod mobility;
 mod pins;
 
 use std::borrow::Cow;
@@ -47,6 +55,7 @@ use dls_workpoint::{ClientError, ServerTrust};
 pub use fleet::{Failure, Fleet, Outcome};
 pub use histogram::Histogram;
 pub use items::{FleetDataError, FleetTemplate, baseline_bodies, fleet_mac};
+pub use mobility::{MOBILITY_USERDATA_ITEM, MobilityMix, RESTORE_MISMATCH, phone_book};
 pub use pins::Pins;
 
 /// The first MAC of a fleet unless configured otherwise (`00:1A:E8:80:00:00`).
@@ -122,6 +131,9 @@ pub struct LoadConfig {
     /// posts, from the first: [`BASELINE_REQUESTS`] (a first start-up, the default) or 1
     /// (the start-up of a known phone that has nothing to read or write). 1 to 3.
     pub baseline_requests: usize,
+    /// For [`LoadMode::Phones`]: a share of the phones log a user on and off after their
+    /// start-up (`None`: none).
+    pub mobility: Option<MobilityMix>,
 }
 
 impl LoadConfig {
@@ -141,6 +153,7 @@ impl LoadConfig {
             mode: LoadMode::Phones,
             pins: Pins::new(),
             baseline_requests: BASELINE_REQUESTS,
+            mobility: None,
         }
     }
 }
@@ -184,7 +197,9 @@ pub struct LoadReport {
     pub failures: u64,
     /// Failed interactions by kind ([`ClientError::kind`], [`NO_CLEANUP`]; for bootstraps
     /// also [`NO_BOOTSTRAP`], [`NO_PIN`], [`WRONG_PIN`], [`BAD_SECURE_MODE_DATA`],
-    /// `cleanup: REASON`, and `secure-` before a [`ClientError::kind`] on the secure port).
+    /// `cleanup: REASON`, and `secure-` before a [`ClientError::kind`] on the secure port;
+    /// with a mobility mix the step and its failure, e.g. `logon cleanup: REASON`,
+    /// `logoff timeout` ([`dls_workpoint::MobilityError::kind`]), and [`RESTORE_MISMATCH`]).
     pub failures_by_kind: BTreeMap<String, u64>,
     /// From the start to the end of the last interaction.
     pub elapsed: Duration,
@@ -201,6 +216,13 @@ pub struct LoadReport {
     /// Bootstraps with `pin`: how long typing the PIN took on the phone (opening
     /// `secure-mode-data`: PBKDF2 and decryption, waiting for a blocking thread included).
     pub pin_entry: Histogram,
+    /// Whether the run had a mobility mix ([`LoadConfig::mobility`]).
+    pub mobility: bool,
+    /// With a mobility mix: the logons that succeeded (the logon, the interim start-up and
+    /// the restore), by duration.
+    pub logon: Histogram,
+    /// With a mobility mix: the logoffs that succeeded (the logoff and the start-up after it).
+    pub logoff: Histogram,
 }
 
 impl LoadReport {
@@ -228,6 +250,8 @@ struct TaskResult {
     connections: u64,
     pbkdf2_iterations: BTreeMap<u32, u64>,
     pin_entry: Histogram,
+    logon: Histogram,
+    logoff: Histogram,
 }
 
 /// Runs the load `config` describes, updating `progress` as interactions finish.
@@ -274,6 +298,12 @@ pub async fn run(config: LoadConfig, progress: Arc<Progress>) -> Result<LoadRepo
                         if let Some(d) = done.pin_entry {
                             out.pin_entry.record(d);
                         }
+                        if let Some(d) = done.logon {
+                            out.logon.record(d);
+                        }
+                        if let Some(d) = done.logoff {
+                            out.logoff.record(d);
+                        }
                         if cfg.new_connection_per_interaction {
                             client.close();
                         }
@@ -312,6 +342,9 @@ pub async fn run(config: LoadConfig, progress: Arc<Progress>) -> Result<LoadRepo
         exchanges: 0,
         pbkdf2_iterations: BTreeMap::new(),
         pin_entry: Histogram::new(),
+        mobility: cfg.mobility.is_some(),
+        logon: Histogram::new(),
+        logoff: Histogram::new(),
     };
     for h in handles {
         let t = h.await.map_err(|e| ClientError::Protocol(format!("a load task failed: {e}")))?;
@@ -320,6 +353,8 @@ pub async fn run(config: LoadConfig, progress: Arc<Progress>) -> Result<LoadRepo
         report.exchanges += t.exchanges;
         report.connections += t.connections;
         report.pin_entry.merge(&t.pin_entry);
+        report.logon.merge(&t.logon);
+        report.logoff.merge(&t.logoff);
         for (iterations, n) in t.pbkdf2_iterations {
             *report.pbkdf2_iterations.entry(iterations).or_default() += n;
         }

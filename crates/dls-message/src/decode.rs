@@ -9,6 +9,10 @@ use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::name::QName;
 
+mod envelope;
+
+pub use envelope::{DLS_MESSAGE_OBJECT_ID, Envelope, FromDls, XMLDSIG_NAMESPACE, decode_from_dls};
+
 use crate::error::{DecodeError, DecodeErrorKind as K};
 use crate::types::{
     Action, DLS_NAMESPACE, DlsMessage, Fragment, Header, Item, ItemList, ItemStatus, Message, ReasonForContact,
@@ -134,6 +138,9 @@ struct Parser<'i, 'l> {
     /// Whether the text holds a carriage return anywhere (if not, no text needs line-end
     /// normalisation).
     carriage_returns: bool,
+    /// How deep the message's root stands below the document's, less one: 0 for a bare
+    /// message, 2 inside an XML-DSig envelope (`Signature` > `Object` > `DLSMessage`).
+    depth_base: usize,
 }
 
 impl<'i, 'l> Parser<'i, 'l> {
@@ -166,7 +173,7 @@ impl<'i, 'l> Parser<'i, 'l> {
         cfg.check_end_names = true;
         cfg.check_comments = true;
         cfg.expand_empty_elements = false;
-        Ok(Self { input, base, reader, limits, pos: 0, skipped_space: false, carriage_returns })
+        Ok(Self { input, base, reader, limits, pos: 0, skipped_space: false, carriage_returns, depth_base: 0 })
     }
 
     /// Reads the document with `f`. A document that is not UTF-8 is refused as such, whatever
@@ -230,12 +237,18 @@ impl<'i, 'l> Parser<'i, 'l> {
 
     /// Skips the prolog and returns the root element.
     fn root(&mut self) -> Result<Root, DecodeError> {
+        let (e, empty) = self.root_tag()?;
+        self.check_root(&e, empty)
+    }
+
+    /// Skips the prolog and returns the root element's start tag, and whether it is empty.
+    fn root_tag(&mut self) -> Result<(BytesStart<'i>, bool), DecodeError> {
         loop {
             match self.next()? {
                 Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
                 Event::Text(t) if is_blank(&t) => {}
-                Event::Start(e) => return self.check_root(&e, false),
-                Event::Empty(e) => return self.check_root(&e, true),
+                Event::Start(e) => return Ok((e, false)),
+                Event::Empty(e) => return Ok((e, true)),
                 Event::Eof => return Err(self.err(K::MissingElement("root element"))),
                 _ => return Err(self.err(K::UnexpectedText)),
             }
@@ -298,7 +311,7 @@ impl<'i, 'l> Parser<'i, 'l> {
                         let header = self.header(&e)?;
                         message = Some(self.message(kind, header, true)?);
                     }
-                    Event::Start(_) => self.skip_element(2)?,
+                    Event::Start(_) => self.skip_element(self.depth_base + 2)?,
                     Event::End(_) => break,
                     ev => self.between_elements(ev)?,
                 }
@@ -361,14 +374,14 @@ impl<'i, 'l> Parser<'i, 'l> {
                         action = Some(Action::from_wire(text));
                     }
                     (_, "ItemList") if items.is_none() => {
-                        items = Some(if is_empty { Vec::new() } else { self.item_list(3)? });
+                        items = Some(if is_empty { Vec::new() } else { self.item_list(self.depth_base + 3)? });
                     }
                     (_, "ReasonForContact" | "Action" | "ItemList" | "Item") => {
                         let name = e.name().as_ref().to_owned();
                         return Err(self.err(K::UnexpectedElement(name)));
                     }
                     _ if is_empty => {}
-                    _ => self.skip_element(3)?,
+                    _ => self.skip_element(self.depth_base + 3)?,
                 }
             }
         }

@@ -49,6 +49,14 @@ pub enum DecodeErrorKind {
     },
     /// The root is not `WorkpointMessage`, `DLSMessage` or `DlsMessage` (or not the kind asked for).
     UnexpectedRoot(String),
+    /// What a DLS sent a phone is neither a `DLSMessage` nor an XML-DSig `Signature`
+    /// enveloping one ([`crate::decode_from_dls`]).
+    NotFromDls(String),
+    /// An XML-DSig `Signature` around a `DLSMessage` is malformed: another namespace, a
+    /// missing or second `SignedInfo`/`SignatureValue`/`Object`, an `Object` that does not
+    /// hold exactly one `DLSMessage`, an element XML-DSig does not define there
+    /// ([`crate::decode_from_dls`]).
+    Envelope(String),
     /// The root declares a namespace other than the DLS namespace.
     WrongNamespace(String),
     /// A mandatory element is missing.
@@ -127,6 +135,10 @@ impl fmt::Display for DecodeErrorKind {
             Self::TooDeep { limit } => write!(f, "elements nest deeper than {limit} levels"),
             Self::TooManyItems { limit } => write!(f, "more than {limit} items"),
             Self::UnexpectedRoot(r) => write!(f, "unexpected root element <{r}> (want WorkpointMessage or DLSMessage)"),
+            Self::NotFromDls(r) => {
+                write!(f, "unexpected root element <{r}> (want DLSMessage, or an XML-DSig Signature enveloping one)")
+            }
+            Self::Envelope(why) => write!(f, "XML-DSig envelope: {why}"),
             Self::WrongNamespace(ns) => {
                 write!(f, "unexpected namespace \"{ns}\" (want http://www.siemens.com/DLS or none)")
             }

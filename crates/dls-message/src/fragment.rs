@@ -66,6 +66,12 @@ pub enum FragmentError {
     },
 }
 
+/// The bytes `item` takes in an encoded message (what the byte budget counts).
+#[must_use]
+pub fn encoded_size(item: &Item) -> usize {
+    item_size(item)
+}
+
 /// The default grouping rule: all `file-*` items with the same `index` belong together.
 #[must_use]
 pub fn file_group(item: &Item) -> Option<u32> {

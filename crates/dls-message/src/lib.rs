@@ -5,6 +5,9 @@
 //!   [`Header`], [`ReasonForContact`], [`Action`], [`Item`], …
 //! * [`decode()`]: bytes to messages, tolerant of what phones send, with hard [`Limits`];
 //!   refuses DTDs and every entity but the five predefined ones.
+//! * [`decode_from_dls()`]: the phone's side — a `DLSMessage`, bare or enveloped in an
+//!   XML-DSig `<Signature>` (not verified: [`FromDls::envelope`] says so). The service never
+//!   accepts that form.
 //! * [`encode()`]: messages to canonical bytes ([`EncodeOptions`] for legacy firmware).
 //! * [`check`]: whether an item can be sent to a phone (the rule every entry point applies).
 //! * [`fragment`]: splitting long item lists into messages within `maxItems` and a byte budget.
@@ -39,7 +42,10 @@ pub mod json;
 mod mac;
 pub mod types;
 
-pub use decode::{Limits, decode, decode_item_list, decode_with};
+pub use decode::{
+    DLS_MESSAGE_OBJECT_ID, Envelope, FromDls, Limits, XMLDSIG_NAMESPACE, decode, decode_from_dls, decode_item_list,
+    decode_with,
+};
 pub use encode::{EncodeOptions, ValueEscaping, encode, encode_item_list};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use mac::{MacAddr, MacAddrError};

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dls_message::{DlsMessage, EncodeOptions, Message, WorkpointMessage};
+use dls_message::{DlsMessage, EncodeOptions, Envelope, FromDls, Limits, Message, WorkpointMessage};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
@@ -14,8 +14,17 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
+use zeroize::{Zeroize, Zeroizing};
 
+use crate::phone::is_write_only;
 use crate::tls::{ServerTrust, client_config};
+
+/// The largest answer a client accepts by default: 16 MiB. Far above the protocol's 50 kB, for
+/// the mobility user data a DLS restores (Base64 blobs, one item can be over 1 MB).
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// What an observer is shown instead of a write-only value (a password the phone sends).
+pub const REDACTED: &str = "********";
 
 /// The path phones post to.
 pub const LOGIN_SERVICE_PATH: &str = "/DeploymentService/LoginService";
@@ -65,7 +74,8 @@ impl ClientError {
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub enum Traced<'a> {
-    /// A message about to be posted, with its XML.
+    /// A message about to be posted, with its XML. The values of write-only items (a
+    /// password: [`is_write_only`](crate::is_write_only)) are shown as [`REDACTED`], in both.
     Sent {
         /// The message.
         message: &'a WorkpointMessage,
@@ -78,15 +88,22 @@ pub enum Traced<'a> {
         message: &'a DlsMessage,
         /// The body, as received.
         body: &'a [u8],
+        /// The envelope the answer came in, if any (an XML-DSig `Signature`, not verified).
+        envelope: Option<Envelope>,
     },
 }
 
 impl Traced<'_> {
     /// One line: direction, reason (with the action answered and the status) or action,
-    /// the item count, and whether more fragments follow, e.g.
-    /// `-> reply-to ReadAllItems accepted, 287 items` or `<- WriteItems, 20 items`.
+    /// the item count, whether more fragments follow, and an envelope, e.g.
+    /// `-> reply-to ReadAllItems accepted, 287 items`, `<- WriteItems, 20 items` or
+    /// `<- WriteItems, 3 items (enveloped in an XML-DSig Signature, not verified)`.
     #[must_use]
     pub fn summary(&self) -> String {
+        let envelope = match self {
+            Self::Received { envelope: Some(e), .. } => format!(" ({})", e.describe()),
+            _ => String::new(),
+        };
         let (arrow, what, header, items) = match self {
             Self::Sent { message, .. } => {
                 let mut what = message.reason.value.to_string();
@@ -104,7 +121,7 @@ impl Traced<'_> {
         };
         let more = if header.more_fragments() { " (more fragments follow)" } else { "" };
         let plural = if items == 1 { "" } else { "s" };
-        format!("{arrow} {what}, {items} item{plural}{more}")
+        format!("{arrow} {what}, {items} item{plural}{more}{envelope}")
     }
 
     /// The message's XML as sent or received (invalid UTF-8 replaced).
@@ -150,6 +167,8 @@ pub struct WpiClient {
     observer: Option<Observer>,
     /// The address connections are made from (`None`: the system's choice).
     local: Option<std::net::IpAddr>,
+    /// The largest answer accepted (body and decoding).
+    max_answer_bytes: usize,
 }
 
 impl std::fmt::Debug for WpiClient {
@@ -192,7 +211,14 @@ impl WpiClient {
             connections: 0,
             observer: None,
             local: None,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
         })
+    }
+
+    /// Sets the largest answer accepted (default [`DEFAULT_MAX_ANSWER_BYTES`]); a larger one
+    /// fails the exchange.
+    pub fn set_max_answer_bytes(&mut self, n: usize) {
+        self.max_answer_bytes = n;
     }
 
     /// Sets the time allowed for connecting and for each exchange.
@@ -263,12 +289,45 @@ impl WpiClient {
     /// # Errors
     /// [`ClientError`] when the exchange fails or the answer breaks the protocol.
     pub async fn exchange(&mut self, message: &WorkpointMessage) -> Result<DlsMessage, ClientError> {
-        let xml = dls_message::encode(&Message::Workpoint(message.clone()), &EncodeOptions::default())
-            .map_err(|e| ClientError::Protocol(format!("message not encodable: {e}")))?;
-        if let Some(observe) = self.observer.as_mut() {
-            observe(&Traced::Sent { message, xml: &xml });
+        self.exchange_from_dls(message).await.map(|a| a.message)
+    }
+
+    /// Sends `message` and returns the DLS's answer with the envelope it came in: a bare
+    /// `DLSMessage`, or one enveloped in an XML-DSig `Signature`, which is not verified
+    /// ([`dls_message::decode_from_dls`]).
+    ///
+    /// What the client encodes of a message carrying write-only items (a password) is
+    /// zeroized once sent, as far as it holds it (not the copies in the HTTP and TLS
+    /// layers' buffers); an observer sees those values as [`REDACTED`].
+    ///
+    /// # Errors
+    /// [`ClientError`] when the exchange fails or the answer breaks the protocol.
+    pub async fn exchange_from_dls(&mut self, message: &WorkpointMessage) -> Result<FromDls, ClientError> {
+        let secret = message.items.as_deref().is_some_and(|items| items.iter().any(|i| is_write_only(&i.name)));
+        let mut whole = Message::Workpoint(message.clone());
+        let encoded = dls_message::encode(&whole, &EncodeOptions::default());
+        if secret {
+            zeroize_write_only(&mut whole);
         }
-        let (status, headers, body) = self.post(xml.into_bytes()).await?;
+        drop(whole);
+        let xml = encoded.map_err(|e| ClientError::Protocol(format!("message not encodable: {e}")))?;
+        if let Some(observe) = self.observer.as_mut() {
+            if secret {
+                let mut shown = message.clone();
+                for item in shown.items.iter_mut().flatten().filter(|i| is_write_only(&i.name)) {
+                    item.value.zeroize();
+                    REDACTED.clone_into(&mut item.value);
+                }
+                let shown_xml = dls_message::encode(&Message::Workpoint(shown.clone()), &EncodeOptions::default())
+                    .unwrap_or_default();
+                observe(&Traced::Sent { message: &shown, xml: &shown_xml });
+            } else {
+                observe(&Traced::Sent { message, xml: &xml });
+            }
+        }
+        let body =
+            if secret { Bytes::from_owner(Zeroizing::new(xml.into_bytes())) } else { Bytes::from(xml.into_bytes()) };
+        let (status, headers, body) = self.post_bytes(body).await?;
         if status != StatusCode::OK {
             return Err(ClientError::Status {
                 status: status.as_u16(),
@@ -287,18 +346,21 @@ impl WpiClient {
                 self.cookie = Some(id.to_owned());
             }
         }
-        match dls_message::decode(&body) {
-            Ok(Message::Dls(m)) if m.header.nonce == message.header.nonce => {
-                if let Some(observe) = self.observer.as_mut() {
-                    observe(&Traced::Received { message: &m, body: &body });
+        let limits = Limits::default().max_input_bytes(self.max_answer_bytes);
+        match dls_message::decode_from_dls(&body, &limits) {
+            Ok(answer) if answer.message.header.nonce == message.header.nonce => {
+                if let Some(e) = answer.envelope {
+                    tracing::debug!(nonce = %message.header.nonce, "the DLS's answer is {}", e.describe());
                 }
-                Ok(m)
+                if let Some(observe) = self.observer.as_mut() {
+                    observe(&Traced::Received { message: &answer.message, body: &body, envelope: answer.envelope });
+                }
+                Ok(answer)
             }
-            Ok(Message::Dls(m)) => Err(ClientError::Protocol(format!(
+            Ok(answer) => Err(ClientError::Protocol(format!(
                 "answer carries nonce {} for {}",
-                m.header.nonce, message.header.nonce
+                answer.message.header.nonce, message.header.nonce
             ))),
-            Ok(Message::Workpoint(_)) => Err(ClientError::Protocol("the answer is a WorkpointMessage".into())),
             Err(e) => Err(ClientError::Protocol(format!("undecodable answer: {e}"))),
         }
     }
@@ -308,6 +370,10 @@ impl WpiClient {
     /// # Errors
     /// [`ClientError`] when the exchange fails.
     pub async fn post(&mut self, body: Vec<u8>) -> Result<(StatusCode, hyper::HeaderMap, Bytes), ClientError> {
+        self.post_bytes(Bytes::from(body)).await
+    }
+
+    async fn post_bytes(&mut self, body: Bytes) -> Result<(StatusCode, hyper::HeaderMap, Bytes), ClientError> {
         let fresh = self.sender.as_ref().is_none_or(SendRequest::is_closed);
         if fresh {
             self.connect().await?;
@@ -320,14 +386,15 @@ impl WpiClient {
                 HeaderValue::from_str(&format!("JSESSIONID={c}")).map_err(|e| ClientError::Protocol(e.to_string()))?;
             req = req.header(header::COOKIE, v);
         }
-        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let req = req.body(Full::new(body)).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let timeout = self.timeout;
+        let max_answer = self.max_answer_bytes;
         let Some(sender) = self.sender.as_mut() else { return Err(ClientError::Connect("not connected".into())) };
         let result = tokio::time::timeout(timeout, async {
             sender.ready().await.map_err(|e| ClientError::Connect(e.to_string()))?;
             let resp = sender.send_request(req).await.map_err(|e| ClientError::Connect(e.to_string()))?;
             let (parts, body) = resp.into_parts();
-            let bytes = Limited::new(body, 4 << 20)
+            let bytes = Limited::new(body, max_answer)
                 .collect()
                 .await
                 .map_err(|e| ClientError::Connect(e.to_string()))?
@@ -345,6 +412,15 @@ impl WpiClient {
                 self.sender = None;
                 Err(ClientError::Timeout)
             }
+        }
+    }
+}
+
+/// Overwrites the values of the write-only items of `m` (passwords) in place.
+fn zeroize_write_only(m: &mut Message) {
+    if let Message::Workpoint(w) = m {
+        for item in w.items.iter_mut().flatten().filter(|i| is_write_only(&i.name)) {
+            item.value.zeroize();
         }
     }
 }

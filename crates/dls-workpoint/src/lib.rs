@@ -16,6 +16,8 @@
 //!   typed PIN ([`Phone::enter_pin`], or the PINs one after another until the phone's
 //!   retries run out: [`Phone::enter_pins`]), the mutual-TLS client for the secure port
 //!   ([`Phone::secure_client`]), the `bootstrapping-tan` answer.
+//! * [`mobility`]: a user logs on and off at the phone ([`Phone::log_on`],
+//!   [`Phone::log_off`]); the user's data (`userdata-*`) goes with them.
 //! * [`tls`]: default-mode trust (none) and verified trust.
 //! * [`contact`]: the contact-me listener (`204`, with the phone's contact gap).
 //!
@@ -48,15 +50,17 @@ pub mod contact;
 pub mod dcmp;
 pub mod deploy;
 mod http;
+pub mod mobility;
 mod phone;
 pub mod secure;
 pub mod tls;
 
 pub use agent::{Agent, AgentConfig, AgentEvent, EventHook, Observer, Trigger};
-pub use client::{ClientError, LOGIN_SERVICE_PATH, Traced, WpiClient};
+pub use client::{ClientError, DEFAULT_MAX_ANSWER_BYTES, LOGIN_SERVICE_PATH, REDACTED, Traced, WpiClient};
 pub use contact::{CONTACT_ME_PATH, ContactListener, ContactMe};
 pub use dcmp::{DcmpAnswer, DcmpError};
 pub use deploy::{Deployment, DeploymentKind, DeploymentOutcome, DownloadLimits, InstalledFile};
+pub use mobility::{Logoff, Logon, MobilityError, MobilityStep, USERDATA_ITEMS, UserData, UserPassword};
 pub use phone::{Interaction, MAX_EXCHANGES, Phone, is_write_only, item_map, new_nonce};
 pub use secure::{PendingPin, PinOutcome, PinsError, PinsOutcome, RETRIES_EXCEEDED, SecureMaterial};
 pub use tls::ServerTrust;

@@ -4,14 +4,17 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use dls_message::fragment::{FragmentLimits, split_by};
+use dls_message::fragment::{ENVELOPE_BYTES, FragmentLimits, encoded_size, split_by};
 use dls_message::{
     Action, DlsMessage, Fragment, Header, Item, ItemStatus, MacAddr, Reason, ReasonForContact, ReplyStatus,
     WorkpointMessage,
 };
 
+use zeroize::Zeroize;
+
 use crate::client::{ClientError, WpiClient};
 use crate::deploy::{Deployment, DeploymentRequest, InstalledFile};
+use crate::mobility::{MOBILITY_STATE, STATE_LOGGED_OFF, USERDATA_INDEX, is_userdata};
 use crate::secure::{PendingPin, PinOutcome, PinsError, PinsOutcome, RETRIES_EXCEEDED, SecureMaterial};
 
 /// Items a phone never lets the DLS write.
@@ -40,6 +43,8 @@ const BASIC: &[&str] = &[
     "part-number",
     "e164",
     "basic-e164",
+    "sip-mobility-state",
+    "mobility-enabled",
 ];
 
 /// Whether an item is write-only (never reported back): passwords.
@@ -52,8 +57,11 @@ pub fn is_write_only(name: &str) -> bool {
 #[derive(Clone, Debug)]
 pub struct Phone {
     mac: MacAddr,
-    /// The phone's items, in order; write-only items are kept but never reported.
-    items: Vec<Item>,
+    /// The phone's items, in order; write-only items are kept but never reported, the
+    /// user's data (`userdata-*`, index 1) only when asked for.
+    pub(crate) items: Vec<Item>,
+    /// The `userdata-*` items the user changed since the logon ([`Phone::set_userdata`]).
+    pub(crate) userdata_modified: BTreeSet<String>,
     /// Items this phone does not know (writing them gets `unknown item`).
     pub unknown_items: BTreeSet<String>,
     /// The most items per reply fragment (`None`: one message), like a real phone's 50 kB cap.
@@ -90,6 +98,10 @@ pub struct Interaction {
     pub cleanup_reason: Option<String>,
     /// Messages exchanged.
     pub exchanges: usize,
+    /// The names of the items the phone sent answering `ReadItems` (with a value), in order.
+    pub read: Vec<String>,
+    /// Answers that came enveloped in an XML-DSig `Signature` the phone did not verify.
+    pub unverified_signatures: usize,
     /// `goto-secure-mode` received (`nopin` or `pin`), if the DLS started bootstrapping.
     pub bootstrap: Option<String>,
     /// The phone restarted at the end of the interaction: `Restart`, or `FactoryReset` (which
@@ -133,6 +145,7 @@ impl Phone {
             pending_pin: None,
             tan: None,
             installed: Vec::new(),
+            userdata_modified: BTreeSet::new(),
         }
     }
 
@@ -186,10 +199,10 @@ impl Phone {
         }
     }
 
-    /// Every item the phone reports (write-only items excluded).
+    /// Every item the phone reports (write-only items and the user's data excluded).
     #[must_use]
     pub fn reported_items(&self) -> Vec<Item> {
-        self.items.iter().filter(|i| !is_write_only(&i.name)).cloned().collect()
+        self.items.iter().filter(|i| !is_write_only(&i.name) && !is_userdata(&i.name)).cloned().collect()
     }
 
     /// The items the phone sends in the message that starts an interaction (identity,
@@ -246,7 +259,14 @@ impl Phone {
             if report.exchanges >= MAX_EXCHANGES {
                 return Err(ClientError::Protocol("interaction does not end".into()));
             }
-            let reply: DlsMessage = client.exchange(&outgoing).await?;
+            let answer = client.exchange_from_dls(&outgoing).await;
+            // A password sent (logon, logoff) is not kept once the message is out.
+            for item in outgoing.items.iter_mut().flatten().filter(|i| is_write_only(&i.name)) {
+                item.value.zeroize();
+            }
+            let answer = answer?;
+            report.unverified_signatures += usize::from(answer.envelope.is_some());
+            let reply: DlsMessage = answer.message;
             report.exchanges += 1;
             report.actions.push(reply.action.clone());
             outgoing = match reply.action {
@@ -268,17 +288,8 @@ impl Phone {
                 Action::ReadItems => {
                     answering = Action::ReadItems;
                     let wanted = reply.items.clone().unwrap_or_default();
-                    let items = wanted
-                        .into_iter()
-                        .map(|w| match (w.name.as_str(), self.get(&w.name, w.index)) {
-                            ("bootstrapping-tan", _) => match &self.tan {
-                                Some(t) => Item { value: t.clone(), ..w },
-                                None => Item { value: String::new(), ..w }.with_status(ItemStatus::Failed),
-                            },
-                            (_, Some(v)) => Item { value: v.to_owned(), ..w },
-                            (_, None) => Item { value: String::new(), ..w }.with_status(ItemStatus::UnknownItem),
-                        })
-                        .collect();
+                    let items: Vec<Item> = wanted.into_iter().map(|w| self.read_one(w)).collect();
+                    report.read.extend(items.iter().filter(|i| i.status.is_none()).map(|i| i.name.clone()));
                     fragments = self.fragments(items);
                     self.next_fragment(&nonce, &answering, &mut fragments)
                 }
@@ -302,15 +313,23 @@ impl Phone {
                 }
                 Action::WriteItems => {
                     let mut statuses = Vec::new();
+                    let mut logged_off = false;
                     for item in reply.items.clone().unwrap_or_default() {
                         match self.write(&item) {
-                            Ok(()) => report.written.push(item),
+                            Ok(()) => {
+                                logged_off |= item.name == MOBILITY_STATE && item.value.trim() == STATE_LOGGED_OFF;
+                                report.written.push(item);
+                            }
                             Err(status) => {
                                 let refused = Item { status: Some(status), ..item };
                                 report.refused.push(refused.clone());
                                 statuses.push(refused);
                             }
                         }
+                    }
+                    if logged_off {
+                        // The DLS logged the user off (a forced logoff): their data goes.
+                        self.clear_userdata();
                     }
                     self.message(
                         &nonce,
@@ -461,12 +480,58 @@ impl Phone {
         if self.unknown_items.contains(&item.name) {
             return Err(ItemStatus::UnknownItem);
         }
+        if is_userdata(&item.name) {
+            // The user's data: Base64, kept at index 1 (written with or without it).
+            if !matches!(item.index, None | Some(USERDATA_INDEX)) {
+                return Err(ItemStatus::InvalidIndex);
+            }
+            if crate::mobility::decode_userdata(&item.value).is_err() {
+                return Err(ItemStatus::InvalidData);
+            }
+            self.set(&item.name, Some(USERDATA_INDEX), &item.value);
+            return Ok(());
+        }
         self.set(&item.name, item.index, &item.value);
         Ok(())
     }
 
+    /// The answer to one item of a `ReadItems`: its value, or a status saying why not. The
+    /// user's data is read at index 1 whether asked with that index or none, and answered with
+    /// the index asked; data the phone does not hold is `failed`.
+    fn read_one(&self, w: Item) -> Item {
+        if w.name == "bootstrapping-tan" {
+            return match &self.tan {
+                Some(t) => Item { value: t.clone(), ..w },
+                None => Item { value: String::new(), ..w }.with_status(ItemStatus::Failed),
+            };
+        }
+        if is_userdata(&w.name) {
+            return match (w.index, self.get(&w.name, Some(USERDATA_INDEX))) {
+                (None | Some(USERDATA_INDEX), Some(v)) => Item { value: v.to_owned(), ..w },
+                (None | Some(USERDATA_INDEX), None) => {
+                    Item { value: String::new(), ..w }.with_status(ItemStatus::Failed)
+                }
+                _ => Item { value: String::new(), ..w }.with_status(ItemStatus::InvalidIndex),
+            };
+        }
+        match self.get(&w.name, w.index) {
+            Some(v) => Item { value: v.to_owned(), ..w },
+            None => Item { value: String::new(), ..w }.with_status(ItemStatus::UnknownItem),
+        }
+    }
+
+    /// A reply's items in fragments within the protocol's 50 kB and
+    /// [`Self::reply_fragment_items`], last first; an item larger than 50 kB on its own (the
+    /// user's data can be) makes the byte budget its size.
     fn fragments(&self, items: Vec<Item>) -> Vec<Vec<Item>> {
         let mut limits = FragmentLimits::default();
+        // Escaping makes a character 6 bytes at most: below that bound, no item can be too
+        // large, and none is measured.
+        let bound = |i: &Item| 6 * (i.name.len() + i.value.len() + i.item_type.as_ref().map_or(0, String::len)) + 128;
+        if items.iter().any(|i| bound(i) + ENVELOPE_BYTES > limits.max_bytes) {
+            let largest = items.iter().map(encoded_size).max().unwrap_or(0);
+            limits.max_bytes = limits.max_bytes.max(largest + ENVELOPE_BYTES);
+        }
         limits.max_items = self.reply_fragment_items;
         let mut parts = split_by(items, &limits, |_| None::<()>).unwrap_or_default();
         parts.reverse();

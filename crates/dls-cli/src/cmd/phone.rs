@@ -9,13 +9,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use dls_load::{self as load, DEFAULT_FIRST_MAC, Fleet, LoadConfig, LoadMode, LoadReport, Progress};
+use dls_load::{self as load, DEFAULT_FIRST_MAC, Fleet, LoadConfig, LoadMode, Progress};
 use dls_message::{Item, MacAddr, Reason};
 use dls_workpoint::{ClientError, Phone, PinOutcome, SecureMaterial, ServerTrust, Traced, WpiClient};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::exit::{AUTH, OTHER, fail, malformed};
 use crate::io::read_input;
+
+mod mobility;
+mod report;
+
+use report::{report_json, report_text};
 
 /// The WPI port of a DLS when `--server` names none.
 const DEFAULT_PORT: u16 = 18443;
@@ -26,7 +31,11 @@ pub(crate) enum PhoneCmd {
     ///
     /// One line per message on stdout: `->` from the phone (reason, with the action it
     /// answers and its status), `<-` from the DLS (action), and the item count; `-v` adds
-    /// each message's XML. Exits 0 when the DLS ended the interaction with `CleanUp`.
+    /// each message's XML (a password the phone sends shown as ********). Exits 0 when the
+    /// DLS ended the interaction with `CleanUp`.
+    ///
+    /// With --logon / --logoff a mobility user logs on and off after the start-up (hot
+    /// desking; docs/mobility-phone.md), the same way printed.
     Run(RunArgs),
     /// Run a fleet of simulated phones against a DLS and report the interaction rate,
     /// latency percentiles and failures.
@@ -112,6 +121,8 @@ pub(crate) struct RunArgs {
     /// With --stay: stop after this many seconds.
     #[arg(long, value_name = "SECS", requires = "stay")]
     duration: Option<f64>,
+    #[command(flatten)]
+    mobility: mobility::MobilityArgs,
 }
 
 /// `--contact-listen`: an address, or none (behind NAT).
@@ -173,6 +184,30 @@ pub(crate) struct LoadArgs {
     /// `nopin` mode (e.g. `dls serve --new-device-mode nopin`).
     #[arg(long, conflicts_with_all = ["baseline", "duration"])]
     nopin: bool,
+    /// Mobility mix: this share of the phones (in percent; spread evenly) log a user on after
+    /// their start-up, change the user's phone book (userdata-phonebook) and log the user off,
+    /// every time they run. The k-th such phone logs on user --mobility-first-user + k; those
+    /// users (as many as the share of --phones) must exist on the DLS with the password of
+    /// --mobility-password-file (or --mobility-password). Logon and logoff latencies are
+    /// reported; failures are counted by step and reason (e.g. `logon cleanup: mobility:
+    /// logon refused`), and a phone book restored that is not the one the run saved at the
+    /// user's last logoff as `restore-mismatch`.
+    #[arg(long, value_name = "PERCENT", conflicts_with_all = ["baseline", "pins", "nopin"],
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    mobility_share: Option<u8>,
+    /// The mobility mix's first user number; user k is this number plus k.
+    #[arg(long, value_name = "NUMBER", default_value = "4989700800000", requires = "mobility_share")]
+    mobility_first_user: String,
+    /// A file whose first line is every mobility user's password.
+    #[arg(long, value_name = "FILE", requires = "mobility_share", conflicts_with = "mobility_password")]
+    mobility_password_file: Option<PathBuf>,
+    /// Every mobility user's password, on the command line (for test users only: other
+    /// processes can read it).
+    #[arg(long, value_name = "PASSWORD", requires = "mobility_share")]
+    mobility_password: Option<String>,
+    /// The size of the phone book each mobile phone writes before the logoff, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, requires = "mobility_share")]
+    mobility_userdata_bytes: usize,
     /// Print one JSON object on the last line instead of the summary: phones,
     /// interactions, failures, failures_by_kind, interactions_per_second,
     /// latency_ms {p50, p90, p99, max} (and mode, concurrency, seconds, connections, …;
@@ -312,23 +347,29 @@ fn run_one(a: RunArgs) -> anyhow::Result<()> {
     if let Some(saved) = a.state_dir.as_deref().map(load_state).transpose()?.flatten() {
         phone.secure = Some(saved);
     }
+    if let Some(dir) = a.state_dir.as_deref() {
+        mobility::load_state(dir, &mut phone)?;
+    }
     if a.stay {
         if phone.secure.is_some() {
             println!("secure mode: using the saved certificate");
         }
         return stay(&a, phone, trust, &rt);
     }
-    let r = if phone.secure.is_some() {
+    // Before anything is sent: a run that cannot do what it is asked fails at once.
+    let password = a.mobility.check(&phone)?;
+    let (r, mut client) = if phone.secure.is_some() {
         println!("secure mode: using the saved certificate");
         let mut client = phone.secure_client(&host).map_err(|e| client_error(&e, &what))?;
         prepare(&mut client);
-        rt.block_on(phone.interact(&mut client, Reason::StartUp)).map_err(|e| client_error(&e, &what))?
+        let r = rt.block_on(phone.interact(&mut client, Reason::StartUp)).map_err(|e| client_error(&e, &what))?;
+        (r, client)
     } else {
         let mut client = WpiClient::new(&a.server.server, &trust).map_err(|e| client_error(&e, "the client"))?;
         prepare(&mut client);
         let first = rt.block_on(phone.interact(&mut client, Reason::StartUp)).map_err(|e| client_error(&e, &what))?;
         match first.bootstrap.as_deref() {
-            None => first,
+            None => (first, client),
             Some(kind) => {
                 if kind == "pin" {
                     open_with_pins(&mut phone, &rt, &mut client, &what)?;
@@ -339,12 +380,16 @@ fn run_one(a: RunArgs) -> anyhow::Result<()> {
                 }
                 let mut secure = phone.secure_client(&host).map_err(|e| client_error(&e, &what))?;
                 prepare(&mut secure);
-                rt.block_on(phone.interact(&mut secure, Reason::StartUp)).map_err(|e| client_error(&e, &what))?
+                let r =
+                    rt.block_on(phone.interact(&mut secure, Reason::StartUp)).map_err(|e| client_error(&e, &what))?;
+                (r, secure)
             }
         }
     };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", ended(&r));
+    println!("{}", ended(&r));
+    if a.mobility.wanted() {
+        mobility::run(&a.mobility, password.as_ref(), &mut phone, &mut client, &rt, a.state_dir.as_deref(), &what)?;
+    }
     Ok(())
 }
 
@@ -588,108 +633,6 @@ fn spawn_progress(
     (bar, Some(ticker))
 }
 
-fn ms(d: Option<Duration>) -> serde_json::Value {
-    d.map_or(serde_json::Value::Null, |d| serde_json::json!((d.as_secs_f64() * 1e6).round() / 1e3))
-}
-
-fn report_json(r: &mut LoadReport) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "phones": r.phones,
-        "interactions": r.interactions,
-        "failures": r.failures,
-        "failures_by_kind": r.failures_by_kind,
-        "interactions_per_second": (r.interactions_per_second() * 10.0).round() / 10.0,
-        "latency_ms": {
-            "p50": ms(r.latency.percentile(50.0)),
-            "p90": ms(r.latency.percentile(90.0)),
-            "p99": ms(r.latency.percentile(99.0)),
-            "max": ms(r.latency.max()),
-        },
-        "mode": match r.mode {
-            LoadMode::Phones => "phones",
-            LoadMode::Baseline => "baseline",
-            LoadMode::Bootstrap => "bootstrap",
-        },
-        "concurrency": r.concurrency,
-        "new_connection_per_interaction": r.new_connection_per_interaction,
-        "seconds": (r.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
-        "connections": r.connections,
-        "exchanges": r.exchanges,
-    });
-    if let Some(obj) = v.as_object_mut() {
-        // One count (the usual case): a number; several: how many phones saw each.
-        match r.pbkdf2_iterations.len() {
-            0 => {}
-            1 => {
-                let n = r.pbkdf2_iterations.keys().next().copied().unwrap_or_default();
-                obj.insert("pbkdf2_iterations".into(), n.into());
-            }
-            _ => {
-                let by: serde_json::Map<String, serde_json::Value> =
-                    r.pbkdf2_iterations.iter().map(|(k, n)| (k.to_string(), (*n).into())).collect();
-                obj.insert("pbkdf2_iterations".into(), by.into());
-            }
-        }
-        if !r.pin_entry.is_empty() {
-            obj.insert(
-                "pin_entry_ms".into(),
-                serde_json::json!({
-                    "p50": ms(r.pin_entry.percentile(50.0)),
-                    "p90": ms(r.pin_entry.percentile(90.0)),
-                    "p99": ms(r.pin_entry.percentile(99.0)),
-                    "max": ms(r.pin_entry.max()),
-                }),
-            );
-        }
-    }
-    v
-}
-
-fn report_text(r: &mut LoadReport) -> String {
-    let f = |d: Option<Duration>| d.map_or_else(|| "-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
-    let mode = match r.mode {
-        LoadMode::Phones => "start-up interactions",
-        LoadMode::Baseline => "baseline interactions (fixed requests)",
-        LoadMode::Bootstrap => "secure-mode bootstraps (default port, PIN, secure port: one interaction each)",
-    };
-    let conns = if r.new_connection_per_interaction { "a new connection each" } else { "keep-alive connections" };
-    let mut s = format!(
-        "{} phones, concurrency {}, {mode}, {conns}\n\
-         {} interactions, {} failed, in {:.2} s: {:.1} interactions/s\n\
-         latency ms: p50 {}  p90 {}  p99 {}  max {}\n\
-         {} connections opened, {} requests\n",
-        r.phones,
-        r.concurrency,
-        r.interactions,
-        r.failures,
-        r.elapsed.as_secs_f64(),
-        r.interactions_per_second(),
-        f(r.latency.percentile(50.0)),
-        f(r.latency.percentile(90.0)),
-        f(r.latency.percentile(99.0)),
-        f(r.latency.max()),
-        r.connections,
-        r.exchanges,
-    );
-    if !r.pbkdf2_iterations.is_empty() {
-        let counts: Vec<String> = r.pbkdf2_iterations.keys().map(u32::to_string).collect();
-        s.push_str(&format!(
-            "PBKDF2 iterations of secure-mode-data: {}\n\
-             PIN entry on the phone (PBKDF2) ms: p50 {}  p90 {}  p99 {}  max {}\n",
-            counts.join(", "),
-            f(r.pin_entry.percentile(50.0)),
-            f(r.pin_entry.percentile(90.0)),
-            f(r.pin_entry.percentile(99.0)),
-            f(r.pin_entry.max()),
-        ));
-    }
-    if !r.failures_by_kind.is_empty() {
-        let kinds: Vec<String> = r.failures_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        s.push_str(&format!("failures by kind: {}\n", kinds.join(", ")));
-    }
-    s
-}
-
 fn run_load(a: LoadArgs) -> anyhow::Result<()> {
     let pins = match a.pins.as_deref() {
         Some(path) => {
@@ -721,6 +664,21 @@ fn run_load(a: LoadArgs) -> anyhow::Result<()> {
     };
     config.pins = pins.unwrap_or_default();
     config.baseline_requests = a.baseline_requests;
+    if let Some(share) = a.mobility_share {
+        let password = match (&a.mobility_password_file, &a.mobility_password) {
+            (Some(file), _) => mobility::read_password(file)?,
+            (None, Some(p)) if !p.is_empty() => dls_workpoint::UserPassword::new(p.as_str()),
+            _ => {
+                return Err(crate::exit::usage(
+                    "--mobility-share needs --mobility-password-file or --mobility-password",
+                ));
+            }
+        };
+        let mut mix = load::MobilityMix::new(share, a.mobility_first_user.trim(), password)
+            .map_err(|e| crate::exit::usage(format!("--mobility-first-user: {e}")))?;
+        mix.userdata_bytes = a.mobility_userdata_bytes;
+        config.mobility = Some(mix);
+    }
     let rt = runtime(false)?;
     let progress = Arc::new(Progress::default());
     let total = duration.is_none().then_some(phones as u64);

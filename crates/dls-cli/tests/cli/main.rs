@@ -8,6 +8,7 @@ mod database_tls;
 mod items;
 mod jobs;
 mod message;
+mod mobility;
 mod phone;
 mod secure_mode;
 mod serve;

@@ -2,4 +2,5 @@
 
 mod fleet;
 mod histogram;
+mod mobility;
 mod pins;

@@ -4,7 +4,10 @@ use dls_message::{
     Action, DlsMessage, EncodeOptions, Fragment, Header, Item, ItemStatus, Message, Reason, ReasonForContact,
     ReplyStatus, WorkpointMessage, decode, encode,
 };
+use dls_message::{Envelope, Limits, decode_from_dls};
 use proptest::prelude::*;
+
+use crate::common::enveloped;
 
 /// Any string of characters XML 1.0 can carry, markup and white space included.
 fn xml_text() -> impl Strategy<Value = String> {
@@ -138,6 +141,33 @@ proptest! {
         let json = serde_json::to_string(&msg).expect("serialises");
         let back: Message = serde_json::from_str(&json).expect("deserialises");
         prop_assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn enveloped_then_decoded_at_the_phone_is_the_identity(
+        (header, action, items) in (header(), action(), prop::option::of(prop::collection::vec(item(), 0..8))),
+        prefix in prop::option::of("[a-z]{1,4}"),
+    ) {
+        let msg = DlsMessage { header, action, items };
+        let xml = encode(&Message::Dls(msg.clone()), &EncodeOptions::default()).expect("encodable");
+        let bare = decode_from_dls(xml.as_bytes(), &Limits::default()).map_err(|e| TestCaseError::fail(format!("{e}\n{xml}")))?;
+        prop_assert_eq!((&bare.message, bare.envelope), (&msg, None));
+        let signed = enveloped(&xml, prefix.as_deref());
+        let back = decode_from_dls(signed.as_bytes(), &Limits::default()).map_err(|e| TestCaseError::fail(format!("{e}\n{signed}")))?;
+        prop_assert_eq!((back.message, back.envelope), (msg, Some(Envelope::XmlDsigUnverified)));
+    }
+
+    #[test]
+    fn decode_from_dls_never_panics_on_mangled_envelopes(msg in message(), at in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
+        let xml = encode(&msg, &EncodeOptions::default()).expect("encodable");
+        let mut signed = enveloped(&xml, Some("ds")).into_bytes();
+        let i = at.index(signed.len());
+        signed[i] = byte;
+        if let Err(e) = decode_from_dls(&signed, &Limits::default()) {
+            prop_assert!(e.offset() <= signed.len());
+        }
+        signed.truncate(cut.index(signed.len()));
+        let _ = decode_from_dls(&signed, &Limits::default());
     }
 
     #[test]

@@ -5,5 +5,6 @@ mod agent;
 mod contact;
 mod dcmp;
 mod deployment;
+mod mobility;
 mod pins;
 mod scripted;

@@ -5,6 +5,8 @@
 //! reason (none: an empty plan); each message of the interaction is answered with the plan's
 //! next step, a `fragment="next"` reply with `GetNextFragment`, and `CleanUp` once the plan
 //! is done. An interaction may instead be refused with an HTTP status ([`ScriptedDls::refuse`]).
+//! A step marked with [`signed`] is sent enveloped in an XML-DSig `Signature`, as a vendor
+//! DLS sends its mobility replies.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -54,6 +56,8 @@ pub(crate) struct State {
     current: VecDeque<Step>,
     /// Every message received, in order.
     pub(crate) received: Vec<WorkpointMessage>,
+    /// The bodies of those messages, as received.
+    pub(crate) bodies: Vec<Vec<u8>>,
     files: HashMap<String, Served>,
     /// The paths of every file request.
     pub(crate) downloads: Vec<String>,
@@ -235,12 +239,16 @@ async fn answer_tls(state: &Mutex<State>, req: Request<Incoming>) -> Response<Re
     let Ok(body) = req.into_body().collect().await else {
         return reply(StatusCode::BAD_REQUEST, Reply::bytes(Vec::new()));
     };
-    let Ok(Message::Workpoint(m)) = dls_message::decode(&body.to_bytes()) else {
+    let body = body.to_bytes();
+    // Room for the user's data a phone hands back at logoff (a DLS admits it too).
+    let limits = dls_message::Limits::default().max_input_bytes(16 << 20);
+    let Ok(Message::Workpoint(m)) = dls_message::decode_with(&body, &limits) else {
         return reply(StatusCode::BAD_REQUEST, Reply::bytes(Vec::new()));
     };
-    let (action, items) = {
+    let (action, mut items) = {
         let mut st = lock();
         st.received.push(m.clone());
+        st.bodies.push(body.to_vec());
         if m.reason.value != Reason::ReplyTo {
             if let Some(status) = st.refusals.get_mut(m.reason.value.as_str()).and_then(VecDeque::pop_front) {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -255,8 +263,13 @@ async fn answer_tls(state: &Mutex<State>, req: Request<Incoming>) -> Response<Re
             st.current.pop_front().unwrap_or((Action::CleanUp, Vec::new()))
         }
     };
+    let sign = items.iter().any(|i| i.name == SIGNED);
+    items.retain(|i| i.name != SIGNED);
     let answer = DlsMessage::new(m.header.nonce, action, Some(items));
-    let xml = dls_message::encode(&Message::Dls(answer), &EncodeOptions::default()).expect("encodable");
+    let mut xml = dls_message::encode(&Message::Dls(answer), &EncodeOptions::default()).expect("encodable");
+    if sign {
+        xml = enveloped(&xml);
+    }
     let mut r = reply(StatusCode::OK, Reply::bytes(xml.into_bytes()));
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/xml"));
     r
@@ -331,6 +344,30 @@ impl Body for Reply {
             _ => hyper::body::SizeHint::default(),
         }
     }
+}
+
+/// The marker of a step to be sent signed (removed before sending).
+const SIGNED: &str = "#signed";
+
+/// `step`, sent enveloped in an XML-DSig `Signature` (with a placeholder signature).
+pub(crate) fn signed((action, mut items): Step) -> Step {
+    items.push(Item::new(SIGNED, ""));
+    (action, items)
+}
+
+/// `dls_message` (encoded, with its XML declaration) in an XML-DSig envelope shaped like the
+/// vendor's: `SignedInfo`, `SignatureValue`, `KeyInfo`, `Object Id="DLSMessage"`.
+fn enveloped(dls_message: &str) -> String {
+    let body = dls_message.split_once("?>").map_or(dls_message, |(_, rest)| rest);
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\">\n\
+         <SignedInfo><CanonicalizationMethod Algorithm=\"http://www.w3.org/TR/2001/REC-xml-c14n-20010315\"/>\
+         <SignatureMethod Algorithm=\"http://www.w3.org/2000/09/xmldsig#rsa-sha1\"/><Reference URI=\"#DLSMessage\">\
+         <DigestMethod Algorithm=\"http://www.w3.org/2000/09/xmldsig#sha1\"/><DigestValue>AAAA</DigestValue>\
+         </Reference></SignedInfo>\n<SignatureValue>c2lnbmF0dXJl</SignatureValue>\n\
+         <KeyInfo><X509Data><X509Certificate>Y2VydA==</X509Certificate></X509Data></KeyInfo>\n\
+         <Object Id=\"DLSMessage\">{body}</Object></Signature>\n"
+    )
 }
 
 /// The `file-*` items of one file (no index), `priority` normal.
