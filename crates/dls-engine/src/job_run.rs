@@ -191,6 +191,10 @@ impl Run<'_> {
             let (stage, action, items) = match &job.kind {
                 JobKind::Read { items } if items.is_empty() => (Stage::ReadAll, Action::ReadAllItems, None),
                 JobKind::ReassertConfig => (Stage::ReadAll, Action::ReadAllItems, None),
+                JobKind::MobilityLogon { .. } | JobKind::MobilityLogoff { .. } => {
+                    self.job_update(&job, JobState::Failed, "mobility jobs are not run yet", None);
+                    continue;
+                }
                 JobKind::Read { items } => {
                     let wanted = items
                         .iter()

@@ -7,9 +7,10 @@
 //! from a newer version, or one with tables of another application, is refused with
 //! [`StoreError::Corrupt`] and left untouched.
 //!
-//! The tables and their meaning are those of the SQLite backend's schema (its version 12;
-//! this schema's version 1 is its version 11, version 2 adds `wpi_sessions` as its 12 does),
-//! in PostgreSQL's types. What differs:
+//! The tables and their meaning are those of the SQLite backend's schema (its version 14;
+//! this schema's version 1 is its version 11, version 2 adds `wpi_sessions` as its 12 does,
+//! 3 the contact-me schedule and leases as its 13, 4 the mobility users as its 14), in
+//! PostgreSQL's types. What differs:
 //! * ids that are never handed out again (jobs, files) are identity columns: a sequence
 //!   never gives a value twice, not even one of a rolled-back transaction;
 //! * a device's inventory is one JSON array (`inventories.items`, as `Item`s serialise),
@@ -49,6 +50,9 @@ const TABLES: &[&str] = &[
     "wpi_sessions",
     "contact_schedule",
     "leases",
+    "mobility_users",
+    "mobility_data",
+    "mobility_throttle",
 ];
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
@@ -265,6 +269,36 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         holder     TEXT NOT NULL,
         expires_at BIGINT NOT NULL
     );
+    "#,
+    // 4: mobility (issue 17) — users, their saved data, and the throttle of wrong
+    // passwords (the SQLite backend's version 14).
+    r#"
+    CREATE TABLE mobility_users (
+        number              TEXT COLLATE "C" PRIMARY KEY,     -- normalised: digits, one leading +
+        name                TEXT,
+        password_hash       TEXT NOT NULL,                    -- Argon2id, PHC string
+        profiles            TEXT NOT NULL DEFAULT '[]',       -- JSON list of profile names, in order
+        device              TEXT COLLATE "C" UNIQUE REFERENCES devices (mac) ON DELETE SET NULL,  -- logged on at
+        since               BIGINT,
+        logoff_requested_at BIGINT,                           -- a forced logoff asked for
+        revision            BIGINT NOT NULL DEFAULT 0,        -- counted up by every change
+        created_at          BIGINT NOT NULL
+    );
+    CREATE TABLE mobility_data (
+        number   TEXT COLLATE "C" NOT NULL REFERENCES mobility_users (number) ON DELETE CASCADE,
+        name     TEXT COLLATE "C" NOT NULL,                   -- userdata-…
+        value    TEXT NOT NULL,                               -- Base64, as the phone sent it
+        size     BIGINT NOT NULL,                             -- decoded bytes
+        saved_at BIGINT NOT NULL,
+        PRIMARY KEY (number, name)
+    );
+    CREATE TABLE mobility_throttle (
+        key     TEXT COLLATE "C" PRIMARY KEY,                 -- pair:NUMBER:MAC, user:NUMBER, device:MAC
+        tat     BIGINT NOT NULL,
+        last    BIGINT NOT NULL,
+        expires BIGINT NOT NULL                               -- restricts nothing from then on (0: being made)
+    );
+    CREATE INDEX mobility_throttle_by_expiry ON mobility_throttle (expires);
     "#,
 ];
 

@@ -21,7 +21,8 @@
 //! The topics: `admin` (devices and profiles), `changes` (the engine's changes),
 //! `concurrency` (threads, one state per read), `contact` (the shared contact-me schedule
 //! and leases), `credentials`, `desired`, `ids` (never
-//! reused), `jobs` (and files), `message` (one message atomically), `model` (the property
+//! reused), `jobs` (and files), `message` (one message atomically), `mobility` (users, their
+//! data, the throttle, the engine's mobility changes and their races), `model` (the property
 //! test), `retention`, `rules` (the domain rules as the backends apply them), `security`,
 //! `sessions` (interaction sessions).
 
@@ -34,6 +35,7 @@ pub(crate) mod desired;
 pub(crate) mod ids;
 pub(crate) mod jobs;
 pub(crate) mod message;
+pub(crate) mod mobility;
 pub(crate) mod model;
 pub(crate) mod retention;
 pub(crate) mod rules;
@@ -44,13 +46,14 @@ use std::any::Any;
 use std::fmt::Debug;
 
 use dls_engine::{
-    Change, Desired, DeviceSnapshot, ItemKey, JobId, Profile, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
+    Change, Desired, DeviceSnapshot, ItemKey, JobId, MobilityQuery, Profile, SecurityMode, UnixTime, WriteOutcome,
+    WrittenRecord,
 };
 use dls_message::{Item, MacAddr, Reason};
 use dls_store::{
     AuditRecord, CertificateRecord, ContactClaim, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter,
-    DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob,
-    Pruned, SecurityUpdate, Store, StoreError,
+    DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, MobilityContext,
+    NewFile, NewJob, NewUser, Pruned, SecurityUpdate, Store, StoreError, UserDataValue, UserDetails, UserSummary,
 };
 
 /// A store under test, and whatever must live as long as it (a temporary directory, a
@@ -306,6 +309,48 @@ impl dls_store::SessionStore for Fixture {
 
     fn prune_sessions(&self, now: UnixTime, keep_at_most: usize) -> Result<u64, StoreError> {
         self.store.prune_sessions(now, keep_at_most)
+    }
+}
+
+impl dls_store::MobilityStore for Fixture {
+    fn add_user(&self, user: &NewUser, at: UnixTime) -> Result<(), StoreError> {
+        self.store.add_user(user, at)
+    }
+
+    fn users(&self) -> Result<Vec<UserSummary>, StoreError> {
+        self.store.users()
+    }
+
+    fn user(&self, number: &str) -> Result<Option<UserDetails>, StoreError> {
+        self.store.user(number)
+    }
+
+    fn delete_user(&self, number: &str) -> Result<bool, StoreError> {
+        self.store.delete_user(number)
+    }
+
+    fn set_user_password(&self, number: &str, password_hash: &str) -> Result<(), StoreError> {
+        self.store.set_user_password(number, password_hash)
+    }
+
+    fn set_user_profiles(&self, number: &str, profiles: &[String]) -> Result<(), StoreError> {
+        self.store.set_user_profiles(number, profiles)
+    }
+
+    fn user_data(&self, number: &str, name: &str) -> Result<Option<UserDataValue>, StoreError> {
+        self.store.user_data(number, name)
+    }
+
+    fn mobility_context(&self, mac: MacAddr, query: &MobilityQuery) -> Result<MobilityContext, StoreError> {
+        self.store.mobility_context(mac, query)
+    }
+
+    fn queue_logon(&self, number: &str, mac: MacAddr, at: UnixTime) -> Result<JobRecord, StoreError> {
+        self.store.queue_logon(number, mac, at)
+    }
+
+    fn queue_logoff(&self, number: &str, at: UnixTime) -> Result<JobRecord, StoreError> {
+        self.store.queue_logoff(number, at)
     }
 }
 

@@ -11,7 +11,10 @@
 //! high-water marks of the ids that are never handed out again (jobs, files) are the rows
 //! of the pseudo-table [`SEQUENCES`], last. Not copied: the schema's version (each backend
 //! has its own, the target is migrated when opened) and `profiles_version`, a counter that
-//! tells caches of the profiles they are stale: the target's counts on.
+//! tells caches of the profiles they are stale: the target's counts on. Nor is what lives
+//! only minutes (interaction sessions, the contact-me schedule and leases, the counts of
+//! the mobility throttle). Mobility users are copied with their password hashes and saved
+//! data (`mobility_users`, `mobility_data`).
 //!
 //! The copy streams: the source's rows go to the target's one transaction through a
 //! bounded channel, a table at a time, never the whole database in memory.
@@ -217,6 +220,28 @@ pub const TABLES: &[Table] = &[
         ],
         key: &["id"],
         id: Some("id"),
+    },
+    Table {
+        name: "mobility_users",
+        columns: &[
+            col("number", Text),
+            opt("name", Text),
+            col("password_hash", Text),
+            col("profiles", Text),
+            opt("device", Text),
+            opt("since", Int),
+            opt("logoff_requested_at", Int),
+            col("revision", Int),
+            col("created_at", Int),
+        ],
+        key: &["number"],
+        id: None,
+    },
+    Table {
+        name: "mobility_data",
+        columns: &[col("number", Text), col("name", Text), col("value", Text), col("size", Int), col("saved_at", Int)],
+        key: &["number", "name"],
+        id: None,
     },
 ];
 

@@ -15,6 +15,8 @@
 //!   * [`MaintenanceStore`] — retention, and leases (work on one node at a time).
 //!   * [`SessionStore`] — interaction sessions, for the node that gets an interaction's
 //!     next message.
+//!   * [`MobilityStore`] — mobility users (hot desking): the administrator's part, and
+//!     what a phone message needs of them.
 //! * [`model`]: the records the traits speak in (also the admin API's JSON).
 //! * [`rules`]: the domain rules every backend applies the same way — the validations,
 //!   the secure-mode transitions and their audit texts, what a cancelled job or a deleted
@@ -48,10 +50,11 @@ mod error;
 pub use error::StoreError;
 pub use model::{
     AuditRecord, CertificateRecord, ContactClaim, ContactTarget, CredentialScope, DeviceDetails, DeviceFilter,
-    DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, NewFile, NewJob,
-    Pruned, SecuritySummary, SecurityUpdate, WrittenSummary,
+    DeviceSpec, DeviceSummary, DeviceUpdate, FallbackCredential, FileRecord, JobFilter, JobRecord, LoggedOn,
+    MobilityContext, NewFile, NewJob, NewUser, Pruned, SecuritySummary, SecurityUpdate, StoredUser, UserDataInfo,
+    UserDataValue, UserDetails, UserSummary, WrittenSummary,
 };
 pub use traits::{
-    ContactStore, CredentialStore, DeviceStore, JobStore, MaintenanceStore, MessageFn, ProtocolStore, SecurityStore,
-    SessionStore, Store, with_device,
+    ContactStore, CredentialStore, DeviceStore, JobStore, MaintenanceStore, MessageFn, MobilityStore, ProtocolStore,
+    SecurityStore, SessionStore, Store, with_device,
 };

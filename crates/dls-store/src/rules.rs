@@ -12,6 +12,7 @@ use crate::StoreError;
 
 pub mod contact;
 pub mod jobs;
+pub mod mobility;
 pub mod security;
 
 /// How many nonces are kept per device (the most recent ones).
