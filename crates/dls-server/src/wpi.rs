@@ -378,6 +378,7 @@ impl WpiState {
             bootstrap,
             peer: Some(m.peer.ip()),
             tan,
+            mobility: None,
         }
     }
 }

@@ -225,7 +225,7 @@ pub(crate) fn apply(tx: &mut Tx<'_>, mac: &str, change: &MobilityChange) -> Resu
             queue_logoff_job(tx, number, *device, *at)?;
         }
         MobilityChange::Attempt { number, success, at } => {
-            count_attempt(tx, number, mac_from_sql(mac)?, *success, *at)?
+            count_attempt(tx, number, mac_from_sql(mac)?, *success, *at)?;
         }
         _ => return Err(StoreError::Invalid("unsupported mobility change".into())),
     }

@@ -21,13 +21,18 @@
 //! logoff and the administrator's logon).
 
 mod data;
+mod flows;
+mod jobs;
 
 use dls_message::{Item, MacAddr, Reason, WorkpointMessage};
 use serde::{Deserialize, Serialize};
 
 pub use data::{DataError, decoded_len};
 
-use crate::device::UnixTime;
+use crate::desired::Desired;
+use crate::device::{Change, DeviceSnapshot, UnixTime};
+use crate::jobs::{Job, JobKind};
+use crate::session::{Awaiting, Session};
 
 /// The prefix of the items that hold a user's data (phone book, call log, ring tones…).
 pub const USERDATA_PREFIX: &str = "userdata-";
@@ -179,19 +184,21 @@ pub fn classify(message: &WorkpointMessage) -> Option<Request> {
 }
 
 /// The names of a comma-separated list (`requested-items`, `modified-items`), trimmed,
-/// empty ones dropped, each once, at most [`MAX_LISTED_ITEMS`] (`None` past that).
+/// empty ones dropped, each once: the first [`MAX_LISTED_ITEMS`], and whether there were
+/// more.
 #[must_use]
-pub fn listed_names(value: &str) -> Option<Vec<String>> {
+pub fn listed_names(value: &str) -> (Vec<String>, bool) {
     let mut names: Vec<String> = Vec::new();
     for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        if !names.iter().any(|n| n == name) {
-            names.push(name.to_owned());
+        if names.iter().any(|n| n == name) {
+            continue;
         }
-        if names.len() > MAX_LISTED_ITEMS {
-            return None;
+        if names.len() == MAX_LISTED_ITEMS {
+            return (names, true);
         }
+        names.push(name.to_owned());
     }
-    Some(names)
+    (names, false)
 }
 
 /// The items of a user's mobility profiles `names`, layered in order (a later profile's
@@ -419,6 +426,252 @@ impl MobilityLimits {
     }
 }
 
+/// The numbers the device's open mobility jobs name, and those to be logged on.
+fn job_numbers(device: &DeviceSnapshot) -> (Vec<String>, Vec<String>) {
+    let (mut all, mut logons) = (Vec::new(), Vec::new());
+    for job in device.jobs.iter().filter(|j| j.runnable()) {
+        match &job.kind {
+            JobKind::MobilityLogon { number } => {
+                all.push(number.clone());
+                logons.push(number.clone());
+            }
+            JobKind::MobilityLogoff { number } => all.push(number.clone()),
+            _ => {}
+        }
+    }
+    all.dedup();
+    logons.dedup();
+    (all, logons)
+}
+
+/// See [`crate::Engine::mobility_query`].
+pub(crate) fn query(
+    message: &WorkpointMessage,
+    session: Option<&Session>,
+    device: Option<&DeviceSnapshot>,
+) -> Option<MobilityQuery> {
+    let in_session = session.is_some() && message.reason.value == Reason::ReplyTo;
+    let session_mobility =
+        in_session && session.is_some_and(|s| s.mobility.is_some() || matches!(s.awaiting, Awaiting::Mobility(_)));
+    let state = reported_state(message);
+    let (job_users, job_data) = match device {
+        Some(d) if crate::job_run::runs_jobs(&message.reason.value) && !in_session => job_numbers(d),
+        _ => (Vec::new(), Vec::new()),
+    };
+    if state.is_none() && !session_mobility && job_users.is_empty() {
+        return None;
+    }
+    let mut q = MobilityQuery { job_users, job_data, ..MobilityQuery::default() };
+    if in_session {
+        // The user of the mobility job the interaction is in.
+        if let Some(Awaiting::Mobility(step)) = session.map(|s| &s.awaiting)
+            && let Some(JobKind::MobilityLogon { number } | JobKind::MobilityLogoff { number }) =
+                step.job().map(|j| &j.kind)
+        {
+            q.job_users.push(number.clone());
+        }
+        return Some(q);
+    }
+    let named = || reported(message, "e164").and_then(normalise_number);
+    match classify(message) {
+        Some(Request::Logon) => {
+            q.named = named();
+            q.check_password = Some(Whom::Named);
+        }
+        Some(Request::Restore) => {
+            q.named = named();
+            q.restore = reported(message, "requested-items")
+                .map(|v| listed_names(v).0)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|n| is_userdata(n))
+                .collect();
+        }
+        Some(Request::Logoff) if reported_password(message).is_some() => q.check_password = Some(Whom::Here),
+        _ => {}
+    }
+    Some(q)
+}
+
+/// Whose configuration lies on top of the device's own in an interaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Layer {
+    /// The user of this number is logged on: its profiles' items and its number.
+    User(String),
+    /// No user is logged on here, but the phone says one is (a logon that was lost, a
+    /// forced logoff without the phone): its basic identity is written back.
+    Identity {
+        /// The phone's `basic-e164`, as it reported it.
+        basic_e164: String,
+    },
+}
+
+/// The layer of a message: a `reply-to` keeps its interaction's; a message that opens one
+/// (not a mobility request) gets the user logged on here when the phone says a user is
+/// logged on (state `0` or `2`), or the basic identity when the phone says so and no user
+/// is logged on here while its `e164` is not its `basic-e164`.
+pub(crate) fn layer_of(
+    message: &WorkpointMessage,
+    session: Option<&Session>,
+    input: Option<&MobilityInput>,
+) -> Option<Layer> {
+    if let Some(s) = session.filter(|_| message.reason.value == Reason::ReplyTo) {
+        return s.mobility.clone();
+    }
+    if !matches!(classify(message), None | Some(Request::None)) {
+        return None;
+    }
+    let state = reported_state(message).flatten()?;
+    let input = input?;
+    if !state.user_on() {
+        return None;
+    }
+    if let Some(here) = &input.here {
+        return Some(Layer::User(here.number.clone()));
+    }
+    let basic = reported(message, "basic-e164")?.trim();
+    let e164 = reported(message, "e164").map(str::trim).unwrap_or_default();
+    let same = basic == e164 || normalise_number(basic).is_some_and(|b| Some(b) == normalise_number(e164));
+    (!basic.is_empty() && !same).then(|| Layer::Identity { basic_e164: basic.to_owned() })
+}
+
+/// `desired` with `items` on top (an item of the same name and index replaced in place).
+fn put_items(desired: &mut Desired, items: impl IntoIterator<Item = Item>) {
+    for item in items {
+        match desired.items.iter_mut().find(|i| i.name == item.name && i.index == item.index) {
+            Some(have) => *have = item,
+            None => desired.items.push(item),
+        }
+    }
+}
+
+/// The desired configuration with `layer` on top of the device's own, if it changes it:
+/// the user's profiles' items and number, or the basic identity (`e164` = `basic-e164`,
+/// `sip-mobility-state` = `1`).
+pub(crate) fn layered(own: &Desired, layer: Option<&Layer>, input: Option<&MobilityInput>) -> Option<Desired> {
+    let mut d = own.clone();
+    match layer? {
+        Layer::User(number) => {
+            let here = input?.here.as_ref().filter(|u| &u.number == number)?;
+            put_items(&mut d, user_writes(here).into_iter().filter(|i| i.name != "sip-mobility-state"));
+            d.layers.push(format!("mobility user {number}"));
+        }
+        Layer::Identity { basic_e164 } => {
+            put_items(&mut d, identity_items(basic_e164));
+            d.layers.push("mobility: basic identity".to_owned());
+        }
+    }
+    Some(d)
+}
+
+/// What a logon writes: `sip-mobility-state` = `0`, the user's number, its profiles' items.
+pub(crate) fn user_writes(user: &MobilityUser) -> Vec<Item> {
+    let mut items = vec![Item::new("sip-mobility-state", "0"), Item::new("e164", user.number.clone())];
+    items.extend(user.items.iter().filter(|i| i.name != "e164" && i.name != "sip-mobility-state").cloned());
+    items
+}
+
+/// A device's basic identity: `sip-mobility-state` = `1`, `e164` = its `basic-e164`.
+pub(crate) fn identity_items(basic_e164: &str) -> Vec<Item> {
+    vec![Item::new("sip-mobility-state", "1"), Item::new("e164", basic_e164)]
+}
+
+/// Whether the message is from a phone with a user logged on (by its report, else by what
+/// the store knows): then the `e164` it reports is the user's, not the device's.
+pub(crate) fn user_on(message: &WorkpointMessage, layer: Option<&Layer>, input: Option<&MobilityInput>) -> bool {
+    if matches!(classify(message), Some(Request::Logon | Request::Restore | Request::Logoff)) {
+        return true;
+    }
+    match reported_state(message).flatten() {
+        Some(state) => state.user_on(),
+        None => matches!(layer, Some(Layer::User(_))) || input.is_some_and(|i| i.here.is_some()),
+    }
+}
+
+/// Items that are the mobility protocol's, never the device's settings: the lists of a
+/// restore and a logoff, and the user's data.
+fn is_protocol_item(name: &str) -> bool {
+    name == "requested-items" || name == "modified-items" || name.starts_with(USERDATA_PREFIX)
+}
+
+/// Keeps the inventory the device's: drops the mobility protocol's items and the user's
+/// data from every inventory change and, while a user is logged on (`user_on`, or what the
+/// items themselves report), the `e164`, which is the user's; a complete inventory keeps
+/// the device's stored one.
+pub(crate) fn scrub_inventory(changes: &mut [Change], user_on: bool, stored_e164: Option<&Item>) {
+    let on = |items: &[Item]| {
+        items
+            .iter()
+            .find(|i| i.name == "sip-mobility-state" && i.status.is_none())
+            .and_then(|i| PhoneState::parse(&i.value))
+            .map_or(user_on, PhoneState::user_on)
+    };
+    for change in changes {
+        match change {
+            Change::MergeInventory(items) => {
+                let user = on(items);
+                items.retain(|i| !(is_protocol_item(&i.name) || (user && i.name == "e164")));
+            }
+            Change::ReplaceInventory { items, .. } => {
+                let user = on(items);
+                items.retain(|i| !(is_protocol_item(&i.name) || (user && i.name == "e164")));
+                if let Some(e164) = stored_e164.filter(|_| user) {
+                    items.push(e164.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `sip-mobility-state` is written with `status="secure"`, as captures of the vendor's
+/// DLS show.
+pub(crate) fn mark_secure(reply: &mut dls_message::DlsMessage) {
+    if reply.action != dls_message::Action::WriteItems {
+        return;
+    }
+    for item in reply.items.iter_mut().flatten().filter(|i| i.name == "sip-mobility-state") {
+        item.status = Some(dls_message::ItemStatus::Other("secure".into()));
+    }
+}
+
+/// What a mobility interaction waits for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum MobilityStep {
+    /// A logon's `WriteItems`: `sent`, then `rest`.
+    Logon { number: String, sent: Vec<Item>, rest: std::collections::VecDeque<Vec<Item>> },
+    /// A restore's `WriteItems` of the user's data: `rest` to follow.
+    Restore { rest: std::collections::VecDeque<Vec<Item>> },
+    /// A logoff's `ReadItems` of the modified items `names`.
+    LogoffRead { number: String, names: Vec<String> },
+    /// A forced logoff's `ReadItems` of every user data item.
+    ForcedRead { job: Job, number: String },
+    /// A forced logoff's `WriteItems` of the basic identity; the user to log off when done.
+    ForcedWrite { job: Job, number: Option<String>, sent: Vec<Item>, rest: std::collections::VecDeque<Vec<Item>> },
+    /// An administrator's logon's `WriteItems`: configuration and data.
+    JobLogon { job: Job, number: String, sent: Vec<Item>, rest: std::collections::VecDeque<Vec<Item>> },
+}
+
+impl MobilityStep {
+    /// The action whose reply this step waits for.
+    pub(crate) fn action(&self) -> dls_message::Action {
+        match self {
+            Self::LogoffRead { .. } | Self::ForcedRead { .. } => dls_message::Action::ReadItems,
+            _ => dls_message::Action::WriteItems,
+        }
+    }
+
+    /// The job the step belongs to, if any.
+    pub(crate) fn job(&self) -> Option<&Job> {
+        match self {
+            Self::ForcedRead { job, .. } | Self::ForcedWrite { job, .. } | Self::JobLogon { job, .. } => Some(job),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,10 +698,11 @@ mod tests {
 
     #[test]
     fn lists_are_trimmed_deduplicated_and_bounded() {
-        assert_eq!(listed_names(" a, b,,a ,c "), Some(vec!["a".into(), "b".into(), "c".into()]));
-        assert_eq!(listed_names(""), Some(vec![]));
+        assert_eq!(listed_names(" a, b,,a ,c "), (vec!["a".into(), "b".into(), "c".into()], false));
+        assert_eq!(listed_names(""), (vec![], false));
         let long = (0..=MAX_LISTED_ITEMS).map(|i| format!("n{i}")).collect::<Vec<_>>().join(",");
-        assert_eq!(listed_names(&long), None);
+        let (names, more) = listed_names(&long);
+        assert_eq!((names.len(), more), (MAX_LISTED_ITEMS, true));
     }
 
     #[test]
