@@ -93,7 +93,8 @@ pub struct Config {
     pub body_timeout_secs: u64,
     /// The time a client has to complete the TLS handshake. Default 10.
     pub tls_handshake_timeout_secs: u64,
-    /// The largest request body; larger gets `413`. Default 1 MiB.
+    /// The largest request body; larger gets `413`. Default 2 MiB: a phone's reply carrying
+    /// a mobility user's largest data item (`mobility-max-item-bytes`, Base64) fits.
     pub max_body_bytes: usize,
     /// The largest request head (line and headers); larger gets `431`. Default 16 KiB.
     pub max_header_bytes: usize,
@@ -166,6 +167,16 @@ pub struct Config {
     /// with SQLite it costs a write per message and lets an interaction outlive a restart.
     /// Default false.
     pub shared_sessions: bool,
+    /// Mobility: how long a forced logoff (a user logging on at another phone) may take
+    /// before the logon elsewhere goes ahead, the user logged off the first phone without
+    /// its data (seconds, 1 to 86400). Default 300.
+    pub mobility_logoff_grace_secs: u64,
+    /// Mobility: the largest user data item (`userdata-*`) kept, decoded (bytes). A phone's
+    /// reply carrying one must fit `max-body-bytes`. Default 1 MiB.
+    pub mobility_max_item_bytes: u64,
+    /// Mobility: the most user data kept for one user, decoded (bytes; at least
+    /// `mobility-max-item-bytes`). Default 8 MiB.
+    pub mobility_max_user_bytes: u64,
 }
 
 /// [`Config::store`]: `sqlite`, or a `postgres://` (`postgresql://`) URL. Its `Debug` and
@@ -278,7 +289,7 @@ impl Default for Config {
             idle_timeout_secs: 60,
             body_timeout_secs: 30,
             tls_handshake_timeout_secs: 10,
-            max_body_bytes: 1 << 20,
+            max_body_bytes: 2 << 20,
             max_header_bytes: 16 << 10,
             max_connections: 4096,
             max_connections_per_source: 64,
@@ -301,6 +312,9 @@ impl Default for Config {
             node_name: default_node_name(),
             store: StoreLocation::sqlite(),
             shared_sessions: false,
+            mobility_logoff_grace_secs: 300,
+            mobility_max_item_bytes: 1 << 20,
+            mobility_max_user_bytes: 8 << 20,
         }
     }
 }
@@ -383,7 +397,37 @@ impl Config {
             ));
         }
         check_node_name(&self.node_name)?;
+        self.check_mobility()
+    }
+
+    /// The mobility settings, and `max-body-bytes` against them: a phone sends a user data
+    /// item whole in one message, Base64 (4 bytes for every 3), with its envelope.
+    fn check_mobility(&self) -> Result<(), String> {
+        if self.mobility_logoff_grace_secs == 0 || self.mobility_logoff_grace_secs > 86_400 {
+            return Err("mobility-logoff-grace-secs must be 1 to 86400 (a day)".into());
+        }
+        if self.mobility_max_item_bytes == 0 || self.mobility_max_item_bytes > self.mobility_max_user_bytes {
+            return Err("mobility-max-item-bytes must be positive and at most mobility-max-user-bytes".into());
+        }
+        if self.mobility_max_user_bytes > 1 << 30 {
+            return Err("mobility-max-user-bytes must be at most 1073741824 (1 GiB)".into());
+        }
+        let needed = self.mobility_reply_bytes();
+        if (self.max_body_bytes as u64) < needed {
+            return Err(format!(
+                "max-body-bytes ({}) must admit a phone's reply carrying a mobility-max-item-bytes item ({} bytes \
+                 decoded): at least {needed}",
+                self.max_body_bytes, self.mobility_max_item_bytes
+            ));
+        }
         Ok(())
+    }
+
+    /// The body of a phone's reply carrying the largest user data item: its Base64 and 64
+    /// KiB for the envelope and the other items.
+    #[must_use]
+    pub fn mobility_reply_bytes(&self) -> u64 {
+        self.mobility_max_item_bytes.div_ceil(3).saturating_mul(4).saturating_add(64 << 10)
     }
 }
 
@@ -520,6 +564,36 @@ mod tests {
         let e = config.validate().expect_err("too long");
         assert!(e.contains("job-retention-days"), "{e}");
         assert!(Config::from_toml("audit-retention-days = -1\n").is_err());
+    }
+
+    #[test]
+    fn mobility_settings_and_the_body_limit_go_together() {
+        let config = Config::default();
+        assert_eq!(
+            (config.mobility_logoff_grace_secs, config.mobility_max_item_bytes, config.mobility_max_user_bytes),
+            (300, 1 << 20, 8 << 20)
+        );
+        assert_eq!(config.validate(), Ok(()), "the defaults go together");
+        assert!(config.mobility_reply_bytes() <= config.max_body_bytes as u64);
+        let small_body = Config::from_toml(
+            "max-body-bytes = 1048576
+",
+        )
+        .expect("parses");
+        let e = small_body.validate().expect_err("a 1 MiB item does not fit a 1 MiB body");
+        assert!(e.contains("max-body-bytes") && e.contains("mobility-max-item-bytes") && !e.contains('\n'), "{e}");
+        let fits = Config::from_toml("max-body-bytes = 1048576\nmobility-max-item-bytes = 524288\n").expect("parses");
+        assert_eq!(fits.validate(), Ok(()));
+        for bad in [
+            "mobility-logoff-grace-secs = 0\n",
+            "mobility-logoff-grace-secs = 86401\n",
+            "mobility-max-item-bytes = 0\n",
+            "mobility-max-user-bytes = 1000\n",
+            "mobility-max-user-bytes = 2147483648\nmobility-max-item-bytes = 1024\n",
+        ] {
+            let e = Config::from_toml(bad).expect("parses").validate().expect_err(bad);
+            assert!(e.contains("mobility-"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ server-name = ["dls.example.com", "192.0.2.10"]
 idle-timeout-secs = 90
 body-timeout-secs = 20
 tls-handshake-timeout-secs = 5
-max-body-bytes = 2097152
+max-body-bytes = 4194304
 max-header-bytes = 32768
 max-connections = 1000
 max-connections-per-source = 10
@@ -62,6 +62,9 @@ job-retention-days = 30
 node-name = "dls-node-2"
 store = "postgres://dls@db.example.com:5432/dls"
 shared-sessions = true
+mobility-logoff-grace-secs = 600
+mobility-max-item-bytes = 2097152
+mobility-max-user-bytes = 16777216
 "#;
 
 /// Runs `dls args…` with exactly the `DLS_…` variables given (the test's own are removed).
