@@ -10,3 +10,4 @@ mod serve;
 mod serve_config;
 mod serve_security;
 mod store;
+mod users;

@@ -58,7 +58,14 @@ fn compact(text: &str) -> String {
 /// The decoded length of Base64 `text` (whitespace ignored), if it is Base64.
 #[must_use]
 pub fn decoded_len(text: &str) -> Option<u64> {
-    TOLERANT.decode(compact(text)).ok().map(|d| d.len() as u64)
+    decode(text).map(|d| d.len() as u64)
+}
+
+/// Base64 `text` decoded as phones send it (whitespace ignored, padding optional,
+/// trailing bits tolerated), if it is Base64.
+#[must_use]
+pub fn decode(text: &str) -> Option<Vec<u8>> {
+    TOLERANT.decode(compact(text)).ok()
 }
 
 /// One item a phone sent: its Base64 checked and measured, within the per-item limit.

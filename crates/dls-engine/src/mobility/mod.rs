@@ -27,7 +27,7 @@ mod jobs;
 use dls_message::{Item, MacAddr, Reason, WorkpointMessage};
 use serde::{Deserialize, Serialize};
 
-pub use data::{DataError, decoded_len};
+pub use data::{DataError, decode, decoded_len};
 
 use crate::desired::Desired;
 use crate::device::{Change, DeviceSnapshot, UnixTime};

@@ -2,8 +2,8 @@
 //!
 //! Every route is in [`route`]; the handlers are grouped by what they manage: [`devices`],
 //! [`profiles`], [`security`] (mode, PIN, certificates, audit), [`credentials`] (Digest
-//! secrets, fallback credentials, provisioning URLs) and [`jobs`] (jobs, deployment files,
-//! contact-me). [`api`] holds what they share: JSON answers, [`ApiError`] and the mapping
+//! secrets, fallback credentials, provisioning URLs), [`jobs`] (jobs, deployment files,
+//! contact-me) and [`users`] (mobility users, their logon and logoff). [`api`] holds what they share: JSON answers, [`ApiError`] and the mapping
 //! of store errors, the token check, store calls off the executor. [`health`] answers
 //! what a monitoring system asks without the token: `/healthz`, `/readyz`, `/metrics`.
 //!
@@ -18,6 +18,7 @@ mod health;
 pub(crate) mod jobs;
 mod profiles;
 mod security;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,6 +105,11 @@ pub(crate) async fn handle(state: Arc<AdminState>, req: Request<Incoming>, info:
 /// | POST | `files?name=&type=&device-type=&software-type=&software-version=` | add a file (the body) |
 /// | GET | `files` | list files |
 /// | GET, DELETE | `files/{id}` | one file; delete it (its jobs that are not over fail) |
+/// | GET, POST | `users` | list mobility users; add `{"number", "name"?, "password", "profiles"?}` |
+/// | GET, DELETE | `users/{number}` | a user with its saved data's names, sizes, dates; forget it |
+/// | PUT | `users/{number}/password`, `users/{number}/profiles` | `{"password"}`, `{"profiles"}` |
+/// | GET | `users/{number}/data/{name}` | one saved data item, with its value |
+/// | POST | `users/{number}/logon`, `users/{number}/logoff` | queue a mobility job (`{"mac"}` for a logon) |
 async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg: &[&str]) -> Result<Resp, ApiError> {
     match (method.clone(), seg) {
         (Method::GET, ["devices"]) => devices::list(state, &req).await,
@@ -142,10 +148,22 @@ async fn route(state: &AdminState, req: Request<Incoming>, method: &Method, seg:
         (Method::GET, ["files", id]) => jobs::show_file(state, parse_id(id, "file")?).await,
         (Method::DELETE, ["files", id]) => jobs::delete_file(state, parse_id(id, "file")?).await,
 
+        (Method::GET, ["users"]) => users::list(state).await,
+        (Method::POST, ["users"]) => users::add(state, req).await,
+        (Method::GET, ["users", n]) => users::show(state, &users::number(n)?).await,
+        (Method::DELETE, ["users", n]) => users::delete(state, &users::number(n)?).await,
+        (Method::PUT, ["users", n, "password"]) => users::set_password(state, &users::number(n)?, req).await,
+        (Method::PUT, ["users", n, "profiles"]) => users::set_profiles(state, &users::number(n)?, req).await,
+        (Method::GET, ["users", n, "data", name]) => users::data(state, &users::number(n)?, name).await,
+        (Method::POST, ["users", n, "logon"]) => users::logon(state, &users::number(n)?, req).await,
+        (Method::POST, ["users", n, "logoff"]) => users::logoff(state, &users::number(n)?).await,
+
         (
             _,
-            ["devices" | "profiles" | "audit" | "jobs" | "files"]
-            | ["devices" | "profiles" | "jobs" | "files", _]
+            ["devices" | "profiles" | "audit" | "jobs" | "files" | "users"]
+            | ["devices" | "profiles" | "jobs" | "files" | "users", _]
+            | ["users", _, "password" | "profiles" | "logon" | "logoff"]
+            | ["users", _, "data", _]
             | ["devices", _, "desired" | "security" | "certificates" | "secret" | "provisioning-url" | "contact"]
             | ["jobs", _, "cancel"]
             | ["credentials", "fallback"],
