@@ -12,6 +12,7 @@ mod deploy;
 mod flows;
 mod jobs;
 mod metrics;
+mod mobility;
 mod pins;
 mod provisioning;
 mod secure;
