@@ -175,7 +175,8 @@ pub struct Config {
     /// reply carrying one must fit `max-body-bytes`. Default 1 MiB.
     pub mobility_max_item_bytes: u64,
     /// Mobility: the most user data kept for one user, decoded (bytes; at least
-    /// `mobility-max-item-bytes`). Default 8 MiB.
+    /// `mobility-max-item-bytes`, at most 10 MiB: what a restore has still to send travels
+    /// in the interaction's session, at most 16 MiB encoded). Default 8 MiB.
     pub mobility_max_user_bytes: u64,
 }
 
@@ -409,8 +410,8 @@ impl Config {
         if self.mobility_max_item_bytes == 0 || self.mobility_max_item_bytes > self.mobility_max_user_bytes {
             return Err("mobility-max-item-bytes must be positive and at most mobility-max-user-bytes".into());
         }
-        if self.mobility_max_user_bytes > 1 << 30 {
-            return Err("mobility-max-user-bytes must be at most 1073741824 (1 GiB)".into());
+        if self.mobility_max_user_bytes > 10 << 20 {
+            return Err("mobility-max-user-bytes must be at most 10485760 (10 MiB)".into());
         }
         let needed = self.mobility_reply_bytes();
         if (self.max_body_bytes as u64) < needed {
@@ -589,7 +590,7 @@ mod tests {
             "mobility-logoff-grace-secs = 86401\n",
             "mobility-max-item-bytes = 0\n",
             "mobility-max-user-bytes = 1000\n",
-            "mobility-max-user-bytes = 2147483648\nmobility-max-item-bytes = 1024\n",
+            "mobility-max-user-bytes = 10485761\nmobility-max-item-bytes = 1024\n",
         ] {
             let e = Config::from_toml(bad).expect("parses").validate().expect_err(bad);
             assert!(e.contains("mobility-"), "{bad}: {e}");

@@ -246,7 +246,8 @@ struct Settings {
     /// max-body-bytes). Default 1048576.
     #[arg(long, env = "DLS_MOBILITY_MAX_ITEM_BYTES", value_name = "BYTES")]
     mobility_max_item_bytes: Option<u64>,
-    /// Mobility: the most user data kept for one user, decoded bytes. Default 8388608.
+    /// Mobility: the most user data kept for one user, decoded bytes (at most 10485760).
+    /// Default 8388608.
     #[arg(long, env = "DLS_MOBILITY_MAX_USER_BYTES", value_name = "BYTES")]
     mobility_max_user_bytes: Option<u64>,
 }

@@ -64,7 +64,7 @@ store = "postgres://dls@db.example.com:5432/dls"
 shared-sessions = true
 mobility-logoff-grace-secs = 600
 mobility-max-item-bytes = 2097152
-mobility-max-user-bytes = 16777216
+mobility-max-user-bytes = 10485760
 "#;
 
 /// Runs `dls args…` with exactly the `DLS_…` variables given (the test's own are removed).
