@@ -424,11 +424,11 @@ impl Config {
         Ok(())
     }
 
-    /// The body of a phone's reply carrying the largest user data item: its Base64 and 64
-    /// KiB for the envelope and the other items.
+    /// The body of a phone's reply carrying the largest user data item: its Base64 and 16
+    /// KiB for the envelope and the phone's other items.
     #[must_use]
     pub fn mobility_reply_bytes(&self) -> u64 {
-        self.mobility_max_item_bytes.div_ceil(3).saturating_mul(4).saturating_add(64 << 10)
+        self.mobility_max_item_bytes.div_ceil(3).saturating_mul(4).saturating_add(16 << 10)
     }
 }
 
