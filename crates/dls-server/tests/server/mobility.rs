@@ -18,7 +18,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 
-use crate::common::{TestServer, sql};
+use crate::common::{Logs, TestServer, sql};
 
 const USER: &str = "+4989123456";
 const PASSWORD: &str = "typed-at-the-phone";
@@ -227,6 +227,7 @@ async fn profile_sales(srv: &TestServer) {
 
 #[tokio::test]
 async fn the_issues_sequences_from_logon_to_logoff_and_the_data_on_another_phone() {
+    let logs = Logs::capture();
     let srv = TestServer::start().await;
     profile_sales(&srv).await;
     add_user(&srv, &["sales"]).await;
@@ -295,6 +296,10 @@ async fn the_issues_sequences_from_logon_to_logoff_and_the_data_on_another_phone
     assert_eq!(value(&r, "userdata-call-log"), Some("Q2FsbHM="));
     assert_eq!(b.accept_write(&mut conn).await.action, Action::CleanUp);
     srv.stop().await;
+    // The passwords (the admin's, the phone's) were never logged; the interactions were.
+    let lines = logs.lines();
+    assert!(lines.iter().any(|l| l.contains("inventory-changes")), "{lines:#?}");
+    assert!(lines.iter().all(|l| !l.contains(PASSWORD)), "{lines:#?}");
 }
 
 #[tokio::test]
