@@ -56,6 +56,10 @@ enum Command {
     /// Manage configuration profiles (through the admin API).
     #[command(subcommand)]
     Profile(cmd::admin::ProfileCmd),
+    /// Manage mobility users (hot desking): add, list, show, log on and off at a phone
+    /// (through the admin API).
+    #[command(subcommand)]
+    User(cmd::users::UserCmd),
     /// Work on a database itself (not through a running service): move it to another backend.
     #[command(subcommand)]
     Store(cmd::store::StoreCmd),
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd::serve::run(*a),
         Command::Device(c) => cmd::admin::run_device(c),
         Command::Profile(c) => cmd::admin::run_profile(c),
+        Command::User(c) => cmd::users::run(c),
         Command::Audit(a) => cmd::admin::run_audit(a),
         Command::Account(c) => cmd::accounts::run_account(c),
         Command::Job(c) => cmd::jobs::run_job(c),

@@ -52,6 +52,8 @@ pub struct EngineConfig {
     /// The most jobs run in one interaction; the rest wait for the callback that
     /// `send-solicited` asks for. Default 64.
     pub max_jobs_per_interaction: usize,
+    /// Mobility: the user data limits and the forced logoff's grace.
+    pub mobility: crate::mobility::MobilityLimits,
 }
 
 impl EngineConfig {
@@ -72,6 +74,7 @@ impl EngineConfig {
             files_base_url: None,
             max_job_attempts: 3,
             max_jobs_per_interaction: 64,
+            mobility: crate::mobility::MobilityLimits::default(),
         }
     }
 }

@@ -176,6 +176,8 @@ pub enum Change {
     Audit(AuditEvent),
     /// A job moved on.
     Job(crate::jobs::JobUpdate),
+    /// A mobility user's state changed (see [`crate::mobility`]).
+    Mobility(crate::mobility::MobilityChange),
 }
 
 /// Something the shell should log: refusals and notable protocol events. Never holds

@@ -48,6 +48,9 @@ pub struct Input<'a> {
     /// The outstanding PIN's TAN (its last three digits), when [`Engine::tan_needed`] asked
     /// for it: the shell opens the sealed PIN for this message only.
     pub tan: Option<&'a str>,
+    /// The mobility users' state, when [`Engine::mobility_query`] asked for it (`None`
+    /// otherwise).
+    pub mobility: Option<&'a crate::mobility::MobilityInput>,
 }
 
 /// The engine's answer.
@@ -169,19 +172,56 @@ impl Engine {
         s.pin_outstanding && s.pin_issued_at.is_some_and(|at| now.since(at) <= self.config.pin_lifetime_secs)
     }
 
+    /// What a message needs of the mobility users ([`Input::mobility`]), if anything: for
+    /// a message that reports `sip-mobility-state` (a mobility phone's), the `reply-to`s of
+    /// an interaction that involved mobility, and an opening message of a device with
+    /// mobility jobs (`device`, when the shell has loaded it). The shell loads what the
+    /// [`crate::MobilityQuery`] says and checks the password the message carries against
+    /// the user it names.
+    #[must_use]
+    pub fn mobility_query(
+        message: &WorkpointMessage,
+        session: Option<&Session>,
+        device: Option<&DeviceSnapshot>,
+    ) -> Option<crate::MobilityQuery> {
+        crate::mobility::query(message, session, device)
+    }
+
+    /// The reply to a message whose changes the store refused because a mobility user
+    /// changed meanwhile (`StoreError::Contended`: another phone won a race): a `CleanUp`
+    /// saying "busy, try again", nothing committed.
+    #[must_use]
+    pub fn contended(message: &WorkpointMessage) -> Output {
+        let why = Refusal::MobilityBusy;
+        let reply = DlsMessage::new(
+            message.header.nonce.clone(),
+            Action::CleanUp,
+            Some(vec![Item::new("cleanup-reason", why.cleanup_reason())]),
+        );
+        Output { reply, session: None, changes: Vec::new(), notes: vec![Note::Refused(why)] }
+    }
+
     /// Answers one message.
     #[must_use]
     pub fn handle(&self, input: Input<'_>) -> Output {
-        let Input { now, message, channel, session, device, desired, bootstrap, peer, tan } = input;
+        let Input { now, message, channel, session, device, desired, bootstrap, peer, tan, mobility } = input;
+        // While a user is logged on, the desired configuration is the device's own with the
+        // user's on top (see `mobility`).
+        let layer = crate::mobility::layer_of(message, session.as_ref(), mobility);
+        let layered = crate::mobility::layered(desired, layer.as_ref(), mobility);
+        let user_on = crate::mobility::user_on(message, layer.as_ref(), mobility);
         let mut run = Run {
             engine: self,
             now,
             message,
             channel,
             device,
-            desired,
+            desired: layered.as_ref().unwrap_or(desired),
+            own_desired: desired,
             peer,
             tan,
+            mobility,
+            layer,
             changes: Vec::new(),
             notes: Vec::new(),
         };
@@ -196,6 +236,10 @@ impl Engine {
         };
         let mut changes = run.changes;
         crate::secret_items::scrub(&mut changes);
+        let stored_e164 = device.inventory.iter().find(|i| i.name == "e164" && i.index.is_none());
+        crate::mobility::scrub_inventory(&mut changes, user_on, stored_e164);
+        let mut reply = reply;
+        crate::mobility::mark_secure(&mut reply);
         Output { reply, session, changes, notes: run.notes }
     }
 }
@@ -214,10 +258,18 @@ pub(crate) struct Run<'a> {
     pub(crate) message: &'a WorkpointMessage,
     pub(crate) channel: &'a Channel,
     pub(crate) device: &'a DeviceSnapshot,
+    /// The desired configuration: the device's own, with the user's on top while one is
+    /// logged on.
     pub(crate) desired: &'a Desired,
+    /// The device's own desired configuration.
+    pub(crate) own_desired: &'a Desired,
     pub(crate) peer: Option<IpAddr>,
     /// The TAN, for the message that answers its `ReadItems`.
     pub(crate) tan: Option<&'a str>,
+    /// The mobility users' state, when loaded.
+    pub(crate) mobility: Option<&'a crate::mobility::MobilityInput>,
+    /// Whose configuration lies on top of the device's (kept in the session).
+    pub(crate) layer: Option<crate::mobility::Layer>,
     pub(crate) changes: Vec<Change>,
     pub(crate) notes: Vec<Note>,
 }
@@ -239,12 +291,12 @@ impl Run<'_> {
     }
 
     /// Ends the interaction without work: a `CleanUp` that says why, nothing recorded.
-    fn refuse(&mut self, why: Refusal) -> Answer {
+    pub(crate) fn refuse(&mut self, why: Refusal) -> Answer {
         self.refuse_audited(why, None)
     }
 
     /// Ends the interaction with a `CleanUp` that says why, recording only `audit`.
-    fn refuse_audited(&mut self, why: Refusal, audit: Option<(AuditKind, String)>) -> Answer {
+    pub(crate) fn refuse_audited(&mut self, why: Refusal, audit: Option<(AuditKind, String)>) -> Answer {
         self.changes.clear();
         if let Some((kind, detail)) = audit {
             self.audit(kind, detail);
@@ -356,7 +408,12 @@ impl Run<'_> {
             collected_bytes: 0,
             pending_writes: VecDeque::new(),
             opening: Vec::new(),
+            mobility: self.layer.clone(),
         };
+        if let Some(request) = self.mobility_request_of() {
+            return self.mobility_request(session, request, &reported);
+        }
+        self.phone_report();
         match reason {
             Reason::StartUp | Reason::Solicited => {
                 if !reported.is_empty() {
@@ -604,6 +661,12 @@ impl Run<'_> {
                 let step = (**step).clone();
                 self.job_reply(session, step, status.as_ref())
             }
+            (Awaiting::Mobility(step), Some(a)) if a == step.action() => {
+                let Awaiting::Mobility(step) = std::mem::replace(&mut session.awaiting, Awaiting::ReadAll) else {
+                    return self.refuse(Refusal::UnexpectedReply);
+                };
+                self.mobility_reply(session, *step, status.as_ref())
+            }
             _ => self.refuse(Refusal::UnexpectedReply),
         }
     }
@@ -682,13 +745,16 @@ impl Run<'_> {
 
     /// Adds this message's items to a reply that may come in fragments.
     pub(crate) fn collect_reply(&self, session: &mut Session) -> Collected {
+        self.collect_reply_within(session, self.engine.config.max_collected_bytes)
+    }
+
+    /// [`Self::collect_reply`] with a byte limit of its own.
+    pub(crate) fn collect_reply_within(&self, session: &mut Session, max_bytes: usize) -> Collected {
         for item in self.message.items.iter().flatten() {
             session.collected_bytes += item.name.len() + item.value.len();
             session.collected.push(item.clone());
         }
-        if session.collected.len() > self.engine.config.max_collected_items
-            || session.collected_bytes > self.engine.config.max_collected_bytes
-        {
+        if session.collected.len() > self.engine.config.max_collected_items || session.collected_bytes > max_bytes {
             return Collected::OverLimits;
         }
         if self.message.header.more_fragments() {

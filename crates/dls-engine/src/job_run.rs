@@ -69,7 +69,13 @@ fn current(job: &Job, updates: &[Change]) -> (JobState, bool) {
 }
 
 impl Run<'_> {
-    fn job_update(&mut self, job: &Job, state: JobState, answer: impl Into<String>, items: Option<Vec<Item>>) {
+    pub(crate) fn job_update(
+        &mut self,
+        job: &Job,
+        state: JobState,
+        answer: impl Into<String>,
+        items: Option<Vec<Item>>,
+    ) {
         let accepted = state == JobState::Sent && job.accepted;
         self.changes.push(Change::Job(JobUpdate {
             id: job.id,
@@ -191,6 +197,12 @@ impl Run<'_> {
             let (stage, action, items) = match &job.kind {
                 JobKind::Read { items } if items.is_empty() => (Stage::ReadAll, Action::ReadAllItems, None),
                 JobKind::ReassertConfig => (Stage::ReadAll, Action::ReadAllItems, None),
+                JobKind::MobilityLogon { .. } | JobKind::MobilityLogoff { .. } => {
+                    match self.start_mobility_job(&mut session, &job) {
+                        Some((action, items)) => return (self.reply(action, Some(items)), Some(session)),
+                        None => continue,
+                    }
+                }
                 JobKind::Read { items } => {
                     let wanted = items
                         .iter()
@@ -469,9 +481,13 @@ impl Run<'_> {
     /// The phone ended the interaction while a job waited for its answer: the job fails
     /// (a phone does this when it could not parse what it got).
     pub(crate) fn job_abandoned(&mut self, session: &Session) {
-        if let Awaiting::Job(step) = &session.awaiting {
+        let job = match &session.awaiting {
+            Awaiting::Job(step) => Some(step.job.clone()),
+            Awaiting::Mobility(step) => step.job().cloned(),
+            _ => None,
+        };
+        if let Some(job) = job {
             let reason = self.message.item("cleanup-reason").unwrap_or("none given");
-            let job = step.job.clone();
             self.job_update(
                 &job,
                 JobState::Failed,

@@ -129,6 +129,18 @@ pub enum JobKind {
     /// Read the inventory afresh and write everything that differs from the desired
     /// configuration, write-only items (passwords) included.
     ReassertConfig,
+    /// Log the mobility user `number` on at the device: its configuration and saved data
+    /// in one `WriteItems`, the logon recorded when the phone accepts (`dls user logon`).
+    MobilityLogon {
+        /// The user's number.
+        number: String,
+    },
+    /// Log the mobility user `number` off the device: its data read and saved, the
+    /// device's own identity written back (`dls user logoff`, or a logon elsewhere).
+    MobilityLogoff {
+        /// The user's number.
+        number: String,
+    },
 }
 
 impl JobKind {
@@ -143,6 +155,8 @@ impl JobKind {
             Self::DeployFile { .. } => "deploy-file",
             Self::DeployFirmware { .. } => "deploy-firmware",
             Self::ReassertConfig => "reassert-config",
+            Self::MobilityLogon { .. } => "mobility-logon",
+            Self::MobilityLogoff { .. } => "mobility-logoff",
         }
     }
 

@@ -18,6 +18,7 @@
 //! * [`security`]: secure mode — modes, bootstrap state, channels, audit events.
 //! * [`jobs`]: server-initiated work (jobs) and its states.
 //! * [`firmware`]: software versions and firmware image headers.
+//! * [`mobility`]: hot desking — users logging on and off at any phone.
 //! * [`config`]: the engine's policies.
 
 pub mod config;
@@ -28,6 +29,7 @@ mod engine;
 pub mod firmware;
 mod job_run;
 pub mod jobs;
+pub mod mobility;
 pub mod refusal;
 pub mod secret_items;
 pub mod security;
@@ -38,6 +40,7 @@ pub use desired::{Desired, Profile};
 pub use device::{Change, DeviceSnapshot, ItemKey, Note, UnixTime, WriteOutcome, WrittenRecord};
 pub use engine::{Engine, Input, Output};
 pub use jobs::{FileRef, Job, JobId, JobKind, JobState, JobUpdate};
+pub use mobility::{MobilityChange, MobilityInput, MobilityQuery, MobilityUser, Verdict};
 pub use refusal::{Refusal, WRONG_TAN};
 pub use security::{
     AuditEvent, AuditKind, Bootstrap, BootstrapKind, BootstrapNeed, BootstrapState, BootstrapSupply, Channel,

@@ -55,6 +55,26 @@ pub enum Refusal {
     ReissueTooSoon,
     /// The kept bootstrap material is not the device's current certificate.
     KeptBootstrapStale,
+    // --- mobility (hot desking) ---
+    /// A `sip-mobility-state` that is none of `0`, `1`, `2`.
+    MobilityBadState,
+    /// Too many wrong passwords for the user at this device lately: the password was not
+    /// checked.
+    MobilityThrottled,
+    /// An unknown user or a wrong password (the phone is told the same for both).
+    MobilityLogonRefused,
+    /// A logoff whose password is wrong.
+    MobilityLogoffRefused,
+    /// A restore or a logoff from a device where no user is logged on.
+    MobilityNoUserHere,
+    /// `modified-items` naming something that is not a `userdata-*` item.
+    MobilityBadModifiedItems,
+    /// User data that is not Base64 or over the limits.
+    MobilityBadUserData,
+    /// The user is logged on at another phone: a forced logoff there is under way.
+    MobilityLoggedOnElsewhere,
+    /// Another message changed the user meanwhile (two phones at once): try again.
+    MobilityBusy,
 }
 
 /// The `cleanup-reason` for a wrong TAN, as the protocol reference words it.
@@ -83,6 +103,17 @@ impl Refusal {
             Self::BootstrapBusy => "server busy; try again later",
             Self::ReissueTooSoon => "bootstrap issued recently; try again later",
             Self::KeptBootstrapStale => "bootstrap unavailable; try again later",
+            Self::MobilityBadState => "mobility: bad sip-mobility-state",
+            Self::MobilityThrottled => "mobility: too many attempts, try later",
+            Self::MobilityLogonRefused => "mobility: logon refused",
+            Self::MobilityLogoffRefused => "mobility: logoff refused",
+            Self::MobilityNoUserHere => "mobility: no user logged on here",
+            Self::MobilityBadModifiedItems => "mobility: bad modified-items",
+            Self::MobilityBadUserData => "mobility: bad user data",
+            Self::MobilityLoggedOnElsewhere => {
+                "mobility: user logged on at another phone; logging off there, try again"
+            }
+            Self::MobilityBusy => "mobility: busy, try again",
         }
     }
 
@@ -110,6 +141,17 @@ impl Refusal {
             Self::BootstrapBusy => "bootstrap issuance at its bound; try again later",
             Self::ReissueTooSoon => "new bootstrap material issued to this device too recently",
             Self::KeptBootstrapStale => "kept bootstrap material is not the device's current certificate",
+            Self::MobilityBadState => "mobility: sip-mobility-state is not 0, 1 or 2",
+            Self::MobilityThrottled => "mobility: too many wrong passwords lately; the password was not checked",
+            Self::MobilityLogonRefused => "mobility: logon refused (unknown user or wrong password)",
+            Self::MobilityLogoffRefused => "mobility: logoff refused (wrong password)",
+            Self::MobilityNoUserHere => "mobility: no user is logged on at this device",
+            Self::MobilityBadModifiedItems => "mobility: modified-items names an item that is not userdata-*",
+            Self::MobilityBadUserData => "mobility: user data not Base64 or over the limits",
+            Self::MobilityLoggedOnElsewhere => {
+                "mobility: the user is logged on at another phone; a forced logoff is under way"
+            }
+            Self::MobilityBusy => "mobility: the user changed meanwhile (another phone); nothing committed",
         }
     }
 }
@@ -148,10 +190,20 @@ mod tests {
             BootstrapBusy,
             ReissueTooSoon,
             KeptBootstrapStale,
+            MobilityBadState,
+            MobilityThrottled,
+            MobilityLogonRefused,
+            MobilityLogoffRefused,
+            MobilityNoUserHere,
+            MobilityBadModifiedItems,
+            MobilityBadUserData,
+            MobilityLoggedOnElsewhere,
+            MobilityBusy,
         ];
         for r in all {
             let text = r.cleanup_reason();
-            assert!(!text.is_empty() && text.len() <= 60, "{r:?}: {text}");
+            // At most 80: the longest, the mobility logon elsewhere, is 71.
+            assert!(!text.is_empty() && text.len() <= 80, "{r:?}: {text}");
             assert!(text.chars().all(|c| c.is_ascii_graphic() || c == ' '), "{r:?}: {text}");
             assert!(!r.why().is_empty());
         }

@@ -252,6 +252,16 @@ pub enum AuditKind {
     CertificateRefused,
     /// A device in secure mode has no usable PIN (none issued, or expired).
     PinUnavailable,
+    /// A mobility user logged on at the device.
+    MobilityLogon,
+    /// A mobility user logged off the device (or was found logged off by the phone's report).
+    MobilityLogoff,
+    /// A mobility request was refused (the detail says why: unknown user, wrong password,
+    /// throttled, bad data, …).
+    MobilityRefused,
+    /// A mobility user was logged off a device without the phone (a logon elsewhere after
+    /// the grace), or a forced logoff was asked for.
+    MobilityForcedLogoff,
 }
 
 impl AuditKind {
@@ -273,6 +283,10 @@ impl AuditKind {
             Self::CertificateMismatch => "certificate-mismatch",
             Self::CertificateRefused => "certificate-refused",
             Self::PinUnavailable => "pin-unavailable",
+            Self::MobilityLogon => "mobility-logon",
+            Self::MobilityLogoff => "mobility-logoff",
+            Self::MobilityRefused => "mobility-refused",
+            Self::MobilityForcedLogoff => "mobility-forced-logoff",
         }
     }
 }

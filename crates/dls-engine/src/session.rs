@@ -87,6 +87,8 @@ pub(crate) enum Awaiting {
     Tan,
     /// The reply to a job's action.
     Job(Box<crate::job_run::JobStep>),
+    /// The reply to a mobility step (a logon's writes, a logoff's read, a forced logoff…).
+    Mobility(Box<crate::mobility::MobilityStep>),
 }
 
 /// One interaction in progress.
@@ -112,6 +114,10 @@ pub struct Session {
     pub(crate) opening: Vec<Item>,
     /// Jobs still to run in this interaction, in order.
     pub(crate) jobs: VecDeque<crate::jobs::Job>,
+    /// Whose configuration lies on top of the device's in this interaction (a mobility
+    /// user's, or the device's basic identity written back).
+    #[serde(default)]
+    pub(crate) mobility: Option<crate::mobility::Layer>,
 }
 
 impl Session {
@@ -227,6 +233,7 @@ mod tests {
             pending_writes: VecDeque::from([sent, vec![Item::new("e164", "4712")]]),
             opening: vec![Item::new("device-type", "OpenStage 60")],
             jobs: VecDeque::from([job(8, vec![Item::new("sntp-addr", "ntp2")])]),
+            mobility: Some(crate::mobility::Layer::User("+4989700712".into())),
         }
     }
 

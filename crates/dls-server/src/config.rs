@@ -93,7 +93,8 @@ pub struct Config {
     pub body_timeout_secs: u64,
     /// The time a client has to complete the TLS handshake. Default 10.
     pub tls_handshake_timeout_secs: u64,
-    /// The largest request body; larger gets `413`. Default 1 MiB.
+    /// The largest request body; larger gets `413`. Default 2 MiB: a phone's reply carrying
+    /// a mobility user's largest data item (`mobility-max-item-bytes`, Base64) fits.
     pub max_body_bytes: usize,
     /// The largest request head (line and headers); larger gets `431`. Default 16 KiB.
     pub max_header_bytes: usize,
@@ -173,6 +174,17 @@ pub struct Config {
     /// A console session ends this long after its login, whatever happens (seconds); at
     /// least the idle timeout, at most 7 days. Default 43,200 (12 hours).
     pub console_session_max_secs: u64,
+    /// Mobility: how long a forced logoff (a user logging on at another phone) may take
+    /// before the logon elsewhere goes ahead, the user logged off the first phone without
+    /// its data (seconds, 1 to 86400). Default 300.
+    pub mobility_logoff_grace_secs: u64,
+    /// Mobility: the largest user data item (`userdata-*`) kept, decoded (bytes). A phone's
+    /// reply carrying one must fit `max-body-bytes`. Default 1 MiB.
+    pub mobility_max_item_bytes: u64,
+    /// Mobility: the most user data kept for one user, decoded (bytes; at least
+    /// `mobility-max-item-bytes`, at most 10 MiB: what a restore has still to send travels
+    /// in the interaction's session, at most 16 MiB encoded). Default 8 MiB.
+    pub mobility_max_user_bytes: u64,
 }
 
 /// [`Config::store`]: `sqlite`, or a `postgres://` (`postgresql://`) URL. Its `Debug` and
@@ -297,7 +309,7 @@ impl Default for Config {
             idle_timeout_secs: 60,
             body_timeout_secs: 30,
             tls_handshake_timeout_secs: 10,
-            max_body_bytes: 1 << 20,
+            max_body_bytes: 2 << 20,
             max_header_bytes: 16 << 10,
             max_connections: 4096,
             max_connections_per_source: 64,
@@ -322,6 +334,9 @@ impl Default for Config {
             shared_sessions: false,
             console_idle_timeout_secs: 1800,
             console_session_max_secs: 12 * 3600,
+            mobility_logoff_grace_secs: 300,
+            mobility_max_item_bytes: 1 << 20,
+            mobility_max_user_bytes: 8 << 20,
         }
     }
 }
@@ -412,7 +427,37 @@ impl Config {
                         and at most 604800 (7 days)"
                 .into());
         }
+        self.check_mobility()
+    }
+
+    /// The mobility settings, and `max-body-bytes` against them: a phone sends a user data
+    /// item whole in one message, Base64 (4 bytes for every 3), with its envelope.
+    fn check_mobility(&self) -> Result<(), String> {
+        if self.mobility_logoff_grace_secs == 0 || self.mobility_logoff_grace_secs > 86_400 {
+            return Err("mobility-logoff-grace-secs must be 1 to 86400 (a day)".into());
+        }
+        if self.mobility_max_item_bytes == 0 || self.mobility_max_item_bytes > self.mobility_max_user_bytes {
+            return Err("mobility-max-item-bytes must be positive and at most mobility-max-user-bytes".into());
+        }
+        if self.mobility_max_user_bytes > 10 << 20 {
+            return Err("mobility-max-user-bytes must be at most 10485760 (10 MiB)".into());
+        }
+        let needed = self.mobility_reply_bytes();
+        if (self.max_body_bytes as u64) < needed {
+            return Err(format!(
+                "max-body-bytes ({}) must admit a phone's reply carrying a mobility-max-item-bytes item ({} bytes \
+                 decoded): at least {needed}",
+                self.max_body_bytes, self.mobility_max_item_bytes
+            ));
+        }
         Ok(())
+    }
+
+    /// The body of a phone's reply carrying the largest user data item: its Base64 and 16
+    /// KiB for the envelope and the phone's other items.
+    #[must_use]
+    pub fn mobility_reply_bytes(&self) -> u64 {
+        self.mobility_max_item_bytes.div_ceil(3).saturating_mul(4).saturating_add(16 << 10)
     }
 }
 
@@ -555,6 +600,36 @@ mod tests {
         let e = config.validate().expect_err("too long");
         assert!(e.contains("job-retention-days"), "{e}");
         assert!(Config::from_toml("audit-retention-days = -1\n").is_err());
+    }
+
+    #[test]
+    fn mobility_settings_and_the_body_limit_go_together() {
+        let config = Config::default();
+        assert_eq!(
+            (config.mobility_logoff_grace_secs, config.mobility_max_item_bytes, config.mobility_max_user_bytes),
+            (300, 1 << 20, 8 << 20)
+        );
+        assert_eq!(config.validate(), Ok(()), "the defaults go together");
+        assert!(config.mobility_reply_bytes() <= config.max_body_bytes as u64);
+        let small_body = Config::from_toml(
+            "max-body-bytes = 1048576
+",
+        )
+        .expect("parses");
+        let e = small_body.validate().expect_err("a 1 MiB item does not fit a 1 MiB body");
+        assert!(e.contains("max-body-bytes") && e.contains("mobility-max-item-bytes") && !e.contains('\n'), "{e}");
+        let fits = Config::from_toml("max-body-bytes = 1048576\nmobility-max-item-bytes = 524288\n").expect("parses");
+        assert_eq!(fits.validate(), Ok(()));
+        for bad in [
+            "mobility-logoff-grace-secs = 0\n",
+            "mobility-logoff-grace-secs = 86401\n",
+            "mobility-max-item-bytes = 0\n",
+            "mobility-max-user-bytes = 1000\n",
+            "mobility-max-user-bytes = 10485761\nmobility-max-item-bytes = 1024\n",
+        ] {
+            let e = Config::from_toml(bad).expect("parses").validate().expect_err(bad);
+            assert!(e.contains("mobility-"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! The handlers:
 //! * `wpi`: the phones' endpoint, `POST /DeploymentService/LoginService` — read, decode,
 //!   run the engine off the executor under the device's lock, commit, reply; `sessions`:
-//!   interactions in progress, by cookie; `bootstrap`: secure-mode material.
+//!   interactions in progress, by cookie; `bootstrap`: secure-mode material; `mobility`:
+//!   mobility users' passwords (Argon2id) and what a message loads of the users.
 //! * `provisioning`: Digest-protected provisioning files (`shared_digest`: their nonces,
 //!   replays and throttle shared by the nodes of a PostgreSQL store); `dcmp`: polls from phones behind
 //!   NAT; `downloads` and `files`: deployment files streamed from the file store
@@ -49,6 +50,7 @@ mod files;
 mod http;
 mod limits;
 mod metrics;
+mod mobility;
 pub mod pki;
 mod provisioning;
 mod retention;

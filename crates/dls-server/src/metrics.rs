@@ -388,6 +388,15 @@ pub(crate) fn refusal(why: Refusal) -> &'static str {
         Refusal::BootstrapBusy => "bootstrap_busy",
         Refusal::ReissueTooSoon => "reissue_too_soon",
         Refusal::KeptBootstrapStale => "kept_bootstrap_stale",
+        Refusal::MobilityBadState => "mobility_bad_state",
+        Refusal::MobilityThrottled => "mobility_throttled",
+        Refusal::MobilityLogonRefused => "mobility_logon_refused",
+        Refusal::MobilityLogoffRefused => "mobility_logoff_refused",
+        Refusal::MobilityNoUserHere => "mobility_no_user_here",
+        Refusal::MobilityBadModifiedItems => "mobility_bad_modified_items",
+        Refusal::MobilityBadUserData => "mobility_bad_user_data",
+        Refusal::MobilityLoggedOnElsewhere => "mobility_logged_on_elsewhere",
+        Refusal::MobilityBusy => "mobility_busy",
         _ => "other",
     }
 }

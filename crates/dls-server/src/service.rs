@@ -354,6 +354,10 @@ impl Handlers {
             metrics: metrics.clone(),
             // Several nodes may handle one device's messages: the store excludes them.
             atomic_messages: kind == StoreKind::Postgres,
+            password_checks: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).clamp(1, 4),
+            ),
+            contact: contact.clone(),
         });
         let admin = Arc::new(admin::AdminState {
             store: store.clone(),
@@ -426,6 +430,9 @@ fn engine_config(config: &Config, fingerprint_key: [u8; 32]) -> EngineConfig {
     engine.pin_lifetime_secs = config.pin_lifetime_secs;
     engine.bootstrap_reuse_secs = config.bootstrap_reuse_secs;
     engine.bootstrap_reissue_secs = config.bootstrap_reissue_secs;
+    engine.mobility.max_item_bytes = config.mobility_max_item_bytes;
+    engine.mobility.max_user_bytes = config.mobility_max_user_bytes;
+    engine.mobility.logoff_grace_secs = config.mobility_logoff_grace_secs;
     engine
 }
 

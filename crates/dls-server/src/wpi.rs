@@ -52,6 +52,10 @@ pub(crate) struct WpiState {
     /// ([`dls_store::ProtocolStore::run_message`]): when several nodes share the store, the
     /// in-process [`DeviceLocks`] cannot keep two nodes from handling one device at once.
     pub(crate) atomic_messages: bool,
+    /// Mobility passwords checked at once (Argon2id: 19 MiB and tens of milliseconds each).
+    pub(crate) password_checks: tokio::sync::Semaphore,
+    /// Contact-me, for the phone a forced logoff is asked of.
+    pub(crate) contact: crate::contact::ContactHandle,
 }
 
 impl WpiState {
@@ -192,6 +196,11 @@ async fn handle_message(
     );
     async move {
         let _guard = state.locks.of(mac).lock().await;
+        // A mobility password is checked on the blocking thread: a bounded number at once.
+        let _check = match dls_engine::mobility::reported_password(&message) {
+            Some(_) => state.password_checks.acquire().await.ok(),
+            None => None,
+        };
         let had_session = session.is_some();
         let message = Message { mac, peer, channel, workpoint: message, session, had_session, cookie };
         match run_engine(&state, message).await {
@@ -248,6 +257,11 @@ async fn run_engine(state: &Arc<WpiState>, message: Message) -> Result<(Resp, Ac
     let run = move || {
         let (had_session, cookie) = (message.had_session, message.cookie.clone());
         let (out, escaping) = st.handle_blocking(message)?;
+        for device in crate::mobility::logoffs_requested(&out.changes) {
+            if let Err(e) = st.contact.request(device) {
+                warn!(%device, error = %e, "no contact-me for a forced logoff");
+            }
+        }
         log_notes(&out.notes);
         for note in &out.notes {
             if let Note::Refused(why) = note {
@@ -271,8 +285,35 @@ async fn run_engine(state: &Arc<WpiState>, message: Message) -> Result<(Resp, Ac
 
 impl WpiState {
     /// [`run_engine`]'s work: load (one read transaction), bootstrap material if the engine
-    /// needs it, the PIN only to check a TAN, the engine, and the commit (one transaction).
-    fn handle_blocking(&self, m: Message) -> Result<(Output, ValueEscaping), BootstrapError> {
+    /// needs it, the PIN only to check a TAN, the mobility users (and a password's check)
+    /// if the engine needs them, the engine, and the commit (one transaction). A commit
+    /// refused because a mobility user changed meanwhile is answered "busy, try again".
+    fn handle_blocking(&self, mut m: Message) -> Result<(Output, ValueEscaping), BootstrapError> {
+        let handled = self.handle_message_blocking(&m);
+        crate::mobility::wipe_secrets(&mut m.workpoint);
+        match handled {
+            Err(BootstrapError::Store(StoreError::Contended { what })) => {
+                info!(%what, "a mobility user changed meanwhile: the phone is asked to try again");
+                Ok((Engine::contended(&m.workpoint), ValueEscaping::default()))
+            }
+            other => other,
+        }
+    }
+
+    /// The users' state for `m` as `query` asks (`None`: the engine needs none).
+    fn mobility(
+        &self,
+        mac: MacAddr,
+        query: Option<&dls_engine::MobilityQuery>,
+        m: &Message,
+        now: dls_engine::UnixTime,
+    ) -> Result<Option<dls_engine::MobilityInput>, BootstrapError> {
+        let Some(query) = query else { return Ok(None) };
+        let loaded = crate::mobility::load(self.store.as_ref(), mac, query, &m.workpoint, now);
+        Ok(Some(self.metrics.store("mobility_context", loaded)?))
+    }
+
+    fn handle_message_blocking(&self, m: &Message) -> Result<(Output, ValueEscaping), BootstrapError> {
         let now = self.clock.now();
         // The PIN is opened only to check the TAN that answers its `ReadItems`, and wiped
         // when this message is handled.
@@ -282,7 +323,7 @@ impl WpiState {
         };
         let tan = pin.as_ref().map(dls_secure_mode::Pin::tan);
         let handled = match m.mac {
-            Some(mac) if self.atomic_messages => self.handle_atomically(mac, &m, now, tan)?,
+            Some(mac) if self.atomic_messages => self.handle_atomically(mac, m, now, tan)?,
             mac => {
                 let (device, desired) = match mac {
                     Some(mac) => self.metrics.store("load_for_message", self.store.load_for_message(mac))?,
@@ -293,7 +334,16 @@ impl WpiState {
                     (Some(mac), Some(need)) => Some(self.supply(need, mac, now)?),
                     _ => None,
                 };
-                let out = self.engine.handle(self.input(&m, now, &device, &desired, bootstrap, tan));
+                let mobility = match mac {
+                    Some(mac) => {
+                        let query = Engine::mobility_query(&m.workpoint, m.session.as_ref(), Some(&device));
+                        self.mobility(mac, query.as_ref(), m, now)?
+                    }
+                    None => None,
+                };
+                let mut input = self.input(m, now, &device, &desired, bootstrap, tan);
+                input.mobility = mobility.as_ref();
+                let out = self.engine.handle(input);
                 if let (Some(mac), false) = (mac, out.changes.is_empty()) {
                     self.metrics.store("apply", self.store.apply(mac, &out.changes))?;
                 }
@@ -320,6 +370,7 @@ impl WpiState {
         enum Stop {
             Store(StoreError),
             NeedsBootstrap(BootstrapNeed),
+            NeedsMobility(dls_engine::MobilityQuery),
         }
         impl From<StoreError> for Stop {
             fn from(e: StoreError) -> Self {
@@ -327,6 +378,16 @@ impl WpiState {
             }
         }
         let mut bootstrap: Option<BootstrapSupply> = None;
+        // The users are loaded (and a password checked) before the device's transaction: what
+        // the message alone asks, and then, should the device turn out to have mobility jobs,
+        // a second pass with their users.
+        let first = Engine::mobility_query(&m.workpoint, m.session.as_ref(), None);
+        let mut mobility = match first {
+            Some(q) => self.mobility(mac, Some(&q), m, now)?.map(|input| (q, input)),
+            None => None,
+        };
+        // Each load follows a change of the device's jobs between passes: a few at most.
+        let mut mobility_loads = 1;
         loop {
             let pass = with_device(self.store.as_ref(), mac, |device, desired| {
                 if bootstrap.is_none()
@@ -335,13 +396,26 @@ impl WpiState {
                 {
                     return Err(Stop::NeedsBootstrap(need));
                 }
-                let out = self.engine.handle(self.input(m, now, device, desired, bootstrap.clone(), tan));
+                let wanted = Engine::mobility_query(&m.workpoint, m.session.as_ref(), Some(device));
+                if let Some(wanted) = wanted
+                    && mobility_loads < 4
+                    && !mobility.as_ref().is_some_and(|(loaded, _)| crate::mobility::covers(loaded, &wanted))
+                {
+                    return Err(Stop::NeedsMobility(wanted));
+                }
+                let mut input = self.input(m, now, device, desired, bootstrap.clone(), tan);
+                input.mobility = mobility.as_ref().map(|(_, i)| i);
+                let out = self.engine.handle(input);
                 Ok((out.changes.clone(), (out, desired.value_escaping)))
             });
             match pass {
                 Ok(handled) => return self.metrics.store("run_message", Ok(handled)),
                 Err(Stop::Store(e)) => return self.metrics.store("run_message", Err(e.into())),
                 Err(Stop::NeedsBootstrap(need)) => bootstrap = Some(self.supply(need, mac, now)?),
+                Err(Stop::NeedsMobility(q)) => {
+                    mobility_loads += 1;
+                    mobility = self.mobility(mac, Some(&q), m, now)?.map(|input| (q, input));
+                }
             }
         }
     }
@@ -378,6 +452,7 @@ impl WpiState {
             bootstrap,
             peer: Some(m.peer.ip()),
             tan,
+            mobility: None,
         }
     }
 }

@@ -109,7 +109,7 @@ pub(crate) fn job(tx: &mut Tx<'_>, id: JobId) -> Result<Option<JobRecord>, Store
         .transpose()
 }
 
-fn add_jobs(tx: &mut Tx<'_>, jobs: &[NewJob], at: UnixTime) -> Result<Vec<JobRecord>, StoreError> {
+pub(crate) fn add_jobs(tx: &mut Tx<'_>, jobs: &[NewJob], at: UnixTime) -> Result<Vec<JobRecord>, StoreError> {
     rules::jobs::check_batch(jobs.len())?;
     let at = time_to_sql(at)?;
     let mut added = Vec::with_capacity(jobs.len());

@@ -160,6 +160,7 @@ pub(crate) fn apply_changes(tx: &mut Tx<'_>, mac: &str, changes: &[Change]) -> R
             }
             Change::Audit(AuditEvent { at, kind, detail }) => insert_audit(tx, mac, *at, None, *kind, detail)?,
             Change::Job(update) => jobs::apply_update(tx, mac, update)?,
+            Change::Mobility(m) => crate::mobility::apply(tx, mac, m)?,
             // A change this version does not know must not be dropped silently.
             _ => return Err(StoreError::Invalid("unsupported change".into())),
         }

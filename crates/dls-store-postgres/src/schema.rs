@@ -9,8 +9,8 @@
 //!
 //! The tables and their meaning are those of the SQLite backend's schema (this schema's
 //! version 1 is its version 11, version 2 adds `wpi_sessions` as its 12 does, 3 is its 13,
-//! 4 its 14 (the console's accounts), 5 its 15 (the Digest tables)), in PostgreSQL's
-//! types. What differs:
+//! 4 its 14 (the console's accounts), 5 its 15 (the Digest tables), 6 its 16 (the mobility
+//! users)), in PostgreSQL's types. What differs:
 //! * ids that are never handed out again (jobs, files) are identity columns: a sequence
 //!   never gives a value twice, not even one of a rolled-back transaction;
 //! * a device's inventory is one JSON array (`inventories.items`, as `Item`s serialise),
@@ -55,6 +55,9 @@ const TABLES: &[&str] = &[
     "console_sessions",
     "digest_uses",
     "digest_events",
+    "mobility_users",
+    "mobility_data",
+    "mobility_throttle",
 ];
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
@@ -327,6 +330,36 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         subject BYTEA NOT NULL                         -- whom it counts against (opaque)
     );
     CREATE INDEX digest_events_by_time ON digest_events (at);
+    "#,
+    // 6: mobility (issue 17) — users, their saved data, and the throttle of wrong
+    // passwords (the SQLite backend's version 16).
+    r#"
+    CREATE TABLE mobility_users (
+        number              TEXT COLLATE "C" PRIMARY KEY,     -- normalised: digits, one leading +
+        name                TEXT,
+        password_hash       TEXT NOT NULL,                    -- Argon2id, PHC string
+        profiles            TEXT NOT NULL DEFAULT '[]',       -- JSON list of profile names, in order
+        device              TEXT COLLATE "C" UNIQUE REFERENCES devices (mac) ON DELETE SET NULL,  -- logged on at
+        since               BIGINT,
+        logoff_requested_at BIGINT,                           -- a forced logoff asked for
+        revision            BIGINT NOT NULL DEFAULT 0,        -- counted up by every change
+        created_at          BIGINT NOT NULL
+    );
+    CREATE TABLE mobility_data (
+        number   TEXT COLLATE "C" NOT NULL REFERENCES mobility_users (number) ON DELETE CASCADE,
+        name     TEXT COLLATE "C" NOT NULL,                   -- userdata-…
+        value    TEXT NOT NULL,                               -- Base64, as the phone sent it
+        size     BIGINT NOT NULL,                             -- decoded bytes
+        saved_at BIGINT NOT NULL,
+        PRIMARY KEY (number, name)
+    );
+    CREATE TABLE mobility_throttle (
+        key     TEXT COLLATE "C" PRIMARY KEY,                 -- pair:NUMBER:MAC, user:NUMBER, device:MAC
+        tat     BIGINT NOT NULL,
+        last    BIGINT NOT NULL,
+        expires BIGINT NOT NULL                               -- restricts nothing from then on (0: being made)
+    );
+    CREATE INDEX mobility_throttle_by_expiry ON mobility_throttle (expires);
     "#,
 ];
 

@@ -22,6 +22,7 @@
 //! | `migrate` | [`MigrationStore`](dls_store::dump::MigrationStore): the whole database out and in (`dls store migrate`) |
 //! | `sessions` | [`SessionStore`](dls_store::SessionStore): interaction sessions |
 //! | `digest` | [`DigestStore`](dls_store::DigestStore): Digest nonce counts used and throttle events, for nodes sharing the file |
+//! | `mobility` | [`MobilityStore`](dls_store::MobilityStore): mobility users, their data, the throttle's rows; the engine's mobility changes |
 //!
 //! The domain rules (validations, the secure-mode transitions and their audit texts, what
 //! happens to jobs) are [`dls_store::rules`]'; this crate stores what they decide.
@@ -99,6 +100,7 @@ mod files;
 mod inventory;
 mod jobs;
 mod migrate;
+mod mobility;
 mod pool;
 mod protocol;
 mod retention;

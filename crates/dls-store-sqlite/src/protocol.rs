@@ -189,6 +189,7 @@ pub(crate) fn apply_changes(
             }
             Change::Audit(AuditEvent { at, kind, detail }) => insert_audit(conn, mac, *at, None, *kind, detail)?,
             Change::Job(update) => jobs::apply_update(conn, mac, update)?,
+            Change::Mobility(m) => crate::mobility::apply(conn, mac, m)?,
             // A change this version does not know must not be dropped silently.
             _ => return Err(StoreError::Invalid("unsupported change".into())),
         }

@@ -426,6 +426,39 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     ",
         then: None,
     },
+    // 16: mobility (issue 17) — users, their saved data, and the throttle of wrong
+    // passwords. New tables only, created if missing.
+    Migration {
+        sql: "
+    CREATE TABLE IF NOT EXISTS mobility_users (
+        number              TEXT PRIMARY KEY NOT NULL,        -- normalised: digits, one leading +
+        name                TEXT,
+        password_hash       TEXT NOT NULL,                    -- Argon2id, PHC string
+        profiles            TEXT NOT NULL DEFAULT '[]',       -- JSON list of profile names, in order
+        device              TEXT UNIQUE REFERENCES devices (mac) ON DELETE SET NULL,  -- logged on at
+        since               INTEGER,
+        logoff_requested_at INTEGER,                          -- a forced logoff asked for
+        revision            INTEGER NOT NULL DEFAULT 0,       -- counted up by every change
+        created_at          INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS mobility_data (
+        number   TEXT NOT NULL REFERENCES mobility_users (number) ON DELETE CASCADE,
+        name     TEXT NOT NULL,                               -- userdata-…
+        value    TEXT NOT NULL,                               -- Base64, as the phone sent it
+        size     INTEGER NOT NULL,                            -- decoded bytes
+        saved_at INTEGER NOT NULL,
+        PRIMARY KEY (number, name)
+    );
+    CREATE TABLE IF NOT EXISTS mobility_throttle (
+        key     TEXT PRIMARY KEY NOT NULL,                    -- pair:NUMBER:MAC, user:NUMBER, device:MAC
+        tat     INTEGER NOT NULL,
+        last    INTEGER NOT NULL,
+        expires INTEGER NOT NULL                              -- restricts nothing from then on
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS mobility_throttle_by_expiry ON mobility_throttle (expires);
+    ",
+        then: None,
+    },
 ];
 
 pub(crate) fn schema_latest() -> i64 {

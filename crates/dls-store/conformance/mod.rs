@@ -22,7 +22,8 @@
 //! profiles), `audit_log` (administrative records, filters, pages), `changes` (the engine's changes),
 //! `concurrency` (threads, one state per read), `contact` (the shared contact-me schedule
 //! and leases), `credentials`, `desired`, `ids` (never
-//! reused), `jobs` (and files), `message` (one message atomically), `model` (the property
+//! reused), `jobs` (and files), `message` (one message atomically), `mobility` (users, their
+//! data, the throttle, the engine's mobility changes and their races), `model` (the property
 //! test), `retention`, `rules` (the domain rules as the backends apply them), `security`,
 //! `sessions` (interaction sessions), `digest` (Digest state shared by nodes).
 
@@ -38,6 +39,7 @@ pub(crate) mod digest;
 pub(crate) mod ids;
 pub(crate) mod jobs;
 pub(crate) mod message;
+pub(crate) mod mobility;
 pub(crate) mod model;
 pub(crate) mod retention;
 pub(crate) mod rules;
@@ -49,14 +51,15 @@ use std::fmt::Debug;
 
 use dls_accounts::Role;
 use dls_engine::{
-    Change, Desired, DeviceSnapshot, ItemKey, JobId, Profile, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
+    Change, Desired, DeviceSnapshot, ItemKey, JobId, MobilityQuery, Profile, SecurityMode, UnixTime, WriteOutcome,
+    WrittenRecord,
 };
 use dls_message::{Item, MacAddr, Reason};
 use dls_store::{
     Account, AuditFilter, AuditRecord, CertificateRecord, ConsoleSession, ContactClaim, ContactTarget, CredentialScope,
     DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, DigestEvent, FallbackCredential, FileRecord,
-    JobFilter, JobRecord, NewAuditRecord, NewDigestEvent, NewFile, NewJob, Pruned, SecurityUpdate, Store, StoreError,
-    TokenRecord,
+    JobFilter, JobRecord, MobilityContext, NewAuditRecord, NewDigestEvent, NewFile, NewJob, NewUser, Pruned,
+    SecurityUpdate, Store, StoreError, TokenRecord, UserDataValue, UserDetails, UserSummary,
 };
 
 /// A store under test, and whatever must live as long as it (a temporary directory, a
@@ -417,6 +420,48 @@ impl dls_store::DigestStore for Fixture {
 
     fn digest_events(&self, after: i64, since: UnixTime, limit: usize) -> Result<Vec<DigestEvent>, StoreError> {
         self.store.digest_events(after, since, limit)
+    }
+}
+
+impl dls_store::MobilityStore for Fixture {
+    fn add_user(&self, user: &NewUser, at: UnixTime) -> Result<(), StoreError> {
+        self.store.add_user(user, at)
+    }
+
+    fn users(&self) -> Result<Vec<UserSummary>, StoreError> {
+        self.store.users()
+    }
+
+    fn user(&self, number: &str) -> Result<Option<UserDetails>, StoreError> {
+        self.store.user(number)
+    }
+
+    fn delete_user(&self, number: &str) -> Result<bool, StoreError> {
+        self.store.delete_user(number)
+    }
+
+    fn set_user_password(&self, number: &str, password_hash: &str) -> Result<(), StoreError> {
+        self.store.set_user_password(number, password_hash)
+    }
+
+    fn set_user_profiles(&self, number: &str, profiles: &[String]) -> Result<(), StoreError> {
+        self.store.set_user_profiles(number, profiles)
+    }
+
+    fn user_data(&self, number: &str, name: &str) -> Result<Option<UserDataValue>, StoreError> {
+        self.store.user_data(number, name)
+    }
+
+    fn mobility_context(&self, mac: MacAddr, query: &MobilityQuery) -> Result<MobilityContext, StoreError> {
+        self.store.mobility_context(mac, query)
+    }
+
+    fn queue_logon(&self, number: &str, mac: MacAddr, at: UnixTime) -> Result<JobRecord, StoreError> {
+        self.store.queue_logon(number, mac, at)
+    }
+
+    fn queue_logoff(&self, number: &str, at: UnixTime) -> Result<JobRecord, StoreError> {
+        self.store.queue_logoff(number, at)
     }
 }
 

@@ -210,3 +210,115 @@ impl SecurityColumns {
         }
     }
 }
+
+/// A mobility user's columns, as read (`mobility_users`): what the admin API shows
+/// ([`Self::summary`]) and what the protocol path needs ([`Self::stored`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct UserColumns {
+    /// `number`.
+    pub number: String,
+    /// `name`.
+    pub name: Option<String>,
+    /// `password_hash`.
+    pub password_hash: String,
+    /// `profiles`: the names, in order.
+    pub profiles: Vec<String>,
+    /// `device`.
+    pub device: Option<MacAddr>,
+    /// `since`.
+    pub since: Option<UnixTime>,
+    /// `logoff_requested_at`.
+    pub logoff_requested_at: Option<UnixTime>,
+    /// `revision`.
+    pub revision: i64,
+    /// `created_at`.
+    pub created_at: UnixTime,
+}
+
+/// A user's mobility profiles as a column: a JSON array of names.
+pub fn profiles_to_sql(profiles: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(profiles).map_err(|e| StoreError::Invalid(format!("profiles not serialisable: {e}")))
+}
+
+impl UserColumns {
+    /// The columns read back, in the order of the dump's `mobility_users` (`number, name,
+    /// password_hash, profiles, device, since, logoff_requested_at, revision, created_at`).
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a value that cannot be.
+    #[allow(clippy::too_many_arguments, reason = "one argument per column")]
+    pub fn read(
+        number: String,
+        name: Option<String>,
+        password_hash: String,
+        profiles: &str,
+        device: Option<&str>,
+        since: Option<i64>,
+        logoff_requested_at: Option<i64>,
+        revision: i64,
+        created_at: i64,
+    ) -> Result<Self, StoreError> {
+        let profiles = serde_json::from_str(profiles)
+            .map_err(|_| StoreError::Corrupt(format!("the profiles of user {number:?}")))?;
+        Ok(Self {
+            profiles,
+            device: device.map(mac_from_sql).transpose()?,
+            since: opt_time_from_sql(since)?,
+            logoff_requested_at: opt_time_from_sql(logoff_requested_at)?,
+            revision,
+            created_at: time_from_sql(created_at)?,
+            number,
+            name,
+            password_hash,
+        })
+    }
+
+    /// Where the user is logged on: a device and since when (a device without a time, as a
+    /// deleted device leaves none, is not a logon).
+    #[must_use]
+    pub fn logged_on(&self) -> Option<crate::LoggedOn> {
+        match (self.device, self.since) {
+            (Some(mac), Some(since)) => Some(crate::LoggedOn { mac, since }),
+            _ => None,
+        }
+    }
+
+    /// The listing's fields, with the count and size of the saved data.
+    #[must_use]
+    pub fn summary(&self, data_items: u64, data_bytes: u64) -> crate::UserSummary {
+        crate::UserSummary {
+            number: self.number.clone(),
+            name: self.name.clone(),
+            profiles: self.profiles.clone(),
+            logged_on: self.logged_on(),
+            logoff_requested_at: self.logoff_requested_at,
+            data_items,
+            data_bytes,
+            created_at: self.created_at,
+        }
+    }
+
+    /// The protocol path's view: its profiles' items layered from `profiles` (those that
+    /// no longer exist are skipped), and `data`.
+    #[must_use]
+    pub fn stored(
+        self,
+        profiles: &[dls_engine::Profile],
+        data: Vec<dls_engine::mobility::SavedData>,
+    ) -> crate::StoredUser {
+        let logged_on = self.logged_on();
+        crate::StoredUser {
+            user: dls_engine::MobilityUser {
+                items: dls_engine::mobility::user_items(profiles, &self.profiles),
+                number: self.number,
+                revision: self.revision,
+                device: logged_on.map(|l| l.mac),
+                since: logged_on.map(|l| l.since),
+                logoff_requested_at: self.logoff_requested_at,
+                data,
+            },
+            password_hash: self.password_hash,
+        }
+    }
+}

@@ -16,7 +16,8 @@
 //! target's counts on), and what only lives while the service runs — phones' interaction
 //! sessions, console sessions (everyone logs in again), the contact-me schedule and
 //! leases, and the Digest tables of [`DigestStore`](crate::DigestStore) (minutes of
-//! transient state).
+//! transient state) and the counts of the mobility throttle. Mobility users are copied with
+//! their password hashes and saved data (`mobility_users`, `mobility_data`).
 //!
 //! The copy streams: the source's rows go to the target's one transaction through a
 //! bounded channel, a table at a time, never the whole database in memory.
@@ -253,6 +254,28 @@ pub const TABLES: &[Table] = &[
             opt("last_used_at", Int),
         ],
         key: &["key"],
+        id: None,
+    },
+    Table {
+        name: "mobility_users",
+        columns: &[
+            col("number", Text),
+            opt("name", Text),
+            col("password_hash", Text),
+            col("profiles", Text),
+            opt("device", Text),
+            opt("since", Int),
+            opt("logoff_requested_at", Int),
+            col("revision", Int),
+            col("created_at", Int),
+        ],
+        key: &["number"],
+        id: None,
+    },
+    Table {
+        name: "mobility_data",
+        columns: &[col("number", Text), col("name", Text), col("value", Text), col("size", Int), col("saved_at", Int)],
+        key: &["number", "name"],
         id: None,
     },
 ];

@@ -33,6 +33,15 @@ pub enum StoreError {
     /// The database holds data this version cannot read, or is from a newer version.
     #[error("store is corrupt or from a newer version: {0}")]
     Corrupt(String),
+    /// Another change of the same record won a race (two phones logging one mobility user
+    /// on at once, on one node or two): nothing was committed, and the same request may
+    /// succeed if tried again. The WPI path answers it with a `CleanUp` that says so, the
+    /// admin API with `409`.
+    #[error("{what} was changed meanwhile; try again")]
+    Contended {
+        /// What changed.
+        what: String,
+    },
     /// The database cannot be reached now (a database server down, restarting, or out of
     /// connections): nobody's fault, try again later (HTTP 503).
     #[error("database unavailable: {0}")]

@@ -20,6 +20,8 @@
 //!     next message.
 //!   * [`DigestStore`] — HTTP Digest state the nodes share: nonce counts used, throttle
 //!     events.
+//!   * [`MobilityStore`] — mobility users (hot desking): the administrator's part, and
+//!     what a phone message needs of them.
 //! * [`model`]: the records the traits speak in (also the admin API's JSON).
 //! * [`rules`]: the domain rules every backend applies the same way — the validations,
 //!   the secure-mode transitions and their audit texts, what a cancelled job or a deleted
@@ -54,10 +56,11 @@ pub use error::StoreError;
 pub use model::{
     Account, AdminAction, AuditFilter, AuditRecord, CertificateRecord, ConsoleSession, ContactClaim, ContactTarget,
     CredentialScope, DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, DigestEvent, EventKind,
-    FallbackCredential, FileRecord, FleetSummary, JobFilter, JobRecord, NewAuditRecord, NewDigestEvent, NewFile,
-    NewJob, Pruned, SecuritySummary, SecurityUpdate, TokenRecord, WrittenSummary,
+    FallbackCredential, FileRecord, FleetSummary, JobFilter, JobRecord, LoggedOn, MobilityContext, NewAuditRecord,
+    NewDigestEvent, NewFile, NewJob, NewUser, Pruned, SecuritySummary, SecurityUpdate, StoredUser, TokenRecord,
+    UserDataInfo, UserDataValue, UserDetails, UserSummary, WrittenSummary,
 };
 pub use traits::{
     AccountStore, AuditStore, ContactStore, CredentialStore, DeviceStore, DigestStore, JobStore, MaintenanceStore,
-    MessageFn, ProtocolStore, SecurityStore, SessionStore, Store, with_device,
+    MessageFn, MobilityStore, ProtocolStore, SecurityStore, SessionStore, Store, with_device,
 };

@@ -635,3 +635,127 @@ pub struct DigestEvent {
     /// What was recorded.
     pub event: NewDigestEvent,
 }
+
+/// A mobility user to create (`dls user add`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// The number, normalised ([`dls_engine::mobility::normalise_number`]).
+    pub number: String,
+    /// A display name.
+    pub name: Option<String>,
+    /// The password's Argon2id hash, in the PHC string format (never the password).
+    pub password_hash: String,
+    /// The mobility profiles, in order (later wins).
+    pub profiles: Vec<String>,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("number", &self.number)
+            .field("name", &self.name)
+            .field("profiles", &self.profiles)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a mobility user is logged on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedOn {
+    /// The device.
+    pub mac: MacAddr,
+    /// Since when.
+    pub since: UnixTime,
+}
+
+/// A mobility user in a listing (never the password or its hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    /// The number.
+    pub number: String,
+    /// The display name.
+    pub name: Option<String>,
+    /// The mobility profiles, in order.
+    pub profiles: Vec<String>,
+    /// Where the user is logged on, if anywhere.
+    pub logged_on: Option<LoggedOn>,
+    /// When a forced logoff was asked for (it is pending).
+    pub logoff_requested_at: Option<UnixTime>,
+    /// How many data items are saved.
+    pub data_items: u64,
+    /// Their decoded size in all, bytes.
+    pub data_bytes: u64,
+    /// When the user was created.
+    pub created_at: UnixTime,
+}
+
+/// One saved data item of a user, without its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDataInfo {
+    /// The item (`userdata-…`).
+    pub name: String,
+    /// Its decoded size, bytes.
+    pub size: u64,
+    /// When it was saved.
+    pub saved_at: UnixTime,
+}
+
+/// A mobility user with the list of its saved data (never the data, the password or its
+/// hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDetails {
+    /// The listing fields.
+    #[serde(flatten)]
+    pub summary: UserSummary,
+    /// The saved data, by name.
+    pub data: Vec<UserDataInfo>,
+}
+
+/// One saved data item of a user, with its value.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDataValue {
+    /// The item.
+    pub name: String,
+    /// Its value, the Base64 text the phone sent.
+    pub value: String,
+    /// Its decoded size, bytes.
+    pub size: u64,
+    /// When it was saved.
+    pub saved_at: UnixTime,
+}
+
+impl std::fmt::Debug for UserDataValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserDataValue").field("name", &self.name).field("size", &self.size).finish_non_exhaustive()
+    }
+}
+
+/// A mobility user as the protocol path needs it: the engine's view, and the password
+/// hash the shell checks a phone's password against.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    /// The engine's view.
+    pub user: dls_engine::MobilityUser,
+    /// The password's Argon2id hash (PHC string).
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for StoredUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredUser").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+/// What [`MobilityStore::mobility_context`](crate::MobilityStore::mobility_context) loads
+/// for one message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MobilityContext {
+    /// The user logged on at the device.
+    pub here: Option<StoredUser>,
+    /// The user the query named (a logon, a restore), if the store knows it.
+    pub named: Option<StoredUser>,
+    /// The users the device's mobility jobs name, that the store knows.
+    pub job_users: Vec<dls_engine::MobilityUser>,
+    /// The throttle's state for the password check the query asks for.
+    pub throttle: crate::rules::mobility::ThrottleState,
+}

@@ -15,6 +15,7 @@ pub mod accounts;
 pub mod contact;
 pub mod digest;
 pub mod jobs;
+pub mod mobility;
 pub mod security;
 
 /// The audit kinds that are a phone refused for its security (the dashboard counts them).

@@ -11,15 +11,15 @@
 //! can be written and reviewed one part at a time.
 
 use dls_accounts::Role;
-use dls_engine::{Change, Desired, DeviceSnapshot, JobId, Profile, UnixTime};
+use dls_engine::{Change, Desired, DeviceSnapshot, JobId, MobilityQuery, Profile, UnixTime};
 use dls_message::MacAddr;
 
 use crate::StoreError;
 use crate::model::{
     Account, AuditFilter, AuditRecord, CertificateRecord, ConsoleSession, ContactClaim, ContactTarget, CredentialScope,
     DeviceDetails, DeviceFilter, DeviceSpec, DeviceSummary, DeviceUpdate, DigestEvent, FallbackCredential, FileRecord,
-    FleetSummary, JobFilter, JobRecord, NewAuditRecord, NewDigestEvent, NewFile, NewJob, Pruned, SecurityUpdate,
-    TokenRecord,
+    FleetSummary, JobFilter, JobRecord, MobilityContext, NewAuditRecord, NewDigestEvent, NewFile, NewJob, NewUser,
+    Pruned, SecurityUpdate, TokenRecord, UserDataValue, UserDetails, UserSummary,
 };
 
 /// The caller's part of one message, run by [`ProtocolStore::run_message`]: given what the
@@ -487,6 +487,64 @@ pub trait DigestStore: Send + Sync {
     fn digest_events(&self, after: i64, since: UnixTime, limit: usize) -> Result<Vec<DigestEvent>, StoreError>;
 }
 
+/// Mobility users (hot desking): the administrator's part, and what the protocol path
+/// loads for a message ([`Self::mobility_context`]). What a message changes of a user
+/// (logged on, off, its data saved, the throttle's counts) are
+/// [`dls_engine::MobilityChange`]s applied with the message's other changes
+/// ([`ProtocolStore::apply`], [`ProtocolStore::run_message`]): a
+/// [`MobilityChange::Expect`](dls_engine::MobilityChange::Expect) whose revision is not the
+/// user's fails the whole transaction with [`StoreError::Contended`].
+///
+/// A user is logged on at one device at most, and a device has one user logged on at
+/// most; deleting a device logs its user off. Numbers are kept normalised
+/// ([`rules::mobility::check_number`](crate::rules::mobility::check_number)).
+pub trait MobilityStore: Send + Sync {
+    /// Creates a user at `at`. [`StoreError::Conflict`] if the number exists;
+    /// [`StoreError::Invalid`] for what [`rules::mobility`](crate::rules::mobility) refuses
+    /// or a profile that does not exist.
+    fn add_user(&self, user: &NewUser, at: UnixTime) -> Result<(), StoreError>;
+
+    /// Every user, by number.
+    fn users(&self) -> Result<Vec<UserSummary>, StoreError>;
+
+    /// One user with the list of its saved data, or `None`.
+    fn user(&self, number: &str) -> Result<Option<UserDetails>, StoreError>;
+
+    /// Deletes a user and its data (logged on or not: the phone's next report restores its
+    /// identity). `false` if it did not exist.
+    fn delete_user(&self, number: &str) -> Result<bool, StoreError>;
+
+    /// Replaces a user's password hash. [`StoreError::NotFound`] if unknown.
+    fn set_user_password(&self, number: &str, password_hash: &str) -> Result<(), StoreError>;
+
+    /// Replaces a user's mobility profiles. [`StoreError::NotFound`] if unknown,
+    /// [`StoreError::Invalid`] as for [`Self::add_user`].
+    fn set_user_profiles(&self, number: &str, profiles: &[String]) -> Result<(), StoreError>;
+
+    /// One saved data item of a user, with its value; `None` if the user or the item does
+    /// not exist.
+    fn user_data(&self, number: &str, name: &str) -> Result<Option<UserDataValue>, StoreError>;
+
+    /// What one message of `mac` needs of the users, as `query` says, from one state of
+    /// the store: the user logged on at `mac`, the user `query` names, the users of the
+    /// device's mobility jobs (with their data values when `query.job_data` names them),
+    /// the values of the saved items `query.restore` names of the user logged on here, and
+    /// the throttle's rows of the password check (`query.check_password`: the named user,
+    /// or the one here).
+    fn mobility_context(&self, mac: MacAddr, query: &MobilityQuery) -> Result<MobilityContext, StoreError>;
+
+    /// Queues a `mobility-logon` job of `number` for `mac` at `at` (`dls user logon`).
+    /// [`StoreError::NotFound`] for an unknown user or device; [`StoreError::Conflict`]
+    /// when the user is logged on at another device.
+    fn queue_logon(&self, number: &str, mac: MacAddr, at: UnixTime) -> Result<JobRecord, StoreError>;
+
+    /// Queues a `mobility-logoff` job of `number` for the device it is logged on at, and
+    /// records the request at `at` (`dls user logoff`); an open one is returned instead of
+    /// a second. [`StoreError::NotFound`] for an unknown user; [`StoreError::Conflict`]
+    /// when it is not logged on.
+    fn queue_logoff(&self, number: &str, at: UnixTime) -> Result<JobRecord, StoreError>;
+}
+
 /// The whole storage interface of the DLS service: every part. Implemented for every type
 /// that implements the parts, so the service holds one `Arc<dyn Store>`. Implementations
 /// are safe to share between threads; calls block (the async shell runs them off its
@@ -503,6 +561,7 @@ pub trait Store:
     + AuditStore
     + AccountStore
     + DigestStore
+    + MobilityStore
     + 'static
 {
 }
@@ -519,6 +578,7 @@ impl<T> Store for T where
         + AuditStore
         + AccountStore
         + DigestStore
+        + MobilityStore
         + 'static
 {
 }

@@ -8,3 +8,4 @@ pub(crate) mod phone;
 pub(crate) mod secure_mode;
 pub(crate) mod serve;
 pub(crate) mod store;
+pub(crate) mod users;

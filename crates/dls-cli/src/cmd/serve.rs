@@ -159,7 +159,8 @@ struct Settings {
     /// The time a client has to complete the TLS handshake, in seconds. Default 10.
     #[arg(long, env = "DLS_TLS_HANDSHAKE_TIMEOUT_SECS", value_name = "SECS")]
     tls_handshake_timeout_secs: Option<u64>,
-    /// The largest request body in bytes; larger gets 413. Default 1048576.
+    /// The largest request body in bytes; larger gets 413. Default 2097152 (a phone's reply
+    /// carrying a mobility user's largest data item must fit).
     #[arg(long, env = "DLS_MAX_BODY_BYTES", value_name = "BYTES")]
     max_body_bytes: Option<usize>,
     /// The largest request head (line and headers) in bytes, at least 8192; larger gets 431.
@@ -247,6 +248,18 @@ struct Settings {
     /// 604800). Default 43200.
     #[arg(long, env = "DLS_CONSOLE_SESSION_MAX_SECS", value_name = "SECS")]
     console_session_max_secs: Option<u64>,
+    /// Mobility: seconds a forced logoff (the user logging on at another phone) may take
+    /// before that logon goes ahead without the first phone's data (1 to 86400). Default 300.
+    #[arg(long, env = "DLS_MOBILITY_LOGOFF_GRACE_SECS", value_name = "SECS")]
+    mobility_logoff_grace_secs: Option<u64>,
+    /// Mobility: the largest user data item kept, decoded bytes (its Base64 must fit
+    /// max-body-bytes). Default 1048576.
+    #[arg(long, env = "DLS_MOBILITY_MAX_ITEM_BYTES", value_name = "BYTES")]
+    mobility_max_item_bytes: Option<u64>,
+    /// Mobility: the most user data kept for one user, decoded bytes (at most 10485760).
+    /// Default 8388608.
+    #[arg(long, env = "DLS_MOBILITY_MAX_USER_BYTES", value_name = "BYTES")]
+    mobility_max_user_bytes: Option<u64>,
 }
 
 /// The configuration the layers give, validated: the defaults, the `--config` file, then

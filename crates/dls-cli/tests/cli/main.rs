@@ -15,3 +15,4 @@ mod serve;
 mod serve_config;
 mod serve_security;
 mod store;
+mod users;

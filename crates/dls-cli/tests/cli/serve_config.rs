@@ -39,7 +39,7 @@ server-name = ["dls.example.com", "192.0.2.10"]
 idle-timeout-secs = 90
 body-timeout-secs = 20
 tls-handshake-timeout-secs = 5
-max-body-bytes = 2097152
+max-body-bytes = 4194304
 max-header-bytes = 32768
 max-connections = 1000
 max-connections-per-source = 10
@@ -64,6 +64,9 @@ store = "postgres://dls@db.example.com:5432/dls"
 shared-sessions = true
 console-idle-timeout-secs = 900
 console-session-max-secs = 28800
+mobility-logoff-grace-secs = 600
+mobility-max-item-bytes = 2097152
+mobility-max-user-bytes = 10485760
 "#;
 
 /// Runs `dls args…` with exactly the `DLS_…` variables given (the test's own are removed).

@@ -38,6 +38,14 @@ pub(crate) struct Shell {
     pub(crate) tan: Option<String>,
     /// How many messages the engine was given the TAN for.
     pub(crate) tan_given: usize,
+    /// The device's MAC (the store's key for its mobility user).
+    pub(crate) mac: dls_message::MacAddr,
+    /// The mobility users, shared by the shells of several phones.
+    pub(crate) users: std::rc::Rc<std::cell::RefCell<crate::mobility::Users>>,
+    /// The mobility changes applied.
+    pub(crate) mobility_log: Vec<dls_engine::MobilityChange>,
+    /// How many messages the store refused as contended.
+    pub(crate) contended: usize,
 }
 
 impl Shell {
@@ -64,6 +72,10 @@ impl Shell {
             called_from: None,
             tan: None,
             tan_given: 0,
+            mac: dls_message::MacAddr::parse(MAC).expect("a MAC"),
+            users: std::rc::Rc::default(),
+            mobility_log: Vec::new(),
+            contended: 0,
         }
     }
 
@@ -77,6 +89,8 @@ impl Shell {
         // Like the real shell: the TAN is opened only for the message that needs it.
         let tan = Engine::tan_needed(msg, self.session.as_ref(), &self.channel).then(|| self.tan.clone()).flatten();
         self.tan_given += usize::from(tan.is_some());
+        let query = Engine::mobility_query(msg, self.session.as_ref(), Some(&self.device));
+        let mobility = query.map(|q| self.users.borrow().input(self.mac, &q, msg));
         let out = self.engine.handle(Input {
             now: self.now,
             message: msg,
@@ -87,7 +101,14 @@ impl Shell {
             bootstrap: self.bootstrap.take(),
             peer: self.peer,
             tan: tan.as_deref(),
+            mobility: mobility.as_ref(),
         });
+        // As the store does: a user changed meanwhile fails the whole message.
+        if !self.users.borrow().expectations_hold(self.mac, &out.changes) {
+            self.contended += 1;
+            self.session = None;
+            return Engine::contended(msg);
+        }
         for c in &out.changes {
             self.apply(c);
         }
@@ -173,6 +194,10 @@ impl Shell {
                     j.attempts += u32::from(u.unanswered);
                 }
                 d.jobs.retain(|j| !j.state.is_final());
+            }
+            Change::Mobility(m) => {
+                self.mobility_log.push(m.clone());
+                self.users.borrow_mut().apply(self.mac, m, self.now);
             }
             other => panic!("unknown change {other:?}"),
         }

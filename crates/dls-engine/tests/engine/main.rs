@@ -5,6 +5,7 @@ mod firmware;
 mod flows;
 mod harness;
 mod jobs;
+mod mobility;
 mod properties;
 mod refusals;
 mod secrets;

@@ -38,6 +38,30 @@ fn opening() -> impl Strategy<Value = Reason> {
     ])
 }
 
+const USER: &str = "+4989123";
+const PASSWORD: &str = "hunter2-mobility";
+
+/// A mobility phone's opening message: a logon (right or wrong password), a restore, a
+/// logoff with modified data, a start-up that says a user is logged on, one in another
+/// state.
+fn mobility_opening(kind: u8, state: &str) -> dls_message::WorkpointMessage {
+    let mut items = basic_items();
+    items.extend([Item::new("sip-mobility-state", state), Item::new("basic-e164", "4989700712")]);
+    let (reason, extra): (Reason, Vec<Item>) = match kind {
+        1 => (Reason::InventoryChanges, vec![Item::new("user-pwd", PASSWORD), Item::new("e164", USER)]),
+        2 => (Reason::InventoryChanges, vec![Item::new("user-pwd", "wrong"), Item::new("e164", USER)]),
+        3 => (Reason::InventoryChanges, vec![Item::new("requested-items", "userdata-phonebook,userdata-ldap")]),
+        4 => (Reason::InventoryChanges, vec![Item::new("modified-items", "userdata-phonebook,userdata-ldap")]),
+        5 => (Reason::Solicited, vec![Item::new("e164", USER)]),
+        _ => (Reason::StartUp, vec![Item::new("e164", USER)]),
+    };
+    for e in extra {
+        items.retain(|i| i.name != e.name);
+        items.push(e);
+    }
+    msg("N0", ReasonForContact::new(reason), Some(items))
+}
+
 /// The phone's next message, given the DLS's last answer and a random choice.
 fn answer(nonce: &str, last: &Output, c: &Choice) -> dls_message::WorkpointMessage {
     let action = match last.reply.action {
@@ -83,6 +107,8 @@ fn job_kind(k: u8) -> dls_engine::JobKind {
         3 => JobKind::Restart,
         4 => JobKind::DeployFile { file: file("LOGO") },
         5 => JobKind::DeployFirmware { file: file("APP"), sw_type: None, sw_version: "V3 R6.0.0".into() },
+        6 => JobKind::MobilityLogon { number: USER.into() },
+        7 => JobKind::MobilityLogoff { number: USER.into() },
         _ => JobKind::ReassertConfig,
     }
 }
@@ -97,7 +123,11 @@ proptest! {
         max_items in prop::option::of(1i64..6),
         choices in prop::collection::vec(choice(), 1..60),
         known in any::<bool>(),
-        jobs in prop::collection::vec(0u8..7, 0..6),
+        jobs in prop::collection::vec(0u8..9, 0..6),
+        mobility in 0u8..8,
+        state in prop::sample::select(vec!["0", "1", "2", "x"]),
+        logged_on_here in any::<bool>(),
+        user_data in any::<bool>(),
     ) {
         let mut config = dls_engine::EngineConfig::new(KEY);
         config.files_base_url = Some("https://dls.example/files/".into());
@@ -115,7 +145,24 @@ proptest! {
             sh.device.inventory = inventory();
             sh.device.inventory_at = Some(sh.now);
         }
-        let mut first = msg("N0", ReasonForContact::new(opening), Some(basic_items()));
+        sh.users.borrow_mut().add(USER, PASSWORD, vec![Item::indexed("key-label-unicode", 1, "Anna")]);
+        if logged_on_here {
+            let mut users = sh.users.borrow_mut();
+            let user = &mut users.users.get_mut(USER).expect("added").user;
+            user.device = Some(sh.mac);
+            if user_data {
+                user.data.push(dls_engine::mobility::SavedData {
+                    name: "userdata-phonebook".into(),
+                    size: 4,
+                    value: Some("Qm9vaw==".into()),
+                });
+            }
+        }
+        let mut first = if mobility == 0 {
+            msg("N0", ReasonForContact::new(opening), Some(basic_items()))
+        } else {
+            mobility_opening(mobility, state)
+        };
         first.header.max_items = max_items;
         let mut out = sh.send(&first);
         prop_assert_eq!(&out.reply.header.nonce, "N0");
@@ -143,5 +190,10 @@ proptest! {
             steps += 1;
         }
         prop_assert_eq!(out.reply.action, Action::CleanUp);
+        // The password a phone sent is never persisted; a device has one user at most.
+        let persisted = format!("{:?} {:?}", sh.log, sh.device.inventory);
+        prop_assert!(!persisted.contains(PASSWORD));
+        let here = sh.users.borrow().users.values().filter(|k| k.user.device == Some(sh.mac)).count();
+        prop_assert!(here <= 1);
     }
 }

@@ -51,8 +51,15 @@ fn a_mobility_logon_report_keeps_no_user_password() {
         Item::new("user-pwd", "hunter2-user"),
         Item::new("user-pwd-unicode", "hunter2-user"),
     ];
-    sh.send(&msg("N2", ReasonForContact::new(Reason::InventoryChanges), Some(logon)));
+    // Refused (no such user): nothing is recorded.
+    sh.send(&msg("N2", ReasonForContact::new(Reason::InventoryChanges), Some(logon.clone())));
+    assert!(sh.device.inventory.iter().all(|i| i.name != "sip-mobility-state"));
+    assert_no_secret_persisted(&sh);
+    // Accepted: the rest of the report is, but neither the password nor the user's number.
+    sh.users.borrow_mut().add("4989700799", "hunter2-user", vec![]);
+    sh.send(&msg("N3", ReasonForContact::new(Reason::InventoryChanges), Some(logon)));
     assert!(sh.device.inventory.iter().any(|i| i.name == "sip-mobility-state"), "the rest is recorded");
+    assert!(sh.device.inventory.iter().all(|i| i.value != "4989700799"), "the user's e164 is not the device's");
     assert_no_secret_persisted(&sh);
 }
 

@@ -84,7 +84,7 @@ pub(crate) fn check_profile(name: &str, profile: &Profile) -> Result<(), ApiErro
 pub(crate) fn store_error(e: &StoreError) -> ApiError {
     let status = match e {
         StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
-        StoreError::Conflict { .. } => StatusCode::CONFLICT,
+        StoreError::Conflict { .. } | StoreError::Contended { .. } => StatusCode::CONFLICT,
         StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
         StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

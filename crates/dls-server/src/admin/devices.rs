@@ -112,12 +112,25 @@ pub(crate) fn changed_detail(update: &DeviceUpdate) -> String {
     parts.join("; ")
 }
 
-/// `GET /api/v1/devices/{mac}`
+/// `GET /api/v1/devices/{mac}`: with the mobility user logged on at it, if any
+/// (`mobility-user`: its number and since when; the inventory keeps the device's own
+/// number).
 pub(crate) async fn show(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
-    match blocking(state, "device", move |s| s.device(mac)).await? {
-        Some(d) => Ok(json(StatusCode::OK, &d)),
-        None => Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found"))),
+    let found = blocking(state, "device", move |s| {
+        let Some(details) = s.device(mac)? else { return Ok(None) };
+        let here = s.mobility_context(mac, &dls_engine::MobilityQuery::default())?.here;
+        Ok(Some((details, here.map(|h| (h.user.number, h.user.since)))))
+    })
+    .await?;
+    let Some((details, user)) = found else {
+        return Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found")));
+    };
+    let mut body = serde_json::to_value(&details).unwrap_or_default();
+    if let Some(obj) = body.as_object_mut() {
+        let user = user.map(|(number, since)| serde_json::json!({ "number": number, "since": since }));
+        obj.insert("mobility-user".into(), user.unwrap_or(serde_json::Value::Null));
     }
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// `PATCH /api/v1/devices/{mac}`: `{"profiles"?, "overrides"?}`

@@ -6,8 +6,8 @@
 //! the role it needs, checked before its handler runs (`403` otherwise). The handlers are
 //! grouped by what they manage: [`devices`], [`profiles`], [`security`] (mode, PIN,
 //! certificates, audit), [`credentials`] (Digest secrets, fallback credentials,
-//! provisioning URLs), [`jobs`] (jobs, deployment files, contact-me) and [`accounts`]
-//! (accounts and their API tokens); each administrative change is recorded in the audit
+//! provisioning URLs), [`jobs`] (jobs, deployment files, contact-me), [`users`] (mobility
+//! users, their logon and logoff) and [`accounts`] (accounts and their API tokens); each administrative change is recorded in the audit
 //! log with its actor ([`api::audited`]). [`api`] holds what they share: JSON answers,
 //! [`ApiError`] and the mapping of store errors, store calls off the executor. [`health`]
 //! answers what a monitoring system asks without credentials: `/healthz`, `/readyz`,
@@ -26,6 +26,7 @@ mod health;
 pub(crate) mod jobs;
 pub(crate) mod profiles;
 pub(crate) mod security;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,6 +161,15 @@ enum Route<'a> {
     ListTokens(&'a str),
     AddToken(&'a str),
     RevokeToken(&'a str, &'a str),
+    ListUsers,
+    AddUser,
+    ShowUser(&'a str),
+    DeleteUser(&'a str),
+    SetUserPassword(&'a str),
+    SetUserProfiles(&'a str),
+    UserData(&'a str, &'a str),
+    UserLogon(&'a str),
+    UserLogoff(&'a str),
 }
 
 /// Every route of `/api/v1/` with the role it needs ([`Need`]: `Read` any role,
@@ -195,6 +205,12 @@ enum Route<'a> {
 /// | POST | `accounts/{name}/password` | administer | `{"password"?}`: reset it (one-time password when none given); ends its sessions |
 /// | GET, POST | `accounts/{name}/tokens` | administer | its API tokens; add `{"name"}` (answers the `"token"`, once) |
 /// | DELETE | `accounts/{name}/tokens/{token}` | administer | revoke a token |
+/// | GET | `users`, `users/{number}` | read | mobility users; one with its saved data's names, sizes, dates |
+/// | POST | `users` | operate | add `{"number", "name"?, "password", "profiles"?}` |
+/// | DELETE | `users/{number}` | operate | forget a user |
+/// | PUT | `users/{number}/password`, `users/{number}/profiles` | operate | `{"password"}`, `{"profiles"}` |
+/// | GET | `users/{number}/data/{name}` | operate | one saved data item, with its value (personal data: not a viewer's) |
+/// | POST | `users/{number}/logon`, `users/{number}/logoff` | operate | queue a mobility job (`{"mac"}` for a logon) |
 fn route<'a>(method: &Method, seg: &[&'a str], query: Option<&str>) -> Result<(Need, Route<'a>), ApiError> {
     use Need::{Administer, Operate, Read};
     Ok(match (method.clone(), seg) {
@@ -244,10 +260,22 @@ fn route<'a>(method: &Method, seg: &[&'a str], query: Option<&str>) -> Result<(N
         (Method::POST, ["accounts", name, "tokens"]) => (Administer, Route::AddToken(name)),
         (Method::DELETE, ["accounts", name, "tokens", token]) => (Administer, Route::RevokeToken(name, token)),
 
+        (Method::GET, ["users"]) => (Read, Route::ListUsers),
+        (Method::POST, ["users"]) => (Operate, Route::AddUser),
+        (Method::GET, ["users", n]) => (Read, Route::ShowUser(n)),
+        (Method::DELETE, ["users", n]) => (Operate, Route::DeleteUser(n)),
+        (Method::PUT, ["users", n, "password"]) => (Operate, Route::SetUserPassword(n)),
+        (Method::PUT, ["users", n, "profiles"]) => (Operate, Route::SetUserProfiles(n)),
+        (Method::GET, ["users", n, "data", name]) => (Operate, Route::UserData(n, name)),
+        (Method::POST, ["users", n, "logon"]) => (Operate, Route::UserLogon(n)),
+        (Method::POST, ["users", n, "logoff"]) => (Operate, Route::UserLogoff(n)),
+
         (
             _,
-            ["devices" | "profiles" | "audit" | "jobs" | "files" | "whoami" | "accounts"]
-            | ["devices" | "profiles" | "jobs" | "files" | "accounts", _]
+            ["devices" | "profiles" | "audit" | "jobs" | "files" | "whoami" | "accounts" | "users"]
+            | ["devices" | "profiles" | "jobs" | "files" | "accounts" | "users", _]
+            | ["users", _, "password" | "profiles" | "logon" | "logoff"]
+            | ["users", _, "data", _]
             | ["devices", _, "desired" | "security" | "certificates" | "secret" | "provisioning-url" | "contact"]
             | ["jobs", _, "cancel"]
             | ["accounts", _, "password" | "tokens"]
@@ -309,5 +337,14 @@ async fn dispatch(
         Route::ListTokens(name) => accounts::tokens(state, name).await,
         Route::AddToken(name) => accounts::add_token(state, caller, name, req).await,
         Route::RevokeToken(name, token) => accounts::revoke_token(state, caller, name, token).await,
+        Route::ListUsers => users::list(state).await,
+        Route::AddUser => users::add(state, req).await,
+        Route::ShowUser(n) => users::show(state, &users::number(n)?).await,
+        Route::DeleteUser(n) => users::delete(state, &users::number(n)?).await,
+        Route::SetUserPassword(n) => users::set_password(state, &users::number(n)?, req).await,
+        Route::SetUserProfiles(n) => users::set_profiles(state, &users::number(n)?, req).await,
+        Route::UserData(n, name) => users::data(state, &users::number(n)?, name).await,
+        Route::UserLogon(n) => users::logon(state, &users::number(n)?, req).await,
+        Route::UserLogoff(n) => users::logoff(state, &users::number(n)?).await,
     }
 }

@@ -78,7 +78,12 @@ async fn protocol_refusals_say_why_in_their_clean_up() {
 
 #[tokio::test]
 async fn http_limits() {
-    let srv = TestServer::start_with(|c| c.max_body_bytes = 64 << 10).await;
+    let srv = TestServer::start_with(|c| {
+        c.max_body_bytes = 64 << 10;
+        // A mobility user's data item must fit a phone's reply: small ones with this body.
+        c.mobility_max_item_bytes = 1 << 10;
+    })
+    .await;
     let mut c = srv.client();
     // Over the body limit, declared.
     let big = format!("{}{}", STARTUP, " ".repeat(70 << 10));

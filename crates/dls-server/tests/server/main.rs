@@ -13,6 +13,7 @@ mod deploy;
 mod flows;
 mod jobs;
 mod metrics;
+mod mobility;
 mod pins;
 mod provisioning;
 mod roles;

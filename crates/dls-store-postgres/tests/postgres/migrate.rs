@@ -3,16 +3,17 @@
 //! target refused, a failed export leaving nothing, a tampered copy caught, and back.
 
 use dls_accounts::Role;
+use dls_engine::mobility::UserData;
 use dls_engine::{
-    AuditEvent, AuditKind, Change, FileRef, IssuedCertificate, ItemKey, JobKind, JobState, JobUpdate, Profile,
-    SealedBootstrap, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
+    AuditEvent, AuditKind, Change, FileRef, IssuedCertificate, ItemKey, JobKind, JobState, JobUpdate, MobilityChange,
+    MobilityQuery, Profile, SealedBootstrap, SecurityMode, UnixTime, WriteOutcome, WrittenRecord,
 };
 use dls_message::{Item, MacAddr, Reason};
 use dls_store::dump::{self, MigrateError, MigrationStore, Row};
 use dls_store::traits::*;
 use dls_store::{
-    AdminAction, CredentialScope, DeviceFilter, DeviceSpec, JobFilter, NewAuditRecord, NewFile, NewJob, SecurityUpdate,
-    Store, StoreError,
+    AdminAction, CredentialScope, DeviceFilter, DeviceSpec, JobFilter, NewAuditRecord, NewFile, NewJob, NewUser,
+    SecurityUpdate, Store, StoreError,
 };
 use dls_store_postgres::PostgresStore;
 use dls_store_sqlite::SqliteStore;
@@ -202,6 +203,30 @@ fn populate(s: &dyn Store) -> (i64, i64) {
         };
         s.record_audit(&record).expect("audit");
     }
+    // Mobility users: one logged on at 3 with saved data, one not logged on.
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    let user = |number: &str, profiles: Vec<String>| NewUser {
+        number: number.into(),
+        name: Some("Anna Meier".into()),
+        password_hash: hash.into(),
+        profiles,
+    };
+    s.add_user(&user("+4930100", vec!["office".into()]), at).expect("user");
+    s.add_user(&NewUser { name: None, ..user("0301", vec![]) }, at).expect("user");
+    let data = UserData { name: "userdata-phonebook".into(), value: "aGVsbG8=".into(), size: 5 };
+    s.apply(
+        mac(3),
+        &[
+            Change::Mobility(MobilityChange::Expect { number: "+4930100".into(), revision: 0 }),
+            Change::Mobility(MobilityChange::LogOn { number: "+4930100".into(), at: UnixTime(120) }),
+            Change::Mobility(MobilityChange::SaveData {
+                number: "+4930100".into(),
+                items: vec![data],
+                at: UnixTime(121),
+            }),
+        ],
+    )
+    .expect("logs on");
     (extra[0].id, f3.id)
 }
 
@@ -221,6 +246,13 @@ fn reads(s: &dyn Store) -> String {
     add("tokens", &s.tokens(None).expect("tokens"));
     add("hash", &s.password_hash("alice").expect("hash"));
     add("token", &s.use_token(&dls_accounts::secret::token_hash("dls_two"), UnixTime(0)).expect("token"));
+    add("users", &s.users().expect("users"));
+    for number in ["+4930100", "0301"] {
+        add("user", &s.user(number).expect("user"));
+        let q = MobilityQuery { named: Some(number.into()), ..MobilityQuery::default() };
+        add("named", &s.mobility_context(mac(1), &q).expect("context").named.map(|n| (n.user, n.password_hash)));
+    }
+    add("user data", &s.user_data("+4930100", "userdata-phonebook").expect("data").map(|d| d.value));
     for n in MACS {
         let m = mac(n);
         add("device", &s.device(m).expect("device"));
