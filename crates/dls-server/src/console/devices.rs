@@ -137,9 +137,8 @@ fn filter_of(q: Option<&str>) -> (ListForm, Result<DeviceFilter, String>) {
             _ => {}
         }
     }
-    let after = match after.map(|a| MacAddr::parse(&a)).transpose() {
-        Ok(a) => a,
-        Err(_) => return (form, Err("That page does not exist (after: not a MAC address).".into())),
+    let Ok(after) = after.map(|a| MacAddr::parse(&a)).transpose() else {
+        return (form, Err("That page does not exist (after: not a MAC address).".into()));
     };
     let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     let filter = DeviceFilter {
