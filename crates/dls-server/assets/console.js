@@ -19,3 +19,7 @@ document.addEventListener("submit", (e) => {
   const message = e.target.getAttribute && e.target.getAttribute("data-confirm");
   if (message && !window.confirm(message)) { e.preventDefault(); }
 }, true);
+// The PIN sheet's print button.
+document.addEventListener("click", (e) => {
+  if (e.target.closest && e.target.closest("[data-print]")) { window.print(); }
+});

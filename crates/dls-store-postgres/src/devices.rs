@@ -116,6 +116,28 @@ fn summary_from_row(row: &Row) -> Result<DeviceSummary, StoreError> {
     })
 }
 
+/// The device listing, by MAC (`LIST_DEVICES_DESC`: the same, descending).
+const LIST_DEVICES: &str = "SELECT d.mac, d.device_type, d.software_version, d.e164, d.last_contact_at,
+            ARRAY(SELECT p.profile FROM device_profiles p WHERE p.mac = d.mac ORDER BY p.position)
+     FROM devices d
+     WHERE ($1::TEXT IS NULL OR EXISTS (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = $1))
+       AND ($2::TEXT IS NULL OR d.device_type = $2)
+       AND ($3::TEXT IS NULL OR strpos(d.mac, $4::TEXT) > 0 OR strpos(lower(d.e164), lower($3)) > 0)
+       AND ($6::TEXT IS NULL OR d.software_version = $6)
+       AND ($7::TEXT IS NULL OR d.mac > $7)
+     ORDER BY d.mac
+     LIMIT $5";
+const LIST_DEVICES_DESC: &str = "SELECT d.mac, d.device_type, d.software_version, d.e164, d.last_contact_at,
+            ARRAY(SELECT p.profile FROM device_profiles p WHERE p.mac = d.mac ORDER BY p.position)
+     FROM devices d
+     WHERE ($1::TEXT IS NULL OR EXISTS (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = $1))
+       AND ($2::TEXT IS NULL OR d.device_type = $2)
+       AND ($3::TEXT IS NULL OR strpos(d.mac, $4::TEXT) > 0 OR strpos(lower(d.e164), lower($3)) > 0)
+       AND ($6::TEXT IS NULL OR d.software_version = $6)
+       AND ($7::TEXT IS NULL OR d.mac < $7)
+     ORDER BY d.mac DESC
+     LIMIT $5";
+
 impl DeviceStore for PostgresStore {
     fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceSummary>, StoreError> {
         let search = filter.search.as_deref().filter(|s| !s.is_empty());
@@ -125,18 +147,13 @@ impl DeviceStore for PostgresStore {
             .filter(|s| !s.is_empty());
         // NULL: no limit.
         let limit = filter.limit.map(crate::sql::int);
+        let after = filter.after.map(|m| m.to_string());
+        // Keyset pagination on the primary key: a page costs the same at any depth.
+        let sql = if filter.descending { LIST_DEVICES_DESC } else { LIST_DEVICES };
         self.read(|tx| {
             tx.query(
-                "SELECT d.mac, d.device_type, d.software_version, d.e164, d.last_contact_at,
-                        ARRAY(SELECT p.profile FROM device_profiles p WHERE p.mac = d.mac ORDER BY p.position)
-                 FROM devices d
-                 WHERE ($1::TEXT IS NULL OR EXISTS
-                           (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = $1))
-                   AND ($2::TEXT IS NULL OR d.device_type = $2)
-                   AND ($3::TEXT IS NULL OR strpos(d.mac, $4::TEXT) > 0 OR strpos(lower(d.e164), lower($3)) > 0)
-                 ORDER BY d.mac
-                 LIMIT $5",
-                &[&filter.profile, &filter.device_type, &search, &mac_needle, &limit],
+                sql,
+                &[&filter.profile, &filter.device_type, &search, &mac_needle, &limit, &filter.software_version, &after],
             )?
             .iter()
             .map(summary_from_row)

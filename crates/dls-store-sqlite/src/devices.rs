@@ -101,6 +101,26 @@ fn replace_overrides(conn: &Connection, mac: &str, items: &[Item]) -> Result<(),
     Ok(())
 }
 
+/// The device listing, by MAC (`LIST_DEVICES_DESC`: the same, descending).
+const LIST_DEVICES: &str = "SELECT d.mac, d.device_type, d.software_version, d.e164, d.last_contact_at
+     FROM devices d
+     WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = ?1))
+       AND (?2 IS NULL OR d.device_type = ?2)
+       AND (?3 IS NULL OR instr(d.mac, ?4) > 0 OR instr(lower(d.e164), lower(?3)) > 0)
+       AND (?6 IS NULL OR d.software_version = ?6)
+       AND (?7 IS NULL OR d.mac > ?7)
+     ORDER BY d.mac
+     LIMIT ?5";
+const LIST_DEVICES_DESC: &str = "SELECT d.mac, d.device_type, d.software_version, d.e164, d.last_contact_at
+     FROM devices d
+     WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = ?1))
+       AND (?2 IS NULL OR d.device_type = ?2)
+       AND (?3 IS NULL OR instr(d.mac, ?4) > 0 OR instr(lower(d.e164), lower(?3)) > 0)
+       AND (?6 IS NULL OR d.software_version = ?6)
+       AND (?7 IS NULL OR d.mac < ?7)
+     ORDER BY d.mac DESC
+     LIMIT ?5";
+
 impl DeviceStore for SqliteStore {
     fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceSummary>, StoreError> {
         let search = filter.search.as_deref().filter(|s| !s.is_empty());
@@ -109,19 +129,15 @@ impl DeviceStore for SqliteStore {
             .map(|s| s.chars().filter(|c| !matches!(c, ':' | '-' | '.')).collect::<String>().to_ascii_uppercase())
             .filter(|s| !s.is_empty());
         let limit = filter.limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        let after = filter.after.map(|m| m.to_string());
+        // Keyset pagination on the primary key: a page costs the same at any depth.
+        let sql = if filter.descending { LIST_DEVICES_DESC } else { LIST_DEVICES };
         self.read(|tx| {
             type SummaryRow = (String, Option<String>, Option<String>, Option<String>, Option<i64>);
             let rows: Vec<SummaryRow> = query_all(
                 tx,
-                "SELECT d.mac, d.device_type, d.software_version, d.e164, d.last_contact_at
-                 FROM devices d
-                 WHERE (?1 IS NULL OR EXISTS
-                           (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = ?1))
-                   AND (?2 IS NULL OR d.device_type = ?2)
-                   AND (?3 IS NULL OR instr(d.mac, ?4) > 0 OR instr(lower(d.e164), lower(?3)) > 0)
-                 ORDER BY d.mac
-                 LIMIT ?5",
-                params![filter.profile, filter.device_type, search, mac_needle, limit],
+                sql,
+                params![filter.profile, filter.device_type, search, mac_needle, limit, filter.software_version, after],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )?;
             rows.into_iter()

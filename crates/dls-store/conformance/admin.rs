@@ -268,6 +268,7 @@ fn list_devices_with_filters() {
             device_type: device_type.map(Into::into),
             search: search.map(Into::into),
             limit,
+            ..DeviceFilter::default()
         };
     assert_eq!(listed(&s, f(Some("sales"), None, None, None)), vec![1, 2]);
     assert_eq!(listed(&s, f(Some("floor"), None, None, None)), vec![2, 3]);
@@ -288,6 +289,30 @@ fn list_devices_with_filters() {
     assert_eq!(listed(&s, f(None, None, None, Some(usize::MAX))), vec![1, 2, 3]);
     assert_eq!(listed(&s, f(Some("sales"), Some("OpenStage 60"), Some("4711"), Some(5))), vec![1]);
     assert_eq!(listed(&s, f(Some("floor"), None, Some("471"), None)), vec![2]);
+}
+
+/// The console's pages: by software version, descending, and a page after a MAC (keyset
+/// pagination), with the other filters.
+#[test]
+fn list_devices_a_page_at_a_time() {
+    let s = fleet();
+    let page = |after: Option<u8>, descending: bool, limit: Option<usize>| DeviceFilter {
+        after: after.map(mac),
+        descending,
+        limit,
+        ..DeviceFilter::default()
+    };
+    assert_eq!(listed(&s, page(None, false, Some(2))), vec![1, 2]);
+    assert_eq!(listed(&s, page(Some(2), false, Some(2))), vec![3]);
+    assert_eq!(listed(&s, page(Some(3), false, Some(2))), Vec::<u8>::new());
+    assert_eq!(listed(&s, page(None, true, Some(2))), vec![3, 2]);
+    assert_eq!(listed(&s, page(Some(2), true, None)), vec![1]);
+    assert_eq!(listed(&s, page(Some(1), true, None)), Vec::<u8>::new());
+    let version = |v: &str| DeviceFilter { software_version: Some(v.into()), ..DeviceFilter::default() };
+    assert_eq!(listed(&s, version("V3 R5.1")), vec![1]);
+    assert_eq!(listed(&s, version("nope")), Vec::<u8>::new());
+    let both = DeviceFilter { profile: Some("floor".into()), after: Some(mac(2)), ..DeviceFilter::default() };
+    assert_eq!(listed(&s, both), vec![3]);
 }
 
 /// A device is added with its secret and its security mode and PIN in one transaction:

@@ -15,8 +15,15 @@ pub struct DeviceFilter {
     pub profile: Option<String>,
     /// Devices reporting this `device-type`.
     pub device_type: Option<String>,
+    /// Devices reporting this `software-version`.
+    pub software_version: Option<String>,
     /// Devices whose MAC or `e164` contains this text (case-insensitive).
     pub search: Option<String>,
+    /// Only the devices past this MAC in the listing's order (keyset pagination: the last
+    /// MAC of the previous page).
+    pub after: Option<MacAddr>,
+    /// MACs in descending order (default: ascending).
+    pub descending: bool,
     /// The most devices returned (default: all).
     pub limit: Option<usize>,
 }

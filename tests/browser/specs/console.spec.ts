@@ -154,9 +154,11 @@ test('screenshots of the main pages', async ({ page, api, dls }, testInfo) => {
     ['OpenScape Desk Phone CP400', 'V1 R6.4.0'],
     ['OpenScape Desk Phone CP400', 'V1 R5.9.0'],
   ];
+  const macs: string[] = [];
   for (const [type, version] of fleet) {
+    macs.push(uniqueMac());
     await dls.phone({
-      mac: uniqueMac(),
+      mac: macs[macs.length - 1],
       items: [
         { name: 'device-type', value: type },
         { name: 'related-device-type', value: type },
@@ -177,6 +179,8 @@ test('screenshots of the main pages', async ({ page, api, dls }, testInfo) => {
     ['/accounts', 'accounts'],
     ['/audit', 'audit'],
     ['/settings', 'settings'],
+    ['/devices', 'devices'],
+    [`/devices/${macs[0]}`, 'device'],
   ]) {
     const answer = await page.goto(path);
     expect(answer?.status(), path).toBe(200);

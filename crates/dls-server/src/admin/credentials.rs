@@ -55,17 +55,29 @@ pub(crate) async fn set_secret(
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let r: SecretRequest = body_json(state, req).await?;
-    let sealed = seal_secret(state, mac, &r.secret)?;
-    blocking(state, "set_device_secret", move |s| s.set_device_secret(mac, Some(&sealed))).await?;
-    audited(state, caller, Some(mac), AdminAction::SecretSet, "").await;
+    put_secret(state, caller, mac, Some(&r.secret)).await?;
     Ok(json(StatusCode::OK, &serde_json::json!({ "mac": mac, "secret": "set" })))
 }
 
 /// `DELETE /api/v1/devices/{mac}/secret`
 pub(crate) async fn clear_secret(state: &AdminState, caller: &Caller, mac: MacAddr) -> Result<Resp, ApiError> {
-    blocking(state, "set_device_secret", move |s| s.set_device_secret(mac, None)).await?;
-    audited(state, caller, Some(mac), AdminAction::SecretCleared, "").await;
+    put_secret(state, caller, mac, None).await?;
     Ok(json(StatusCode::OK, &serde_json::json!({ "mac": mac, "secret": "cleared" })))
+}
+
+/// Sets (checked and sealed) or clears a device's Digest secret, audited (the API's
+/// `PUT`/`DELETE …/secret` and the console's form).
+pub(crate) async fn put_secret(
+    state: &AdminState,
+    caller: &Caller,
+    mac: MacAddr,
+    secret: Option<&str>,
+) -> Result<(), ApiError> {
+    let sealed = secret.map(|secret| seal_secret(state, mac, secret)).transpose()?;
+    let action = if sealed.is_some() { AdminAction::SecretSet } else { AdminAction::SecretCleared };
+    blocking(state, "set_device_secret", move |s| s.set_device_secret(mac, sealed.as_deref())).await?;
+    audited(state, caller, Some(mac), action, "").await;
+    Ok(())
 }
 
 /// `user:password@` for a URL, percent-encoded.

@@ -4,7 +4,7 @@
 use dls_accounts::Need;
 use dls_engine::SecurityMode;
 use dls_message::{Item, MacAddr};
-use dls_store::{AdminAction, DeviceFilter, DeviceSpec, DeviceUpdate};
+use dls_store::{AdminAction, DeviceDetails, DeviceFilter, DeviceSpec, DeviceUpdate};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Deserialize;
@@ -17,20 +17,21 @@ use super::credentials::seal_secret;
 use super::security::{SecurityRequest, security_update};
 use crate::http::Resp;
 
+/// A device to add: the API's JSON body, or the console's form.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewDevice {
-    mac: String,
+pub(crate) struct NewDevice {
+    pub(crate) mac: String,
     #[serde(default)]
-    profiles: Vec<String>,
+    pub(crate) profiles: Vec<String>,
     #[serde(default)]
-    overrides: Vec<Item>,
+    pub(crate) overrides: Vec<Item>,
     /// With `pin`, a PIN is issued and returned.
     #[serde(default)]
-    mode: Option<SecurityMode>,
+    pub(crate) mode: Option<SecurityMode>,
     /// The device's digest secret ("MAC-ID").
     #[serde(default)]
-    secret: Option<Zeroizing<String>>,
+    pub(crate) secret: Option<Zeroizing<String>>,
 }
 
 fn filter_of(q: Option<&str>) -> Result<DeviceFilter, ApiError> {
@@ -57,6 +58,22 @@ pub(crate) async fn list(state: &AdminState, req: &Request<Incoming>) -> Result<
 /// `POST /api/v1/devices`: everything asked for in one store transaction, or nothing.
 pub(crate) async fn add(state: &AdminState, caller: &Caller, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let new: NewDevice = body_json(state, req).await?;
+    let (details, pin) = create(state, caller, new).await?;
+    let mut body = serde_json::to_value(&details).unwrap_or_default();
+    if let (Some(p), Some(obj)) = (pin, body.as_object_mut()) {
+        obj.insert("pin".into(), serde_json::Value::String(p.to_string()));
+    }
+    Ok(json(StatusCode::CREATED, &body))
+}
+
+/// Adds a device (the API's `POST /api/v1/devices` and the console's form): checked,
+/// stored in one transaction and audited; its details, and the PIN issued when the mode
+/// is `pin`.
+pub(crate) async fn create(
+    state: &AdminState,
+    caller: &Caller,
+    new: NewDevice,
+) -> Result<(Option<DeviceDetails>, Option<Zeroizing<String>>), ApiError> {
     let mac = parse_mac(&new.mac)?;
     if new.secret.is_some() {
         // A Digest secret is a credential: an administrator's.
@@ -78,11 +95,7 @@ pub(crate) async fn add(state: &AdminState, caller: &Caller, req: Request<Incomi
     blocking(state, "add_device", move |s| s.add_device(mac, &spec, at)).await?;
     audited(state, caller, Some(mac), AdminAction::DeviceAdded, detail).await;
     let details = blocking(state, "device", move |s| s.device(mac)).await?;
-    let mut body = serde_json::to_value(&details).unwrap_or_default();
-    if let (Some(p), Some(obj)) = (pin, body.as_object_mut()) {
-        obj.insert("pin".into(), serde_json::Value::String(p.to_string()));
-    }
-    Ok(json(StatusCode::CREATED, &body))
+    Ok((details, pin))
 }
 
 /// The audit detail of a device added: its profiles, mode, whether it has a secret.

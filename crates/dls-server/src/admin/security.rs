@@ -57,14 +57,26 @@ pub(crate) async fn change(
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let request: SecurityRequest = body_json(state, req).await?;
-    let (pin, update) = security_update(state, caller, mac, request)?;
-    let at = state.clock.now();
-    blocking(state, "update_security", move |s| s.update_security(mac, &update, at)).await?;
+    let pin = apply(state, caller, mac, request).await?;
     let body = match pin {
         Some(p) => serde_json::json!({ "mac": mac, "pin": p.as_str() }),
         None => serde_json::json!({ "mac": mac }),
     };
     Ok(json(StatusCode::OK, &body))
+}
+
+/// Changes a device's security (the API's `POST …/security` and the console's forms):
+/// stored with its audit records in one transaction; the PIN issued, if one was.
+pub(crate) async fn apply(
+    state: &AdminState,
+    caller: &Caller,
+    mac: MacAddr,
+    request: SecurityRequest,
+) -> Result<Option<Zeroizing<String>>, ApiError> {
+    let (pin, update) = security_update(state, caller, mac, request)?;
+    let at = state.clock.now();
+    blocking(state, "update_security", move |s| s.update_security(mac, &update, at)).await?;
+    Ok(pin)
 }
 
 /// `GET /api/v1/devices/{mac}/certificates`

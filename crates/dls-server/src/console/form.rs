@@ -24,6 +24,11 @@ impl Form {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// Every value of `name` (a multiple choice), trimmed, the empty ones left out.
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+    }
+
     /// A field's value as typed, or empty.
     pub(crate) fn text(&self, name: &str) -> String {
         self.get(name).map(str::trim).unwrap_or_default().to_owned()

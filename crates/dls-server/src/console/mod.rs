@@ -27,6 +27,7 @@ mod accounts;
 mod assets;
 mod audit;
 mod dashboard;
+mod devices;
 pub(crate) mod form;
 mod layout;
 mod login;
@@ -58,6 +59,11 @@ enum Page<'a> {
     AddToken(&'a str),
     RevokeToken(&'a str, &'a str),
     Logout,
+    Devices,
+    AddDevice,
+    Device(&'a str),
+    DeviceSecurity(&'a str),
+    DeviceSecret(&'a str),
 }
 
 /// Every page of the console, with the role it needs. `GET` shows, `POST` changes.
@@ -70,15 +76,24 @@ enum Page<'a> {
 /// | GET | `/` | read | the dashboard ([`dashboard`]) |
 /// | GET | `/audit?mac=&actor=&kind=&since=&until=&tz=&before=` | read | the audit log ([`audit`]) |
 /// | GET | `/settings` | read | the running configuration ([`settings`]) |
+/// | GET, POST | `/devices?q=&type=&version=&profile=&order=&after=` | read; operate to add | devices; add one ([`devices`]) |
+/// | GET | `/devices/{mac}` | read | a device |
+/// | POST | `/devices/{mac}/security` | operate | set its mode, issue a PIN (the PIN sheet), reset |
+/// | POST | `/devices/{mac}/secret` | administer | set or clear its Digest secret |
 /// | GET, POST | `/accounts` | administer | accounts and tokens; add one ([`accounts`]) |
 /// | POST | `/accounts/{name}/role`, `…/password`, `…/delete`, `…/tokens`, `…/tokens/{token}/revoke` | administer | change, reset, delete; add and revoke tokens |
 fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
-    use Need::{Administer, Read};
+    use Need::{Administer, Operate, Read};
     Some(match (method.clone(), seg) {
         (Method::GET, [""]) => (Read, Page::Dashboard),
         (Method::GET, ["audit"]) => (Read, Page::Audit),
         (Method::GET, ["settings"]) => (Read, Page::Settings),
         (Method::POST, ["logout"]) => (Read, Page::Logout),
+        (Method::GET, ["devices"]) => (Read, Page::Devices),
+        (Method::POST, ["devices"]) => (Operate, Page::AddDevice),
+        (Method::GET, ["devices", mac]) => (Read, Page::Device(mac)),
+        (Method::POST, ["devices", mac, "security"]) => (Operate, Page::DeviceSecurity(mac)),
+        (Method::POST, ["devices", mac, "secret"]) => (Administer, Page::DeviceSecret(mac)),
         (Method::GET, ["accounts"]) => (Administer, Page::Accounts),
         (Method::POST, ["accounts"]) => (Administer, Page::AddAccount),
         (Method::POST, ["accounts", name, "role"]) => (Administer, Page::SetRole(name)),
@@ -104,6 +119,17 @@ async fn dispatch(
         Page::Logout => {
             form::read(state, caller, req).await?;
             login::logout(state, caller).await
+        }
+        Page::Devices => devices::list(state, caller, req.uri().query(), devices::AddOutcome::default()).await,
+        Page::AddDevice => devices::add(state, caller, &form::read(state, caller, req).await?).await,
+        Page::Device(mac) => devices::show(state, caller, devices::parse_mac(mac)?, devices::Outcome::default()).await,
+        Page::DeviceSecurity(mac) => {
+            let mac = devices::parse_mac(mac)?;
+            devices::security(state, caller, mac, &form::read(state, caller, req).await?).await
+        }
+        Page::DeviceSecret(mac) => {
+            let mac = devices::parse_mac(mac)?;
+            devices::secret(state, caller, mac, &form::read(state, caller, req).await?).await
         }
         Page::Accounts => accounts::show(state, caller, accounts::Outcome::default()).await,
         Page::AddAccount => accounts::add(state, caller, form::read(state, caller, req).await?).await,
