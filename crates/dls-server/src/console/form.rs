@@ -24,6 +24,11 @@ impl Form {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// Every value of `name`, in order (repeated fields: a table's rows).
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+
     /// A field's value as typed, or empty.
     pub(crate) fn text(&self, name: &str) -> String {
         self.get(name).map(str::trim).unwrap_or_default().to_owned()

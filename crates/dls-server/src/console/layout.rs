@@ -27,6 +27,7 @@ pub(crate) struct Nav {
 /// console is added here too (and to `route`'s table).
 const PAGES: &[(&str, &str, Need)] = &[
     ("/", "Dashboard", Need::Read),
+    ("/profiles", "Profiles", Need::Read),
     ("/audit", "Audit", Need::Read),
     ("/accounts", "Accounts", Need::Administer),
     ("/settings", "Settings", Need::Read),

@@ -30,6 +30,7 @@ mod dashboard;
 pub(crate) mod form;
 mod layout;
 mod login;
+mod profiles;
 mod settings;
 
 use std::sync::Arc;
@@ -58,6 +59,11 @@ enum Page<'a> {
     AddToken(&'a str),
     RevokeToken(&'a str, &'a str),
     Logout,
+    Profiles,
+    AddProfile,
+    Profile(&'a str),
+    SaveProfile(&'a str),
+    DeleteProfile(&'a str),
 }
 
 /// Every page of the console, with the role it needs. `GET` shows, `POST` changes.
@@ -71,9 +77,12 @@ enum Page<'a> {
 /// | GET | `/audit?mac=&actor=&kind=&since=&until=&tz=&before=` | read | the audit log ([`audit`]) |
 /// | GET | `/settings` | read | the running configuration ([`settings`]) |
 /// | GET, POST | `/accounts` | administer | accounts and tokens; add one ([`accounts`]) |
+/// | GET, POST | `/profiles` | read; operate | profiles; add one ([`profiles`]) |
+/// | GET, POST | `/profiles/{name}` | read; operate | a profile and the devices it reaches; save it |
+/// | POST | `/profiles/{name}/delete` | operate | delete it |
 /// | POST | `/accounts/{name}/role`, `…/password`, `…/delete`, `…/tokens`, `…/tokens/{token}/revoke` | administer | change, reset, delete; add and revoke tokens |
 fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
-    use Need::{Administer, Read};
+    use Need::{Administer, Operate, Read};
     Some(match (method.clone(), seg) {
         (Method::GET, [""]) => (Read, Page::Dashboard),
         (Method::GET, ["audit"]) => (Read, Page::Audit),
@@ -86,6 +95,11 @@ fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
         (Method::POST, ["accounts", name, "delete"]) => (Administer, Page::DeleteAccount(name)),
         (Method::POST, ["accounts", name, "tokens"]) => (Administer, Page::AddToken(name)),
         (Method::POST, ["accounts", name, "tokens", token, "revoke"]) => (Administer, Page::RevokeToken(name, token)),
+        (Method::GET, ["profiles"]) => (Read, Page::Profiles),
+        (Method::POST, ["profiles"]) => (Operate, Page::AddProfile),
+        (Method::GET, ["profiles", name]) => (Read, Page::Profile(name)),
+        (Method::POST, ["profiles", name]) => (Operate, Page::SaveProfile(name)),
+        (Method::POST, ["profiles", name, "delete"]) => (Operate, Page::DeleteProfile(name)),
         _ => return None,
     })
 }
@@ -120,6 +134,14 @@ async fn dispatch(
         Page::RevokeToken(name, token) => {
             form::read(state, caller, req).await?;
             accounts::revoke_token(state, caller, name, token).await
+        }
+        Page::Profiles => profiles::list(state, caller).await,
+        Page::AddProfile => profiles::add(state, caller, form::read(state, caller, req).await?).await,
+        Page::Profile(name) => profiles::show(state, caller, name, req.uri().query()).await,
+        Page::SaveProfile(name) => profiles::save(state, caller, name, form::read(state, caller, req).await?).await,
+        Page::DeleteProfile(name) => {
+            form::read(state, caller, req).await?;
+            profiles::delete(state, caller, name).await
         }
     }
 }

@@ -8,6 +8,7 @@ mod cluster;
 mod common;
 mod connections;
 mod console;
+mod console_pages;
 mod contact_across_nodes;
 mod deploy;
 mod flows;

@@ -1,0 +1,144 @@
+//! The console's profiles, jobs, files and credentials pages over real HTTP: what each role
+//! sees and may do, CSRF, validation answered on the page, and escaping.
+
+use serde_json::json;
+
+use crate::common::{TestServer, http};
+
+/// A browser: its session cookie, and the CSRF token of the last page it loaded.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+fn header(h: &hyper::HeaderMap, name: &str) -> String {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a page with a form") + 19;
+    page[at..at + 64].to_owned()
+}
+
+async fn get(srv: &TestServer, path: &str, b: &Browser) -> (u16, hyper::HeaderMap, String) {
+    let (status, h, body) = http(srv.admin, "GET", path, &[("cookie", &b.cookie)], Vec::new()).await;
+    (status, h, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Posts `form` with the browser's session; `csrf` adds its token.
+async fn post(srv: &TestServer, path: &str, b: &Browser, form: &str, csrf: bool) -> (u16, hyper::HeaderMap, String) {
+    let form = if csrf { format!("csrf={}&{form}", b.csrf) } else { form.to_owned() };
+    let headers = [("content-type", "application/x-www-form-urlencoded"), ("cookie", b.cookie.as_str())];
+    let (status, h, body) = http(srv.admin, "POST", path, &headers, form.into_bytes()).await;
+    (status, h, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An account of `role` logged in.
+async fn logged_in(srv: &TestServer, name: &str, role: &str) -> Browser {
+    let account = json!({ "name": name, "role": role, "password": "correct horse 1" });
+    assert_eq!(srv.admin("POST", "/api/v1/accounts", Some(account)).await.0, 201);
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    let form = format!("account={name}&password=correct+horse+1").into_bytes();
+    let (status, h, _) = http(srv.admin, "POST", "/login", &headers, form).await;
+    assert_eq!(status, 303);
+    let cookie = header(&h, "set-cookie").split(';').next().expect("a cookie").to_owned();
+    let mut b = Browser { cookie, csrf: String::new() };
+    let (status, _, page) = get(srv, "/", &b).await;
+    assert_eq!(status, 200);
+    b.csrf = csrf_of(&page);
+    b
+}
+
+async fn profile(srv: &TestServer, name: &str) -> serde_json::Value {
+    let (status, p) = srv.admin("GET", &format!("/api/v1/profiles/{name}"), None).await;
+    assert_eq!(status, 200, "{p}");
+    p
+}
+
+#[tokio::test]
+async fn profiles_are_listed_edited_checked_and_show_the_devices_they_reach() {
+    let srv = TestServer::start().await;
+    let op = logged_in(&srv, "olga", "operator").await;
+    let (status, _, page) = get(&srv, "/profiles", &op).await;
+    assert!(status == 200 && page.contains("No profile yet") && page.contains("Add profile"), "{page}");
+
+    // Add one, then fill it in: device type, re-assert policy, items (blank rows ignored).
+    let (status, h, page) = post(&srv, "/profiles", &op, "name=sales", true).await;
+    assert_eq!((status, header(&h, "location").as_str()), (303, "/profiles/sales"), "{page}");
+    let (status, _, page) = post(&srv, "/profiles", &op, "name=sales", true).await;
+    assert!(status == 409 && page.contains("exists already"), "{page}");
+    let (status, _, page) = post(&srv, "/profiles", &op, "name=bad%2Fname", true).await;
+    assert!(status == 400 && page.contains("profile name"), "{page}");
+    let form = "device-type=OpenStage+60&reassert=yes\
+                &item-name=sntp-addr&item-index=&item-value=ntp.example\
+                &item-name=function-key-def&item-index=3&item-value=%3Cscript%3Ex%3C%2Fscript%3E\
+                &item-name=&item-index=&item-value=";
+    let (status, h, page) = post(&srv, "/profiles/sales", &op, form, true).await;
+    assert_eq!((status, header(&h, "location").as_str()), (303, "/profiles/sales?saved=1"), "{page}");
+    let p = profile(&srv, "sales").await;
+    assert_eq!(p["device-type"], "OpenStage 60");
+    assert_eq!(p["reassert-on-local-changes"], true);
+    assert_eq!(p["item"].as_array().map(Vec::len), Some(2), "{p}");
+    assert_eq!((p["item"][1]["index"].as_u64(), p["item"][1]["value"].as_str()), (Some(3), Some("<script>x</script>")));
+    let (_, log) = srv.admin("GET", "/api/v1/audit?kind=profile-saved&actor=olga", None).await;
+    assert_eq!(log.as_array().map(Vec::len), Some(2), "added and saved, by olga: {log}");
+
+    // The page: saved, the value shown as text, the devices it reaches (by type, assigned).
+    for (mac, body) in [
+        ("0001E3000A01", json!({ "mac": "0001E3000A01", "profiles": ["sales"] })),
+        ("0001E3000A02", json!({ "mac": "0001E3000A02" })),
+        ("0001E3000A03", json!({ "mac": "0001E3000A03" })),
+    ] {
+        assert_eq!(srv.admin("POST", "/api/v1/devices", Some(body)).await.0, 201, "{mac}");
+    }
+    crate::common::sql(&srv, "UPDATE devices SET device_type = 'OpenStage 60' WHERE mac = '0001E3000A02'").await;
+    let (status, _, page) = get(&srv, "/profiles/sales?saved=1", &op).await;
+    assert!(status == 200 && page.contains("Saved."), "{page}");
+    assert!(!page.contains("<script>x"), "{page}");
+    assert!(page.contains("&#60;script&#62;x") || page.contains("&lt;script&gt;x"), "shown as text: {page}");
+    assert!(page.contains("0001E3000A01") && page.contains("0001E3000A02") && !page.contains("0001E3000A03"), "{page}");
+    let (_, _, list) = get(&srv, "/profiles", &op).await;
+    assert!(list.contains("devices reporting OpenStage 60"), "{list}");
+
+    // An item the phone cannot be sent: 422, the item named, its row marked, nothing stored.
+    let bad = "device-type=&reassert=no&item-name=sntp-addr&item-index=&item-value=ntp.example\
+               &item-name=&item-index=&item-value=no+name";
+    let (status, _, page) = post(&srv, "/profiles/sales", &op, bad, true).await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("#2 in the list") && page.contains("aria-invalid=\"true\""), "{page}");
+    assert!(page.contains("value=\"no name\""), "what was typed is kept: {page}");
+    let (status, _, page) = post(&srv, "/profiles/sales", &op, "item-name=x&item-index=three&item-value=", true).await;
+    assert!(status == 422 && page.contains("is not a number"), "{page}");
+    let ctl = "item-name=x&item-index=&item-value=a%01b";
+    let (status, _, page) = post(&srv, "/profiles/sales", &op, ctl, true).await;
+    assert!(status == 422 && page.contains("\"x\""), "{page}");
+    assert_eq!(profile(&srv, "sales").await["reassert-on-local-changes"], true, "unchanged");
+
+    // Without the CSRF token: 403, nothing changed.
+    let (status, _, _) = post(&srv, "/profiles/sales", &op, "item-name=y&item-index=&item-value=1", false).await;
+    assert_eq!(status, 403);
+    assert_eq!(profile(&srv, "sales").await["item"].as_array().map(Vec::len), Some(2));
+
+    // A viewer reads, without a form; its crafted posts are refused.
+    let viewer = logged_in(&srv, "vic", "viewer").await;
+    let (status, _, page) = get(&srv, "/profiles/sales", &viewer).await;
+    assert!(status == 200 && page.contains("ntp.example"), "{page}");
+    assert!(!page.contains("Save profile") && !page.contains("Delete profile"), "{page}");
+    let (_, _, list) = get(&srv, "/profiles", &viewer).await;
+    assert!(!list.contains("Add profile"), "{list}");
+    for (path, form) in [
+        ("/profiles/sales", "item-name=y&item-index=&item-value=1"),
+        ("/profiles", "name=x"),
+        ("/profiles/sales/delete", ""),
+    ] {
+        assert_eq!(post(&srv, path, &viewer, form, true).await.0, 403, "{path}");
+    }
+    assert_eq!(profile(&srv, "sales").await["item"].as_array().map(Vec::len), Some(2));
+
+    // Delete: gone, and a missing profile is a 404 page.
+    let (status, _, page) = post(&srv, "/profiles/sales/delete", &op, "", true).await;
+    assert!(status == 200 && page.contains("deleted"), "{page}");
+    assert_eq!(srv.admin("GET", "/api/v1/profiles/sales", None).await.0, 404);
+    assert_eq!(get(&srv, "/profiles/sales", &op).await.0, 404);
+    srv.stop().await;
+}
