@@ -28,6 +28,7 @@ pub(crate) struct Nav {
 const PAGES: &[(&str, &str, Need)] = &[
     ("/", "Dashboard", Need::Read),
     ("/profiles", "Profiles", Need::Read),
+    ("/jobs", "Jobs", Need::Read),
     ("/audit", "Audit", Need::Read),
     ("/accounts", "Accounts", Need::Administer),
     ("/settings", "Settings", Need::Read),

@@ -28,6 +28,7 @@ mod assets;
 mod audit;
 mod dashboard;
 pub(crate) mod form;
+mod jobs;
 mod layout;
 mod login;
 mod profiles;
@@ -64,6 +65,10 @@ enum Page<'a> {
     Profile(&'a str),
     SaveProfile(&'a str),
     DeleteProfile(&'a str),
+    Jobs,
+    JobsTable,
+    AddJobs,
+    CancelJob(&'a str),
 }
 
 /// Every page of the console, with the role it needs. `GET` shows, `POST` changes.
@@ -80,6 +85,9 @@ enum Page<'a> {
 /// | GET, POST | `/profiles` | read; operate | profiles; add one ([`profiles`]) |
 /// | GET, POST | `/profiles/{name}` | read; operate | a profile and the devices it reaches; save it |
 /// | POST | `/profiles/{name}/delete` | operate | delete it |
+/// | GET, POST | `/jobs?state=` | read; operate | jobs; queue some ([`jobs`]) |
+/// | GET | `/jobs/table?state=` | read | the jobs table alone (htmx polls it) |
+/// | POST | `/jobs/{id}/cancel` | operate | cancel a job |
 /// | POST | `/accounts/{name}/role`, `…/password`, `…/delete`, `…/tokens`, `…/tokens/{token}/revoke` | administer | change, reset, delete; add and revoke tokens |
 fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
     use Need::{Administer, Operate, Read};
@@ -100,6 +108,10 @@ fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
         (Method::GET, ["profiles", name]) => (Read, Page::Profile(name)),
         (Method::POST, ["profiles", name]) => (Operate, Page::SaveProfile(name)),
         (Method::POST, ["profiles", name, "delete"]) => (Operate, Page::DeleteProfile(name)),
+        (Method::GET, ["jobs"]) => (Read, Page::Jobs),
+        (Method::GET, ["jobs", "table"]) => (Read, Page::JobsTable),
+        (Method::POST, ["jobs"]) => (Operate, Page::AddJobs),
+        (Method::POST, ["jobs", id, "cancel"]) => (Operate, Page::CancelJob(id)),
         _ => return None,
     })
 }
@@ -142,6 +154,13 @@ async fn dispatch(
         Page::DeleteProfile(name) => {
             form::read(state, caller, req).await?;
             profiles::delete(state, caller, name).await
+        }
+        Page::Jobs => jobs::show(state, caller, req.uri().query()).await,
+        Page::JobsTable => jobs::fragment(state, caller, req.uri().query()).await,
+        Page::AddJobs => jobs::add(state, caller, form::read(state, caller, req).await?).await,
+        Page::CancelJob(id) => {
+            form::read(state, caller, req).await?;
+            jobs::cancel(state, caller, id).await
         }
     }
 }

@@ -142,3 +142,76 @@ async fn profiles_are_listed_edited_checked_and_show_the_devices_they_reach() {
     assert_eq!(get(&srv, "/profiles/sales", &op).await.0, 404);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn jobs_are_queued_on_a_selection_shown_polled_and_cancelled() {
+    let srv = TestServer::start().await;
+    let op = logged_in(&srv, "olga", "operator").await;
+    let (status, _, page) = get(&srv, "/jobs", &op).await;
+    assert!(status == 200 && page.contains("No job") && page.contains("Queue job"), "{page}");
+    assert!(page.contains("hx-get=\"/jobs/table?state=\"") && page.contains("hx-trigger=\"every 2s\""), "{page}");
+    for mac in ["0001E3000B01", "0001E3000B02"] {
+        assert_eq!(srv.admin("POST", "/api/v1/devices", Some(json!({ "mac": mac, "profiles": [] }))).await.0, 201);
+    }
+
+    // By MACs: one job each, audited with the account.
+    let form = "target=macs&macs=00-01-E3-00-0B-01%2C+0001E3000B02&kind=read&file=&priority=normal";
+    let (status, _, page) = post(&srv, "/jobs", &op, form, true).await;
+    assert!(status == 200 && page.contains("2 jobs queued"), "{page}");
+    let (_, jobs) = srv.admin("GET", "/api/v1/jobs", None).await;
+    assert_eq!(jobs.as_array().map(Vec::len), Some(2), "{jobs}");
+    let (_, log) = srv.admin("GET", "/api/v1/audit?kind=jobs-queued&actor=olga", None).await;
+    assert_eq!(log.as_array().map(Vec::len), Some(1), "{log}");
+    // The fragment htmx polls: the table alone, with the states.
+    let (status, _, table) = get(&srv, "/jobs/table", &op).await;
+    assert!(status == 200 && table.starts_with("<div id=\"jobs-table\"") && !table.contains("<html"), "{table}");
+    assert!(table.contains("queued: 2") && table.contains("0001E3000B01"), "{table}");
+    assert_eq!(get(&srv, "/jobs/table?state=nonsense", &op).await.0, 400);
+    let (_, _, done) = get(&srv, "/jobs?state=done", &op).await;
+    assert!(done.contains("No job in the state done"), "{done}");
+
+    // Bad selections: answered on the page, what was typed kept, nothing queued.
+    for (form, status, says) in [
+        ("target=macs&macs=&kind=read", 422, "type at least one MAC"),
+        ("target=macs&macs=%3Cscript%3E&kind=read", 400, "&#60;script&#62;"),
+        ("target=macs&macs=0001E3000B99&kind=read", 404, "0001E3000B99"),
+        ("target=profile&profile=&kind=read", 422, "Profile: choose one"),
+        ("target=all&kind=deploy-file&file=", 422, "File: choose one"),
+        ("target=all&kind=deploy-file&file=77&priority=normal", 404, "file 77 not found"),
+        ("target=all&kind=nonsense", 422, "unknown variant"),
+        ("target=&kind=read", 422, "Choose which devices"),
+    ] {
+        let (s, _, page) = post(&srv, "/jobs", &op, form, true).await;
+        assert!(s == status && page.contains(says), "{form}: {s} {page}");
+    }
+    let (_, jobs) = srv.admin("GET", "/api/v1/jobs", None).await;
+    assert_eq!(jobs.as_array().map(Vec::len), Some(2), "{jobs}");
+
+    // By device type and all; then cancel one (asking first), and a job over is not.
+    crate::common::sql(&srv, "UPDATE devices SET device_type = 'OpenStage 60' WHERE mac = '0001E3000B02'").await;
+    let (_, _, page) = post(&srv, "/jobs", &op, "target=device-type&device-type=OpenStage+60&kind=restart", true).await;
+    assert!(page.contains("queued;"), "{page}");
+    let (_, _, page) = post(&srv, "/jobs", &op, "target=all&kind=reassert-config", true).await;
+    assert!(page.contains("2 jobs queued"), "{page}");
+    let (_, jobs) = srv.admin("GET", "/api/v1/jobs", None).await;
+    let id = jobs[0]["id"].as_i64().expect("an id");
+    assert!(
+        page.contains(&format!("action=\"/jobs/{id}/cancel\"")) && page.contains("data-confirm=\"Cancel job"),
+        "{page}"
+    );
+    let viewer = logged_in(&srv, "vic", "viewer").await;
+    let (_, _, seen) = get(&srv, "/jobs", &viewer).await;
+    assert!(!seen.contains("Queue job") && !seen.contains("/cancel"), "{seen}");
+    assert_eq!(post(&srv, &format!("/jobs/{id}/cancel"), &viewer, "", true).await.0, 403);
+    assert_eq!(post(&srv, "/jobs", &viewer, "target=all&kind=restart", true).await.0, 403);
+    assert_eq!(post(&srv, &format!("/jobs/{id}/cancel"), &op, "", false).await.0, 403);
+    let (status, _, page) = post(&srv, &format!("/jobs/{id}/cancel"), &op, "", true).await;
+    assert!(status == 200 && page.contains("cancelled"), "{page}");
+    let (status, _, page) = post(&srv, &format!("/jobs/{id}/cancel"), &op, "", true).await;
+    assert_eq!(status, 409, "{page}");
+    let (_, job) = srv.admin("GET", &format!("/api/v1/jobs/{id}"), None).await;
+    assert_eq!(job["state"], "cancelled");
+    let (_, jobs) = srv.admin("GET", "/api/v1/jobs", None).await;
+    assert_eq!(jobs.as_array().map(Vec::len), Some(5), "{jobs}");
+    srv.stop().await;
+}
