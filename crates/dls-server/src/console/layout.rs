@@ -29,6 +29,7 @@ const PAGES: &[(&str, &str, Need)] = &[
     ("/", "Dashboard", Need::Read),
     ("/profiles", "Profiles", Need::Read),
     ("/jobs", "Jobs", Need::Read),
+    ("/files", "Files", Need::Read),
     ("/audit", "Audit", Need::Read),
     ("/accounts", "Accounts", Need::Administer),
     ("/settings", "Settings", Need::Read),

@@ -27,6 +27,7 @@ mod accounts;
 mod assets;
 mod audit;
 mod dashboard;
+mod files;
 pub(crate) mod form;
 mod jobs;
 mod layout;
@@ -69,6 +70,9 @@ enum Page<'a> {
     JobsTable,
     AddJobs,
     CancelJob(&'a str),
+    Files,
+    Upload,
+    DeleteFile(&'a str),
 }
 
 /// Every page of the console, with the role it needs. `GET` shows, `POST` changes.
@@ -88,6 +92,9 @@ enum Page<'a> {
 /// | GET, POST | `/jobs?state=` | read; operate | jobs; queue some ([`jobs`]) |
 /// | GET | `/jobs/table?state=` | read | the jobs table alone (htmx polls it) |
 /// | POST | `/jobs/{id}/cancel` | operate | cancel a job |
+/// | GET | `/files?added=` | read | deployment files ([`files`]) |
+/// | POST | `/files/upload?name=&type=&…` | operate | add one: the body is the file, the CSRF token in `X-CSRF-Token`; answers JSON |
+/// | POST | `/files/{id}/delete` | operate | delete one |
 /// | POST | `/accounts/{name}/role`, `…/password`, `…/delete`, `…/tokens`, `…/tokens/{token}/revoke` | administer | change, reset, delete; add and revoke tokens |
 fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
     use Need::{Administer, Operate, Read};
@@ -112,6 +119,9 @@ fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
         (Method::GET, ["jobs", "table"]) => (Read, Page::JobsTable),
         (Method::POST, ["jobs"]) => (Operate, Page::AddJobs),
         (Method::POST, ["jobs", id, "cancel"]) => (Operate, Page::CancelJob(id)),
+        (Method::GET, ["files"]) => (Read, Page::Files),
+        (Method::POST, ["files", "upload"]) => (Operate, Page::Upload),
+        (Method::POST, ["files", id, "delete"]) => (Operate, Page::DeleteFile(id)),
         _ => return None,
     })
 }
@@ -161,6 +171,12 @@ async fn dispatch(
         Page::CancelJob(id) => {
             form::read(state, caller, req).await?;
             jobs::cancel(state, caller, id).await
+        }
+        Page::Files => files::show(state, caller, req.uri().query()).await,
+        Page::Upload => Ok(files::upload(state, caller, req).await),
+        Page::DeleteFile(id) => {
+            form::read(state, caller, req).await?;
+            files::delete(state, caller, id).await
         }
     }
 }

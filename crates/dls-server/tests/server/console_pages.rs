@@ -215,3 +215,62 @@ async fn jobs_are_queued_on_a_selection_shown_polled_and_cancelled() {
     assert_eq!(jobs.as_array().map(Vec::len), Some(5), "{jobs}");
     srv.stop().await;
 }
+
+/// Uploads `content` as the files page's script does.
+async fn upload(srv: &TestServer, b: &Browser, query: &str, content: &[u8], csrf: bool) -> (u16, serde_json::Value) {
+    let mut headers = vec![("cookie", b.cookie.as_str()), ("content-type", "application/octet-stream")];
+    if csrf {
+        headers.push(("x-csrf-token", b.csrf.as_str()));
+    }
+    let (status, _, body) =
+        http(srv.admin, "POST", &format!("/files/upload?{query}"), &headers, content.to_vec()).await;
+    (status, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn files_are_uploaded_within_the_limit_listed_and_deleted() {
+    let srv = TestServer::start_with(|c| c.max_file_bytes = 1000).await;
+    let op = logged_in(&srv, "olga", "operator").await;
+    let (status, _, page) = get(&srv, "/files", &op).await;
+    assert!(status == 200 && page.contains("No file yet") && page.contains("data-upload=\"/files/upload\""), "{page}");
+    assert!(page.contains("data-max-bytes=\"1000\""), "{page}");
+
+    let (status, file) = upload(&srv, &op, "name=%3Cb%3Ering.mp3&type=RINGTONE", b"a ring tone", true).await;
+    assert_eq!(status, 201, "{file}");
+    let id = file["id"].as_i64().expect("an id");
+    let stored =
+        std::fs::read(srv.dir.path().join("data").join("files").join(id.to_string())).expect("in the file store");
+    assert_eq!(stored, b"a ring tone");
+    let (_, log) = srv.admin("GET", "/api/v1/audit?kind=file-added&actor=olga", None).await;
+    assert_eq!(log.as_array().map(Vec::len), Some(1), "{log}");
+    let (_, _, page) = get(&srv, &format!("/files?added={id}"), &op).await;
+    assert!(page.contains(&format!("File {id} added.")) && page.contains("RINGTONE"), "{page}");
+    assert!(!page.contains("<b>ring") && page.contains("ring.mp3"), "the name as text: {page}");
+
+    // Over the limit: 413 with the limit said; without the token, or as a viewer: refused.
+    let (status, answer) = upload(&srv, &op, "name=big.bin&type=LOGO", &[0; 1001], true).await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("at most 1000 bytes")), "{answer}");
+    let (status, answer) = upload(&srv, &op, "name=x.bin&type=LOGO", b"x", false).await;
+    assert!(status == 403 && answer["error"].as_str().is_some_and(|e| e.contains("security token")), "{answer}");
+    let (status, answer) = upload(&srv, &op, "type=LOGO", b"x", true).await;
+    assert!(status == 400 && answer["error"] == "name is required", "{answer}");
+    let viewer = logged_in(&srv, "vic", "viewer").await;
+    let (_, _, seen) = get(&srv, "/files", &viewer).await;
+    assert!(seen.contains("ring.mp3") && !seen.contains("data-upload") && !seen.contains("/delete"), "{seen}");
+    assert_eq!(upload(&srv, &viewer, "name=v.bin&type=LOGO", b"x", true).await.0, 403);
+    assert_eq!(post(&srv, &format!("/files/{id}/delete"), &viewer, "", true).await.0, 403);
+    let (_, files) = srv.admin("GET", "/api/v1/files", None).await;
+    assert_eq!(files.as_array().map(Vec::len), Some(1), "{files}");
+
+    // Delete (the page asks first), content and record gone.
+    let (_, _, page) = get(&srv, "/files", &op).await;
+    assert!(page.contains("data-confirm=\"Delete the file"), "{page}");
+    assert_eq!(post(&srv, &format!("/files/{id}/delete"), &op, "", false).await.0, 403);
+    let (status, _, page) = post(&srv, &format!("/files/{id}/delete"), &op, "", true).await;
+    assert!(status == 200 && page.contains("deleted"), "{page}");
+    assert!(!srv.dir.path().join("data").join("files").join(id.to_string()).exists());
+    let (status, _, page) = post(&srv, &format!("/files/{id}/delete"), &op, "", true).await;
+    assert!(status == 404 && page.contains("not found"), "{page}");
+    srv.stop().await;
+}
