@@ -30,6 +30,7 @@ const PAGES: &[(&str, &str, Need)] = &[
     ("/profiles", "Profiles", Need::Read),
     ("/jobs", "Jobs", Need::Read),
     ("/files", "Files", Need::Read),
+    ("/credentials", "Credentials", Need::Read),
     ("/audit", "Audit", Need::Read),
     ("/accounts", "Accounts", Need::Administer),
     ("/settings", "Settings", Need::Read),

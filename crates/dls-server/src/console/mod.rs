@@ -26,6 +26,7 @@
 mod accounts;
 mod assets;
 mod audit;
+mod credentials;
 mod dashboard;
 mod files;
 pub(crate) mod form;
@@ -73,6 +74,9 @@ enum Page<'a> {
     Files,
     Upload,
     DeleteFile(&'a str),
+    Credentials,
+    SetCredential,
+    RemoveCredential,
 }
 
 /// Every page of the console, with the role it needs. `GET` shows, `POST` changes.
@@ -95,6 +99,8 @@ enum Page<'a> {
 /// | GET | `/files?added=` | read | deployment files ([`files`]) |
 /// | POST | `/files/upload?name=&type=&…` | operate | add one: the body is the file, the CSRF token in `X-CSRF-Token`; answers JSON |
 /// | POST | `/files/{id}/delete` | operate | delete one |
+/// | GET, POST | `/credentials` | read; administer | Digest fallback credentials; set one ([`credentials`]) |
+/// | POST | `/credentials/remove` | administer | remove one |
 /// | POST | `/accounts/{name}/role`, `…/password`, `…/delete`, `…/tokens`, `…/tokens/{token}/revoke` | administer | change, reset, delete; add and revoke tokens |
 fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
     use Need::{Administer, Operate, Read};
@@ -122,6 +128,9 @@ fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
         (Method::GET, ["files"]) => (Read, Page::Files),
         (Method::POST, ["files", "upload"]) => (Operate, Page::Upload),
         (Method::POST, ["files", id, "delete"]) => (Operate, Page::DeleteFile(id)),
+        (Method::GET, ["credentials"]) => (Read, Page::Credentials),
+        (Method::POST, ["credentials"]) => (Administer, Page::SetCredential),
+        (Method::POST, ["credentials", "remove"]) => (Administer, Page::RemoveCredential),
         _ => return None,
     })
 }
@@ -178,6 +187,9 @@ async fn dispatch(
             form::read(state, caller, req).await?;
             files::delete(state, caller, id).await
         }
+        Page::Credentials => credentials::show(state, caller).await,
+        Page::SetCredential => credentials::set(state, caller, form::read(state, caller, req).await?).await,
+        Page::RemoveCredential => credentials::remove(state, caller, form::read(state, caller, req).await?).await,
     }
 }
 

@@ -274,3 +274,50 @@ async fn files_are_uploaded_within_the_limit_listed_and_deleted() {
     assert!(status == 404 && page.contains("not found"), "{page}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn fallback_credentials_are_set_by_admins_and_their_passwords_never_shown() {
+    let srv = TestServer::start().await;
+    assert_eq!(srv.admin("PUT", "/api/v1/profiles/sales", Some(json!({}))).await.0, 200);
+    let admin = logged_in(&srv, "ada", "admin").await;
+    let (status, _, page) = get(&srv, "/credentials", &admin).await;
+    assert!(status == 200 && page.contains("No fallback credential") && page.contains("Set credential"), "{page}");
+    let form = "scope=profile&profile=sales&username=%3Cscript%3Eprov&password=Sup3r-secret-pw";
+    let (status, _, page) = post(&srv, "/credentials", &admin, form, true).await;
+    assert!(status == 200 && page.contains("is set"), "{page}");
+    assert!(!page.contains("Sup3r-secret-pw") && !page.contains("<script>prov"), "{page}");
+    let (_, list) = srv.admin("GET", "/api/v1/credentials/fallback", None).await;
+    assert_eq!(list[0]["username"], "<script>prov", "{list}");
+    let (_, log) = srv.admin("GET", "/api/v1/audit?kind=credential-set&actor=ada", None).await;
+    assert_eq!(log.as_array().map(Vec::len), Some(1), "{log}");
+    for (form, says) in [
+        ("scope=global&username=prov&password=", "Password: type one"),
+        ("scope=profile&profile=&username=prov&password=x1234567", "Scope:"),
+        ("scope=global&username=prov&password=a%01b", "control characters"),
+    ] {
+        let (status, _, page) = post(&srv, "/credentials", &admin, form, true).await;
+        assert!((400..=422).contains(&status) && page.contains(says), "{form}: {status} {page}");
+    }
+    // A viewer and an operator read the names; neither changes anything.
+    for (name, role) in [("vic", "viewer"), ("olga", "operator")] {
+        let b = logged_in(&srv, name, role).await;
+        let (status, _, page) = get(&srv, "/credentials", &b).await;
+        assert!(status == 200 && page.contains("prov") && !page.contains("Set credential"), "{page}");
+        assert!(!page.contains("/credentials/remove"), "{page}");
+        let form = "scope=global&username=x&password=pw-1234567";
+        assert_eq!(post(&srv, "/credentials", &b, form, true).await.0, 403, "{role}");
+        let form = "scope=profile&profile=sales&username=%3Cscript%3Eprov";
+        assert_eq!(post(&srv, "/credentials/remove", &b, form, true).await.0, 403, "{role}");
+    }
+    assert_eq!(post(&srv, "/credentials", &admin, "scope=global&username=x&password=pw-1234567", false).await.0, 403);
+    let (_, list) = srv.admin("GET", "/api/v1/credentials/fallback", None).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let (_, _, page) = get(&srv, "/credentials", &admin).await;
+    assert!(page.contains("data-confirm=\"Remove the credential"), "{page}");
+    let form = "scope=profile&profile=sales&username=%3Cscript%3Eprov";
+    let (status, _, page) = post(&srv, "/credentials/remove", &admin, form, true).await;
+    assert!(status == 200 && page.contains("is removed"), "{page}");
+    let (_, list) = srv.admin("GET", "/api/v1/credentials/fallback", None).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+    srv.stop().await;
+}
