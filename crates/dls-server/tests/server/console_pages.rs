@@ -199,6 +199,9 @@ async fn jobs_are_queued_on_a_selection_shown_polled_and_cancelled() {
         page.contains(&format!("action=\"/jobs/{id}/cancel\"")) && page.contains("data-confirm=\"Cancel job"),
         "{page}"
     );
+    // The fragment's cancel forms carry the session's token (htmx loads it on its own).
+    let (_, _, table) = get(&srv, "/jobs/table", &op).await;
+    assert!(table.contains(&format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", op.csrf)), "{table}");
     let viewer = logged_in(&srv, "vic", "viewer").await;
     let (_, _, seen) = get(&srv, "/jobs", &viewer).await;
     assert!(!seen.contains("Queue job") && !seen.contains("/cancel"), "{seen}");
