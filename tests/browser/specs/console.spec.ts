@@ -170,6 +170,12 @@ test('screenshots of the main pages', async ({ page, api, dls }, testInfo) => {
   await createAccount(api, 'operator', { name: 'bob' });
   await createAccount(api, 'viewer', { name: 'carol' });
   const alice = await createAccount(api, 'admin', { name: 'alice' });
+  // Something on the profiles, jobs and files pages.
+  const global = { 'reassert-on-local-changes': true, item: [{ name: 'sntp-addr', value: 'ntp.example.net' }, { name: 'country-iso', value: 'DE' }] };
+  expect((await api.put('/api/v1/profiles/global', { data: global })).status()).toBe(200);
+  expect((await api.put('/api/v1/profiles/sales', { data: { 'device-type': 'OpenStage 60', item: [{ name: 'e164-prefix', value: '+4989' }] } })).status()).toBe(200);
+  expect((await api.post('/api/v1/jobs', { data: { target: { all: true }, job: { kind: 'reassert-config' } } })).status()).toBe(201);
+  expect((await api.post('/api/v1/files?name=ring.mp3&type=RINGTONE', { data: Buffer.alloc(48_000, 1) })).status()).toBe(201);
 
   await page.goto('/login');
   await screenshot(page, testInfo, 'login');
@@ -181,6 +187,9 @@ test('screenshots of the main pages', async ({ page, api, dls }, testInfo) => {
     ['/settings', 'settings'],
     ['/devices', 'devices'],
     [`/devices/${macs[0]}`, 'device'],
+    ['/profiles', 'profiles'],
+    ['/jobs', 'jobs'],
+    ['/files', 'files'],
   ]) {
     const answer = await page.goto(path);
     expect(answer?.status(), path).toBe(200);

@@ -135,6 +135,41 @@ pub(crate) async fn list_fallback(state: &AdminState) -> Result<Resp, ApiError> 
     Ok(json(StatusCode::OK, &list))
 }
 
+/// Sets (a password) or removes (`None`) a fallback credential, sealed before the store
+/// sees it, audited (the API's `PUT`/`DELETE /api/v1/credentials/fallback` and the
+/// console's credentials page).
+pub(crate) async fn set_fallback(
+    state: &AdminState,
+    caller: &Caller,
+    scope: &CredentialScope,
+    username: &str,
+    password: Option<&str>,
+) -> Result<(), ApiError> {
+    let sealed = match password {
+        Some(p) => {
+            check_secret(p)?;
+            let context = crate::provisioning::fallback_context(scope, username);
+            Some(
+                state
+                    .provisioning
+                    .secrets
+                    .seal(&context, p.as_bytes())
+                    .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?,
+            )
+        }
+        None => None,
+    };
+    let (s2, u2) = (scope.clone(), username.to_owned());
+    blocking(state, "set_fallback_credential", move |s| s.set_fallback_credential(&s2, &u2, sealed.as_deref())).await?;
+    let what = match scope {
+        CredentialScope::Global => "global".to_owned(),
+        CredentialScope::Profile(p) => format!("profile {p}"),
+    };
+    let kind = if password.is_some() { AdminAction::CredentialSet } else { AdminAction::CredentialRemoved };
+    audited(state, caller, None, kind, format!("{what}, user {username}")).await;
+    Ok(())
+}
+
 /// `PUT` (with a password) or `DELETE /api/v1/credentials/fallback`:
 /// `{"scope": "global" or {"profile": P}, "username", "password"}`
 pub(crate) async fn change_fallback(
@@ -144,31 +179,11 @@ pub(crate) async fn change_fallback(
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let r: FallbackRequest = body_json(state, req).await?;
-    let sealed = match (*method == Method::PUT, &r.password) {
-        (true, Some(p)) => {
-            check_secret(p)?;
-            let context = crate::provisioning::fallback_context(&r.scope, &r.username);
-            Some(
-                state
-                    .provisioning
-                    .secrets
-                    .seal(&context, p.as_bytes())
-                    .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?,
-            )
-        }
-        (true, None) => return Err(error(StatusCode::BAD_REQUEST, "a password is required")),
-        (false, _) => None,
+    let password = if *method == Method::PUT {
+        Some(r.password.as_deref().ok_or_else(|| error(StatusCode::BAD_REQUEST, "a password is required"))?)
+    } else {
+        None
     };
-    let (scope, username) = (r.scope.clone(), r.username.clone());
-    blocking(state, "set_fallback_credential", move |s| {
-        s.set_fallback_credential(&scope, &username, sealed.as_deref())
-    })
-    .await?;
-    let scope = match &r.scope {
-        CredentialScope::Global => "global".to_owned(),
-        CredentialScope::Profile(p) => format!("profile {p}"),
-    };
-    let kind = if *method == Method::PUT { AdminAction::CredentialSet } else { AdminAction::CredentialRemoved };
-    audited(state, caller, None, kind, format!("{scope}, user {}", r.username)).await;
+    set_fallback(state, caller, &r.scope, &r.username, password.map(String::as_str)).await?;
     Ok(json(StatusCode::OK, &serde_json::json!({ "scope": r.scope, "username": r.username })))
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use dls_engine::firmware::{self, SoftwareVersion};
 use dls_engine::{FileRef, ItemKey, JobKind, JobState};
 use dls_message::{Item, MacAddr};
-use dls_store::{AdminAction, DeviceFilter, FileRecord, JobFilter, NewFile, NewJob};
+use dls_store::{AdminAction, DeviceFilter, FileRecord, JobFilter, JobRecord, NewFile, NewJob};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -100,18 +100,20 @@ impl JobRequest {
     }
 }
 
+/// A request to queue jobs (`POST /api/v1/jobs`'s body; the console builds one from its
+/// form).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AddJobs {
+pub(crate) struct AddJobs {
     target: Target,
     job: JobRequest,
 }
 
 /// A device the job was not queued for, and why.
 #[derive(Debug, Serialize)]
-struct Skipped {
-    mac: MacAddr,
-    reason: String,
+pub(crate) struct Skipped {
+    pub(crate) mac: MacAddr,
+    pub(crate) reason: String,
 }
 
 /// The most items one read or write job holds.
@@ -194,8 +196,20 @@ fn firmware_skip(file: &FileRecord, device_type: Option<&str>, running: Option<&
 
 /// `POST /api/v1/jobs`: one job per device the target selects, each contact-me'd.
 pub(crate) async fn add_jobs(state: &AdminState, caller: &Caller, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let (added, skipped) = queue(state, caller, body_json(state, req).await?).await?;
+    Ok(json(StatusCode::CREATED, &serde_json::json!({ "jobs": added, "skipped": skipped })))
+}
+
+/// Queues one job per device the target selects, each device contact-me'd, audited (the
+/// API's `POST /api/v1/jobs` and the console's form): the jobs added and the devices
+/// skipped (firmware they do not need or cannot take).
+pub(crate) async fn queue(
+    state: &AdminState,
+    caller: &Caller,
+    request: AddJobs,
+) -> Result<(Vec<JobRecord>, Vec<Skipped>), ApiError> {
     let jobs = &state.jobs;
-    let AddJobs { target, job } = body_json(state, req).await?;
+    let AddJobs { target, job } = request;
     // The items to write are checked before the target is: they are refused whether or not
     // any device matches.
     if let JobRequest::Write { items } = &job {
@@ -285,7 +299,7 @@ pub(crate) async fn add_jobs(state: &AdminState, caller: &Caller, req: Request<I
         let detail = format!("{what} for {} device(s): {ids}; {} skipped", added.len(), skipped.len());
         audited(state, caller, mac, AdminAction::JobsQueued, detail).await;
     }
-    Ok(json(StatusCode::CREATED, &serde_json::json!({ "jobs": added, "skipped": skipped })))
+    Ok((added, skipped))
 }
 
 fn file_ref(f: &FileRecord, priority: String) -> Result<FileRef, ApiError> {
@@ -458,11 +472,16 @@ pub(crate) async fn show(state: &AdminState, id: i64) -> Result<Resp, ApiError> 
 
 /// `POST /api/v1/jobs/{id}/cancel`: a job that is not over.
 pub(crate) async fn cancel(state: &AdminState, caller: &Caller, id: i64) -> Result<Resp, ApiError> {
+    Ok(json(StatusCode::OK, &cancel_job(state, caller, id).await?))
+}
+
+/// Cancels job `id` if it is not over, audited.
+pub(crate) async fn cancel_job(state: &AdminState, caller: &Caller, id: i64) -> Result<JobRecord, ApiError> {
     let at = state.clock.now();
     let job = blocking(state, "cancel_job", move |s| s.cancel_job(id, at)).await?;
     info!(id, "job cancelled");
     audited(state, caller, Some(job.mac), AdminAction::JobCancelled, format!("job {id}")).await;
-    Ok(json(StatusCode::OK, &job))
+    Ok(job)
 }
 
 /// `POST /api/v1/devices/{mac}/contact`: a contact-me now (rate limits apply), pending
@@ -496,6 +515,12 @@ pub(crate) async fn show_file(state: &AdminState, id: i64) -> Result<Resp, ApiEr
 /// `DELETE /api/v1/files/{id}`: its jobs that are not over fail; downloads in progress keep
 /// their open file, new ones find no job.
 pub(crate) async fn delete_file(state: &AdminState, caller: &Caller, id: i64) -> Result<Resp, ApiError> {
+    Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": remove_file(state, caller, id).await? })))
+}
+
+/// Deletes file `id` and its content, audited (its jobs that are not over fail); `404`
+/// when there is none.
+pub(crate) async fn remove_file(state: &AdminState, caller: &Caller, id: i64) -> Result<FileRecord, ApiError> {
     let at = state.clock.now();
     let Some(f) = blocking(state, "delete_file", move |s| s.delete_file(id, at)).await? else {
         return Err(error(StatusCode::NOT_FOUND, format!("file {id} not found")));
@@ -505,5 +530,5 @@ pub(crate) async fn delete_file(state: &AdminState, caller: &Caller, id: i64) ->
     }
     info!(id, "file deleted");
     audited(state, caller, None, AdminAction::FileDeleted, format!("file {id} {:?}", f.file.name)).await;
-    Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": f })))
+    Ok(f)
 }

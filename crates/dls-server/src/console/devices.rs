@@ -203,7 +203,7 @@ pub(super) async fn list(
 pub(super) async fn add(state: &AdminState, caller: &Caller, form: &Form) -> Result<Resp, PageError> {
     let mac = form.text("mac");
     let e164 = form.text("e164");
-    let profiles: Vec<String> = form.all("profile").map(str::to_owned).collect();
+    let profiles: Vec<String> = form.chosen("profile").map(str::to_owned).collect();
     let overrides = if e164.is_empty() { Vec::new() } else { vec![Item::new("e164", e164.clone())] };
     let new = NewDevice { mac: mac.clone(), profiles, overrides, mode: None, secret: None };
     let outcome = match create(state, caller, new).await {

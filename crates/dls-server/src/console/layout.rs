@@ -28,6 +28,10 @@ pub(crate) struct Nav {
 const PAGES: &[(&str, &str, Need)] = &[
     ("/", "Dashboard", Need::Read),
     ("/devices", "Devices", Need::Read),
+    ("/profiles", "Profiles", Need::Read),
+    ("/jobs", "Jobs", Need::Read),
+    ("/files", "Files", Need::Read),
+    ("/credentials", "Credentials", Need::Read),
     ("/audit", "Audit", Need::Read),
     ("/accounts", "Accounts", Need::Administer),
     ("/settings", "Settings", Need::Read),

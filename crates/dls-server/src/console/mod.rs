@@ -26,11 +26,15 @@
 mod accounts;
 mod assets;
 mod audit;
+mod credentials;
 mod dashboard;
 mod devices;
+mod files;
 pub(crate) mod form;
+mod jobs;
 mod layout;
 mod login;
+mod profiles;
 mod settings;
 
 use std::sync::Arc;
@@ -64,6 +68,21 @@ enum Page<'a> {
     Device(&'a str),
     DeviceSecurity(&'a str),
     DeviceSecret(&'a str),
+    Profiles,
+    AddProfile,
+    Profile(&'a str),
+    SaveProfile(&'a str),
+    DeleteProfile(&'a str),
+    Jobs,
+    JobsTable,
+    AddJobs,
+    CancelJob(&'a str),
+    Files,
+    Upload,
+    DeleteFile(&'a str),
+    Credentials,
+    SetCredential,
+    RemoveCredential,
 }
 
 /// Every page of the console, with the role it needs. `GET` shows, `POST` changes.
@@ -81,6 +100,17 @@ enum Page<'a> {
 /// | POST | `/devices/{mac}/security` | operate | set its mode, issue a PIN (the PIN sheet), reset |
 /// | POST | `/devices/{mac}/secret` | administer | set or clear its Digest secret |
 /// | GET, POST | `/accounts` | administer | accounts and tokens; add one ([`accounts`]) |
+/// | GET, POST | `/profiles` | read; operate | profiles; add one ([`profiles`]) |
+/// | GET, POST | `/profiles/{name}` | read; operate | a profile and the devices it reaches; save it |
+/// | POST | `/profiles/{name}/delete` | operate | delete it |
+/// | GET, POST | `/jobs?state=` | read; operate | jobs; queue some ([`jobs`]) |
+/// | GET | `/jobs/table?state=` | read | the jobs table alone (htmx polls it) |
+/// | POST | `/jobs/{id}/cancel` | operate | cancel a job |
+/// | GET | `/files?added=` | read | deployment files ([`files`]) |
+/// | POST | `/files/upload?name=&type=&…` | operate | add one: the body is the file, the CSRF token in `X-CSRF-Token`; answers JSON |
+/// | POST | `/files/{id}/delete` | operate | delete one |
+/// | GET, POST | `/credentials` | read; administer | Digest fallback credentials; set one ([`credentials`]) |
+/// | POST | `/credentials/remove` | administer | remove one |
 /// | POST | `/accounts/{name}/role`, `…/password`, `…/delete`, `…/tokens`, `…/tokens/{token}/revoke` | administer | change, reset, delete; add and revoke tokens |
 fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
     use Need::{Administer, Operate, Read};
@@ -101,6 +131,21 @@ fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
         (Method::POST, ["accounts", name, "delete"]) => (Administer, Page::DeleteAccount(name)),
         (Method::POST, ["accounts", name, "tokens"]) => (Administer, Page::AddToken(name)),
         (Method::POST, ["accounts", name, "tokens", token, "revoke"]) => (Administer, Page::RevokeToken(name, token)),
+        (Method::GET, ["profiles"]) => (Read, Page::Profiles),
+        (Method::POST, ["profiles"]) => (Operate, Page::AddProfile),
+        (Method::GET, ["profiles", name]) => (Read, Page::Profile(name)),
+        (Method::POST, ["profiles", name]) => (Operate, Page::SaveProfile(name)),
+        (Method::POST, ["profiles", name, "delete"]) => (Operate, Page::DeleteProfile(name)),
+        (Method::GET, ["jobs"]) => (Read, Page::Jobs),
+        (Method::GET, ["jobs", "table"]) => (Read, Page::JobsTable),
+        (Method::POST, ["jobs"]) => (Operate, Page::AddJobs),
+        (Method::POST, ["jobs", id, "cancel"]) => (Operate, Page::CancelJob(id)),
+        (Method::GET, ["files"]) => (Read, Page::Files),
+        (Method::POST, ["files", "upload"]) => (Operate, Page::Upload),
+        (Method::POST, ["files", id, "delete"]) => (Operate, Page::DeleteFile(id)),
+        (Method::GET, ["credentials"]) => (Read, Page::Credentials),
+        (Method::POST, ["credentials"]) => (Administer, Page::SetCredential),
+        (Method::POST, ["credentials", "remove"]) => (Administer, Page::RemoveCredential),
         _ => return None,
     })
 }
@@ -147,6 +192,30 @@ async fn dispatch(
             form::read(state, caller, req).await?;
             accounts::revoke_token(state, caller, name, token).await
         }
+        Page::Profiles => profiles::list(state, caller).await,
+        Page::AddProfile => profiles::add(state, caller, form::read(state, caller, req).await?).await,
+        Page::Profile(name) => profiles::show(state, caller, name, req.uri().query()).await,
+        Page::SaveProfile(name) => profiles::save(state, caller, name, form::read(state, caller, req).await?).await,
+        Page::DeleteProfile(name) => {
+            form::read(state, caller, req).await?;
+            profiles::delete(state, caller, name).await
+        }
+        Page::Jobs => jobs::show(state, caller, req.uri().query()).await,
+        Page::JobsTable => jobs::fragment(state, caller, req.uri().query()).await,
+        Page::AddJobs => jobs::add(state, caller, form::read(state, caller, req).await?).await,
+        Page::CancelJob(id) => {
+            form::read(state, caller, req).await?;
+            jobs::cancel(state, caller, id).await
+        }
+        Page::Files => files::show(state, caller, req.uri().query()).await,
+        Page::Upload => Ok(files::upload(state, caller, req).await),
+        Page::DeleteFile(id) => {
+            form::read(state, caller, req).await?;
+            files::delete(state, caller, id).await
+        }
+        Page::Credentials => credentials::show(state, caller).await,
+        Page::SetCredential => credentials::set(state, caller, form::read(state, caller, req).await?).await,
+        Page::RemoveCredential => credentials::remove(state, caller, form::read(state, caller, req).await?).await,
     }
 }
 

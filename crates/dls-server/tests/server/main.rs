@@ -9,6 +9,7 @@ mod common;
 mod connections;
 mod console;
 mod console_devices;
+mod console_pages;
 mod contact_across_nodes;
 mod deploy;
 mod flows;
