@@ -61,10 +61,10 @@ pub(crate) fn load_inventory(tx: &mut Tx<'_>, mac: &str) -> Result<Vec<Item>, St
 
 /// An inventory in its stored form, with the items copied into `devices`.
 pub(crate) struct Encoded {
-    stored: String,
-    device_type: Option<String>,
-    software_version: Option<String>,
-    e164: Option<String>,
+    pub(crate) stored: String,
+    pub(crate) device_type: Option<String>,
+    pub(crate) software_version: Option<String>,
+    pub(crate) e164: Option<String>,
 }
 
 impl Encoded {

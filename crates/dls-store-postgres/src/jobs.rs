@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use dls_engine::{Job, JobId, JobKind, JobState, JobUpdate, UnixTime};
+use dls_engine::{JobId, JobKind, JobState, JobUpdate, UnixTime};
 use dls_message::MacAddr;
 use dls_store::{ContactTarget, FileRecord, JobFilter, JobRecord, JobStore, NewFile, NewJob, StoreError, rules};
 use postgres::Row;
@@ -26,36 +26,16 @@ const PENDING: &str = "(state IN ('queued', 'busy-retry') OR (state = 'sent' AND
 pub(crate) const PRUNE: &str = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
      WHERE state IN ('done', 'failed', 'cancelled') AND updated_at < $1 LIMIT $2)";
 
-fn state_from_sql(s: &str) -> Result<JobState, StoreError> {
+pub(crate) fn state_from_sql(s: &str) -> Result<JobState, StoreError> {
     JobState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job state {s:?}")))
 }
 
-fn kind_from_sql(json: &str) -> Result<JobKind, StoreError> {
+pub(crate) fn kind_from_sql(json: &str) -> Result<JobKind, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("job: {e}")))
 }
 
 fn kind_to_sql(kind: &JobKind) -> Result<String, StoreError> {
     serde_json::to_string(kind).map_err(|e| StoreError::Invalid(format!("job: {e}")))
-}
-
-/// The open jobs of a device, oldest first, for the engine.
-pub(crate) fn open_jobs(tx: &mut Tx<'_>, mac: &str) -> Result<Vec<Job>, StoreError> {
-    tx.query(
-        "SELECT id, kind, state, attempts, accepted FROM jobs
-         WHERE mac = $1 AND state IN ('queued', 'sent', 'busy-retry') ORDER BY id LIMIT $2",
-        &[&mac, &int(rules::jobs::OPEN_JOBS_LOADED)],
-    )?
-    .iter()
-    .map(|r| {
-        Ok(Job {
-            id: get(r, 0)?,
-            kind: kind_from_sql(get(r, 1)?)?,
-            state: state_from_sql(get(r, 2)?)?,
-            attempts: count_from_sql(get(r, 3)?)?,
-            accepted: get(r, 4)?,
-        })
-    })
-    .collect()
 }
 
 /// A job's change, unless the job is over already (an administrator cancelled it

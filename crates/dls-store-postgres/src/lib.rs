@@ -9,7 +9,8 @@
 //! | `schema` | the migrations (`schema_version`), applied at open under an advisory lock |
 //! | `sql` | conversions between records and columns; errors; prepared statements; the devices' advisory locks |
 //! | `inventory` | a device's inventory as one record (a JSON array), its merges |
-//! | `protocol` | [`ProtocolStore`](dls_store::ProtocolStore): a message's load and apply, `run_message` |
+//! | `protocol` | [`ProtocolStore`](dls_store::ProtocolStore): a message's load (one statement) and apply, `run_message` |
+//! | `batch` | a message's changes written by one statement |
 //! | `devices` | [`DeviceStore`](dls_store::DeviceStore): devices and profiles |
 //! | `security` | [`SecurityStore`](dls_store::SecurityStore): secure mode, certificates, audit |
 //! | `credentials` | [`CredentialStore`](dls_store::CredentialStore): Digest secrets |
@@ -57,6 +58,7 @@
 //!   material) are stored as the caller sealed them: opaque bytes, the key is not the
 //!   store's.
 
+mod batch;
 mod contact;
 mod credentials;
 mod devices;
