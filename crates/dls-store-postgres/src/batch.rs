@@ -2,13 +2,13 @@
 //! in their order would have written them (`protocol::apply_in_order`, which still writes
 //! the batches this cannot fold).
 //!
-//! What an ordinary message changes — the device's contact, address, inventory, nonces,
+//! What an ordinary message changes — the device's contact, address, inventory, nonce,
 //! written records, a deployment status, the phone's clean-up — is folded in Rust into the
 //! final value of each column (the last change of each wins, as it would have in order)
-//! and written by one statement of data-modifying `WITH` parts: the device's row (an
-//! `INSERT` for a new device, an `UPDATE` for a known one), its inventory, its nonces
-//! (and their trimming to [`rules::NONCES_KEPT`]) and its written records (from arrays,
-//! `unnest`). All parts of one statement see the database as it was before it: each part
+//! and written by one statement of data-modifying `WITH` parts ([`write`]): the device's
+//! row (an `INSERT` for a new device, an `UPDATE` for a known one), its inventory, its
+//! nonce (and their trimming to [`rules::NONCES_KEPT`]) and its written records (from
+//! arrays, `unnest`). All parts of one statement see the database as it was before it: each part
 //! is written so as not to need another's effect. Audit records and job updates change
 //! other tables, whatever the order: they follow, one statement each, in their order.
 //! A batch with anything else (the secure-mode transitions, a forgotten configuration), or
@@ -21,6 +21,7 @@ use std::collections::hash_map::Entry;
 use dls_engine::{AuditEvent, Change};
 use dls_message::Item;
 use dls_store::{StoreError, rules};
+use postgres::types::ToSql;
 
 use crate::inventory::{Encoded, merge_items};
 use crate::jobs;
@@ -30,11 +31,11 @@ use crate::sql::{Tx, get, index_to_sql, int, items_to_json, outcome_to_sql, time
 
 /// What the caller knows of the device before the batch, read in its transaction under
 /// the device's lock.
-pub(crate) struct Before<'a> {
+pub(crate) struct Before {
     /// Whether it is registered.
     pub(crate) known: bool,
-    /// Its stored inventory.
-    pub(crate) inventory: &'a [Item],
+    /// Its stored inventory (the batch's merges are made into it).
+    pub(crate) inventory: Vec<Item>,
 }
 
 /// The changes of one batch, folded ([`fold`]); parameters of [`WRITE`].
@@ -114,7 +115,7 @@ fn merge_changes(base: &[Item], items: &[Item]) -> bool {
 
 /// The batch's changes folded into the final values they write, checked as writing them
 /// one by one would have checked them.
-fn fold<'a>(mac: &str, changes: &'a [Change], before: &Before<'_>) -> Result<Fold<'a>, StoreError> {
+fn fold<'a>(mac: &str, changes: &'a [Change], before: Before) -> Result<Fold<'a>, StoreError> {
     let mut f = Fold::default();
     if !before.known {
         // The first Register of the batch gives the mode, its first contact the time.
@@ -135,8 +136,8 @@ fn fold<'a>(mac: &str, changes: &'a [Change], before: &Before<'_>) -> Result<Fol
     }
     // A nonce's `seen_at` is the device's last contact when it is recorded.
     let mut last_contact = f.register.map(|(at, _)| at);
-    // The inventory as changed so far (None: as before).
-    let mut inventory: Option<Vec<Item>> = None;
+    // The inventory as changed so far.
+    let (mut inventory, mut inventory_changed) = (before.inventory, false);
     let mut written: HashMap<(&'a str, i64), usize> = HashMap::new();
     for change in changes {
         match change {
@@ -150,15 +151,15 @@ fn fold<'a>(mac: &str, changes: &'a [Change], before: &Before<'_>) -> Result<Fol
             // One per batch (`apply`).
             Change::Nonce(nonce) => f.nonce = Some((nonce, last_contact)),
             Change::MergeInventory(items) => {
-                let base = inventory.as_deref().unwrap_or(before.inventory);
-                if merge_changes(base, items) {
-                    let base = inventory.take().unwrap_or_else(|| before.inventory.to_vec());
-                    inventory = Some(merge_items(base, items).0);
+                if merge_changes(&inventory, items) {
+                    inventory = merge_items(inventory, items).0;
+                    inventory_changed = true;
                 }
             }
             Change::ReplaceInventory { items, at } => {
                 f.inventory_at = Some(time_to_sql(*at)?);
-                inventory = Some(merge_items(Vec::new(), items).0);
+                inventory = merge_items(Vec::new(), items).0;
+                inventory_changed = true;
             }
             Change::Written(records) => {
                 for (key, record) in records {
@@ -186,123 +187,201 @@ fn fold<'a>(mac: &str, changes: &'a [Change], before: &Before<'_>) -> Result<Fol
             _ => return Err(StoreError::Invalid("unsupported change".into())),
         }
     }
-    f.inventory = inventory.as_deref().map(Encoded::new).transpose()?;
+    f.inventory = inventory_changed.then(|| Encoded::new(&inventory)).transpose()?;
     Ok(f)
 }
 
-/// The folded batch ([`Fold`]) in one statement. `$1` the MAC; `$2`, `$3` a new device's
-/// registration time and mode (NULL for a known device); `$4`–`$14` the device's columns
-/// (NULL, or a flag false: unchanged); `$15` whether a known device's row changes; `$16`
-/// the inventory; `$17`, `$18` the nonce and its `seen_at`; `$19` how many nonces are
-/// kept; `$20`–`$23` the written records.
+/// A statement being written, and the values of its parameters.
+struct Statement<'a> {
+    sql: String,
+    params: Vec<&'a (dyn ToSql + Sync)>,
+}
+
+impl<'a> Statement<'a> {
+    /// `value` as the next parameter, of SQL type `ty`: its placeholder.
+    fn bind(&mut self, value: &'a (dyn ToSql + Sync), ty: &str) -> String {
+        self.params.push(value);
+        format!("${}::{ty}", self.params.len())
+    }
+
+    /// One more part: `name AS (body)`.
+    fn part(&mut self, name: &str, body: &str) {
+        self.sql.push_str(if self.sql.is_empty() { "WITH " } else { ", " });
+        self.sql.push_str(name);
+        self.sql.push_str(" AS (");
+        self.sql.push_str(body);
+        self.sql.push(')');
+    }
+}
+
+/// The folded batch ([`Fold`]) as one statement of data-modifying `WITH` parts, only those
+/// the batch needs (so that the database prepares, and plans, only those): the device's
+/// row (an `INSERT` of a new device with its columns, or an `UPDATE` of the changed
+/// columns of a known one), its inventory, its nonce, its written records. The texts are
+/// few (a part is there or not; the columns of an `UPDATE` come in six groups), each
+/// prepared once per connection.
 ///
 /// The nonce, unless the device has it already, gets a `seq` above every stored one; if it
-/// was inserted, the stored ones are trimmed so that, with it, `$19` are left (the
-/// trimming reads the nonces as they were: it counts the inserted one apart).
-const WRITE: &str = "
-    WITH registered AS (
-        INSERT INTO devices (mac, registered_at, security_mode, last_contact_at, last_reason, last_address,
-                             inventory_at, device_type, software_version, e164, last_deployment_status,
-                             last_phone_cleanup_reason)
-        SELECT $1::text, $2::bigint, $3::text, $4::bigint, $5::text, $6::text, $7::bigint,
-               $9::text, $10::text, $11::text, $12::text, $14::text
-        WHERE $3::text IS NOT NULL
-    ), updated AS (
-        UPDATE devices SET
-            last_contact_at = COALESCE($4::bigint, last_contact_at),
-            last_reason = COALESCE($5::text, last_reason),
-            last_address = COALESCE($6::text, last_address),
-            inventory_at = COALESCE($7::bigint, inventory_at),
-            device_type = CASE WHEN $8::boolean THEN $9::text ELSE device_type END,
-            software_version = CASE WHEN $8::boolean THEN $10::text ELSE software_version END,
-            e164 = CASE WHEN $8::boolean THEN $11::text ELSE e164 END,
-            last_deployment_status = COALESCE($12::text, last_deployment_status),
-            last_phone_cleanup_reason = CASE WHEN $13::boolean THEN $14::text ELSE last_phone_cleanup_reason END
-        WHERE mac = $1::text AND $3::text IS NULL AND $15::boolean
-    ), inventory AS (
-        INSERT INTO inventories (mac, items) SELECT $1::text, $16::text WHERE $16::text IS NOT NULL
-        ON CONFLICT (mac) DO UPDATE SET items = excluded.items
-    ), nonces_added AS (
-        INSERT INTO nonces (mac, nonce, seen_at)
-        SELECT $1::text, $17::text,
-               COALESCE($18::bigint, (SELECT coalesce(d.last_contact_at, d.registered_at) FROM devices d
-                                      WHERE d.mac = $1::text))
-        WHERE $17::text IS NOT NULL
-        ON CONFLICT (mac, nonce) DO NOTHING
-        RETURNING seq
-    ), added AS (
-        SELECT count(*) AS n FROM nonces_added
-    ), nonces_trimmed AS (
-        DELETE FROM nonces WHERE mac = $1::text AND (SELECT n FROM added) > 0
-            AND ($19::bigint - (SELECT n FROM added) <= 0
-                 OR seq < (SELECT s.seq FROM nonces s WHERE s.mac = $1::text ORDER BY s.seq DESC LIMIT 1
-                           OFFSET greatest($19::bigint - (SELECT n FROM added) - 1, 0)))
-    ), written_kept AS (
-        INSERT INTO written (mac, name, idx, fingerprint, outcome)
-        SELECT $1::text, w.name, w.idx, w.fingerprint, w.outcome
-        FROM unnest($20::text[], $21::bigint[], $22::bytea[], $23::text[]) AS w (name, idx, fingerprint, outcome)
-        ON CONFLICT (mac, name, idx) DO UPDATE SET fingerprint = excluded.fingerprint, outcome = excluded.outcome
-    )
-    SELECT (SELECT n FROM added)";
+/// was inserted, the stored ones are trimmed to the newest [`rules::NONCES_KEPT`] − 1
+/// (the trimming reads the nonces as they were, without the new one).
+fn write<'a>(mac: &'a &'a str, f: &'a Fold<'a>, v: &'a Values<'a>) -> Statement<'a> {
+    let mut st = Statement { sql: String::new(), params: Vec::new() };
+    let mac = st.bind(mac, "text");
+    let inventory = f.inventory.as_ref();
+    if let Some((registered_at, mode)) = &f.register {
+        let values = [
+            st.bind(registered_at, "bigint"),
+            st.bind(mode, "text"),
+            st.bind(&v.contact_at, "bigint"),
+            st.bind(&v.reason, "text"),
+            st.bind(&f.address, "text"),
+            st.bind(&f.inventory_at, "bigint"),
+            st.bind(&v.device_type, "text"),
+            st.bind(&v.software_version, "text"),
+            st.bind(&v.e164, "text"),
+            st.bind(&f.deployment_status, "text"),
+            st.bind(&v.cleanup_reason, "text"),
+        ];
+        st.part(
+            "registered",
+            &format!(
+                "INSERT INTO devices (mac, registered_at, security_mode, last_contact_at, last_reason, last_address,
+                 inventory_at, device_type, software_version, e164, last_deployment_status, last_phone_cleanup_reason)
+                 VALUES ({mac}, {})",
+                values.join(", ")
+            ),
+        );
+    } else if f.touches_device() {
+        let mut set = Vec::new();
+        if let Some((at, reason)) = &f.contact {
+            set.push(format!("last_contact_at = {}", st.bind(at, "bigint")));
+            set.push(format!("last_reason = {}", st.bind(reason, "text")));
+        }
+        if let Some(address) = &f.address {
+            set.push(format!("last_address = {}", st.bind(address, "text")));
+        }
+        if let Some(at) = &f.inventory_at {
+            set.push(format!("inventory_at = {}", st.bind(at, "bigint")));
+        }
+        if inventory.is_some() {
+            set.push(format!("device_type = {}", st.bind(&v.device_type, "text")));
+            set.push(format!("software_version = {}", st.bind(&v.software_version, "text")));
+            set.push(format!("e164 = {}", st.bind(&v.e164, "text")));
+        }
+        if let Some(status) = &f.deployment_status {
+            set.push(format!("last_deployment_status = {}", st.bind(status, "text")));
+        }
+        if f.cleanup.is_some() {
+            set.push(format!("last_phone_cleanup_reason = {}", st.bind(&v.cleanup_reason, "text")));
+        }
+        st.part("updated", &format!("UPDATE devices SET {} WHERE mac = {mac}", set.join(", ")));
+    }
+    if let Some(inventory) = inventory {
+        let items = st.bind(&inventory.stored, "text");
+        st.part(
+            "inventory",
+            &format!(
+                "INSERT INTO inventories (mac, items) VALUES ({mac}, {items})
+                 ON CONFLICT (mac) DO UPDATE SET items = excluded.items"
+            ),
+        );
+    }
+    if let Some((nonce, seen_at)) = &f.nonce {
+        let nonce = st.bind(nonce, "text");
+        // NULL: the device's last contact before the batch, or its registration (the
+        // part reads the device as it was).
+        let seen_at = match seen_at {
+            Some(at) => st.bind(at, "bigint"),
+            None => format!("(SELECT coalesce(last_contact_at, registered_at) FROM devices WHERE mac = {mac})"),
+        };
+        st.part(
+            "nonce_added",
+            &format!(
+                "INSERT INTO nonces (mac, nonce, seen_at) VALUES ({mac}, {nonce}, {seen_at})
+                 ON CONFLICT (mac, nonce) DO NOTHING RETURNING seq"
+            ),
+        );
+        let older = match &v.older_kept {
+            Some(n) => format!(
+                "AND seq < (SELECT s.seq FROM nonces s WHERE s.mac = {mac} ORDER BY s.seq DESC LIMIT 1 OFFSET {})",
+                st.bind(n, "bigint")
+            ),
+            None => String::new(),
+        };
+        st.part(
+            "nonces_trimmed",
+            &format!("DELETE FROM nonces WHERE mac = {mac} AND EXISTS (SELECT FROM nonce_added) {older}"),
+        );
+    }
+    if !f.written_names.is_empty() {
+        let columns = [
+            st.bind(&f.written_names, "text[]"),
+            st.bind(&f.written_idxs, "bigint[]"),
+            st.bind(&f.written_fingerprints, "bytea[]"),
+            st.bind(&f.written_outcomes, "text[]"),
+        ];
+        st.part(
+            "written_kept",
+            &format!(
+                "INSERT INTO written (mac, name, idx, fingerprint, outcome)
+                 SELECT {mac}, w.name, w.idx, w.fingerprint, w.outcome
+                 FROM unnest({}) AS w (name, idx, fingerprint, outcome)
+                 ON CONFLICT (mac, name, idx) DO UPDATE SET fingerprint = excluded.fingerprint, outcome = excluded.outcome",
+                columns.join(", ")
+            ),
+        );
+    }
+    st.sql.push_str(" SELECT 1");
+    st
+}
+
+/// The values [`write`] binds that [`Fold`] does not hold as such.
+struct Values<'a> {
+    contact_at: Option<i64>,
+    reason: Option<&'a str>,
+    device_type: Option<&'a str>,
+    software_version: Option<&'a str>,
+    e164: Option<&'a str>,
+    cleanup_reason: Option<&'a str>,
+    /// The offset of the oldest stored nonce kept beside a new one; none: none is kept.
+    older_kept: Option<i64>,
+}
 
 /// Writes one message's changes in the caller's transaction (which holds the device's
-/// lock): [`WRITE`] and what follows it, or one statement per change in order. `before`
-/// is what the caller read of the device in this transaction; without it, it is read
-/// here (one more round trip).
+/// lock): [`write`]'s statement and what follows it, or one statement per change in
+/// order. `before` is what the caller read of the device in this transaction; without
+/// it, it is read here (one more round trip).
 pub(crate) fn apply(
     tx: &mut Tx<'_>,
     mac: &str,
     changes: &[Change],
-    before: Option<Before<'_>>,
+    before: Option<Before>,
 ) -> Result<(), StoreError> {
     let nonces = changes.iter().filter(|c| matches!(c, Change::Nonce(_))).count();
     if nonces > 1 || changes.iter().any(|c| matches!(place(c), Place::InOrder)) {
         return apply_in_order(tx, mac, changes);
     }
-    let read;
     let before = match before {
         Some(before) => before,
-        None => {
-            read = read_before(tx, mac, changes)?;
-            Before { known: read.0, inventory: &read.1 }
-        }
+        None => read_before(tx, mac, changes)?,
     };
-    let f = fold(mac, changes, &before)?;
+    let f = fold(mac, changes, before)?;
     if f.writes() {
-        let (registered_at, mode) = f.register.unzip();
-        let (contact_at, reason) = f.contact.unzip();
         let inventory = f.inventory.as_ref();
-        let (cleanup, cleanup_reason) = (f.cleanup.is_some(), f.cleanup.flatten());
-        tx.execute(
-            WRITE,
-            &[
-                &mac,
-                &registered_at,
-                &mode,
-                &contact_at,
-                &reason,
-                &f.address,
-                &f.inventory_at,
-                &inventory.is_some(),
-                &inventory.and_then(|i| i.device_type.as_deref()),
-                &inventory.and_then(|i| i.software_version.as_deref()),
-                &inventory.and_then(|i| i.e164.as_deref()),
-                &f.deployment_status,
-                &cleanup,
-                &cleanup_reason,
-                &f.touches_device(),
-                &inventory.map(|i| i.stored.as_str()),
-                &f.nonce.map(|(n, _)| n),
-                &f.nonce.and_then(|(_, at)| at),
-                &int(rules::NONCES_KEPT),
-                &f.written_names,
-                &f.written_idxs,
-                &f.written_fingerprints,
-                &f.written_outcomes,
-            ],
-        )?;
+        let values = Values {
+            contact_at: f.contact.map(|(at, _)| at),
+            reason: f.contact.map(|(_, reason)| reason),
+            device_type: inventory.and_then(|i| i.device_type.as_deref()),
+            software_version: inventory.and_then(|i| i.software_version.as_deref()),
+            e164: inventory.and_then(|i| i.e164.as_deref()),
+            cleanup_reason: f.cleanup.flatten(),
+            older_kept: int(rules::NONCES_KEPT).checked_sub(2).filter(|n| *n >= 0),
+        };
+        let mac = &mac;
+        let statement = write(mac, &f, &values);
+        tx.execute(&statement.sql, &statement.params)?;
     }
-    for change in f.after {
+    for change in &f.after {
         match change {
             Change::Audit(AuditEvent { at, kind, detail }) => insert_audit(tx, mac, *at, *kind, detail)?,
             Change::Job(update) => jobs::apply_update(tx, mac, update)?,
@@ -313,14 +392,14 @@ pub(crate) fn apply(
 }
 
 /// Whether the device is registered, and its inventory if the batch merges into it.
-fn read_before(tx: &mut Tx<'_>, mac: &str, changes: &[Change]) -> Result<(bool, Vec<Item>), StoreError> {
+fn read_before(tx: &mut Tx<'_>, mac: &str, changes: &[Change]) -> Result<Before, StoreError> {
     let merges = changes.iter().any(|c| matches!(c, Change::MergeInventory(_)));
     if !merges {
-        return Ok((crate::sql::device_exists(tx, mac)?, Vec::new()));
+        return Ok(Before { known: crate::sql::device_exists(tx, mac)?, inventory: Vec::new() });
     }
     let row = tx.query_one(
         "SELECT EXISTS (SELECT 1 FROM devices WHERE mac = $1), (SELECT items FROM inventories WHERE mac = $1)",
         &[&mac],
     )?;
-    Ok((get(&row, 0)?, crate::inventory::inventory_from_sql(get(&row, 1)?, mac)?))
+    Ok(Before { known: get(&row, 0)?, inventory: crate::inventory::inventory_from_sql(get(&row, 1)?, mac)? })
 }

@@ -395,7 +395,8 @@ impl ProtocolStore for PostgresStore {
             let (device, inputs) = self.load(tx, &key)?;
             match f(&device, &inputs.resolve()) {
                 Some(changes) if !changes.is_empty() => {
-                    let before = Before { known: device.known, inventory: &device.inventory };
+                    // The snapshot is done with: its inventory is what the changes merge into.
+                    let before = Before { known: device.known, inventory: device.inventory };
                     batch::apply(tx, &key, &changes, Some(before))
                 }
                 _ => Ok(()),

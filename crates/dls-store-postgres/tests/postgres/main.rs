@@ -1,13 +1,15 @@
 //! Integration tests of dls-store-postgres, on a PostgreSQL server the tests start
 //! (`server`): the conformance suite of the storage traits (shared with every backend,
 //! `crates/dls-store/conformance/`), then what only PostgreSQL has — several nodes on one
-//! database, its schema and its pool (`nodes`).
+//! database, its schema and its pool (`nodes`) — and what a message costs in round trips
+//! (`round_trips`).
 
 #[path = "../../../dls-store/conformance/mod.rs"]
 mod conformance;
 
 mod migrate;
 mod nodes;
+mod round_trips;
 mod server;
 
 use dls_store_postgres::PostgresStore;
