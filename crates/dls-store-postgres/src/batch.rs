@@ -351,12 +351,7 @@ struct Values<'a> {
 /// lock): [`write`]'s statement and what follows it, or one statement per change in
 /// order. `before` is what the caller read of the device in this transaction; without
 /// it, it is read here (one more round trip).
-pub(crate) fn apply(
-    tx: &mut Tx<'_>,
-    mac: &str,
-    changes: &[Change],
-    before: Option<Before>,
-) -> Result<(), StoreError> {
+pub(crate) fn apply(tx: &mut Tx<'_>, mac: &str, changes: &[Change], before: Option<Before>) -> Result<(), StoreError> {
     let nonces = changes.iter().filter(|c| matches!(c, Change::Nonce(_))).count();
     if nonces > 1 || changes.iter().any(|c| matches!(place(c), Place::InOrder)) {
         return apply_in_order(tx, mac, changes);

@@ -176,8 +176,10 @@ pub(crate) fn apply_in_order(tx: &mut Tx<'_>, mac: &str, changes: &[Change]) -> 
 /// Everything a message reads of its device, in one statement: the device's row, its
 /// inventory, nonces, security columns and kept bootstrap material, written records, open
 /// jobs (`$2` at most), the profiles' version, and its assigned profiles and overrides —
-/// lists as arrays (`array_agg` of none is NULL). An unknown device is a row of NULLs
-/// (and empty lists), with the profiles' version.
+/// lists as arrays (`array_agg` of none is NULL; the arrays of one aggregation are in the
+/// same order, any: the jobs and overrides are put in theirs by [`load`], which needs no
+/// sort in the database). An unknown device is a row of NULLs (and empty lists), with
+/// the profiles' version.
 const LOAD: &str = "
     SELECT d.mac IS NOT NULL, d.inventory_at, i.items,
            ARRAY(SELECT n.nonce FROM nonces n WHERE n.mac = $1 ORDER BY n.seq),
@@ -189,25 +191,23 @@ const LOAD: &str = "
            j.ids, j.kinds, j.states, j.attempts, j.accepted,
            (SELECT version FROM profiles_version), d.device_type,
            ARRAY(SELECT a.profile FROM device_profiles a WHERE a.mac = $1 ORDER BY a.position),
-           o.names, o.idxs, o.vals, o.types
+           o.names, o.idxs, o.vals, o.types, o.positions
     FROM (SELECT) AS one
     LEFT JOIN devices d ON d.mac = $1
     LEFT JOIN inventories i ON i.mac = $1
     LEFT JOIN pending_bootstraps p ON p.mac = $1
     CROSS JOIN LATERAL (
-        SELECT array_agg(name ORDER BY name, idx) AS names, array_agg(idx ORDER BY name, idx) AS idxs,
-               array_agg(fingerprint ORDER BY name, idx) AS fingerprints,
-               array_agg(outcome ORDER BY name, idx) AS outcomes
+        SELECT array_agg(name) AS names, array_agg(idx) AS idxs, array_agg(fingerprint) AS fingerprints,
+               array_agg(outcome) AS outcomes
         FROM written WHERE mac = $1) w
     CROSS JOIN LATERAL (
-        SELECT array_agg(id ORDER BY id) AS ids, array_agg(kind ORDER BY id) AS kinds,
-               array_agg(state ORDER BY id) AS states, array_agg(attempts ORDER BY id) AS attempts,
-               array_agg(accepted ORDER BY id) AS accepted
+        SELECT array_agg(id) AS ids, array_agg(kind) AS kinds, array_agg(state) AS states,
+               array_agg(attempts) AS attempts, array_agg(accepted) AS accepted
         FROM (SELECT id, kind, state, attempts, accepted FROM jobs
               WHERE mac = $1 AND state IN ('queued', 'sent', 'busy-retry') ORDER BY id LIMIT $2) AS open) j
     CROSS JOIN LATERAL (
-        SELECT array_agg(name ORDER BY position) AS names, array_agg(idx ORDER BY position) AS idxs,
-               array_agg(value ORDER BY position) AS vals, array_agg(type ORDER BY position) AS types
+        SELECT array_agg(name) AS names, array_agg(idx) AS idxs, array_agg(value) AS vals,
+               array_agg(type) AS types, array_agg(position) AS positions
         FROM device_overrides WHERE mac = $1) o";
 
 /// What a message reads of its device ([`LOAD`]).
@@ -276,7 +276,7 @@ fn load(tx: &mut Tx<'_>, mac: &str) -> Result<Loaded, StoreError> {
         list::<bool>(&row, 20)?,
     );
     same_length(&[ids.len(), kinds.len(), states.len(), attempts.len(), accepted.len()], "open jobs")?;
-    let jobs = ids
+    let mut jobs: Vec<Job> = ids
         .into_iter()
         .zip(kinds)
         .zip(states)
@@ -292,22 +292,29 @@ fn load(tx: &mut Tx<'_>, mac: &str) -> Result<Loaded, StoreError> {
             })
         })
         .collect::<Result<_, StoreError>>()?;
-    let (names, idxs, values, types) = (
+    // Oldest first.
+    jobs.sort_unstable_by_key(|j| j.id);
+    let (names, idxs, values, types, positions) = (
         list::<String>(&row, 24)?,
         list::<i64>(&row, 25)?,
         list::<String>(&row, 26)?,
         list::<Option<String>>(&row, 27)?,
+        list::<i64>(&row, 28)?,
     );
-    same_length(&[names.len(), idxs.len(), values.len(), types.len()], "overrides")?;
-    let overrides = names
+    same_length(&[names.len(), idxs.len(), values.len(), types.len(), positions.len()], "overrides")?;
+    let mut overrides = positions
         .into_iter()
+        .zip(names)
         .zip(idxs)
         .zip(values)
         .zip(types)
-        .map(|(((name, idx), value), item_type)| {
-            Ok(Item { name, index: index_from_sql(idx)?, status: None, value, item_type })
+        .map(|((((position, name), idx), value), item_type)| {
+            Ok((position, Item { name, index: index_from_sql(idx)?, status: None, value, item_type }))
         })
-        .collect::<Result<_, StoreError>>()?;
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // In their order.
+    overrides.sort_unstable_by_key(|(position, _)| *position);
+    let overrides = overrides.into_iter().map(|(_, item)| item).collect();
     Ok(Loaded {
         device: DeviceSnapshot {
             known: true,

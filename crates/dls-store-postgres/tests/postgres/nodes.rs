@@ -342,3 +342,18 @@ fn damaged_rows_are_corrupt() {
         .expect("damages");
     assert!(matches!(s.desired(mac(1)), Err(StoreError::Corrupt(_))));
 }
+
+/// The pool's connections write compressed values with lz4 (where the server has it): a
+/// large inventory is stored so.
+#[test]
+fn large_values_are_compressed_with_lz4() {
+    let database = server::shared().database();
+    let s = open(&database);
+    let items: Vec<Item> = (0..400).map(|k| Item::indexed("key-label-unicode", k, format!("Key {k}"))).collect();
+    s.apply(mac(1), &[REGISTER, contact(1), Change::MergeInventory(items)]).expect("applies");
+    let mut c = postgres::Client::connect(&database.url, postgres::NoTls).expect("connects");
+    let lz4 = c.batch_execute("SET default_toast_compression = lz4").is_ok();
+    let row = c.query_one("SELECT pg_column_compression(items) FROM inventories", &[]).expect("reads");
+    let method: Option<String> = row.get(0);
+    assert_eq!(method.as_deref(), Some(if lz4 { "lz4" } else { "pglz" }));
+}

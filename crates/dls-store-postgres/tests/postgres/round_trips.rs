@@ -9,9 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use dls_engine::desired::Profile;
 use dls_engine::{Channel, Engine, EngineConfig, Input, Output, Session, UnixTime};
-use dls_message::{
-    Action, Fragment, Header, Item, MacAddr, Reason, ReasonForContact, ReplyStatus, WorkpointMessage,
-};
+use dls_message::{Action, Fragment, Header, Item, MacAddr, Reason, ReasonForContact, ReplyStatus, WorkpointMessage};
 use dls_store::traits::*;
 use dls_store::{StoreError, with_device};
 use dls_store_postgres::{PoolOptions, PostgresStore};
