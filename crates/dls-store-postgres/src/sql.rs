@@ -73,15 +73,15 @@ enum Conn<'a> {
 impl Drop for Tx<'_> {
     /// An open transaction of our own is rolled back (the driver's rolls itself back).
     fn drop(&mut self) {
-        if let Conn::Own { client, open: true } = &mut self.conn {
-            if !client.is_closed() {
-                if let Some(t) = self.trips {
-                    t.count();
-                }
-                // A connection that cannot roll back is broken: the server ends the
-                // transaction with it.
-                let _ = client.batch_execute("ROLLBACK");
+        if let Conn::Own { client, open: true } = &mut self.conn
+            && !client.is_closed()
+        {
+            if let Some(t) = self.trips {
+                t.count();
             }
+            // A connection that cannot roll back is broken: the server ends the
+            // transaction with it.
+            let _ = client.batch_execute("ROLLBACK");
         }
     }
 }
