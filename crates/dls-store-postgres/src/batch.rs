@@ -107,10 +107,23 @@ fn place(change: &Change) -> Place {
     }
 }
 
-/// Whether merging `items` into `base` (see [`merge_items`]) would change it.
+/// Whether merging `items` into `base` (see [`merge_items`]) would change it: whether the
+/// last item of a key of `items` differs from the stored one, or its key is new. Only the
+/// keys of `items` are indexed.
 fn merge_changes(base: &[Item], items: &[Item]) -> bool {
-    let stored: HashMap<(&str, Option<u32>), &Item> = base.iter().map(|i| ((i.name.as_str(), i.index), i)).collect();
-    items.iter().filter(|i| i.status.is_none()).any(|i| stored.get(&(i.name.as_str(), i.index)).is_none_or(|s| *s != i))
+    let mut last: HashMap<(&str, Option<u32>), &Item> = HashMap::with_capacity(items.len());
+    for item in items.iter().filter(|i| i.status.is_none()) {
+        last.insert((item.name.as_str(), item.index), item);
+    }
+    // The stored item of each of those keys (its last occurrence).
+    let mut stored: HashMap<(&str, Option<u32>), &Item> = HashMap::with_capacity(last.len());
+    for item in base {
+        let key = (item.name.as_str(), item.index);
+        if last.contains_key(&key) {
+            stored.insert(key, item);
+        }
+    }
+    last.iter().any(|(key, item)| stored.get(key).is_none_or(|s| s != item))
 }
 
 /// The batch's changes folded into the final values they write, checked as writing them

@@ -14,20 +14,41 @@ use crate::sql::{Tx, get, items_from_json};
 
 /// `base` with `items` merged in, as an upsert by item key would: an item whose key is
 /// there changes its value and type in place, a new key goes to the end; items with a
-/// status (a phone's refusals) are skipped. Also whether anything changed.
+/// status (a phone's refusals) are skipped; of several items of one key, the last wins
+/// (where the first would have gone). Also whether the result differs from `base`. Only
+/// the keys of `items` are indexed (borrowed, not copied): a merge of a few items into
+/// hundreds copies none of them.
 pub(crate) fn merge_items(mut base: Vec<Item>, items: &[Item]) -> (Vec<Item>, bool) {
-    let mut at: HashMap<(String, Option<u32>), usize> = HashMap::with_capacity(base.len() + items.len());
-    at.extend(base.iter().enumerate().map(|(position, i)| ((i.name.clone(), i.index), position)));
-    let mut changed = false;
-    for item in items.iter().filter(|i| i.status.is_none()) {
-        match at.entry((item.name.clone(), item.index)) {
-            Entry::Occupied(e) => {
-                let stored = &mut base[*e.get()];
-                changed |= stored != item;
-                stored.clone_from(item);
-            }
+    // Each key of `items`, numbered in the order of its first item; for each number, its
+    // last item and where the key is in `base` (its last occurrence).
+    let mut numbers: HashMap<(&str, Option<u32>), usize> = HashMap::with_capacity(items.len());
+    let mut keys: Vec<(usize, Option<usize>)> = Vec::with_capacity(items.len());
+    for (n, item) in items.iter().enumerate().filter(|(_, i)| i.status.is_none()) {
+        match numbers.entry((item.name.as_str(), item.index)) {
+            Entry::Occupied(e) => keys[*e.get()].0 = n,
             Entry::Vacant(e) => {
-                e.insert(base.len());
+                e.insert(keys.len());
+                keys.push((n, None));
+            }
+        }
+    }
+    for (position, stored) in base.iter().enumerate() {
+        if let Some(&k) = numbers.get(&(stored.name.as_str(), stored.index)) {
+            keys[k].1 = Some(position);
+        }
+    }
+    let mut changed = false;
+    for (n, at) in keys {
+        let item = &items[n];
+        match at {
+            Some(position) => {
+                let stored = &mut base[position];
+                if stored != item {
+                    stored.clone_from(item);
+                    changed = true;
+                }
+            }
+            None => {
                 base.push(item.clone());
                 changed = true;
             }
@@ -152,6 +173,11 @@ mod tests {
         let (same, changed) = merge_items(base.clone(), &[Item::new("a", "1"), refused]);
         assert!(!changed);
         assert_eq!(same, base);
+        // Of one key, the last item wins, where the first would have gone.
+        let (merged, changed) =
+            merge_items(base.clone(), &[Item::new("c", "1"), Item::new("a", "7"), Item::new("c", "2")]);
+        assert!(changed);
+        assert_eq!(merged, [Item::new("a", "7"), Item::indexed("b", 0, "2"), Item::new("c", "2")]);
     }
 
     #[test]
