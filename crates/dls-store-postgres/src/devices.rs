@@ -31,26 +31,26 @@ pub(crate) fn load_overrides(tx: &mut Tx<'_>, mac: &str) -> Result<Vec<Item>, St
         .collect()
 }
 
-pub(crate) fn load_assigned(tx: &mut Tx<'_>, mac: &str) -> Result<Vec<String>, StoreError> {
-    tx.query("SELECT profile FROM device_profiles WHERE mac = $1 ORDER BY position", &[&mac])?
-        .iter()
-        .map(|r| get(r, 0))
-        .collect()
-}
-
 /// The device's written records, ordered by item key.
 pub(crate) fn load_written(tx: &mut Tx<'_>, mac: &str) -> Result<Vec<(ItemKey, WrittenRecord)>, StoreError> {
     tx.query("SELECT name, idx, fingerprint, outcome FROM written WHERE mac = $1 ORDER BY name, idx", &[&mac])?
         .iter()
-        .map(|row| {
-            let fingerprint: Vec<u8> = get(row, 2)?;
-            let fingerprint: [u8; 32] = fingerprint
-                .try_into()
-                .map_err(|v: Vec<u8>| StoreError::Corrupt(format!("fingerprint of {} bytes", v.len())))?;
-            let key = ItemKey { name: get(row, 0)?, index: index_from_sql(get(row, 1)?)? };
-            Ok((key, WrittenRecord { fingerprint, outcome: outcome_from_sql(get(row, 3)?)? }))
-        })
+        .map(|row| written_record(get(row, 0)?, get(row, 1)?, get(row, 2)?, get(row, 3)?))
         .collect()
+}
+
+/// A written record from its columns: name, index, fingerprint, outcome.
+pub(crate) fn written_record(
+    name: String,
+    idx: i64,
+    fingerprint: Vec<u8>,
+    outcome: &str,
+) -> Result<(ItemKey, WrittenRecord), StoreError> {
+    let fingerprint: [u8; 32] = fingerprint
+        .try_into()
+        .map_err(|v: Vec<u8>| StoreError::Corrupt(format!("fingerprint of {} bytes", v.len())))?;
+    let key = ItemKey { name, index: index_from_sql(idx)? };
+    Ok((key, WrittenRecord { fingerprint, outcome: outcome_from_sql(outcome)? }))
 }
 
 /// Every profile and the version they are at, read by one statement (one state of them,

@@ -10,24 +10,45 @@ use std::collections::hash_map::Entry;
 use dls_message::Item;
 use dls_store::StoreError;
 
-use crate::sql::{Tx, get, items_from_json, items_to_json};
+use crate::sql::{Tx, get, items_from_json};
 
 /// `base` with `items` merged in, as an upsert by item key would: an item whose key is
 /// there changes its value and type in place, a new key goes to the end; items with a
-/// status (a phone's refusals) are skipped. Also whether anything changed.
+/// status (a phone's refusals) are skipped; of several items of one key, the last wins
+/// (where the first would have gone). Also whether the result differs from `base`. Only
+/// the keys of `items` are indexed (borrowed, not copied): a merge of a few items into
+/// hundreds copies none of them.
 pub(crate) fn merge_items(mut base: Vec<Item>, items: &[Item]) -> (Vec<Item>, bool) {
-    let mut at: HashMap<(String, Option<u32>), usize> = HashMap::with_capacity(base.len() + items.len());
-    at.extend(base.iter().enumerate().map(|(position, i)| ((i.name.clone(), i.index), position)));
-    let mut changed = false;
-    for item in items.iter().filter(|i| i.status.is_none()) {
-        match at.entry((item.name.clone(), item.index)) {
-            Entry::Occupied(e) => {
-                let stored = &mut base[*e.get()];
-                changed |= stored != item;
-                stored.clone_from(item);
-            }
+    // Each key of `items`, numbered in the order of its first item; for each number, its
+    // last item and where the key is in `base` (its last occurrence).
+    let mut numbers: HashMap<(&str, Option<u32>), usize> = HashMap::with_capacity(items.len());
+    let mut keys: Vec<(usize, Option<usize>)> = Vec::with_capacity(items.len());
+    for (n, item) in items.iter().enumerate().filter(|(_, i)| i.status.is_none()) {
+        match numbers.entry((item.name.as_str(), item.index)) {
+            Entry::Occupied(e) => keys[*e.get()].0 = n,
             Entry::Vacant(e) => {
-                e.insert(base.len());
+                e.insert(keys.len());
+                keys.push((n, None));
+            }
+        }
+    }
+    for (position, stored) in base.iter().enumerate() {
+        if let Some(&k) = numbers.get(&(stored.name.as_str(), stored.index)) {
+            keys[k].1 = Some(position);
+        }
+    }
+    let mut changed = false;
+    for (n, at) in keys {
+        let item = &items[n];
+        match at {
+            Some(position) => {
+                let stored = &mut base[position];
+                if stored != item {
+                    stored.clone_from(item);
+                    changed = true;
+                }
+            }
+            None => {
                 base.push(item.clone());
                 changed = true;
             }
@@ -59,19 +80,33 @@ pub(crate) fn load_inventory(tx: &mut Tx<'_>, mac: &str) -> Result<Vec<Item>, St
     }
 }
 
+/// An inventory item as stored: without a status (what is stored has none), its index and
+/// type only when it has them — a third shorter than the item's own serialisation, for a
+/// record rewritten whole, compressed and sent at every message. It reads back as an
+/// [`Item`] (whose missing fields default to none).
+#[derive(serde::Serialize)]
+struct StoredItem<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    value: &'a str,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    item_type: Option<&'a str>,
+}
+
 /// An inventory in its stored form, with the items copied into `devices`.
 pub(crate) struct Encoded {
-    stored: String,
-    device_type: Option<String>,
-    software_version: Option<String>,
-    e164: Option<String>,
+    pub(crate) stored: String,
+    pub(crate) device_type: Option<String>,
+    pub(crate) software_version: Option<String>,
+    pub(crate) e164: Option<String>,
 }
 
 impl Encoded {
     pub(crate) fn new(items: &[Item]) -> Result<Self, StoreError> {
         let find = |name: &str| items.iter().find(|i| i.name == name && i.index.is_none()).map(|i| i.value.clone());
         Ok(Self {
-            stored: items_to_json(items)?,
+            stored: encode(items)?,
             device_type: find("device-type"),
             software_version: find("software-version"),
             e164: find("e164"),
@@ -82,6 +117,15 @@ impl Encoded {
     pub(crate) fn replacing(items: &[Item]) -> Result<Self, StoreError> {
         Self::new(&merge_items(Vec::new(), items).0)
     }
+}
+
+/// `items` in their stored form (a JSON array of [`StoredItem`]s).
+fn encode(items: &[Item]) -> Result<String, StoreError> {
+    let stored: Vec<StoredItem<'_>> = items
+        .iter()
+        .map(|i| StoredItem { name: &i.name, index: i.index, value: &i.value, item_type: i.item_type.as_deref() })
+        .collect();
+    serde_json::to_string(&stored).map_err(|e| StoreError::Invalid(format!("items not serialisable: {e}")))
 }
 
 /// Stores the device's inventory.
@@ -129,6 +173,29 @@ mod tests {
         let (same, changed) = merge_items(base.clone(), &[Item::new("a", "1"), refused]);
         assert!(!changed);
         assert_eq!(same, base);
+        // Of one key, the last item wins, where the first would have gone.
+        let (merged, changed) =
+            merge_items(base.clone(), &[Item::new("c", "1"), Item::new("a", "7"), Item::new("c", "2")]);
+        assert!(changed);
+        assert_eq!(merged, [Item::new("a", "7"), Item::indexed("b", 0, "2"), Item::new("c", "2")]);
+    }
+
+    #[test]
+    fn the_stored_form_reads_back_as_the_items() {
+        let items = vec![
+            Item::new("a", "1"),
+            Item::indexed("b", 0, "2"),
+            Item { item_type: Some("t".into()), ..Item::indexed("c", 7, "\"x\"\n") },
+        ];
+        let stored = encode(&items).expect("encodes");
+        assert_eq!(
+            stored,
+            r#"[{"name":"a","value":"1"},{"name":"b","index":0,"value":"2"},{"name":"c","index":7,"value":"\"x\"\n","type":"t"}]"#
+        );
+        assert_eq!(decode(Some(&stored), "X").expect("decodes"), items);
+        // What earlier versions stored (every field) still reads.
+        let full = dls_store::columns::items_to_json(&items).expect("encodes");
+        assert_eq!(decode(Some(&full), "X").expect("decodes"), items);
     }
 
     #[test]

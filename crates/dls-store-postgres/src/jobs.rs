@@ -26,11 +26,11 @@ const PENDING: &str = "(state IN ('queued', 'busy-retry') OR (state = 'sent' AND
 pub(crate) const PRUNE: &str = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
      WHERE state IN ('done', 'failed', 'cancelled') AND updated_at < $1 LIMIT $2)";
 
-fn state_from_sql(s: &str) -> Result<JobState, StoreError> {
+pub(crate) fn state_from_sql(s: &str) -> Result<JobState, StoreError> {
     JobState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job state {s:?}")))
 }
 
-fn kind_from_sql(json: &str) -> Result<JobKind, StoreError> {
+pub(crate) fn kind_from_sql(json: &str) -> Result<JobKind, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("job: {e}")))
 }
 

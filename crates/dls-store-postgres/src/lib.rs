@@ -10,7 +10,8 @@
 //! | `schema` | the migrations (`schema_version`), applied at open under an advisory lock |
 //! | `sql` | conversions between records and columns; errors; prepared statements; the devices' advisory locks |
 //! | `inventory` | a device's inventory as one record (a JSON array), its merges |
-//! | `protocol` | [`ProtocolStore`](dls_store::ProtocolStore): a message's load and apply, `run_message` |
+//! | `protocol` | [`ProtocolStore`](dls_store::ProtocolStore): a message's load (one statement) and apply, `run_message` |
+//! | `batch` | a message's changes written by one statement |
 //! | `devices` | [`DeviceStore`](dls_store::DeviceStore): devices and profiles |
 //! | `summary` | the fleet at a glance (`DeviceStore::fleet_summary`, the dashboard) |
 //! | `security` | [`SecurityStore`](dls_store::SecurityStore): secure mode, certificates |
@@ -31,9 +32,12 @@
 //! How it works:
 //!
 //! * Connections: a pool (`r2d2`, the blocking `postgres` client; 16 connections by
-//!   default, opened when needed, each checked when taken so that one a restarted server
-//!   dropped is replaced). A call takes one for its transaction. An unreachable database
-//!   is [`StoreError::Unavailable`](dls_store::StoreError::Unavailable), in one line.
+//!   default, opened when needed, not checked when taken: that costs a round trip per
+//!   call). A call takes one for its transaction; a call whose connection turns out lost
+//!   before its `COMMIT` was sent (one a restarted server dropped) committed nothing, and
+//!   runs again on another connection — never after its `COMMIT` was sent. An
+//!   unreachable database is [`StoreError::Unavailable`](dls_store::StoreError::Unavailable),
+//!   in one line. Each new connection compresses with lz4 where the server has it.
 //! * TLS: libpq's parameters in the URL — `sslmode` (`disable`, `prefer` (the default, as
 //!   libpq's), `require`, `verify-ca`, `verify-full`), `sslrootcert`, `sslcert` and
 //!   `sslkey` — mean what they mean to libpq, on rustls with the ring provider
@@ -44,7 +48,12 @@
 //! * Transactions: a read is one `REPEATABLE READ`, read-only transaction (one snapshot);
 //!   a write is one `READ COMMITTED` transaction, committed whole or rolled back, and run
 //!   again (a bounded number of times, the closure called again) after a deadlock or a
-//!   serialisation failure.
+//!   serialisation failure. An interaction's session is put or taken by one statement,
+//!   without a transaction around it.
+//! * Round trips are counted ([`PostgresStore::round_trips`]). A phone's message costs 4
+//!   (`BEGIN` with the device's lock, one statement reading everything the message needs,
+//!   one writing everything it changes, `COMMIT`); `tests/postgres/round_trips.rs` holds
+//!   the store to that.
 //! * One message of a device (`run_message`) runs in one write transaction that first
 //!   takes the device's transaction-scoped advisory lock (`pg_advisory_xact_lock`, keyed
 //!   by the MAC in a namespace of its own): no other message of the device, on any node,
@@ -52,7 +61,8 @@
 //!   as each statement of a `READ COMMITTED` transaction sees what was committed when it
 //!   began, the load after the lock sees the previous holder's changes. `apply` and the
 //!   admin's changes of one device (add, update, delete, security, secret) take the same
-//!   lock, so that a message's load never sees half of one.
+//!   lock, so that a message's load never sees half of one. The lock is taken in the
+//!   round trip of the `BEGIN` (its key is a number: no parameter is needed).
 //! * Schema: `schema_version` (one row) counts the migrations applied; the missing ones
 //!   are applied at open in one transaction under an advisory lock, so that nodes
 //!   starting at once migrate once. A database from a newer version, or with tables of
@@ -72,6 +82,7 @@
 
 mod accounts;
 mod audit;
+mod batch;
 mod contact;
 mod credentials;
 mod devices;

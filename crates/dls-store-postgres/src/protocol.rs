@@ -1,28 +1,33 @@
 //! The protocol path: what one phone message reads (the device's snapshot, its desired
-//! configuration) and writes (the engine's changes): one read and one write transaction
-//! per message, or one write transaction for the whole message under the device's
-//! advisory lock (`run_message`).
+//! configuration: [`LOAD`], one statement) and writes (the engine's changes: `batch`, one
+//! statement for those of an ordinary message) — in `run_message`, one transaction under
+//! the device's advisory lock, whose `BEGIN` takes the lock in the same round trip.
+//!
+//! What a message costs, in round trips to the database (`tests/postgres/round_trips.rs`
+//! holds the store to these): `BEGIN` and the lock, [`LOAD`], the changes' statement,
+//! `COMMIT` — 4; 3 when nothing changes; one more when a profile changed since the last
+//! load (the profiles are read again) or the changes include secure-mode transitions
+//! (one statement per change).
 
 use std::sync::Arc;
 
 use dls_engine::desired::resolve;
-use dls_engine::{AuditEvent, BootstrapState, Change, Desired, DeviceSnapshot};
+use dls_engine::{AuditEvent, BootstrapState, Change, Desired, DeviceSnapshot, Job};
 use dls_message::{Item, MacAddr};
 use dls_store::rules::security::RevokeReason;
 use dls_store::{MessageFn, ProtocolStore, StoreError, rules};
 
 use crate::PostgresStore;
-use crate::devices::{load_assigned, load_overrides, load_written};
+use crate::batch::{self, Before};
+use crate::devices::written_record;
 use crate::inventory::{Encoded, inventory_from_sql, merge_inventory, store_inventory};
 use crate::jobs;
 use dls_store::columns::SecurityColumns;
 
-use crate::security::{
-    drop_pending, insert_audit, issue_certificate, keep_bootstrap, load_security, revoke_certificates,
-};
+use crate::security::{drop_pending, insert_audit, issue_certificate, keep_bootstrap, revoke_certificates};
 use crate::sql::{
-    Tx, device_exists, get, index_to_sql, int, items_to_json, lock_device, opt_time_from_sql, outcome_to_sql,
-    time_to_sql,
+    Tx, count_from_sql, device_exists, get, index_from_sql, index_to_sql, int, items_to_json, opt_time_from_sql,
+    outcome_to_sql, time_to_sql,
 };
 use crate::store::ProfileCache;
 
@@ -45,8 +50,9 @@ fn insert_nonce(tx: &mut Tx<'_>, mac: &str, nonce: &str) -> Result<(), StoreErro
 }
 
 /// Applies one message's changes inside the caller's transaction (which holds the
-/// device's lock).
-pub(crate) fn apply_changes(tx: &mut Tx<'_>, mac: &str, changes: &[Change]) -> Result<(), StoreError> {
+/// device's lock), one statement (or more) per change, in their order: for the batches
+/// `batch` does not fold into one statement.
+pub(crate) fn apply_in_order(tx: &mut Tx<'_>, mac: &str, changes: &[Change]) -> Result<(), StoreError> {
     if !device_exists(tx, mac)? {
         // The first Register of the batch gives the mode.
         let Some(mode) = changes.iter().find_map(|c| match c {
@@ -168,31 +174,162 @@ pub(crate) fn apply_changes(tx: &mut Tx<'_>, mac: &str, changes: &[Change]) -> R
     Ok(())
 }
 
-/// What the engine needs to know of a device, read in the caller's transaction.
-pub(crate) fn snapshot(tx: &mut Tx<'_>, mac: &str) -> Result<DeviceSnapshot, StoreError> {
-    let Some(row) = tx.query_opt(
-        "SELECT d.inventory_at, i.items FROM devices d LEFT JOIN inventories i ON i.mac = d.mac WHERE d.mac = $1",
-        &[&mac],
-    )?
-    else {
-        return Ok(DeviceSnapshot::unknown());
-    };
-    let inventory_at: Option<i64> = get(&row, 0)?;
-    let inventory = inventory_from_sql(get::<Option<&str>>(&row, 1)?, mac)?;
-    let nonces = tx
-        .query("SELECT nonce FROM nonces WHERE mac = $1 ORDER BY seq", &[&mac])?
-        .iter()
-        .map(|r| get(r, 0))
+/// Everything a message reads of its device, in one statement: the device's row, its
+/// inventory, nonces, security columns and kept bootstrap material, written records, open
+/// jobs (`$2` at most), the profiles' version, and its assigned profiles and overrides —
+/// lists as arrays (`array_agg` of none is NULL; the arrays of one aggregation are in the
+/// same order, any: the jobs and overrides are put in theirs by [`load`], which needs no
+/// sort in the database). An unknown device is a row of NULLs (and empty lists), with
+/// the profiles' version.
+const LOAD: &str = "
+    SELECT d.mac IS NOT NULL, d.inventory_at, i.items,
+           ARRAY(SELECT n.nonce FROM nonces n WHERE n.mac = $1 ORDER BY n.seq),
+           d.security_mode, d.bootstrap_state, d.pin_sealed IS NOT NULL, d.pin_issued_at, d.tan_failures,
+           (SELECT c.serial FROM certificates c
+            WHERE c.serial = d.certificate_serial AND c.mac = d.mac AND c.revoked_at IS NULL),
+           p.serial, p.issued_at,
+           w.names, w.idxs, w.fingerprints, w.outcomes,
+           j.ids, j.kinds, j.states, j.attempts, j.accepted,
+           (SELECT version FROM profiles_version), d.device_type,
+           ARRAY(SELECT a.profile FROM device_profiles a WHERE a.mac = $1 ORDER BY a.position),
+           o.names, o.idxs, o.vals, o.types, o.positions
+    FROM (SELECT) AS one
+    LEFT JOIN devices d ON d.mac = $1
+    LEFT JOIN inventories i ON i.mac = $1
+    LEFT JOIN pending_bootstraps p ON p.mac = $1
+    CROSS JOIN LATERAL (
+        SELECT array_agg(name) AS names, array_agg(idx) AS idxs, array_agg(fingerprint) AS fingerprints,
+               array_agg(outcome) AS outcomes
+        FROM written WHERE mac = $1) w
+    CROSS JOIN LATERAL (
+        SELECT array_agg(id) AS ids, array_agg(kind) AS kinds, array_agg(state) AS states,
+               array_agg(attempts) AS attempts, array_agg(accepted) AS accepted
+        FROM (SELECT id, kind, state, attempts, accepted FROM jobs
+              WHERE mac = $1 AND state IN ('queued', 'sent', 'busy-retry') ORDER BY id LIMIT $2) AS open) j
+    CROSS JOIN LATERAL (
+        SELECT array_agg(name) AS names, array_agg(idx) AS idxs, array_agg(value) AS vals,
+               array_agg(type) AS types, array_agg(position) AS positions
+        FROM device_overrides WHERE mac = $1) o";
+
+/// What a message reads of its device ([`LOAD`]).
+struct Loaded {
+    device: DeviceSnapshot,
+    /// `profiles_version.version`.
+    version: i64,
+    device_type: Option<String>,
+    assigned: Vec<String>,
+    overrides: Vec<Item>,
+}
+
+/// Column `i`, a list (`array_agg` of no rows is NULL).
+fn list<'a, T: postgres::types::FromSql<'a>>(row: &'a postgres::Row, i: usize) -> Result<Vec<T>, StoreError> {
+    Ok(get::<Option<Vec<T>>>(row, i)?.unwrap_or_default())
+}
+
+/// Lists of one record's columns of unequal lengths are damage.
+fn same_length(lengths: &[usize], what: &str) -> Result<(), StoreError> {
+    if lengths.windows(2).any(|w| w[0] != w[1]) {
+        return Err(StoreError::Corrupt(format!("the {what} of a device")));
+    }
+    Ok(())
+}
+
+/// Reads the device in the caller's transaction, in one statement.
+fn load(tx: &mut Tx<'_>, mac: &str) -> Result<Loaded, StoreError> {
+    let row = tx.query_one(LOAD, &[&mac, &int(rules::jobs::OPEN_JOBS_LOADED)])?;
+    let version =
+        get::<Option<i64>>(&row, 21)?.ok_or_else(|| StoreError::Corrupt("profiles_version has no row".into()))?;
+    if !get::<bool>(&row, 0)? {
+        return Ok(Loaded {
+            device: DeviceSnapshot::unknown(),
+            version,
+            device_type: None,
+            assigned: Vec::new(),
+            overrides: Vec::new(),
+        });
+    }
+    let security = SecurityColumns::from_sql((
+        get(&row, 4)?,
+        get(&row, 5)?,
+        get(&row, 6)?,
+        get(&row, 7)?,
+        get(&row, 8)?,
+        get(&row, 9)?,
+        get(&row, 10)?,
+        get(&row, 11)?,
+    ))?
+    .into_security();
+    let (names, idxs, fingerprints, outcomes) =
+        (list::<String>(&row, 12)?, list::<i64>(&row, 13)?, list::<Vec<u8>>(&row, 14)?, list::<&str>(&row, 15)?);
+    same_length(&[names.len(), idxs.len(), fingerprints.len(), outcomes.len()], "written records")?;
+    let written = names
+        .into_iter()
+        .zip(idxs)
+        .zip(fingerprints)
+        .zip(outcomes)
+        .map(|(((name, idx), fingerprint), outcome)| written_record(name, idx, fingerprint, outcome))
         .collect::<Result<_, _>>()?;
-    let security = load_security(tx, mac)?.map(SecurityColumns::into_security).unwrap_or_default();
-    Ok(DeviceSnapshot {
-        known: true,
-        inventory,
-        inventory_at: opt_time_from_sql(inventory_at)?,
-        written: load_written(tx, mac)?.into_iter().collect(),
-        recent_nonces: nonces,
-        security,
-        jobs: jobs::open_jobs(tx, mac)?,
+    let (ids, kinds, states, attempts, accepted) = (
+        list::<i64>(&row, 16)?,
+        list::<&str>(&row, 17)?,
+        list::<&str>(&row, 18)?,
+        list::<i64>(&row, 19)?,
+        list::<bool>(&row, 20)?,
+    );
+    same_length(&[ids.len(), kinds.len(), states.len(), attempts.len(), accepted.len()], "open jobs")?;
+    let mut jobs: Vec<Job> = ids
+        .into_iter()
+        .zip(kinds)
+        .zip(states)
+        .zip(attempts)
+        .zip(accepted)
+        .map(|((((id, kind), state), attempts), accepted)| {
+            Ok(Job {
+                id,
+                kind: jobs::kind_from_sql(kind)?,
+                state: jobs::state_from_sql(state)?,
+                attempts: count_from_sql(attempts)?,
+                accepted,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    // Oldest first.
+    jobs.sort_unstable_by_key(|j| j.id);
+    let (names, idxs, values, types, positions) = (
+        list::<String>(&row, 24)?,
+        list::<i64>(&row, 25)?,
+        list::<String>(&row, 26)?,
+        list::<Option<String>>(&row, 27)?,
+        list::<i64>(&row, 28)?,
+    );
+    same_length(&[names.len(), idxs.len(), values.len(), types.len(), positions.len()], "overrides")?;
+    let mut overrides = positions
+        .into_iter()
+        .zip(names)
+        .zip(idxs)
+        .zip(values)
+        .zip(types)
+        .map(|((((position, name), idx), value), item_type)| {
+            Ok((position, Item { name, index: index_from_sql(idx)?, status: None, value, item_type }))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // In their order.
+    overrides.sort_unstable_by_key(|(position, _)| *position);
+    let overrides = overrides.into_iter().map(|(_, item)| item).collect();
+    Ok(Loaded {
+        device: DeviceSnapshot {
+            known: true,
+            inventory: inventory_from_sql(get::<Option<&str>>(&row, 2)?, mac)?,
+            inventory_at: opt_time_from_sql(get(&row, 1)?)?,
+            written,
+            recent_nonces: list(&row, 3)?,
+            security,
+            jobs,
+        },
+        version,
+        device_type: get(&row, 22)?,
+        assigned: list(&row, 23)?,
+        overrides,
     })
 }
 
@@ -212,42 +349,36 @@ impl DesiredInputs {
 }
 
 impl PostgresStore {
-    /// What the device's desired configuration is made of, read in the caller's
-    /// transaction. An unknown device has no inventory, assignments nor overrides: only
-    /// what applies to every device.
-    fn desired_inputs(&self, tx: &mut Tx<'_>, mac: &str) -> Result<DesiredInputs, StoreError> {
-        let row = tx.query_one(
-            "SELECT (SELECT version FROM profiles_version), (SELECT device_type FROM devices WHERE mac = $1)",
-            &[&mac],
-        )?;
-        let version: Option<i64> = get(&row, 0)?;
-        let version = version.ok_or_else(|| StoreError::Corrupt("profiles_version has no row".into()))?;
-        let device_type = get(&row, 1)?;
-        Ok(DesiredInputs {
-            profiles: self.profiles_at(tx, version)?,
-            device_type,
-            assigned: load_assigned(tx, mac)?,
-            overrides: load_overrides(tx, mac)?,
-        })
+    /// The device's snapshot and what its desired configuration is made of, read in the
+    /// caller's transaction: [`LOAD`], and the profiles if they changed since last read.
+    fn load(&self, tx: &mut Tx<'_>, mac: &str) -> Result<(DeviceSnapshot, DesiredInputs), StoreError> {
+        let loaded = load(tx, mac)?;
+        let inputs = DesiredInputs {
+            profiles: self.profiles_at(tx, loaded.version)?,
+            device_type: loaded.device_type,
+            assigned: loaded.assigned,
+            overrides: loaded.overrides,
+        };
+        Ok((loaded.device, inputs))
     }
 }
 
 impl ProtocolStore for PostgresStore {
     fn load_device(&self, mac: MacAddr) -> Result<DeviceSnapshot, StoreError> {
         let mac = mac.to_string();
-        self.read(|tx| snapshot(tx, &mac))
+        self.read(|tx| Ok(load(tx, &mac)?.device))
     }
 
     fn desired(&self, mac: MacAddr) -> Result<Desired, StoreError> {
         let mac = mac.to_string();
-        let inputs = self.read(|tx| self.desired_inputs(tx, &mac))?;
+        let (_, inputs) = self.read(|tx| self.load(tx, &mac))?;
         Ok(inputs.resolve())
     }
 
     /// One `REPEATABLE READ`, read-only transaction: one snapshot of the database.
     fn load_for_message(&self, mac: MacAddr) -> Result<(DeviceSnapshot, Desired), StoreError> {
         let mac = mac.to_string();
-        let (device, inputs) = self.read(|tx| Ok((snapshot(tx, &mac)?, self.desired_inputs(tx, &mac)?)))?;
+        let (device, inputs) = self.read(|tx| self.load(tx, &mac))?;
         Ok((device, inputs.resolve()))
     }
 
@@ -257,10 +388,7 @@ impl ProtocolStore for PostgresStore {
     fn apply(&self, mac: MacAddr, changes: &[Change]) -> Result<(), StoreError> {
         let key = mac.to_string();
         // On error, everything is rolled back.
-        self.write(|tx| {
-            lock_device(tx, mac)?;
-            apply_changes(tx, &key, changes)
-        })
+        self.locked(mac, |tx| batch::apply(tx, &key, changes, None))
     }
 
     /// One `READ COMMITTED` transaction holding the device's advisory lock
@@ -268,15 +396,17 @@ impl ProtocolStore for PostgresStore {
     /// other message of the device — on any connection of any node, for a device not yet
     /// registered too — runs in between, and each statement after the lock sees what the
     /// lock's previous holder committed. Retried, `f` called again with a fresh load, after
-    /// a deadlock or a serialisation failure.
+    /// a deadlock or a serialisation failure, or a connection lost before the commit.
     fn run_message(&self, mac: MacAddr, f: &mut MessageFn<'_>) -> Result<(), StoreError> {
         let key = mac.to_string();
-        self.write(|tx| {
-            lock_device(tx, mac)?;
-            let device = snapshot(tx, &key)?;
-            let desired = self.desired_inputs(tx, &key)?.resolve();
-            match f(&device, &desired) {
-                Some(changes) if !changes.is_empty() => apply_changes(tx, &key, &changes),
+        self.locked(mac, |tx| {
+            let (device, inputs) = self.load(tx, &key)?;
+            match f(&device, &inputs.resolve()) {
+                Some(changes) if !changes.is_empty() => {
+                    // The snapshot is done with: its inventory is what the changes merge into.
+                    let before = Before { known: device.known, inventory: device.inventory };
+                    batch::apply(tx, &key, &changes, Some(before))
+                }
                 _ => Ok(()),
             }
         })

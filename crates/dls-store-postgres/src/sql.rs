@@ -5,12 +5,13 @@
 //! is [`StoreError::Corrupt`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dls_message::{Item, MacAddr};
 use dls_store::StoreError;
 use postgres::error::SqlState;
 use postgres::types::{FromSql, ToSql};
-use postgres::{Portal, Row, Statement, Transaction};
+use postgres::{Client, GenericClient, Portal, Row, Statement, Transaction};
 
 pub(crate) use dls_store::columns::{
     SCOPE_GLOBAL, SCOPE_PROFILE, count_from_sql, index_from_sql, index_to_sql, items_from_json, items_to_json,
@@ -26,27 +27,149 @@ pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 #[derive(Default)]
 pub(crate) struct Statements(HashMap<String, Statement>);
 
+/// The database round trips a store has made (see [`crate::PostgresStore::round_trips`]):
+/// every request [`Tx`] sends and waits for — a `BEGIN`, a statement, a `prepare`, a
+/// `COMMIT` or `ROLLBACK`, a batch of a cursor — is one.
+#[derive(Debug, Default)]
+pub(crate) struct RoundTrips(AtomicU64);
+
+impl RoundTrips {
+    pub(crate) fn count(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// One transaction of a call, with the connection's prepared statements: every statement
 /// is prepared once per connection, then only bound and executed (one round trip).
 pub(crate) struct Tx<'a> {
-    tx: Transaction<'a>,
+    conn: Conn<'a>,
     statements: &'a mut Statements,
+    trips: Option<&'a RoundTrips>,
+}
+
+/// Whose transaction a [`Tx`] is.
+enum Conn<'a> {
+    /// The driver's (it has cursors: [`Tx::bind`]); `None` once committed.
+    Driver(Option<Transaction<'a>>),
+    /// This crate's own, on the connection: its `BEGIN` sent together with the statements
+    /// that open it (a device's lock), in one round trip ([`Tx::begin`]).
+    Own {
+        client: &'a mut Client,
+        /// Whether a transaction is open on the connection (rolled back when dropped).
+        open: bool,
+    },
+    /// No transaction: one statement, which commits by itself ([`Tx::single`]).
+    Single {
+        client: &'a mut Client,
+        /// Whether the statement was run.
+        used: bool,
+    },
+}
+
+impl Drop for Tx<'_> {
+    /// An open transaction of our own is rolled back (the driver's rolls itself back).
+    fn drop(&mut self) {
+        if let Conn::Own { client, open: true } = &mut self.conn
+            && !client.is_closed()
+        {
+            if let Some(t) = self.trips {
+                t.count();
+            }
+            // A connection that cannot roll back is broken: the server ends the
+            // transaction with it.
+            let _ = client.batch_execute("ROLLBACK");
+        }
+    }
 }
 
 impl<'a> Tx<'a> {
+    /// The driver's transaction `tx` (its `BEGIN` is not counted).
     pub(crate) fn new(tx: Transaction<'a>, statements: &'a mut Statements) -> Self {
-        Self { tx, statements }
+        Self { conn: Conn::Driver(Some(tx)), statements, trips: None }
     }
 
-    pub(crate) fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().db()
+    /// [`Self::new`], counting its round trips (its `BEGIN` is the caller's to count).
+    pub(crate) fn counted(tx: Transaction<'a>, statements: &'a mut Statements, trips: &'a RoundTrips) -> Self {
+        Self { conn: Conn::Driver(Some(tx)), statements, trips: Some(trips) }
+    }
+
+    /// Begins a transaction with `begin`: a `START TRANSACTION …` and the statements to run
+    /// first in it, of the simple protocol (no parameters), sent in one round trip.
+    pub(crate) fn begin(
+        client: &'a mut Client,
+        statements: &'a mut Statements,
+        trips: &'a RoundTrips,
+        begin: &str,
+    ) -> Result<Self, StoreError> {
+        trips.count();
+        let result = client.batch_execute(begin).db();
+        // Open even when a statement after the `BEGIN` failed: dropped, it rolls back.
+        let tx = Self { conn: Conn::Own { client, open: true }, statements, trips: Some(trips) };
+        result.map(|()| tx)
+    }
+
+    /// No transaction: the one statement the caller runs commits by itself (a second one
+    /// is refused, as nothing would make the two atomic).
+    pub(crate) fn single(client: &'a mut Client, statements: &'a mut Statements, trips: &'a RoundTrips) -> Self {
+        Self { conn: Conn::Single { client, used: false }, statements, trips: Some(trips) }
+    }
+
+    fn count(&self) {
+        if let Some(t) = self.trips {
+            t.count();
+        }
+    }
+
+    pub(crate) fn commit(mut self) -> Result<(), StoreError> {
+        match &mut self.conn {
+            Conn::Driver(tx) => {
+                let tx = tx.take().ok_or_else(|| StoreError::Io("a transaction committed twice".into()))?;
+                self.count();
+                tx.commit().db()
+            }
+            Conn::Own { client, open } => {
+                // Whatever the outcome, there is nothing left to roll back.
+                *open = false;
+                if let Some(t) = self.trips {
+                    t.count();
+                }
+                client.batch_execute("COMMIT").db()
+            }
+            Conn::Single { .. } => Ok(()),
+        }
+    }
+
+    /// The driver's client or transaction, for one more request.
+    fn client(&mut self) -> Result<&mut dyn Requests, StoreError> {
+        self.count();
+        match &mut self.conn {
+            Conn::Driver(Some(tx)) => Ok(tx),
+            Conn::Driver(None) => Err(StoreError::Io("a statement after the commit".into())),
+            Conn::Own { client, .. } => Ok(*client),
+            Conn::Single { client, used } => {
+                if std::mem::replace(used, true) {
+                    return Err(StoreError::Io("a second statement without a transaction".into()));
+                }
+                Ok(*client)
+            }
+        }
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
         if let Some(statement) = self.statements.0.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.tx.prepare(sql).db()?;
+        self.count();
+        let statement = match &mut self.conn {
+            Conn::Driver(Some(tx)) => tx.prepare(sql),
+            Conn::Driver(None) => return Err(StoreError::Io("a statement after the commit".into())),
+            Conn::Own { client, .. } | Conn::Single { client, .. } => client.prepare(sql),
+        }
+        .db()?;
         self.statements.0.insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
@@ -54,25 +177,25 @@ impl<'a> Tx<'a> {
     /// Every row of a query.
     pub(crate) fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
         let statement = self.statement(sql)?;
-        self.tx.query(&statement, params).db()
+        self.client()?.query(&statement, params).db()
     }
 
     /// The one row of a query, if any (more than one is an error).
     pub(crate) fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
         let statement = self.statement(sql)?;
-        self.tx.query_opt(&statement, params).db()
+        self.client()?.query_opt(&statement, params).db()
     }
 
     /// The one row of a query.
     pub(crate) fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, StoreError> {
         let statement = self.statement(sql)?;
-        self.tx.query_one(&statement, params).db()
+        self.client()?.query_one(&statement, params).db()
     }
 
     /// Runs a statement; how many rows it changed.
     pub(crate) fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
         let statement = self.statement(sql)?;
-        self.tx.execute(&statement, params).db()
+        self.client()?.execute(&statement, params).db()
     }
 
     /// Whether a query gives a row.
@@ -80,22 +203,64 @@ impl<'a> Tx<'a> {
         Ok(!self.query(sql, params)?.is_empty())
     }
 
+    fn driver(&mut self) -> Result<&mut Transaction<'a>, StoreError> {
+        self.count();
+        match &mut self.conn {
+            Conn::Driver(Some(tx)) => Ok(tx),
+            _ => Err(StoreError::Io("a cursor needs the driver's transaction".into())),
+        }
+    }
+
     /// A cursor over a query's rows, read a batch at a time with [`Self::query_portal`]
-    /// (a table read whole without holding it in memory).
+    /// (a table read whole without holding it in memory). In the driver's transaction only.
     pub(crate) fn bind(&mut self, sql: &str, params: Params<'_>) -> Result<Portal, StoreError> {
-        self.tx.bind(sql, params).db()
+        self.driver()?.bind(sql, params).db()
     }
 
     /// The next (at most) `max_rows` rows of a cursor; none when it is exhausted.
     pub(crate) fn query_portal(&mut self, portal: &Portal, max_rows: i32) -> Result<Vec<Row>, StoreError> {
-        self.tx.query_portal(portal, max_rows).db()
+        self.driver()?.query_portal(portal, max_rows).db()
     }
 
     /// Statements without parameters, not prepared (the migrations).
     pub(crate) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        self.tx.batch_execute(sql).db()
+        self.client()?.batch_execute(sql).db()
     }
 }
+
+/// What [`Tx`] asks of the driver's client and of its transaction alike.
+trait Requests {
+    fn query(&mut self, statement: &Statement, params: Params<'_>) -> Result<Vec<Row>, postgres::Error>;
+    fn query_opt(&mut self, statement: &Statement, params: Params<'_>) -> Result<Option<Row>, postgres::Error>;
+    fn query_one(&mut self, statement: &Statement, params: Params<'_>) -> Result<Row, postgres::Error>;
+    fn execute(&mut self, statement: &Statement, params: Params<'_>) -> Result<u64, postgres::Error>;
+    fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error>;
+}
+
+macro_rules! requests {
+    ($t:ty) => {
+        impl Requests for $t {
+            fn query(&mut self, statement: &Statement, params: Params<'_>) -> Result<Vec<Row>, postgres::Error> {
+                GenericClient::query(self, statement, params)
+            }
+            fn query_opt(&mut self, statement: &Statement, params: Params<'_>) -> Result<Option<Row>, postgres::Error> {
+                GenericClient::query_opt(self, statement, params)
+            }
+            fn query_one(&mut self, statement: &Statement, params: Params<'_>) -> Result<Row, postgres::Error> {
+                GenericClient::query_one(self, statement, params)
+            }
+            fn execute(&mut self, statement: &Statement, params: Params<'_>) -> Result<u64, postgres::Error> {
+                GenericClient::execute(self, statement, params)
+            }
+            fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+                GenericClient::batch_execute(self, sql)
+            }
+        }
+    };
+}
+
+requests!(Client);
+requests!(Transaction<'_>);
 
 /// Maps the driver's errors.
 pub(crate) trait Db<T> {

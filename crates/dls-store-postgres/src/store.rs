@@ -15,7 +15,7 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use crate::devices::load_profiles;
 use crate::schema;
-use crate::sql::{Statements, Tx, is_retryable, one_line};
+use crate::sql::{RoundTrips, Statements, Tx, device_lock_key, is_retryable, one_line};
 use crate::tls::{self, TlsParams};
 
 type Manager = PostgresConnectionManager<tls::Connector>;
@@ -55,6 +55,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// Every profile, parsed, as of a `profiles_version`.
     profiles: Mutex<Option<Arc<ProfileCache>>>,
+    /// The round trips made ([`Self::round_trips`]).
+    trips: RoundTrips,
 }
 
 /// The connection pool, dropped on a thread of its own: the `postgres` client closes a
@@ -100,6 +102,43 @@ enum Access {
     /// `READ COMMITTED`: each statement sees what was committed when it began, so that a
     /// statement after an advisory lock sees what the lock's previous holder committed.
     Write,
+    /// [`Access::Write`], the device's advisory lock taken first, in the round trip of the
+    /// `BEGIN`.
+    Locked(MacAddr),
+    /// No transaction: one statement, which commits by itself.
+    Single,
+}
+
+impl Access {
+    /// What begins the transaction, in one round trip (the lock's key is a number this
+    /// crate computes: nothing of the caller's is in the text).
+    fn begin(self) -> Option<String> {
+        const READ: &str = "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+        const WRITE: &str = "START TRANSACTION ISOLATION LEVEL READ COMMITTED";
+        match self {
+            Self::Read => Some(READ.to_owned()),
+            Self::Write => Some(WRITE.to_owned()),
+            Self::Locked(mac) => Some(format!("{WRITE}; SELECT pg_advisory_xact_lock({})", device_lock_key(mac))),
+            Self::Single => None,
+        }
+    }
+}
+
+/// How one attempt at a call ended.
+enum Attempt<T> {
+    /// Its result (committed, or nothing committed).
+    Done(Result<T, StoreError>),
+    /// The connection was lost before anything could commit (a pooled connection that a
+    /// restarted server dropped, say): the call may run again, on another connection.
+    Lost(StoreError),
+}
+
+impl<T> Attempt<T> {
+    /// `e`, before the commit: a lost connection committed nothing — the server rolls
+    /// back a transaction whose connection ended.
+    fn failed(e: StoreError) -> Self {
+        if matches!(e, StoreError::Unavailable(_)) { Self::Lost(e) } else { Self::Done(Err(e)) }
+    }
 }
 
 impl PostgresStore {
@@ -142,11 +181,14 @@ impl PostgresStore {
             .min_idle(Some(0))
             .idle_timeout(Some(Duration::from_secs(300)))
             .connection_timeout(options.acquire_timeout)
-            .test_on_check_out(true)
+            // Not checked when taken (a round trip per call): a call that finds its
+            // connection lost before anything committed runs again on another (`run`).
+            .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
+            .connection_customizer(Box::new(Lz4))
             .build(PostgresConnectionManager::new(config, connector))
             .map_err(|e| StoreError::Unavailable(one_line(&e)))?;
-        Ok(Self { pool: Pool(Some(pool)), profiles: Mutex::new(None) })
+        Ok(Self { pool: Pool(Some(pool)), profiles: Mutex::new(None), trips: RoundTrips::default() })
     }
 
     /// The latest schema version this build knows (what `schema_version.version` holds
@@ -162,7 +204,7 @@ impl PostgresStore {
     /// a device's rows beside running nodes.
     #[must_use]
     pub fn device_lock_key(mac: MacAddr) -> i64 {
-        crate::sql::device_lock_key(mac)
+        device_lock_key(mac)
     }
 
     fn connection(&self) -> Result<PooledConnection<Manager>, StoreError> {
@@ -180,38 +222,96 @@ impl PostgresStore {
         self.run(Access::Write, f)
     }
 
+    /// Runs `f` in one write transaction that first takes the device's advisory lock
+    /// ([`crate::sql::lock_device`]), as [`Self::write`] does.
+    pub(crate) fn locked<T>(
+        &self,
+        mac: MacAddr,
+        f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.run(Access::Locked(mac), f)
+    }
+
+    /// Runs the one statement `f` runs, without a transaction (it commits by itself; a
+    /// second statement fails). Only for a statement that has the same effect when run
+    /// twice (an upsert, a delete by key): after a lost connection it is run again.
+    pub(crate) fn single<T>(&self, f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.run(Access::Single, f)
+    }
+
+    /// The database round trips this store has made since it was opened: every request
+    /// sent and waited for — `BEGIN` (with what is sent with it), a statement, the
+    /// preparing of a statement the connection had not prepared yet, `COMMIT`, `ROLLBACK`,
+    /// a batch of a cursor. Connecting (and migrating, at open) is not counted. What a
+    /// message costs is the difference across it: `tests/postgres/round_trips.rs` holds
+    /// it to its figures.
+    #[must_use]
+    pub fn round_trips(&self) -> u64 {
+        self.trips.get()
+    }
+
+    /// Runs `f` until it commits or fails for good: again after a serialisation failure or
+    /// a deadlock (a bounded number of times, after a short wait), and again on another
+    /// connection when the one it had was lost before anything could commit — so that the
+    /// pool need not check each connection when taken (a round trip per call) to replace
+    /// those a restarted server dropped. Never again once its `COMMIT` was sent.
     fn run<T>(&self, access: Access, mut f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut conn = self.connection()?;
-        let mut statements = PooledConnection::extensions_mut(&mut conn).remove::<Statements>().unwrap_or_default();
-        let mut attempt = 0;
-        let result = loop {
-            match once(&mut conn, &mut statements, access, &mut f) {
-                Err(e) if attempt < RETRIES && is_retryable(&e) => {
-                    attempt += 1;
-                    std::thread::sleep(backoff(attempt));
+        let (mut conflicts, mut lost) = (0, 0);
+        loop {
+            let mut conn = self.connection()?;
+            let mut statements = PooledConnection::extensions_mut(&mut conn).remove::<Statements>().unwrap_or_default();
+            let attempt = attempt(&mut conn, &mut statements, &self.trips, access, &mut f);
+            PooledConnection::extensions_mut(&mut conn).insert(statements);
+            // Back to the pool, which drops it if it is closed.
+            drop(conn);
+            match attempt {
+                Attempt::Done(Err(e)) if conflicts < RETRIES && is_retryable(&e) => {
+                    conflicts += 1;
+                    std::thread::sleep(backoff(conflicts));
                 }
-                result => break result,
+                Attempt::Done(result) => return result,
+                // Each idle connection of the pool may be one the server dropped; then a
+                // new one.
+                Attempt::Lost(_) if lost < self.pool.max_size() => lost += 1,
+                Attempt::Lost(e) => return Err(e),
             }
-        };
-        PooledConnection::extensions_mut(&mut conn).insert(statements);
-        result
+        }
     }
 
     /// Runs `f` in one transaction, once: never again after a serialisation failure, as
-    /// `f` consumes what it is given (a migration's rows) or hands on what it reads.
+    /// `f` consumes what it is given (a migration's rows) or hands on what it reads; on
+    /// another connection only when the one it had was lost at the `BEGIN`.
     pub(crate) fn once<T>(
         &self,
         write: bool,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.connection()?;
-        let mut statements = Statements::default();
-        let access = if write { Access::Write } else { Access::Read };
         let mut f = Some(f);
-        once(&mut conn, &mut statements, access, &mut |tx| match f.take() {
-            Some(f) => f(tx),
-            None => Err(StoreError::Io("a transaction ran twice".into())),
-        })
+        let mut lost = 0;
+        loop {
+            let mut conn = self.connection()?;
+            let builder = conn.build_transaction();
+            let builder = if write {
+                builder.isolation_level(IsolationLevel::ReadCommitted)
+            } else {
+                builder.isolation_level(IsolationLevel::RepeatableRead).read_only(true)
+            };
+            self.trips.count();
+            let tx = match builder.start().map_err(crate::sql::db_error) {
+                Ok(tx) => tx,
+                Err(StoreError::Unavailable(_)) if lost < self.pool.max_size() => {
+                    lost += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut statements = Statements::default();
+            let mut tx = Tx::counted(tx, &mut statements, &self.trips);
+            let f = f.take().ok_or_else(|| StoreError::Io("a transaction ran twice".into()))?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            return Ok(out);
+        }
     }
 
     /// Every profile as of the caller's transaction, in which `profiles_version` is
@@ -234,23 +334,44 @@ impl PostgresStore {
     }
 }
 
-fn once<T>(
-    conn: &mut Client,
+/// One attempt at a call on `client`: `BEGIN` (with what `access` sends with it), `f`,
+/// `COMMIT`; or `f`'s one statement alone.
+fn attempt<T>(
+    client: &mut Client,
     statements: &mut Statements,
+    trips: &RoundTrips,
     access: Access,
     f: &mut impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    let tx = match access {
-        Access::Read => conn.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true),
-        Access::Write => conn.build_transaction().isolation_level(IsolationLevel::ReadCommitted),
-    }
-    .start()
-    .map_err(crate::sql::db_error)?;
-    let mut tx = Tx::new(tx, statements);
+) -> Attempt<T> {
+    let mut tx = match access.begin() {
+        None => Tx::single(client, statements, trips),
+        Some(begin) => match Tx::begin(client, statements, trips, &begin) {
+            Ok(tx) => tx,
+            Err(e) => return Attempt::failed(e),
+        },
+    };
     // On error the transaction is rolled back when dropped.
-    let out = f(&mut tx)?;
-    tx.commit()?;
-    Ok(out)
+    match f(&mut tx) {
+        // Never run again once the `COMMIT` is sent: it may have committed.
+        Ok(out) => Attempt::Done(tx.commit().map(|()| out)),
+        Err(e) => Attempt::failed(e),
+    }
+}
+
+/// Each new connection writes the values PostgreSQL compresses (a device's inventory, a
+/// JSON array of hundreds of items rewritten at a phone's first start-up) with lz4, which
+/// compresses several times faster than the default pglz: the backend's CPU per first
+/// start-up fell by about 5 % (docs/BENCHMARKS.md). A server built without lz4 refuses the
+/// setting; the connection then keeps its default.
+#[derive(Debug)]
+struct Lz4;
+
+impl r2d2::CustomizeConnection<Client, postgres::Error> for Lz4 {
+    fn on_acquire(&self, client: &mut Client) -> Result<(), postgres::Error> {
+        // Outside a transaction: a refused setting leaves nothing to roll back.
+        let _ = client.batch_execute("SET default_toast_compression = lz4");
+        Ok(())
+    }
 }
 
 /// Why the first connection failed: the login refused, the database missing or TLS not

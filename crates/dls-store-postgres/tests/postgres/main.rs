@@ -2,13 +2,15 @@
 //! (`server`): the conformance suite of the storage traits (shared with every backend,
 //! `crates/dls-store/conformance/`), over TLS with the server's certificate verified, then
 //! what only PostgreSQL has — several nodes on one database, its schema and its pool
-//! (`nodes`), TLS's modes and refusals (`tls`).
+//! (`nodes`), TLS's modes and refusals (`tls`) — and what a message costs in round trips
+//! (`round_trips`).
 
 #[path = "../../../dls-store/conformance/mod.rs"]
 mod conformance;
 
 mod migrate;
 mod nodes;
+mod round_trips;
 mod server;
 mod tls;
 

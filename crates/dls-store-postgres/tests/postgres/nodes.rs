@@ -342,3 +342,55 @@ fn damaged_rows_are_corrupt() {
         .expect("damages");
     assert!(matches!(s.desired(mac(1)), Err(StoreError::Corrupt(_))));
 }
+
+/// The pool's connections write compressed values with lz4 (where the server has it): a
+/// large inventory is stored so.
+#[test]
+fn large_values_are_compressed_with_lz4() {
+    let database = server::shared().database();
+    let s = open(&database);
+    let items: Vec<Item> = (0..400).map(|k| Item::indexed("key-label-unicode", k, format!("Key {k}"))).collect();
+    s.apply(mac(1), &[REGISTER, contact(1), Change::MergeInventory(items)]).expect("applies");
+    let mut c = postgres::Client::connect(&database.url, postgres::NoTls).expect("connects");
+    let lz4 = c.batch_execute("SET default_toast_compression = lz4").is_ok();
+    let row = c.query_one("SELECT pg_column_compression(items) FROM inventories", &[]).expect("reads");
+    let method: Option<String> = row.get(0);
+    assert_eq!(method.as_deref(), Some(if lz4 { "lz4" } else { "pglz" }));
+}
+
+/// A message whose connection is lost before its commit (its backend terminated, as a
+/// restarting server does) committed nothing: it runs again, its closure called again on
+/// a fresh load, on another connection, and commits once.
+#[test]
+fn a_message_whose_connection_is_lost_runs_again_and_commits_once() {
+    let database = server::shared().database();
+    let s = open(&database);
+    s.apply(mac(1), &[REGISTER, contact(1), Change::MergeInventory(vec![Item::new("counter", "0")])])
+        .expect("registers");
+    let mut admin = postgres::Client::connect(&database.url, postgres::NoTls).expect("connects");
+    let mut calls = 0;
+    s.run_message(mac(1), &mut |device, _| {
+        calls += 1;
+        if calls == 1 {
+            // Every connection of the store, this message's included; each waited for
+            // until its process has ended (5 s at most).
+            admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+                     WHERE datname = current_database() AND application_name = 'dls'",
+                    &[],
+                )
+                .expect("terminates");
+        }
+        let next = counter(&device.inventory) + 1;
+        Some(vec![
+            Change::Nonce(format!("n{next}")),
+            Change::MergeInventory(vec![Item::new("counter", next.to_string())]),
+        ])
+    })
+    .expect("runs again and commits");
+    assert_eq!(calls, 2);
+    let device = s.load_device(mac(1)).expect("loads");
+    assert_eq!(counter(&device.inventory), 1, "committed once");
+    assert_eq!(device.recent_nonces, ["n1"]);
+}
