@@ -3,7 +3,7 @@
 # one PostgreSQL database, in the same run, as recorded in docs/BENCHMARKS.md. Prints one
 # JSON object per measurement on stdout, then a summary (the ratios); progress on stderr.
 #
-#   tests/bench/store-bench.sh                 # about a minute on 2 cores
+#   tests/bench/store-bench.sh                 # about two minutes on 2 cores
 #   SKIP_BUILD=1 PHONES=1000 tests/bench/store-bench.sh
 #
 # Settings (environment): PHONES, CONCURRENCY (default 2000 and 16), CARGO_TARGET_DIR,

@@ -174,8 +174,7 @@ mod tests {
         assert!(!changed);
         assert_eq!(same, base);
         // Of one key, the last item wins, where the first would have gone.
-        let (merged, changed) =
-            merge_items(base.clone(), &[Item::new("c", "1"), Item::new("a", "7"), Item::new("c", "2")]);
+        let (merged, changed) = merge_items(base, &[Item::new("c", "1"), Item::new("a", "7"), Item::new("c", "2")]);
         assert!(changed);
         assert_eq!(merged, [Item::new("a", "7"), Item::indexed("b", 0, "2"), Item::new("c", "2")]);
     }

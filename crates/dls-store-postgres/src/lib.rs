@@ -75,7 +75,9 @@
 //!   up in the transaction of every change of `profiles`: every node sees a change at its
 //!   next read.
 //! * Nothing read back can make this crate panic: a row it cannot understand is
-//!   [`StoreError::Corrupt`](dls_store::StoreError::Corrupt). All SQL is parameterised.
+//!   [`StoreError::Corrupt`](dls_store::StoreError::Corrupt). All SQL is parameterised
+//!   (but for the number of a device's lock in a message's `BEGIN`, which the store
+//!   computes from the MAC).
 //! * Secrets (a device's PIN, its Digest secret, fallback credentials, bootstrap
 //!   material) are stored as the caller sealed them: opaque bytes, the key is not the
 //!   store's.
