@@ -9,6 +9,7 @@ mod items;
 mod jobs;
 mod message;
 mod mobility;
+mod mobility_served;
 mod phone;
 mod secure_mode;
 mod serve;
