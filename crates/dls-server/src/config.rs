@@ -123,6 +123,11 @@ pub struct Config {
     /// external address), e.g. `https://dls.example.com:18443`. Default: the first server
     /// name (or the listener's address) and the default-mode port.
     pub files_base_url: Option<String>,
+    /// Where deployment files are kept. Default `files` in the data directory. Several
+    /// nodes on one PostgreSQL store must each be given the same shared directory (an NFS
+    /// export, a cluster file system), so that every node can stream every file
+    /// (`docs/cluster.md`).
+    pub files_dir: Option<PathBuf>,
     /// The largest deployment file accepted (bytes). Default 2 GiB.
     pub max_file_bytes: u64,
     /// The longest a deployment file's upload may take in all (seconds; besides the idle
@@ -319,6 +324,7 @@ impl Default for Config {
             unknown_devices: UnknownDevicePolicy::Register,
             shutdown_grace_secs: 30,
             files_base_url: None,
+            files_dir: None,
             max_file_bytes: 2 << 30,
             upload_timeout_secs: 3600,
             contact_me_dls_address: None,

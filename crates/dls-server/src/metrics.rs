@@ -18,7 +18,8 @@
 //! | `dls_contact_me_total` | `result` | contact-me attempts: `contacted`, `status`, `timeout`, `unreachable`, `refused` |
 //! | `dls_dcmp_polls_total` | `status` | DCMP polls by answer (`200`, `202`, `400`, `405`, `429`, `500`) |
 //! | `dls_digest_requests_total` | `outcome` | provisioning-file requests: `accept`, `challenge`, `reject`, `throttled`, `store_failure` |
-//! | `dls_store_calls_total`, `dls_store_errors_total` | `operation` | store round trips (and those that failed) by the store method called (`device_batch`: a job's devices read in one trip) |
+//! | `dls_store_calls_total`, `dls_store_errors_total` | `operation` | store calls (and those that failed) by the store method called (`device_batch`: a job's devices read in one call) |
+//! | `dls_store_database_round_trips_total` | — | PostgreSQL only: the requests the store sent to the database and waited for (a phone's message costs 3 or 4; see `dls-store-postgres`); absent on SQLite, which works in the process |
 //! | `dls_connections_open` | `listener` | connections open now: `wpi`, `secure`, `http`, `admin` |
 //! | `dls_connections_refused_total` | `listener`, `cause` | connections closed at once: `global_cap`, `per_source_cap` |
 
@@ -197,6 +198,19 @@ impl Metrics {
         }
     }
 
+    /// Counts the store's round trips to its database server in
+    /// `dls_store_database_round_trips_total`: `round_trips` is read at each scrape
+    /// ([`dls_store::MaintenanceStore::database_round_trips`]).
+    pub(crate) fn with_database_round_trips(mut self, round_trips: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.registry.register(
+            "dls_store_database_round_trips",
+            "Requests the store sent to its database server and waited for (each statement, BEGIN and COMMIT \
+             included)",
+            ReadAtScrape(Box::new(round_trips)),
+        );
+        self
+    }
+
     /// The scrape: every metric in the Prometheus text format.
     pub(crate) fn encode(&self) -> String {
         let mut out = String::with_capacity(16 << 10);
@@ -319,6 +333,25 @@ impl EncodeMetric for RefusedConnections {
             }
         }
         Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+/// A counter kept elsewhere, read at each scrape.
+struct ReadAtScrape(Box<dyn Fn() -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for ReadAtScrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ReadAtScrape").field(&(self.0)()).finish()
+    }
+}
+
+impl EncodeMetric for ReadAtScrape {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&(self.0)(), None)
     }
 
     fn metric_type(&self) -> MetricType {
@@ -463,6 +496,20 @@ mod tests {
         let text = m.encode();
         assert!(text.contains("dls_store_calls_total{operation=\"apply\"} 2"), "{text}");
         assert!(text.contains("dls_store_errors_total{operation=\"apply\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn database_round_trips_are_read_at_each_scrape_and_absent_without_a_database() {
+        let (m, _) = metrics();
+        assert!(!m.encode().contains("dls_store_database_round_trips"));
+        let trips = Arc::new(std::sync::atomic::AtomicU64::new(4));
+        let read = trips.clone();
+        let m = metrics().0.with_database_round_trips(move || read.load(std::sync::atomic::Ordering::Relaxed));
+        assert!(m.encode().contains("dls_store_database_round_trips_total 4\n"), "{}", m.encode());
+        trips.store(16, std::sync::atomic::Ordering::Relaxed);
+        let text = m.encode();
+        assert!(text.contains("# TYPE dls_store_database_round_trips_total counter"), "{text}");
+        assert!(text.contains("dls_store_database_round_trips_total 16\n"), "{text}");
     }
 
     #[test]

@@ -109,7 +109,12 @@ async fn start_in_span(config: Config, clock: Arc<dyn Clock>) -> Result<Running,
     }
     let (shutdown, rx) = watch::channel(false);
     let refused: Vec<Arc<limits::RefusalCounters>> = metrics::LISTENERS.iter().map(|_| Arc::default()).collect();
-    let metrics = Arc::new(Metrics::new(&config.node_name, &refused));
+    let mut metrics = Metrics::new(&config.node_name, &refused);
+    if store.store.database_round_trips().is_some() {
+        let counted = Arc::clone(&store.store);
+        metrics = metrics.with_database_round_trips(move || counted.database_round_trips().unwrap_or(0));
+    }
+    let metrics = Arc::new(metrics);
     let handlers = Handlers::new(&config, &keys, store, &listeners, clock, metrics, &rx)?;
     info!(
         wpi_addr = %listeners.wpi_addr, secure_addr = %listeners.secure_addr, http_addr = %listeners.http_addr,
@@ -304,7 +309,7 @@ impl Handlers {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Self, ServerError> {
         let Opened { store, kind } = opened;
-        let files_dir = files_dir(&keys.dir)?;
+        let (files_dir, upload_dir) = files_dir(config, &keys.dir)?;
         let body_timeout = Duration::from_secs(config.body_timeout_secs);
         // Where phones reach the default-mode port, unless configured otherwise (behind NAT).
         let server_host = config.server_names.first().cloned().unwrap_or_else(|| listeners.wpi_addr.ip().to_string());
@@ -369,6 +374,7 @@ impl Handlers {
             jobs: admin::jobs::JobsState {
                 contact,
                 files_dir,
+                upload_dir,
                 max_file_bytes: config.max_file_bytes,
                 upload_timeout: Duration::from_secs(config.upload_timeout_secs),
             },
@@ -566,23 +572,37 @@ fn admin_url(addr: SocketAddr, tls: bool) -> String {
     format!("{}://{addr}", if tls { "https" } else { "http" })
 }
 
-/// The file store's directory, created private; uploads a crash left half-done are removed.
-fn files_dir(dir: &DataDir) -> Result<std::path::PathBuf, ServerError> {
+/// The file store's directory (`files-dir`, by default `files` in the data directory),
+/// created private when missing, and this node's directory of uploads in it
+/// (`.uploads-<node-name>`), emptied: what a crash left half-done. Another node's uploads
+/// in a shared directory are not touched; nor are those an earlier version wrote at the top
+/// (`.upload-<hex>`) unless older than any upload may last.
+fn files_dir(config: &Config, dir: &DataDir) -> Result<(std::path::PathBuf, std::path::PathBuf), ServerError> {
     use std::os::unix::fs::DirBuilderExt;
-    let path = dir.path().join(names::FILES);
-    if !path.is_dir() {
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| ServerError::io(format!("creating {}", path.display()), e))?;
+    let path = config.files_dir.clone().unwrap_or_else(|| dir.path().join(names::FILES));
+    let uploads = path.join(format!(".uploads-{}", config.node_name));
+    for p in [&path, &uploads] {
+        if !p.is_dir() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(p)
+                .map_err(|e| ServerError::io(format!("creating {}", p.display()), e))?;
+        }
     }
-    let entries = std::fs::read_dir(&path).map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?;
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(".upload-") {
+    let oldest_upload = Duration::from_secs(config.upload_timeout_secs.saturating_add(config.body_timeout_secs));
+    let listed =
+        |p: &std::path::Path| std::fs::read_dir(p).map_err(|e| ServerError::io(format!("reading {}", p.display()), e));
+    for entry in listed(&uploads)?.flatten() {
+        let _ = std::fs::remove_file(entry.path());
+    }
+    for entry in listed(&path)?.flatten() {
+        let stale =
+            entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > oldest_upload));
+        if entry.file_name().to_string_lossy().starts_with(".upload-") && stale {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-    Ok(path)
+    Ok((path, uploads))
 }
 
 /// Starts the contact-me sender, and asks it to contact the devices whose jobs wait from

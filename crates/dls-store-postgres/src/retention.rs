@@ -57,4 +57,8 @@ impl MaintenanceStore for PostgresStore {
     fn release_lease(&self, name: &str, node: &str) -> Result<(), StoreError> {
         self.unlease(name, node)
     }
+
+    fn database_round_trips(&self) -> Option<u64> {
+        Some(self.round_trips())
+    }
 }

@@ -276,6 +276,13 @@ pub trait MaintenanceStore: Send + Sync {
 
     /// Gives the lease `name` up if `node` holds it (a no-op otherwise).
     fn release_lease(&self, name: &str, node: &str) -> Result<(), StoreError>;
+
+    /// The requests this store has sent to a database server and waited for since it was
+    /// opened (each statement, `BEGIN` and `COMMIT` included), for `/metrics`; `None` for a
+    /// store that works in the process (SQLite), which has no round trips to count.
+    fn database_round_trips(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The contact-me schedule kept in the store (`contact_schedule`): one row per phone with

@@ -194,6 +194,10 @@ struct Settings {
     /// address), e.g. https://dls.example.com:18443.
     #[arg(long, env = "DLS_FILES_BASE_URL", value_name = "URL")]
     files_base_url: Option<String>,
+    /// Where deployment files are kept. Default DATA_DIR/files. Nodes of a cluster share
+    /// one directory (NFS, a cluster file system): see docs/cluster.md.
+    #[arg(long, env = "DLS_FILES_DIR", value_name = "DIR")]
+    files_dir: Option<String>,
     /// The largest deployment file accepted, in bytes. Default 2147483648 (2 GiB).
     #[arg(long, env = "DLS_MAX_FILE_BYTES", value_name = "BYTES")]
     max_file_bytes: Option<u64>,

@@ -49,6 +49,7 @@ inventory-max-age-secs = 3600
 unknown-devices = "reject"
 shutdown-grace-secs = 10
 files-base-url = "https://files.example.com:28443"
+files-dir = "/srv/shared/dls-files"
 max-file-bytes = 1073741824
 upload-timeout-secs = 600
 contact-me-dls-address = "192.0.2.10"

@@ -32,8 +32,14 @@ use crate::http::Resp;
 pub(crate) struct JobsState {
     /// Sends contact-me requests.
     pub(crate) contact: crate::contact::ContactHandle,
-    /// The file store: `<data dir>/files`, a file's content at `<id>`.
+    /// The file store (`files-dir`, by default `<data dir>/files`): a file's content at
+    /// `<id>`.
     pub(crate) files_dir: PathBuf,
+    /// Where this node writes uploads until they are complete: a directory of its own in
+    /// the file store (`.uploads-<node-name>`), so that a node's start, which removes the
+    /// uploads a crash left half-done, never touches those of another node sharing the
+    /// directory; on the same file system, so that a complete upload is renamed into place.
+    pub(crate) upload_dir: PathBuf,
     /// The largest file accepted.
     pub(crate) max_file_bytes: u64,
     /// The longest an upload may take in all.
@@ -414,7 +420,7 @@ pub(crate) async fn add_file(state: &AdminState, caller: &Caller, req: Request<I
     let jobs = &state.jobs;
     let q = file_query(req.uri().query())?;
     let receiving =
-        crate::files::receive_upload(req.into_body(), &jobs.files_dir, jobs.max_file_bytes, state.body_timeout);
+        crate::files::receive_upload(req.into_body(), &jobs.upload_dir, jobs.max_file_bytes, state.body_timeout);
     // Besides the idle timeout between pieces, a whole upload gets `upload-timeout-secs` at
     // most (a dropped upload removes its temporary file).
     let upload = tokio::time::timeout(jobs.upload_timeout, receiving)

@@ -64,9 +64,15 @@ async fn any_node_serves_any_phone() {
     assert_eq!(first.actions, [Action::ReadAllItems, Action::WriteItems, Action::CleanUp]);
     assert_eq!(phone.get("sntp-addr", None), Some("ntp.example.net"));
 
-    // Node B knows it: a repeat start-up is one exchange, and its admin API lists it.
+    // Node B knows it: a repeat start-up is one exchange, and its admin API lists it. Its
+    // store's round trips to the database are counted in /metrics.
+    let trips =
+        |samples: &crate::metrics::Samples| crate::metrics::value(samples, "dls_store_database_round_trips_total");
+    let before = trips(&crate::metrics::scrape(&b).await.1);
     let again = phone.interact(&mut b.client(), Reason::StartUp).await.expect("start-up on B");
     assert_eq!(again.actions, [Action::CleanUp], "a known phone, nothing to write");
+    let (text, samples) = crate::metrics::scrape(&b).await;
+    assert!(before > 0.0 && trips(&samples) >= before + 3.0, "a message costs 3 round trips or more: {before}, {text}");
     let (status, devices) = b.admin("GET", "/api/v1/devices", None).await;
     assert_eq!((status, devices[0]["mac"].as_str()), (200, Some("001AE83C1001")), "{devices}");
 
@@ -479,6 +485,93 @@ async fn guesses_spread_over_both_nodes_count_as_on_one_and_never_lock_the_phone
         let answer = digest_answer(&challenge_of(nodes[(i + 1) % 2], 2, &path).await, PHONE, PHONE_SECRET, &path, 1);
         assert_eq!(get(node, 2, &path, Some(&answer)).await.0, 200, "the phone during the attack");
     }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// `curl` over HTTPS trusting `node`'s CA: the exit code and what it wrote on stdout.
+async fn curl_from(node: &TestServer, args: &[&str], url: &str) -> (i32, Vec<u8>) {
+    let ca = node.data().join("ca.crt");
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(&ca)
+        .args(args)
+        .arg(url)
+        .output()
+        .await
+        .expect("curl runs");
+    (out.status.code().unwrap_or(-1), out.stdout)
+}
+
+#[tokio::test]
+async fn nodes_sharing_a_files_dir_serve_every_file_and_leave_each_others_uploads_alone() {
+    use dls_engine::firmware::fake_image;
+    let url = tokio::task::spawn_blocking(database).await.expect("database");
+    let shared = tempfile::tempdir().expect("shared files dir");
+    let files = shared.path().join("files");
+    let (store_a, store_b) = (StoreLocation::new(&url), StoreLocation::new(&url));
+    let (files_a, files_b) = (files.clone(), files.clone());
+    let a = TestServer::start_with(move |c| {
+        c.store = store_a;
+        c.node_name = "node-a".into();
+        c.files_dir = Some(files_a);
+    })
+    .await;
+    // An upload of node A's in progress, and one an earlier version left at the top an hour
+    // ago (longer than any upload may last) and one it is writing now: node B's start
+    // removes the stale one only.
+    std::fs::write(files.join(".uploads-node-a").join(".upload-0123"), b"half").expect("writes");
+    let stale = files.join(".upload-00aa");
+    std::fs::write(&stale, b"left by a crash").expect("writes");
+    let old = std::time::SystemTime::now() - Duration::from_secs(3 * 3600 + 60);
+    std::fs::File::options().write(true).open(&stale).expect("opens").set_modified(old).expect("mtime");
+    std::fs::write(files.join(".upload-00bb"), b"being written").expect("writes");
+    let b = TestServer::join(&a, move |c| {
+        c.store = store_b;
+        c.node_name = "node-b".into();
+        c.files_dir = Some(files_b);
+        c.upload_timeout_secs = 3 * 3600;
+    })
+    .await;
+    assert!(files.join(".uploads-node-a").join(".upload-0123").exists(), "node A's upload in progress stays");
+    assert!(files.join(".upload-00bb").exists(), "a recent upload of an earlier version stays");
+    assert!(!stale.exists(), "one older than any upload may last is removed");
+    assert!(files.join(".uploads-node-b").is_dir());
+
+    // Uploaded through A, deployed through B: the phone's download and curl's ranges on B.
+    let mac = MacAddr::parse("00:1A:E8:3C:F1:01").expect("mac");
+    let mut phone = Phone::new(mac);
+    phone.interact(&mut a.client(), Reason::StartUp).await.expect("start-up on A");
+    let image = fake_image(&["OpenStage 60"], "Siemens SIP", "V3 R5.13.0", 200_000);
+    let (status, file) = crate::deploy::upload(&a, "name=os60.img&type=APP", image.clone()).await;
+    assert_eq!(status, 201, "{file}");
+    assert_eq!(std::fs::read(files.join(file["id"].to_string())).expect("in the shared directory"), image);
+    let (status, v) = b
+        .admin(
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({ "target": { "mac": "001AE83CF101" }, "job": { "kind": "deploy-firmware", "file": file["id"] } })),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let r = phone.interact(&mut b.client(), Reason::Solicited).await.expect("solicited on B");
+    assert_eq!(r.deployments.len(), 1, "{:?}", r.actions);
+    let on_b = r.deployments[0].url.clone();
+    assert!(on_b.starts_with(&format!("https://127.0.0.1:{}/files/", b.wpi.port())), "{on_b}");
+    let (code, body) = curl_from(&b, &[], &on_b).await;
+    assert_eq!((code, body == image), (0, true), "the whole file from node B");
+    let (code, body) = curl_from(&b, &["-r", "1000-1999"], &on_b).await;
+    assert_eq!((code, body.as_slice()), (0, &image[1000..2000]), "a range from node B");
+    let on_a = on_b.replacen(&format!(":{}/", b.wpi.port()), &format!(":{}/", a.wpi.port()), 1);
+    let (code, body) = curl_from(&a, &["-r", "199000-"], &on_a).await;
+    assert_eq!((code, body.as_slice()), (0, &image[199_000..]), "and from node A");
+
+    // Deleted through B: gone from the shared directory, for A too.
+    let (status, _) = b.admin("DELETE", &format!("/api/v1/files/{}", file["id"]), None).await;
+    assert_eq!(status, 200);
+    assert!(!files.join(file["id"].to_string()).exists());
+    let (_, body) = curl_from(&a, &["-o", "/dev/null", "-w", "%{http_code}"], &on_a).await;
+    assert_eq!(String::from_utf8_lossy(&body), "404");
     a.stop().await;
     b.stop().await;
 }

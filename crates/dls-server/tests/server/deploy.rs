@@ -22,7 +22,7 @@ fn mac() -> MacAddr {
 }
 
 /// `POST /api/v1/files?{query}` with `content` as the body.
-async fn upload(server: &TestServer, query: &str, content: Vec<u8>) -> (u16, serde_json::Value) {
+pub(crate) async fn upload(server: &TestServer, query: &str, content: Vec<u8>) -> (u16, serde_json::Value) {
     let stream = tokio::net::TcpStream::connect(server.admin).await.expect("admin connects");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
     tokio::spawn(conn);
@@ -55,6 +55,25 @@ async fn job_state(server: &TestServer, id: &serde_json::Value) -> serde_json::V
 
 fn trust(server: &TestServer) -> ServerTrust {
     ServerTrust::Verify(vec![server.ca_pem()])
+}
+
+/// The names in a directory, sorted.
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The node's directory of uploads in progress, in its file store.
+fn uploads(server: &TestServer) -> std::path::PathBuf {
+    let files = server.data().join("files");
+    let mine: Vec<String> = entries(&files).into_iter().filter(|n| n.starts_with(".uploads-")).collect();
+    assert_eq!(mine.len(), 1, "one node, one directory of uploads: {mine:?}");
+    files.join(&mine[0])
 }
 
 async fn curl(args: &[&str]) -> (i32, String, String) {
@@ -175,8 +194,8 @@ async fn uploads_over_the_limit_are_refused() {
     let (status, v) = upload(&server, "name=big.mp3&type=RINGTONE", vec![7u8; 1001]).await;
     assert_eq!(status, 413, "{v}");
     assert_eq!(upload(&server, "name=ok.mp3&type=RINGTONE", vec![7u8; 1000]).await.0, 201);
-    let left: Vec<_> = std::fs::read_dir(server.data().join("files")).expect("files dir").flatten().collect();
-    assert_eq!(left.len(), 1, "no temporary file left behind");
+    assert_eq!(entries(&server.data().join("files")).len(), 2, "the file and the node's directory of uploads");
+    assert_eq!(entries(&uploads(&server)), Vec::<String>::new(), "no temporary file left behind");
     server.stop().await;
 }
 
@@ -206,9 +225,9 @@ async fn an_upload_slower_than_its_deadline_gets_408() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     // The temporary file goes with the upload.
-    let files = server.data().join("files");
+    let files = uploads(&server);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while std::fs::read_dir(&files).expect("files dir").next().is_some() {
+    while !entries(&files).is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "a temporary file was left behind");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -31,7 +31,7 @@ async fn curl(args: &[&str], url: &str) -> (u16, BTreeMap<String, String>, Strin
 }
 
 /// The scrape, without a token.
-async fn scrape(srv: &TestServer) -> (String, Samples) {
+pub(crate) async fn scrape(srv: &TestServer) -> (String, Samples) {
     let (status, headers, body) = curl(&[], &format!("http://{}/metrics", srv.admin)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -44,9 +44,9 @@ async fn scrape(srv: &TestServer) -> (String, Samples) {
 }
 
 /// Samples by series, as printed: `name{label="value",…}` (labels in their printed order).
-type Samples = BTreeMap<String, f64>;
+pub(crate) type Samples = BTreeMap<String, f64>;
 
-fn value(samples: &Samples, series: &str) -> f64 {
+pub(crate) fn value(samples: &Samples, series: &str) -> f64 {
     *samples.get(series).unwrap_or_else(|| panic!("no series {series} in {samples:#?}"))
 }
 
@@ -308,6 +308,10 @@ async fn metrics_count_what_the_node_did_and_hold_no_phone_string_and_every_log_
         assert!(calls >= 1.0, "{operation}: {text}");
     }
     assert!(!samples.keys().any(|k| k.starts_with("dls_store_errors_total")), "no store error: {text}");
+    assert!(
+        !samples.keys().any(|k| k.starts_with("dls_store_database_round_trips")),
+        "SQLite works in the process: no round trips to count: {text}"
+    );
     assert!(value(&samples, "dls_connections_open{listener=\"admin\"}") >= 1.0, "the scrape's own connection");
     assert_eq!(value(&samples, "dls_connections_refused_total{listener=\"wpi\",cause=\"per_source_cap\"}"), 0.0);
 
