@@ -183,6 +183,7 @@ struct JobRow {
     kind: &'static str,
     state: &'static str,
     created: When,
+    answer: String,
 }
 
 #[derive(Template)]
@@ -236,6 +237,7 @@ async fn jobs_of(state: &AdminState, number: &str) -> Result<Vec<JobRow>, ApiErr
             kind: j.job.name(),
             state: j.state.as_str(),
             created: when(j.created_at),
+            answer: j.answer.unwrap_or_default(),
         })
         .collect())
 }
