@@ -265,6 +265,28 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
+    /// Every kind, in the order above.
+    pub const ALL: [Self; 18] = [
+        Self::PinIssued,
+        Self::ModeChanged,
+        Self::DeviceReset,
+        Self::CertificateIssued,
+        Self::CertificateRevoked,
+        Self::BootstrapSent,
+        Self::Bootstrapped,
+        Self::TanRight,
+        Self::TanWrong,
+        Self::BootstrapFailed,
+        Self::DefaultPortRefused,
+        Self::CertificateMismatch,
+        Self::CertificateRefused,
+        Self::PinUnavailable,
+        Self::MobilityLogon,
+        Self::MobilityLogoff,
+        Self::MobilityRefused,
+        Self::MobilityForcedLogoff,
+    ];
+
     /// The kebab-case name.
     #[must_use]
     pub fn as_str(self) -> &'static str {

@@ -170,12 +170,20 @@ test('screenshots of the main pages', async ({ page, api, dls }, testInfo) => {
   await createAccount(api, 'operator', { name: 'bob' });
   await createAccount(api, 'viewer', { name: 'carol' });
   const alice = await createAccount(api, 'admin', { name: 'alice' });
-  // Something on the profiles, jobs and files pages.
+  // Something on the profiles, users, jobs and files pages.
   const global = { 'reassert-on-local-changes': true, item: [{ name: 'sntp-addr', value: 'ntp.example.net' }, { name: 'country-iso', value: 'DE' }] };
   expect((await api.put('/api/v1/profiles/global', { data: global })).status()).toBe(200);
   expect((await api.put('/api/v1/profiles/sales', { data: { 'device-type': 'OpenStage 60', item: [{ name: 'e164-prefix', value: '+4989' }] } })).status()).toBe(200);
   expect((await api.post('/api/v1/jobs', { data: { target: { all: true }, job: { kind: 'reassert-config' } } })).status()).toBe(201);
   expect((await api.post('/api/v1/files?name=ring.mp3&type=RINGTONE', { data: Buffer.alloc(48_000, 1) })).status()).toBe(201);
+  // Mobility users: one logged on at a phone (the logon queued, and taken at its start-up).
+  const users = [
+    { number: '+49 89 7001', name: 'Anna Meier', password: 'typed-at-the-phone', profiles: ['sales'] },
+    { number: '+49 89 7002', name: 'Jonas Weber', password: 'typed-at-the-phone' },
+  ];
+  for (const data of users) expect((await api.post('/api/v1/users', { data })).status()).toBe(201);
+  expect((await api.post('/api/v1/users/+49897001/logon', { data: { mac: macs[1] } })).status()).toBe(201);
+  await dls.phone({ mac: macs[1] });
 
   await page.goto('/login');
   await screenshot(page, testInfo, 'login');
@@ -188,6 +196,8 @@ test('screenshots of the main pages', async ({ page, api, dls }, testInfo) => {
     ['/devices', 'devices'],
     [`/devices/${macs[0]}`, 'device'],
     ['/profiles', 'profiles'],
+    ['/users', 'users'],
+    ['/users/+49897001', 'user'],
     ['/jobs', 'jobs'],
     ['/files', 'files'],
   ]) {

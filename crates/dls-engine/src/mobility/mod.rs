@@ -426,10 +426,10 @@ impl MobilityLimits {
     }
 }
 
-/// The numbers the device's open mobility jobs name, and those to be logged on.
-fn job_numbers(device: &DeviceSnapshot) -> (Vec<String>, Vec<String>) {
+/// The numbers `jobs`' mobility jobs name, and those to be logged on.
+fn job_numbers<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> (Vec<String>, Vec<String>) {
     let (mut all, mut logons) = (Vec::new(), Vec::new());
-    for job in device.jobs.iter().filter(|j| j.runnable()) {
+    for job in jobs {
         match &job.kind {
             JobKind::MobilityLogon { number } => {
                 all.push(number.clone());
@@ -454,8 +454,14 @@ pub(crate) fn query(
     let session_mobility =
         in_session && session.is_some_and(|s| s.mobility.is_some() || matches!(s.awaiting, Awaiting::Mobility(_)));
     let state = reported_state(message);
-    let (job_users, job_data) = match device {
-        Some(d) if crate::job_run::runs_jobs(&message.reason.value) && !in_session => job_numbers(d),
+    // The users of the mobility jobs this message may start: the device's open ones at the
+    // start of an interaction, or those still queued in the session after its writes and
+    // earlier jobs (a new phone's inventory read, the configuration written first).
+    let (job_users, job_data) = match (device, session) {
+        (_, Some(s)) if in_session => job_numbers(&s.jobs),
+        (Some(d), _) if crate::job_run::runs_jobs(&message.reason.value) => {
+            job_numbers(d.jobs.iter().filter(|j| j.runnable()))
+        }
         _ => (Vec::new(), Vec::new()),
     };
     if state.is_none() && !session_mobility && job_users.is_empty() {
@@ -467,6 +473,7 @@ pub(crate) fn query(
         if let Some(Awaiting::Mobility(step)) = session.map(|s| &s.awaiting)
             && let Some(JobKind::MobilityLogon { number } | JobKind::MobilityLogoff { number }) =
                 step.job().map(|j| &j.kind)
+            && !q.job_users.contains(number)
         {
             q.job_users.push(number.clone());
         }

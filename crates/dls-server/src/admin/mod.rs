@@ -26,7 +26,7 @@ mod health;
 pub(crate) mod jobs;
 pub(crate) mod profiles;
 pub(crate) mod security;
-mod users;
+pub(crate) mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -338,13 +338,13 @@ async fn dispatch(
         Route::AddToken(name) => accounts::add_token(state, caller, name, req).await,
         Route::RevokeToken(name, token) => accounts::revoke_token(state, caller, name, token).await,
         Route::ListUsers => users::list(state).await,
-        Route::AddUser => users::add(state, req).await,
+        Route::AddUser => users::add(state, caller, req).await,
         Route::ShowUser(n) => users::show(state, &users::number(n)?).await,
-        Route::DeleteUser(n) => users::delete(state, &users::number(n)?).await,
-        Route::SetUserPassword(n) => users::set_password(state, &users::number(n)?, req).await,
-        Route::SetUserProfiles(n) => users::set_profiles(state, &users::number(n)?, req).await,
-        Route::UserData(n, name) => users::data(state, &users::number(n)?, name).await,
-        Route::UserLogon(n) => users::logon(state, &users::number(n)?, req).await,
-        Route::UserLogoff(n) => users::logoff(state, &users::number(n)?).await,
+        Route::DeleteUser(n) => users::delete(state, caller, &users::number(n)?).await,
+        Route::SetUserPassword(n) => users::put_password(state, caller, &users::number(n)?, req).await,
+        Route::SetUserProfiles(n) => users::put_profiles(state, caller, &users::number(n)?, req).await,
+        Route::UserData(n, name) => users::data(state, caller, &users::number(n)?, name).await,
+        Route::UserLogon(n) => users::logon(state, caller, &users::number(n)?, req).await,
+        Route::UserLogoff(n) => users::logoff(state, caller, &users::number(n)?).await,
     }
 }

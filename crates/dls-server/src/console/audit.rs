@@ -68,24 +68,7 @@ struct AuditPage {
 
 /// Every kind a record may have, for the filter's choice.
 fn kinds() -> Vec<&'static str> {
-    use dls_engine::AuditKind as K;
-    let security = [
-        K::PinIssued,
-        K::ModeChanged,
-        K::DeviceReset,
-        K::CertificateIssued,
-        K::CertificateRevoked,
-        K::BootstrapSent,
-        K::Bootstrapped,
-        K::TanRight,
-        K::TanWrong,
-        K::BootstrapFailed,
-        K::DefaultPortRefused,
-        K::CertificateMismatch,
-        K::CertificateRefused,
-        K::PinUnavailable,
-    ];
-    let mut all: Vec<&'static str> = security.iter().map(|k| k.as_str()).collect();
+    let mut all: Vec<&'static str> = dls_engine::AuditKind::ALL.iter().map(|k| k.as_str()).collect();
     all.extend(AdminAction::ALL.iter().map(|a| a.as_str()));
     all.sort_unstable();
     all

@@ -98,6 +98,9 @@ fn detail(j: &JobRecord) -> String {
         }
         dls_engine::JobKind::Read { items } if !items.is_empty() => format!("{} items", items.len()),
         dls_engine::JobKind::Write { items } => format!("{} items", items.len()),
+        dls_engine::JobKind::MobilityLogon { number } | dls_engine::JobKind::MobilityLogoff { number } => {
+            format!("user {number}")
+        }
         _ => String::new(),
     }
 }

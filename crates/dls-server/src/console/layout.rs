@@ -29,6 +29,7 @@ const PAGES: &[(&str, &str, Need)] = &[
     ("/", "Dashboard", Need::Read),
     ("/devices", "Devices", Need::Read),
     ("/profiles", "Profiles", Need::Read),
+    ("/users", "Users", Need::Read),
     ("/jobs", "Jobs", Need::Read),
     ("/files", "Files", Need::Read),
     ("/credentials", "Credentials", Need::Read),

@@ -36,6 +36,7 @@ mod layout;
 mod login;
 mod profiles;
 mod settings;
+mod users;
 
 use std::sync::Arc;
 
@@ -83,6 +84,14 @@ enum Page<'a> {
     Credentials,
     SetCredential,
     RemoveCredential,
+    Users,
+    AddUser,
+    User(&'a str),
+    UserPassword(&'a str),
+    UserProfiles(&'a str),
+    UserLogon(&'a str),
+    UserLogoff(&'a str),
+    DeleteUser(&'a str),
 }
 
 /// Every page of the console, with the role it needs. `GET` shows, `POST` changes.
@@ -103,6 +112,9 @@ enum Page<'a> {
 /// | GET, POST | `/profiles` | read; operate | profiles; add one ([`profiles`]) |
 /// | GET, POST | `/profiles/{name}` | read; operate | a profile and the devices it reaches; save it |
 /// | POST | `/profiles/{name}/delete` | operate | delete it |
+/// | GET, POST | `/users?deleted=` | read; operate to add | mobility users; add one ([`users`]) |
+/// | GET | `/users/{number}?done=&job=` | read | a user, its saved data's names and sizes, its jobs |
+/// | POST | `/users/{number}/password`, `…/profiles`, `…/logon`, `…/logoff`, `…/delete` | operate | set, queue, delete |
 /// | GET, POST | `/jobs?state=` | read; operate | jobs; queue some ([`jobs`]) |
 /// | GET | `/jobs/table?state=` | read | the jobs table alone (htmx polls it) |
 /// | POST | `/jobs/{id}/cancel` | operate | cancel a job |
@@ -136,6 +148,14 @@ fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
         (Method::GET, ["profiles", name]) => (Read, Page::Profile(name)),
         (Method::POST, ["profiles", name]) => (Operate, Page::SaveProfile(name)),
         (Method::POST, ["profiles", name, "delete"]) => (Operate, Page::DeleteProfile(name)),
+        (Method::GET, ["users"]) => (Read, Page::Users),
+        (Method::POST, ["users"]) => (Operate, Page::AddUser),
+        (Method::GET, ["users", n]) => (Read, Page::User(n)),
+        (Method::POST, ["users", n, "password"]) => (Operate, Page::UserPassword(n)),
+        (Method::POST, ["users", n, "profiles"]) => (Operate, Page::UserProfiles(n)),
+        (Method::POST, ["users", n, "logon"]) => (Operate, Page::UserLogon(n)),
+        (Method::POST, ["users", n, "logoff"]) => (Operate, Page::UserLogoff(n)),
+        (Method::POST, ["users", n, "delete"]) => (Operate, Page::DeleteUser(n)),
         (Method::GET, ["jobs"]) => (Read, Page::Jobs),
         (Method::GET, ["jobs", "table"]) => (Read, Page::JobsTable),
         (Method::POST, ["jobs"]) => (Operate, Page::AddJobs),
@@ -199,6 +219,20 @@ async fn dispatch(
         Page::DeleteProfile(name) => {
             form::read(state, caller, req).await?;
             profiles::delete(state, caller, name).await
+        }
+        Page::Users => users::list(state, caller, req.uri().query()).await,
+        Page::AddUser => users::add(state, caller, form::read(state, caller, req).await?).await,
+        Page::User(n) => users::show(state, caller, n, req.uri().query()).await,
+        Page::UserPassword(n) => users::password(state, caller, n, form::read(state, caller, req).await?).await,
+        Page::UserProfiles(n) => users::profiles(state, caller, n, form::read(state, caller, req).await?).await,
+        Page::UserLogon(n) => users::logon(state, caller, n, form::read(state, caller, req).await?).await,
+        Page::UserLogoff(n) => {
+            form::read(state, caller, req).await?;
+            users::logoff(state, caller, n).await
+        }
+        Page::DeleteUser(n) => {
+            form::read(state, caller, req).await?;
+            users::delete(state, caller, n).await
         }
         Page::Jobs => jobs::show(state, caller, req.uri().query()).await,
         Page::JobsTable => jobs::fragment(state, caller, req.uri().query()).await,

@@ -6,27 +6,33 @@ use serde_json::json;
 use crate::common::{TestServer, http};
 
 /// A browser: its session cookie, and the CSRF token of the last page it loaded.
-struct Browser {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Browser {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
-fn header(h: &hyper::HeaderMap, name: &str) -> String {
+pub(crate) fn header(h: &hyper::HeaderMap, name: &str) -> String {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }
 
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a page with a form") + 19;
     page[at..at + 64].to_owned()
 }
 
-async fn get(srv: &TestServer, path: &str, b: &Browser) -> (u16, hyper::HeaderMap, String) {
+pub(crate) async fn get(srv: &TestServer, path: &str, b: &Browser) -> (u16, hyper::HeaderMap, String) {
     let (status, h, body) = http(srv.admin, "GET", path, &[("cookie", &b.cookie)], Vec::new()).await;
     (status, h, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Posts `form` with the browser's session; `csrf` adds its token.
-async fn post(srv: &TestServer, path: &str, b: &Browser, form: &str, csrf: bool) -> (u16, hyper::HeaderMap, String) {
+pub(crate) async fn post(
+    srv: &TestServer,
+    path: &str,
+    b: &Browser,
+    form: &str,
+    csrf: bool,
+) -> (u16, hyper::HeaderMap, String) {
     let form = if csrf { format!("csrf={}&{form}", b.csrf) } else { form.to_owned() };
     let headers = [("content-type", "application/x-www-form-urlencoded"), ("cookie", b.cookie.as_str())];
     let (status, h, body) = http(srv.admin, "POST", path, &headers, form.into_bytes()).await;
@@ -34,7 +40,7 @@ async fn post(srv: &TestServer, path: &str, b: &Browser, form: &str, csrf: bool)
 }
 
 /// An account of `role` logged in.
-async fn logged_in(srv: &TestServer, name: &str, role: &str) -> Browser {
+pub(crate) async fn logged_in(srv: &TestServer, name: &str, role: &str) -> Browser {
     let account = json!({ "name": name, "role": role, "password": "correct horse 1" });
     assert_eq!(srv.admin("POST", "/api/v1/accounts", Some(account)).await.0, 201);
     let headers = [("content-type", "application/x-www-form-urlencoded")];

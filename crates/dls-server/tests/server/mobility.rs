@@ -545,6 +545,36 @@ async fn the_administrators_logon_and_logoff_are_jobs_the_phone_runs() {
     srv.stop().await;
 }
 
+/// A logon queued for a phone the service has not read yet: the interaction reads its
+/// inventory first and starts the job in the phone's reply, mid-session; the user's state is
+/// loaded for that message too (it once failed the job: "the users' state was not loaded").
+#[tokio::test]
+async fn a_logon_queued_for_a_new_phone_runs_after_its_inventory_is_read() {
+    let srv = TestServer::start().await;
+    profile_sales(&srv).await;
+    add_user(&srv, &["sales"]).await;
+    let mac = "00:1A:E8:2D:3F:71";
+    assert_eq!(srv.admin("POST", "/api/v1/devices", Some(json!({ "mac": mac }))).await.0, 201);
+    let (status, v) = srv.admin("POST", "/api/v1/users/+4989123456/logon", Some(json!({ "mac": mac }))).await;
+    assert_eq!(status, 201, "{v}");
+
+    let mut conn = Conn::open(&srv).await;
+    let mut a = RawPhone::new(mac, "4930171");
+    let m = a.opening("start-up", "1", "4930171", "");
+    let r = a.post(&mut conn, m).await;
+    assert_eq!(r.action, Action::ReadAllItems, "{r:?}");
+    let items = a.items("1", "4930171");
+    let m = a.reply_to("ReadAllItems", "accepted", &items);
+    let r = a.post(&mut conn, m).await;
+    assert_eq!(r.action, Action::WriteItems, "{r:?}");
+    assert_eq!((value(&r, "sip-mobility-state"), value(&r, "e164")), (Some("0"), Some(USER)));
+    assert_eq!(a.accept_write(&mut conn).await.action, Action::CleanUp);
+    assert_eq!(user(&srv).await["logged_on"]["mac"], "001AE82D3F71");
+    let (_, job) = srv.admin("GET", &format!("/api/v1/jobs/{}", v["job"]["id"]), None).await;
+    assert_eq!(job["state"], "done", "{job}");
+    srv.stop().await;
+}
+
 /// Two nodes on one PostgreSQL database: the logon's messages through node A and B, the
 /// logoff's through B and A (their sessions shared); the data saved by one node restored
 /// through the other.
