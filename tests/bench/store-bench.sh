@@ -13,11 +13,10 @@
 # gives the CPU time per interaction of the service's processes and of PostgreSQL's
 # (`/proc/PID/stat` of the server and of the postmaster and its backends).
 #
-# PostgreSQL is Debian's (`/usr/lib/postgresql/*/bin`), a cluster in a temporary directory
-# on a loopback port, run by the `postgres` user when this runs as root, with
-# `synchronous_commit=off`: like the SQLite store's WAL with `synchronous=NORMAL`, a crash
-# of the machine may lose the last transactions, never corrupt the database. Two nodes share
-# the keys (`docs/cluster.md`) and the database, each gets half the phones, both loads run
+# PostgreSQL is a temporary cluster on a loopback port (`pg_start` in tests/bench/common.sh,
+# `synchronous_commit=off`). The one-node figures beside the bare TLS server are
+# tests/bench/service-bench.sh's; this script is for two nodes against one. Two nodes share
+# the keys (`docs/cluster.md`, `start_dls` in common.sh) and the database, each gets half the phones, both loads run
 # at once; the load generators, both nodes and PostgreSQL share the same 2 cores. The two
 # nodes are measured twice: with the same number of phones in flight as one node
 # (CONCURRENCY/2 each: the same load spread over two nodes, the comparison with one node),
@@ -34,68 +33,11 @@ if [ -z "${SKIP_BUILD:-}" ]; then
     cargo build --release -p dls-cli >&2
 fi
 
-WORK=$(mktemp -d)
-chmod 755 "$WORK"
-PIDS=()
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-PG_DATA="$WORK/pg"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    [ -d "$PG_DATA" ] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 . tests/bench/common.sh
-write_global_profile "$WORK/global.toml"
+bench_init
+# shellcheck disable=SC2119 # no more settings
+pg_start
 
-# PostgreSQL on a free loopback port.
-mkdir "$PG_DATA"
-[ "$(id -u)" = 0 ] && chown postgres: "$PG_DATA"
-as_pg "$PG_BIN/initdb" -D "$PG_DATA" -A trust -U postgres -E UTF8 --locale=C >/dev/null
-PG_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/log" -w \
-    -o "-k $PG_DATA -p $PG_PORT -h 127.0.0.1 -c synchronous_commit=off -c max_connections=200" start >/dev/null
-db_url() {
-    as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE $1" postgres >/dev/null
-    echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"
-}
-
-# start_dls NAME STORE [KEYS_FROM]: a fresh `dls serve` (its keys copied from the data
-# directory KEYS_FROM, for a second node); sets SERVER_PID and SERVER.
-start_dls() {
-    local d="$WORK/$1"
-    if [ -n "${3:-}" ]; then
-        mkdir -m 700 "$d"
-        for f in ca.crt ca.key secrets.key fingerprint.key admin-token; do install -m 600 "$3/$f" "$d/$f"; done
-    fi
-    "$BIN/dls" serve --data-dir "$d" --store "$2" --wpi-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-        --secure-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --max-connections-per-source 4096 \
-        >"$WORK/$1.out" 2>"$WORK/$1.log" &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    wait_for "$WORK/$1.out" "admin API"
-    SERVER=$(sed -n 's#.*(default mode) on https://\([^/]*\)/.*#\1#p' "$WORK/$1.out")
-    "$BIN/dls" profile set global "$WORK/global.toml" --data-dir "$d" >/dev/null
-}
-
-# cpu PID…: the CPU time (user + system, clock ticks) of the processes.
-cpu() {
-    local t=0 p
-    for p in "$@"; do
-        [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    done
-    echo "$t"
-}
-# pg_cpu: the CPU time of PostgreSQL (the postmaster and its children alive).
-pg_cpu() {
-    local main
-    main=$(head -n 1 "$PG_DATA/postmaster.pid")
-    # shellcheck disable=SC2046
-    cpu "$main" $(pgrep -P "$main" | tr '\n' ' ')
-}
 TICK_MS=$((1000 / $(getconf CLK_TCK)))
 
 # measure NAME PHONES CONCURRENCY SERVERS… -- LOADS: runs one `dls phone load --json` (new
@@ -144,7 +86,7 @@ print(json.dumps(out))
 PY
 }
 
-echo "store benchmark: $PHONES phones, concurrency $CONCURRENCY, PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'); $(nproc) cores" >&2
+echo "store benchmark: $PHONES phones, concurrency $CONCURRENCY, PostgreSQL $PG_VERSION; $(nproc) cores" >&2
 echo "load average at the start: $(cut -d ' ' -f 1-3 /proc/loadavg)" >&2
 : >"$WORK/results.jsonl"
 run() { measure "$@" | tee -a "$WORK/results.jsonl"; }
@@ -153,16 +95,17 @@ start_dls sqlite sqlite
 SERVER_PIDS=("$SERVER_PID")
 run "sqlite, first start-ups" "$PHONES" "$CONCURRENCY" "$SERVER --phones $PHONES"
 run "sqlite, repeat start-ups" "$PHONES" "$CONCURRENCY" "$SERVER --phones $PHONES"
-kill "$SERVER_PID"
+stop "$SERVER_PID"
 
-start_dls postgres "$(db_url one_node)"
+url=$(pg_db one_node)
+start_dls postgres "$url"
 SERVER_PIDS=("$SERVER_PID")
 run "postgres, first start-ups" "$PHONES" "$CONCURRENCY" "$SERVER --phones $PHONES"
 run "postgres, repeat start-ups" "$PHONES" "$CONCURRENCY" "$SERVER --phones $PHONES"
-kill "$SERVER_PID"
+stop "$SERVER_PID"
 
 # Two nodes: each phone's MAC is fresh for each pair of rounds (`--first-mac`).
-url=$(db_url two_nodes)
+url=$(pg_db two_nodes)
 start_dls node-a "$url"
 A=$SERVER
 SERVER_PIDS=("$SERVER_PID")
