@@ -162,6 +162,10 @@ fn contains_pattern(needle: &str) -> String {
 impl DeviceStore for PostgresStore {
     fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceSummary>, StoreError> {
         let search = filter.search.as_deref().filter(|s| !s.is_empty());
+        // PostgreSQL's text holds no NUL: no device's MAC or e164 contains one.
+        if search.is_some_and(|s| s.contains('\0')) {
+            return Ok(Vec::new());
+        }
         // A MAC is stored as 12 upper-case hex digits: match the search without separators.
         let mac_pattern = search
             .map(|s| s.chars().filter(|c| !matches!(c, ':' | '-' | '.')).collect::<String>().to_ascii_uppercase())

@@ -151,11 +151,11 @@ const SEARCH_DEVICES_DESC: &str = "SELECT d.mac, d.device_type, d.software_versi
 
 /// The FTS5 query of `device_search` that finds every device a search matches (and maybe
 /// more): the MAC needle in `mac` or the search in `e164`, each a phrase (a substring, case
-/// folded). `None` when a needle is shorter than 3 characters: a trigram index cannot find
-/// it (the listing then scans).
+/// folded). `None` when a needle is shorter than 3 characters, which a trigram index cannot
+/// find, or holds a NUL, which ends FTS5's query text (the listing then scans).
 fn trigram_query(search: &str, mac_needle: Option<&str>) -> Option<String> {
     let phrase = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    if search.chars().count() < 3 || mac_needle.is_some_and(|m| m.chars().count() < 3) {
+    if search.chars().count() < 3 || mac_needle.is_some_and(|m| m.chars().count() < 3) || search.contains('\0') {
         return None;
     }
     Some(match mac_needle {

@@ -378,9 +378,25 @@ fn search_finds_substrings_of_the_mac_and_the_e164() {
     assert_eq!(find("z"), Vec::<MacAddr>::new());
     assert_eq!(find("q:"), Vec::<MacAddr>::new());
     // Nothing matches: a number no device has, and characters taken as themselves.
-    for q in
-        ["5555555", "7220 5", "%", "_", "\\", "\"", "89%7220", "89_7220", "7220\"", "\"7220\"", "ab%cd", "a_cd", "ab*"]
-    {
+    for q in [
+        "5555555",
+        "7220 5",
+        "%",
+        "_",
+        "\\",
+        "\"",
+        "89%7220",
+        "89_7220",
+        "7220\"",
+        "\"7220\"",
+        "ab%cd",
+        "a_cd",
+        "ab*",
+        "7220\u{0}",
+        "\u{0}\u{0}\u{0}",
+        "ab\ncd",
+        "7220 1234 \u{1F600}",
+    ] {
         assert_eq!(find(q), Vec::<MacAddr>::new(), "{q:?}");
     }
     // A page at a time, both ways, and with the other filters.
