@@ -116,13 +116,20 @@ fn summary_from_row(row: &Row) -> Result<DeviceSummary, StoreError> {
     })
 }
 
-/// The device listing, by MAC (`LIST_DEVICES_DESC`: the same, descending).
+/// The device listing, by MAC (`LIST_DEVICES_DESC`: the same, descending). A search
+/// (`$3`, `$4`) finds the devices whose MAC is `LIKE` the MAC needle's pattern (`$4`, NULL:
+/// none) or whose lower-case `e164` is `LIKE` the search's (`$3`), both `%…%` with the
+/// needle's own `%`, `_` and `\` escaped (`contains_pattern`): a substring, which the trigram
+/// indexes of schema 7 (`devices_search_mac`, `devices_search_e164`) serve when `pg_trgm` is
+/// installed. A search is planned for its own patterns (`PostgresStore::search`): how many
+/// devices a needle matches decides between the indexes and a scan in MAC order that stops
+/// when the page is full.
 const LIST_DEVICES: &str = "SELECT d.mac, d.device_type, d.software_version, d.e164, d.last_contact_at,
             ARRAY(SELECT p.profile FROM device_profiles p WHERE p.mac = d.mac ORDER BY p.position)
      FROM devices d
      WHERE ($1::TEXT IS NULL OR EXISTS (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = $1))
        AND ($2::TEXT IS NULL OR d.device_type = $2)
-       AND ($3::TEXT IS NULL OR strpos(d.mac, $4::TEXT) > 0 OR strpos(lower(d.e164), lower($3)) > 0)
+       AND ($3::TEXT IS NULL OR d.mac LIKE $4::TEXT OR lower(d.e164) LIKE lower($3))
        AND ($6::TEXT IS NULL OR d.software_version = $6)
        AND ($7::TEXT IS NULL OR d.mac > $7)
      ORDER BY d.mac
@@ -132,33 +139,62 @@ const LIST_DEVICES_DESC: &str = "SELECT d.mac, d.device_type, d.software_version
      FROM devices d
      WHERE ($1::TEXT IS NULL OR EXISTS (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = $1))
        AND ($2::TEXT IS NULL OR d.device_type = $2)
-       AND ($3::TEXT IS NULL OR strpos(d.mac, $4::TEXT) > 0 OR strpos(lower(d.e164), lower($3)) > 0)
+       AND ($3::TEXT IS NULL OR d.mac LIKE $4::TEXT OR lower(d.e164) LIKE lower($3))
        AND ($6::TEXT IS NULL OR d.software_version = $6)
        AND ($7::TEXT IS NULL OR d.mac < $7)
      ORDER BY d.mac DESC
      LIMIT $5";
 
+/// `%needle%` for `LIKE`: the needle's `\`, `%` and `_` escaped, a substring anywhere.
+fn contains_pattern(needle: &str) -> String {
+    let mut p = String::with_capacity(needle.len() + 2);
+    p.push('%');
+    for c in needle.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
 impl DeviceStore for PostgresStore {
     fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceSummary>, StoreError> {
         let search = filter.search.as_deref().filter(|s| !s.is_empty());
+        // PostgreSQL's text holds no NUL: no device's MAC or e164 contains one.
+        if search.is_some_and(|s| s.contains('\0')) {
+            return Ok(Vec::new());
+        }
         // A MAC is stored as 12 upper-case hex digits: match the search without separators.
-        let mac_needle = search
+        let mac_pattern = search
             .map(|s| s.chars().filter(|c| !matches!(c, ':' | '-' | '.')).collect::<String>().to_ascii_uppercase())
-            .filter(|s| !s.is_empty());
+            .filter(|s| !s.is_empty())
+            .map(|s| contains_pattern(&s));
+        let pattern = search.map(contains_pattern);
         // NULL: no limit.
         let limit = filter.limit.map(crate::sql::int);
         let after = filter.after.map(|m| m.to_string());
         // Keyset pagination on the primary key: a page costs the same at any depth.
         let sql = if filter.descending { LIST_DEVICES_DESC } else { LIST_DEVICES };
-        self.read(|tx| {
+        let list = |tx: &mut Tx<'_>| {
             tx.query(
                 sql,
-                &[&filter.profile, &filter.device_type, &search, &mac_needle, &limit, &filter.software_version, &after],
+                &[
+                    &filter.profile,
+                    &filter.device_type,
+                    &pattern,
+                    &mac_pattern,
+                    &limit,
+                    &filter.software_version,
+                    &after,
+                ],
             )?
             .iter()
             .map(summary_from_row)
             .collect()
-        })
+        };
+        if search.is_some() { self.search(list) } else { self.read(list) }
     }
 
     fn device(&self, mac: MacAddr) -> Result<Option<DeviceDetails>, StoreError> {

@@ -70,7 +70,10 @@
 //!   [`StoreError::Corrupt`](dls_store::StoreError::Corrupt) and left untouched.
 //! * Ids of jobs and files are identity columns: a sequence never hands a value out
 //!   twice, not after a delete nor after a rolled-back insert.
-//! * Statements are prepared once per connection and kept with it.
+//! * Statements are prepared once per connection and kept with it. The device search is
+//!   planned for each search's own pattern (`plan_cache_mode = force_custom_plan` in its
+//!   transaction), so that the `pg_trgm` indexes serve a needle few devices match and a
+//!   scan in MAC order one that many match (schema 7; without the extension, a scan).
 //! * Profiles are cached parsed, as of `profiles_version.version`, which a trigger counts
 //!   up in the transaction of every change of `profiles`: every node sees a change at its
 //!   next read.

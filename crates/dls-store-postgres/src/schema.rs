@@ -10,7 +10,8 @@
 //! The tables and their meaning are those of the SQLite backend's schema (this schema's
 //! version 1 is its version 11, version 2 adds `wpi_sessions` as its 12 does, 3 is its 13,
 //! 4 its 14 (the console's accounts), 5 its 15 (the Digest tables), 6 its 16 (the mobility
-//! users)), in PostgreSQL's types. What differs:
+//! users), 7 its 17 (the device search's trigram indexes: `pg_trgm`'s, not FTS5)), in
+//! PostgreSQL's types. What differs:
 //! * ids that are never handed out again (jobs, files) are identity columns: a sequence
 //!   never gives a value twice, not even one of a rolled-back transaction;
 //! * a device's inventory is one JSON array (`inventories.items`, as `Item`s serialise),
@@ -360,6 +361,30 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         expires BIGINT NOT NULL                               -- restricts nothing from then on (0: being made)
     );
     CREATE INDEX mobility_throttle_by_expiry ON mobility_throttle (expires);
+    "#,
+    // 7: the console's device search (issue 16) — trigram indexes (`pg_trgm`, a trusted
+    // extension since PostgreSQL 13: a database owner may create it) of the MACs and the
+    // lower-case `e164`s, which serve `LIKE '%…%'`, a search for a substring (the SQLite
+    // backend's version 17 does it with FTS5). Where the extension cannot be created (not
+    // installed, not permitted), the migration goes on without the indexes: a search then
+    // scans the table, as before, and the server logs PostgreSQL's notice.
+    r#"
+    DO $$
+    DECLARE
+        trgm TEXT;
+    BEGIN
+        BEGIN
+            CREATE EXTENSION IF NOT EXISTS pg_trgm;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'dls: no trigram indexes for the device search (CREATE EXTENSION pg_trgm: %): a search scans the devices', SQLERRM;
+        END;
+        SELECT extnamespace::regnamespace::TEXT INTO trgm FROM pg_extension WHERE extname = 'pg_trgm';
+        IF trgm IS NOT NULL THEN
+            EXECUTE format('CREATE INDEX IF NOT EXISTS devices_search_mac ON devices USING gin (mac %s.gin_trgm_ops)', trgm);
+            EXECUTE format('CREATE INDEX IF NOT EXISTS devices_search_e164 ON devices USING gin (lower(e164) %s.gin_trgm_ops)', trgm);
+        END IF;
+    END
+    $$;
     "#,
 ];
 

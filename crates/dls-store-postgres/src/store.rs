@@ -99,6 +99,10 @@ impl fmt::Debug for PostgresStore {
 enum Access {
     /// One snapshot of the database (`REPEATABLE READ`, read only).
     Read,
+    /// [`Access::Read`], each statement planned for its parameters' values, never with a
+    /// generic plan (`plan_cache_mode`), in the round trip of the `BEGIN`: for a query whose
+    /// best plan depends on them (a search's pattern, by how many rows it matches).
+    Search,
     /// `READ COMMITTED`: each statement sees what was committed when it began, so that a
     /// statement after an advisory lock sees what the lock's previous holder committed.
     Write,
@@ -117,6 +121,7 @@ impl Access {
         const WRITE: &str = "START TRANSACTION ISOLATION LEVEL READ COMMITTED";
         match self {
             Self::Read => Some(READ.to_owned()),
+            Self::Search => Some(format!("{READ}; SET LOCAL plan_cache_mode = force_custom_plan")),
             Self::Write => Some(WRITE.to_owned()),
             Self::Locked(mac) => Some(format!("{WRITE}; SELECT pg_advisory_xact_lock({})", device_lock_key(mac))),
             Self::Single => None,
@@ -191,6 +196,22 @@ impl PostgresStore {
         Ok(Self { pool: Pool(Some(pool)), profiles: Mutex::new(None), trips: RoundTrips::default() })
     }
 
+    /// Creates the schema of `version` (not the latest) in the empty database at `url`,
+    /// as an older version of dls left it: for the tests of the upgrades.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for a version this build does not know; otherwise as
+    /// [`Self::open`].
+    #[doc(hidden)]
+    pub fn create_at_schema_version(url: &str, version: usize) -> Result<(), StoreError> {
+        if i64::try_from(version).map_or(true, |v| v > schema::latest()) {
+            return Err(StoreError::Invalid(format!("no schema version {version}")));
+        }
+        let (config, tls) = parse_url(url, &PoolOptions::default())?;
+        let mut client = config.connect(tls.connector()?).map_err(|e| connect_error(e, &tls))?;
+        schema::migrate_to(&mut client, version)
+    }
+
     /// The latest schema version this build knows (what `schema_version.version` holds
     /// after [`Self::open`]).
     #[must_use]
@@ -214,6 +235,11 @@ impl PostgresStore {
     /// Runs `f` in one read transaction: one snapshot of the database.
     pub(crate) fn read<T>(&self, f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         self.run(Access::Read, f)
+    }
+
+    /// [`Self::read`], each statement planned for its parameters' values ([`Access::Search`]).
+    pub(crate) fn search<T>(&self, f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.run(Access::Search, f)
     }
 
     /// Runs `f` in one write transaction, committed if `f` succeeds, rolled back if not; run

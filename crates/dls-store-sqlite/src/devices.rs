@@ -10,6 +10,7 @@ use dls_store::{
     DeviceDetails, DeviceFilter, DeviceSpec, DeviceStore, DeviceSummary, DeviceUpdate, StoreError, WrittenSummary,
     rules,
 };
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::SqliteStore;
@@ -101,14 +102,15 @@ fn replace_overrides(conn: &Connection, mac: &str, items: &[Item]) -> Result<(),
     Ok(())
 }
 
-/// The device listing, by MAC (`LIST_DEVICES_DESC`: the same, descending).
+/// The device listing, by MAC (`LIST_DEVICES_DESC`: the same, descending). A search scans
+/// the devices in MAC order until the page is full: `SEARCH_DEVICES` instead when it can.
 const LIST_DEVICES: &str = "SELECT d.mac, d.device_type, d.software_version, d.e164, d.last_contact_at
      FROM devices d
      WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = ?1))
        AND (?2 IS NULL OR d.device_type = ?2)
        AND (?3 IS NULL OR instr(d.mac, ?4) > 0 OR instr(lower(d.e164), lower(?3)) > 0)
        AND (?6 IS NULL OR d.software_version = ?6)
-       AND (?7 IS NULL OR d.mac > ?7)
+       AND d.mac > ?7
      ORDER BY d.mac
      LIMIT ?5";
 const LIST_DEVICES_DESC: &str = "SELECT d.mac, d.device_type, d.software_version, d.e164, d.last_contact_at
@@ -117,9 +119,55 @@ const LIST_DEVICES_DESC: &str = "SELECT d.mac, d.device_type, d.software_version
        AND (?2 IS NULL OR d.device_type = ?2)
        AND (?3 IS NULL OR instr(d.mac, ?4) > 0 OR instr(lower(d.e164), lower(?3)) > 0)
        AND (?6 IS NULL OR d.software_version = ?6)
-       AND (?7 IS NULL OR d.mac < ?7)
+       AND d.mac < ?7
      ORDER BY d.mac DESC
      LIMIT ?5";
+
+/// A search through the trigram index `device_search` (schema 17), whose rowid is the MAC
+/// as a number: it gives the devices that may match (`?8`, an FTS5 query) in MAC order, from
+/// past the page's start (`?7`, a MAC as a number), and stops when the page is full. The
+/// index only narrows: each device is then matched exactly as `LIST_DEVICES` does.
+/// (`SEARCH_DEVICES_DESC`: the same, descending.)
+const SEARCH_DEVICES: &str = "SELECT d.mac, d.device_type, d.software_version, d.e164, d.last_contact_at
+     FROM device_search s CROSS JOIN devices d ON d.mac = s.mac
+     WHERE device_search MATCH ?8
+       AND (?1 IS NULL OR EXISTS (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = ?1))
+       AND (?2 IS NULL OR d.device_type = ?2)
+       AND (instr(d.mac, ?4) > 0 OR instr(lower(d.e164), lower(?3)) > 0)
+       AND (?6 IS NULL OR d.software_version = ?6)
+       AND s.rowid > ?7
+     ORDER BY s.rowid
+     LIMIT ?5";
+const SEARCH_DEVICES_DESC: &str = "SELECT d.mac, d.device_type, d.software_version, d.e164, d.last_contact_at
+     FROM device_search s CROSS JOIN devices d ON d.mac = s.mac
+     WHERE device_search MATCH ?8
+       AND (?1 IS NULL OR EXISTS (SELECT 1 FROM device_profiles p WHERE p.mac = d.mac AND p.profile = ?1))
+       AND (?2 IS NULL OR d.device_type = ?2)
+       AND (instr(d.mac, ?4) > 0 OR instr(lower(d.e164), lower(?3)) > 0)
+       AND (?6 IS NULL OR d.software_version = ?6)
+       AND s.rowid < ?7
+     ORDER BY s.rowid DESC
+     LIMIT ?5";
+
+/// The FTS5 query of `device_search` that finds every device a search matches (and maybe
+/// more): the MAC needle in `mac` or the search in `e164`, each a phrase (a substring, case
+/// folded). `None` when a needle is shorter than 3 characters, which a trigram index cannot
+/// find, or holds a NUL, which ends FTS5's query text (the listing then scans).
+fn trigram_query(search: &str, mac_needle: Option<&str>) -> Option<String> {
+    let phrase = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    if search.chars().count() < 3 || mac_needle.is_some_and(|m| m.chars().count() < 3) || search.contains('\0') {
+        return None;
+    }
+    Some(match mac_needle {
+        Some(m) => format!("mac : {} OR e164 : {}", phrase(m), phrase(search)),
+        None => format!("e164 : {}", phrase(search)),
+    })
+}
+
+/// A MAC as the rowid of `device_search` (the view `device_search_keys`).
+fn search_key(mac: MacAddr) -> i64 {
+    mac.octets().iter().fold(0, |n, &b| n << 8 | i64::from(b))
+}
 
 impl DeviceStore for SqliteStore {
     fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceSummary>, StoreError> {
@@ -129,17 +177,28 @@ impl DeviceStore for SqliteStore {
             .map(|s| s.chars().filter(|c| !matches!(c, ':' | '-' | '.')).collect::<String>().to_ascii_uppercase())
             .filter(|s| !s.is_empty());
         let limit = filter.limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        let after = filter.after.map(|m| m.to_string());
-        // Keyset pagination on the primary key: a page costs the same at any depth.
-        let sql = if filter.descending { LIST_DEVICES_DESC } else { LIST_DEVICES };
+        let trigrams = search.and_then(|s| trigram_query(s, mac_needle.as_deref()));
+        // Keyset pagination on the primary key (or the index's rowid, the same order): a
+        // page costs the same at any depth. The page's start is always given (with an `?7
+        // IS NULL OR`, SQLite would read from the first device on, not seek to it): without
+        // one, before every device — past '' ascending, and descending before a blob, which
+        // SQLite orders after every text; -1 and 2^48 in the index, whose rowids are 48 bits.
+        let (sql, after): (&str, Value) = match (&trigrams, filter.descending) {
+            (None, false) => {
+                (LIST_DEVICES, filter.after.map_or_else(|| String::new().into(), |m| m.to_string().into()))
+            }
+            (None, true) => (LIST_DEVICES_DESC, filter.after.map_or(Value::Blob(vec![0xFF]), |m| m.to_string().into())),
+            (Some(_), false) => (SEARCH_DEVICES, filter.after.map_or(-1, search_key).into()),
+            (Some(_), true) => (SEARCH_DEVICES_DESC, filter.after.map_or(1 << 48, search_key).into()),
+        };
         self.read(|tx| {
             type SummaryRow = (String, Option<String>, Option<String>, Option<String>, Option<i64>);
-            let rows: Vec<SummaryRow> = query_all(
-                tx,
-                sql,
-                params![filter.profile, filter.device_type, search, mac_needle, limit, filter.software_version, after],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )?;
+            let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?));
+            let (p, t, v) = (&filter.profile, &filter.device_type, &filter.software_version);
+            let rows: Vec<SummaryRow> = match &trigrams {
+                None => query_all(tx, sql, params![p, t, search, mac_needle, limit, v, after], row)?,
+                Some(q) => query_all(tx, sql, params![p, t, search, mac_needle, limit, v, after, q], row)?,
+            };
             rows.into_iter()
                 .map(|(mac, device_type, software_version, e164, last_contact)| {
                     Ok(DeviceSummary {

@@ -61,6 +61,10 @@
 //!   than 360 rows. The three items the admin listing shows and filters by
 //!   (`device-type`, `software-version`, `e164`, without index) are copied into
 //!   `devices` when the inventory changes.
+//! * The device search (a substring of the MAC or `e164`) reads `device_search`, an FTS5
+//!   table with the `trigram` tokenizer that triggers keep in step with `devices`; its
+//!   rowid is the MAC as a number, so it lists devices in MAC order and a page stops when
+//!   full. Needles under 3 characters scan `devices` (see `devices::SEARCH_DEVICES`).
 //! * An item's "no index" is stored as `dls_store::columns::NO_INDEX` (-1) where `(name, index)` is part of
 //!   a key; `Some(0)` is the real index 0.
 //! * Profiles are cached parsed, as of `profiles_version.version`, which triggers count

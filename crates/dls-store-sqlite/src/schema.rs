@@ -459,6 +459,49 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     ",
         then: None,
     },
+    // 17: the console's device search (issue 16) — a trigram index (FTS5) of each device's
+    // MAC and `e164`, so that a search for a substring of either reads the index, not the
+    // whole table. Its rowid is the MAC as a number (`device_search_keys`): the index lists
+    // the devices in MAC order, as the console's pages do (keyset on the MAC). Triggers keep
+    // it in step with `devices` whoever writes (another process, an older tool); filled from
+    // the devices there are. (`IF NOT EXISTS` and a refill: the upgrade tests run it again.)
+    Migration {
+        sql: "
+    CREATE VIEW IF NOT EXISTS device_search_keys (mac, id) AS SELECT mac,
+            ((instr('0123456789ABCDEF', substr(mac, 1, 1)) - 1) << 44) +
+            ((instr('0123456789ABCDEF', substr(mac, 2, 1)) - 1) << 40) +
+            ((instr('0123456789ABCDEF', substr(mac, 3, 1)) - 1) << 36) +
+            ((instr('0123456789ABCDEF', substr(mac, 4, 1)) - 1) << 32) +
+            ((instr('0123456789ABCDEF', substr(mac, 5, 1)) - 1) << 28) +
+            ((instr('0123456789ABCDEF', substr(mac, 6, 1)) - 1) << 24) +
+            ((instr('0123456789ABCDEF', substr(mac, 7, 1)) - 1) << 20) +
+            ((instr('0123456789ABCDEF', substr(mac, 8, 1)) - 1) << 16) +
+            ((instr('0123456789ABCDEF', substr(mac, 9, 1)) - 1) << 12) +
+            ((instr('0123456789ABCDEF', substr(mac, 10, 1)) - 1) << 8) +
+            ((instr('0123456789ABCDEF', substr(mac, 11, 1)) - 1) << 4) +
+            ((instr('0123456789ABCDEF', substr(mac, 12, 1)) - 1) << 0)
+        FROM devices;
+    CREATE VIRTUAL TABLE IF NOT EXISTS device_search USING fts5 (mac, e164, tokenize = 'trigram');
+    DELETE FROM device_search;
+    INSERT INTO device_search (rowid, mac, e164) SELECT k.id, d.mac, d.e164
+        FROM devices d JOIN device_search_keys k ON k.mac = d.mac;
+    CREATE TRIGGER IF NOT EXISTS device_search_added AFTER INSERT ON devices BEGIN
+        INSERT INTO device_search (rowid, mac, e164) SELECT id, new.mac, new.e164 FROM device_search_keys WHERE mac = new.mac;
+    END;
+    CREATE TRIGGER IF NOT EXISTS device_search_changing BEFORE UPDATE OF mac, e164 ON devices
+        WHEN old.mac IS NOT new.mac OR old.e164 IS NOT new.e164 BEGIN
+        DELETE FROM device_search WHERE rowid = (SELECT id FROM device_search_keys WHERE mac = old.mac);
+    END;
+    CREATE TRIGGER IF NOT EXISTS device_search_changed AFTER UPDATE OF mac, e164 ON devices
+        WHEN old.mac IS NOT new.mac OR old.e164 IS NOT new.e164 BEGIN
+        INSERT INTO device_search (rowid, mac, e164) SELECT id, new.mac, new.e164 FROM device_search_keys WHERE mac = new.mac;
+    END;
+    CREATE TRIGGER IF NOT EXISTS device_search_deleting BEFORE DELETE ON devices BEGIN
+        DELETE FROM device_search WHERE rowid = (SELECT id FROM device_search_keys WHERE mac = old.mac);
+    END;
+    ",
+        then: None,
+    },
 ];
 
 pub(crate) fn schema_latest() -> i64 {

@@ -2,7 +2,7 @@
 
 use dls_engine::desired::GLOBAL_PROFILE;
 use dls_engine::{AuditKind, Change, Profile, SecurityMode, UnixTime};
-use dls_message::{Item, ItemStatus};
+use dls_message::{Item, ItemStatus, MacAddr};
 use dls_store::traits::*;
 use dls_store::{DeviceFilter, DeviceSpec, DeviceUpdate, EventKind, SecurityUpdate, StoreError};
 
@@ -313,6 +313,140 @@ fn list_devices_a_page_at_a_time() {
     assert_eq!(listed(&s, version("nope")), Vec::<u8>::new());
     let both = DeviceFilter { profile: Some("floor".into()), after: Some(mac(2)), ..DeviceFilter::default() };
     assert_eq!(listed(&s, both), vec![3]);
+}
+
+/// The devices a search lists (`limit`, `after` and `descending` as given), in order.
+fn searched(
+    s: &dyn Store,
+    search: &str,
+    limit: Option<usize>,
+    after: Option<MacAddr>,
+    descending: bool,
+) -> Vec<MacAddr> {
+    let filter = DeviceFilter { search: Some(search.into()), limit, after, descending, ..DeviceFilter::default() };
+    s.list_devices(&filter).expect("lists").iter().map(|d| d.mac).collect()
+}
+
+/// `mac` reports `e164` (`None`: no `e164` at all) in a new inventory.
+fn reports_e164(s: &dyn Store, mac: MacAddr, e164: Option<&str>) {
+    let mut items = vec![Item::new("device-type", "OpenStage 60")];
+    items.extend(e164.map(|n| Item::new("e164", n)));
+    s.apply(mac, &[super::contact(100), Change::ReplaceInventory { items, at: UnixTime(100) }]).expect("applies");
+}
+
+/// The console's search (issue 16), which the backends serve from trigram indexes: a
+/// substring of the MAC in the forms the console accepts (any case, `:`, `-` or `.`
+/// between the digits, a fragment anywhere) or of the `e164` (anywhere in it, case
+/// ignored); needles shorter than a trigram too; the characters that mean something to the
+/// indexes' query languages (`%`, `_`, `\`, `"`) as themselves; by pages, both ways.
+#[test]
+fn search_finds_substrings_of_the_mac_and_the_e164() {
+    let s = store();
+    s.put_profile(&profile("sales", None, &[])).expect("puts");
+    let a = MacAddr::from_bytes([0x00, 0x1A, 0xE8, 0xAB, 0xCD, 0x01]);
+    let b = MacAddr::from_bytes([0x00, 0x01, 0xE3, 0x12, 0x34, 0x56]);
+    let c = MacAddr::from_bytes([0x00, 0x01, 0xE3, 0xAB, 0xCD, 0x02]);
+    for (m, e164) in [(a, Some("+49 89 7220 1234")), (b, Some("+49 30 5550 999 Ext")), (c, None)] {
+        let profiles = if m == b { vec!["sales".to_owned()] } else { Vec::new() };
+        s.add_device(m, &DeviceSpec { profiles, ..Default::default() }, AT).expect("adds");
+        reports_e164(&s, m, e164);
+    }
+    let find = |q: &str| searched(&s, q, None, None, false);
+    // The e164: a substring anywhere, case ignored.
+    for q in ["7220", "89 7220 12", "0 1234", "+49 89 7220 1234", "7220 1"] {
+        assert_eq!(find(q), [a], "{q:?}");
+    }
+    for q in ["Ext", "EXT", "ext", "999 e", "+49 30"] {
+        assert_eq!(find(q), [b], "{q:?}");
+    }
+    assert_eq!(find("+49"), [b, a]);
+    // Either: b's MAC, a's number.
+    assert_eq!(find("1234"), [b, a]);
+    // The MAC: any case, with or without separators, a fragment anywhere (MAC order).
+    for q in ["ab:cd", "ABCD", "Ab-Cd", "ab.cd", "AbCd0"] {
+        assert_eq!(find(q), [c, a], "{q:?}");
+    }
+    for q in ["001ae8abcd01", "00:1A:E8:AB:CD:01", "00-1a-e8-ab-cd-01", "001a.e8ab.cd01", "1a:e8", "cd01", "E8AB"] {
+        assert_eq!(find(q), [a], "{q:?}");
+    }
+    assert_eq!(find("e3:12:34"), [b]);
+    assert_eq!(find("0001e3"), [b, c]);
+    // Shorter than a trigram.
+    assert_eq!(find("ab"), [c, a]);
+    assert_eq!(find("9"), [b, a]);
+    assert_eq!(find("x"), [b]);
+    assert_eq!(find("z"), Vec::<MacAddr>::new());
+    assert_eq!(find("q:"), Vec::<MacAddr>::new());
+    // Nothing matches: a number no device has, and characters taken as themselves.
+    for q in [
+        "5555555",
+        "7220 5",
+        "%",
+        "_",
+        "\\",
+        "\"",
+        "89%7220",
+        "89_7220",
+        "7220\"",
+        "\"7220\"",
+        "ab%cd",
+        "a_cd",
+        "ab*",
+        "7220\u{0}",
+        "\u{0}\u{0}\u{0}",
+        "ab\ncd",
+        "7220 1234 \u{1F600}",
+    ] {
+        assert_eq!(find(q), Vec::<MacAddr>::new(), "{q:?}");
+    }
+    // A page at a time, both ways, and with the other filters.
+    assert_eq!(searched(&s, "abcd", Some(1), None, false), [c]);
+    assert_eq!(searched(&s, "abcd", Some(1), Some(c), false), [a]);
+    assert_eq!(searched(&s, "abcd", Some(1), Some(a), false), Vec::<MacAddr>::new());
+    assert_eq!(searched(&s, "abcd", None, None, true), [a, c]);
+    assert_eq!(searched(&s, "abcd", Some(1), Some(a), true), [c]);
+    assert_eq!(searched(&s, "+49", Some(5), Some(b), false), [a]);
+    assert_eq!(searched(&s, "+49", None, Some(a), true), [b]);
+    let sales = |q: &str| {
+        let filter = DeviceFilter { search: Some(q.into()), profile: Some("sales".into()), ..DeviceFilter::default() };
+        s.list_devices(&filter).expect("lists").iter().map(|d| d.mac).collect::<Vec<_>>()
+    };
+    assert_eq!((sales("+49"), sales("7220"), sales("0001e3")), (vec![b], vec![], vec![b]));
+}
+
+/// What the search finds follows the devices at once (the backends' indexes are kept in
+/// step with them): a device added, registered by its first contact, reporting another
+/// `e164` or none, deleted, and added again.
+#[test]
+fn search_follows_devices_as_they_change() {
+    let s = store();
+    let a = MacAddr::from_bytes([0x00, 0x1A, 0xE8, 0x00, 0x00, 0x01]);
+    let d = MacAddr::from_bytes([0x00, 0x1A, 0xE8, 0xFE, 0xDC, 0xBA]);
+    s.add_device(a, &DeviceSpec::default(), AT).expect("adds");
+    reports_e164(&s, a, Some("+49 89 7220 1234"));
+    let find = |q: &str| searched(&s, q, None, None, false);
+    assert_eq!(find("fedcba"), Vec::<MacAddr>::new());
+    // Added by the admin API, then reporting numbers.
+    s.add_device(d, &DeviceSpec::default(), AT).expect("adds");
+    assert_eq!((find("fe:dc:ba"), find("7220")), (vec![d], vec![a]));
+    reports_e164(&s, d, Some("+49 89 7220 5555"));
+    assert_eq!((find("7220"), find("7220 5555"), find("dcba")), (vec![a, d], vec![d], vec![d]));
+    reports_e164(&s, d, Some("+1 212 555 0100"));
+    assert_eq!((find("7220"), find("212 555"), find("7220 5555")), (vec![a], vec![d], vec![]));
+    reports_e164(&s, d, None);
+    assert_eq!((find("212 555"), find("fedcba")), (vec![], vec![d]));
+    reports_e164(&s, d, Some("+1 212 555 0100"));
+    // Deleted: found by nothing; added again (registered by its first contact): by its
+    // MAC only until it reports its number.
+    assert!(s.delete_device(d).expect("deletes"));
+    assert_eq!((find("212 555"), find("fedcba"), find("1ae8")), (vec![], vec![], vec![a]));
+    register(&s, d, 200);
+    assert_eq!((find("212 555"), find("fedcba"), find("1ae8")), (vec![], vec![d], vec![a, d]));
+    reports_e164(&s, d, Some("+1 212 555 0100"));
+    assert_eq!(find("212 555"), [d]);
+    // Another device's number is not its own.
+    assert!(s.delete_device(a).expect("deletes"));
+    assert_eq!((find("7220"), find("1ae8")), (vec![], vec![d]));
 }
 
 /// A device is added with its secret and its security mode and PIN in one transaction:

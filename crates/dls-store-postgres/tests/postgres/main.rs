@@ -2,8 +2,8 @@
 //! (`server`): the conformance suite of the storage traits (shared with every backend,
 //! `crates/dls-store/conformance/`), over TLS with the server's certificate verified, then
 //! what only PostgreSQL has — several nodes on one database, its schema and its pool
-//! (`nodes`), TLS's modes and refusals (`tls`) — and what a message costs in round trips
-//! (`round_trips`).
+//! (`nodes`), TLS's modes and refusals (`tls`), the device search's trigram indexes
+//! (`search`) — and what a message costs in round trips (`round_trips`).
 
 #[path = "../../../dls-store/conformance/mod.rs"]
 mod conformance;
@@ -11,6 +11,7 @@ mod conformance;
 mod migrate;
 mod nodes;
 mod round_trips;
+mod search;
 mod server;
 mod tls;
 

@@ -51,6 +51,13 @@ pub(crate) struct Database {
     admin_url: String,
 }
 
+impl Database {
+    /// The database's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
         if let Ok(mut admin) = Client::connect(&self.admin_url, NoTls) {

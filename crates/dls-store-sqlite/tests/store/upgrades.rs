@@ -3,7 +3,7 @@
 use dls_engine::{AuditKind, BootstrapState, Change, JobState, Security, SecurityMode, UnixTime};
 use dls_message::{Item, MacAddr};
 use dls_store::traits::*;
-use dls_store::{DeviceSpec, JobFilter, SecuritySummary, SecurityUpdate, StoreError};
+use dls_store::{DeviceFilter, DeviceSpec, JobFilter, SecuritySummary, SecurityUpdate, StoreError};
 
 use crate::conformance::credentials::{SECRET, applying, global, listed, of, pair, set};
 use crate::conformance::retention::audit_times;
@@ -324,7 +324,7 @@ fn a_schema_3_database_is_upgraded() {
     assert_eq!(s.load_device(mac(2)).expect("loads").inventory, [Item::new("device-type", "OpenStage 40")]);
     assert!(s.load_device(mac(3)).expect("loads").inventory.is_empty());
     // The listing and the profiles by device type see the moved items.
-    let listed = s.list_devices(&dls_store::DeviceFilter::default()).expect("lists");
+    let listed = s.list_devices(&DeviceFilter::default()).expect("lists");
     assert_eq!(
         (listed[0].device_type.as_deref(), listed[0].software_version.as_deref(), listed[0].e164.as_deref()),
         (Some("OpenStage 60"), Some("V3"), Some("4711"))
@@ -436,4 +436,69 @@ fn the_upgrade_to_schema_11_keeps_ids_and_never_reuses_them() {
         .add_jobs(&[dls_store::NewJob { mac: mac(1), kind: dls_engine::JobKind::Restart }], UnixTime(32))
         .expect("adds");
     assert_eq!(job[0].id, 10);
+}
+
+/// Schema 17 indexes the MACs and numbers for the console's search (FTS5, trigrams): an
+/// existing database's devices are indexed by the upgrade (once, when it runs again); the
+/// index follows what another process writes to `devices` (its triggers); and a search
+/// finds exactly what a scan of the table finds.
+#[test]
+fn the_upgrade_to_schema_17_indexes_the_devices_for_the_search() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("dls.db");
+    SqliteStore::create_at_schema_version(&path, 16).expect("creates");
+    raw(&path)
+        .execute_batch(
+            "INSERT INTO devices (mac, registered_at, e164) VALUES ('0001E325EA01', 1, '+49 89 7220 1234'),
+                                                                   ('001AE8ABCD02', 1, '+49 30 555 Ext'),
+                                                                   ('FFFFFFFFFFFF', 1, NULL);",
+        )
+        .expect("inserts");
+    let searched = |s: &SqliteStore, q: &str| {
+        let filter = DeviceFilter { search: Some(q.into()), ..DeviceFilter::default() };
+        s.list_devices(&filter).expect("lists").iter().map(|d| d.mac.to_string()).collect::<Vec<_>>()
+    };
+    let indexed = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT count(*) FROM device_search", [], |r| r.get(0)).expect("counts")
+    };
+    let s = SqliteStore::open(&path).expect("upgrades");
+    assert_eq!(user_version(&raw(&path)), SqliteStore::schema_version());
+    assert_eq!(searched(&s, "7220 12"), ["0001E325EA01"]);
+    assert_eq!(searched(&s, "ab-cd-02"), ["001AE8ABCD02"]);
+    assert_eq!(searched(&s, "ff:ff:ff:ff"), ["FFFFFFFFFFFF"]);
+    assert_eq!(searched(&s, "EXT"), ["001AE8ABCD02"]);
+    // The rowid of each is its MAC as a number (the index's order is the MACs').
+    let keys: Vec<(String, i64)> = raw(&path)
+        .prepare("SELECT mac, rowid FROM device_search ORDER BY rowid")
+        .expect("prepares")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("reads")
+        .collect::<Result<_, _>>()
+        .expect("reads");
+    let want =
+        [("0001E325EA01", 0x0001_E325_EA01), ("001AE8ABCD02", 0x001A_E8AB_CD02), ("FFFFFFFFFFFF", 0xFFFF_FFFF_FFFF)];
+    assert_eq!(keys, want.map(|(m, k)| (m.to_owned(), k)));
+    drop(s);
+
+    // Run again (an older version's database taken back), the index is made anew, once.
+    raw(&path).execute_batch("PRAGMA user_version = 16").expect("goes back");
+    let s = SqliteStore::open(&path).expect("upgrades again");
+    assert_eq!(indexed(&raw(&path)), 3);
+
+    // Another process writes to `devices`: the triggers keep the index in step.
+    raw(&path)
+        .execute_batch(
+            "INSERT INTO devices (mac, registered_at, e164) VALUES ('0001E325EA03', 1, '+49 89 7220 9999');
+             UPDATE devices SET e164 = '+1 212 555 0100' WHERE mac = '0001E325EA01';
+             UPDATE devices SET last_contact_at = 5 WHERE mac = '001AE8ABCD02';
+             DELETE FROM devices WHERE mac = 'FFFFFFFFFFFF';",
+        )
+        .expect("writes");
+    assert_eq!(searched(&s, "7220"), ["0001E325EA03"]);
+    assert_eq!(searched(&s, "212 555"), ["0001E325EA01"]);
+    assert_eq!(searched(&s, "30 555"), ["001AE8ABCD02"]);
+    assert_eq!(searched(&s, "ffffff"), Vec::<String>::new());
+    assert_eq!(indexed(&raw(&path)), 3);
+    // The index is consistent with what it holds (FTS5's own check).
+    raw(&path).execute_batch("INSERT INTO device_search (device_search) VALUES ('integrity-check')").expect("checks");
 }
