@@ -2,8 +2,9 @@
 //! all) through the same function as the admin API's `POST /api/v1/jobs`
 //! (`crate::admin::jobs::queue`: checked, contact-me'd and audited alike); the jobs, newest
 //! first, with their progress — the table is a fragment (`/jobs/table`) htmx loads again
-//! every 2 s, so that states change on the page while phones call in; cancel one that is
-//! not over (asking first).
+//! every 2 s while a job shown is not over, so that states change on the page while phones
+//! call in (every 30 s when all are over, to show jobs queued elsewhere without loading the
+//! service for nothing); cancel one that is not over (asking first).
 
 use askama::Template;
 use dls_accounts::Need;
@@ -51,7 +52,15 @@ struct JobsTable {
     csrf: String,
     filter: String,
     more: bool,
+    /// How often htmx loads the table again, in seconds: [`POLL_BUSY_SECS`] while a job
+    /// shown is not over, else [`POLL_IDLE_SECS`].
+    poll_secs: u32,
 }
+
+/// The table's reload while phones are working through jobs shown.
+const POLL_BUSY_SECS: u32 = 2;
+/// The table's reload when every job shown is over (or none is).
+const POLL_IDLE_SECS: u32 = 30;
 
 #[derive(Template)]
 #[template(path = "jobs.html")]
@@ -146,6 +155,7 @@ async fn table(state: &AdminState, caller: &Caller, filter: Option<JobState>) ->
         csrf: caller.csrf().unwrap_or_default(),
         filter: filter.map(|s| s.as_str().to_owned()).unwrap_or_default(),
         more,
+        poll_secs: if jobs.iter().any(|j| !j.state.is_final()) { POLL_BUSY_SECS } else { POLL_IDLE_SECS },
     })
 }
 
