@@ -1,10 +1,11 @@
 // The devices and device pages in a real browser: add a device and find it, a phone's
 // hostile display id shown as text, a PIN issued on the page bootstraps a simulated phone,
-// and a viewer gets no action.
+// profiles put in order and an override that a simulated phone then receives, a device
+// deleted after confirming, and a viewer gets no action.
 import { createAccount } from '../harness/api';
 import { login } from '../harness/console';
 import { expect, test } from '../harness/fixtures';
-import { uniqueMac } from '../harness/names';
+import { unique, uniqueMac } from '../harness/names';
 
 /** `001AE8ABCDEF` as people type it: `00:1a:e8:ab:cd:ef`. */
 function colons(mac: string): string {
@@ -107,4 +108,53 @@ test('a viewer sees the devices and a device with no action', async ({ page, api
     expect(buttons.filter((b) => !['Log out', 'Search'].includes(b.trim())), path).toEqual([]);
   }
   await expect(page.getByRole('heading', { level: 1 })).toHaveText(`Device ${mac}`);
+});
+
+test("an operator orders a device's profiles, overrides an item the phone then gets, and deletes the device", async ({ page, api, dls, served }) => {
+  const operator = await createAccount(api, 'operator');
+  const [first, second] = [unique('p'), unique('p')];
+  for (const [profile, value] of [[first, 'first.example.net'], [second, 'second.example.net']]) {
+    const put = await api.put(`/api/v1/profiles/${profile}`, { data: { item: [{ name: 'sntp-addr', value }] } });
+    expect(put.status(), await put.text()).toBe(200);
+  }
+  const mac = uniqueMac();
+  expect((await api.post('/api/v1/devices', { data: { mac } })).status()).toBe(201);
+  await login(page, operator);
+  await page.goto(`/devices/${mac}`);
+
+  // Both profiles, in the page's order: the later one wins.
+  await page.getByLabel(first, { exact: true }).check();
+  await page.getByLabel(second, { exact: true }).check();
+  await page.getByRole('button', { name: 'Set profiles' }).click();
+  await expect(page.getByRole('status')).toContainText('Profiles set.');
+  const sntp = page
+    .locator('#config ~ table')
+    .first()
+    .getByRole('row')
+    .filter({ has: page.getByRole('rowheader', { name: 'sntp-addr', exact: true }) });
+  await expect(sntp).toContainText('second.example.net');
+  // Moved up, the second comes first: the first wins now.
+  await page.getByRole('button', { name: `Move ${second} up` }).click();
+  await expect(page.getByRole('status')).toContainText('Profiles set.');
+  await expect(sntp).toContainText('first.example.net');
+  const stored = (await (await api.get(`/api/v1/devices/${mac}`)).json()) as Record<string, unknown>;
+  expect(stored['profiles']).toEqual([second, first]);
+
+  // The device's own override, over every profile; the phone gets it at its next start-up.
+  await page.getByLabel('Name of override 1').fill('sntp-addr');
+  await page.getByLabel('Value of override 1').fill('override.example.net');
+  await page.getByRole('button', { name: 'Save overrides' }).click();
+  await expect(page.getByRole('status')).toContainText('Overrides saved.');
+  await expect(sntp).toContainText('override.example.net');
+  const run = await dls.run([
+    'phone', 'run', '--server', served.wpi, '--mac', mac, '--ca', served.ca, '--timeout-secs', '10', '--verbose',
+  ]);
+  expect(run.stdout).toMatch(/<Item name="sntp-addr"[^>]*>override\.example\.net<\/Item>/);
+
+  // Deleted once confirmed: the list says so, the API no longer knows it.
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Delete this device' }).click();
+  await expect(page.getByRole('status')).toContainText(`Device ${mac} deleted.`);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Devices');
+  expect((await api.get(`/api/v1/devices/${mac}`)).status()).toBe(404);
 });

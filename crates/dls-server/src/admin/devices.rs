@@ -154,21 +154,40 @@ pub(crate) async fn update(
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let update: DeviceUpdate = body_json(state, req).await?;
+    change(state, caller, mac, update).await?;
+    let details = blocking(state, "device", move |s| s.device(mac)).await?;
+    Ok(json(StatusCode::OK, &details))
+}
+
+/// Changes a device's profiles or overrides (the API's `PATCH /api/v1/devices/{mac}` and
+/// the console's forms): checked, stored and audited.
+pub(crate) async fn change(
+    state: &AdminState,
+    caller: &Caller,
+    mac: MacAddr,
+    update: DeviceUpdate,
+) -> Result<(), ApiError> {
     if let Some(overrides) = &update.overrides {
         check_items("overrides", overrides)?;
     }
     let detail = changed_detail(&update);
     blocking(state, "update_device", move |s| s.update_device(mac, &update)).await?;
     audited(state, caller, Some(mac), AdminAction::DeviceChanged, detail).await;
-    let details = blocking(state, "device", move |s| s.device(mac)).await?;
-    Ok(json(StatusCode::OK, &details))
+    Ok(())
 }
 
 /// `DELETE /api/v1/devices/{mac}`
 pub(crate) async fn delete(state: &AdminState, caller: &Caller, mac: MacAddr) -> Result<Resp, ApiError> {
+    forget(state, caller, mac).await?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": mac })))
+}
+
+/// Forgets a device (the API's `DELETE /api/v1/devices/{mac}` and the console's button),
+/// audited; `404` when there is no such device.
+pub(crate) async fn forget(state: &AdminState, caller: &Caller, mac: MacAddr) -> Result<(), ApiError> {
     if blocking(state, "delete_device", move |s| s.delete_device(mac)).await? {
         audited(state, caller, Some(mac), AdminAction::DeviceDeleted, "").await;
-        Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": mac })))
+        Ok(())
     } else {
         Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found")))
     }

@@ -2,26 +2,28 @@
 //! a page costs the same at any depth of a 100,000-device fleet; add a device) and the
 //! device page (inventory, the desired configuration with what differs marked, profiles
 //! and overrides, jobs, audit timeline, secure mode with its actions and the printable PIN
-//! sheet, the Digest secret). Every change goes through the same functions as the admin
-//! API's handlers (`crate::admin::{devices, security, credentials}`), audited with the
-//! console user as the actor.
+//! sheet, the Digest secret); operators set its profiles (in order) and overrides (a
+//! secret's value never put in the page) and delete it. Every change goes through the
+//! same functions as the admin API's handlers (`crate::admin::{devices, security,
+//! credentials}`), audited with the console user as the actor.
 
 use askama::Template;
 use dls_accounts::Need;
 use dls_engine::SecurityMode;
 use dls_engine::secret_items::is_secret;
 use dls_message::{Item, MacAddr};
-use dls_store::{AuditFilter, DeviceFilter, DeviceSummary, JobFilter};
+use dls_store::{AuditFilter, DeviceFilter, DeviceSummary, DeviceUpdate, JobFilter};
 use hyper::StatusCode;
 use zeroize::Zeroizing;
 
 use super::form::Form;
+use super::items::{self, Row as ItemEdit};
 use super::layout::{self, Nav};
 use super::{PageError, render};
 use crate::admin::AdminState;
 use crate::admin::api::{ApiError, blocking, query};
 use crate::admin::auth::Caller;
-use crate::admin::devices::{NewDevice, create};
+use crate::admin::devices::{NewDevice, change, create, forget};
 use crate::admin::security::{SecurityRequest, apply};
 use crate::http::Resp;
 
@@ -302,6 +304,8 @@ pub(super) struct Outcome {
     notice: Option<String>,
     error: Option<String>,
     status: Option<StatusCode>,
+    /// The overrides as typed, shown again when they were refused.
+    typed_overrides: Option<Vec<ItemEdit>>,
 }
 
 impl Outcome {
@@ -328,8 +332,12 @@ struct DevicePage {
     config: Vec<ConfigRow>,
     inventory: Vec<ItemRow>,
     profiles: Vec<String>,
+    /// Every profile, the device's first in their order: the choice of the profiles form.
+    choices: Vec<String>,
     layers: String,
     overrides: Vec<ItemRow>,
+    /// The overrides' edit form (operators): as stored or as typed, then empty rows.
+    override_rows: Vec<ItemEdit>,
     jobs: Vec<JobRow>,
     audit: Vec<AuditRow>,
     mode: &'static str,
@@ -348,6 +356,10 @@ struct DevicePage {
 impl DevicePage {
     fn is_mode(&self, mode: &str) -> bool {
         self.mode == mode
+    }
+
+    fn has_profile(&self, p: &str) -> bool {
+        self.profiles.iter().any(|q| q == p)
     }
 }
 
@@ -372,19 +384,31 @@ pub(super) async fn show(
     mac: MacAddr,
     outcome: Outcome,
 ) -> Result<Resp, PageError> {
-    let (details, desired, jobs, audit, has_secret) = blocking(state, "device", move |s| {
-        let Some(details) = s.device(mac)? else { return Ok((None, None, Vec::new(), Vec::new(), false)) };
+    let (details, desired, jobs, audit, has_secret, all_profiles) = blocking(state, "device", move |s| {
+        let Some(details) = s.device(mac)? else { return Ok((None, None, Vec::new(), Vec::new(), false, Vec::new())) };
         let desired = s.desired(mac)?;
         let jobs = s.jobs(&JobFilter { mac: Some(mac), state: None, limit: Some(RECENT) })?;
         let audit = s.audit_log(&AuditFilter { mac: Some(mac), limit: Some(RECENT), ..AuditFilter::default() })?;
         let has_secret = s.device_secret(mac)?.is_some();
-        Ok((Some(details), Some(desired), jobs, audit, has_secret))
+        let all_profiles = s.profiles()?.into_iter().map(|p| p.name).collect::<Vec<_>>();
+        Ok((Some(details), Some(desired), jobs, audit, has_secret, all_profiles))
     })
     .await?;
     let (Some(d), Some(desired)) = (details, desired) else {
         return Err(PageError::new(StatusCode::NOT_FOUND, format!("There is no device {mac}.")));
     };
     let sec = &d.security;
+    let can_operate = caller.role.may(Need::Operate);
+    let mut choices = d.summary.profiles.clone();
+    choices.extend(all_profiles.into_iter().filter(|p| !d.summary.profiles.contains(p)));
+    let mut outcome = outcome;
+    let mut override_rows = match outcome.typed_overrides.take() {
+        Some(typed) => typed,
+        None => items::rows_of(&d.overrides, true),
+    };
+    if can_operate {
+        override_rows.extend(items::blanks());
+    }
     let page = DevicePage {
         nav: Nav::new(caller, "/devices"),
         mac: mac.to_string(),
@@ -398,6 +422,8 @@ pub(super) async fn show(
         config: config_rows(&desired.items, &d.inventory),
         inventory: d.inventory.iter().map(shown).collect(),
         profiles: d.summary.profiles.clone(),
+        choices,
+        override_rows,
         layers: desired.layers.join(" → "),
         overrides: d.overrides.iter().map(shown).collect(),
         jobs: jobs
@@ -427,7 +453,7 @@ pub(super) async fn show(
         certificate: sec.certificate.clone().unwrap_or_default(),
         has_secret,
         modes: [SecurityMode::Default, SecurityMode::Nopin, SecurityMode::Pin].iter().map(|m| m.as_str()).collect(),
-        can_operate: caller.role.may(Need::Operate),
+        can_operate,
         can_administer: caller.role.may(Need::Administer),
         outcome,
     };
@@ -510,4 +536,55 @@ pub(super) async fn secret(state: &AdminState, caller: &Caller, mac: MacAddr, fo
         if clear { "The Digest secret was cleared." } else { "The Digest secret was set." }.to_owned()
     });
     show(state, caller, mac, outcome).await
+}
+
+/// `POST /devices/{mac}/profiles`: `profile` (repeated, in order; none: no profile), and
+/// `up` when a "move up" button sent it ([`Form::ordered_profiles`]).
+pub(super) async fn profiles(
+    state: &AdminState,
+    caller: &Caller,
+    mac: MacAddr,
+    form: &Form,
+) -> Result<Resp, PageError> {
+    let chosen = form.ordered_profiles();
+    let update = DeviceUpdate { profiles: Some(chosen), overrides: None };
+    let outcome = Outcome::of(change(state, caller, mac, update).await, |()| {
+        "Profiles set. The phone gets the change at its next contact.".to_owned()
+    });
+    show(state, caller, mac, outcome).await
+}
+
+/// `POST /devices/{mac}/overrides`: the item rows (`item-name`, `item-index`,
+/// `item-value`); a secret's row left empty keeps its value. Refused items: `422`, the
+/// rows shown again as typed (a secret's value left out) with the row marked.
+pub(super) async fn overrides(
+    state: &AdminState,
+    caller: &Caller,
+    mac: MacAddr,
+    form: &Form,
+) -> Result<Resp, PageError> {
+    let mut rows = items::typed_rows(form).map_err(|m| PageError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
+    let stored = blocking(state, "device", move |s| s.device(mac)).await?.map(|d| d.overrides).unwrap_or_default();
+    let result = match items::items_of(&mut rows, Some(&stored)) {
+        Ok(overrides) => change(state, caller, mac, DeviceUpdate { profiles: None, overrides: Some(overrides) }).await,
+        Err(message) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)),
+    };
+    let mut outcome = Outcome::of(result, |()| "Overrides saved. The phone gets them at its next contact.".to_owned());
+    if outcome.error.is_some() {
+        items::shown_again(&mut rows, true);
+        outcome.typed_overrides = Some(rows);
+    }
+    show(state, caller, mac, outcome).await
+}
+
+/// `POST /devices/{mac}/delete`: forgets the device with its inventory, profiles,
+/// overrides, jobs, certificates and Digest secret (the audit log stays); the list says so.
+pub(super) async fn delete(state: &AdminState, caller: &Caller, mac: MacAddr) -> Result<Resp, PageError> {
+    match forget(state, caller, mac).await {
+        Ok(()) => {
+            let notice = format!("Device {mac} deleted. If the phone calls again, it is registered anew.");
+            list(state, caller, None, AddOutcome { notice: Some(notice), ..AddOutcome::default() }).await
+        }
+        Err(e) => show(state, caller, mac, Outcome::of(Err::<(), _>(e), |()| String::new())).await,
+    }
 }

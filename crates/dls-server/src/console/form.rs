@@ -29,6 +29,25 @@ impl Form {
         self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
     }
 
+    /// The profiles a profile chooser posted (`profile` repeated, in the page's order: the
+    /// chosen first, in theirs), the one its "move up" button named (`up`) moved one place
+    /// earlier; each once.
+    pub(crate) fn ordered_profiles(&self) -> Vec<String> {
+        let mut chosen: Vec<String> = Vec::new();
+        for p in self.chosen("profile") {
+            if !chosen.iter().any(|c| c == p) {
+                chosen.push(p.to_owned());
+            }
+        }
+        if let Some(up) = self.get("up").map(str::trim)
+            && let Some(at) = chosen.iter().position(|c| c == up)
+            && at > 0
+        {
+            chosen.swap(at - 1, at);
+        }
+        chosen
+    }
+
     /// Every value of `name`, in order (repeated fields: a table's rows).
     pub(crate) fn all(&self, name: &str) -> Vec<&str> {
         self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
@@ -88,4 +107,29 @@ pub(crate) async fn read(state: &AdminState, caller: &Caller, req: Request<Incom
         ));
     }
     Ok(form)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(fields: &[(&str, &str)]) -> Form {
+        Form(fields.iter().map(|(k, v)| ((*k).to_owned(), Zeroizing::new((*v).to_owned()))).collect())
+    }
+
+    #[test]
+    fn a_move_up_swaps_a_profile_with_the_one_before_and_nothing_else() {
+        let chosen = [("profile", "a"), ("profile", "b"), ("profile", "c")];
+        assert_eq!(form(&chosen).ordered_profiles(), ["a", "b", "c"]);
+        let up = |name: &str| {
+            let mut fields = chosen.to_vec();
+            fields.push(("up", name));
+            form(&fields).ordered_profiles()
+        };
+        assert_eq!(up("c"), ["a", "c", "b"]);
+        assert_eq!(up("b"), ["b", "a", "c"]);
+        assert_eq!(up("a"), ["a", "b", "c"], "the first stays first");
+        assert_eq!(up("zz"), ["a", "b", "c"], "one not chosen moves nothing");
+        assert_eq!(form(&[("profile", "a"), ("profile", " a "), ("profile", "")]).ordered_profiles(), ["a"]);
+    }
 }

@@ -31,6 +31,7 @@ mod dashboard;
 mod devices;
 mod files;
 pub(crate) mod form;
+mod items;
 mod jobs;
 mod layout;
 mod login;
@@ -69,6 +70,9 @@ enum Page<'a> {
     Device(&'a str),
     DeviceSecurity(&'a str),
     DeviceSecret(&'a str),
+    DeviceProfiles(&'a str),
+    DeviceOverrides(&'a str),
+    DeleteDevice(&'a str),
     Profiles,
     AddProfile,
     Profile(&'a str),
@@ -108,6 +112,7 @@ enum Page<'a> {
 /// | GET | `/devices/{mac}` | read | a device |
 /// | POST | `/devices/{mac}/security` | operate | set its mode, issue a PIN (the PIN sheet), reset |
 /// | POST | `/devices/{mac}/secret` | administer | set or clear its Digest secret |
+/// | POST | `/devices/{mac}/profiles`, `…/overrides`, `…/delete` | operate | set its profiles, its overrides; delete it |
 /// | GET, POST | `/accounts` | administer | accounts and tokens; add one ([`accounts`]) |
 /// | GET, POST | `/profiles` | read; operate | profiles; add one ([`profiles`]) |
 /// | GET, POST | `/profiles/{name}` | read; operate | a profile and the devices it reaches; save it |
@@ -136,6 +141,9 @@ fn route<'a>(method: &Method, seg: &[&'a str]) -> Option<(Need, Page<'a>)> {
         (Method::GET, ["devices", mac]) => (Read, Page::Device(mac)),
         (Method::POST, ["devices", mac, "security"]) => (Operate, Page::DeviceSecurity(mac)),
         (Method::POST, ["devices", mac, "secret"]) => (Administer, Page::DeviceSecret(mac)),
+        (Method::POST, ["devices", mac, "profiles"]) => (Operate, Page::DeviceProfiles(mac)),
+        (Method::POST, ["devices", mac, "overrides"]) => (Operate, Page::DeviceOverrides(mac)),
+        (Method::POST, ["devices", mac, "delete"]) => (Operate, Page::DeleteDevice(mac)),
         (Method::GET, ["accounts"]) => (Administer, Page::Accounts),
         (Method::POST, ["accounts"]) => (Administer, Page::AddAccount),
         (Method::POST, ["accounts", name, "role"]) => (Administer, Page::SetRole(name)),
@@ -195,6 +203,19 @@ async fn dispatch(
         Page::DeviceSecret(mac) => {
             let mac = devices::parse_mac(mac)?;
             devices::secret(state, caller, mac, &form::read(state, caller, req).await?).await
+        }
+        Page::DeviceProfiles(mac) => {
+            let mac = devices::parse_mac(mac)?;
+            devices::profiles(state, caller, mac, &form::read(state, caller, req).await?).await
+        }
+        Page::DeviceOverrides(mac) => {
+            let mac = devices::parse_mac(mac)?;
+            devices::overrides(state, caller, mac, &form::read(state, caller, req).await?).await
+        }
+        Page::DeleteDevice(mac) => {
+            let mac = devices::parse_mac(mac)?;
+            form::read(state, caller, req).await?;
+            devices::delete(state, caller, mac).await
         }
         Page::Accounts => accounts::show(state, caller, accounts::Outcome::default()).await,
         Page::AddAccount => accounts::add(state, caller, form::read(state, caller, req).await?).await,

@@ -10,12 +10,12 @@ use askama::Template;
 use dls_accounts::Need;
 use dls_engine::Profile;
 use dls_engine::desired::GLOBAL_PROFILE;
-use dls_message::Item;
 use dls_store::{DeviceFilter, DeviceSummary};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::form::Form;
+use super::items::{self, Row, rows_of, typed_rows};
 use super::layout::{self, Nav};
 use super::{PageError, render};
 use crate::admin::AdminState;
@@ -26,11 +26,6 @@ use crate::http::{Resp, full};
 
 /// The most devices a profile page lists as reached.
 const REACH_SHOWN: usize = 100;
-/// The most item rows a form may post (a profile is stored whole; the API's body limit
-/// bounds it too).
-const MAX_ROWS: usize = 2_000;
-/// Empty rows offered below a profile's items, to add some.
-const BLANK_ROWS: usize = 3;
 
 struct ProfileRow {
     name: String,
@@ -48,15 +43,6 @@ struct ProfilesPage {
     error: Option<String>,
     notice: Option<String>,
     new_name: String,
-}
-
-/// An item row of the edit form, as stored or as typed.
-struct Row {
-    name: String,
-    index: String,
-    value: String,
-    /// The message of this row when it was refused.
-    error: Option<String>,
 }
 
 struct Reached {
@@ -166,22 +152,6 @@ async fn reach(state: &AdminState, p: &Profile) -> Result<(Vec<DeviceSummary>, b
     Ok((found, more))
 }
 
-fn rows_of(items: &[Item]) -> Vec<Row> {
-    items
-        .iter()
-        .map(|i| Row {
-            name: i.name.clone(),
-            index: i.index.map(|n| n.to_string()).unwrap_or_default(),
-            value: i.value.clone(),
-            error: None,
-        })
-        .collect()
-}
-
-fn blank() -> Row {
-    Row { name: String::new(), index: String::new(), value: String::new(), error: None }
-}
-
 /// What the page shows besides the stored profile: typed rows and their error, a notice.
 #[derive(Default)]
 struct Shown {
@@ -208,11 +178,11 @@ async fn show_with(state: &AdminState, caller: &Caller, name: &str, shown: Shown
         None => (
             profile.device_type.clone().unwrap_or_default(),
             reassert_word(profile.reassert_on_local_changes),
-            rows_of(&profile.items),
+            rows_of(&profile.items, false),
         ),
     };
     if can_edit {
-        rows.extend(std::iter::repeat_with(blank).take(BLANK_ROWS));
+        rows.extend(items::blanks());
     }
     let page = ProfilePage {
         nav: Nav::new(caller, "/profiles"),
@@ -269,30 +239,6 @@ pub(super) async fn add(state: &AdminState, caller: &Caller, form: Form) -> Resu
     }
 }
 
-/// The rows a form posted: `item-name`, `item-index`, `item-value` repeated, rows left
-/// wholly empty dropped.
-fn typed_rows(form: &Form) -> Result<Vec<Row>, String> {
-    let (names, indexes, values) = (form.all("item-name"), form.all("item-index"), form.all("item-value"));
-    if names.len() != indexes.len() || names.len() != values.len() {
-        return Err("The form's item rows are incomplete; load the page again.".into());
-    }
-    if names.len() > MAX_ROWS {
-        return Err(format!("A profile holds at most {MAX_ROWS} items here."));
-    }
-    Ok(names
-        .iter()
-        .zip(&indexes)
-        .zip(&values)
-        .map(|((n, i), v)| Row {
-            name: n.trim().to_owned(),
-            index: i.trim().to_owned(),
-            value: (*v).to_owned(),
-            error: None,
-        })
-        .filter(|r| !(r.name.is_empty() && r.index.is_empty() && r.value.is_empty()))
-        .collect())
-}
-
 /// `POST /profiles/{name}`: `device-type`, `reassert` (`inherit`, `yes`, `no`) and the item
 /// rows. Refused items: `422`, the page shown again as typed with the row marked.
 pub(super) async fn save(state: &AdminState, caller: &Caller, name: &str, form: Form) -> Result<Resp, PageError> {
@@ -312,31 +258,12 @@ pub(super) async fn save(state: &AdminState, caller: &Caller, name: &str, form: 
         status: Some(status),
         ..Shown::default()
     };
-    let mut items = Vec::with_capacity(rows.len());
-    for (at, r) in rows.iter_mut().enumerate() {
-        let index = if r.index.is_empty() {
-            None
-        } else if let Ok(i) = r.index.parse::<u32>() {
-            Some(i)
-        } else {
-            let message = format!(
-                "Item {} (#{} in the list): the index {} is not a number from 0 to {}.",
-                dls_message::check::quoted(&r.name),
-                at + 1,
-                dls_message::check::quoted(&r.index),
-                u32::MAX
-            );
-            r.error = Some("not a number".into());
+    let items = match items::items_of(&mut rows, None) {
+        Ok(items) => items,
+        Err(message) => {
             return show_with(state, caller, name, refuse(rows, StatusCode::UNPROCESSABLE_ENTITY, message)).await;
-        };
-        items.push(Item { name: r.name.clone(), index, status: None, value: r.value.clone(), item_type: None });
-    }
-    // The same check as the API's (in `api::save`); here first, to mark the row.
-    if let Err(e) = dls_message::check::check_items(&items)
-        && let Some(r) = rows.get_mut(e.position)
-    {
-        r.error = Some(e.error.to_string());
-    }
+        }
+    };
     let n = name.to_owned();
     let stored = blocking(state, "profile", move |s| s.profile(&n)).await?.unwrap_or_default();
     let profile = Profile {

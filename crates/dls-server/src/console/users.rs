@@ -332,10 +332,11 @@ pub(super) async fn password(state: &AdminState, caller: &Caller, number: &str, 
     answer(state, caller, &number, result, String::new()).await
 }
 
-/// `POST /users/{number}/profiles`: `profile` (repeated, in order; none: no profile).
+/// `POST /users/{number}/profiles`: `profile` (repeated, in order; none: no profile), and
+/// `up` when a "move up" button sent it ([`Form::ordered_profiles`]).
 pub(super) async fn profiles(state: &AdminState, caller: &Caller, number: &str, form: Form) -> Result<Resp, PageError> {
     let number = path_number(number)?;
-    let chosen = form.chosen("profile").map(str::to_owned).collect();
+    let chosen = form.ordered_profiles();
     let result = api::set_profiles(state, caller, &number, chosen).await.map(|()| "profiles".to_owned());
     answer(state, caller, &number, result, String::new()).await
 }

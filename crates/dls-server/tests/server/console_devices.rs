@@ -262,3 +262,139 @@ async fn an_admin_sets_and_clears_the_digest_secret_never_shown() {
     assert!(kinds.contains(&"secret-set") && kinds.contains(&"secret-cleared"), "{kinds:?}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn an_operator_orders_a_devices_profiles_as_the_api_does() {
+    let srv = TestServer::start().await;
+    for p in ["base", "floor-2", "sales"] {
+        assert_eq!(srv.admin("PUT", &format!("/api/v1/profiles/{p}"), Some(json!({ "item": [] }))).await.0, 200);
+    }
+    assert_eq!(srv.admin("POST", "/api/v1/devices", Some(json!({ "mac": "0001E325EA81" }))).await.0, 201);
+    let olga = browser(&srv, "olga", "operator").await;
+    let (_, page) = get(&srv, "/devices/0001E325EA81", &olga).await;
+    assert!(
+        page.contains("id=\"profiles-form\"") && !page.contains("name=\"up\""),
+        "nothing chosen, nothing to move: {page}"
+    );
+
+    let path = "/devices/0001E325EA81/profiles";
+    let (status, page) = submit(&srv, &olga, path, "profile=sales&profile=base").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Profiles set."), "{page}");
+    let profiles = |d: serde_json::Value| d["profiles"].clone();
+    assert_eq!(profiles(srv.admin("GET", "/api/v1/devices/0001E325EA81", None).await.1), json!(["sales", "base"]));
+    // The chosen are listed first, in their order; the second can move up.
+    let (sales, base, floor) = (
+        page.find("value=\"sales\"").expect("sales"),
+        page.find("value=\"base\" checked").expect("base"),
+        page.find("value=\"floor-2\"").expect("floor"),
+    );
+    assert!(sales < base && base < floor, "{page}");
+    assert!(page.contains("name=\"up\" value=\"base\"") && !page.contains("name=\"up\" value=\"sales\""), "{page}");
+    let (status, page) = submit(&srv, &olga, path, "profile=sales&profile=base&up=base").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(profiles(srv.admin("GET", "/api/v1/devices/0001E325EA81", None).await.1), json!(["base", "sales"]));
+    let (status, _) = submit(&srv, &olga, path, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(profiles(srv.admin("GET", "/api/v1/devices/0001E325EA81", None).await.1), json!([]), "none: no profile");
+
+    // A profile that does not exist: refused inline, nothing changed.
+    let (status, page) = submit(&srv, &olga, path, "profile=sales&profile=%3Cb%3Enope").await;
+    assert!(status >= 400, "{status} {page}");
+    assert!(page.contains("role=\"alert\"") && !page.contains("<b>nope"), "{page}");
+    assert_eq!(profiles(srv.admin("GET", "/api/v1/devices/0001E325EA81", None).await.1), json!([]));
+    let (_, audit) = srv.admin("GET", "/api/v1/audit?mac=0001E325EA81&kind=device-changed", None).await;
+    let audit = audit.as_array().expect("records").clone();
+    assert_eq!(audit.len(), 3, "{audit:?}");
+    assert!(audit.iter().all(|r| r["actor"] == "olga"), "{audit:?}");
+
+    // A viewer sees the profiles and changes nothing; without the CSRF token, nothing either.
+    let vera = browser(&srv, "vera", "viewer").await;
+    let (_, page) = get(&srv, "/devices/0001E325EA81", &vera).await;
+    assert!(!page.contains("id=\"profiles-form\"") && !page.contains("/delete\""), "{page}");
+    assert_eq!(submit(&srv, &vera, path, "profile=sales").await.0, 403);
+    assert_eq!(post(&srv, path, Some(&olga.cookie), "profile=sales").await.0, 403);
+    assert_eq!(profiles(srv.admin("GET", "/api/v1/devices/0001E325EA81", None).await.1), json!([]));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn overrides_are_edited_a_secret_never_shown_and_kept_when_left_empty() {
+    let srv = TestServer::start().await;
+    let overrides = json!([{ "name": "e164", "value": "4711" }, { "name": "sip-pwd", "value": "hunter2-secret" }]);
+    let device = json!({ "mac": "0001E325EA91", "overrides": overrides });
+    assert_eq!(srv.admin("POST", "/api/v1/devices", Some(device)).await.0, 201);
+    let olga = browser(&srv, "olga", "operator").await;
+    let (_, page) = get(&srv, "/devices/0001E325EA91", &olga).await;
+    assert!(page.contains("id=\"overrides-form\"") && page.contains("value=\"4711\""), "{page}");
+    assert!(!page.contains("hunter2-secret") && page.contains("(secret, kept)"), "never in the page: {page}");
+
+    // Change the number, leave the password empty (kept), add an item with an index.
+    let path = "/devices/0001E325EA91/overrides";
+    let rows = "item-name=e164&item-index=&item-value=4712\
+        &item-name=sip-pwd&item-index=&item-value=\
+        &item-name=function-key-def&item-index=1001&item-value=1\
+        &item-name=&item-index=&item-value=";
+    let (status, page) = submit(&srv, &olga, path, rows).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Overrides saved."), "{page}");
+    let (_, d) = srv.admin("GET", "/api/v1/devices/0001E325EA91", None).await;
+    let stored: Vec<(String, String)> = d["overrides"]
+        .as_array()
+        .expect("overrides")
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap_or("").to_owned(), i["value"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    assert!(stored.contains(&("e164".into(), "4712".into())), "{stored:?}");
+    assert!(stored.contains(&("sip-pwd".into(), "hunter2-secret".into())), "kept: {stored:?}");
+    assert!(stored.contains(&("function-key-def".into(), "1".into())), "{stored:?}");
+
+    // Refused rows: 422, shown again as typed and marked, a typed secret left out, nothing changed.
+    let bad = "item-name=e164&item-index=&item-value=%3Cscript%3Ealert(1)%3C%2Fscript%3E\
+        &item-name=sip-pwd&item-index=&item-value=typed-new-secret\
+        &item-name=function-key-def&item-index=x&item-value=1";
+    let (status, page) = submit(&srv, &olga, path, bad).await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("not a number") && page.contains("aria-invalid=\"true\""), "{page}");
+    assert!(!page.contains("<script>alert(1)") && !page.contains("typed-new-secret"), "{page}");
+    let (_, again) = srv.admin("GET", "/api/v1/devices/0001E325EA91", None).await;
+    assert_eq!(again["overrides"], d["overrides"], "nothing changed");
+    let (status, page) = submit(&srv, &olga, path, "item-name=e164&item-value=1").await;
+    assert_eq!(status, 422, "rows that do not line up: {page}");
+
+    // Clearing every row removes every override; the audit says how many, never a value.
+    let (status, _) = submit(&srv, &olga, path, "item-name=&item-index=&item-value=").await;
+    assert_eq!(status, 200);
+    assert_eq!(srv.admin("GET", "/api/v1/devices/0001E325EA91", None).await.1["overrides"], json!([]));
+    let (_, audit) = srv.admin("GET", "/api/v1/audit?mac=0001E325EA91&kind=device-changed", None).await;
+    let text = audit.to_string();
+    assert!(text.contains("3 overrides set") && text.contains("0 overrides set"), "{text}");
+    assert!(!text.contains("hunter2") && !text.contains("4712"), "{text}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_operator_deletes_a_device_after_confirming() {
+    let srv = TestServer::start().await;
+    assert_eq!(srv.admin("POST", "/api/v1/devices", Some(json!({ "mac": "0001E325EAA1" }))).await.0, 201);
+    let olga = browser(&srv, "olga", "operator").await;
+    let (_, page) = get(&srv, "/devices/0001E325EAA1", &olga).await;
+    assert!(
+        page.contains("action=\"/devices/0001E325EAA1/delete\"") && page.contains("data-confirm=\"Delete the device"),
+        "{page}"
+    );
+    let vera = browser(&srv, "vera", "viewer").await;
+    assert_eq!(submit(&srv, &vera, "/devices/0001E325EAA1/delete", "").await.0, 403);
+    assert_eq!(post(&srv, "/devices/0001E325EAA1/delete", Some(&olga.cookie), "").await.0, 403, "no CSRF token");
+    assert_eq!(srv.admin("GET", "/api/v1/devices/0001E325EAA1", None).await.0, 200, "still there");
+
+    let (status, page) = submit(&srv, &olga, "/devices/0001E325EAA1/delete", "").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Device 0001E325EAA1 deleted."), "the list says so: {page}");
+    assert_eq!(srv.admin("GET", "/api/v1/devices/0001E325EAA1", None).await.0, 404);
+    let (status, page) = submit(&srv, &olga, "/devices/0001E325EAA1/delete", "").await;
+    assert_eq!(status, 404, "{page}");
+    let (_, audit) = srv.admin("GET", "/api/v1/audit?mac=0001E325EAA1&kind=device-deleted", None).await;
+    assert_eq!(audit[0]["actor"], "olga", "{audit}");
+    srv.stop().await;
+}
