@@ -150,9 +150,11 @@ fn jobs(tx: &mut Tx<'_>, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreErro
     tx.query(
         &format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::TEXT IS NULL OR mac = $1) AND ($2::TEXT IS NULL OR state = $2)
+             AND ($4::TEXT IS NULL OR (kind::jsonb ->> 'kind' IN ('mobility-logon', 'mobility-logoff')
+                                       AND kind::jsonb ->> 'number' = $4))
              ORDER BY id DESC LIMIT $3"
         ),
-        &[&mac, &state, &limit],
+        &[&mac, &state, &limit, &filter.user],
     )?
     .iter()
     .map(job_from_row)

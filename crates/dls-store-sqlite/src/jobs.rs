@@ -170,9 +170,11 @@ pub(crate) fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<JobRecor
         conn,
         &format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR mac = ?1) AND (?2 IS NULL OR state = ?2)
+             AND (?4 IS NULL OR (json_extract(kind, '$.kind') IN ('mobility-logon', 'mobility-logoff')
+                                 AND json_extract(kind, '$.number') = ?4))
              ORDER BY id DESC LIMIT ?3"
         ),
-        params![mac, state, limit],
+        params![mac, state, limit, filter.user],
         job_row,
     )?;
     rows.into_iter().map(job_from_row).collect()

@@ -297,6 +297,24 @@ fn forced_logoffs_and_administrator_jobs_are_queued_once() {
     // Logged off: the request is forgotten.
     s.apply(mac(1), &[expect("700", 2), log_off("700")]).expect("logs off");
     assert_eq!(named(&s, "700").user.logoff_requested_at, None);
+
+    // A user's jobs, newest first, whatever the device; not another user's, nor other kinds.
+    s.queue_logon("701", mac(2), UnixTime(40)).expect("queues");
+    s.add_jobs(&[dls_store::NewJob { mac: mac(1), kind: JobKind::Restart }], UnixTime(41)).expect("queues");
+    let of = |number: &str, limit: Option<usize>| -> Vec<(JobKind, u64)> {
+        s.jobs(&JobFilter { user: Some(number.into()), limit, ..JobFilter::default() })
+            .expect("lists")
+            .into_iter()
+            .map(|j| (j.job, j.created_at.0))
+            .collect()
+    };
+    let logon = JobKind::MobilityLogon { number: "700".into() };
+    let logoff = JobKind::MobilityLogoff { number: "700".into() };
+    assert_eq!(of("700", None), [(logoff.clone(), 20), (logon.clone(), 11), (logon, 5)]);
+    assert_eq!(of("700", Some(1)), [(logoff, 20)]);
+    assert_eq!(of("701", None), [(JobKind::MobilityLogon { number: "701".into() }, 40)]);
+    assert_eq!(of("70", None), [], "the whole number, not a part");
+    assert_eq!(of("' OR 1=1 --", None), []);
 }
 
 #[test]

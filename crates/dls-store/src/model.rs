@@ -559,6 +559,8 @@ pub struct JobFilter {
     pub mac: Option<MacAddr>,
     /// In this state.
     pub state: Option<dls_engine::JobState>,
+    /// The mobility jobs (logons and logoffs) of this user (its number, normalised).
+    pub user: Option<String>,
     /// The most jobs returned, newest first (default 1,000).
     pub limit: Option<usize>,
 }

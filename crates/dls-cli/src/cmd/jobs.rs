@@ -94,6 +94,9 @@ pub(crate) enum JobCmd {
         /// In this state: queued, sent, busy-retry, done, failed, cancelled.
         #[arg(long)]
         state: Option<String>,
+        /// A mobility user's logons and logoffs (the user's number).
+        #[arg(long)]
+        user: Option<String>,
         /// At most this many.
         #[arg(long)]
         limit: Option<usize>,
@@ -252,13 +255,16 @@ pub(crate) fn run_job(cmd: JobCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        JobCmd::List { mac: m, state, limit, json, target } => {
+        JobCmd::List { mac: m, state, user, limit, json, target } => {
             let mut q = Vec::new();
             if let Some(m) = m {
                 q.push(format!("mac={}", mac(&m)?));
             }
             if let Some(st) = state {
                 q.push(format!("state={}", percent_encode(&st)));
+            }
+            if let Some(u) = user {
+                q.push(format!("user={}", percent_encode(&u)));
             }
             if let Some(l) = limit {
                 q.push(format!("limit={l}"));

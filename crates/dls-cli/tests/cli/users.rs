@@ -92,6 +92,16 @@ fn users_are_managed_and_their_passwords_never_shown() {
     assert_eq!(run.stdout.trim(), "job 1 queued for 001AE8000042");
     let run = admin(&data, &["job", "list"]);
     assert!(run.stdout.contains("mobility-logon"), "{}", run.stdout);
+    assert_eq!(admin(&data, &["job", "add", "--mac", mac, "restart"]).code, 0);
+    // The user's jobs alone, the number as typed (its + sent as %2B).
+    let run = admin(&data, &["job", "list", "--json", "--user", "+49 89 1234"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let jobs: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    let ids: Vec<i64> = jobs.as_array().expect("jobs").iter().filter_map(|j| j["id"].as_i64()).collect();
+    assert_eq!(ids, [1], "{jobs}");
+    let run = admin(&data, &["job", "list", "--user", "abc"]);
+    assert_eq!(run.code, 3, "refused input: {}", run.stderr);
+    assert!(run.stderr.contains("user \"abc\""), "{}", run.stderr);
 
     let logs = s.stop();
     assert!(logs.iter().all(|l| !l.contains(PASSWORD)), "{logs:?}");

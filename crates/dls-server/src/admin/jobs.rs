@@ -330,6 +330,11 @@ fn job_filter(q: Option<&str>) -> Result<JobFilter, ApiError> {
                 })?);
             }
             "limit" => f.limit = Some(v.parse().map_err(|_| bad("limit must be a number"))?),
+            "user" => {
+                f.user = Some(dls_engine::mobility::normalise_number(&v).ok_or_else(|| {
+                    bad(format!("user {}: a mobility user's number (its + as %2B)", dls_message::check::quoted(&v)))
+                })?);
+            }
             other => return Err(bad(format!("unknown query parameter {other:?}"))),
         }
     }

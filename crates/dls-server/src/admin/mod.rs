@@ -193,7 +193,7 @@ enum Route<'a> {
 /// | GET | `profiles`, `profiles/{name}` | read | profiles |
 /// | PUT, DELETE | `profiles/{name}` | operate | one profile |
 /// | POST | `jobs` | operate | queue `{"target": {"mac"\|"macs"\|"profile"\|"device-type"\|"all"}, "job": {"kind", …}}` |
-/// | GET | `jobs?mac=&state=&limit=`, `jobs/{id}` | read | jobs, newest first |
+/// | GET | `jobs?mac=&state=&user=&limit=`, `jobs/{id}` | read | jobs, newest first (`user`: a mobility user's logons and logoffs) |
 /// | POST | `jobs/{id}/cancel` | operate | cancel a job that is not over |
 /// | POST | `devices/{mac}/contact` | operate | send the device a contact-me now (rate limits apply) |
 /// | POST | `files?name=&type=&device-type=&software-type=&software-version=` | operate | add a file (the body) |

@@ -387,7 +387,7 @@ pub(super) async fn show(
     let (details, desired, jobs, audit, has_secret, all_profiles) = blocking(state, "device", move |s| {
         let Some(details) = s.device(mac)? else { return Ok((None, None, Vec::new(), Vec::new(), false, Vec::new())) };
         let desired = s.desired(mac)?;
-        let jobs = s.jobs(&JobFilter { mac: Some(mac), state: None, limit: Some(RECENT) })?;
+        let jobs = s.jobs(&JobFilter { mac: Some(mac), limit: Some(RECENT), ..JobFilter::default() })?;
         let audit = s.audit_log(&AuditFilter { mac: Some(mac), limit: Some(RECENT), ..AuditFilter::default() })?;
         let has_secret = s.device_secret(mac)?.is_some();
         let all_profiles = s.profiles()?.into_iter().map(|p| p.name).collect::<Vec<_>>();

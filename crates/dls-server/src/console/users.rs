@@ -8,7 +8,7 @@
 
 use askama::Template;
 use dls_accounts::Need;
-use dls_engine::{JobKind, UnixTime};
+use dls_engine::UnixTime;
 use dls_store::{JobFilter, UserDetails};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -22,8 +22,8 @@ use crate::admin::auth::Caller;
 use crate::admin::users as api;
 use crate::http::{Resp, full};
 
-/// The newest jobs searched for a user's mobility jobs.
-const JOBS_SEARCHED: usize = 500;
+/// The newest jobs of a user its page shows.
+const JOBS_SHOWN: usize = 50;
 
 /// A time as a `<time>` shows it: RFC 3339, and the text before the script runs.
 type When = (String, String);
@@ -221,16 +221,12 @@ fn path_number(text: &str) -> Result<String, PageError> {
     })
 }
 
-/// The mobility jobs of user `number`, among the newest [`JOBS_SEARCHED`].
+/// The newest [`JOBS_SHOWN`] mobility jobs of user `number`.
 async fn jobs_of(state: &AdminState, number: &str) -> Result<Vec<JobRow>, ApiError> {
-    let f = JobFilter { limit: Some(JOBS_SEARCHED), ..JobFilter::default() };
+    let f = JobFilter { user: Some(number.to_owned()), limit: Some(JOBS_SHOWN), ..JobFilter::default() };
     let jobs = blocking(state, "jobs", move |s| s.jobs(&f)).await?;
     Ok(jobs
         .into_iter()
-        .filter(|j| match &j.job {
-            JobKind::MobilityLogon { number: n } | JobKind::MobilityLogoff { number: n } => n == number,
-            _ => false,
-        })
         .map(|j| JobRow {
             id: j.id,
             mac: j.mac.to_string(),

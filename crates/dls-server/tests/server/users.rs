@@ -68,6 +68,12 @@ async fn every_users_action_is_audited_with_its_actor_and_never_a_password() {
     let (status, v) = otto("POST", "/api/v1/users/+4989123456/logoff", None).await;
     assert_eq!(status, 201, "{v}");
     let logoff_job = v["job"]["id"].as_i64().expect("a job");
+    // The user's jobs, newest first; the number in any usual spelling, its + as %2B.
+    let (status, jobs) = srv.admin("GET", "/api/v1/jobs?user=%2B49+89+123456", None).await;
+    let ids: Vec<i64> = jobs.as_array().expect("jobs").iter().filter_map(|j| j["id"].as_i64()).collect();
+    assert_eq!((status, ids), (200, vec![logoff_job, logon_job]), "{jobs}");
+    assert_eq!(srv.admin("GET", "/api/v1/jobs?user=%2B4999", None).await.1, json!([]));
+    assert_eq!(srv.admin("GET", "/api/v1/jobs?user=abc", None).await.0, 400);
 
     // Refused: nothing recorded.
     assert_eq!(otto("GET", "/api/v1/users/+4989123456/data/userdata-none", None).await.0, 404);
