@@ -122,23 +122,27 @@ test("an operator orders a device's profiles, overrides an item the phone then g
   await login(page, operator);
   await page.goto(`/devices/${mac}`);
 
-  // Both profiles, in the page's order: the later one wins.
+  // Both profiles, in the page's order (by name, as the names are random): the later one wins.
   await page.getByLabel(first, { exact: true }).check();
   await page.getByLabel(second, { exact: true }).check();
   await page.getByRole('button', { name: 'Set profiles' }).click();
   await expect(page.getByRole('status')).toContainText('Profiles set.');
+  const profilesOf = async () =>
+    ((await (await api.get(`/api/v1/devices/${mac}`)).json()) as Record<string, unknown>)['profiles'] as string[];
+  const set = await profilesOf();
+  expect(set).toEqual([first, second].sort());
+  const valueOf = (profile: string) => (profile === first ? 'first.example.net' : 'second.example.net');
   const sntp = page
     .locator('#config ~ table')
     .first()
     .getByRole('row')
     .filter({ has: page.getByRole('rowheader', { name: 'sntp-addr', exact: true }) });
-  await expect(sntp).toContainText('second.example.net');
-  // Moved up, the second comes first: the first wins now.
-  await page.getByRole('button', { name: `Move ${second} up` }).click();
+  await expect(sntp).toContainText(valueOf(set[1]));
+  // Moved up, the later one comes first: the other wins now.
+  await page.getByRole('button', { name: `Move ${set[1]} up` }).click();
   await expect(page.getByRole('status')).toContainText('Profiles set.');
-  await expect(sntp).toContainText('first.example.net');
-  const stored = (await (await api.get(`/api/v1/devices/${mac}`)).json()) as Record<string, unknown>;
-  expect(stored['profiles']).toEqual([second, first]);
+  await expect(sntp).toContainText(valueOf(set[0]));
+  expect(await profilesOf()).toEqual([set[1], set[0]]);
 
   // The device's own override, over every profile; the phone gets it at its next start-up.
   await page.getByLabel('Name of override 1').fill('sntp-addr');
