@@ -388,6 +388,32 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// The schema version that has the device search's trigram indexes when `pg_trgm` is there.
+const SEARCH_INDEXES_SINCE: usize = 7;
+
+/// At every start (under the migration lock): where `pg_trgm` has been installed since the
+/// migration went on without it (an administrator's `CREATE EXTENSION`, docs/cluster.md),
+/// the missing trigram indexes of version 7 are made; where they cannot be, PostgreSQL's
+/// notice says why and the start goes on (a search then scans, as before).
+const SEARCH_INDEXES: &str = r#"
+    DO $$
+    DECLARE
+        trgm TEXT;
+    BEGIN
+        SELECT extnamespace::regnamespace::TEXT INTO trgm FROM pg_extension WHERE extname = 'pg_trgm';
+        IF trgm IS NOT NULL AND (to_regclass('devices_search_mac') IS NULL OR to_regclass('devices_search_e164') IS NULL) THEN
+            BEGIN
+                EXECUTE format('CREATE INDEX IF NOT EXISTS devices_search_mac ON devices USING gin (mac %s.gin_trgm_ops)', trgm);
+                EXECUTE format('CREATE INDEX IF NOT EXISTS devices_search_e164 ON devices USING gin (lower(e164) %s.gin_trgm_ops)', trgm);
+                RAISE NOTICE 'dls: the device search''s trigram indexes were made (pg_trgm is installed now)';
+            EXCEPTION WHEN OTHERS THEN
+                RAISE NOTICE 'dls: no trigram indexes for the device search (%): a search scans the devices', SQLERRM;
+            END;
+        END IF;
+    END
+    $$;
+"#;
+
 pub(crate) fn latest() -> i64 {
     i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
 }
@@ -423,7 +449,8 @@ fn current(tx: &mut Tx<'_>) -> Result<usize, StoreError> {
     usize::try_from(version).map_err(|_| StoreError::Corrupt(format!("schema version {version}")))
 }
 
-/// Applies the missing migrations in one transaction, under [`MIGRATION_LOCK`].
+/// Applies the missing migrations in one transaction, under [`MIGRATION_LOCK`], and makes
+/// the trigram indexes `pg_trgm` allows now ([`SEARCH_INDEXES`]).
 pub(crate) fn migrate(client: &mut Client) -> Result<(), StoreError> {
     migrate_to(client, MIGRATIONS.len())
 }
@@ -436,16 +463,18 @@ pub(crate) fn migrate_to(client: &mut Client, target: usize) -> Result<(), Store
     // Another node may be migrating: wait for it, then see what it did.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     let start = current(&mut tx)?;
-    let Some(pending) = MIGRATIONS.get(start..target).filter(|m| !m.is_empty()) else {
-        return Ok(());
-    };
-    for migration in pending {
-        tx.batch(migration)?;
+    if let Some(pending) = MIGRATIONS.get(start..target).filter(|m| !m.is_empty()) {
+        for migration in pending {
+            tx.batch(migration)?;
+        }
+        let version = i64::try_from(target).map_err(|_| StoreError::Invalid(format!("schema version {target}")))?;
+        tx.execute(
+            "INSERT INTO schema_version (id, version) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET version = $1",
+            &[&version],
+        )?;
     }
-    let version = i64::try_from(target).map_err(|_| StoreError::Invalid(format!("schema version {target}")))?;
-    tx.execute(
-        "INSERT INTO schema_version (id, version) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET version = $1",
-        &[&version],
-    )?;
+    if start.max(target) >= SEARCH_INDEXES_SINCE {
+        tx.batch(SEARCH_INDEXES)?;
+    }
     tx.commit()
 }

@@ -438,6 +438,8 @@ fn parse_url(url: &str, options: &PoolOptions) -> Result<(Config, TlsParams), St
     if config.get_application_name().is_none() {
         config.application_name("dls");
     }
+    // What the server says beside its answers (a migration's `RAISE NOTICE`): the node's log.
+    config.notice_callback(|notice| tracing::info!(severity = notice.severity(), "PostgreSQL: {}", notice.message()));
     tls.configure(&mut config);
     Ok((config, tls))
 }

@@ -98,10 +98,57 @@ fn without_pg_trgm_the_database_is_migrated_and_the_search_scans() {
             (vec!["001AE8ABCD02".to_owned()], vec!["001AE8ABCD02".to_owned()], vec![])
         );
     }
+    // An administrator installs pg_trgm later: the next start makes the indexes, and the
+    // search finds the same.
+    c.batch_execute("CREATE EXTENSION pg_trgm").expect("a superuser creates it");
+    {
+        let log = Log::default();
+        let subscriber = tracing_subscriber::fmt().with_writer(log.clone()).with_ansi(false).finish();
+        let s = tracing::subscriber::with_default(subscriber, || PostgresStore::open(&url)).expect("opens");
+        assert_eq!(search_indexes(&mut c), ["devices_search_e164", "devices_search_mac"]);
+        let said = log.text();
+        assert!(
+            said.contains("PostgreSQL: dls: the device search's trigram indexes were made"),
+            "the node's log: {said}"
+        );
+        assert_eq!(searched(&s, "7220 12"), ["001AE8ABCD02"]);
+        drop(s);
+        PostgresStore::open(&url).expect("opens again, the indexes there");
+        assert_eq!(search_indexes(&mut c), ["devices_search_e164", "devices_search_mac"]);
+    }
     // The role owns the tables: the database goes first.
     let mut admin = Client::connect(&database.url.replacen(&format!("/{}", database.name()), "/postgres", 1), NoTls)
         .expect("connects");
     drop(c);
     admin.batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", database.name())).expect("drops");
     admin.batch_execute(&format!("DROP ROLE \"{role}\"")).expect("drops");
+}
+
+/// What a test's tracing subscriber wrote.
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
