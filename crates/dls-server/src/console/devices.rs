@@ -404,7 +404,7 @@ pub(super) async fn show(
     let mut outcome = outcome;
     let mut override_rows = match outcome.typed_overrides.take() {
         Some(typed) => typed,
-        None => items::rows_of(&d.overrides, true),
+        None => items::rows_of(&d.overrides),
     };
     if can_operate {
         override_rows.extend(items::blanks());
@@ -565,13 +565,13 @@ pub(super) async fn overrides(
 ) -> Result<Resp, PageError> {
     let mut rows = items::typed_rows(form).map_err(|m| PageError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
     let stored = blocking(state, "device", move |s| s.device(mac)).await?.map(|d| d.overrides).unwrap_or_default();
-    let result = match items::items_of(&mut rows, Some(&stored)) {
+    let result = match items::items_of(&mut rows, &stored) {
         Ok(overrides) => change(state, caller, mac, DeviceUpdate { profiles: None, overrides: Some(overrides) }).await,
         Err(message) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)),
     };
     let mut outcome = Outcome::of(result, |()| "Overrides saved. The phone gets them at its next contact.".to_owned());
     if outcome.error.is_some() {
-        items::shown_again(&mut rows, true);
+        items::shown_again(&mut rows);
         outcome.typed_overrides = Some(rows);
     }
     show(state, caller, mac, outcome).await

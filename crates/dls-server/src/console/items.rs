@@ -1,6 +1,8 @@
 //! Item tables as forms (a profile's items, a device's overrides): rows of name, index
 //! and value, as stored or as typed, read back into items and checked by the same rule
-//! as the API ([`dls_message::check`]), the refused row marked.
+//! as the API ([`dls_message::check`]), the refused row marked. A secret's value
+//! ([`dls_engine::secret_items::is_secret`]: a password, a key) is never put in a page:
+//! its row is shown empty, and posted empty it keeps the stored value.
 
 use dls_message::Item;
 
@@ -24,12 +26,12 @@ pub(super) struct Row {
     pub(super) secret: bool,
 }
 
-/// The rows of stored items; with `hide_secrets`, a secret's value left out.
-pub(super) fn rows_of(items: &[Item], hide_secrets: bool) -> Vec<Row> {
+/// The rows of stored items, a secret's value left out.
+pub(super) fn rows_of(items: &[Item]) -> Vec<Row> {
     items
         .iter()
         .map(|i| {
-            let secret = hide_secrets && dls_engine::secret_items::is_secret(&i.name);
+            let secret = dls_engine::secret_items::is_secret(&i.name);
             Row {
                 name: i.name.clone(),
                 index: i.index.map(|n| n.to_string()).unwrap_or_default(),
@@ -81,13 +83,13 @@ pub(super) fn typed_rows(form: &Form) -> Result<Vec<Row>, String> {
         .collect())
 }
 
-/// The items of typed rows. With `kept`, the stored items of a form that hides secrets: a
-/// secret's row posted with an empty value keeps its stored value.
+/// The items of typed rows; a secret's row posted with an empty value keeps its value in
+/// `kept` (the stored items).
 ///
 /// # Errors
 /// The page's message for an index that is not a number, its row marked. An item the
 /// API's check refuses has its row marked too; the API's call then gives the message.
-pub(super) fn items_of(rows: &mut [Row], kept: Option<&[Item]>) -> Result<Vec<Item>, String> {
+pub(super) fn items_of(rows: &mut [Row], kept: &[Item]) -> Result<Vec<Item>, String> {
     let mut items = Vec::with_capacity(rows.len());
     for (at, r) in rows.iter_mut().enumerate() {
         let index = if r.index.is_empty() {
@@ -105,10 +107,9 @@ pub(super) fn items_of(rows: &mut [Row], kept: Option<&[Item]>) -> Result<Vec<It
             ));
         };
         let mut value = r.value.clone();
-        if let Some(stored) = kept
-            && value.is_empty()
+        if value.is_empty()
             && dls_engine::secret_items::is_secret(&r.name)
-            && let Some(s) = stored.iter().find(|s| s.name == r.name && s.index == index)
+            && let Some(s) = kept.iter().find(|s| s.name == r.name && s.index == index)
         {
             value.clone_from(&s.value);
         }
@@ -123,9 +124,9 @@ pub(super) fn items_of(rows: &mut [Row], kept: Option<&[Item]>) -> Result<Vec<It
     Ok(items)
 }
 
-/// Typed rows to show again: with `hide_secrets`, what was typed for a secret left out.
-pub(super) fn shown_again(rows: &mut [Row], hide_secrets: bool) {
-    for r in rows.iter_mut().filter(|r| hide_secrets && dls_engine::secret_items::is_secret(&r.name)) {
+/// Typed rows to show again, what was typed for a secret left out.
+pub(super) fn shown_again(rows: &mut [Row]) {
+    for r in rows.iter_mut().filter(|r| dls_engine::secret_items::is_secret(&r.name)) {
         r.value.clear();
         r.secret = true;
     }
@@ -142,31 +143,30 @@ mod tests {
     #[test]
     fn a_secret_is_shown_empty_and_an_empty_secret_keeps_the_stored_value() {
         let stored = vec![Item::new("sip-pwd", "hunter2"), Item::new("e164", "4989")];
-        let rows = rows_of(&stored, true);
+        let rows = rows_of(&stored);
         assert_eq!((rows[0].value.as_str(), rows[0].secret), ("", true));
         assert_eq!((rows[1].value.as_str(), rows[1].secret), ("4989", false));
-        assert_eq!(rows_of(&stored, false)[0].value, "hunter2", "a profile's editor shows it");
         let mut typed = vec![row("sip-pwd", "", ""), row("e164", "", "4990")];
-        let items = items_of(&mut typed, Some(&stored)).expect("valid");
+        let items = items_of(&mut typed, &stored).expect("valid");
         assert_eq!(items[0].value, "hunter2");
         assert_eq!(items[1].value, "4990");
         let mut changed = vec![row("sip-pwd", "", "new")];
-        assert_eq!(items_of(&mut changed, Some(&stored)).expect("valid")[0].value, "new");
+        assert_eq!(items_of(&mut changed, &stored).expect("valid")[0].value, "new");
         let mut unkept = vec![row("sip-pwd", "", "")];
-        assert_eq!(items_of(&mut unkept, None).expect("valid")[0].value, "");
+        assert_eq!(items_of(&mut unkept, &[]).expect("valid")[0].value, "", "nothing stored to keep");
     }
 
     #[test]
     fn a_bad_index_or_item_marks_its_row() {
         let mut rows = vec![row("e164", "", "1"), row("function-key-def", "x", "1")];
-        let e = items_of(&mut rows, None).expect_err("refused");
+        let e = items_of(&mut rows, &[]).expect_err("refused");
         assert!(e.contains("#2") && e.contains("not a number"), "{e}");
         assert!(rows[0].error.is_none() && rows[1].error.is_some());
         let mut rows = vec![row("e164", "", "1"), row("", "", "orphan value")];
-        items_of(&mut rows, None).expect("the API refuses it");
+        items_of(&mut rows, &[]).expect("the API refuses it");
         assert!(rows[0].error.is_none() && rows[1].error.is_some(), "an item without a name is marked");
         let mut typed = vec![row("sip-pwd", "", "typed secret")];
-        shown_again(&mut typed, true);
+        shown_again(&mut typed);
         assert_eq!((typed[0].value.as_str(), typed[0].secret), ("", true));
     }
 }

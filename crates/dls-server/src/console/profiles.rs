@@ -178,7 +178,7 @@ async fn show_with(state: &AdminState, caller: &Caller, name: &str, shown: Shown
         None => (
             profile.device_type.clone().unwrap_or_default(),
             reassert_word(profile.reassert_on_local_changes),
-            rows_of(&profile.items, false),
+            rows_of(&profile.items),
         ),
     };
     if can_edit {
@@ -240,7 +240,8 @@ pub(super) async fn add(state: &AdminState, caller: &Caller, form: Form) -> Resu
 }
 
 /// `POST /profiles/{name}`: `device-type`, `reassert` (`inherit`, `yes`, `no`) and the item
-/// rows. Refused items: `422`, the page shown again as typed with the row marked.
+/// rows; a secret's row left empty keeps its stored value. Refused items: `422`, the page
+/// shown again as typed (a typed secret left out) with the row marked.
 pub(super) async fn save(state: &AdminState, caller: &Caller, name: &str, form: Form) -> Result<Resp, PageError> {
     let device_type = form.text("device-type");
     let reassert = match form.text("reassert").as_str() {
@@ -252,20 +253,23 @@ pub(super) async fn save(state: &AdminState, caller: &Caller, name: &str, form: 
         Ok(rows) => rows,
         Err(message) => return Err(PageError::new(StatusCode::UNPROCESSABLE_ENTITY, message)),
     };
-    let refuse = |rows: Vec<Row>, status: StatusCode, message: String| Shown {
-        typed: Some((device_type.clone(), reassert, rows)),
-        error: Some(message),
-        status: Some(status),
-        ..Shown::default()
+    let refuse = |mut rows: Vec<Row>, status: StatusCode, message: String| {
+        items::shown_again(&mut rows);
+        Shown {
+            typed: Some((device_type.clone(), reassert, rows)),
+            error: Some(message),
+            status: Some(status),
+            ..Shown::default()
+        }
     };
-    let items = match items::items_of(&mut rows, None) {
+    let n = name.to_owned();
+    let stored = blocking(state, "profile", move |s| s.profile(&n)).await?.unwrap_or_default();
+    let items = match items::items_of(&mut rows, &stored.items) {
         Ok(items) => items,
         Err(message) => {
             return show_with(state, caller, name, refuse(rows, StatusCode::UNPROCESSABLE_ENTITY, message)).await;
         }
     };
-    let n = name.to_owned();
-    let stored = blocking(state, "profile", move |s| s.profile(&n)).await?.unwrap_or_default();
     let profile = Profile {
         device_type: (!device_type.is_empty()).then(|| device_type.clone()),
         reassert_on_local_changes: match reassert {

@@ -150,6 +150,47 @@ async fn profiles_are_listed_edited_checked_and_show_the_devices_they_reach() {
 }
 
 #[tokio::test]
+async fn a_profiles_secret_values_never_reach_a_page_and_are_kept_when_left_empty() {
+    let srv = TestServer::start().await;
+    let items = json!({ "item": [
+        { "name": "sip-pwd", "value": "hunter2-secret" },
+        { "name": "sntp-addr", "value": "ntp.example" },
+    ] });
+    assert_eq!(srv.admin("PUT", "/api/v1/profiles/voice", Some(items)).await.0, 200);
+    let op = logged_in(&srv, "olga", "operator").await;
+    let viewer = logged_in(&srv, "vera", "viewer").await;
+    for b in [&op, &viewer] {
+        let (status, _, page) = get(&srv, "/profiles/voice", b).await;
+        assert_eq!(status, 200);
+        assert!(!page.contains("hunter2-secret") && page.contains("ntp.example"), "{page}");
+    }
+    let (_, _, page) = get(&srv, "/profiles/voice", &viewer).await;
+    assert!(page.contains("(secret, not shown)"), "{page}");
+
+    // Saved with the secret's row left empty: kept; the other item changed.
+    let form = "device-type=&reassert=inherit\
+                &item-name=sip-pwd&item-index=&item-value=\
+                &item-name=sntp-addr&item-index=&item-value=ntp2.example";
+    let (status, _, page) = post(&srv, "/profiles/voice", &op, form, true).await;
+    assert_eq!(status, 303, "{page}");
+    let p = profile(&srv, "voice").await;
+    assert_eq!(
+        (p["item"][0]["value"].as_str(), p["item"][1]["value"].as_str()),
+        (Some("hunter2-secret"), Some("ntp2.example"))
+    );
+
+    // Refused: a typed secret is not shown back either; nothing changed.
+    let form = "device-type=&reassert=inherit\
+                &item-name=sip-pwd&item-index=&item-value=typed-new-secret\
+                &item-name=function-key-def&item-index=x&item-value=1";
+    let (status, _, page) = post(&srv, "/profiles/voice", &op, form, true).await;
+    assert_eq!(status, 422, "{page}");
+    assert!(!page.contains("typed-new-secret") && !page.contains("hunter2-secret"), "{page}");
+    assert_eq!(profile(&srv, "voice").await["item"][0]["value"], "hunter2-secret");
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn jobs_are_queued_on_a_selection_shown_polled_and_cancelled() {
     let srv = TestServer::start().await;
     let op = logged_in(&srv, "olga", "operator").await;
