@@ -60,6 +60,29 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> ApiError 
 
 /// Refuses (`422`) items a phone cannot be sent, naming the first such item and its place:
 /// the rule is [`dls_message::check`], the one the engine applies to what it sends.
+/// What a caller who may not see secrets is shown of a secret item's value.
+pub(crate) const SECRET_SHOWN: &str = "(secret, not shown)";
+
+/// A viewer reads everything but secrets: for a caller who may not operate, the values of
+/// the secret items ([`dls_engine::secret_items::is_secret`]: passwords, keys) are
+/// replaced by [`SECRET_SHOWN`]. Operators and administrators, who set them, see them.
+pub(crate) fn redact<'a>(caller: &Caller, items: impl IntoIterator<Item = &'a mut Item>) {
+    if caller.role.may(dls_accounts::Need::Operate) {
+        return;
+    }
+    for item in items.into_iter().filter(|i| dls_engine::secret_items::is_secret(&i.name)) {
+        item.value = SECRET_SHOWN.to_owned();
+    }
+}
+
+/// [`redact`] for the items a job carries (a write job's, the answer's).
+pub(crate) fn redact_job(caller: &Caller, job: &mut dls_store::JobRecord) {
+    if let dls_engine::JobKind::Write { items } = &mut job.job {
+        redact(caller, items.iter_mut());
+    }
+    redact(caller, job.items.iter_mut());
+}
+
 pub(crate) fn check_items(what: &str, items: &[Item]) -> Result<(), ApiError> {
     dls_message::check::check_items(items).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, format!("{what}: {e}")))
 }

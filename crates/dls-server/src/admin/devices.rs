@@ -11,7 +11,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::AdminState;
-use super::api::{ApiError, audited, blocking, body_json, check_items, error, json, parse_mac, query};
+use super::api::{ApiError, audited, blocking, body_json, check_items, error, json, parse_mac, query, redact};
 use super::auth::{Caller, permit};
 use super::credentials::seal_secret;
 use super::security::{SecurityRequest, security_update};
@@ -128,16 +128,17 @@ pub(crate) fn changed_detail(update: &DeviceUpdate) -> String {
 /// `GET /api/v1/devices/{mac}`: with the mobility user logged on at it, if any
 /// (`mobility-user`: its number and since when; the inventory keeps the device's own
 /// number).
-pub(crate) async fn show(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
+pub(crate) async fn show(state: &AdminState, caller: &Caller, mac: MacAddr) -> Result<Resp, ApiError> {
     let found = blocking(state, "device", move |s| {
         let Some(details) = s.device(mac)? else { return Ok(None) };
         let here = s.mobility_context(mac, &dls_engine::MobilityQuery::default())?.here;
         Ok(Some((details, here.map(|h| (h.user.number, h.user.since)))))
     })
     .await?;
-    let Some((details, user)) = found else {
+    let Some((mut details, user)) = found else {
         return Err(error(StatusCode::NOT_FOUND, format!("device {mac} not found")));
     };
+    redact(caller, details.overrides.iter_mut().chain(&mut details.inventory));
     let mut body = serde_json::to_value(&details).unwrap_or_default();
     if let Some(obj) = body.as_object_mut() {
         let user = user.map(|(number, since)| serde_json::json!({ "number": number, "since": since }));
@@ -194,7 +195,8 @@ pub(crate) async fn forget(state: &AdminState, caller: &Caller, mac: MacAddr) ->
 }
 
 /// `GET /api/v1/devices/{mac}/desired`
-pub(crate) async fn desired(state: &AdminState, mac: MacAddr) -> Result<Resp, ApiError> {
-    let desired = blocking(state, "desired", move |s| s.desired(mac)).await?;
+pub(crate) async fn desired(state: &AdminState, caller: &Caller, mac: MacAddr) -> Result<Resp, ApiError> {
+    let mut desired = blocking(state, "desired", move |s| s.desired(mac)).await?;
+    redact(caller, &mut desired.items);
     Ok(json(StatusCode::OK, &desired))
 }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::AdminState;
-use super::api::{ApiError, audited, blocking, body_json, check_items, error, json, parse_mac, query};
+use super::api::{ApiError, audited, blocking, body_json, check_items, error, json, parse_mac, query, redact_job};
 use super::auth::Caller;
 use crate::http::Resp;
 
@@ -468,15 +468,22 @@ pub(crate) async fn add_file(state: &AdminState, caller: &Caller, req: Request<I
 }
 
 /// `GET /api/v1/jobs?mac=&state=&limit=`: newest first.
-pub(crate) async fn list(state: &AdminState, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+pub(crate) async fn list(state: &AdminState, caller: &Caller, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let filter = job_filter(req.uri().query())?;
-    Ok(json(StatusCode::OK, &blocking(state, "jobs", move |s| s.jobs(&filter)).await?))
+    let mut jobs = blocking(state, "jobs", move |s| s.jobs(&filter)).await?;
+    for job in &mut jobs {
+        redact_job(caller, job);
+    }
+    Ok(json(StatusCode::OK, &jobs))
 }
 
 /// `GET /api/v1/jobs/{id}`
-pub(crate) async fn show(state: &AdminState, id: i64) -> Result<Resp, ApiError> {
+pub(crate) async fn show(state: &AdminState, caller: &Caller, id: i64) -> Result<Resp, ApiError> {
     match blocking(state, "job", move |s| s.job(id)).await? {
-        Some(j) => Ok(json(StatusCode::OK, &j)),
+        Some(mut j) => {
+            redact_job(caller, &mut j);
+            Ok(json(StatusCode::OK, &j))
+        }
         None => Err(error(StatusCode::NOT_FOUND, format!("job {id} not found"))),
     }
 }

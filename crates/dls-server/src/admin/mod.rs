@@ -296,10 +296,10 @@ async fn dispatch(
     match route {
         Route::ListDevices => devices::list(state, &req).await,
         Route::AddDevice => devices::add(state, caller, req).await,
-        Route::ShowDevice(mac) => devices::show(state, mac).await,
+        Route::ShowDevice(mac) => devices::show(state, caller, mac).await,
         Route::UpdateDevice(mac) => devices::update(state, caller, mac, req).await,
         Route::DeleteDevice(mac) => devices::delete(state, caller, mac).await,
-        Route::Desired(mac) => devices::desired(state, mac).await,
+        Route::Desired(mac) => devices::desired(state, caller, mac).await,
         Route::Security(mac) => security::change(state, caller, mac, req).await,
         Route::Certificates(mac) => security::certificates(state, mac).await,
         Route::Audit => security::audit(state, &req).await,
@@ -311,13 +311,13 @@ async fn dispatch(
             let method = req.method().clone();
             credentials::change_fallback(state, caller, &method, req).await
         }
-        Route::ListProfiles => profiles::list(state).await,
-        Route::ShowProfile(name) => profiles::show(state, name).await,
+        Route::ListProfiles => profiles::list(state, caller).await,
+        Route::ShowProfile(name) => profiles::show(state, caller, name).await,
         Route::PutProfile(name) => profiles::put(state, caller, name, req).await,
         Route::DeleteProfile(name) => profiles::delete(state, caller, name).await,
         Route::AddJobs => jobs::add_jobs(state, caller, req).await,
-        Route::ListJobs => jobs::list(state, &req).await,
-        Route::ShowJob(id) => jobs::show(state, id).await,
+        Route::ListJobs => jobs::list(state, caller, &req).await,
+        Route::ShowJob(id) => jobs::show(state, caller, id).await,
         Route::CancelJob(id) => jobs::cancel(state, caller, id).await,
         Route::Contact(mac) => jobs::contact(state, caller, mac).await,
         Route::AddFile => jobs::add_file(state, caller, req).await,

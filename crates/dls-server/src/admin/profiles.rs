@@ -6,20 +6,25 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
 use super::AdminState;
-use super::api::{ApiError, audited, blocking, body_json, check_profile, error, json};
+use super::api::{ApiError, audited, blocking, body_json, check_profile, error, json, redact};
 use super::auth::Caller;
 use crate::http::Resp;
 
 /// `GET /api/v1/profiles`
-pub(crate) async fn list(state: &AdminState) -> Result<Resp, ApiError> {
-    Ok(json(StatusCode::OK, &blocking(state, "profiles", |s| s.profiles()).await?))
+pub(crate) async fn list(state: &AdminState, caller: &Caller) -> Result<Resp, ApiError> {
+    let mut profiles = blocking(state, "profiles", |s| s.profiles()).await?;
+    redact(caller, profiles.iter_mut().flat_map(|p| &mut p.items));
+    Ok(json(StatusCode::OK, &profiles))
 }
 
 /// `GET /api/v1/profiles/{name}`
-pub(crate) async fn show(state: &AdminState, name: &str) -> Result<Resp, ApiError> {
+pub(crate) async fn show(state: &AdminState, caller: &Caller, name: &str) -> Result<Resp, ApiError> {
     let n = name.to_owned();
     match blocking(state, "profile", move |s| s.profile(&n)).await? {
-        Some(p) => Ok(json(StatusCode::OK, &p)),
+        Some(mut p) => {
+            redact(caller, &mut p.items);
+            Ok(json(StatusCode::OK, &p))
+        }
         None => Err(error(StatusCode::NOT_FOUND, format!("profile {name:?} not found"))),
     }
 }

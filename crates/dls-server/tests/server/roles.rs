@@ -247,3 +247,47 @@ async fn every_change_is_audited_with_its_actor() {
     }
     srv.stop().await;
 }
+
+/// A viewer reads everything but secrets: the values of secret items (passwords, keys) in
+/// profiles, a device's overrides, its desired configuration and write jobs are replaced;
+/// an operator, who sets them, reads them.
+#[tokio::test]
+async fn a_viewer_reads_no_secret_value_and_an_operator_does() {
+    let srv = TestServer::start().await;
+    let viewer = account_with_token(&srv, "vera", "viewer").await;
+    let operator = account_with_token(&srv, "otto", "operator").await;
+    let secret = "hunter2-secret";
+    let profile =
+        json!({ "item": [{ "name": "sip-pwd", "value": secret }, { "name": "sntp-addr", "value": "ntp.example" }] });
+    assert_eq!(srv.admin("PUT", "/api/v1/profiles/voice", Some(profile)).await.0, 200);
+    let device = json!({ "mac": "0001E325EA01", "profiles": ["voice"],
+                         "overrides": [{ "name": "ldap-pwd", "value": secret }, { "name": "e164", "value": "4711" }] });
+    assert_eq!(srv.admin("POST", "/api/v1/devices", Some(device)).await.0, 201);
+    let job = json!({ "target": { "mac": "0001E325EA01" },
+                      "job": { "kind": "write", "items": [{ "name": "admin-pwd", "value": secret }] } });
+    let (status, queued) = srv.admin("POST", "/api/v1/jobs", Some(job)).await;
+    assert_eq!(status, 201, "{queued}");
+    let id = queued["jobs"][0]["id"].as_i64().expect("a job id");
+
+    let paths = [
+        "/api/v1/profiles".to_owned(),
+        "/api/v1/profiles/voice".to_owned(),
+        "/api/v1/devices/0001E325EA01".to_owned(),
+        "/api/v1/devices/0001E325EA01/desired".to_owned(),
+        "/api/v1/jobs".to_owned(),
+        format!("/api/v1/jobs/{id}"),
+    ];
+    for path in &paths {
+        let (status, seen) = as_(&srv, &viewer, "GET", path, None).await;
+        let text = seen.to_string();
+        assert_eq!(status, 200, "{path}: {text}");
+        assert!(!text.contains(secret) && text.contains("(secret, not shown)"), "{path}: {text}");
+        assert!(
+            text.contains("ntp.example") || text.contains("4711") || path.contains("jobs"),
+            "the rest is shown: {text}"
+        );
+        let (status, seen) = as_(&srv, &operator, "GET", path, None).await;
+        assert!(status == 200 && seen.to_string().contains(secret), "{path}: {seen}");
+    }
+    srv.stop().await;
+}
