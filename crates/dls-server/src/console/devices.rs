@@ -337,7 +337,7 @@ struct DevicePage {
     layers: String,
     overrides: Vec<ItemRow>,
     /// The overrides' edit form (operators): as stored or as typed, then empty rows.
-    override_rows: Vec<ItemEdit>,
+    rows: Vec<ItemEdit>,
     jobs: Vec<JobRow>,
     audit: Vec<AuditRow>,
     mode: &'static str,
@@ -423,7 +423,7 @@ pub(super) async fn show(
         inventory: d.inventory.iter().map(shown).collect(),
         profiles: d.summary.profiles.clone(),
         choices,
-        override_rows,
+        rows: override_rows,
         layers: desired.layers.join(" → "),
         overrides: d.overrides.iter().map(shown).collect(),
         jobs: jobs
