@@ -58,9 +58,8 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> ApiError 
     ApiError::new(status, message)
 }
 
-/// Refuses (`422`) items a phone cannot be sent, naming the first such item and its place:
-/// the rule is [`dls_message::check`], the one the engine applies to what it sends.
-/// What a caller who may not see secrets is shown of a secret item's value.
+/// What a caller who may not see secrets is shown of a secret item's value (the console
+/// shows it so to everyone).
 pub(crate) const SECRET_SHOWN: &str = "(secret, not shown)";
 
 /// A viewer reads everything but secrets: for a caller who may not operate, the values of
@@ -83,6 +82,8 @@ pub(crate) fn redact_job(caller: &Caller, job: &mut dls_store::JobRecord) {
     redact(caller, job.items.iter_mut());
 }
 
+/// Refuses (`422`) items a phone cannot be sent, naming the first such item and its place:
+/// the rule is [`dls_message::check`], the one the engine applies to what it sends.
 pub(crate) fn check_items(what: &str, items: &[Item]) -> Result<(), ApiError> {
     dls_message::check::check_items(items).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, format!("{what}: {e}")))
 }

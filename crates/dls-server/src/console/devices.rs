@@ -21,7 +21,7 @@ use super::items::{self, Row as ItemEdit};
 use super::layout::{self, Nav};
 use super::{PageError, render};
 use crate::admin::AdminState;
-use crate::admin::api::{ApiError, blocking, query};
+use crate::admin::api::{ApiError, SECRET_SHOWN, blocking, query};
 use crate::admin::auth::Caller;
 use crate::admin::devices::{NewDevice, change, create, forget};
 use crate::admin::security::{SecurityRequest, apply};
@@ -255,7 +255,7 @@ fn index_text(i: Option<u32>) -> String {
 }
 
 fn shown(item: &Item) -> ItemRow {
-    let value = if is_secret(&item.name) { "(secret, not shown)".to_owned() } else { item.value.clone() };
+    let value = if is_secret(&item.name) { SECRET_SHOWN.to_owned() } else { item.value.clone() };
     ItemRow { name: item.name.clone(), index: index_text(item.index), value }
 }
 
@@ -275,7 +275,7 @@ fn config_rows(desired: &[Item], inventory: &[Item]) -> Vec<ConfigRow> {
             ConfigRow {
                 name: d.name.clone(),
                 index: index_text(d.index),
-                desired: if secret { "(secret, not shown)".to_owned() } else { d.value.clone() },
+                desired: if secret { SECRET_SHOWN.to_owned() } else { d.value.clone() },
                 reported: reported.filter(|_| !secret).map(|r| r.value.clone()).unwrap_or_default(),
                 state,
             }
