@@ -382,7 +382,7 @@ pub(super) async fn show(
     state: &AdminState,
     caller: &Caller,
     mac: MacAddr,
-    outcome: Outcome,
+    mut outcome: Outcome,
 ) -> Result<Resp, PageError> {
     let (details, desired, jobs, audit, has_secret, all_profiles) = blocking(state, "device", move |s| {
         let Some(details) = s.device(mac)? else { return Ok((None, None, Vec::new(), Vec::new(), false, Vec::new())) };
@@ -399,9 +399,7 @@ pub(super) async fn show(
     };
     let sec = &d.security;
     let can_operate = caller.role.may(Need::Operate);
-    let mut choices = d.summary.profiles.clone();
-    choices.extend(all_profiles.into_iter().filter(|p| !d.summary.profiles.contains(p)));
-    let mut outcome = outcome;
+    let choices = Form::profile_choices(&d.summary.profiles, all_profiles);
     let mut override_rows = match outcome.typed_overrides.take() {
         Some(typed) => typed,
         None => items::rows_of(&d.overrides),

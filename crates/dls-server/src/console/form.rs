@@ -29,6 +29,14 @@ impl Form {
         self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
     }
 
+    /// The profiles a profile chooser (`profile_choice.html`) offers: those `assigned`, in
+    /// their order, then the others of `all`.
+    pub(crate) fn profile_choices(assigned: &[String], all: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut choices = assigned.to_vec();
+        choices.extend(all.into_iter().filter(|p| !assigned.contains(p)));
+        choices
+    }
+
     /// The profiles a profile chooser posted (`profile` repeated, in the page's order: the
     /// chosen first, in theirs), the one its "move up" button named (`up`) moved one place
     /// earlier; each once.

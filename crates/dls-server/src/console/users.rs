@@ -258,8 +258,7 @@ async fn show_with(state: &AdminState, caller: &Caller, number: &str, shown: Sho
         Err(e) => return Err(e.into()),
     };
     let UserDetails { summary, data } = user;
-    let mut choices = summary.profiles.clone();
-    choices.extend(profile_names(state).await?.into_iter().filter(|p| !summary.profiles.contains(p)));
+    let choices = Form::profile_choices(&summary.profiles, profile_names(state).await?);
     let page = UserPage {
         nav: Nav::new(caller, "/users"),
         name: summary.name.unwrap_or_default(),
