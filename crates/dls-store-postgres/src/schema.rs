@@ -367,22 +367,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // lower-case `e164`s, which serve `LIKE '%…%'`, a search for a substring (the SQLite
     // backend's version 17 does it with FTS5). Where the extension cannot be created (not
     // installed, not permitted), the migration goes on without the indexes: a search then
-    // scans the table, as before, and the server logs PostgreSQL's notice.
+    // scans the table, as before, and the node logs PostgreSQL's notice. The indexes
+    // themselves are [`SEARCH_INDEXES`]'s, which runs after this in the same transaction.
     r#"
     DO $$
-    DECLARE
-        trgm TEXT;
     BEGIN
-        BEGIN
-            CREATE EXTENSION IF NOT EXISTS pg_trgm;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE NOTICE 'dls: no trigram indexes for the device search (CREATE EXTENSION pg_trgm: %): a search scans the devices', SQLERRM;
-        END;
-        SELECT extnamespace::regnamespace::TEXT INTO trgm FROM pg_extension WHERE extname = 'pg_trgm';
-        IF trgm IS NOT NULL THEN
-            EXECUTE format('CREATE INDEX IF NOT EXISTS devices_search_mac ON devices USING gin (mac %s.gin_trgm_ops)', trgm);
-            EXECUTE format('CREATE INDEX IF NOT EXISTS devices_search_e164 ON devices USING gin (lower(e164) %s.gin_trgm_ops)', trgm);
-        END IF;
+        CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE NOTICE 'dls: no trigram indexes for the device search (CREATE EXTENSION pg_trgm: %): a search scans the devices', SQLERRM;
     END
     $$;
     "#,
@@ -391,10 +383,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 /// The schema version that has the device search's trigram indexes when `pg_trgm` is there.
 const SEARCH_INDEXES_SINCE: usize = 7;
 
-/// At every start (under the migration lock): where `pg_trgm` has been installed since the
-/// migration went on without it (an administrator's `CREATE EXTENSION`, docs/cluster.md),
-/// the missing trigram indexes of version 7 are made; where they cannot be, PostgreSQL's
-/// notice says why and the start goes on (a search then scans, as before).
+/// The trigram indexes of version 7, made where `pg_trgm` is installed and they are
+/// missing: after version 7's migration, and at every start after (under the migration
+/// lock), so that an extension installed later (an administrator's `CREATE EXTENSION`,
+/// docs/cluster.md) gets them too. Where they cannot be made, PostgreSQL's notice says why
+/// and the start goes on (a search then scans, as before).
 const SEARCH_INDEXES: &str = r#"
     DO $$
     DECLARE
@@ -405,7 +398,7 @@ const SEARCH_INDEXES: &str = r#"
             BEGIN
                 EXECUTE format('CREATE INDEX IF NOT EXISTS devices_search_mac ON devices USING gin (mac %s.gin_trgm_ops)', trgm);
                 EXECUTE format('CREATE INDEX IF NOT EXISTS devices_search_e164 ON devices USING gin (lower(e164) %s.gin_trgm_ops)', trgm);
-                RAISE NOTICE 'dls: the device search''s trigram indexes were made (pg_trgm is installed now)';
+                RAISE NOTICE 'dls: the device search''s trigram indexes were made';
             EXCEPTION WHEN OTHERS THEN
                 RAISE NOTICE 'dls: no trigram indexes for the device search (%): a search scans the devices', SQLERRM;
             END;
